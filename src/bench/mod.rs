@@ -1,0 +1,119 @@
+//! Prefill (ppN) and decode (tgN) timing, measured memory and the roofline (DESIGN.md §3).
+
+pub mod log;
+pub mod memory;
+pub mod roofline;
+
+use crate::device::sync;
+use crate::error::Result;
+use crate::model::{Cache, Model};
+use candle_core::Tensor;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One test of a bench run, llama-bench style.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRecord {
+    pub model: String,
+    /// `pp512`, `tg128`, `tg128@d512`.
+    pub test: String,
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    pub depth: usize,
+    /// Mean tokens/s over the repetitions.
+    pub avg_ts: f64,
+    pub stddev_ts: f64,
+    /// Wall time of each repetition, ns.
+    pub samples_ns: Vec<u64>,
+    /// ppN only: mean time to first token (the whole prompt forward), ms.
+    pub ttft_ms: Option<f64>,
+    /// Computed from the plan.
+    pub weight_bytes: u64,
+    /// Measured: CUDA free-memory delta around the load, or RSS growth on the CPU.
+    pub device_bytes: u64,
+    /// Measured: peak during the runs, relative to before the load.
+    pub device_peak_bytes: u64,
+    /// Measured copy bandwidth of the device, bytes/s (0 when skipped).
+    pub bandwidth: f64,
+    /// tgN only: decode speed as % of bandwidth ÷ bytes read per token.
+    pub roofline_pct: Option<f64>,
+    pub precision: String,
+    pub device: String,
+    pub dtype: String,
+    pub threads: usize,
+    pub reps: usize,
+}
+
+/// Mean and standard deviation of tokens/s over samples of `n` tokens each.
+pub fn tokens_per_s(n: usize, samples_ns: &[u64]) -> (f64, f64) {
+    let ts: Vec<f64> = samples_ns.iter().map(|&ns| n as f64 * 1e9 / ns.max(1) as f64).collect();
+    crate::eval::mean_sd(&ts)
+}
+
+fn row(tokens: &[u32], model: &Model) -> Result<Tensor> {
+    Ok(Tensor::new(tokens, model.device())?.unsqueeze(0)?)
+}
+
+/// Wall times of `reps` prompt forwards over `prompt` (after one warm-up), device synchronized.
+pub fn time_prefill(model: &Model, prompt: &[u32], reps: usize, pb: &indicatif::ProgressBar) -> Result<Vec<u64>> {
+    let ids = row(prompt, model)?;
+    let mut samples = Vec::with_capacity(reps);
+    for i in 0..=reps {
+        let mut cache = Cache::new(model.n_blocks());
+        sync(model.device())?;
+        let t = Instant::now();
+        let logits = model.forward(&ids, 0, &mut cache)?;
+        sync(model.device())?;
+        let ns = t.elapsed().as_nanos() as u64;
+        drop(logits);
+        if i > 0 {
+            samples.push(ns);
+            pb.inc(1);
+        }
+    }
+    Ok(samples)
+}
+
+/// Wall times of `reps` runs of `gen.len()` single-token decode steps after a prompt of `depth`
+/// tokens (prefilled outside the clock). The fed tokens are the text's own next tokens, so no
+/// sampling happens inside the loop.
+pub fn time_decode(model: &Model, prompt: &[u32], gen: &[u32], reps: usize, pb: &indicatif::ProgressBar) -> Result<Vec<u64>> {
+    let steps: Vec<Tensor> = gen.iter().map(|t| row(&[*t], model)).collect::<Result<_>>()?;
+    let mut samples = Vec::with_capacity(reps);
+    for i in 0..=reps {
+        let mut cache = Cache::new(model.n_blocks());
+        if !prompt.is_empty() {
+            model.forward(&row(prompt, model)?, 0, &mut cache)?;
+        }
+        sync(model.device())?;
+        let t = Instant::now();
+        for (j, x) in steps.iter().enumerate() {
+            model.forward(x, prompt.len() + j, &mut cache)?;
+        }
+        sync(model.device())?;
+        let ns = t.elapsed().as_nanos() as u64;
+        if i > 0 {
+            samples.push(ns);
+            pb.inc(1);
+        }
+    }
+    Ok(samples)
+}
+
+/// K and V bytes one cached token adds, in the compute dtype.
+pub fn kv_bytes_per_token(model: &Model) -> u64 {
+    let c = model.config();
+    (2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * model.dtype().size_in_bytes()) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_per_second_statistics() {
+        let (m, sd) = tokens_per_s(100, &[1_000_000_000, 500_000_000]);
+        assert!((m - 150.0).abs() < 1e-9);
+        assert!((sd - 70.710678).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,74 @@
+//! `minilab eval`: perplexity ± stderr and, with `--kld`, KL divergence against the all-f16 model.
+
+use super::{apply_plan, describe, Setup};
+use crate::cli::EvalArgs;
+use crate::config::DEFAULT_TEXT;
+use crate::error::{Error, Result};
+use crate::eval::{self, text};
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Runs `minilab eval`.
+pub fn run(args: &EvalArgs) -> Result<()> {
+    let setup = Setup::new(&args.model)?;
+    let cfg = &setup.config.eval;
+    let text_path = args.text.clone().or(cfg.text.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_TEXT));
+    let ctx = args.ctx.or(cfg.ctx).unwrap_or(512);
+    let max_tokens = args.max_tokens.or(cfg.max_tokens);
+    let kld = args.kld || cfg.kld.unwrap_or(false);
+    let k = args.kld_topk.or(cfg.kld_topk).unwrap_or(64);
+    if ctx < 2 {
+        return Err(Error::input("--ctx must be at least 2"));
+    }
+    if k == 0 {
+        return Err(Error::input("--kld-topk must be at least 1"));
+    }
+    let (plan, plan_name) = setup.plan(&args.plan)?;
+    // Text checks come before the (slower) model load so bad input fails fast.
+    text::read_text(&text_path)?;
+    let mut loaded = setup.load(true)?;
+    let model_ctx = loaded.model.config().max_position_embeddings;
+    if ctx > model_ctx {
+        return Err(Error::input(format!("--ctx {ctx} is larger than the model's context of {model_ctx} tokens")));
+    }
+    let tok = loaded.tokenizer.as_ref().ok_or_else(|| Error::input("the model has no tokenizer"))?;
+    let tokens = text::tokenize_file(tok, &text_path, max_tokens)?;
+    let windows = text::windows(&tokens, ctx);
+    let model = &mut loaded.model;
+    let refs = if kld {
+        let pb = crate::progress::bar(windows.len() as u64, "f16 ref");
+        let r = eval::references(model, &windows, k, &pb)?;
+        pb.finish_and_clear();
+        Some(r)
+    } else {
+        None
+    };
+    let assignment = apply_plan(model, &plan, &plan_name)?;
+    if !kld {
+        model.drop_masters();
+    }
+    let pb = crate::progress::bar(windows.len() as u64, "eval");
+    let stats = eval::score(model, &windows, refs.as_deref(), &pb)?;
+    pb.finish_and_clear();
+    let s = eval::summarize(&stats);
+    let weight_bytes = model.weight_bytes();
+    if args.json {
+        let doc = json!({
+            "ppl": s.ppl, "ppl_stderr": s.ppl_stderr, "tokens": s.tokens, "weight_bytes": weight_bytes,
+            "kld": s.kld, "nll_mean": s.nll_mean, "ctx": ctx, "windows": windows.len(),
+            "plan": plan_name, "layers": describe(&assignment), "model": setup.spec.short_name(),
+            "text": text_path.display().to_string(), "kld_topk": refs.as_ref().map(|_| k),
+        });
+        println!("{doc}");
+        return Ok(());
+    }
+    println!("model   {}  ({})", setup.spec.short_name(), describe(&assignment));
+    println!("text    {}  ({} tokens scored, {} windows of ≤{ctx})", text_path.display(), s.tokens, windows.len());
+    println!("weights {:.1} MB", weight_bytes as f64 / 1e6);
+    println!("PPL     {:.4} ± {:.4}", s.ppl, s.ppl_stderr);
+    if let Some(k) = &s.kld {
+        println!("KLD     mean {:.6} ± {:.6}  median {:.6}  p99 {:.6}  max {:.6}", k.mean, k.mean_stderr, k.median, k.p99, k.max);
+        println!("top-1   {:.3} % same as f16", 100.0 * k.top1_agreement);
+    }
+    Ok(())
+}

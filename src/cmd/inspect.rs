@@ -1,0 +1,47 @@
+//! `minilab inspect`: every linear layer with its shape and bytes per format.
+
+use super::Setup;
+use crate::cli::InspectArgs;
+use crate::error::Result;
+use crate::quant::Precision;
+use serde_json::json;
+
+/// Runs `minilab inspect`.
+pub fn run(args: &InspectArgs) -> Result<()> {
+    let setup = Setup::new(&args.model)?;
+    let loaded = setup.load(false)?;
+    let model = &loaded.model;
+    let fixed = model.fixed_bytes();
+    let mut rows = Vec::new();
+    let mut totals = [fixed; 4];
+    for id in model.layer_ids() {
+        let Some(l) = model.linear(id) else { continue };
+        let (o, i) = l.shape();
+        let bytes: Vec<u64> = Precision::ALL.iter().map(|p| p.weight_bytes(o, i)).collect();
+        for (t, b) in totals.iter_mut().zip(&bytes) {
+            *t += b;
+        }
+        rows.push((id.to_string(), o, i, bytes));
+    }
+    if args.json {
+        let layers: Vec<_> = rows
+            .iter()
+            .map(|(id, o, i, b)| json!({"id": id, "out_features": o, "in_features": i, "bytes": Precision::ALL.iter().zip(b).map(|(p, b)| (p.name().to_string(), json!(b))).collect::<serde_json::Map<_, _>>()}))
+            .collect();
+        let totals: serde_json::Map<_, _> = Precision::ALL.iter().zip(&totals).map(|(p, t)| (p.name().to_string(), json!(t))).collect();
+        println!("{}", json!({"model": setup.spec.short_name(), "config": model.config(), "fixed_bytes": fixed, "layers": layers, "totals": totals}));
+        return Ok(());
+    }
+    let c = model.config();
+    println!("{}: {} blocks, hidden {}, ffn {}, heads {}/{} kv, vocab {}, tied head: {}", setup.spec.short_name(), c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.vocab_size, c.tie_word_embeddings);
+    println!("{:<22} {:>8} {:>8} {:>12} {:>12} {:>12} {:>12}", "layer", "out", "in", "f16", "int8", "nf4", "nf4_dq");
+    for (id, o, i, b) in &rows {
+        println!("{id:<22} {o:>8} {i:>8} {:>12} {:>12} {:>12} {:>12}", b[0], b[1], b[2], b[3]);
+    }
+    println!("embedding + norms (always 16-bit): {fixed} bytes");
+    let gb = |b: u64| format!("{:.3} GB ({:.3} GiB)", b as f64 / 1e9, b as f64 / (1u64 << 30) as f64);
+    for (p, t) in Precision::ALL.iter().zip(&totals) {
+        println!("all-{:<7} {}  (output layer too)", p.name(), gb(*t));
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! minilab: layer-wise mixed-precision analysis of llama-family LLMs on candle.
+//!
+//! Every linear layer of a [`model::Model`] holds its 16-bit master and can be re-encoded at run time
+//! to FP16, INT8 or NF4 from a [`plan::PrecisionPlan`]. The commands (`eval`, `bench`, `sensitivity`,
+//! `plot`, `inspect`) are thin layers over the modules here.
+
+pub mod cli;
+pub mod bench;
+pub mod cmd;
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod model;
+pub mod plan;
+pub mod progress;
+pub mod quant;
+pub mod report;
+pub mod sensitivity;
+
+pub use error::{Error, Result};

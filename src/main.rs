@@ -1,0 +1,32 @@
+//! The `minilab` binary: parse, dispatch, map errors to exit codes (2 bad input, 1 anything else).
+
+use clap::Parser;
+use minilab::cli::{Cli, Command};
+use minilab::cmd;
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match &cli.command {
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    };
+    if let Err(e) = result {
+        let msg = minilab::model::hub::redact(&minilab::plan::one_line(&e.to_string()));
+        eprintln!("error: {msg}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("minilab={level}")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

@@ -1,0 +1,253 @@
+//! Architecture hyper-parameters of a llama-family model, from GGUF metadata, config.json or a preset.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Llama 3 style RoPE frequency scaling (`rope_scaling.rope_type = "llama3"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Llama3RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: usize,
+}
+
+/// Everything the forward needs to know about the architecture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    /// `llama`, `mistral`, `qwen2`: only informative (and decides Q/K bias).
+    pub architecture: String,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_scaling: Option<Llama3RopeScaling>,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    /// Qwen2 has biases on q/k/v.
+    pub attention_bias: bool,
+    pub bos_token_id: Option<u32>,
+}
+
+impl LlamaConfig {
+    /// Checks the invariants the forward relies on, so a bad config fails at load, not mid-run.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::input(format!("invalid model config: {m}")));
+        if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.vocab_size == 0 {
+            return bad("hidden_size, num_hidden_layers and vocab_size must be > 0");
+        }
+        if self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
+            return bad("head counts must be > 0");
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return bad("num_attention_heads must be a multiple of num_key_value_heads");
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return bad("head_dim must be even and > 0");
+        }
+        if self.intermediate_size == 0 {
+            return bad("intermediate_size must be > 0");
+        }
+        if !(self.rms_norm_eps > 0.0 && self.rope_theta > 0.0) {
+            return bad("rms_norm_eps and rope_theta must be > 0");
+        }
+        Ok(())
+    }
+
+    /// Number of parameters of the linears, embeddings and norms.
+    pub fn n_params(&self) -> u64 {
+        let (h, i, l) = (self.hidden_size as u64, self.intermediate_size as u64, self.num_hidden_layers as u64);
+        let q = (self.num_attention_heads * self.head_dim) as u64;
+        let kv = (self.num_key_value_heads * self.head_dim) as u64;
+        let block = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
+        let embd = self.vocab_size as u64 * h;
+        let head = if self.tie_word_embeddings { 0 } else { embd };
+        l * block + embd + head + h
+    }
+}
+
+/// The shape of a Hugging Face `config.json` for llama-family models; unknown fields are ignored
+/// because real configs carry many that do not concern the forward.
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    #[serde(default)]
+    architectures: Vec<String>,
+    #[serde(default)]
+    model_type: Option<String>,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    vocab_size: usize,
+    #[serde(default = "default_eps")]
+    rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    rope_theta: f64,
+    rope_scaling: Option<serde_json::Value>,
+    #[serde(default = "default_max_pos")]
+    max_position_embeddings: usize,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    attention_bias: Option<bool>,
+    bos_token_id: Option<serde_json::Value>,
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_max_pos() -> usize {
+    2048
+}
+
+impl LlamaConfig {
+    /// Parses a Hugging Face `config.json`.
+    pub fn from_hf_json(text: &str, origin: &str) -> Result<Self> {
+        let c: HfConfig = serde_json::from_str(text)
+            .map_err(|e| Error::input(format!("{origin}: not a llama-family config.json: {e}")))?;
+        let arch = c.model_type.clone().unwrap_or_else(|| "llama".into());
+        if !matches!(arch.as_str(), "llama" | "mistral" | "qwen2") {
+            return Err(Error::input(format!(
+                "{origin}: unsupported model_type `{arch}` (supported: llama, mistral, qwen2)"
+            )));
+        }
+        let _ = c.architectures;
+        let rope_scaling = match &c.rope_scaling {
+            Some(v) if v.get("rope_type").or(v.get("type")).and_then(|t| t.as_str()) == Some("llama3") => {
+                let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
+                Some(Llama3RopeScaling {
+                    factor: f("factor").unwrap_or(8.0),
+                    low_freq_factor: f("low_freq_factor").unwrap_or(1.0),
+                    high_freq_factor: f("high_freq_factor").unwrap_or(4.0),
+                    original_max_position_embeddings: f("original_max_position_embeddings")
+                        .unwrap_or(8192.0) as usize,
+                })
+            }
+            _ => None,
+        };
+        let heads = c.num_attention_heads.max(1);
+        let cfg = Self {
+            attention_bias: c.attention_bias.unwrap_or(arch == "qwen2"),
+            architecture: arch,
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            num_hidden_layers: c.num_hidden_layers,
+            num_attention_heads: c.num_attention_heads,
+            num_key_value_heads: c.num_key_value_heads.unwrap_or(c.num_attention_heads),
+            head_dim: c.head_dim.unwrap_or(c.hidden_size / heads),
+            vocab_size: c.vocab_size,
+            rms_norm_eps: c.rms_norm_eps,
+            rope_theta: c.rope_theta,
+            rope_scaling,
+            max_position_embeddings: c.max_position_embeddings,
+            tie_word_embeddings: c.tie_word_embeddings,
+            bos_token_id: c.bos_token_id.and_then(|v| v.as_u64()).map(|v| v as u32),
+        };
+        cfg.validate().map_err(|e| Error::input(format!("{origin}: {e}")))?;
+        Ok(cfg)
+    }
+
+    /// A named preset of a real architecture, for synthetic-weight speed and memory work.
+    pub fn preset(name: &str) -> Option<Self> {
+        let llama32 = |h, i, l, heads, kv, tie| Self {
+            architecture: "llama".into(),
+            hidden_size: h,
+            intermediate_size: i,
+            num_hidden_layers: l,
+            num_attention_heads: heads,
+            num_key_value_heads: kv,
+            head_dim: h / heads,
+            vocab_size: 128_256,
+            rms_norm_eps: 1e-5,
+            rope_theta: 500_000.0,
+            rope_scaling: Some(Llama3RopeScaling {
+                factor: if l >= 32 { 8.0 } else { 32.0 },
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192,
+            }),
+            max_position_embeddings: 131_072,
+            tie_word_embeddings: tie,
+            attention_bias: false,
+            bos_token_id: Some(128_000),
+        };
+        Some(match name {
+            "smollm2-135m" => Self {
+                architecture: "llama".into(),
+                hidden_size: 576,
+                intermediate_size: 1536,
+                num_hidden_layers: 30,
+                num_attention_heads: 9,
+                num_key_value_heads: 3,
+                head_dim: 64,
+                vocab_size: 49_152,
+                rms_norm_eps: 1e-5,
+                rope_theta: 100_000.0,
+                rope_scaling: None,
+                max_position_embeddings: 8192,
+                tie_word_embeddings: true,
+                attention_bias: false,
+                bos_token_id: Some(1),
+            },
+            "llama-3.2-1b" => llama32(2048, 8192, 16, 32, 8, true),
+            "llama-3.2-3b" => llama32(3072, 8192, 28, 24, 8, true),
+            "llama-3.1-8b" => llama32(4096, 14336, 32, 32, 8, false),
+            "tiny" => Self {
+                architecture: "llama".into(),
+                hidden_size: 64,
+                intermediate_size: 128,
+                num_hidden_layers: 2,
+                num_attention_heads: 4,
+                num_key_value_heads: 2,
+                head_dim: 16,
+                vocab_size: 256,
+                rms_norm_eps: 1e-5,
+                rope_theta: 10_000.0,
+                rope_scaling: None,
+                max_position_embeddings: 512,
+                tie_word_embeddings: true,
+                attention_bias: false,
+                bos_token_id: Some(1),
+            },
+            _ => return None,
+        })
+    }
+
+    /// Names accepted by [`LlamaConfig::preset`].
+    pub const PRESETS: [&'static str; 5] =
+        ["smollm2-135m", "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "tiny"];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_sized_like_the_real_models() {
+        for p in LlamaConfig::PRESETS {
+            LlamaConfig::preset(p).unwrap().validate().unwrap();
+        }
+        let n = LlamaConfig::preset("llama-3.2-3b").unwrap().n_params();
+        assert!((3.1e9..3.3e9).contains(&(n as f64)), "{n}");
+        let n = LlamaConfig::preset("llama-3.1-8b").unwrap().n_params();
+        assert!((7.9e9..8.1e9).contains(&(n as f64)), "{n}");
+        let n = LlamaConfig::preset("smollm2-135m").unwrap().n_params();
+        assert!((1.3e8..1.4e8).contains(&(n as f64)), "{n}");
+    }
+
+    #[test]
+    fn hf_config_missing_field_names_it() {
+        let err = LlamaConfig::from_hf_json(r#"{"hidden_size": 64}"#, "x/config.json").unwrap_err();
+        assert!(err.to_string().contains("intermediate_size"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+}

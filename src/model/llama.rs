@@ -1,0 +1,326 @@
+//! The llama-family forward: RMSNorm, RoPE, grouped-query attention, SwiGLU, tied or untied head.
+//! Every linear is a [`SwitchableLinear`]; there is one forward whatever the formats.
+
+use super::config::LlamaConfig;
+use super::layer_id::{LayerId, LayerKind};
+use super::rope::Rope;
+use super::weights::WeightSource;
+use crate::quant::{Precision, SwitchableLinear};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+
+/// Per-block key/value cache for decoding: `[b, kv_heads, seq, head_dim]` each.
+#[derive(Debug, Clone, Default)]
+pub struct Cache {
+    kvs: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl Cache {
+    /// An empty cache for a model of `n_blocks` blocks.
+    pub fn new(n_blocks: usize) -> Self {
+        Self { kvs: vec![None; n_blocks] }
+    }
+
+    /// Tokens held (the next position to write).
+    pub fn seq_len(&self) -> usize {
+        self.kvs.iter().flatten().next().map(|(k, _)| k.dim(2).unwrap_or(0)).unwrap_or(0)
+    }
+
+    /// Bytes held by the cached keys and values.
+    pub fn bytes(&self) -> u64 {
+        let t = |x: &Tensor| (x.elem_count() * x.dtype().size_in_bytes()) as u64;
+        self.kvs.iter().flatten().map(|(k, v)| t(k) + t(v)).sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: SwitchableLinear,
+    k_proj: SwitchableLinear,
+    v_proj: SwitchableLinear,
+    o_proj: SwitchableLinear,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn forward(&self, xs: &Tensor, start_pos: usize, rope: &Rope, kv: &mut Option<(Tensor, Tensor)>) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        let heads = |x: Tensor, n: usize| x.reshape((b, t, n, self.head_dim))?.transpose(1, 2);
+        // (b, t, hidden) → (b, heads, t, head_dim)
+        let q = rope.apply(&heads(self.q_proj.forward(xs)?, self.n_heads)?, start_pos)?;
+        let k = rope.apply(&heads(self.k_proj.forward(xs)?, self.n_kv_heads)?, start_pos)?;
+        let v = heads(self.v_proj.forward(xs)?, self.n_kv_heads)?.contiguous()?;
+        let (k, v) = match kv.take() {
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        *kv = Some((k.clone(), v.clone()));
+        let total = k.dim(2)?;
+        let group = self.n_heads / self.n_kv_heads;
+        // Grouped-query attention without copying K/V: fold the query heads of a group into rows.
+        // q: (b, kv_heads, group·t, head_dim); k, v: (b, kv_heads, total, head_dim)
+        let q = q.reshape((b, self.n_kv_heads, group * t, self.head_dim))?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
+        let att = match causal_mask(t, total, start_pos, xs.device())? {
+            // mask: (t, total) → broadcast over (b, kv_heads, group, t, total)
+            Some(mask) => att
+                .reshape((b, self.n_kv_heads, group, t, total))?
+                .broadcast_add(&mask)?
+                .reshape((b, self.n_kv_heads, group * t, total))?,
+            None => att,
+        };
+        let att = candle_nn::ops::softmax_last_dim(&att)?.to_dtype(v.dtype())?;
+        // (b, kv_heads, group·t, head_dim) → (b, t, hidden)
+        let ys = att.matmul(&v)?.reshape((b, self.n_heads, t, self.head_dim))?;
+        let ys = ys.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))?;
+        self.o_proj.forward(&ys)
+    }
+}
+
+/// Additive mask `(t, total)`: query i (at position start_pos + i) sees keys 0..=start_pos + i.
+fn causal_mask(t: usize, total: usize, start_pos: usize, device: &Device) -> Result<Option<Tensor>> {
+    if t == 1 {
+        return Ok(None);
+    }
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..total).map(move |j| if j > start_pos + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(mask, (t, total), device).map(Some)
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: SwitchableLinear,
+    up_proj: SwitchableLinear,
+    down_proj: SwitchableLinear,
+}
+
+impl Module for Mlp {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(xs)?)?;
+        self.down_proj.forward(&(gate * self.up_proj.forward(xs)?)?)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    attn_norm: Tensor,
+    attn: Attention,
+    ffn_norm: Tensor,
+    mlp: Mlp,
+}
+
+/// A llama-family model whose every linear layer has its own precision.
+#[derive(Debug, Clone)]
+pub struct Model {
+    cfg: LlamaConfig,
+    /// `[vocab, hidden]` when untied; a tied model embeds through `lm_head.rows`.
+    token_embd: Option<Tensor>,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    lm_head: SwitchableLinear,
+    rope: Rope,
+    eps: f64,
+    device: Device,
+    dtype: DType,
+}
+
+impl Model {
+    /// Builds the model from a weight source (tensors by GGUF name, host masters).
+    pub fn load(cfg: LlamaConfig, src: &mut dyn WeightSource, device: &Device, dtype: DType) -> crate::Result<Self> {
+        cfg.validate()?;
+        let (h, kv) = (cfg.hidden_size, cfg.num_key_value_heads * cfg.head_dim);
+        let q = cfg.num_attention_heads * cfg.head_dim;
+        let i = cfg.intermediate_size;
+        let linear = |src: &mut dyn WeightSource, name: String, shape: (usize, usize), bias: bool| -> crate::Result<SwitchableLinear> {
+            let w = src.tensor(&format!("{name}.weight"), &[shape.0, shape.1], dtype)?;
+            let b = if bias { Some(src.tensor(&format!("{name}.bias"), &[shape.0], dtype)?) } else { None };
+            Ok(SwitchableLinear::new(w, b, device, dtype)?)
+        };
+        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        for n in 0..cfg.num_hidden_layers {
+            let p = format!("blk.{n}");
+            let bias = cfg.attention_bias;
+            let attn = Attention {
+                q_proj: linear(src, format!("{p}.attn_q"), (q, h), bias)?,
+                k_proj: linear(src, format!("{p}.attn_k"), (kv, h), bias)?,
+                v_proj: linear(src, format!("{p}.attn_v"), (kv, h), bias)?,
+                o_proj: linear(src, format!("{p}.attn_output"), (h, q), false)?,
+                n_heads: cfg.num_attention_heads,
+                n_kv_heads: cfg.num_key_value_heads,
+                head_dim: cfg.head_dim,
+            };
+            let mlp = Mlp {
+                gate_proj: linear(src, format!("{p}.ffn_gate"), (i, h), false)?,
+                up_proj: linear(src, format!("{p}.ffn_up"), (i, h), false)?,
+                down_proj: linear(src, format!("{p}.ffn_down"), (h, i), false)?,
+            };
+            let attn_norm = src.tensor(&format!("{p}.attn_norm.weight"), &[h], dtype)?.to_device(device)?;
+            let ffn_norm = src.tensor(&format!("{p}.ffn_norm.weight"), &[h], dtype)?.to_device(device)?;
+            blocks.push(Block { attn_norm, attn, ffn_norm, mlp });
+        }
+        let norm = src.tensor("output_norm.weight", &[h], dtype)?.to_device(device)?;
+        let embd = src.tensor("token_embd.weight", &[cfg.vocab_size, h], dtype)?;
+        let tied = cfg.tie_word_embeddings || !src.has("output.weight");
+        let (token_embd, lm_head) = if tied {
+            (None, SwitchableLinear::new(embd, None, device, dtype)?)
+        } else {
+            let head = src.tensor("output.weight", &[cfg.vocab_size, h], dtype)?;
+            (Some(embd.to_device(device)?), SwitchableLinear::new(head, None, device, dtype)?)
+        };
+        let mut cfg = cfg;
+        cfg.tie_word_embeddings = tied;
+        let rope = Rope::new(&cfg, cfg.max_position_embeddings.min(1 << 17), dtype, device)?;
+        Ok(Self { eps: cfg.rms_norm_eps, cfg, token_embd, blocks, norm, lm_head, rope, device: device.clone(), dtype })
+    }
+
+    /// Logits `[b, seq_len, vocab]` (f32) for every position of `tokens` `[b, seq_len]` (u32), which
+    /// start at `start_pos`; appends to `cache`.
+    pub fn forward(&self, tokens: &Tensor, start_pos: usize, cache: &mut Cache) -> Result<Tensor> {
+        let xs = self.embed(tokens)?;
+        let xs = self.forward_blocks(&xs, 0, start_pos, cache)?;
+        self.head(&xs)
+    }
+
+    /// Hidden states `[b, seq_len, hidden]` of `tokens` `[b, seq_len]`.
+    pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
+        let (b, t) = tokens.dims2()?;
+        let ids = tokens.flatten_all()?;
+        let xs = match &self.token_embd {
+            Some(e) => e.index_select(&ids, 0)?,
+            None => self.lm_head.rows(&ids)?,
+        };
+        xs.reshape((b, t, self.cfg.hidden_size))
+    }
+
+    /// Runs blocks `from..` on hidden states `xs` `[b, seq_len, hidden]`.
+    pub fn forward_blocks(&self, xs: &Tensor, from: usize, start_pos: usize, cache: &mut Cache) -> Result<Tensor> {
+        let mut xs = xs.clone();
+        for n in from..self.blocks.len() {
+            xs = self.forward_block(n, &xs, start_pos, cache)?;
+        }
+        Ok(xs)
+    }
+
+    /// Runs block `n` alone.
+    pub fn forward_block(&self, n: usize, xs: &Tensor, start_pos: usize, cache: &mut Cache) -> Result<Tensor> {
+        if cache.kvs.len() != self.blocks.len() {
+            *cache = Cache::new(self.blocks.len());
+        }
+        let end = start_pos + xs.dim(1)?;
+        if end > self.rope.max_pos() {
+            candle_core::bail!("position {end} is past the model's context of {}", self.rope.max_pos());
+        }
+        let blk = &self.blocks[n];
+        let eps = self.eps as f32;
+        let ys = candle_nn::ops::rms_norm(xs, &blk.attn_norm, eps)?;
+        let xs = (xs + blk.attn.forward(&ys, start_pos, &self.rope, &mut cache.kvs[n])?)?;
+        let ys = candle_nn::ops::rms_norm(&xs, &blk.ffn_norm, eps)?;
+        xs + blk.mlp.forward(&ys)?
+    }
+
+    /// Final norm and LM head: hidden `[b, seq_len, hidden]` → f32 logits `[b, seq_len, vocab]`.
+    pub fn head(&self, xs: &Tensor) -> Result<Tensor> {
+        let xs = candle_nn::ops::rms_norm(xs, &self.norm, self.eps as f32)?;
+        self.lm_head.forward(&xs)?.to_dtype(DType::F32)
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// The compute device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The compute dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Number of transformer blocks.
+    pub fn n_blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Every linear layer id, blocks in order then `output`.
+    pub fn layer_ids(&self) -> Vec<LayerId> {
+        let mut ids: Vec<LayerId> = (0..self.blocks.len())
+            .flat_map(|b| LayerKind::BLOCK.into_iter().map(move |k| LayerId::block(b, k)))
+            .collect();
+        ids.push(LayerId::output());
+        ids
+    }
+
+    /// The linear layer `id`.
+    pub fn linear(&self, id: LayerId) -> Option<&SwitchableLinear> {
+        let Some(b) = id.block else { return Some(&self.lm_head) };
+        let blk = self.blocks.get(b)?;
+        Some(match id.kind {
+            LayerKind::AttnQ => &blk.attn.q_proj,
+            LayerKind::AttnK => &blk.attn.k_proj,
+            LayerKind::AttnV => &blk.attn.v_proj,
+            LayerKind::AttnOutput => &blk.attn.o_proj,
+            LayerKind::FfnGate => &blk.mlp.gate_proj,
+            LayerKind::FfnUp => &blk.mlp.up_proj,
+            LayerKind::FfnDown => &blk.mlp.down_proj,
+            LayerKind::Output => &self.lm_head,
+        })
+    }
+
+    fn linear_mut(&mut self, id: LayerId) -> Option<&mut SwitchableLinear> {
+        let Some(b) = id.block else { return Some(&mut self.lm_head) };
+        let blk = self.blocks.get_mut(b)?;
+        Some(match id.kind {
+            LayerKind::AttnQ => &mut blk.attn.q_proj,
+            LayerKind::AttnK => &mut blk.attn.k_proj,
+            LayerKind::AttnV => &mut blk.attn.v_proj,
+            LayerKind::AttnOutput => &mut blk.attn.o_proj,
+            LayerKind::FfnGate => &mut blk.mlp.gate_proj,
+            LayerKind::FfnUp => &mut blk.mlp.up_proj,
+            LayerKind::FfnDown => &mut blk.mlp.down_proj,
+            LayerKind::Output => &mut self.lm_head,
+        })
+    }
+
+    /// Re-encodes layer `id` in `precision` from its master.
+    pub fn set_precision(&mut self, id: LayerId, precision: Precision) -> Result<()> {
+        match self.linear_mut(id) {
+            Some(l) => l.set_precision(precision),
+            None => candle_core::bail!("no layer {id} in this model"),
+        }
+    }
+
+    /// Drops every master: no more switching, honest memory.
+    pub fn drop_masters(&mut self) {
+        for id in self.layer_ids() {
+            if let Some(l) = self.linear_mut(id) {
+                l.drop_master();
+            }
+        }
+    }
+
+    /// Bytes of the resident weights under the current formats: linears as encoded, plus the
+    /// embedding (16-bit, unless tied: then it is the LM head) and norms (16-bit).
+    pub fn weight_bytes(&self) -> u64 {
+        let linears: u64 = self.layer_ids().iter().filter_map(|id| self.linear(*id)).map(|l| l.weight_bytes()).sum();
+        linears + self.fixed_bytes()
+    }
+
+    /// Bytes that no plan changes: the untied embedding and the norms, at 2 bytes per weight.
+    pub fn fixed_bytes(&self) -> u64 {
+        let h = self.cfg.hidden_size as u64;
+        let embd = if self.token_embd.is_some() { self.cfg.vocab_size as u64 * h } else { 0 };
+        2 * (embd + h * (2 * self.blocks.len() as u64 + 1))
+    }
+}
+
+/// Dims of a 2-D `[rows, cols]` weight as an ordered tuple (helper for callers that inspect layers).
+pub fn logits_last(logits: &Tensor) -> Result<Tensor> {
+    let t = logits.dim(1)?;
+    logits.narrow(1, t - 1, 1)?.squeeze(1)?.argmax(D::Minus1)
+}

@@ -1,0 +1,624 @@
+//! Which format each layer gets under a byte budget: a greedy allocator (the mission's literal ask)
+//! and an exact one (multiple-choice knapsack), plus random plans of a given size as a baseline.
+//!
+//! Pure functions: layer sizes and predicted scores in, one choice per layer and a trace out. No
+//! tensors, so every rule here is unit-tested with made-up numbers and `minilab plot` can reuse it.
+//!
+//! Conventions shared by every function:
+//! - `fixed_bytes` (embeddings, norms, anything always resident) counts against the budget, and
+//!   [`Allocation::bytes`] includes it, so it is directly comparable with `--budget-gb`.
+//! - A layer's *cheapest* choice is the one with the fewest bytes (ties: lower score, then lower
+//!   index); its *most expensive* is the one with the most bytes (ties: lower score, then lower index).
+//! - Scores are predicted increases of the metric; they may be negative or noisy (a layer whose
+//!   quantization "helps" on the calibration text). They must be finite.
+//! - A budget at or above the all-most-expensive size gives every layer its most expensive choice
+//!   (all f16) with a `note`, whatever the scores say: f16 is the reference, so a negative predicted
+//!   score for a cheaper format is noise, not a reason to quantize when memory is not short.
+
+use crate::quant::Precision;
+use serde::{Deserialize, Serialize};
+
+/// One format a layer may take, with its cost in bytes and its predicted damage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub precision: Precision,
+    pub bytes: u64,
+    /// Predicted increase of the metric when this layer alone takes this format (f16: normally 0).
+    pub score: f64,
+}
+
+/// The formats one layer may take; the allocator picks exactly one of `choices`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerOptions {
+    pub id: String,
+    pub choices: Vec<Choice>,
+}
+
+/// Which procedure produced an [`Allocation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Greedy,
+    Optimal,
+    Random,
+}
+
+/// One promotion of one layer; the trace lets a report explain *why* a layer kept its bits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Index into the layer list.
+    pub layer: usize,
+    /// Choice index before and after the step.
+    pub from: usize,
+    pub to: usize,
+    pub extra_bytes: u64,
+    /// Predicted score change (negative = better).
+    pub score_delta: f64,
+    /// Total bytes (fixed included) after the step.
+    pub running_bytes: u64,
+}
+
+/// A plan: one choice index per layer, its size and its predicted summed score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// The procedure whose plan this is (an `optimal` call may return greedy's plan: see `note`).
+    pub strategy: Strategy,
+    /// Index into each layer's `choices`.
+    pub choice: Vec<usize>,
+    /// Resident weight bytes of the plan, `fixed_bytes` included.
+    pub bytes: u64,
+    /// Sum of the chosen scores.
+    pub predicted: f64,
+    /// Promotions from the all-cheapest plan, in the order they were made (optimal: layer order).
+    pub trace: Vec<Step>,
+    /// Byte granularity of the knapsack DP (optimal only); 1 means exact.
+    pub granularity: Option<u64>,
+    /// Anything a user should be told about how this plan came about.
+    pub note: Option<String>,
+}
+
+impl Allocation {
+    /// The chosen format of every layer, in layer order.
+    pub fn precisions(&self, layers: &[LayerOptions]) -> Vec<Precision> {
+        layers.iter().zip(&self.choice).map(|(l, &c)| l.choices[c].precision).collect()
+    }
+}
+
+/// Why no plan could be made; every message names the numbers a user needs to fix the input.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AllocError {
+    #[error("no layers to allocate")]
+    NoLayers,
+    #[error("layer `{0}` has no format to choose from")]
+    NoChoices(String),
+    #[error("layer `{layer}` has {count} formats to choose from; at most 255 are supported")]
+    TooManyChoices { layer: String, count: usize },
+    #[error("layer `{layer}`, format {precision}: score {score} is not a finite number")]
+    NonFiniteScore { layer: String, precision: Precision, score: f64 },
+    #[error("the budget is zero bytes")]
+    ZeroBudget,
+    #[error(
+        "budget of {} is below the minimum of {} (every layer in its cheapest format, \
+         fixed tensors included)",
+        fmt_bytes(*budget),
+        fmt_bytes(*minimum)
+    )]
+    BelowMinimum { budget: u64, minimum: u64 },
+    #[error(
+        "no random plan landed within {:.2}% below the target of {}: the closest had {}",
+        tolerance * 100.0,
+        fmt_bytes(*target),
+        fmt_bytes(*closest)
+    )]
+    RandomPlanMissed { target: u64, closest: u64, tolerance: f64 },
+}
+
+/// `N bytes = x GB = y GiB`: budgets are given in GB (10⁹ bytes) but people think in GiB too.
+pub fn fmt_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    format!("{bytes} bytes = {:.4} GB = {:.4} GiB", b / 1e9, b / (1u64 << 30) as f64)
+}
+
+/// Summed score of a plan, always added in layer order so that strategies compare exactly.
+pub fn predicted_score(layers: &[LayerOptions], choice: &[usize]) -> f64 {
+    layers.iter().zip(choice).map(|(l, &c)| l.choices[c].score).sum()
+}
+
+/// Resident bytes of a plan, `fixed_bytes` included.
+pub fn plan_bytes(layers: &[LayerOptions], fixed_bytes: u64, choice: &[usize]) -> u64 {
+    layers.iter().zip(choice).fold(fixed_bytes, |acc, (l, &c)| acc.saturating_add(l.choices[c].bytes))
+}
+
+/// The validated extremes of an instance.
+struct Bounds {
+    cheapest: Vec<usize>,
+    priciest: Vec<usize>,
+    min_bytes: u64,
+    max_bytes: u64,
+}
+
+fn pick_index(choices: &[Choice], most_bytes: bool) -> usize {
+    let mut best = 0;
+    for (j, c) in choices.iter().enumerate().skip(1) {
+        let b = &choices[best];
+        let more = if most_bytes { c.bytes > b.bytes } else { c.bytes < b.bytes };
+        if more || (c.bytes == b.bytes && c.score < b.score) {
+            best = j;
+        }
+    }
+    best
+}
+
+impl Bounds {
+    fn check(layers: &[LayerOptions], fixed_bytes: u64, budget: u64) -> Result<Self, AllocError> {
+        if layers.is_empty() {
+            return Err(AllocError::NoLayers);
+        }
+        for l in layers {
+            if l.choices.is_empty() {
+                return Err(AllocError::NoChoices(l.id.clone()));
+            }
+            if l.choices.len() > 255 {
+                return Err(AllocError::TooManyChoices { layer: l.id.clone(), count: l.choices.len() });
+            }
+            if let Some(c) = l.choices.iter().find(|c| !c.score.is_finite()) {
+                let (layer, precision, score) = (l.id.clone(), c.precision, c.score);
+                return Err(AllocError::NonFiniteScore { layer, precision, score });
+            }
+        }
+        if budget == 0 {
+            return Err(AllocError::ZeroBudget);
+        }
+        let cheapest: Vec<usize> = layers.iter().map(|l| pick_index(&l.choices, false)).collect();
+        let priciest: Vec<usize> = layers.iter().map(|l| pick_index(&l.choices, true)).collect();
+        let min_bytes = plan_bytes(layers, fixed_bytes, &cheapest);
+        let max_bytes = plan_bytes(layers, fixed_bytes, &priciest);
+        if budget < min_bytes {
+            return Err(AllocError::BelowMinimum { budget, minimum: min_bytes });
+        }
+        Ok(Self { cheapest, priciest, min_bytes, max_bytes })
+    }
+
+    /// At or above the all-most-expensive size there is nothing to decide.
+    fn saturated(&self, layers: &[LayerOptions], budget: u64, strategy: Strategy) -> Option<Allocation> {
+        (budget >= self.max_bytes).then(|| {
+            let mut a = from_choice(layers, &self.cheapest, self.priciest.clone(), self.min_bytes, strategy);
+            a.note = Some(format!(
+                "budget of {} is at or above the all-most-expensive size of {}: every layer keeps its \
+                 most expensive format",
+                fmt_bytes(budget),
+                fmt_bytes(self.max_bytes)
+            ));
+            a
+        })
+    }
+}
+
+/// An allocation whose trace promotes each changed layer straight from its cheapest choice.
+fn from_choice(
+    layers: &[LayerOptions],
+    cheapest: &[usize],
+    choice: Vec<usize>,
+    min_bytes: u64,
+    strategy: Strategy,
+) -> Allocation {
+    let mut running = min_bytes;
+    let mut trace = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let (from, to) = (cheapest[i], choice[i]);
+        if from != to {
+            let (a, b) = (l.choices[from], l.choices[to]);
+            running += b.bytes - a.bytes;
+            let (extra_bytes, score_delta) = (b.bytes - a.bytes, b.score - a.score);
+            trace.push(Step { layer: i, from, to, extra_bytes, score_delta, running_bytes: running });
+        }
+    }
+    let predicted = predicted_score(layers, &choice);
+    Allocation { strategy, choice, bytes: running, predicted, trace, granularity: None, note: None }
+}
+
+/// Greedy by score reduction per extra byte.
+///
+/// Start with every layer in its cheapest choice. At each step consider, for every layer, *every*
+/// choice with at least as many bytes as its current one and a strictly lower score (so both "jump
+/// to f16" and "one step up nf4 → int8 → f16" are candidates; a jump may skip a rung). Take the one
+/// with the largest (score reduction) / (extra bytes) among those that still fit the budget (zero
+/// extra bytes counts as an infinite ratio). Ties: larger ratio, then lower layer index, then lower
+/// choice index. Stop when no candidate fits or none lowers the score. Every step strictly lowers
+/// the score, so it terminates; a candidate that does not fit is skipped, not a stop.
+pub fn greedy(layers: &[LayerOptions], fixed_bytes: u64, budget_bytes: u64) -> Result<Allocation, AllocError> {
+    let b = Bounds::check(layers, fixed_bytes, budget_bytes)?;
+    if let Some(a) = b.saturated(layers, budget_bytes, Strategy::Greedy) {
+        return Ok(a);
+    }
+    let mut choice = b.cheapest.clone();
+    let mut bytes = b.min_bytes;
+    let mut trace = Vec::new();
+    while let Some((layer, to)) = best_upgrade(layers, &choice, budget_bytes - bytes) {
+        let (from_c, to_c) = (layers[layer].choices[choice[layer]], layers[layer].choices[to]);
+        let extra_bytes = to_c.bytes - from_c.bytes;
+        bytes += extra_bytes;
+        let score_delta = to_c.score - from_c.score;
+        trace.push(Step { layer, from: choice[layer], to, extra_bytes, score_delta, running_bytes: bytes });
+        choice[layer] = to;
+    }
+    let predicted = predicted_score(layers, &choice);
+    Ok(Allocation { strategy: Strategy::Greedy, choice, bytes, predicted, trace, granularity: None, note: None })
+}
+
+/// The (layer, choice) with the best reduction per byte that fits in `slack`, per [`greedy`]'s rule.
+fn best_upgrade(layers: &[LayerOptions], choice: &[usize], slack: u64) -> Option<(usize, usize)> {
+    let mut best: Option<(f64, usize, usize)> = None;
+    for (i, l) in layers.iter().enumerate() {
+        let cur = l.choices[choice[i]];
+        for (j, c) in l.choices.iter().enumerate() {
+            if c.bytes < cur.bytes || c.score >= cur.score || c.bytes - cur.bytes > slack {
+                continue;
+            }
+            let extra = c.bytes - cur.bytes;
+            let gain = cur.score - c.score;
+            let ratio = if extra == 0 { f64::INFINITY } else { gain / extra as f64 };
+            if best.is_none_or(|(r, _, _)| ratio > r) {
+                best = Some((ratio, i, j));
+            }
+        }
+    }
+    best.map(|(_, i, j)| (i, j))
+}
+
+/// Largest DP width (capacity cells per layer) the automatic granularity allows.
+const MAX_CELLS_PER_LAYER: u64 = 200_000;
+/// Cap on the whole backtracking table (one byte per cell).
+const MAX_TABLE_CELLS: u64 = 40_000_000;
+
+/// Exact multiple-choice knapsack minimizing the summed predicted score, at an automatic granularity.
+///
+/// See [`optimal_with_granularity`]; the granularity is the smallest that keeps the table within
+/// 200 000 cells per layer and 40 M cells overall.
+pub fn optimal(layers: &[LayerOptions], fixed_bytes: u64, budget_bytes: u64) -> Result<Allocation, AllocError> {
+    optimal_with_granularity(layers, fixed_bytes, budget_bytes, None)
+}
+
+/// Multiple-choice knapsack by dynamic programming over bytes in units of `g` (`None`: automatic).
+///
+/// Only the bytes above the all-cheapest plan are budgeted: every choice's extra bytes over its
+/// layer's cheapest are rounded UP to a multiple of `g` and the slack (budget minus all-cheapest)
+/// DOWN, so a plan the DP accepts always fits the real budget. A coarse `g` can therefore only make
+/// the result conservative (it may leave bytes unused), never break the budget; with `g = 1` the
+/// result is exactly optimal. If rounding makes it worse than [`greedy`] on predicted score, greedy's
+/// plan is returned instead, with `strategy: Greedy` and a `note` saying so: the result is never
+/// worse than greedy.
+pub fn optimal_with_granularity(
+    layers: &[LayerOptions],
+    fixed_bytes: u64,
+    budget_bytes: u64,
+    granularity: Option<u64>,
+) -> Result<Allocation, AllocError> {
+    let b = Bounds::check(layers, fixed_bytes, budget_bytes)?;
+    if let Some(a) = b.saturated(layers, budget_bytes, Strategy::Optimal) {
+        return Ok(a);
+    }
+    let extras: Vec<Vec<u64>> = (layers.iter().zip(&b.cheapest))
+        .map(|(l, &c)| l.choices.iter().map(|ch| ch.bytes - l.choices[c].bytes).collect())
+        .collect();
+    let max_extra: u64 = extras.iter().map(|e| e.iter().copied().max().unwrap_or(0)).sum();
+    let useful = (budget_bytes - b.min_bytes).min(max_extra);
+    let cells = MAX_CELLS_PER_LAYER.min(MAX_TABLE_CELLS / layers.len() as u64).max(2);
+    let g = granularity.unwrap_or_else(|| useful.div_ceil(cells - 1)).max(1);
+    let choice = knapsack(layers, &extras, g, (useful / g) as usize);
+    let mut dp = from_choice(layers, &b.cheapest, choice, b.min_bytes, Strategy::Optimal);
+    dp.granularity = Some(g);
+    let gr = greedy(layers, fixed_bytes, budget_bytes)?;
+    if gr.predicted < dp.predicted {
+        let note = format!(
+            "optimal was asked for, but the knapsack at a granularity of {g} bytes predicted {} while \
+             greedy predicted {}: returning greedy's plan (rounding to {g}-byte units cost the difference)",
+            dp.predicted, gr.predicted
+        );
+        return Ok(Allocation { granularity: Some(g), note: Some(note), ..gr });
+    }
+    Ok(dp)
+}
+
+/// DP table: `best[c]` = least summed score of the layers so far within `c` units; `pick` remembers
+/// the argmin for backtracking. Ties keep the lowest choice index. Returns one choice per layer.
+fn knapsack(layers: &[LayerOptions], extras: &[Vec<u64>], g: u64, cap: usize) -> Vec<usize> {
+    let width = cap + 1;
+    let units = |e: u64| usize::try_from(e.div_ceil(g)).unwrap_or(usize::MAX);
+    let mut best = vec![0.0f64; width];
+    let mut next = vec![f64::INFINITY; width];
+    let mut pick = vec![0u8; layers.len() * width];
+    for (i, l) in layers.iter().enumerate() {
+        let w: Vec<usize> = extras[i].iter().map(|&e| units(e)).collect();
+        for c in 0..width {
+            let mut v = f64::INFINITY;
+            for (j, ch) in l.choices.iter().enumerate() {
+                if w[j] <= c && best[c - w[j]] + ch.score < v {
+                    v = best[c - w[j]] + ch.score;
+                    pick[i * width + c] = j as u8;
+                }
+            }
+            next[c] = v;
+        }
+        std::mem::swap(&mut best, &mut next);
+    }
+    let mut c = cap;
+    let mut choice = vec![0; layers.len()];
+    for i in (0..layers.len()).rev() {
+        let j = pick[i * width + c] as usize;
+        choice[i] = j;
+        c -= units(extras[i][j]);
+    }
+    choice
+}
+
+/// splitmix64: a tiny, well-mixed, seedable generator, so random baselines need no crate and are
+/// reproducible across versions of anything.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0), by the multiply-shift method.
+    fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+}
+
+/// How many independent random fills [`random_plan_of_size`] tries before giving up.
+const RANDOM_ATTEMPTS: u64 = 64;
+
+/// A random plan of about `target_bytes` (fixed included), the "random plans of the same size" baseline.
+///
+/// From the all-cheapest plan, repeatedly promote a uniformly random (layer, more expensive choice)
+/// pair among those that still fit under `target_bytes`, ignoring scores, until none fits. A fill
+/// is accepted when its bytes are within `tolerance` (a fraction, e.g. 0.01) *below* the target; it
+/// never exceeds it. Up to 64 fills are tried, each seeded from `seed`, so the result is a pure
+/// function of the inputs. A target at or above the all-most-expensive size gives that plan with a note.
+pub fn random_plan_of_size(
+    layers: &[LayerOptions],
+    fixed_bytes: u64,
+    target_bytes: u64,
+    tolerance: f64,
+    seed: u64,
+) -> Result<Allocation, AllocError> {
+    let b = Bounds::check(layers, fixed_bytes, target_bytes)?;
+    if let Some(a) = b.saturated(layers, target_bytes, Strategy::Random) {
+        return Ok(a);
+    }
+    let floor = target_bytes.saturating_sub((target_bytes as f64 * tolerance.max(0.0)) as u64);
+    let mut closest = b.min_bytes;
+    for attempt in 0..RANDOM_ATTEMPTS {
+        let mut rng = SplitMix64(seed ^ attempt.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let a = random_fill(layers, &b, target_bytes, &mut rng);
+        if a.bytes >= floor {
+            return Ok(a);
+        }
+        closest = closest.max(a.bytes);
+    }
+    Err(AllocError::RandomPlanMissed { target: target_bytes, closest, tolerance })
+}
+
+fn random_fill(layers: &[LayerOptions], b: &Bounds, target: u64, rng: &mut SplitMix64) -> Allocation {
+    let mut choice = b.cheapest.clone();
+    let mut bytes = b.min_bytes;
+    let mut trace = Vec::new();
+    let mut cands = Vec::new();
+    loop {
+        cands.clear();
+        for (i, l) in layers.iter().enumerate() {
+            let cur = l.choices[choice[i]].bytes;
+            let fits = |c: &Choice| c.bytes > cur && c.bytes - cur <= target - bytes;
+            cands.extend(l.choices.iter().enumerate().filter(|(_, c)| fits(c)).map(|(j, _)| (i, j)));
+        }
+        if cands.is_empty() {
+            break;
+        }
+        let (layer, to) = cands[rng.below(cands.len())];
+        let (f, t) = (layers[layer].choices[choice[layer]], layers[layer].choices[to]);
+        bytes += t.bytes - f.bytes;
+        let (extra_bytes, score_delta) = (t.bytes - f.bytes, t.score - f.score);
+        trace.push(Step { layer, from: choice[layer], to, extra_bytes, score_delta, running_bytes: bytes });
+        choice[layer] = to;
+    }
+    let predicted = predicted_score(layers, &choice);
+    Allocation { strategy: Strategy::Random, choice, bytes, predicted, trace, granularity: None, note: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Precision::{Int8, Nf4, F16};
+
+    fn layer(id: &str, size: u64, s_int8: f64, s_nf4: f64) -> LayerOptions {
+        let ch = |precision, bytes, score| Choice { precision, bytes, score };
+        let choices = vec![ch(F16, 2 * size, 0.0), ch(Int8, size + 8, s_int8), ch(Nf4, size * 9 / 16 + 4, s_nf4)];
+        LayerOptions { id: id.into(), choices }
+    }
+
+    /// A random instance of up to `max_layers` layers × 3 formats; scores may be negative (noise).
+    fn instance(rng: &mut SplitMix64, max_layers: usize) -> Vec<LayerOptions> {
+        let n = 1 + rng.below(max_layers);
+        let mut score = |scale: f64| (rng.below(10_000) as f64 / 10_000.0 - 0.1) * scale;
+        (0..n)
+            .map(|i| {
+                let (s8, s4) = (score(0.2), score(1.0));
+                layer(&format!("blk.{i}.ffn_up"), 16 + 16 * (i as u64 % 4) + 7 * i as u64, s8, s4)
+            })
+            .collect()
+    }
+
+    fn brute_force(layers: &[LayerOptions], fixed: u64, budget: u64) -> f64 {
+        let mut best = f64::INFINITY;
+        let mut idx = vec![0usize; layers.len()];
+        loop {
+            if plan_bytes(layers, fixed, &idx) <= budget {
+                best = best.min(predicted_score(layers, &idx));
+            }
+            let mut k = 0;
+            while k < idx.len() && idx[k] + 1 == layers[k].choices.len() {
+                idx[k] = 0;
+                k += 1;
+            }
+            if k == idx.len() {
+                return best;
+            }
+            idx[k] += 1;
+        }
+    }
+
+    /// (instance, fixed bytes, a feasible budget strictly between all-cheapest and all-f16 or so).
+    fn cases(count: usize, max_layers: usize) -> Vec<(Vec<LayerOptions>, u64, u64)> {
+        let mut rng = SplitMix64(42);
+        (0..count)
+            .map(|_| {
+                let layers = instance(&mut rng, max_layers);
+                let fixed = rng.below(100) as u64;
+                let lo = Bounds::check(&layers, fixed, u64::MAX).unwrap().min_bytes;
+                let hi = Bounds::check(&layers, fixed, u64::MAX).unwrap().max_bytes;
+                let budget = lo + rng.below((hi - lo + 10) as usize) as u64;
+                (layers, fixed, budget)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn budget_is_never_exceeded() {
+        for (layers, fixed, budget) in cases(300, 12) {
+            for a in [
+                greedy(&layers, fixed, budget).unwrap(),
+                optimal(&layers, fixed, budget).unwrap(),
+                optimal_with_granularity(&layers, fixed, budget, Some(37)).unwrap(),
+            ] {
+                assert!(a.bytes <= budget, "{} > {budget}", a.bytes);
+                assert_eq!(a.bytes, plan_bytes(&layers, fixed, &a.choice));
+                assert_eq!(a.trace.last().map_or(a.bytes, |s| s.running_bytes), a.bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn results_are_deterministic() {
+        for (layers, fixed, budget) in cases(50, 12) {
+            assert_eq!(greedy(&layers, fixed, budget), greedy(&layers, fixed, budget));
+            assert_eq!(optimal(&layers, fixed, budget), optimal(&layers, fixed, budget));
+            let r = |seed| random_plan_of_size(&layers, fixed, budget, 0.5, seed);
+            assert_eq!(r(7), r(7));
+        }
+    }
+
+    #[test]
+    fn optimal_matches_brute_force_at_unit_granularity() {
+        for (layers, fixed, budget) in cases(400, 6) {
+            let a = optimal_with_granularity(&layers, fixed, budget, Some(1)).unwrap();
+            if a.note.is_some() {
+                // At or above all-f16 the plan is all-f16 by rule, even when noise says otherwise.
+                assert!(a.bytes <= budget && a.precisions(&layers).iter().all(|&p| p == F16));
+                continue;
+            }
+            let bf = brute_force(&layers, fixed, budget);
+            assert!((a.predicted - bf).abs() < 1e-9, "dp {} vs brute force {bf}", a.predicted);
+            assert_eq!(a.granularity, Some(1));
+        }
+    }
+
+    #[test]
+    fn optimal_is_never_worse_than_greedy() {
+        for (layers, fixed, budget) in cases(300, 12) {
+            let g = greedy(&layers, fixed, budget).unwrap();
+            for gran in [None, Some(1), Some(5), Some(1000)] {
+                let o = optimal_with_granularity(&layers, fixed, budget, gran).unwrap();
+                assert!(o.predicted <= g.predicted, "{} > {}", o.predicted, g.predicted);
+            }
+        }
+    }
+
+    #[test]
+    fn coarse_granularity_falls_back_to_greedy_with_a_note() {
+        // One layer, slack of 100 bytes; the int8 upgrade needs 48 but the granularity is 1000.
+        let layers = vec![layer("blk.0.attn_q", 100, 0.1, 1.0)];
+        let min = 100 * 9 / 16 + 4;
+        let o = optimal_with_granularity(&layers, 0, min + 100, Some(1000)).unwrap();
+        assert_eq!(o.strategy, Strategy::Greedy);
+        assert!(o.note.as_deref().unwrap().contains("granularity of 1000 bytes"));
+        assert_eq!(o.precisions(&layers), vec![Int8]);
+    }
+
+    #[test]
+    fn greedy_takes_best_ratio_and_breaks_ties_by_layer_index() {
+        // Identical layers (nf4 40 B, int8 72 B, f16 128 B): nf4 → int8 gains 0.9/32 per byte,
+        // nf4 → f16 only 1.0/88, so the first step is nf4 → int8, and the tie goes to layer 0.
+        let layers = vec![layer("a", 64, 0.1, 1.0), layer("b", 64, 0.1, 1.0)];
+        let min = plan_bytes(&layers, 0, &[2, 2]);
+        let a = greedy(&layers, 0, min + 40).unwrap();
+        assert_eq!(a.choice, vec![1, 2]);
+        assert_eq!(a.trace.len(), 1);
+        assert_eq!((a.trace[0].layer, a.trace[0].from, a.trace[0].to), (0, 2, 1));
+        assert!((a.trace[0].score_delta + 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn greedy_keeps_quantized_layers_whose_scores_are_negative() {
+        // Noise says quantizing layer 0 helps: no upgrade lowers its score, so it stays nf4.
+        let layers = vec![layer("a", 64, -0.01, -0.02), layer("b", 64, 0.3, 0.5)];
+        let a = greedy(&layers, 0, 255).unwrap();
+        assert_eq!(a.choice[0], 2);
+        assert_eq!(a.choice[1], 0);
+        assert!((a.predicted + 0.02).abs() < 1e-12);
+    }
+
+    #[test]
+    fn infeasible_inputs_are_errors() {
+        let layers = vec![layer("a", 1_000_000_000, 0.1, 1.0)];
+        let min = 1_000_000_000 * 9 / 16 + 4 + 10;
+        let e = greedy(&layers, 10, min - 1).unwrap_err();
+        assert_eq!(e, AllocError::BelowMinimum { budget: min - 1, minimum: min });
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("{min} bytes")) && msg.contains("0.5625 GB"), "{msg}");
+        assert!(msg.contains("0.5239 GiB"), "{msg}");
+        assert_eq!(optimal(&layers, 0, 0).unwrap_err(), AllocError::ZeroBudget);
+        assert_eq!(optimal(&[], 0, 10).unwrap_err(), AllocError::NoLayers);
+        let empty = vec![LayerOptions { id: "x".into(), choices: vec![] }];
+        assert_eq!(greedy(&empty, 0, 10).unwrap_err(), AllocError::NoChoices("x".into()));
+        let nan = vec![layer("n", 64, f64::NAN, 1.0)];
+        assert!(matches!(greedy(&nan, 0, 1000), Err(AllocError::NonFiniteScore { .. })));
+    }
+
+    #[test]
+    fn budget_at_or_above_all_f16_keeps_everything_f16_with_a_note() {
+        let layers = vec![layer("a", 64, 0.1, 1.0), layer("b", 32, -0.5, 0.2)];
+        let max = plan_bytes(&layers, 5, &[0, 0]);
+        for budget in [max, max + 1, u64::MAX] {
+            for a in [greedy(&layers, 5, budget), optimal(&layers, 5, budget)] {
+                let a = a.unwrap();
+                assert_eq!(a.precisions(&layers), vec![F16, F16]);
+                assert_eq!(a.bytes, max);
+                assert!(a.note.as_deref().unwrap().contains("at or above"));
+            }
+        }
+    }
+
+    #[test]
+    fn random_plans_hit_the_target_and_depend_on_the_seed() {
+        let layers: Vec<_> = (0..40).map(|i| layer(&format!("l{i}"), 1000 + 10 * i, 0.1, 0.5)).collect();
+        let lo = plan_bytes(&layers, 0, &[2; 40]);
+        let hi = plan_bytes(&layers, 0, &[0; 40]);
+        let target = (lo + hi) / 2;
+        let a = random_plan_of_size(&layers, 0, target, 0.01, 1).unwrap();
+        let b = random_plan_of_size(&layers, 0, target, 0.01, 2).unwrap();
+        for p in [&a, &b] {
+            assert!(p.bytes <= target && p.bytes as f64 >= target as f64 * 0.99, "{}", p.bytes);
+            assert_eq!(p.strategy, Strategy::Random);
+        }
+        assert_ne!(a.choice, b.choice);
+        let tiny = vec![layer("big", 1000, 0.1, 0.5)];
+        let e = random_plan_of_size(&tiny, 0, 1000, 0.001, 1).unwrap_err();
+        assert!(matches!(e, AllocError::RandomPlanMissed { closest: 566, .. }), "{e}");
+    }
+}

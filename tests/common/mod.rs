@@ -1,0 +1,16 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The demo model, fetched by `scripts/fetch-demo-model.sh` (which `.ci/run` calls first).
+pub fn demo_model() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct-Q4_1.gguf");
+    assert!(p.is_file(), "{} is missing: run scripts/fetch-demo-model.sh first", p.display());
+    p
+}
+
+/// A path inside the repository.
+pub fn repo(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
