@@ -28,6 +28,14 @@ pub enum Command {
     ///
     /// Example: minilab bench --model synthetic:llama-3.2-3b --precision int8 -p 512 -n 128
     Bench(crate::cmd::bench::BenchArgs),
+    /// Per-layer sensitivity scan, allocation under a memory budget, validation and frontier plots.
+    ///
+    /// Example: minilab sensitivity --budget-gb 0.12 --out runs/demo
+    Sensitivity(crate::cmd::sensitivity::SensitivityArgs),
+    /// Re-render the plots and report of a sensitivity run from its saved files (no model needed).
+    ///
+    /// Example: minilab plot --run runs/demo
+    Plot(crate::cmd::plot::PlotArgs),
     /// Every linear layer with its shape and bytes per format.
     ///
     /// Example: minilab inspect --model models/SmolLM2-135M-Instruct-Q4_1.gguf

@@ -22,7 +22,9 @@ pub fn parse_device(s: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).map_err(|e| Error::input(format!("cuda:{ordinal}: cannot open the GPU: {}", crate::plan::one_line(&e.to_string()))))
+    Device::new_cuda(ordinal).map_err(|e| {
+        Error::input(format!("cuda:{ordinal}: cannot open the GPU: {}", crate::plan::one_line(&e.to_string())))
+    })
 }
 
 #[cfg(not(feature = "cuda"))]

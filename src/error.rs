@@ -11,8 +11,8 @@ pub enum Error {
     /// The environment failed (disk full, device error). Exit code 1.
     #[error("{0}")]
     Runtime(String),
-    /// A tensor operation failed.
-    #[error(transparent)]
+    /// A tensor operation failed (shown without candle's captured backtrace).
+    #[error("{}", crate::plan::one_line(&.0.to_string()))]
     Candle(#[from] candle_core::Error),
     /// An I/O operation failed where no path is known.
     #[error(transparent)]
@@ -30,8 +30,7 @@ impl Error {
         use std::io::ErrorKind::*;
         let msg = format!("{}: {err}", path.display());
         match err.kind() {
-            NotFound | PermissionDenied | InvalidData | InvalidInput | IsADirectory
-            | NotADirectory => Self::Input(msg),
+            NotFound | PermissionDenied | InvalidData | InvalidInput | IsADirectory | NotADirectory => Self::Input(msg),
             _ => Self::Runtime(msg),
         }
     }

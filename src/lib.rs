@@ -4,8 +4,8 @@
 //! to FP16, INT8 or NF4 from a [`plan::PrecisionPlan`]. The commands (`eval`, `bench`, `sensitivity`,
 //! `plot`, `inspect`) are thin layers over the modules here.
 
-pub mod cli;
 pub mod bench;
+pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod device;

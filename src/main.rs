@@ -5,12 +5,21 @@ use minilab::cli::{Cli, Command};
 use minilab::cmd;
 
 fn main() {
+    // Die quietly on a closed pipe (`minilab inspect | head`) like other Unix tools, instead of
+    // panicking in println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Sensitivity(a) => cmd::sensitivity::run(a),
+        Command::Plot(a) => cmd::plot::run(a),
     };
     if let Err(e) = result {
         let msg = minilab::model::hub::redact(&minilab::plan::one_line(&e.to_string()));

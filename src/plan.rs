@@ -83,9 +83,8 @@ impl PrecisionPlan {
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self> {
         let file: PlanFile = serde_saphyr::from_str(text)
             .map_err(|e| Error::input(format!("{origin}: invalid plan: {}", one_line(&e.to_string()))))?;
-        let fmt = |s: &str, what: &str| {
-            s.parse::<Precision>().map_err(|e| Error::input(format!("{origin}: {what}: {e}")))
-        };
+        let fmt =
+            |s: &str, what: &str| s.parse::<Precision>().map_err(|e| Error::input(format!("{origin}: {what}: {e}")));
         let default = fmt(&file.default, "default")?;
         let output = file.output.as_deref().map(|s| fmt(s, "output")).transpose()?.unwrap_or(Precision::F16);
         let mut overrides = Vec::new();
@@ -95,12 +94,18 @@ impl PrecisionPlan {
             if o.blocks.is_none() && o.kinds.is_none() && o.layers.is_none() {
                 return Err(Error::input(format!("{origin}: {what}: needs at least one of blocks, kinds, layers")));
             }
-            let blocks = o.blocks.map(|b| parse_blocks(b).map_err(|m| Error::input(format!("{origin}: {what}: {m}")))).transpose()?;
+            let blocks = o
+                .blocks
+                .map(|b| parse_blocks(b).map_err(|m| Error::input(format!("{origin}: {what}: {m}"))))
+                .transpose()?;
             let kinds = o
                 .kinds
                 .map(|ks| {
                     ks.iter()
-                        .map(|k| LayerKind::parse(k).ok_or_else(|| Error::input(format!("{origin}: {what}: unknown layer kind `{k}`"))))
+                        .map(|k| {
+                            LayerKind::parse(k)
+                                .ok_or_else(|| Error::input(format!("{origin}: {what}: unknown layer kind `{k}`")))
+                        })
                         .collect::<Result<Vec<_>>>()
                 })
                 .transpose()?;
@@ -108,7 +113,10 @@ impl PrecisionPlan {
                 .layers
                 .map(|ls| {
                     ls.iter()
-                        .map(|l| LayerId::parse(l).ok_or_else(|| Error::input(format!("{origin}: {what}: unknown layer `{l}`"))))
+                        .map(|l| {
+                            LayerId::parse(l)
+                                .ok_or_else(|| Error::input(format!("{origin}: {what}: unknown layer `{l}`")))
+                        })
                         .collect::<Result<Vec<_>>>()
                 })
                 .transpose()?;
@@ -125,10 +133,8 @@ impl PrecisionPlan {
 
     /// The format of every layer in `ids`; an override that matches none of them is an error.
     pub fn resolve(&self, ids: &[LayerId], origin: &str) -> Result<BTreeMap<LayerId, Precision>> {
-        let mut out: BTreeMap<LayerId, Precision> = ids
-            .iter()
-            .map(|id| (*id, if id.kind == LayerKind::Output { self.output } else { self.default }))
-            .collect();
+        let mut out: BTreeMap<LayerId, Precision> =
+            ids.iter().map(|id| (*id, if id.kind == LayerKind::Output { self.output } else { self.default })).collect();
         for (i, o) in self.overrides.iter().enumerate() {
             if let Some(missing) = o.layers.iter().flatten().find(|l| !ids.contains(l)) {
                 let n_blocks = ids.iter().filter_map(|id| id.block).max().map_or(0, |b| b + 1);
@@ -157,7 +163,8 @@ impl PrecisionPlan {
                 *counts.entry(*p).or_default() += 1;
             }
         }
-        let default = counts.iter().max_by_key(|(p, n)| (**n, std::cmp::Reverse(**p))).map_or(Precision::F16, |(p, _)| *p);
+        let default =
+            counts.iter().max_by_key(|(p, n)| (**n, std::cmp::Reverse(**p))).map_or(Precision::F16, |(p, _)| *p);
         let output = assignment.get(&LayerId::output()).copied().unwrap_or(Precision::F16);
         let mut by_format: BTreeMap<Precision, Vec<String>> = BTreeMap::new();
         for (id, p) in assignment {
@@ -195,7 +202,8 @@ fn parse_blocks(sel: BlockSel) -> std::result::Result<Vec<usize>, String> {
                 let bad = || format!("invalid blocks `{t}` (expected e.g. 3, 0-7 or [1, 4])");
                 match part.split_once('-') {
                     Some((a, b)) => {
-                        let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+                        let (a, b): (usize, usize) =
+                            (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
                         if a > b {
                             return Err(bad());
                         }
@@ -209,9 +217,11 @@ fn parse_blocks(sel: BlockSel) -> std::result::Result<Vec<usize>, String> {
     }
 }
 
-/// First line of a multi-line parser message, so errors stay one readable line.
+/// First line of a multi-line message, so errors stay one readable line: parser snippets and
+/// candle's captured backtraces (`inner\nbacktrace`) follow the first line and are dropped.
 pub fn one_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    let first = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
 #[cfg(test)]

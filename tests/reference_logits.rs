@@ -8,8 +8,7 @@ use minilab::model::{self, Cache, ModelSpec};
 
 #[test]
 fn f16_logits_match_the_numpy_reference() {
-    let fixture: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/smollm2_logits.json")).unwrap();
+    let fixture: serde_json::Value = serde_json::from_str(include_str!("fixtures/smollm2_logits.json")).unwrap();
     let tokens: Vec<u32> = serde_json::from_value(fixture["tokens"].clone()).unwrap();
     let argmax: Vec<u32> = serde_json::from_value(fixture["argmax"].clone()).unwrap();
     let subset: Vec<u32> = serde_json::from_value(fixture["vocab_subset"].clone()).unwrap();
@@ -41,7 +40,13 @@ fn decode_with_the_cache_equals_the_full_forward() {
     let loaded = model::load(&ModelSpec::Synthetic("tiny".into()), &Device::Cpu, DType::F32).unwrap();
     let m = &loaded.model;
     let toks: Vec<u32> = (0..12).map(|i| (i * 37 + 5) % 256).collect();
-    let full = m.forward(&Tensor::new(toks.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap(), 0, &mut Cache::new(m.n_blocks())).unwrap();
+    let full = m
+        .forward(
+            &Tensor::new(toks.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap(),
+            0,
+            &mut Cache::new(m.n_blocks()),
+        )
+        .unwrap();
     let mut cache = Cache::new(m.n_blocks());
     let prompt = Tensor::new(&toks[..8], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     let mut rows = vec![m.forward(&prompt, 0, &mut cache).unwrap()];

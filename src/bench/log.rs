@@ -25,9 +25,25 @@ pub fn line(r: &BenchRecord, timestamp: &str) -> String {
     let opt = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_default();
     format!(
         "{timestamp},{},{},{},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{:.2},{},{}",
-        field(&r.model), field(&r.precision), r.device, r.dtype, r.threads, r.test, r.n_prompt, r.n_gen, r.depth, r.reps,
-        r.avg_ts, r.stddev_ts, opt(r.ttft_ms), r.weight_bytes, r.device_bytes, r.device_peak_bytes, r.bandwidth / 1e9,
-        opt(r.roofline_pct), env!("CARGO_PKG_VERSION")
+        field(&r.model),
+        field(&r.precision),
+        r.device,
+        r.dtype,
+        r.threads,
+        r.test,
+        r.n_prompt,
+        r.n_gen,
+        r.depth,
+        r.reps,
+        r.avg_ts,
+        r.stddev_ts,
+        opt(r.ttft_ms),
+        r.weight_bytes,
+        r.device_bytes,
+        r.device_peak_bytes,
+        r.bandwidth / 1e9,
+        opt(r.roofline_pct),
+        env!("CARGO_PKG_VERSION")
     )
 }
 

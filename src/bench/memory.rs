@@ -21,10 +21,9 @@ fn proc_status_kb(key: &str) -> Option<u64> {
 /// Current memory in use on `device`.
 pub fn read(device: &Device) -> MemReading {
     match device {
-        Device::Cpu => MemReading {
-            used: proc_status_kb("VmRSS:").unwrap_or(0),
-            peak: proc_status_kb("VmHWM:").unwrap_or(0),
-        },
+        Device::Cpu => {
+            MemReading { used: proc_status_kb("VmRSS:").unwrap_or(0), peak: proc_status_kb("VmHWM:").unwrap_or(0) }
+        }
         #[cfg(feature = "cuda")]
         Device::Cuda(d) => {
             let used = d.cuda_stream().context().mem_get_info().map(|(free, total)| (total - free) as u64).unwrap_or(0);

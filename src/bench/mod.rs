@@ -77,7 +77,13 @@ pub fn time_prefill(model: &Model, prompt: &[u32], reps: usize, pb: &indicatif::
 /// Wall times of `reps` runs of `gen.len()` single-token decode steps after a prompt of `depth`
 /// tokens (prefilled outside the clock). The fed tokens are the text's own next tokens, so no
 /// sampling happens inside the loop.
-pub fn time_decode(model: &Model, prompt: &[u32], gen: &[u32], reps: usize, pb: &indicatif::ProgressBar) -> Result<Vec<u64>> {
+pub fn time_decode(
+    model: &Model,
+    prompt: &[u32],
+    gen: &[u32],
+    reps: usize,
+    pb: &indicatif::ProgressBar,
+) -> Result<Vec<u64>> {
     let steps: Vec<Tensor> = gen.iter().map(|t| row(&[*t], model)).collect::<Result<_>>()?;
     let mut samples = Vec::with_capacity(reps);
     for i in 0..=reps {

@@ -65,10 +65,17 @@ fn lengths(args: &BenchArgs, setup: &Setup) -> Result<Lengths> {
     if prompts.iter().chain(&gens).all(|&n| n == 0) {
         return Err(Error::input("nothing to run: -p and -n are both 0"));
     }
-    if args.n_prompt.as_ref().is_some_and(|p| p.contains(&0) && p.len() > 1) || args.n_gen.as_ref().is_some_and(|g| g.contains(&0) && g.len() > 1) {
+    if args.n_prompt.as_ref().is_some_and(|p| p.contains(&0) && p.len() > 1)
+        || args.n_gen.as_ref().is_some_and(|g| g.contains(&0) && g.len() > 1)
+    {
         return Err(Error::input("0 in a list of lengths: use -p 0 or -n 0 alone to skip that test"));
     }
-    Ok(Lengths { prompts: prompts.into_iter().filter(|&n| n > 0).collect(), gens: gens.into_iter().filter(|&n| n > 0).collect(), depth, reps })
+    Ok(Lengths {
+        prompts: prompts.into_iter().filter(|&n| n > 0).collect(),
+        gens: gens.into_iter().filter(|&n| n > 0).collect(),
+        depth,
+        reps,
+    })
 }
 
 /// Token ids to feed: the eval text's when the model has a tokenizer, else seeded pseudo-random.
@@ -94,7 +101,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let before = memory::read(&setup.device);
     let mut loaded = setup.load(false)?;
     let ctx = loaded.model.config().max_position_embeddings;
-    let longest = len.prompts.iter().copied().max().unwrap_or(0).max(len.depth + len.gens.iter().copied().max().unwrap_or(0));
+    let longest =
+        len.prompts.iter().copied().max().unwrap_or(0).max(len.depth + len.gens.iter().copied().max().unwrap_or(0));
     if longest > ctx {
         return Err(Error::input(format!("{longest} tokens exceed the model's context of {ctx}")));
     }
@@ -106,13 +114,32 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     memory::reset_peak();
     let model = &loaded.model;
     let bandwidth = if args.no_roofline { 0.0 } else { roofline::measure_bandwidth(&setup.device)? };
-    let precision = if plan_name.ends_with(".yaml") || plan_name.ends_with(".yml") { format!("{plan_name} ({})", describe(&assignment)) } else { plan_name.clone() };
+    let precision = if plan_name.ends_with(".yaml") || plan_name.ends_with(".yml") {
+        format!("{plan_name} ({})", describe(&assignment))
+    } else {
+        plan_name.clone()
+    };
     let linear_bytes = model.weight_bytes();
     let base = BenchRecord {
-        model: setup.spec.short_name(), test: String::new(), n_prompt: 0, n_gen: 0, depth: 0, avg_ts: 0.0, stddev_ts: 0.0,
-        samples_ns: vec![], ttft_ms: None, weight_bytes: model.weight_bytes(), device_bytes: after.used.saturating_sub(before.used),
-        device_peak_bytes: 0, bandwidth, roofline_pct: None, precision, device: crate::device::device_name(&setup.device),
-        dtype: format!("{:?}", setup.dtype).to_lowercase(), threads: candle_core::utils::get_num_threads(), reps: len.reps,
+        model: setup.spec.short_name(),
+        test: String::new(),
+        n_prompt: 0,
+        n_gen: 0,
+        depth: 0,
+        avg_ts: 0.0,
+        stddev_ts: 0.0,
+        samples_ns: vec![],
+        ttft_ms: None,
+        weight_bytes: model.weight_bytes(),
+        device_bytes: after.used.saturating_sub(before.used),
+        device_peak_bytes: 0,
+        bandwidth,
+        roofline_pct: None,
+        precision,
+        device: crate::device::device_name(&setup.device),
+        dtype: format!("{:?}", setup.dtype).to_lowercase(),
+        threads: candle_core::utils::get_num_threads(),
+        reps: len.reps,
     };
     let total = (len.prompts.len() + len.gens.len()) * len.reps;
     let pb = crate::progress::bar(total as u64, "bench");
@@ -121,7 +148,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let samples = bench::time_prefill(model, &feed[..n], len.reps, &pb)?;
         let (avg, sd) = bench::tokens_per_s(n, &samples);
         let ttft = samples.iter().sum::<u64>() as f64 / samples.len() as f64 / 1e6;
-        records.push(BenchRecord { test: format!("pp{n}"), n_prompt: n, avg_ts: avg, stddev_ts: sd, samples_ns: samples, ttft_ms: Some(ttft), ..base.clone() });
+        records.push(BenchRecord {
+            test: format!("pp{n}"),
+            n_prompt: n,
+            avg_ts: avg,
+            stddev_ts: sd,
+            samples_ns: samples,
+            ttft_ms: Some(ttft),
+            ..base.clone()
+        });
     }
     for &n in &len.gens {
         let samples = bench::time_decode(model, &feed[..len.depth], &feed[len.depth..len.depth + n], len.reps, &pb)?;
@@ -130,7 +165,16 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let per_token = roofline::bytes_per_token(linear_bytes, bench::kv_bytes_per_token(model), len.depth + n / 2);
         let roof = (bandwidth > 0.0).then(|| roofline::roofline_pct(avg, bandwidth, per_token));
         let test = if len.depth > 0 { format!("tg{n}@d{}", len.depth) } else { format!("tg{n}") };
-        records.push(BenchRecord { test, n_gen: n, depth: len.depth, avg_ts: avg, stddev_ts: sd, samples_ns: samples, roofline_pct: roof, ..base.clone() });
+        records.push(BenchRecord {
+            test,
+            n_gen: n,
+            depth: len.depth,
+            avg_ts: avg,
+            stddev_ts: sd,
+            samples_ns: samples,
+            roofline_pct: roof,
+            ..base.clone()
+        });
     }
     pb.finish_and_clear();
     let peak = memory::read(&setup.device).peak.max(after.used).saturating_sub(before.used);
@@ -139,7 +183,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     print_records(&records, &args.output, model)?;
     if !args.no_log {
-        let path = args.log.clone().or(setup.config.bench.log.clone()).unwrap_or_else(|| PathBuf::from("results/benchmark_log.csv"));
+        let path = args
+            .log
+            .clone()
+            .or(setup.config.bench.log.clone())
+            .unwrap_or_else(|| PathBuf::from("results/benchmark_log.csv"));
         bench::log::append(&path, &records, &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))?;
     }
     Ok(())
@@ -158,16 +206,35 @@ fn print_records(records: &[BenchRecord], output: &str, model: &crate::model::Mo
         _ => {
             let Some(r0) = records.first() else { return Ok(()) };
             let gb = |b: u64| format!("{:.3} GB", b as f64 / 1e9);
-            println!("| model | weights | params | precision | device | dtype | threads | test | t/s | ttft ms | roofline |");
+            println!(
+                "| model | weights | params | precision | device | dtype | threads | test | t/s | ttft ms | roofline |"
+            );
             println!("| --- | ---: | ---: | --- | --- | --- | ---: | --- | ---: | ---: | ---: |");
             let params = format!("{:.2} B", model.config().n_params() as f64 / 1e9);
             for r in records {
                 let ttft = r.ttft_ms.map(|t| format!("{t:.1}")).unwrap_or_default();
                 let roof = r.roofline_pct.map(|p| format!("{p:.1} %")).unwrap_or_default();
-                println!("| {} | {} | {params} | {} | {} | {} | {} | {} | {:.2} ± {:.2} | {ttft} | {roof} |", r.model, gb(r.weight_bytes), r.precision, r.device, r.dtype, r.threads, r.test, r.avg_ts, r.stddev_ts);
+                println!(
+                    "| {} | {} | {params} | {} | {} | {} | {} | {} | {:.2} ± {:.2} | {ttft} | {roof} |",
+                    r.model,
+                    gb(r.weight_bytes),
+                    r.precision,
+                    r.device,
+                    r.dtype,
+                    r.threads,
+                    r.test,
+                    r.avg_ts,
+                    r.stddev_ts
+                );
             }
             println!();
-            println!("weights (computed from the plan): {}   device memory (measured{}): {} after load, {} peak", gb(r0.weight_bytes), if r0.device == "cpu" { ", RSS growth" } else { ", free-memory delta" }, gb(r0.device_bytes), gb(r0.device_peak_bytes));
+            println!(
+                "weights (computed from the plan): {}   device memory (measured{}): {} after load, {} peak",
+                gb(r0.weight_bytes),
+                if r0.device == "cpu" { ", RSS growth" } else { ", free-memory delta" },
+                gb(r0.device_bytes),
+                gb(r0.device_peak_bytes)
+            );
             if r0.bandwidth > 0.0 {
                 println!("measured copy bandwidth: {:.1} GB/s (read + write); roofline = decode t/s × bytes read per token ÷ bandwidth", r0.bandwidth / 1e9);
             }

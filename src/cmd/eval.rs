@@ -67,7 +67,10 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     println!("weights {:.1} MB", weight_bytes as f64 / 1e6);
     println!("PPL     {:.4} ± {:.4}", s.ppl, s.ppl_stderr);
     if let Some(k) = &s.kld {
-        println!("KLD     mean {:.6} ± {:.6}  median {:.6}  p99 {:.6}  max {:.6}", k.mean, k.mean_stderr, k.median, k.p99, k.max);
+        println!(
+            "KLD     mean {:.6} ± {:.6}  median {:.6}  p99 {:.6}  max {:.6}",
+            k.mean, k.mean_stderr, k.median, k.p99, k.max
+        );
         println!("top-1   {:.3} % same as f16", 100.0 * k.top1_agreement);
     }
     Ok(())

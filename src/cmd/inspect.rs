@@ -28,12 +28,26 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             .iter()
             .map(|(id, o, i, b)| json!({"id": id, "out_features": o, "in_features": i, "bytes": Precision::ALL.iter().zip(b).map(|(p, b)| (p.name().to_string(), json!(b))).collect::<serde_json::Map<_, _>>()}))
             .collect();
-        let totals: serde_json::Map<_, _> = Precision::ALL.iter().zip(&totals).map(|(p, t)| (p.name().to_string(), json!(t))).collect();
-        println!("{}", json!({"model": setup.spec.short_name(), "config": model.config(), "fixed_bytes": fixed, "layers": layers, "totals": totals}));
+        let totals: serde_json::Map<_, _> =
+            Precision::ALL.iter().zip(&totals).map(|(p, t)| (p.name().to_string(), json!(t))).collect();
+        println!(
+            "{}",
+            json!({"model": setup.spec.short_name(), "config": model.config(), "fixed_bytes": fixed, "layers": layers, "totals": totals})
+        );
         return Ok(());
     }
     let c = model.config();
-    println!("{}: {} blocks, hidden {}, ffn {}, heads {}/{} kv, vocab {}, tied head: {}", setup.spec.short_name(), c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.vocab_size, c.tie_word_embeddings);
+    println!(
+        "{}: {} blocks, hidden {}, ffn {}, heads {}/{} kv, vocab {}, tied head: {}",
+        setup.spec.short_name(),
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_attention_heads,
+        c.num_key_value_heads,
+        c.vocab_size,
+        c.tie_word_embeddings
+    );
     println!("{:<22} {:>8} {:>8} {:>12} {:>12} {:>12} {:>12}", "layer", "out", "in", "f16", "int8", "nf4", "nf4_dq");
     for (id, o, i, b) in &rows {
         println!("{id:<22} {o:>8} {i:>8} {:>12} {:>12} {:>12} {:>12}", b[0], b[1], b[2], b[3]);

@@ -3,6 +3,9 @@
 pub mod bench;
 pub mod eval;
 pub mod inspect;
+pub mod plot;
+pub mod sensitivity;
+pub mod sensitivity_finish;
 
 use crate::cli::{ModelArgs, PlanArgs};
 use crate::config::{Config, DEFAULT_MODEL};
@@ -54,7 +57,8 @@ impl Setup {
 
     /// The plan from `--plan`/`--precision` or the config (default: all f16).
     pub fn plan(&self, args: &PlanArgs) -> Result<(PrecisionPlan, String)> {
-        let plan_path = args.plan.clone().or_else(|| if args.precision.is_some() { None } else { self.config.plan.clone() });
+        let plan_path =
+            args.plan.clone().or_else(|| if args.precision.is_some() { None } else { self.config.plan.clone() });
         if let Some(p) = plan_path {
             return Ok((PrecisionPlan::from_file(&p)?, p.display().to_string()));
         }
@@ -65,7 +69,11 @@ impl Setup {
 }
 
 /// Applies a resolved plan to a model, layer by layer, re-encoding from the masters.
-pub fn apply_plan(model: &mut crate::model::Model, plan: &PrecisionPlan, origin: &str) -> Result<BTreeMap<crate::model::LayerId, Precision>> {
+pub fn apply_plan(
+    model: &mut crate::model::Model,
+    plan: &PrecisionPlan,
+    origin: &str,
+) -> Result<BTreeMap<crate::model::LayerId, Precision>> {
     let assignment = plan.resolve(&model.layer_ids(), origin)?;
     let pb = crate::progress::bar(assignment.len() as u64, "encoding");
     for (id, p) in &assignment {

@@ -113,7 +113,11 @@ pub fn token_stats(logits: &Tensor, tokens: &[u32], reference: Option<&RefDist>)
             if p_tail > 0.0 {
                 kld += p_tail * (p_tail.ln() - q_tail.ln());
             }
-            let argmax = row.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best }).0;
+            let argmax = row
+                .iter()
+                .enumerate()
+                .fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| if x > best.1 { (i, x) } else { best })
+                .0;
             TokenStat { nll, kld: Some(kld), same_top: Some(argmax as u32 == ids[0]) }
         })
         .collect();

@@ -9,7 +9,7 @@ use metrics::{RefDist, TokenStat};
 use serde::Serialize;
 
 /// KL divergence statistics against the all-f16 model, as llama.cpp reports them.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct KldStats {
     pub mean: f64,
     pub mean_stderr: f64,
@@ -21,7 +21,7 @@ pub struct KldStats {
 }
 
 /// Result of one evaluation.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct EvalSummary {
     pub ppl: f64,
     pub ppl_stderr: f64,
@@ -51,7 +51,12 @@ pub fn references(model: &Model, windows: &[Vec<u32>], k: usize, pb: &indicatif:
 }
 
 /// Per-token stats of every window, against `refs` when given.
-pub fn score(model: &Model, windows: &[Vec<u32>], refs: Option<&[RefDist]>, pb: &indicatif::ProgressBar) -> Result<Vec<TokenStat>> {
+pub fn score(
+    model: &Model,
+    windows: &[Vec<u32>],
+    refs: Option<&[RefDist]>,
+    pb: &indicatif::ProgressBar,
+) -> Result<Vec<TokenStat>> {
     let mut out = Vec::new();
     for (i, w) in windows.iter().enumerate() {
         out.extend(metrics::token_stats(&window_logits(model, w)?, w, refs.map(|r| &r[i]))?);

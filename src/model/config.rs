@@ -44,10 +44,10 @@ impl LlamaConfig {
         if self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
             return bad("head counts must be > 0");
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return bad("num_attention_heads must be a multiple of num_key_value_heads");
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad("head_dim must be even and > 0");
         }
         if self.intermediate_size == 0 {
@@ -128,8 +128,7 @@ impl LlamaConfig {
                     factor: f("factor").unwrap_or(8.0),
                     low_freq_factor: f("low_freq_factor").unwrap_or(1.0),
                     high_freq_factor: f("high_freq_factor").unwrap_or(4.0),
-                    original_max_position_embeddings: f("original_max_position_embeddings")
-                        .unwrap_or(8192.0) as usize,
+                    original_max_position_embeddings: f("original_max_position_embeddings").unwrap_or(8192.0) as usize,
                 })
             }
             _ => None,
@@ -223,8 +222,7 @@ impl LlamaConfig {
     }
 
     /// Names accepted by [`LlamaConfig::preset`].
-    pub const PRESETS: [&'static str; 5] =
-        ["smollm2-135m", "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "tiny"];
+    pub const PRESETS: [&'static str; 5] = ["smollm2-135m", "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "tiny"];
 }
 
 #[cfg(test)]

@@ -160,7 +160,8 @@ mod tests {
     #[test]
     fn unpermute_inverts_llama_cpp_permute() {
         let (heads, hd, inp) = (3, 8, 5);
-        let w = Tensor::arange(0f32, (heads * hd * inp) as f32, &Device::Cpu).unwrap().reshape((heads * hd, inp)).unwrap();
+        let w =
+            Tensor::arange(0f32, (heads * hd * inp) as f32, &Device::Cpu).unwrap().reshape((heads * hd, inp)).unwrap();
         // llama.cpp convert: reshape(heads, 2, hd/2, in).swapaxes(1, 2)
         let permuted = w.reshape((heads, 2, hd / 2, inp)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap();
         let permuted = permuted.reshape((heads * hd, inp)).unwrap();

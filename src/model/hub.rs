@@ -14,14 +14,14 @@ pub fn fetch(repo_id: &str) -> Result<PathBuf> {
         let cache = Cache::from_env().repo(Repo::model(repo_id.to_string()));
         let mut dir = None;
         for f in files.iter().chain(["model.safetensors"].iter()) {
-            let p = cache.get(f).or_else(|| (*f == "model.safetensors").then(|| cache.get("model.safetensors.index.json")).flatten());
+            let p = cache
+                .get(f)
+                .or_else(|| (*f == "model.safetensors").then(|| cache.get("model.safetensors.index.json")).flatten());
             match p {
                 Some(p) => dir = p.parent().map(PathBuf::from),
-                None => {
-                    return Err(Error::input(format!(
-                        "{repo_id}: `{f}` is not in the local cache and HF_HUB_OFFLINE is set; run once online or unset it"
-                    )))
-                }
+                None => return Err(Error::input(format!(
+                    "{repo_id}: `{f}` is not in the local cache and HF_HUB_OFFLINE is set; run once online or unset it"
+                ))),
             }
         }
         return dir.ok_or_else(|| Error::input(format!("{repo_id}: not in the local cache")));

@@ -18,15 +18,8 @@ pub enum LayerKind {
 
 impl LayerKind {
     /// The seven linears of a block, in forward order.
-    pub const BLOCK: [LayerKind; 7] = [
-        Self::AttnQ,
-        Self::AttnK,
-        Self::AttnV,
-        Self::AttnOutput,
-        Self::FfnGate,
-        Self::FfnUp,
-        Self::FfnDown,
-    ];
+    pub const BLOCK: [LayerKind; 7] =
+        [Self::AttnQ, Self::AttnK, Self::AttnV, Self::AttnOutput, Self::FfnGate, Self::FfnUp, Self::FfnDown];
 
     /// GGUF short name.
     pub fn gguf(self) -> &'static str {
@@ -63,9 +56,7 @@ impl LayerKind {
         [Self::BLOCK.as_slice(), &[Self::Output]]
             .concat()
             .into_iter()
-            .find(|k| {
-                k.gguf() == s || k.hf() == s || k.hf().rsplit('.').next() == Some(last) && s == last
-            })
+            .find(|k| k.gguf() == s || k.hf() == s || k.hf().rsplit('.').next() == Some(last) && s == last)
     }
 }
 

@@ -6,7 +6,7 @@ use super::layer_id::{LayerId, LayerKind};
 use super::rope::Rope;
 use super::weights::WeightSource;
 use crate::quant::{Precision, SwitchableLinear};
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{DType, Device, Module, Result, Tensor};
 
 /// Per-block key/value cache for decoding: `[b, kv_heads, seq, head_dim]` each.
 #[derive(Debug, Clone, Default)]
@@ -65,10 +65,12 @@ impl Attention {
         let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
         let att = match causal_mask(t, total, start_pos, xs.device())? {
             // mask: (t, total) → broadcast over (b, kv_heads, group, t, total)
-            Some(mask) => att
-                .reshape((b, self.n_kv_heads, group, t, total))?
-                .broadcast_add(&mask)?
-                .reshape((b, self.n_kv_heads, group * t, total))?,
+            Some(mask) => att.reshape((b, self.n_kv_heads, group, t, total))?.broadcast_add(&mask)?.reshape((
+                b,
+                self.n_kv_heads,
+                group * t,
+                total,
+            ))?,
             None => att,
         };
         let att = candle_nn::ops::softmax_last_dim(&att)?.to_dtype(v.dtype())?;
@@ -84,9 +86,8 @@ fn causal_mask(t: usize, total: usize, start_pos: usize, device: &Device) -> Res
     if t == 1 {
         return Ok(None);
     }
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..total).map(move |j| if j > start_pos + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
+    let mask: Vec<f32> =
+        (0..t).flat_map(|i| (0..total).map(move |j| if j > start_pos + i { f32::NEG_INFINITY } else { 0.0 })).collect();
     Tensor::from_vec(mask, (t, total), device).map(Some)
 }
 
@@ -134,7 +135,11 @@ impl Model {
         let (h, kv) = (cfg.hidden_size, cfg.num_key_value_heads * cfg.head_dim);
         let q = cfg.num_attention_heads * cfg.head_dim;
         let i = cfg.intermediate_size;
-        let linear = |src: &mut dyn WeightSource, name: String, shape: (usize, usize), bias: bool| -> crate::Result<SwitchableLinear> {
+        let linear = |src: &mut dyn WeightSource,
+                      name: String,
+                      shape: (usize, usize),
+                      bias: bool|
+         -> crate::Result<SwitchableLinear> {
             let w = src.tensor(&format!("{name}.weight"), &[shape.0, shape.1], dtype)?;
             let b = if bias { Some(src.tensor(&format!("{name}.bias"), &[shape.0], dtype)?) } else { None };
             Ok(SwitchableLinear::new(w, b, device, dtype)?)
@@ -311,16 +316,18 @@ impl Model {
         linears + self.fixed_bytes()
     }
 
+    /// Bytes the model's tensors really occupy on the device now: encoded linears, embedding and
+    /// norms in the compute dtype.
+    pub fn resident_bytes(&self) -> u64 {
+        let linears: u64 = self.layer_ids().iter().filter_map(|id| self.linear(*id)).map(|l| l.resident_bytes()).sum();
+        let per = self.dtype.size_in_bytes() as u64;
+        linears + self.fixed_bytes() / 2 * per
+    }
+
     /// Bytes that no plan changes: the untied embedding and the norms, at 2 bytes per weight.
     pub fn fixed_bytes(&self) -> u64 {
         let h = self.cfg.hidden_size as u64;
         let embd = if self.token_embd.is_some() { self.cfg.vocab_size as u64 * h } else { 0 };
         2 * (embd + h * (2 * self.blocks.len() as u64 + 1))
     }
-}
-
-/// Dims of a 2-D `[rows, cols]` weight as an ordered tuple (helper for callers that inspect layers).
-pub fn logits_last(logits: &Tensor) -> Result<Tensor> {
-    let t = logits.dim(1)?;
-    logits.narrow(1, t - 1, 1)?.squeeze(1)?.argmax(D::Minus1)
 }

@@ -60,7 +60,9 @@ impl ModelSpec {
         if looks_like_id {
             return Ok(Self::Hub(s.to_string()));
         }
-        Err(Error::input(format!("{s}: model path not found (expected a .gguf file, a model folder, a hub id or synthetic:NAME)")))
+        Err(Error::input(format!(
+            "{s}: model path not found (expected a .gguf file, a model folder, a hub id or synthetic:NAME)"
+        )))
     }
 
     /// A short name for reports and file names.
@@ -99,7 +101,8 @@ pub fn load(spec: &ModelSpec, device: &Device, dtype: DType) -> Result<Loaded> {
         ModelSpec::HfDir(dir) => load_dir(dir, device, master_dtype)?,
         ModelSpec::Hub(id) => load_dir(&hub::fetch(id)?, device, master_dtype)?,
         ModelSpec::Synthetic(name) => {
-            let cfg = LlamaConfig::preset(name).ok_or_else(|| Error::input(format!("unknown synthetic model `{name}`")))?;
+            let cfg =
+                LlamaConfig::preset(name).ok_or_else(|| Error::input(format!("unknown synthetic model `{name}`")))?;
             let mut src = synthetic::SyntheticSource::new(0x5EED);
             (Model::load(cfg, &mut src, device, master_dtype)?, None)
         }

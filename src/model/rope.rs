@@ -13,9 +13,7 @@ pub struct Rope {
 /// The inverse frequencies, scaled as Llama 3.1+ does for long contexts.
 pub fn inv_freqs(cfg: &LlamaConfig) -> Vec<f32> {
     let d = cfg.head_dim;
-    let base: Vec<f64> = (0..d / 2)
-        .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / d as f64))
-        .collect();
+    let base: Vec<f64> = (0..d / 2).map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / d as f64)).collect();
     let Some(s) = &cfg.rope_scaling else {
         return base.into_iter().map(|f| f as f32).collect();
     };

@@ -43,8 +43,8 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::input(format!("{}: invalid JSON: {e}", index.display())))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::input(format!("{}: invalid JSON: {e}", index.display())))?;
         let map = v
             .get("weight_map")
             .and_then(|m| m.as_object())
@@ -61,10 +61,7 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if single.is_file() {
         return Ok(vec![single]);
     }
-    Err(Error::input(format!(
-        "{}: no model.safetensors or model.safetensors.index.json",
-        dir.display()
-    )))
+    Err(Error::input(format!("{}: no model.safetensors or model.safetensors.index.json", dir.display())))
 }
 
 impl WeightSource for SafetensorsSource {

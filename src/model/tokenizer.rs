@@ -42,10 +42,7 @@ impl TextTokenizer {
 
     /// Token ids of `text`, without special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Runtime(format!("tokenization failed: {e}")))?;
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Runtime(format!("tokenization failed: {e}")))?;
         Ok(enc.get_ids().to_vec())
     }
 

@@ -291,15 +291,16 @@ pub fn create_dynamic_map_signed() -> [f32; 256] {
         let (start, end) = (0.1f32, 1.0f32);
         let step = (end - start) / (steps - 1) as f32;
         let half = steps / 2;
-        let b: Vec<f32> = (0..steps)
-            .map(|k| {
-                if k < half {
-                    step.mul_add(k as f32, start)
-                } else {
-                    (-step).mul_add((steps - 1 - k) as f32, end)
-                }
-            })
-            .collect();
+        let b: Vec<f32> =
+            (0..steps)
+                .map(|k| {
+                    if k < half {
+                        step.mul_add(k as f32, start)
+                    } else {
+                        (-step).mul_add((steps - 1 - k) as f32, end)
+                    }
+                })
+                .collect();
         // Python's float `10 ** (i - 6)`, rounded to f32 by torch when it multiplies.
         let scale = [1e-6f64, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0][i] as f32;
         for w in b.windows(2) {
@@ -366,19 +367,11 @@ pub fn quantize_dynamic(code: &[f32; 256], x: f32) -> u8 {
 ///
 /// # Panics
 /// If `blocksize` is 0.
-pub fn quantize_blockwise(
-    values: &[f32],
-    code: &[f32; 256],
-    blocksize: usize,
-) -> (Vec<u8>, Vec<f32>) {
+pub fn quantize_blockwise(values: &[f32], code: &[f32; 256], blocksize: usize) -> (Vec<u8>, Vec<f32>) {
     assert!(blocksize > 0, "blocksize must be positive");
     let mut q = vec![0u8; values.len()];
     let mut absmax = vec![0f32; values.len().div_ceil(blocksize)];
-    for ((block, out), am) in values
-        .chunks(blocksize)
-        .zip(q.chunks_mut(blocksize))
-        .zip(absmax.iter_mut())
-    {
+    for ((block, out), am) in values.chunks(blocksize).zip(q.chunks_mut(blocksize)).zip(absmax.iter_mut()) {
         let m = block.iter().fold(0f32, |m, v| m.max(v.abs()));
         *am = m;
         let inv = 1.0f32 / m;
@@ -390,16 +383,8 @@ pub fn quantize_blockwise(
 }
 
 /// Inverse of [`quantize_blockwise`]: `code[q] * absmax[block]` in f32.
-pub fn dequantize_blockwise(
-    q: &[u8],
-    absmax: &[f32],
-    code: &[f32; 256],
-    blocksize: usize,
-) -> Vec<f32> {
-    q.iter()
-        .enumerate()
-        .map(|(i, &c)| code[c as usize] * absmax[i / blocksize])
-        .collect()
+pub fn dequantize_blockwise(q: &[u8], absmax: &[f32], code: &[f32; 256], blocksize: usize) -> Vec<f32> {
+    q.iter().enumerate().map(|(i, &c)| code[c as usize] * absmax[i / blocksize]).collect()
 }
 
 /// NF4 absmax values compressed to one byte each (QLoRA double quantization).
@@ -457,33 +442,21 @@ mod tests {
     fn dynamic_quantization_picks_nearest_and_handles_nan() {
         let code = &DYNAMIC_MAP_SIGNED;
         for (i, &c) in code.iter().enumerate() {
-            assert_eq!(
-                quantize_dynamic(code, c) as usize,
-                i,
-                "exact code value {c}"
-            );
+            assert_eq!(quantize_dynamic(code, c) as usize, i, "exact code value {c}");
         }
         // away from midpoints the search is plain nearest-neighbour
         for k in 0..2001 {
             let x = -1.0 + k as f32 * 0.001;
             let got = code[quantize_dynamic(code, x) as usize];
-            let best = code
-                .iter()
-                .map(|&c| (c - x).abs())
-                .fold(f32::INFINITY, f32::min);
-            assert!(
-                ((got - x).abs() - best).abs() <= 1e-7,
-                "x={x} got {got} best dist {best}"
-            );
+            let best = code.iter().map(|&c| (c - x).abs()).fold(f32::INFINITY, f32::min);
+            assert!(((got - x).abs() - best).abs() <= 1e-7, "x={x} got {got} best dist {best}");
         }
         assert_eq!(quantize_dynamic(code, f32::NAN), 0);
     }
 
     #[test]
     fn double_quant_round_trip_is_close() {
-        let absmax: Vec<f32> = (0..700)
-            .map(|i| 0.01 + 0.002 * ((i * 37) % 101) as f32)
-            .collect();
+        let absmax: Vec<f32> = (0..700).map(|i| 0.01 + 0.002 * ((i * 37) % 101) as f32).collect();
         let dq = DoubleQuantized::quantize(&absmax);
         assert_eq!(dq.q.len(), 700);
         assert_eq!(dq.scales.len(), 3);

@@ -42,10 +42,8 @@ impl Int8Weight {
         let mut q = vec![0i8; w.len()];
         let mut scales = vec![0f32; out_features];
         if in_features > 0 {
-            w.par_chunks(in_features)
-                .zip(q.par_chunks_mut(in_features))
-                .zip(scales.par_iter_mut())
-                .for_each(|((row, qrow), scale)| {
+            w.par_chunks(in_features).zip(q.par_chunks_mut(in_features)).zip(scales.par_iter_mut()).for_each(
+                |((row, qrow), scale)| {
                     let absmax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
                     let s = absmax / 127.0;
                     *scale = s;
@@ -55,14 +53,10 @@ impl Int8Weight {
                             *o = (v / s).round().clamp(-127.0, 127.0) as i8;
                         }
                     }
-                });
+                },
+            );
         }
-        Self {
-            q,
-            scales,
-            out_features,
-            in_features,
-        }
+        Self { q, scales, out_features, in_features }
     }
 
     /// The row-major f32 weight, `q * scale` (f32).
@@ -90,11 +84,7 @@ impl Int8Weight {
     /// `q + 128` (candle has no i8 dtype; the offset keeps one byte per weight), and the scales
     /// as `F32` `[out, 1]`, ready to broadcast over a row.
     pub fn to_tensors(&self, device: &Device) -> Result<(Tensor, Tensor)> {
-        let codes: Vec<u8> = self
-            .q
-            .iter()
-            .map(|&c| (c as i16 + CODE_OFFSET) as u8)
-            .collect();
+        let codes: Vec<u8> = self.q.iter().map(|&c| (c as i16 + CODE_OFFSET) as u8).collect();
         let codes = Tensor::from_vec(codes, (self.out_features, self.in_features), device)?;
         let scales = Tensor::from_slice(&self.scales, (self.out_features, 1), device)?;
         Ok((codes, scales))
@@ -136,11 +126,7 @@ mod tests {
     const FIXTURE: &str = include_str!("../../tests/fixtures/nf4_golden.json");
 
     fn f32s(v: &Value) -> Vec<f32> {
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|b| f32::from_bits(b.as_u64().expect("u32 bits") as u32))
-            .collect()
+        v.as_array().expect("array").iter().map(|b| f32::from_bits(b.as_u64().expect("u32 bits") as u32)).collect()
     }
 
     fn random(o: usize, i: usize, seed: u64) -> Vec<f32> {
@@ -153,26 +139,13 @@ mod tests {
     fn golden_int8_matches_reference() {
         let fx: Value = serde_json::from_str(FIXTURE).unwrap();
         let c = &fx["int8"];
-        let shape: Vec<usize> = c["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
+        let shape: Vec<usize> = c["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         let w = f32s(&c["input_bits"]);
         let q = Int8Weight::quantize(&w, shape[0], shape[1]);
-        let expected: Vec<i8> = c["q"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_i64().unwrap() as i8)
-            .collect();
+        let expected: Vec<i8> = c["q"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i8).collect();
         assert_eq!(q.q, expected);
         let sb: Vec<u32> = q.scales.iter().map(|s| s.to_bits()).collect();
-        let eb: Vec<u32> = f32s(&c["scales_bits"])
-            .iter()
-            .map(|s| s.to_bits())
-            .collect();
+        let eb: Vec<u32> = f32s(&c["scales_bits"]).iter().map(|s| s.to_bits()).collect();
         assert_eq!(sb, eb);
     }
 
@@ -186,9 +159,7 @@ mod tests {
         w[4 * i + 1..4 * i + 5].copy_from_slice(&[2.5, -2.5, 0.5, -0.5]);
         let q = Int8Weight::quantize(&w, o, i);
         for r in 0..o {
-            let absmax = w[r * i..(r + 1) * i]
-                .iter()
-                .fold(0f32, |m, v| m.max(v.abs()));
+            let absmax = w[r * i..(r + 1) * i].iter().fold(0f32, |m, v| m.max(v.abs()));
             assert_eq!(q.scales[r], absmax / 127.0);
             let row = &q.q[r * i..(r + 1) * i];
             assert!(row.iter().all(|&c| c >= -127), "never -128");
@@ -207,17 +178,10 @@ mod tests {
         for (o, i) in [(576usize, 1536usize), (64, 100), (3, 33)] {
             let q = Int8Weight::quantize(&random(o, i, 2), o, i);
             let (codes, scales) = q.to_tensors(&Device::Cpu).unwrap();
-            let t: Vec<f32> = dequantize_tensor(&codes, &scales, DType::F32)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let t: Vec<f32> =
+                dequantize_tensor(&codes, &scales, DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
             let host = q.dequantize();
-            assert!(
-                t.iter().zip(&host).all(|(a, b)| a.to_bits() == b.to_bits()),
-                "{o}×{i}"
-            );
+            assert!(t.iter().zip(&host).all(|(a, b)| a.to_bits() == b.to_bits()), "{o}×{i}");
         }
     }
 
@@ -241,10 +205,7 @@ mod tests {
                     mag += p.abs();
                 }
                 let err = (got as f64 - exact).abs();
-                assert!(
-                    err <= 1e-5 * mag,
-                    "[{r},{c}]: {got} vs {exact} (|x||w| = {mag})"
-                );
+                assert!(err <= 1e-5 * mag, "[{r},{c}]: {got} vs {exact} (|x||w| = {mag})");
             }
         }
     }

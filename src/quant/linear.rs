@@ -11,8 +11,9 @@ enum Encoded {
     Dense(Tensor),
     /// `codes`: `[out, in]` u8 (int8 + 128), `scales`: `[out, 1]` f32.
     Int8 { codes: Tensor, scales: Tensor },
-    /// `packed`: `[out·in / 2]` u8, `absmax`: `[blocks]` f32.
-    Nf4 { packed: Tensor, absmax: Tensor },
+    /// `packed`: `[out·in / 2]` u8, `absmax`: `[blocks]` f32, `table`: the byte → code-pair
+    /// lookup, uploaded once per layer rather than on every forward.
+    Nf4 { packed: Tensor, absmax: Tensor, table: Tensor },
 }
 
 /// A linear layer `y = x·Wᵀ (+ b)` whose `W` can be f16, int8 or nf4.
@@ -68,7 +69,7 @@ impl SwitchableLinear {
                 let w = master_f32(master)?;
                 let q = nf4::Nf4Weight::quantize(&w, o, i, precision == Precision::Nf4Dq);
                 let (packed, absmax) = q.to_tensors(&self.device)?;
-                Encoded::Nf4 { packed, absmax }
+                Encoded::Nf4 { packed, absmax, table: nf4::pair_table(&self.device)? }
             }
         };
         self.precision = precision;
@@ -95,13 +96,26 @@ impl SwitchableLinear {
         self.precision.weight_bytes(self.out_features, self.in_features)
     }
 
+    /// Bytes of the tensors this layer holds on its device now (bias excluded): the real footprint,
+    /// which differs from [`Self::weight_bytes`] when the compute dtype is f32.
+    pub fn resident_bytes(&self) -> u64 {
+        let b = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+        match &self.encoded {
+            Encoded::Dense(w) => b(w),
+            Encoded::Int8 { codes, scales } => b(codes) + b(scales),
+            Encoded::Nf4 { packed, absmax, .. } => b(packed) + b(absmax),
+        }
+    }
+
     /// The weight `[out, in]` in the compute dtype, dequantized if needed.
     pub fn weight(&self) -> Result<Tensor> {
         let (o, i) = (self.out_features, self.in_features);
         match &self.encoded {
             Encoded::Dense(w) => Ok(w.clone()),
             Encoded::Int8 { codes, scales } => int8::dequantize_tensor(codes, scales, self.dtype),
-            Encoded::Nf4 { packed, absmax } => nf4::dequantize_tensor(packed, absmax, o, i, self.dtype),
+            Encoded::Nf4 { packed, absmax, table } => {
+                nf4::dequantize_tensor_with_table(table, packed, absmax, o, i, self.dtype)
+            }
         }
     }
 
@@ -116,10 +130,10 @@ impl SwitchableLinear {
                 int8::dequantize_tensor(&codes.index_select(ids, 0)?, &scales.index_select(ids, 0)?, self.dtype)
             }
             // Rows are whole blocks when `in` is a multiple of the block size.
-            Encoded::Nf4 { packed, absmax } if i % nf4::NF4_BLOCKSIZE == 0 => {
+            Encoded::Nf4 { packed, absmax, table } if i % nf4::NF4_BLOCKSIZE == 0 => {
                 let packed = packed.reshape((o, i / 2))?.index_select(ids, 0)?.flatten_all()?;
                 let absmax = absmax.reshape((o, i / nf4::NF4_BLOCKSIZE))?.index_select(ids, 0)?.flatten_all()?;
-                nf4::dequantize_tensor(&packed, &absmax, n, i, self.dtype)
+                nf4::dequantize_tensor_with_table(table, &packed, &absmax, n, i, self.dtype)
             }
             Encoded::Nf4 { .. } => self.weight()?.index_select(ids, 0),
         }

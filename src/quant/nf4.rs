@@ -86,10 +86,7 @@ pub fn nf4_encode(x: f32) -> u8 {
 /// 7 (the code of 0.0), which is what bitsandbytes stores unless the last block is all zero;
 /// [`Nf4Weight::quantize`] writes that exact pad itself.
 pub fn pack(codes: &[u8]) -> Vec<u8> {
-    codes
-        .chunks(2)
-        .map(|p| (p[0] << 4) | p.get(1).copied().unwrap_or(7))
-        .collect()
+    codes.chunks(2).map(|p| (p[0] << 4) | p.get(1).copied().unwrap_or(7)).collect()
 }
 
 /// Unpack `n` codes from bytes written by [`pack`] (high nibble first).
@@ -97,11 +94,7 @@ pub fn pack(codes: &[u8]) -> Vec<u8> {
 /// # Panics
 /// If `packed` holds fewer than `n` codes.
 pub fn unpack(packed: &[u8], n: usize) -> Vec<u8> {
-    assert!(
-        packed.len() * 2 >= n,
-        "{} packed bytes hold fewer than {n} codes",
-        packed.len()
-    );
+    assert!(packed.len() * 2 >= n, "{} packed bytes hold fewer than {n} codes", packed.len());
     let mut out = Vec::with_capacity(packed.len() * 2);
     for &b in packed {
         out.push(b >> 4);
@@ -173,19 +166,9 @@ impl Nf4Weight {
     ///
     /// # Panics
     /// If `w.len() != out_features * in_features`.
-    pub fn quantize(
-        w: &[f32],
-        out_features: usize,
-        in_features: usize,
-        double_quant: bool,
-    ) -> Self {
+    pub fn quantize(w: &[f32], out_features: usize, in_features: usize, double_quant: bool) -> Self {
         let n = out_features * in_features;
-        assert_eq!(
-            w.len(),
-            n,
-            "weight has {} values, expected {out_features}×{in_features}",
-            w.len()
-        );
+        assert_eq!(w.len(), n, "weight has {} values, expected {out_features}×{in_features}", w.len());
         let mut packed = vec![0u8; n.div_ceil(2)];
         let mut absmax = vec![0f32; n.div_ceil(NF4_BLOCKSIZE)];
         let per_task = NF4_BLOCKSIZE * BLOCKS_PER_TASK;
@@ -193,31 +176,17 @@ impl Nf4Weight {
             .zip(packed.par_chunks_mut(per_task / 2))
             .zip(absmax.par_chunks_mut(BLOCKS_PER_TASK))
             .for_each(|((x, p), a)| {
-                for ((xb, pb), ab) in x
-                    .chunks(NF4_BLOCKSIZE)
-                    .zip(p.chunks_mut(NF4_BLOCKSIZE / 2))
-                    .zip(a.iter_mut())
-                {
+                for ((xb, pb), ab) in x.chunks(NF4_BLOCKSIZE).zip(p.chunks_mut(NF4_BLOCKSIZE / 2)).zip(a.iter_mut()) {
                     *ab = quantize_block(xb, pb);
                 }
             });
         let absmax = if double_quant {
             let dq = DoubleQuantized::quantize(&absmax);
-            Nf4Absmax::DoubleQuant {
-                q: dq.q,
-                scales: dq.scales,
-                offset: dq.offset,
-                code: Box::new(DYNAMIC_MAP_SIGNED),
-            }
+            Nf4Absmax::DoubleQuant { q: dq.q, scales: dq.scales, offset: dq.offset, code: Box::new(DYNAMIC_MAP_SIGNED) }
         } else {
             Nf4Absmax::F32(absmax)
         };
-        Self {
-            packed,
-            absmax,
-            out_features,
-            in_features,
-        }
+        Self { packed, absmax, out_features, in_features }
     }
 
     /// Number of weights.
@@ -240,15 +209,12 @@ impl Nf4Weight {
     pub fn block_absmax(&self) -> Vec<f32> {
         match &self.absmax {
             Nf4Absmax::F32(a) => a.clone(),
-            Nf4Absmax::DoubleQuant {
-                q,
-                scales,
-                offset,
-                code,
-            } => super::dq::dequantize_blockwise(q, scales, code, super::dq::DQ_BLOCKSIZE)
-                .into_iter()
-                .map(|a| a + offset)
-                .collect(),
+            Nf4Absmax::DoubleQuant { q, scales, offset, code } => {
+                super::dq::dequantize_blockwise(q, scales, code, super::dq::DQ_BLOCKSIZE)
+                    .into_iter()
+                    .map(|a| a + offset)
+                    .collect()
+            }
         }
     }
 
@@ -262,11 +228,7 @@ impl Nf4Weight {
             .zip(self.packed.par_chunks(per_task / 2))
             .zip(absmax.par_chunks(BLOCKS_PER_TASK))
             .for_each(|((o, p), a)| {
-                for ((ob, pb), &ab) in o
-                    .chunks_mut(NF4_BLOCKSIZE)
-                    .zip(p.chunks(NF4_BLOCKSIZE / 2))
-                    .zip(a.iter())
-                {
+                for ((ob, pb), &ab) in o.chunks_mut(NF4_BLOCKSIZE).zip(p.chunks(NF4_BLOCKSIZE / 2)).zip(a.iter()) {
                     for (pair, &byte) in ob.chunks_mut(2).zip(pb) {
                         pair[0] = NF4_CODE[(byte >> 4) as usize] * ab;
                         if let Some(second) = pair.get_mut(1) {
@@ -369,10 +331,7 @@ pub fn dequantize_tensor_with_table(
     if values.elem_count() != padded {
         values = values.narrow(0, 0, n)?.pad_with_zeros(0, 0, padded - n)?;
     }
-    let mut w = values
-        .reshape((blocks, NF4_BLOCKSIZE))?
-        .broadcast_mul(&absmax.reshape((blocks, 1))?)?
-        .flatten_all()?;
+    let mut w = values.reshape((blocks, NF4_BLOCKSIZE))?.broadcast_mul(&absmax.reshape((blocks, 1))?)?.flatten_all()?;
     if padded != n {
         w = w.narrow(0, 0, n)?;
     }
@@ -394,19 +353,12 @@ mod tests {
     }
 
     fn f32s(v: &Value) -> Vec<f32> {
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|b| f32::from_bits(b.as_u64().expect("u32 bits") as u32))
-            .collect()
+        v.as_array().expect("array").iter().map(|b| f32::from_bits(b.as_u64().expect("u32 bits") as u32)).collect()
     }
 
     fn hex(v: &Value) -> Vec<u8> {
         let s = v.as_str().expect("hex string");
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
     }
 
     fn bits(v: &[f32]) -> Vec<u32> {
@@ -426,9 +378,7 @@ mod tests {
                     s += x >> 10;
                 }
                 let r = i / cols;
-                let mut v = (s as i64 - (1 << 23)) as f32
-                    * 2f32.powi(-23)
-                    * 2f32.powi(-(5 + (r % 4) as i32));
+                let mut v = (s as i64 - (1 << 23)) as f32 * 2f32.powi(-23) * 2f32.powi(-(5 + (r % 4) as i32));
                 if i % 997 == 0 {
                     v *= 8.0;
                 }
@@ -438,12 +388,8 @@ mod tests {
     }
 
     fn case_input(case: &Value) -> (Vec<f32>, usize, usize) {
-        let shape: Vec<usize> = case["shape"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
+        let shape: Vec<usize> =
+            case["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         let input = if let Some(bits) = case.get("input_bits") {
             f32s(bits)
         } else {
@@ -454,11 +400,7 @@ mod tests {
                 g["cols"].as_u64().unwrap() as usize,
                 g["seed"].as_u64().unwrap() as u32,
             );
-            assert_eq!(
-                bits(&w[..8]),
-                bits(&f32s(&case["input_head_bits"])),
-                "generator drifted"
-            );
+            assert_eq!(bits(&w[..8]), bits(&f32s(&case["input_head_bits"])), "generator drifted");
             w
         };
         (input, shape[0], shape[1])
@@ -473,73 +415,40 @@ mod tests {
             let (w, o, i) = case_input(case);
             let q = Nf4Weight::quantize(&w, o, i, false);
             assert_eq!(q.packed, hex(&case["packed_hex"]), "{name}: packed codes");
-            assert_eq!(
-                bits(&q.block_absmax()),
-                bits(&f32s(&case["absmax_bits"])),
-                "{name}: absmax"
-            );
+            assert_eq!(bits(&q.block_absmax()), bits(&f32s(&case["absmax_bits"])), "{name}: absmax");
             let deq = q.dequantize();
             if let Some(expected) = case.get("dequant_bits") {
                 assert_eq!(bits(&deq), bits(&f32s(expected)), "{name}: dequantized");
             }
             let sum: f64 = deq.iter().map(|&v| v as f64).sum();
-            assert_eq!(
-                sum,
-                case["dequant_sum_f64"].as_f64().unwrap(),
-                "{name}: dequantized sum"
-            );
+            assert_eq!(sum, case["dequant_sum_f64"].as_f64().unwrap(), "{name}: dequantized sum");
         }
     }
 
     #[test]
     fn golden_double_quant_matches_bitsandbytes() {
         let fx = fixture();
-        assert_eq!(
-            bits(&DYNAMIC_MAP_SIGNED),
-            bits(&f32s(&fx["dynamic_map_bits"]))
-        );
+        assert_eq!(bits(&DYNAMIC_MAP_SIGNED), bits(&f32s(&fx["dynamic_map_bits"])));
         for case in fx["nf4"].as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
             let dq = &case["double_quant"];
             let (w, o, i) = case_input(case);
             let q = Nf4Weight::quantize(&w, o, i, true);
             assert_eq!(q.packed, hex(&case["packed_hex"]), "{name}: packed codes");
-            let Nf4Absmax::DoubleQuant {
-                q: qa,
-                scales,
-                offset,
-                code,
-            } = &q.absmax
-            else {
+            let Nf4Absmax::DoubleQuant { q: qa, scales, offset, code } = &q.absmax else {
                 panic!("{name}: not double quant")
             };
-            assert_eq!(
-                offset.to_bits() as u64,
-                dq["offset_bits"].as_u64().unwrap(),
-                "{name}: offset"
-            );
+            assert_eq!(offset.to_bits() as u64, dq["offset_bits"].as_u64().unwrap(), "{name}: offset");
             assert_eq!(qa, &hex(&dq["q_hex"]), "{name}: quantized absmax");
-            assert_eq!(
-                bits(scales),
-                bits(&f32s(&dq["scales_bits"])),
-                "{name}: scales"
-            );
+            assert_eq!(bits(scales), bits(&f32s(&dq["scales_bits"])), "{name}: scales");
             assert_eq!(bits(&code[..]), bits(&DYNAMIC_MAP_SIGNED));
-            assert_eq!(
-                bits(&q.block_absmax()),
-                bits(&f32s(&dq["absmax_dequant_bits"])),
-                "{name}: absmax"
-            );
+            assert_eq!(bits(&q.block_absmax()), bits(&f32s(&dq["absmax_dequant_bits"])), "{name}: absmax");
             let deq = q.dequantize();
             if let Some(expected) = dq.get("dequant_bits") {
                 assert_eq!(bits(&deq), bits(&f32s(expected)), "{name}: dequantized");
             }
             let sum: f64 = deq.iter().map(|&v| v as f64).sum();
-            assert_eq!(
-                sum,
-                dq["dequant_sum_f64"].as_f64().unwrap(),
-                "{name}: dequantized sum"
-            );
+            assert_eq!(sum, dq["dequant_sum_f64"].as_f64().unwrap(), "{name}: dequantized sum");
         }
     }
 
@@ -597,16 +506,7 @@ mod tests {
 
     #[test]
     fn encoder_equals_decision_tree() {
-        let mut probes = vec![
-            f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            0.0,
-            -0.0,
-            1.0,
-            -1.0,
-            2.0,
-        ];
+        let mut probes = vec![f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1.0, -1.0, 2.0];
         for &t in NF4_THRESHOLDS.iter().chain(NF4_CODE.iter()) {
             probes.extend([t, t.next_up(), t.next_down()]);
         }
@@ -646,28 +546,18 @@ mod tests {
 
     #[test]
     fn round_trip_error_bounded_by_codebook_gap() {
-        let half_gap = NF4_CODE
-            .windows(2)
-            .map(|p| p[1] - p[0])
-            .fold(0f32, f32::max)
-            / 2.0;
+        let half_gap = NF4_CODE.windows(2).map(|p| p[1] - p[0]).fold(0f32, f32::max) / 2.0;
         for (o, i) in [(64usize, 100usize), (37, 29)] {
             let w = normal_weights(o * i, 3);
             for dq in [false, true] {
                 let q = Nf4Weight::quantize(&w, o, i, dq);
                 let absmax = q.block_absmax();
-                let exact: Vec<f32> = w
-                    .chunks(NF4_BLOCKSIZE)
-                    .map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs())))
-                    .collect();
+                let exact: Vec<f32> =
+                    w.chunks(NF4_BLOCKSIZE).map(|b| b.iter().fold(0f32, |m, v| m.max(v.abs()))).collect();
                 for (k, (&a, &b)) in w.iter().zip(q.dequantize().iter()).enumerate() {
                     let blk = k / NF4_BLOCKSIZE;
-                    let bound =
-                        half_gap * exact[blk] * (1.0 + 1e-6) + (absmax[blk] - exact[blk]).abs();
-                    assert!(
-                        (a - b).abs() <= bound,
-                        "{o}×{i} dq={dq} elem {k}: {a} vs {b} (bound {bound})"
-                    );
+                    let bound = half_gap * exact[blk] * (1.0 + 1e-6) + (absmax[blk] - exact[blk]).abs();
+                    assert!((a - b).abs() <= bound, "{o}×{i} dq={dq} elem {k}: {a} vs {b} (bound {bound})");
                 }
             }
         }
@@ -684,10 +574,7 @@ mod tests {
                 let t = dequantize_tensor(&packed, &absmax, o, i, DType::F32).unwrap();
                 assert_eq!(t.dims(), &[o, i]);
                 let t: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-                let first_diff = t
-                    .iter()
-                    .zip(&host)
-                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                let first_diff = t.iter().zip(&host).position(|(a, b)| a.to_bits() != b.to_bits());
                 assert_eq!(first_diff, None, "{o}×{i} dq={dq}: first differing element");
                 let h: Vec<half::f16> = dequantize_tensor(&packed, &absmax, o, i, DType::F16)
                     .unwrap()
@@ -695,10 +582,7 @@ mod tests {
                     .unwrap()
                     .to_vec1()
                     .unwrap();
-                assert!(h
-                    .iter()
-                    .zip(&host)
-                    .all(|(a, b)| a.to_bits() == half::f16::from_f32(*b).to_bits()));
+                assert!(h.iter().zip(&host).all(|(a, b)| a.to_bits() == half::f16::from_f32(*b).to_bits()));
             }
         }
     }
@@ -709,12 +593,8 @@ mod tests {
         let q = Nf4Weight::quantize(&[0.5; 64], 1, 64, false);
         assert!(q.packed.iter().all(|&b| b == 0xFF));
         let (packed, absmax) = q.to_tensors(&Device::Cpu).unwrap();
-        let t: Vec<f32> = dequantize_tensor(&packed, &absmax, 1, 64, DType::F32)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let t: Vec<f32> =
+            dequantize_tensor(&packed, &absmax, 1, 64, DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(t, vec![0.5; 64]);
     }
 
@@ -742,13 +622,8 @@ mod tests {
         let mut w = normal_weights(128, 7);
         w[64..].fill(0.0);
         let q = Nf4Weight::quantize(&w, 2, 64, false);
-        assert!(
-            q.packed[32..].iter().all(|&b| b == 0),
-            "all-zero block → code 0 (NaN path)"
-        );
-        assert!(q.dequantize()[64..]
-            .iter()
-            .all(|&v| v == 0.0 && !v.is_nan()));
+        assert!(q.packed[32..].iter().all(|&b| b == 0), "all-zero block → code 0 (NaN path)");
+        assert!(q.dequantize()[64..].iter().all(|&v| v == 0.0 && !v.is_nan()));
         let empty = Nf4Weight::quantize(&[], 0, 7, true);
         assert!(empty.is_empty() && empty.dequantize().is_empty());
     }

@@ -123,7 +123,10 @@ pub fn write_frontier_csv(path: &Path, points: &[FrontierPoint]) -> Result<(), R
 
 /// Split CSV text into records of fields, honouring quotes (which may hold commas and newlines).
 /// Returns each record with the 1-based line it starts on.
-fn parse_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+/// One CSV record: the 1-based line it starts on and its fields.
+type Record = (usize, Vec<String>);
+
+fn parse_records(text: &str) -> Result<Vec<Record>, (usize, String)> {
     let (mut records, mut record, mut field) = (Vec::new(), Vec::new(), String::new());
     let (mut line, mut start, mut quoted) = (1, 1, false);
     let mut chars = text.chars().peekable();
@@ -212,9 +215,8 @@ pub fn read_frontier_csv(path: &Path) -> Result<Vec<FrontierPoint>, ReportError>
 pub fn pareto_front(points: &[(f64, f64)], x_higher_is_better: bool) -> Vec<usize> {
     let sx = if x_higher_is_better { -1.0 } else { 1.0 };
     let ok = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite();
-    let dominates = |a: (f64, f64), b: (f64, f64)| {
-        sx * a.0 <= sx * b.0 && a.1 <= b.1 && (sx * a.0 < sx * b.0 || a.1 < b.1)
-    };
+    let dominates =
+        |a: (f64, f64), b: (f64, f64)| sx * a.0 <= sx * b.0 && a.1 <= b.1 && (sx * a.0 < sx * b.0 || a.1 < b.1);
     let mut front: Vec<usize> = (0..points.len())
         .filter(|&i| ok(&points[i]) && !points.iter().any(|&q| ok(&q) && dominates(q, points[i])))
         .collect();
@@ -244,8 +246,16 @@ pub fn frontier_markdown(points: &[FrontierPoint]) -> String {
         })
         .collect();
     let headers = [
-        "config", "kind", "weights (GB)", "device (GB)", "PPL ± err", "KLD mean", "KLD p99", "top-1 %",
-        "pp512 tok/s", "tg128 tok/s",
+        "config",
+        "kind",
+        "weights (GB)",
+        "device (GB)",
+        "PPL ± err",
+        "KLD mean",
+        "KLD p99",
+        "top-1 %",
+        "pp512 tok/s",
+        "tg128 tok/s",
     ];
     markdown_table(&headers, &rows)
 }

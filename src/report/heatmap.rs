@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The linear layers of a llama block, in the order the heatmap draws them (GGUF names).
-pub const LAYER_KINDS: [&str; 7] =
-    ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+pub const LAYER_KINDS: [&str; 7] = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
 
 const ROW_PX: u32 = 20;
 const COL_PX: u32 = 56;
@@ -62,19 +61,16 @@ fn viridis(t: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
-/// The shared log colour scale over the positive scores: (log10 min, log10 max).
-fn log_range(cells: &[HeatCell]) -> (f64, f64) {
+/// The shared log colour scale over the positive scores: (log10 min, log10 max), widened to one
+/// decade when all scores are equal; `None` when no score is positive.
+fn log_range(cells: &[HeatCell]) -> Option<(f64, f64)> {
     let pos = cells.iter().map(|c| c.score).filter(|s| s.is_finite() && *s > 0.0);
     let (lo, hi) = pos.fold((f64::INFINITY, 0.0f64), |(a, b), s| (a.min(s), b.max(s)));
     if !lo.is_finite() {
-        return (-1.0, 0.0);
+        return None;
     }
     let (l, h) = (lo.log10(), hi.log10());
-    if h - l < 1e-9 {
-        (l - 0.5, h + 0.5)
-    } else {
-        (l, h)
-    }
+    Some(if h - l < 1e-9 { (l - 0.5, h + 0.5) } else { (l, h) })
 }
 
 fn colour(score: f64, (l, h): (f64, f64)) -> RGBColor {
@@ -94,21 +90,23 @@ pub fn plot_heatmap(path: &Path, cells: &[HeatCell], metric: &str) -> Result<(),
     let blocks = cells.iter().filter_map(|c| c.block).max().map_or(0, |b| b + 1);
     let rows = blocks + usize::from(cells.iter().any(|c| c.block.is_none()));
     let panel_w = COL_PX * 7 + 90;
-    let width = (40 + formats.len().max(1) as u32 * panel_w + BAR_PX).max(700);
-    let height = 70 + rows.max(1) as u32 * ROW_PX + 150;
-    let range = log_range(cells);
+    let title = format!("Per-layer sensitivity: increase of {metric} with one layer quantized, rest f16");
+    let title_w = text_size(&title, TITLE_PT - 2).0 as u32 + 40;
+    let width = (40 + formats.len().max(1) as u32 * panel_w + BAR_PX).max(title_w);
+    let height = (70 + rows.max(1) as u32 * ROW_PX + 150).max(520);
+    let known = log_range(cells);
+    let range = known.unwrap_or((-1.0, 0.0));
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
         root.fill(&WHITE).map_err(ReportError::plot(path))?;
-        let title = format!("Per-layer sensitivity: increase of {metric} with one layer quantized, rest f16");
         let body = root.titled(&title, (FONT, TITLE_PT - 2)).map_err(ReportError::plot(path))?;
         let (panels, bar) = body.split_horizontally(width - BAR_PX);
         let panels = panels.margin(0, 0, 20, 0);
         for (area, &p) in panels.split_evenly((1, formats.len().max(1))).iter().zip(&formats) {
             draw_panel(area, cells, p, blocks, rows, range).map_err(ReportError::plot(path))?;
         }
-        draw_colour_bar(&bar, metric, range).map_err(ReportError::plot(path))?;
+        draw_colour_bar(&bar, metric, range, known.is_some()).map_err(ReportError::plot(path))?;
         root.present().map_err(ReportError::plot(path))?;
     }
     write_atomic(path, svg.as_bytes()).map_err(ReportError::io(path))
@@ -135,7 +133,11 @@ fn draw_panel(
         .build_cartesian_2d(Ticked { lo: 0.0, hi: 7.0, keys: x_keys }, Ticked { lo: 0.0, hi: rows_f, keys: y_keys })?;
     let row_name = |y: f64| {
         let r = (rows_f - y - 0.5).round() as usize;
-        if r < blocks { r.to_string() } else { "output".into() }
+        if r < blocks {
+            r.to_string()
+        } else {
+            "output".into()
+        }
     };
     chart
         .configure_mesh()
@@ -170,13 +172,38 @@ fn draw_panel(
     Ok(())
 }
 
-fn draw_colour_bar(area: &DrawingArea<SVGBackend<'_>, Shift>, metric: &str, (l, h): (f64, f64)) -> DrawResult {
+fn draw_colour_bar(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    metric: &str,
+    (l, h): (f64, f64),
+    any_positive: bool,
+) -> DrawResult {
     let decades: Vec<f64> = (l.ceil() as i32..=h.floor() as i32).map(f64::from).collect();
     let ticks = if decades.len() >= 2 { decades } else { nice_ticks(l, h, 4) };
     let label = |t: f64| {
         let v = 10f64.powf(t);
-        if (t - t.round()).abs() < 1e-9 { format!("1e{}", t.round() as i32) } else { format!("{v:.1e}") }
+        if (t - t.round()).abs() < 1e-9 {
+            format!("1e{}", t.round() as i32)
+        } else {
+            format!("{v:.1e}")
+        }
     };
+    let font = (FONT, TICK_PT).into_font().color(&BLACK);
+    let (w, bh) = area.dim_in_pixel();
+    let notes = if any_positive {
+        [format!("max {:.2e}", 10f64.powf(h)), format!("min {:.2e}", 10f64.powf(l)), "grey: ≤ 0".into()]
+    } else {
+        ["no positive".into(), "scores".into(), "grey: ≤ 0".into()]
+    };
+    for (i, n) in notes.iter().enumerate() {
+        area.draw(&Text::new(n.clone(), (12, bh as i32 - 130 + 22 * i as i32), font.clone()))?;
+    }
+    area.draw(&Rectangle::new([(96, bh as i32 - 86), (112, bh as i32 - 72)], ZERO.filled()))?;
+    if !any_positive {
+        return Ok(());
+    }
+    let top = format!("Δ {metric} (log)");
+    area.draw(&Text::new(top.clone(), ((w as i32 - text_size(&top, TICK_PT).0) / 2, 18), font.clone()))?;
     let inner = area.margin(46, 150, 10, 0);
     let mut chart = ChartBuilder::on(&inner)
         .right_y_label_area_size(80)
@@ -193,15 +220,5 @@ fn draw_colour_bar(area: &DrawingArea<SVGBackend<'_>, Shift>, metric: &str, (l, 
         let (a, b) = (l + (h - l) * i as f64 / steps as f64, l + (h - l) * (i + 1) as f64 / steps as f64);
         Rectangle::new([(0.0, a), (1.0, b)], viridis((i as f64 + 0.5) / steps as f64).filled())
     }))?;
-    let font = (FONT, TICK_PT).into_font().color(&BLACK);
-    let (w, _) = area.dim_in_pixel();
-    let top = format!("Δ {metric} (log)");
-    area.draw(&Text::new(top.clone(), ((w as i32 - text_size(&top, TICK_PT).0) / 2, 18), font.clone()))?;
-    let (_, bh) = area.dim_in_pixel();
-    let notes = [format!("max {:.2e}", 10f64.powf(h)), format!("min {:.2e}", 10f64.powf(l)), "grey: ≤ 0".into()];
-    for (i, n) in notes.iter().enumerate() {
-        area.draw(&Text::new(n.clone(), (12, bh as i32 - 130 + 22 * i as i32), font.clone()))?;
-    }
-    area.draw(&Rectangle::new([(96, bh as i32 - 86), (112, bh as i32 - 72)], ZERO.filled()))?;
     Ok(())
 }

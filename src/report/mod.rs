@@ -8,10 +8,9 @@ pub mod heatmap;
 pub mod plot;
 #[cfg(test)]
 mod plot_tests;
+pub mod run;
 
-pub use frontier::{
-    frontier_markdown, pareto_front, read_frontier_csv, write_frontier_csv, FrontierPoint, PointKind,
-};
+pub use frontier::{frontier_markdown, pareto_front, read_frontier_csv, write_frontier_csv, FrontierPoint, PointKind};
 pub use heatmap::{plot_heatmap, HeatCell, LAYER_KINDS};
 pub use plot::{plot_frontier_memory, plot_frontier_speed};
 
@@ -51,9 +50,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name")
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{}.tmp.{}.{n}", name.to_string_lossy(), std::process::id()));
     let result = (|| {

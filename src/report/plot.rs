@@ -71,7 +71,7 @@ impl YAxis {
             let hi = if hi > 0.0 { hi * 1.08 } else { 1.0 };
             return Self { log: false, zero_at: 0.0, range: (lo, hi), ticks: nice_ticks(lo, hi, 7) };
         }
-        let (d0, top) = (lo.log10().floor(), hi.log10() + 0.15);
+        let (d0, top) = (lo.log10().floor(), hi.log10() + 0.3);
         let mut ticks: Vec<f64> = (d0 as i32..=top.floor() as i32).map(f64::from).collect();
         let has_zero = ys.iter().any(|&y| y <= 0.0);
         let zero_at = d0 - 0.6;
@@ -110,53 +110,70 @@ impl YAxis {
     }
 }
 
-/// A linear tick with just enough decimals to tell neighbouring ticks apart.
+/// A linear tick with just the decimals its step needs (0.025 → 3, 0.05 → 2, 20 → 0).
 pub(crate) fn tick_text(ticks: &[f64], t: f64) -> String {
-    let step = ticks.windows(2).map(|w| w[1] - w[0]).next().unwrap_or(1.0);
-    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    let step = ticks.windows(2).map(|w| w[1] - w[0]).next().unwrap_or(1.0).abs();
+    let exact = |d: i32| {
+        let v = step * 10f64.powi(d);
+        (v - v.round()).abs() < 1e-6 * v.max(1.0)
+    };
+    let decimals = (0..12).find(|&d| exact(d)).unwrap_or(12) as usize;
     format!("{t:.decimals$}")
 }
 
-/// About `n` round tick values (1, 2 or 5 × 10^k apart) covering `lo..hi`.
+/// At most about `n` round tick values (1, 2, 2.5 or 5 × 10^k apart) covering `lo..hi`.
 pub(crate) fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     let raw = (hi - lo).max(f64::MIN_POSITIVE) / n.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * mag).find(|&s| s >= raw).unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].into_iter().map(|m| m * mag).find(|&s| s >= raw).unwrap_or(10.0 * mag);
     let first = (lo / step).ceil() as i64;
     (first..).map(|k| k as f64 * step).take_while(|&t| t <= hi + step * 1e-9).collect()
 }
 
+/// What distinguishes the two frontier plots.
+struct Spec<'a> {
+    title: &'a str,
+    x_caption: &'a str,
+    xs: Vec<Option<f64>>,
+    x_higher_is_better: bool,
+    /// Shown under the x axis (e.g. how many points lack this measurement).
+    note: Option<String>,
+}
+
 /// Accuracy vs weight memory: x = plan weight bytes in GB (10⁹ bytes), lower is better.
 pub fn plot_frontier_memory(path: &Path, points: &[FrontierPoint]) -> Result<(), ReportError> {
-    let xs: Vec<Option<f64>> = points.iter().map(|p| Some(p.weight_bytes as f64 / 1e9)).collect();
-    let x_caption = "weight memory (GB = 10⁹ bytes, embeddings and norms included)";
-    let title = "Accuracy vs memory: held-out KLD by weight size";
-    draw_frontier(path, title, x_caption, &xs, points, false)
+    let spec = Spec {
+        title: "Accuracy vs memory: held-out KLD by weight size",
+        x_caption: "weight memory (GB = 10⁹ bytes, embeddings and norms included)",
+        xs: points.iter().map(|p| Some(p.weight_bytes as f64 / 1e9)).collect(),
+        x_higher_is_better: false,
+        note: None,
+    };
+    let svg = render_frontier(&spec, points).map_err(ReportError::plot(path))?;
+    write_atomic(path, svg.as_bytes()).map_err(ReportError::io(path))
 }
 
 /// Accuracy vs decode speed: x = tg128 decode tokens/s, higher is better. Points without a decode
-/// measurement are left out and counted in the title.
+/// measurement are left out and counted in a note under the axis.
 pub fn plot_frontier_speed(path: &Path, points: &[FrontierPoint]) -> Result<(), ReportError> {
     let xs: Vec<Option<f64>> = points.iter().map(|p| p.decode_tps).collect();
     let missing = xs.iter().filter(|x| !x.is_some_and(f64::is_finite)).count();
-    let mut title = "Accuracy vs speed: held-out KLD by decode tokens/s".to_string();
-    if missing > 0 {
-        title += &format!(" ({missing} without a speed measurement not shown)");
-    }
-    draw_frontier(path, &title, "decode speed, tg128 (tokens/s, higher is better)", &xs, points, true)
+    let spec = Spec {
+        title: "Accuracy vs speed: held-out KLD by decode tokens/s",
+        x_caption: "decode speed, tg128 (tokens/s, higher is better)",
+        xs,
+        x_higher_is_better: true,
+        note: (missing > 0).then(|| format!("{missing} points without a decode speed measurement are not shown")),
+    };
+    let svg = render_frontier(&spec, points).map_err(ReportError::plot(path))?;
+    write_atomic(path, svg.as_bytes()).map_err(ReportError::io(path))
 }
 
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Ticked, Ticked>>;
+type DrawError = DrawingAreaErrorKind<std::io::Error>;
 
-fn draw_frontier(
-    path: &Path,
-    title: &str,
-    x_caption: &str,
-    xs: &[Option<f64>],
-    points: &[FrontierPoint],
-    x_higher_is_better: bool,
-) -> Result<(), ReportError> {
-    let shown: Vec<(usize, f64)> = (xs.iter().enumerate())
+fn render_frontier(spec: &Spec<'_>, points: &[FrontierPoint]) -> Result<String, DrawError> {
+    let shown: Vec<(usize, f64)> = (spec.xs.iter().enumerate())
         .filter_map(|(i, x)| x.filter(|x| x.is_finite() && points[i].kld_mean.is_finite()).map(|x| (i, x)))
         .collect();
     let axis = YAxis::new(&shown.iter().map(|&(i, _)| points[i].kld_mean).collect::<Vec<_>>());
@@ -165,20 +182,25 @@ fn draw_frontier(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(ReportError::plot(path))?;
-        let y_range = Ticked { lo: axis.range.0, hi: axis.range.1, keys: axis.ticks.clone() };
+        root.fill(&WHITE)?;
         let x_ticks = nice_ticks(x0, x1, 8);
         let x_range = Ticked { lo: x0, hi: x1, keys: x_ticks.clone() };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, TITLE_PT))
+        let y_range = Ticked { lo: axis.range.0, hi: axis.range.1, keys: axis.ticks.clone() };
+        let mut body = root.titled(spec.title, (FONT, TITLE_PT))?;
+        let font = (FONT, LABEL_PT).into_font().color(&BLACK);
+        if let Some(note) = &spec.note {
+            let x = (SIZE.0 as i32 - text_size(note, LABEL_PT).0) / 2;
+            body.draw(&Text::new(note.as_str(), (x, 4), font.clone()))?;
+            body = body.margin(22, 0, 0, 0);
+        }
+        let mut chart = ChartBuilder::on(&body)
             .margin(18)
             .x_label_area_size(62)
             .y_label_area_size(92)
-            .build_cartesian_2d(x_range, y_range)
-            .map_err(ReportError::plot(path))?;
+            .build_cartesian_2d(x_range, y_range)?;
         chart
             .configure_mesh()
-            .x_desc(x_caption)
+            .x_desc(spec.x_caption)
             .y_desc(axis.caption())
             .axis_desc_style((FONT, DESC_PT))
             .label_style((FONT, TICK_PT))
@@ -186,38 +208,36 @@ fn draw_frontier(
             .y_label_formatter(&|v| axis.tick_label(*v))
             .light_line_style(WHITE)
             .bold_line_style(RGBColor(225, 225, 225))
-            .draw()
-            .map_err(ReportError::plot(path))?;
+            .draw()?;
         let kinds: Vec<PointKind> = shown.iter().map(|&(i, _)| points[i].kind).collect();
-        let front = pareto_front(&xy, x_higher_is_better);
-        draw_points(&mut chart, &xy, &kinds, &front).map_err(ReportError::plot(path))?;
-        let corner = emptiest_corner(&xy, (x0, x1), axis.range);
-        chart
-            .configure_series_labels()
-            .position(corner)
-            .margin(12)
-            .label_font((FONT, LABEL_PT))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(ReportError::plot(path))?;
-        let labels = point_labels(&chart, &xy, &shown, points, &axis);
-        for (text, (px, py)) in labels {
-            let style = (FONT, LABEL_PT).into_font().color(&BLACK);
-            root.draw(&Text::new(text, (px, py), style)).map_err(ReportError::plot(path))?;
+        draw_points(&mut chart, &xy, &kinds, &pareto_front(&xy, spec.x_higher_is_better))?;
+        if xy.is_empty() {
+            let (w, h) = root.dim_in_pixel();
+            let msg = "no points to show";
+            root.draw(&Text::new(msg, ((w as i32 - text_size(msg, LABEL_PT).0) / 2, h as i32 / 2), font))?;
+        } else {
+            chart
+                .configure_series_labels()
+                .position(emptiest_corner(&xy, (x0, x1), axis.range))
+                .margin(12)
+                .label_font((FONT, LABEL_PT))
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()?;
+            draw_labels(&root, &point_labels(&chart, &xy, &shown, points, &axis))?;
         }
-        root.present().map_err(ReportError::plot(path))?;
+        root.present()?;
     }
-    write_atomic(path, svg.as_bytes()).map_err(ReportError::io(path))
+    Ok(svg)
 }
 
-/// Data range with 7% padding each side (or ±10% of the value when all points coincide).
+/// Data range with 10% padding each side (or ±10% of the value when all points coincide).
 fn padded_range(xs: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    let pad = if hi > lo { 0.07 * (hi - lo) } else { 0.1 * lo.abs().max(1e-9) };
+    let pad = if hi > lo { 0.1 * (hi - lo) } else { 0.1 * lo.abs().max(1e-9) };
     (lo - pad, hi + pad)
 }
 
@@ -227,7 +247,7 @@ fn draw_points(
     xy: &[(f64, f64)],
     kinds: &[PointKind],
     front: &[usize],
-) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+) -> Result<(), DrawError> {
     if !front.is_empty() {
         let line = front.iter().map(|&i| xy[i]);
         chart
@@ -279,9 +299,40 @@ fn emptiest_corner(xy: &[(f64, f64)], xr: (f64, f64), yr: (f64, f64)) -> SeriesL
             })
             .count()
     };
-    let corners = [(UpperRight, true, true), (UpperLeft, false, true), (LowerRight, true, false), (LowerLeft, false, false)];
+    let corners =
+        [(UpperRight, true, true), (UpperLeft, false, true), (LowerRight, true, false), (LowerLeft, false, false)];
     // min_by_key keeps the first of equal minima, so ties prefer the upper right.
     corners.into_iter().min_by_key(|&(_, r, u)| count(r, u)).map_or(UpperRight, |c| c.0)
+}
+
+/// A point's text label in pixels: top-left corner, estimated size, and the marker it names.
+struct Label {
+    text: String,
+    at: (i32, i32),
+    anchor: (i32, i32),
+    size: (i32, i32),
+}
+
+impl Label {
+    /// Where a leader line to the marker should end, when the label sits far from it.
+    fn leader_end(&self) -> Option<(i32, i32)> {
+        let (x, y) = self.anchor;
+        let near = (x.clamp(self.at.0, self.at.0 + self.size.0), y.clamp(self.at.1, self.at.1 + self.size.1));
+        let (dx, dy) = (near.0 - x, near.1 - y);
+        (dx * dx + dy * dy > 20 * 20).then_some(near)
+    }
+}
+
+/// Labels, with a thin leader line to their marker when they had to sit further away.
+fn draw_labels(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, labels: &[Label]) -> Result<(), DrawError> {
+    let font = (FONT, LABEL_PT).into_font().color(&BLACK);
+    for l in labels {
+        if let Some(end) = l.leader_end() {
+            root.draw(&PathElement::new(vec![l.anchor, end], RANDOM.stroke_width(1)))?;
+        }
+        root.draw(&Text::new(l.text.as_str(), l.at, font.clone()))?;
+    }
+    Ok(())
 }
 
 /// Text labels for uniform and chosen points, placed in pixel space so they do not collide.
@@ -291,7 +342,7 @@ fn point_labels(
     shown: &[(usize, f64)],
     points: &[FrontierPoint],
     axis: &YAxis,
-) -> Vec<(String, (i32, i32))> {
+) -> Vec<Label> {
     let px: Vec<(i32, i32)> = xy.iter().map(|&p| chart.backend_coord(&p)).collect();
     let (xr, yr) = chart.plotting_area().get_pixel_range();
     let mut wanted = Vec::new();
@@ -307,7 +358,9 @@ fn point_labels(
     let anchors: Vec<(i32, i32)> = wanted.iter().map(|&(k, _)| px[k]).collect();
     let sizes: Vec<(i32, i32)> = wanted.iter().map(|(_, t)| text_size(t, LABEL_PT)).collect();
     let spots = place_labels(&anchors, &sizes, (xr.start, yr.start, xr.end, yr.end), &px);
-    wanted.into_iter().map(|(_, t)| t).zip(spots).collect()
+    (wanted.into_iter().zip(spots).zip(anchors.iter().zip(&sizes)))
+        .map(|(((_, text), at), (&anchor, &size))| Label { text, at, anchor, size })
+        .collect()
 }
 
 /// Rough rendered size in pixels of `text` at plotters size `pt` in a sans-serif font (SVG cannot
@@ -338,8 +391,8 @@ pub(crate) fn place_labels(
             (ax + 12, ay + 6),
             (ax - 12 - w, ay - h - 6),
             (ax - 12 - w, ay + 6),
-            (ax + 14, ay - h / 2),
-            (ax - 14 - w, ay - h / 2),
+            (ax + 18, ay - h / 2),
+            (ax - 18 - w, ay - h / 2),
             (ax + 12, ay - 2 * h - 10),
             (ax + 12, ay + h + 10),
         ];
@@ -348,7 +401,14 @@ pub(crate) fn place_labels(
             let inside = overlap(r, area);
             let mut c = 4 * ((w * h) as i64 - inside);
             c += placed.iter().map(|&p| 2 * overlap(r, p)).sum::<i64>();
-            c + obstacles.iter().map(|&(ox, oy)| overlap(r, (ox - 13, oy - 13, ox + 13, oy + 13))).sum::<i64>()
+            c += obstacles.iter().map(|&(ox, oy)| 3 * overlap(r, (ox - 15, oy - 15, ox + 15, oy + 15))).sum::<i64>();
+            // A label nearer to another marker than to its own would name the wrong point.
+            let d2 = |(px, py): (i32, i32)| {
+                let (dx, dy) = ((px - px.clamp(r.0, r.2)) as i64, (py - py.clamp(r.1, r.3)) as i64);
+                dx * dx + dy * dy
+            };
+            let own = d2((ax, ay));
+            c + obstacles.iter().filter(|&&o| o != (ax, ay) && d2(o) < own).count() as i64 * (w * h) as i64
         };
         let best = cands.iter().copied().min_by_key(cost).unwrap_or((ax, ay));
         placed.push((best.0, best.1, best.0 + w, best.1 + h));

@@ -27,6 +27,7 @@ fn synthetic_points() -> Vec<FrontierPoint> {
         point("all f16", PointKind::Uniform, 269.0, 0.0, 140.0),
         point("all int8", PointKind::Uniform, 163.0, 0.0011, 190.0),
         point("all nf4", PointKind::Uniform, 115.0, 0.085, 230.0),
+        point("all nf4_dq", PointKind::Uniform, 108.0, 0.09, 228.0),
         point("greedy @ 0.150 GB", PointKind::Chosen, 149.5, 0.0062, 200.0),
     ];
     for k in 0..8 {
@@ -45,7 +46,7 @@ fn synthetic_cells() -> Vec<HeatCell> {
     let mut cells = Vec::new();
     for b in 0..30usize {
         for (k, kind) in LAYER_KINDS.iter().enumerate() {
-            let base = 1e-4 * (1.0 + ((b * 7 + k * 13) % 17) as f64) * if b < 2 || b > 27 { 8.0 } else { 1.0 };
+            let base = 1e-4 * (1.0 + ((b * 7 + k * 13) % 17) as f64) * if (2..=27).contains(&b) { 1.0 } else { 8.0 };
             let noise = if (b + k) % 23 == 0 { -1e-5 } else { 0.0 };
             let id = format!("blk.{b}.{kind}");
             cells.push(HeatCell::from_layer_id(&id, Precision::Int8, base * 0.02 + noise).unwrap());
@@ -94,7 +95,9 @@ fn all_plots_render_with_axes_and_legends() {
 
 #[test]
 fn linear_scale_when_the_range_is_narrow() {
-    let pts: Vec<_> = (0..4).map(|k| point(&format!("b{k}"), PointKind::Budget, 100.0 + k as f64, 0.01 + 0.001 * k as f64, 10.0)).collect();
+    let pts: Vec<_> = (0..4)
+        .map(|k| point(&format!("b{k}"), PointKind::Budget, 100.0 + k as f64, 0.01 + 0.001 * k as f64, 10.0))
+        .collect();
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("lin.svg");
     plot_frontier_memory(&p, &pts).unwrap();
@@ -109,4 +112,31 @@ fn labels_avoid_each_other() {
     let overlap_x = (a.0 + 60).min(b.0 + 60) - a.0.max(b.0);
     let overlap_y = (a.1 + 16).min(b.1 + 16) - a.1.max(b.1);
     assert!(overlap_x <= 0 || overlap_y <= 0, "{spots:?}");
+}
+
+#[test]
+fn degenerate_inputs_still_render() {
+    let keep = std::env::var_os("MINILAB_KEEP_PLOTS").map(std::path::PathBuf::from);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = keep.as_deref().unwrap_or(tmp.path());
+    let one = vec![point("all f16", PointKind::Uniform, 269.0, 0.0, 140.0)];
+    let mut no_speed = synthetic_points();
+    no_speed.iter_mut().for_each(|p| p.decode_tps = None);
+    plot_frontier_memory(&dir.join("empty.svg"), &[]).unwrap();
+    plot_frontier_memory(&dir.join("one.svg"), &one).unwrap();
+    plot_frontier_speed(&dir.join("no_speed.svg"), &no_speed).unwrap();
+    let svg = std::fs::read_to_string(dir.join("no_speed.svg")).unwrap();
+    assert!(svg.contains("18 points without a decode speed measurement are not shown"));
+    plot_heatmap(&dir.join("heat_empty.svg"), &[], "KLD").unwrap();
+    let noisy = vec![HeatCell::from_layer_id("blk.0.attn_q", Precision::Nf4, -1e-4).unwrap()];
+    plot_heatmap(&dir.join("heat_noisy.svg"), &noisy, "PPL").unwrap();
+}
+
+#[test]
+fn tick_helpers_pick_round_values() {
+    let t = plot::nice_ticks(0.105, 0.28, 8);
+    let want = [0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.275];
+    assert!(t.len() == want.len() && t.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12), "{t:?}");
+    assert_eq!(plot::tick_text(&[0.125, 0.15], 0.15), "0.150");
+    assert_eq!(plot::tick_text(&[140.0, 160.0], 140.0), "140");
 }

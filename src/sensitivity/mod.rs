@@ -1,3 +1,7 @@
 //! Allocation of formats to layers under a memory budget, and the sensitivity scan.
 
 pub mod allocate;
+pub mod journal;
+pub mod scan;
+pub mod summary;
+pub mod validate;

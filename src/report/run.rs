@@ -1,0 +1,149 @@
+//! The files of a sensitivity run rendered from what it saved (`summary.json`, `frontier.csv`,
+//! `scan.jsonl`): the SVG plots and `report.md`. `minilab plot` calls this with no model loaded.
+
+use super::frontier::{frontier_markdown, read_frontier_csv};
+use super::heatmap::{plot_heatmap, HeatCell};
+use super::markdown_table;
+use super::plot::{plot_frontier_memory, plot_frontier_speed};
+use crate::error::{Error, Result};
+use crate::sensitivity::scan::ScanItem;
+use crate::sensitivity::summary::Summary;
+use std::path::Path;
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::input(format!("{}: invalid JSON: {e}", path.display())))
+}
+
+/// The finished items of `scan.jsonl` (the header line skipped).
+pub fn read_scan(path: &Path) -> Result<Vec<ScanItem>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    Ok(text.lines().skip(1).filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
+/// Re-renders the plots and `report.md` of run folder `dir`.
+pub fn render(dir: &Path) -> Result<()> {
+    let summary: Summary = read(&dir.join("summary.json"))?;
+    let csv = dir.join("frontier.csv");
+    let points = read_frontier_csv(&csv).map_err(|e| Error::input(format!("{}: {e}", csv.display())))?;
+    let items = read_scan(&dir.join("scan.jsonl"))?;
+    let rt = |e: super::ReportError| Error::Runtime(e.to_string());
+    plot_frontier_memory(&dir.join("frontier_memory.svg"), &points).map_err(rt)?;
+    if points.iter().any(|p| p.decode_tps.is_some()) {
+        plot_frontier_speed(&dir.join("frontier_speed.svg"), &points).map_err(rt)?;
+    }
+    let cells: Vec<HeatCell> =
+        items.iter().filter_map(|i| HeatCell::from_layer_id(&i.layer, i.format, i.score)).collect();
+    let metric = summary.settings["metric"].as_str().unwrap_or("kld").to_string();
+    plot_heatmap(&dir.join("sensitivity_heatmap.svg"), &cells, &metric).map_err(rt)?;
+    let report = report_md(&summary, &frontier_markdown(&points), &items, &metric);
+    let p = dir.join("report.md");
+    super::write_atomic(&p, report.as_bytes()).map_err(|e| Error::io(&p, e))
+}
+
+fn gb(b: u64) -> String {
+    format!("{:.4} GB ({:.4} GiB)", b as f64 / 1e9, b as f64 / (1u64 << 30) as f64)
+}
+
+fn report_md(s: &Summary, frontier: &str, items: &[ScanItem], metric: &str) -> String {
+    let mut r = format!("# Sensitivity report: {}\n\n", s.model);
+    r += &format!(
+        "Settings (hash `{}`):\n\n```json\n{}\n```\n\n",
+        s.settings_hash,
+        serde_json::to_string_pretty(&s.settings).unwrap_or_default()
+    );
+    r += &format!(
+        "Budget **{}**; the {} plan uses **{}** of resident weights (all-cheapest {}, all-f16 {}).\n",
+        gb(s.budget_bytes),
+        s.strategy,
+        gb(s.plan_weight_bytes),
+        gb(s.min_bytes),
+        gb(s.max_bytes)
+    );
+    r += &format!(
+        "Layers per format: {}.\n\n",
+        s.formats.iter().map(|(f, n)| format!("{f} × {n}")).collect::<Vec<_>>().join(", ")
+    );
+    r += "## Predicted vs measured (held-out text)\n\n";
+    let k = s.measured.kld.as_ref();
+    r += &markdown_table(
+        &["", "value"],
+        &[
+            vec!["predicted score, greedy".to_string(), format!("{:.6}", s.predicted.greedy)],
+            vec![
+                "predicted score, optimal".to_string(),
+                format!("{:.6} (gap {:.6})", s.predicted.optimal, s.predicted.gap),
+            ],
+            vec![
+                format!("measured KLD ({metric} scores sum single-layer effects)"),
+                k.map_or("-".into(), |k| {
+                    format!("{:.6} ± {:.6} (median {:.6}, p99 {:.6})", k.mean, k.mean_stderr, k.median, k.p99)
+                }),
+            ],
+            vec![
+                "measured top-1 agreement".to_string(),
+                k.map_or("-".into(), |k| format!("{:.2} %", 100.0 * k.top1_agreement)),
+            ],
+            vec![
+                "measured PPL".to_string(),
+                format!(
+                    "{:.4} ± {:.4} (f16: {:.4} ± {:.4})",
+                    s.measured.ppl, s.measured.ppl_stderr, s.f16.ppl, s.f16.ppl_stderr
+                ),
+            ],
+            vec!["held-out tokens scored".to_string(), s.measured.tokens.to_string()],
+        ],
+    );
+    for n in &s.notes {
+        r += &format!("\n> **Note:** {n}\n");
+    }
+    r += "\n## Baselines of the same size\n\n";
+    let chosen_kld = k.map_or(0.0, |k| k.mean);
+    let rows: Vec<Vec<String>> = std::iter::once(vec![
+        "chosen plan".into(),
+        gb(s.plan_weight_bytes),
+        format!("{chosen_kld:.6}"),
+        format!("{:.4}", s.measured.ppl),
+    ])
+    .chain(
+        s.baselines
+            .iter()
+            .map(|b| vec![b.label.clone(), gb(b.weight_bytes), format!("{:.6}", b.kld_mean), format!("{:.4}", b.ppl)]),
+    )
+    .collect();
+    r += &markdown_table(&["plan", "weights", "KLD", "PPL"], &rows);
+    r += "\n## Frontier\n\n![accuracy vs memory](frontier_memory.svg)\n\n![accuracy vs decode speed](frontier_speed.svg)\n\n";
+    r += frontier;
+    r += "\n\nSpeed: pp512 and tg128 with the bench code (one warm-up, then the `bench_reps` repetitions of this run); `device` bytes are the tensors the layers hold (counted), weights are the plan's bytes.\n\n";
+    r += "## Most sensitive layers\n\n![sensitivity heatmap](sensitivity_heatmap.svg)\n\n";
+    let mut top: Vec<&ScanItem> = items.iter().collect();
+    top.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let rows: Vec<Vec<String>> = top
+        .iter()
+        .take(10)
+        .map(|i| vec![i.layer.clone(), i.format.to_string(), format!("{:.6}", i.score), format!("{:.4}", i.ppl)])
+        .collect();
+    r += &markdown_table(&["layer", "format", &format!("score ({metric})"), "calib PPL"], &rows);
+    r += "\n## Phases (wall time)\n\n";
+    let rows: Vec<Vec<String>> = s.phases_s.iter().map(|(p, t)| vec![p.clone(), format!("{t:.1} s")]).collect();
+    r += &markdown_table(&["phase", "seconds"], &rows);
+    r
+}
+
+/// The few lines printed at the end of a run.
+pub fn console_summary(s: &Summary) -> String {
+    let k = s.measured.kld.as_ref().map_or(0.0, |k| k.mean);
+    let mean_random = {
+        let r: Vec<f64> = s.baselines.iter().filter(|b| b.label.starts_with("random")).map(|b| b.kld_mean).collect();
+        if r.is_empty() {
+            f64::NAN
+        } else {
+            r.iter().sum::<f64>() / r.len() as f64
+        }
+    };
+    format!(
+        "plan: {} of {} budget, formats {:?}\nheld-out: PPL {:.4} ± {:.4} (f16 {:.4}), KLD {k:.6} (predicted {:.6}; random plans of that size: {mean_random:.6})\nphases: {}",
+        gb(s.plan_weight_bytes), gb(s.budget_bytes), s.formats, s.measured.ppl, s.measured.ppl_stderr, s.f16.ppl, s.predicted.chosen,
+        s.phases_s.iter().map(|(p, t)| format!("{p} {t:.1}s")).collect::<Vec<_>>().join(", ")
+    )
+}

@@ -1,0 +1,132 @@
+//! `scan.jsonl`: a header line with the settings hash, then one line per finished (layer, format),
+//! appended and synced as the scan goes, so a killed run loses at most the item in progress.
+
+use super::scan::ScanItem;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The first line of `scan.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub minilab_scan: u32,
+    pub settings_hash: String,
+    pub settings: serde_json::Value,
+}
+
+impl Header {
+    /// A header for `settings`, hashed (sha256 of their canonical JSON).
+    pub fn new(settings: serde_json::Value) -> Self {
+        use sha2::Digest;
+        let hash = sha2::Sha256::digest(settings.to_string().as_bytes());
+        let hex: String = hash.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        Self { minilab_scan: 1, settings_hash: hex, settings }
+    }
+}
+
+/// An open journal.
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens `path`: a new journal, or with `resume` the finished items of an earlier run with the
+    /// same settings. Refuses to touch an existing journal without `resume`, or one whose settings
+    /// differ.
+    pub fn open(path: &Path, header: &Header, resume: bool) -> Result<(Self, Vec<ScanItem>)> {
+        let journal = Self { path: path.to_path_buf() };
+        if !path.exists() {
+            let line = serde_json::to_string(header).map_err(|e| Error::Runtime(e.to_string()))? + "\n";
+            crate::report::write_atomic(path, line.as_bytes()).map_err(|e| Error::io(path, e))?;
+            return Ok((journal, vec![]));
+        }
+        if !resume {
+            return Err(Error::input(format!(
+                "{} already exists: pass --resume to continue that run, or choose another --out",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut lines = text.split_inclusive('\n');
+        let first = lines.next().unwrap_or_default();
+        let old: Header = serde_json::from_str(first.trim())
+            .map_err(|e| Error::input(format!("{}: not a minilab scan journal: {e}", path.display())))?;
+        if old.settings_hash != header.settings_hash {
+            return Err(Error::input(format!(
+                "{}: --resume with a different model or settings (journal {}, now {}); use another --out",
+                path.display(),
+                old.settings_hash,
+                header.settings_hash
+            )));
+        }
+        let mut items = Vec::new();
+        let mut valid_len = first.len();
+        for line in lines {
+            // A line without its newline, or that does not parse, is an item cut by a kill: drop it.
+            match serde_json::from_str::<ScanItem>(line.trim()) {
+                Ok(item) if line.ends_with('\n') => {
+                    items.push(item);
+                    valid_len += line.len();
+                }
+                _ => break,
+            }
+        }
+        if valid_len < text.len() {
+            let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+            f.set_len(valid_len as u64).map_err(|e| Error::io(path, e))?;
+        }
+        Ok((journal, items))
+    }
+
+    /// Appends one finished item and syncs it to disk.
+    pub fn append(&self, item: &ScanItem) -> Result<()> {
+        let line = serde_json::to_string(item).map_err(|e| Error::Runtime(e.to_string()))? + "\n";
+        let mut f = std::fs::OpenOptions::new().append(true).open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        f.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
+        f.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::Precision;
+
+    fn item(layer: &str) -> ScanItem {
+        ScanItem {
+            layer: layer.into(),
+            format: Precision::Nf4,
+            score: 0.5,
+            kld_mean: 0.5,
+            ppl: 10.0,
+            top1_agreement: 0.9,
+            bytes: 10,
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn resume_keeps_finished_items_and_drops_a_cut_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scan.jsonl");
+        let h = Header::new(serde_json::json!({"model": "m", "ctx": 512}));
+        let (j, items) = Journal::open(&p, &h, false).unwrap();
+        assert!(items.is_empty());
+        j.append(&item("blk.0.attn_q")).unwrap();
+        j.append(&item("blk.0.attn_k")).unwrap();
+        // a kill in the middle of a write
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(b"{\"layer\":\"blk.0.at").unwrap();
+        assert!(Journal::open(&p, &h, false).is_err(), "no --resume: refuse");
+        let (j, items) = Journal::open(&p, &h, true).unwrap();
+        assert_eq!(items, vec![item("blk.0.attn_q"), item("blk.0.attn_k")]);
+        j.append(&item("blk.0.attn_v")).unwrap();
+        let (_, items) = Journal::open(&p, &h, true).unwrap();
+        assert_eq!(items.len(), 3);
+        let other = Header::new(serde_json::json!({"model": "other", "ctx": 512}));
+        let e = Journal::open(&p, &other, true).err().unwrap();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("different model or settings"));
+    }
+}
