@@ -119,7 +119,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     } else {
         plan_name.clone()
     };
-    let linear_bytes = model.weight_bytes();
+    // What decode really reads: the encoded tensors in their stored dtype (f32 compute reads 4 bytes
+    // per 16-bit weight), not the plan's nominal bytes.
+    let linear_bytes = model.resident_bytes();
     let base = BenchRecord {
         model: setup.spec.short_name(),
         test: String::new(),

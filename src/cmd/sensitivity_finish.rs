@@ -221,7 +221,7 @@ fn frontier(
         points.push(point(&format!("{:.3} GB", budget as f64 / 1e9), PointKind::Budget, Some(budget), &m));
     }
     let m = validate::measure(model, held, &validate::assignment_of(layers, &chosen.choice), speed, "chosen")?;
-    points.push(point("chosen", PointKind::Chosen, Some(ctx.budget), &m));
+    points.push(point(&format!("{:.3} GB budget", ctx.budget as f64 / 1e9), PointKind::Chosen, Some(ctx.budget), &m));
     Ok(points)
 }
 

@@ -19,9 +19,11 @@ pub fn fetch(repo_id: &str) -> Result<PathBuf> {
                 .or_else(|| (*f == "model.safetensors").then(|| cache.get("model.safetensors.index.json")).flatten());
             match p {
                 Some(p) => dir = p.parent().map(PathBuf::from),
-                None => return Err(Error::input(format!(
+                None => {
+                    return Err(Error::input(format!(
                     "{repo_id}: `{f}` is not in the local cache and HF_HUB_OFFLINE is set; run once online or unset it"
-                ))),
+                )))
+                }
             }
         }
         return dir.ok_or_else(|| Error::input(format!("{repo_id}: not in the local cache")));

@@ -14,3 +14,5 @@ pub fn demo_model() -> PathBuf {
 pub fn repo(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
+
+pub mod tiny;

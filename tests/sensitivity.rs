@@ -1,0 +1,153 @@
+//! The sensitivity pipeline on a tiny model: prefix caching equals a full forward, a resumed scan
+//! ends where an uninterrupted one does, and bad budgets or settings are refused with exit 2.
+
+mod common;
+
+use assert_cmd::Command;
+use candle_core::{DType, Device};
+use minilab::eval::{self, text};
+use minilab::model::{self, LayerId, LayerKind, ModelSpec};
+use minilab::quant::Precision;
+use minilab::sensitivity::scan;
+use std::path::Path;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    model: std::path::PathBuf,
+    calib: std::path::PathBuf,
+    text: std::path::PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    std::fs::create_dir(&model).unwrap();
+    common::tiny::write_tiny_model(&model, 11);
+    let (calib, text) = (dir.path().join("calib.txt"), dir.path().join("heldout.txt"));
+    common::tiny::write_text(&calib, 1);
+    common::tiny::write_text(&text, 2);
+    Fixture { _dir: dir, model, calib, text }
+}
+
+fn sensitivity(f: &Fixture, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let mut cmd = Command::cargo_bin("minilab").unwrap();
+    cmd.args(["sensitivity", "--model"]).arg(&f.model).arg("--calib").arg(&f.calib).arg("--text").arg(&f.text);
+    cmd.args([
+        "--ctx",
+        "64",
+        "--calib-tokens",
+        "256",
+        "--max-tokens",
+        "256",
+        "--frontier-points",
+        "2",
+        "--baselines",
+        "2",
+        "--no-speed",
+        "--out",
+    ]);
+    cmd.arg(out).args(extra).env("RUST_BACKTRACE", "1").assert()
+}
+
+#[test]
+fn prefix_cached_scan_equals_a_full_forward() {
+    let f = fixture();
+    let mut loaded = model::load(&ModelSpec::HfDir(f.model.clone()), &Device::Cpu, DType::F32).unwrap();
+    let tok = loaded.tokenizer.clone().unwrap();
+    let windows = text::windows(&text::tokenize_file(&tok, &f.calib, Some(200)).unwrap(), 64);
+    let base = scan::baseline(&loaded.model, windows.clone(), 16).unwrap();
+    for id in [LayerId::block(1, LayerKind::FfnDown), LayerId::block(0, LayerKind::AttnQ), LayerId::output()] {
+        loaded.model.set_precision(id, Precision::Nf4).unwrap();
+        let cached = scan::stats_from(&loaded.model, &base, id.block.unwrap_or(2)).unwrap();
+        let full = eval::score(&loaded.model, &windows, Some(&base.refs), &indicatif::ProgressBar::hidden()).unwrap();
+        loaded.model.set_precision(id, Precision::F16).unwrap();
+        assert_eq!(cached.len(), full.len());
+        for (c, u) in cached.iter().zip(&full) {
+            assert!((c.nll - u.nll).abs() < 1e-5, "{id}: nll {} vs {}", c.nll, u.nll);
+            assert!((c.kld.unwrap() - u.kld.unwrap()).abs() < 1e-6, "{id}: kld {:?} vs {:?}", c.kld, u.kld);
+        }
+        assert!(cached.iter().any(|s| s.kld.unwrap() > 0.0), "{id}: quantizing changed nothing");
+    }
+}
+
+fn items_without_timing(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("seconds");
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn a_resumed_scan_ends_like_an_uninterrupted_one() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let (full, cut) = (dir.path().join("full"), dir.path().join("cut"));
+    sensitivity(&f, &full, &["--budget-gb", "0.00012"]).success();
+    for name in [
+        "scan.jsonl",
+        "plan.yaml",
+        "plan.tensor-types.txt",
+        "frontier.csv",
+        "summary.json",
+        "report.md",
+        "frontier_memory.svg",
+        "sensitivity_heatmap.svg",
+    ] {
+        assert!(full.join(name).is_file(), "{name} missing");
+    }
+    // A run killed after 7 items, the 8th half written.
+    std::fs::create_dir(&cut).unwrap();
+    let journal = std::fs::read_to_string(full.join("scan.jsonl")).unwrap();
+    let mut kept: String = journal.lines().take(8).map(|l| format!("{l}\n")).collect();
+    kept.push_str(&journal.lines().nth(8).unwrap()[..20]);
+    std::fs::write(cut.join("scan.jsonl"), kept).unwrap();
+    sensitivity(&f, &cut, &["--budget-gb", "0.00012"]).code(2);
+    sensitivity(&f, &cut, &["--budget-gb", "0.00012", "--resume"]).success();
+    assert_eq!(items_without_timing(&cut.join("scan.jsonl")), items_without_timing(&full.join("scan.jsonl")));
+    assert_eq!(
+        std::fs::read_to_string(cut.join("plan.yaml")).unwrap(),
+        std::fs::read_to_string(full.join("plan.yaml")).unwrap()
+    );
+    // The plan loads in eval.
+    Command::cargo_bin("minilab")
+        .unwrap()
+        .args(["eval", "--model"])
+        .arg(&f.model)
+        .arg("--text")
+        .arg(&f.text)
+        .args(["--ctx", "64", "--json", "--plan"])
+        .arg(full.join("plan.yaml"))
+        .assert()
+        .success();
+}
+
+#[test]
+fn bad_budgets_and_settings_exit_2_and_overwrite_nothing() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    for (args, want) in [
+        (vec!["--budget-gb", "0"], "positive"),
+        (vec!["--budget-gb", "-1"], "positive"),
+        (vec!["--budget-gb", "0.00000001"], "below the minimum"),
+        (vec!["--budget-gb", "0.0001", "--formats", "int8,q5"], "unknown format `q5`"),
+        (vec!["--budget-gb", "0.0001", "--metric", "bleu"], "unknown metric"),
+        (vec!["--budget-gb", "0.0001", "--strategy", "magic"], "unknown strategy"),
+    ] {
+        let a = sensitivity(&f, &out, &args).code(2);
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(err.contains(want) && err.lines().count() == 1, "{args:?}: {err}");
+        assert!(!out.join("scan.jsonl").exists(), "{args:?} wrote output");
+    }
+    sensitivity(&f, &out, &["--budget-gb", "0.00012"]).success();
+    let before = std::fs::read(out.join("scan.jsonl")).unwrap();
+    let a = sensitivity(&f, &out, &["--budget-gb", "0.00012", "--resume", "--formats", "nf4"]).code(2);
+    assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("different model or settings"));
+    assert_eq!(std::fs::read(out.join("scan.jsonl")).unwrap(), before, "a refused resume changed the journal");
+}
