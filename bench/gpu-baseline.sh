@@ -7,18 +7,19 @@ BIN=${1:-./.gpu/minilab}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-for p in f16 int8 nf4; do
-  reps=5; [ "$p" = f16 ] || reps=3
+# f16 three times in a row: do consecutive runs agree within their own sd?
+for run in f16 f16.2 f16.3 int8 nf4; do
+  p=${run%%.*}; reps=5; [ "$p" = f16 ] || reps=3
   timeout 280 "$BIN" bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision "$p" \
-    -p 512 -n 128 -r "$reps" --log "$OUT/benchmark_log.csv" --output json > "$OUT/bench-$p.json" 2> "$OUT/bench-$p.err"
-  echo "$p: exit $?"; tail -2 "$OUT/bench-$p.err"
+    -p 512 -n 128 -r "$reps" --log "$OUT/benchmark_log.csv" --output json > "$OUT/bench-$run.json" 2> "$OUT/bench-$run.err"
+  echo "$run: exit $?"; tail -2 "$OUT/bench-$run.err"
 done
 python3 - "$OUT" <<'PY'
 import json, sys, glob
 out = sys.argv[1]
 print("| precision | test | t/s | ± sd | weights GB | device GB | peak GB | bandwidth GB/s | roofline % |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for p in ["f16", "int8", "nf4"]:
+for p in ["f16", "f16.2", "f16.3", "int8", "nf4"]:
     try:
         recs = json.load(open(f"{out}/bench-{p}.json"))
     except Exception as e:

@@ -40,6 +40,10 @@ pub enum Command {
     ///
     /// Example: minilab inspect --model models/SmolLM2-135M-Instruct-Q4_1.gguf
     Inspect(InspectArgs),
+    /// Shell completion script on stdout (bash, zsh, fish, powershell, elvish).
+    ///
+    /// Example: minilab completions bash > ~/.local/share/bash-completion/completions/minilab
+    Completions(crate::cmd::completions::CompletionsArgs),
 }
 
 /// Model, device and precision options shared by the commands.

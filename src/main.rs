@@ -1,4 +1,5 @@
-//! The `minilab` binary: parse, dispatch, map errors to exit codes (2 bad input, 1 anything else).
+//! The `minilab` binary: parse, dispatch, map errors to exit codes (2 bad input, 1 anything else,
+//! 130 stopped by Ctrl-C).
 
 use clap::Parser;
 use minilab::cli::{Cli, Command};
@@ -20,9 +21,15 @@ fn main() {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Sensitivity(a) => cmd::sensitivity::run(a),
         Command::Plot(a) => cmd::plot::run(a),
+        Command::Completions(a) => cmd::completions::run(a),
     };
     if let Err(e) = result {
         let msg = minilab::model::hub::redact(&minilab::plan::one_line(&e.to_string()));
+        if cmd::sensitivity::interrupt::requested() {
+            // Ctrl-C: the message says how to resume; 130 = 128 + SIGINT, as shells report.
+            eprintln!("{msg}");
+            std::process::exit(130);
+        }
         eprintln!("error: {msg}");
         std::process::exit(e.exit_code());
     }

@@ -1,6 +1,7 @@
 //! The commands: each turns parsed flags + config into calls into the library and prints results.
 
 pub mod bench;
+pub mod completions;
 pub mod eval;
 pub mod inspect;
 pub mod plot;

@@ -9,6 +9,7 @@ use crate::model::Model;
 use crate::quant::Precision;
 use crate::sensitivity::allocate::{self, AllocError, LayerOptions};
 use crate::sensitivity::journal::{Header, Journal};
+use crate::sensitivity::lock::{self, OutLock};
 use crate::sensitivity::scan::{self, Metric, ScanItem};
 use clap::Args;
 use std::collections::BTreeMap;
@@ -177,7 +178,10 @@ pub fn run(args: &SensitivityArgs) -> Result<()> {
     let tok = loaded.tokenizer.clone().ok_or_else(|| Error::input("the model has no tokenizer"))?;
     let calib = text::windows(&text::tokenize_file(&tok, &s.calib, Some(s.calib_tokens))?, s.ctx);
     let held = text::windows(&text::tokenize_file(&tok, &s.text, Some(s.max_tokens))?, s.ctx);
-    std::fs::create_dir_all(&s.out).map_err(|e| Error::io(&s.out, e))?;
+    // Until here Ctrl-C simply ends the process: nothing has been written.
+    interrupt::install(&s.out);
+    // Held until this function returns, on every path.
+    let _lock = prepare_out(&s.out)?;
     let header = Header::new(serde_json::json!({
         "model": setup.spec.short_name(), "config": loaded.model.config(), "dtype": format!("{:?}", setup.dtype),
         "formats": s.formats, "metric": s.metric, "calib": s.calib.display().to_string(), "calib_tokens": s.calib_tokens,
@@ -186,7 +190,7 @@ pub fn run(args: &SensitivityArgs) -> Result<()> {
     let (journal, done) = Journal::open(&s.out.join("scan.jsonl"), &header, args.resume)?;
     phases.insert("load".into(), t0.elapsed().as_secs_f64());
     eprintln!(
-        "minilab sensitivity → {} (interrupted runs continue with --resume --out {})",
+        "minilab sensitivity → {} (Ctrl-C stops after the layer in progress; continue with --resume --out {})",
         s.out.display(),
         s.out.display()
     );
@@ -205,6 +209,18 @@ pub fn run(args: &SensitivityArgs) -> Result<()> {
         items,
     };
     super::sensitivity_finish::finish(&mut loaded.model, ctx, phases)
+}
+
+/// Creates the output folder and takes its lock; a path that cannot be a writable folder is a
+/// one-line error before anything is written.
+fn prepare_out(out: &Path) -> Result<OutLock> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::input(format!("--out {} is a file, not a folder", out.display())));
+    }
+    std::fs::create_dir_all(out).map_err(|e| lock::out_dir_error("cannot create the output folder", out, e))?;
+    let held = OutLock::acquire(out)?;
+    lock::remove_stale_temps(out);
+    Ok(held)
 }
 
 fn run_scan(
@@ -231,7 +247,12 @@ fn run_scan(
     phases.insert("baseline".into(), t.elapsed().as_secs_f64());
     let t = Instant::now();
     let pb = crate::progress::bar(todo.len() as u64, "scan");
+    // Ctrl-C from here on lets the item in progress finish and reach the journal.
+    let scanning = interrupt::Scanning::enter();
     for (id, f) in todo {
+        if interrupt::requested() {
+            break;
+        }
         pb.set_message(format!("{id} {f}"));
         let item = scan::measure(model, &base, id, f, s.metric)?;
         journal.append(&item)?;
@@ -240,6 +261,10 @@ fn run_scan(
         pb.inc(1);
     }
     pb.finish_and_clear();
+    drop(scanning);
+    if interrupt::requested() {
+        return Err(Error::Runtime(interrupt::message(&s.out)));
+    }
     phases.insert("scan".into(), t.elapsed().as_secs_f64());
     Ok(items)
 }
@@ -247,4 +272,67 @@ fn run_scan(
 /// Where the outputs of a run go.
 pub fn out_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// Ctrl-C (SIGINT) handling. During the scan loop the first Ctrl-C asks the loop to stop after the
+/// item in progress is journaled; anywhere else, or a second time, the process stops at once
+/// (everything finished is already on disk: the journal is synced per item, other files are
+/// written atomically). Either way the lock is released, one line says how to resume, and the
+/// exit code is 130.
+pub mod interrupt {
+    use std::path::Path;
+    use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
+
+    const IDLE: u8 = 0;
+    const SCANNING: u8 = 1;
+    const STOP: u8 = 2;
+    static STATE: AtomicU8 = AtomicU8::new(IDLE);
+
+    /// The line printed when a run stops early.
+    pub fn message(out: &Path) -> String {
+        format!(
+            "interrupted: finished layers are saved in {}; continue with the same command plus --resume --out {}",
+            out.join("scan.jsonl").display(),
+            out.display()
+        )
+    }
+
+    /// Installs the handler (once per process; later calls keep the first).
+    pub(super) fn install(out: &Path) {
+        let line = message(out);
+        let r = ctrlc::set_handler(move || {
+            if STATE.compare_exchange(SCANNING, STOP, SeqCst, SeqCst).is_ok() {
+                eprintln!("\nCtrl-C: stopping after the layer in progress (Ctrl-C again to stop at once)");
+                return;
+            }
+            crate::sensitivity::lock::release_held();
+            eprintln!("\n{line}");
+            std::process::exit(130);
+        });
+        if let Err(e) = r {
+            tracing::debug!("Ctrl-C handler not installed: {e}");
+        }
+    }
+
+    /// While alive, a first Ctrl-C only asks the scan loop to stop; dropping it ends that (a stop
+    /// already asked for stays visible through [`requested`]).
+    pub(super) struct Scanning(());
+
+    impl Scanning {
+        pub(super) fn enter() -> Self {
+            let _ = STATE.compare_exchange(IDLE, SCANNING, SeqCst, SeqCst);
+            Self(())
+        }
+    }
+
+    impl Drop for Scanning {
+        fn drop(&mut self) {
+            let _ = STATE.compare_exchange(SCANNING, IDLE, SeqCst, SeqCst);
+        }
+    }
+
+    /// Whether Ctrl-C asked the scan to stop: `main` exits with 130 then.
+    pub fn requested() -> bool {
+        STATE.load(SeqCst) == STOP
+    }
 }

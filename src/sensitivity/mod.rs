@@ -2,6 +2,7 @@
 
 pub mod allocate;
 pub mod journal;
+pub mod lock;
 pub mod scan;
 pub mod summary;
 pub mod validate;

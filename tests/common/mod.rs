@@ -15,4 +15,5 @@ pub fn repo(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+pub mod hub_server;
 pub mod tiny;

@@ -1,0 +1,21 @@
+//! `minilab completions <shell>`: a completion script generated from the clap definition.
+
+use crate::error::Result;
+use clap::{Args, CommandFactory};
+use clap_complete::Shell;
+
+/// `minilab completions` flags.
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, powershell or elvish.
+    #[arg(value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// Prints the completion script for `args.shell` on stdout.
+pub fn run(args: &CompletionsArgs) -> Result<()> {
+    let mut cmd = crate::cli::Cli::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(args.shell, &mut cmd, "minilab", &mut out);
+    Ok(())
+}
