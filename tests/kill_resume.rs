@@ -7,27 +7,11 @@
 mod common;
 
 use rand::{Rng, SeedableRng};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    model: PathBuf,
-    calib: PathBuf,
-    text: PathBuf,
-}
-
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    std::fs::create_dir(&model).unwrap();
-    common::tiny::write_tiny_model(&model, 11);
-    let (calib, text) = (dir.path().join("calib.txt"), dir.path().join("heldout.txt"));
-    common::tiny::write_text(&calib, 1);
-    common::tiny::write_text(&text, 2);
-    Fixture { dir, model, calib, text }
-}
+use common::tiny::{fixture, Fixture};
 
 /// `minilab sensitivity` on the tiny model with a scan slow enough (~1 s) to be hit mid-way.
 fn sensitivity(f: &Fixture, out: &Path, resume: bool) -> Command {

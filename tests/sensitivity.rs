@@ -11,23 +11,7 @@ use minilab::quant::Precision;
 use minilab::sensitivity::scan;
 use std::path::Path;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    model: std::path::PathBuf,
-    calib: std::path::PathBuf,
-    text: std::path::PathBuf,
-}
-
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny");
-    std::fs::create_dir(&model).unwrap();
-    common::tiny::write_tiny_model(&model, 11);
-    let (calib, text) = (dir.path().join("calib.txt"), dir.path().join("heldout.txt"));
-    common::tiny::write_text(&calib, 1);
-    common::tiny::write_text(&text, 2);
-    Fixture { _dir: dir, model, calib, text }
-}
+use common::tiny::{fixture, Fixture};
 
 fn sensitivity(f: &Fixture, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     let mut cmd = Command::cargo_bin("minilab").unwrap();

@@ -80,3 +80,23 @@ pub fn write_text(path: &Path, seed: usize) {
     let text: Vec<&str> = (0..600).map(|k| words[(k * 7 + seed * 3 + k / 5) % words.len()]).collect();
     std::fs::write(path, text.join(" ")).unwrap();
 }
+
+/// A tiny model folder with a calibration and a held-out text, in a temp dir kept alive by `dir`.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub model: std::path::PathBuf,
+    pub calib: std::path::PathBuf,
+    pub text: std::path::PathBuf,
+}
+
+/// Builds a [`Fixture`] (model seed 11, texts 1 and 2).
+pub fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny");
+    std::fs::create_dir(&model).unwrap();
+    write_tiny_model(&model, 11);
+    let (calib, text) = (dir.path().join("calib.txt"), dir.path().join("heldout.txt"));
+    write_text(&calib, 1);
+    write_text(&text, 2);
+    Fixture { dir, model, calib, text }
+}
