@@ -26,11 +26,20 @@ impl GgufSource {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader)
+        let content = read_content(&mut reader)
             .map_err(|e| Error::input(format!("{}: not a readable GGUF file: {e}", path.display())))?;
         for (name, info) in &content.tensor_infos {
-            let n = info.shape.elem_count();
-            let bytes = (n / info.ggml_dtype.block_size().max(1) * info.ggml_dtype.type_size()) as u64;
+            // A zero or overflowing element count makes candle's tensor reader build slices from a
+            // dangling pointer (found by fuzzing): refuse such headers before any read.
+            let n = info.shape.dims().iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n > 0);
+            let Some(n) = n else {
+                return Err(Error::input(format!(
+                    "{}: corrupt GGUF: tensor `{name}` has shape {:?}",
+                    path.display(),
+                    info.shape.dims()
+                )));
+            };
+            let bytes = (n / info.ggml_dtype.block_size().max(1)).saturating_mul(info.ggml_dtype.type_size()) as u64;
             let end = content.tensor_data_offset.saturating_add(info.offset).saturating_add(bytes);
             if end > len {
                 return Err(Error::input(format!(
@@ -69,8 +78,13 @@ impl GgufSource {
         let f = |k: &str, d: f64| meta_f64(&self.content, &format!("{a}.{k}")).unwrap_or(d);
         let hidden = u("embedding_length")?;
         let heads = u("attention.head_count")?;
-        let vocab = match self.content.tensor_infos.get("token_embd.weight") {
-            Some(info) => info.shape.dims()[0],
+        let vocab = match self.content.tensor_infos.get("token_embd.weight").map(|i| i.shape.dims()) {
+            Some(&[vocab, h]) if h == hidden => vocab,
+            Some(dims) => {
+                return Err(
+                    self.err(format!("tensor `token_embd.weight` has shape {dims:?}, expected [vocab, {hidden}]"))
+                )
+            }
             None => return Err(self.err("missing tensor `token_embd.weight`".into())),
         };
         let cfg = LlamaConfig {
@@ -101,6 +115,14 @@ impl GgufSource {
 
 impl WeightSource for GgufSource {
     fn tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        // Check the header's shape before reading, so a corrupt file never reaches the dequantizer.
+        match self.content.tensor_infos.get(name) {
+            Some(info) if info.shape.dims() != shape => {
+                return Err(self.err(format!("tensor `{name}` has shape {:?}, expected {shape:?}", info.shape.dims())))
+            }
+            None => return Err(self.err(format!("missing tensor `{name}`"))),
+            Some(_) => {}
+        }
         let q = self
             .content
             .tensor(&mut self.reader, name, &Device::Cpu)
@@ -119,6 +141,23 @@ impl WeightSource for GgufSource {
 
     fn has(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
+    }
+}
+
+/// candle's reader panics on some corrupt headers (e.g. `general.alignment = 0` divides by zero,
+/// found by fuzzing): turn that into an error, with the panic message kept off stderr.
+fn read_content(reader: &mut BufReader<File>) -> std::result::Result<Content, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(reader)));
+    std::panic::set_hook(hook);
+    match r {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(crate::plan::one_line(&e.to_string())),
+        Err(p) => {
+            let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
+            Err(format!("corrupt header ({})", msg.unwrap_or_else(|| "reader panicked".into())))
+        }
     }
 }
 
