@@ -24,3 +24,36 @@ fn gguf_crash_inputs_are_clean_errors() {
     }
     assert!(seen >= 1, "no crash inputs found in {}", dir.display());
 }
+
+/// Splits off a `u32`-length-prefixed chunk (the `safetensors_dir` fuzz target's input layout).
+fn chunk(data: &[u8]) -> (&[u8], &[u8]) {
+    if data.len() < 4 {
+        return (data, &[]);
+    }
+    let n = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
+    let rest = &data[4..];
+    rest.split_at(n.min(rest.len()))
+}
+
+#[test]
+fn safetensors_crash_inputs_are_clean_errors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with("safetensors_dir-") {
+            continue;
+        }
+        let data = std::fs::read(&path).unwrap();
+        let (config, rest) = chunk(&data);
+        let (st, index) = chunk(rest);
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("config.json"), config).unwrap();
+        std::fs::write(tmp.path().join("model.safetensors"), st).unwrap();
+        if !index.is_empty() {
+            std::fs::write(tmp.path().join("model.safetensors.index.json"), index).unwrap();
+        }
+        let r =
+            minilab::model::load(&minilab::model::ModelSpec::HfDir(tmp.path().to_path_buf()), &Device::Cpu, DType::F32);
+        assert!(r.is_err(), "{}: a crash input loaded", path.display());
+    }
+}

@@ -47,11 +47,21 @@ impl LlamaConfig {
         if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
             return bad("num_attention_heads must be a multiple of num_key_value_heads");
         }
-        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) || self.num_attention_heads > 4096 {
             return bad("head_dim must be even and > 0");
         }
         if self.intermediate_size == 0 {
             return bad("intermediate_size must be > 0");
+        }
+        // Far above any real model; keeps shape arithmetic from overflowing on corrupt configs.
+        let dims = [self.hidden_size, self.intermediate_size, self.num_attention_heads.saturating_mul(self.head_dim)];
+        if dims.iter().any(|&d| d > 1 << 20)
+            || self.vocab_size > 1 << 22
+            || self.num_hidden_layers > 1024
+            || self.head_dim > 4096
+            || self.num_attention_heads > 4096
+        {
+            return bad("sizes beyond any supported model (hidden, ffn ≤ 2²⁰, vocab ≤ 2²², layers ≤ 1024)");
         }
         if !(self.rms_norm_eps > 0.0 && self.rope_theta > 0.0) {
             return bad("rms_norm_eps and rope_theta must be > 0");
