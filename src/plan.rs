@@ -192,6 +192,9 @@ impl PrecisionPlan {
     }
 }
 
+/// No model has anywhere near this many blocks.
+const MAX_BLOCKS: usize = 1 << 16;
+
 fn parse_blocks(sel: BlockSel) -> std::result::Result<Vec<usize>, String> {
     match sel {
         BlockSel::One(b) => Ok(vec![b]),
@@ -204,7 +207,8 @@ fn parse_blocks(sel: BlockSel) -> std::result::Result<Vec<usize>, String> {
                     Some((a, b)) => {
                         let (a, b): (usize, usize) =
                             (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
-                        if a > b {
+                        // Ranges are expanded: cap them so a typo cannot allocate billions (found by fuzzing).
+                        if a > b || b >= MAX_BLOCKS {
                             return Err(bad());
                         }
                         out.extend(a..=b);

@@ -57,3 +57,17 @@ fn safetensors_crash_inputs_are_clean_errors() {
         assert!(r.is_err(), "{}: a crash input loaded", path.display());
     }
 }
+
+#[test]
+fn plan_crash_inputs_are_clean_errors() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with("plan_yaml-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let r = minilab::plan::PrecisionPlan::from_yaml(&text, "fuzz");
+        assert_eq!(r.unwrap_err().exit_code(), 2, "{}", path.display());
+    }
+}
