@@ -1,11 +1,17 @@
-//! Checks a GPU build against the CPU: the same synthetic model, in f32 on both devices, every
-//! format, logits on 64 real-looking token ids. Run on the GPU machine:
-//! `device_check cuda` → one line per format with max |Δlogit| and argmax agreement.
+//! Checks a GPU build against the CPU and its own plain path. Run on the GPU machine:
+//!
+//! - `device_check cuda`: the same synthetic model in f32 on both devices, every format, logits on
+//!   64 real-looking token ids; one line per format with max |Δlogit| and argmax agreement.
+//! - `device_check cuda kernels`: every fused kernel against the plain path (dequantize with candle
+//!   ops, then matmul) on the same device, random inputs of real layer shapes, 1–8 rows (GEMV) and
+//!   64 rows (dequantize + cuBLAS), f32 and bf16; then the time of one m = 1 product per format
+//!   and shape, as effective weight bandwidth.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use minilab::model::{self, Cache, ModelSpec};
 use minilab::plan::PrecisionPlan;
-use minilab::quant::Precision;
+use minilab::quant::{Precision, SwitchableLinear};
+use std::time::Instant;
 
 fn logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec<f32>>> {
     let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::F32)?;
@@ -18,11 +24,10 @@ fn logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec
     Ok(out.squeeze(0)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
 }
 
-fn main() -> minilab::Result<()> {
-    let dev = minilab::device::parse_device(&std::env::args().nth(1).unwrap_or_else(|| "cuda".into()))?;
+fn check_logits(dev: &Device) -> minilab::Result<()> {
     let tokens: Vec<u32> = (0..64u32).map(|i| 1 + (i * 7919 + 13) % 128_000).collect();
     for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
-        let (a, b) = (logits(&Device::Cpu, p, &tokens)?, logits(&dev, p, &tokens)?);
+        let (a, b) = (logits(&Device::Cpu, p, &tokens)?, logits(dev, p, &tokens)?);
         let (mut max_d, mut max_abs, mut same) = (0f32, 0f32, 0);
         for (ra, rb) in a.iter().zip(&b) {
             let am = |r: &Vec<f32>| {
@@ -37,4 +42,89 @@ fn main() -> minilab::Result<()> {
         println!("{p}: max |Δlogit| {max_d:.3e} (max |logit| {max_abs:.2}), argmax agrees at {same}/64 positions");
     }
     Ok(())
+}
+
+/// Largest |fused − plain| relative to the largest |plain| over the output.
+fn rel_err(fused: &Tensor, plain: &Tensor) -> minilab::Result<f32> {
+    let (f, p) = (fused.to_dtype(DType::F32)?, plain.to_dtype(DType::F32)?);
+    let d = f.sub(&p)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+    let m = p.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+    Ok(d / m)
+}
+
+fn time_forward(layer: &SwitchableLinear, xs: &Tensor, dev: &Device) -> minilab::Result<f64> {
+    for _ in 0..10 {
+        layer.forward(xs)?;
+    }
+    dev.synchronize()?;
+    let reps = 200;
+    let t = Instant::now();
+    for _ in 0..reps {
+        layer.forward(xs)?;
+    }
+    dev.synchronize()?;
+    Ok(t.elapsed().as_secs_f64() / reps as f64)
+}
+
+fn check_kernels(dev: &Device) -> minilab::Result<()> {
+    // (out, in): SmolLM2 FFN up, Llama-3.2-3B FFN up and down, Llama-3.1-8B FFN up.
+    let shapes = [(1536, 576), (8192, 3072), (3072, 8192), (14336, 4096)];
+    println!("| shape | format | dtype | rows | max |fused − plain| / max |plain| |");
+    println!("| --- | --- | --- | ---: | ---: |");
+    let mut worst = 0f32;
+    for &(n, k) in &shapes {
+        let master = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?;
+        for dtype in [DType::F32, DType::BF16] {
+            let mut layer = SwitchableLinear::new(master.to_dtype(dtype)?, None, dev, dtype)?;
+            for p in [Precision::Int8, Precision::Nf4] {
+                layer.set_precision(p)?;
+                for m in [1usize, 3, 8, 64] {
+                    let xs = Tensor::randn(0f32, 1.0, (m, k), dev)?.to_dtype(dtype)?;
+                    minilab::kernels::set_enabled(true);
+                    let fused = layer.forward(&xs)?;
+                    minilab::kernels::set_enabled(false);
+                    let plain = layer.forward(&xs)?;
+                    minilab::kernels::set_enabled(true);
+                    let e = rel_err(&fused, &plain)?;
+                    if dtype == DType::F32 {
+                        worst = worst.max(e);
+                    }
+                    println!("| {n}x{k} | {p} | {dtype:?} | {m} | {e:.2e} |");
+                }
+            }
+        }
+    }
+    println!("worst f32 relative error: {worst:.2e}");
+    println!();
+    println!("| shape | format | plain µs | fused µs | speed-up | fused weight GB/s |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    for &(n, k) in &shapes {
+        let master = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?.to_dtype(DType::BF16)?;
+        let mut layer = SwitchableLinear::new(master, None, dev, DType::BF16)?;
+        let xs = Tensor::randn(0f32, 1.0, (1, k), dev)?.to_dtype(DType::BF16)?;
+        for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
+            layer.set_precision(p)?;
+            minilab::kernels::set_enabled(false);
+            let plain = time_forward(&layer, &xs, dev)?;
+            minilab::kernels::set_enabled(true);
+            let fused = time_forward(&layer, &xs, dev)?;
+            let gbs = layer.weight_bytes() as f64 / fused / 1e9;
+            println!(
+                "| {n}x{k} | {p} | {:.1} | {:.1} | {:.2}× | {gbs:.0} |",
+                plain * 1e6,
+                fused * 1e6,
+                plain / fused
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> minilab::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dev = minilab::device::parse_device(&args.next().unwrap_or_else(|| "cuda".into()))?;
+    match args.next().as_deref() {
+        Some("kernels") => check_kernels(&dev),
+        _ => check_logits(&dev),
+    }
 }

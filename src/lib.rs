@@ -11,6 +11,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod kernels;
 pub mod model;
 pub mod plan;
 pub mod progress;

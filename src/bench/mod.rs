@@ -109,7 +109,7 @@ pub fn time_decode(
 /// K and V bytes one cached token adds, in the compute dtype.
 pub fn kv_bytes_per_token(model: &Model) -> u64 {
     let c = model.config();
-    (2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * model.dtype().size_in_bytes()) as u64
+    (2 * c.num_hidden_layers * c.num_key_value_heads * c.head_dim * model.act_dtype().size_in_bytes()) as u64
 }
 
 #[cfg(test)]

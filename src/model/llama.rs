@@ -125,13 +125,18 @@ pub struct Model {
     rope: Rope,
     eps: f64,
     device: Device,
+    /// The weights' dtype (masters and dense layers).
     dtype: DType,
+    /// The activations' dtype: `dtype` on GPUs; f32 on CPU, whose kernels read 16-bit weights but
+    /// compute in f32 (as llama.cpp does), because CPUs have no fast 16-bit arithmetic.
+    act_dtype: DType,
 }
 
 impl Model {
     /// Builds the model from a weight source (tensors by GGUF name, host masters).
     pub fn load(cfg: LlamaConfig, src: &mut dyn WeightSource, device: &Device, dtype: DType) -> crate::Result<Self> {
         cfg.validate()?;
+        let act_dtype = if device.is_cpu() { DType::F32 } else { dtype };
         let (h, kv) = (cfg.hidden_size, cfg.num_key_value_heads * cfg.head_dim);
         let q = cfg.num_attention_heads * cfg.head_dim;
         let i = cfg.intermediate_size;
@@ -142,7 +147,7 @@ impl Model {
          -> crate::Result<SwitchableLinear> {
             let w = src.tensor(&format!("{name}.weight"), &[shape.0, shape.1], dtype)?;
             let b = if bias { Some(src.tensor(&format!("{name}.bias"), &[shape.0], dtype)?) } else { None };
-            Ok(SwitchableLinear::new(w, b, device, dtype)?)
+            Ok(SwitchableLinear::new(w, b, device, act_dtype)?)
         };
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for n in 0..cfg.num_hidden_layers {
@@ -162,23 +167,27 @@ impl Model {
                 up_proj: linear(src, format!("{p}.ffn_up"), (i, h), false)?,
                 down_proj: linear(src, format!("{p}.ffn_down"), (h, i), false)?,
             };
-            let attn_norm = src.tensor(&format!("{p}.attn_norm.weight"), &[h], dtype)?.to_device(device)?;
-            let ffn_norm = src.tensor(&format!("{p}.ffn_norm.weight"), &[h], dtype)?.to_device(device)?;
+            let norm = |src: &mut dyn WeightSource, name: String| -> crate::Result<Tensor> {
+                Ok(src.tensor(&name, &[h], dtype)?.to_device(device)?.to_dtype(act_dtype)?)
+            };
+            let attn_norm = norm(src, format!("{p}.attn_norm.weight"))?;
+            let ffn_norm = norm(src, format!("{p}.ffn_norm.weight"))?;
             blocks.push(Block { attn_norm, attn, ffn_norm, mlp });
         }
-        let norm = src.tensor("output_norm.weight", &[h], dtype)?.to_device(device)?;
+        let norm = src.tensor("output_norm.weight", &[h], dtype)?.to_device(device)?.to_dtype(act_dtype)?;
         let embd = src.tensor("token_embd.weight", &[cfg.vocab_size, h], dtype)?;
         let tied = cfg.tie_word_embeddings || !src.has("output.weight");
         let (token_embd, lm_head) = if tied {
-            (None, SwitchableLinear::new(embd, None, device, dtype)?)
+            (None, SwitchableLinear::new(embd, None, device, act_dtype)?)
         } else {
             let head = src.tensor("output.weight", &[cfg.vocab_size, h], dtype)?;
-            (Some(embd.to_device(device)?), SwitchableLinear::new(head, None, device, dtype)?)
+            (Some(embd.to_device(device)?), SwitchableLinear::new(head, None, device, act_dtype)?)
         };
         let mut cfg = cfg;
         cfg.tie_word_embeddings = tied;
-        let rope = Rope::new(&cfg, cfg.max_position_embeddings.min(1 << 17), dtype, device)?;
-        Ok(Self { eps: cfg.rms_norm_eps, cfg, token_embd, blocks, norm, lm_head, rope, device: device.clone(), dtype })
+        let rope = Rope::new(&cfg, cfg.max_position_embeddings.min(1 << 17), act_dtype, device)?;
+        let device = device.clone();
+        Ok(Self { eps: cfg.rms_norm_eps, cfg, token_embd, blocks, norm, lm_head, rope, device, dtype, act_dtype })
     }
 
     /// Logits `[b, seq_len, vocab]` (f32) for every position of `tokens` `[b, seq_len]` (u32), which
@@ -194,7 +203,7 @@ impl Model {
         let (b, t) = tokens.dims2()?;
         let ids = tokens.flatten_all()?;
         let xs = match &self.token_embd {
-            Some(e) => e.index_select(&ids, 0)?,
+            Some(e) => e.index_select(&ids, 0)?.to_dtype(self.act_dtype)?,
             None => self.lm_head.rows(&ids)?,
         };
         xs.reshape((b, t, self.cfg.hidden_size))
@@ -242,9 +251,14 @@ impl Model {
         &self.device
     }
 
-    /// The compute dtype.
+    /// The weights' dtype.
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// The activations' (and KV cache's) dtype.
+    pub fn act_dtype(&self) -> DType {
+        self.act_dtype
     }
 
     /// Number of transformer blocks.
@@ -316,12 +330,14 @@ impl Model {
         linears + self.fixed_bytes()
     }
 
-    /// Bytes the model's tensors really occupy on the device now: encoded linears, embedding and
-    /// norms in the compute dtype.
+    /// Bytes the model's tensors really occupy on the device now: encoded linears, the embedding
+    /// in the weights' dtype and the norms in the activations'.
     pub fn resident_bytes(&self) -> u64 {
         let linears: u64 = self.layer_ids().iter().filter_map(|id| self.linear(*id)).map(|l| l.resident_bytes()).sum();
-        let per = self.dtype.size_in_bytes() as u64;
-        linears + self.fixed_bytes() / 2 * per
+        let embd = self.token_embd.as_ref().map_or(0, |e| (e.elem_count() * self.dtype.size_in_bytes()) as u64);
+        let h = self.cfg.hidden_size as u64;
+        let norms = h * (2 * self.blocks.len() as u64 + 1) * self.act_dtype.size_in_bytes() as u64;
+        linears + embd + norms
     }
 
     /// Bytes that no plan changes: the untied embedding and the norms, at 2 bytes per weight.

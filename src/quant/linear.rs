@@ -2,6 +2,7 @@
 //! from the 16-bit master so that errors never stack.
 
 use super::{int8, nf4, Precision};
+use crate::kernels;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 /// The weight as it lives on the compute device.
@@ -27,15 +28,20 @@ pub struct SwitchableLinear {
     out_features: usize,
     in_features: usize,
     device: Device,
+    /// The activations' dtype: outputs and dequantized weights come out in it.
     dtype: DType,
+    /// The dtype a dense (f16-format) weight is stored in: the master's.
+    weight_dtype: DType,
 }
 
 impl SwitchableLinear {
     /// Wraps a host master `[out, in]`; the layer starts in f16 on `device`, computing in `dtype`.
+    /// The dense weight keeps the master's dtype (on CPU, 16-bit weights with f32 activations).
     pub fn new(master: Tensor, bias: Option<Tensor>, device: &Device, dtype: DType) -> Result<Self> {
         let (out_features, in_features) = master.dims2()?;
         let bias = bias.map(|b| b.to_device(device)?.to_dtype(dtype)).transpose()?;
-        let encoded = Encoded::Dense(master.to_device(device)?.to_dtype(dtype)?);
+        let weight_dtype = master.dtype();
+        let encoded = Encoded::Dense(master.to_device(device)?);
         Ok(Self {
             master: Some(master),
             encoded,
@@ -45,6 +51,7 @@ impl SwitchableLinear {
             in_features,
             device: device.clone(),
             dtype,
+            weight_dtype,
         })
     }
 
@@ -58,7 +65,7 @@ impl SwitchableLinear {
         })?;
         let (o, i) = (self.out_features, self.in_features);
         self.encoded = match precision {
-            Precision::F16 => Encoded::Dense(master.to_device(&self.device)?.to_dtype(self.dtype)?),
+            Precision::F16 => Encoded::Dense(master.to_device(&self.device)?.to_dtype(self.weight_dtype)?),
             Precision::Int8 => {
                 let w = master_f32(master)?;
                 let q = int8::Int8Weight::quantize(&w, o, i);
@@ -111,7 +118,7 @@ impl SwitchableLinear {
     pub fn weight(&self) -> Result<Tensor> {
         let (o, i) = (self.out_features, self.in_features);
         match &self.encoded {
-            Encoded::Dense(w) => Ok(w.clone()),
+            Encoded::Dense(w) => w.to_dtype(self.dtype),
             Encoded::Int8 { codes, scales } => int8::dequantize_tensor(codes, scales, self.dtype),
             Encoded::Nf4 { packed, absmax, table } => {
                 nf4::dequantize_tensor_with_table(table, packed, absmax, o, i, self.dtype)
@@ -125,7 +132,7 @@ impl SwitchableLinear {
         let (o, i) = (self.out_features, self.in_features);
         let n = ids.elem_count();
         match &self.encoded {
-            Encoded::Dense(w) => w.index_select(ids, 0),
+            Encoded::Dense(w) => w.index_select(ids, 0)?.to_dtype(self.dtype),
             Encoded::Int8 { codes, scales } => {
                 int8::dequantize_tensor(&codes.index_select(ids, 0)?, &scales.index_select(ids, 0)?, self.dtype)
             }
@@ -146,12 +153,23 @@ fn master_f32(master: &Tensor) -> Result<Vec<f32>> {
 
 impl Module for SwitchableLinear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let w = self.weight()?;
         let dims = xs.dims().to_vec();
         let in_features = *dims.last().unwrap_or(&0);
         let rows = xs.elem_count() / in_features.max(1);
-        // (…, in) → (rows, in) · (in, out) → (…, out)
-        let ys = xs.reshape((rows, in_features))?.matmul(&w.t()?)?;
+        // (…, in) → (rows, in)
+        let xs = xs.reshape((rows, in_features))?;
+        let fused = match &self.encoded {
+            Encoded::Dense(w) => kernels::dense(&xs, w)?,
+            Encoded::Int8 { codes, scales } => kernels::int8(&xs, codes, scales)?,
+            Encoded::Nf4 { packed, absmax, .. } => {
+                kernels::nf4(&xs, packed, absmax, self.out_features, self.in_features)?
+            }
+        };
+        // (rows, in) · (in, out) → (rows, out), by the plain path where no fused kernel applies
+        let ys = match fused {
+            Some(ys) => ys,
+            None => xs.matmul(&self.weight()?.t()?)?,
+        };
         let mut out_dims = dims;
         if let Some(last) = out_dims.last_mut() {
             *last = self.out_features;

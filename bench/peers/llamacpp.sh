@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# llama.cpp side by side with `minilab bench` on the demo model, same machine, same run.
+#
+# Builds llama.cpp from the PyPI sdist of llama-cpp-python (which vendors it; no git, no hub), requantizes
+# the demo GGUF to F16 / Q8_0 / Q4_0 with llama-quantize, runs llama-bench (pp512, tg128, -t THREADS,
+# -r REPS) and `minilab bench` at the matched precision (f16↔F16, int8↔Q8_0, nf4↔Q4_0), alternating
+# the two tools per format so that machine noise hits both alike, and prints one table of ratios.
+#
+# Usage: bash bench/peers/llamacpp.sh [--build-only] [OUTDIR]
+#   THREADS (default: nproc), REPS (default 5), PEER_DIR (default target/peers) are read from the environment.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD_ONLY=0
+[[ ${1:-} == --build-only ]] && { BUILD_ONLY=1; shift; }
+OUT=${1:-bench/results/peers}
+THREADS=${THREADS:-$(nproc)}
+REPS=${REPS:-5}
+PEER_DIR=${PEER_DIR:-target/peers}
+VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.16}
+MODEL=models/SmolLM2-135M-Instruct-Q4_1.gguf
+log() { echo "llamacpp.sh: $*" >&2; }
+
+build() {
+  local src="$PEER_DIR/llama-cpp-python-$VERSION/vendor/llama.cpp"
+  if [[ -x $PEER_DIR/bin/llama-bench && -x $PEER_DIR/bin/llama-quantize ]]; then return; fi
+  mkdir -p "$PEER_DIR"
+  command -v cmake >/dev/null || python3 -m pip install --quiet --user cmake
+  export PATH="$HOME/.local/bin:$PATH"
+  if [[ ! -d $src ]]; then
+    log "downloading the llama-cpp-python $VERSION sdist from PyPI"
+    python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$PEER_DIR"
+    tar -xzf "$PEER_DIR/llama_cpp_python-$VERSION.tar.gz" -C "$PEER_DIR"
+    mv "$PEER_DIR/llama_cpp_python-$VERSION" "$PEER_DIR/llama-cpp-python-$VERSION"
+  fi
+  log "building llama-bench and llama-quantize (native CPU, no GPU backends)"
+  cmake -S "$src" -B "$PEER_DIR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
+  cmake --build "$PEER_DIR/build" --target llama-bench llama-quantize -j "$(nproc)" >/dev/null
+  mkdir -p "$PEER_DIR/bin"
+  cp "$PEER_DIR/build/bin/llama-bench" "$PEER_DIR/build/bin/llama-quantize" "$PEER_DIR/bin/"
+}
+
+build
+[[ $BUILD_ONLY == 1 ]] && exit 0
+[[ -f $MODEL ]] || { log "missing $MODEL: run scripts/fetch-demo-model.sh"; exit 2; }
+mkdir -p "$OUT"
+cargo build --release --quiet
+for q in F16 Q8_0 Q4_0; do
+  [[ -f $PEER_DIR/demo-$q.gguf ]] || "$PEER_DIR/bin/llama-quantize" --allow-requantize "$MODEL" "$PEER_DIR/demo-$q.gguf" "$q" >/dev/null 2>&1
+done
+declare -A MATCH=([F16]=f16 [Q8_0]=int8 [Q4_0]=nf4)
+for q in F16 Q8_0 Q4_0; do
+  p=${MATCH[$q]}
+  log "$q: llama-bench"
+  "$PEER_DIR/bin/llama-bench" -m "$PEER_DIR/demo-$q.gguf" -p 512 -n 128 -t "$THREADS" -r "$REPS" -o json >"$OUT/llamacpp-$q.json" 2>/dev/null
+  log "$p: minilab bench"
+  RAYON_NUM_THREADS=$THREADS ./target/release/minilab bench --precision "$p" -p 512 -n 128 -r "$REPS" --no-log \
+    --output json >"$OUT/minilab-$p.json"
+done
+python3 - "$OUT" "$THREADS" <<'PY'
+import json, sys
+out, threads = sys.argv[1], sys.argv[2]
+print(f"| format | test | llama.cpp t/s | minilab t/s | minilab / llama.cpp |  ({threads} threads)")
+print("| --- | --- | ---: | ---: | ---: |")
+for q, p in [("F16", "f16"), ("Q8_0", "int8"), ("Q4_0", "nf4")]:
+    peer = json.load(open(f"{out}/llamacpp-{q}.json"))
+    ours = {r["test"]: r for r in json.load(open(f"{out}/minilab-{p}.json"))}
+    for r in peer:
+        test = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
+        m = ours[test]
+        print(f"| {p}↔{q} | {test} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | "
+              f"{m['avg_ts']:.1f} ± {m['stddev_ts']:.1f} | {m['avg_ts'] / r['avg_ts']:.2f}× |")
+PY

@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""PyTorch + transformers (+ bitsandbytes) at minilab's synthetic shape, batch 1, on one GPU.
+
+Measures what `minilab bench` measures, the same way: pp512 (one forward over 512 prompt tokens) and
+tg128 (128 single-token decode steps with a KV cache from an empty context), a warm-up, then REPS
+timed runs, the GPU synchronized before every clock read; median and spread reported. Weights are
+random (seeded), like minilab's `synthetic:` models, in the Llama-3.2-3B architecture.
+
+Variants: bf16 eager (DynamicCache); bf16 static cache + torch.compile; bitsandbytes NF4 (bf16
+compute); bitsandbytes LLM.int8. bitsandbytes is not in the GPU image: carry it as a wheel or an
+unpacked folder on PYTHONPATH (bench/gpu-issue5.sh does).
+
+Usage: python3 bench/peers/torch_bnb.py [--variants bf16,compile,nf4,int8] [--reps 3] [--json OUT]
+"""
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+
+def llama_3b_config():
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=128256, hidden_size=3072, intermediate_size=8192, num_hidden_layers=28,
+        num_attention_heads=24, num_key_value_heads=8, head_dim=128, max_position_embeddings=4096,
+        rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=True,
+    )
+
+
+def timed(fn, reps):
+    fn()  # warm-up
+    samples = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        samples.append(time.perf_counter() - t)
+    return samples
+
+
+def bench_model(model, reps, static=False):
+    dev = "cuda"
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(1, 128000, (1, 512), generator=gen).to(dev)
+    one = torch.randint(1, 128000, (1, 1), generator=gen).to(dev)
+
+    @torch.inference_mode()
+    def pp():
+        model(prompt, use_cache=False)
+
+    from transformers import DynamicCache, StaticCache
+
+    static_cache = None
+    if static:
+        # One cache for every run, reset in place: CUDA graphs replay on fixed addresses.
+        try:
+            static_cache = StaticCache(config=model.config, max_cache_len=256)
+        except TypeError:
+            static_cache = StaticCache(config=model.config, max_batch_size=1, max_cache_len=256, device=dev,
+                                       dtype=torch.bfloat16)
+
+    @torch.inference_mode()
+    def tg():
+        if static_cache is not None:
+            static_cache.reset()
+            cache = static_cache
+        else:
+            cache = DynamicCache()
+        for pos in range(128):
+            cache_position = torch.tensor([pos], device=dev)
+            model(one, past_key_values=cache, use_cache=True, cache_position=cache_position)
+
+    out = {}
+    pp_s = timed(pp, reps)
+    out["pp512"] = [512 / s for s in pp_s]
+    tg_s = timed(tg, reps)
+    out["tg128"] = [128 / s for s in tg_s]
+    return out
+
+
+def load_variant(name, path):
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if name in ("bf16", "compile"):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).to("cuda")
+    elif name == "nf4":
+        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(path, quantization_config=q, device_map="cuda")
+    elif name == "int8":
+        q = BitsAndBytesConfig(load_in_8bit=True)
+        model = AutoModelForCausalLM.from_pretrained(path, quantization_config=q, device_map="cuda",
+                                                     dtype=torch.bfloat16)
+    else:
+        raise SystemExit(f"unknown variant {name}")
+    model.eval()
+    if name == "compile":
+        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    return model
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", default="bf16,compile,nf4,int8")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    results = {}
+    with tempfile.TemporaryDirectory() as path:
+        with torch.device("cuda"):
+            model = LlamaForCausalLM(llama_3b_config()).to(torch.bfloat16)
+        # minilab's synthetic weights: N(0, 0.02²), norms ≈ 1 (transformers' init matches).
+        model.save_pretrained(path)
+        del model
+        torch.cuda.empty_cache()
+        for name in args.variants.split(","):
+            t = time.perf_counter()
+            try:
+                model = load_variant(name, path)
+                results[name] = bench_model(model, args.reps, static=(name == "compile"))
+                results[name]["weight_bytes"] = model.get_memory_footprint()
+            except Exception as e:  # report and go on: one missing peer must not hide the others
+                results[name] = {"error": f"{type(e).__name__}: {e}"}
+            finally:
+                model = None
+                torch.cuda.empty_cache()
+            print(f"{name}: done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    print("| variant | pp512 t/s (median, min–max) | tg128 t/s (median, min–max) | weights GB |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"| {name} | {r['error'][:80]} | | |")
+            continue
+        cell = lambda v: f"{statistics.median(v):.1f} ({min(v):.1f}–{max(v):.1f})"
+        print(f"| {name} | {cell(r['pp512'])} | {cell(r['tg128'])} | {r['weight_bytes'] / 1e9:.2f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": torch.__version__, "gpu": torch.cuda.get_device_name(), "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+//! CUDA launches of the kernels in `linear.cu`: fused dequantize-GEMV for decode, one-pass
+//! dequantize for prefill (whose product then goes to cuBLAS through candle's matmul).
+
+use super::op::Format;
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDType, WrapErr};
+use candle_core::{CudaStorage, DType, Layout, Result};
+use half::{bf16, f16};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/linear.ptx"));
+const MODULE: &str = "minilab_linear";
+/// Output rows per block of the GEMV: one warp each (WARPS in linear.cu).
+const ROWS_PER_BLOCK: usize = 4;
+
+fn range(l: &Layout) -> Result<std::ops::Range<usize>> {
+    match l.contiguous_offsets() {
+        Some((s, e)) => Ok(s..e),
+        None => candle_core::bail!("linear kernel: tensor not contiguous"),
+    }
+}
+
+fn suffix(dtype: DType) -> Result<&'static str> {
+    Ok(match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+        d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
+    })
+}
+
+/// `ys[m, n] = xs[m, k]·Wᵀ` with W as int8 (codes, scales) or NF4 (packed, absmax).
+pub fn gemv(
+    format: Format,
+    (xs, lx): (&CudaStorage, &Layout),
+    (a, la): (&CudaStorage, &Layout),
+    (b, lb): (&CudaStorage, &Layout),
+    n: usize,
+    k: usize,
+) -> Result<CudaStorage> {
+    fn run<T: CudaDType + DeviceRepr>(
+        name: &str,
+        (xs, lx): (&CudaStorage, &Layout),
+        (a, la): (&CudaStorage, &Layout),
+        (b, lb): (&CudaStorage, &Layout),
+        n: usize,
+        k: usize,
+    ) -> Result<CudaStorage> {
+        let dev = &xs.device;
+        let rx = range(lx)?;
+        if (rx.start * std::mem::size_of::<T>()) % 16 != 0 {
+            candle_core::bail!("linear kernel: xs is not 16-byte aligned");
+        }
+        let m = rx.len() / k;
+        let x = xs.as_cuda_slice::<T>()?.slice(rx);
+        let a = a.as_cuda_slice::<u8>()?.slice(range(la)?);
+        let b = b.as_cuda_slice::<f32>()?.slice(range(lb)?);
+        // SAFETY: every element is written by the kernel.
+        let ys = unsafe { dev.alloc::<T>(m * n)? };
+        let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(ROWS_PER_BLOCK) as u32, 1, 1),
+            block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (m, n, k) = (m as i32, n as i32, k as i32);
+        let mut builder = func.builder();
+        builder.arg(&x).arg(&a).arg(&b).arg(&ys).arg(&m).arg(&n).arg(&k);
+        // SAFETY: the argument list matches the kernel's signature; sizes were checked by the caller.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
+    }
+    let kind = if format == Format::Int8 { "int8" } else { "nf4" };
+    let name = format!("gemv_{kind}_{}", suffix(xs.dtype())?);
+    let args = ((xs, lx), (a, la), (b, lb));
+    match xs.dtype() {
+        DType::F32 => run::<f32>(&name, args.0, args.1, args.2, n, k),
+        DType::F16 => run::<f16>(&name, args.0, args.1, args.2, n, k),
+        _ => run::<bf16>(&name, args.0, args.1, args.2, n, k),
+    }
+}
+
+/// The `[n, k]` weight in `dtype`, dequantized in one pass.
+pub fn dequantize(
+    format: Format,
+    (a, la): (&CudaStorage, &Layout),
+    (b, lb): (&CudaStorage, &Layout),
+    n: usize,
+    k: usize,
+    dtype: DType,
+) -> Result<CudaStorage> {
+    fn run<T: CudaDType + DeviceRepr>(
+        format: Format,
+        name: &str,
+        (a, la): (&CudaStorage, &Layout),
+        (b, lb): (&CudaStorage, &Layout),
+        n: usize,
+        k: usize,
+    ) -> Result<CudaStorage> {
+        let dev = &a.device;
+        let a = a.as_cuda_slice::<u8>()?.slice(range(la)?);
+        let b = b.as_cuda_slice::<f32>()?.slice(range(lb)?);
+        // SAFETY: every element is written by the kernel.
+        let w = unsafe { dev.alloc::<T>(n * k)? };
+        let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let threads = (n * k).div_ceil(8);
+        let cfg = LaunchConfig {
+            grid_dim: (threads.div_ceil(256) as u32, 1, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut builder = func.builder();
+        builder.arg(&a).arg(&b).arg(&w);
+        let (ni, ki, len) = (n as i32, k as i32, (n * k) as u64);
+        if format == Format::Int8 {
+            builder.arg(&ni).arg(&ki);
+        } else {
+            builder.arg(&len);
+        }
+        // SAFETY: the argument list matches the kernel's signature.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(w, dev.clone()))
+    }
+    let kind = if format == Format::Int8 { "int8" } else { "nf4" };
+    let name = format!("dequant_{kind}_{}", suffix(dtype)?);
+    match dtype {
+        DType::F32 => run::<f32>(format, &name, (a, la), (b, lb), n, k),
+        DType::F16 => run::<f16>(format, &name, (a, la), (b, lb), n, k),
+        _ => run::<bf16>(format, &name, (a, la), (b, lb), n, k),
+    }
+}

@@ -1,0 +1,11 @@
+//! Fused linear-layer kernels: `y = x·Wᵀ` computed from the stored format (f16, int8, nf4) without
+//! materializing a dequantized weight for decode. `cpu` holds the SIMD kernels, `op` hooks them into
+//! candle as custom ops; [`crate::quant::SwitchableLinear`] calls them and falls back to
+//! dequantize-then-matmul where none applies.
+
+pub mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
+mod op;
+
+pub use op::{dense, enabled, int8, nf4, set_enabled};

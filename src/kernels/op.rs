@@ -1,0 +1,230 @@
+//! The kernels as candle custom ops, so a linear layer stays one `Tensor` expression.
+
+use super::cpu::{self, WeightView, NF4_BLOCK};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use half::{bf16, f16};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fused kernels on or off for the whole process (off: dequantize, then matmul). They
+/// start on unless `MINILAB_KERNELS=plain` is set.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether linear layers use the fused kernels.
+pub fn enabled() -> bool {
+    static ENV: std::sync::Once = std::sync::Once::new();
+    ENV.call_once(|| {
+        if std::env::var("MINILAB_KERNELS").is_ok_and(|v| v == "plain") {
+            set_enabled(false);
+        }
+    });
+    ENABLED.load(Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Dense,
+    Int8,
+    Nf4,
+}
+
+/// `ys[…, n] = xs[…, k] · Wᵀ` for a `[n, k]` weight stored in `format`.
+#[derive(Debug, Clone, Copy)]
+struct LinearOp {
+    format: Format,
+    n: usize,
+    k: usize,
+}
+
+/// `xs[…, k]·Wᵀ` for a dense `w` `[n, k]`, or `None` where no fused kernel applies (so the caller
+/// takes the plain path).
+pub fn dense(xs: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
+    let (n, k) = w.dims2()?;
+    let op = LinearOp { format: Format::Dense, n, k };
+    if !op.applies(xs) || !is_float(w.dtype()) {
+        return Ok(None);
+    }
+    xs.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op).map(Some)
+}
+
+/// `xs[…, k]·Wᵀ` for int8 `codes` `[n, k]` (q + 128) and `scales` `[n, 1]` f32.
+pub fn int8(xs: &Tensor, codes: &Tensor, scales: &Tensor) -> Result<Option<Tensor>> {
+    let (n, k) = codes.dims2()?;
+    LinearOp { format: Format::Int8, n, k }.run(xs, codes, scales)
+}
+
+/// `xs[…, k]·Wᵀ` for an NF4 weight `[n, k]`: `packed` bytes and per-block `absmax` (f32).
+pub fn nf4(xs: &Tensor, packed: &Tensor, absmax: &Tensor, n: usize, k: usize) -> Result<Option<Tensor>> {
+    if !k.is_multiple_of(NF4_BLOCK) {
+        return Ok(None);
+    }
+    LinearOp { format: Format::Nf4, n, k }.run(xs, packed, absmax)
+}
+
+fn is_float(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+}
+
+impl LinearOp {
+    /// CPU: every format (dense included, since candle's CPU matmul is slow at one row). CUDA: int8
+    /// and NF4; dense layers keep cuBLAS.
+    fn applies(&self, xs: &Tensor) -> bool {
+        let device_ok = xs.device().is_cpu() || (xs.device().is_cuda() && self.format != Format::Dense);
+        enabled() && device_ok && is_float(xs.dtype()) && xs.dims().last() == Some(&self.k)
+    }
+
+    /// A quantized product: the fused kernel for decode rows; on CUDA, prefill dequantizes the
+    /// weight in one pass and multiplies with cuBLAS.
+    fn run(&self, xs: &Tensor, a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
+        if !self.applies(xs) {
+            return Ok(None);
+        }
+        let rows = xs.elem_count() / self.k;
+        if xs.device().is_cuda() && rows > cpu::GEMV_MAX_ROWS {
+            let w = a.apply_op2_no_bwd(b, &DequantOp { linear: *self, dtype: xs.dtype() })?;
+            return xs.matmul(&w.t()?).map(Some);
+        }
+        let mut xs = xs.contiguous()?;
+        if xs.device().is_cuda() && xs.layout().start_offset() % 8 != 0 {
+            // The CUDA kernel reads xs in 16-byte vectors.
+            xs = xs.copy()?;
+        }
+        xs.apply_op3_no_bwd(a, b, self).map(Some)
+    }
+
+    fn out_shape(&self, xs: &Layout) -> Shape {
+        let mut dims = xs.dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = self.n;
+        }
+        Shape::from(dims)
+    }
+
+    /// Runs the CPU kernel on `xs` (any float dtype, computed in f32), returning `xs`' dtype.
+    fn cpu(&self, xs: &CpuStorage, l: &Layout, w: WeightView) -> Result<(CpuStorage, Shape)> {
+        let (start, end) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("xs not contiguous".into()))?;
+        let converted: Vec<f32>;
+        let x: &[f32] = match xs {
+            CpuStorage::F32(v) => &v[start..end],
+            CpuStorage::F16(v) => {
+                converted = v[start..end].iter().map(|v| v.to_f32()).collect();
+                &converted
+            }
+            CpuStorage::BF16(v) => {
+                converted = v[start..end].iter().map(|v| v.to_f32()).collect();
+                &converted
+            }
+            _ => candle_core::bail!("linear kernel: xs must be a float tensor"),
+        };
+        w.check(self.n, self.k).map_err(candle_core::Error::Msg)?;
+        let m = x.len() / self.k;
+        let mut out = vec![0f32; m * self.n];
+        cpu::matmul(x, m, self.k, &w, self.n, &mut out);
+        let out = match xs {
+            CpuStorage::F16(_) => CpuStorage::F16(out.iter().map(|&v| f16::from_f32(v)).collect()),
+            CpuStorage::BF16(_) => CpuStorage::BF16(out.iter().map(|&v| bf16::from_f32(v)).collect()),
+            _ => CpuStorage::F32(out),
+        };
+        Ok((out, self.out_shape(l)))
+    }
+}
+
+/// The whole storage of a contiguous weight tensor.
+fn whole<'a, T>(v: &'a [T], l: &Layout) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((s, e)) => Ok(&v[s..e]),
+        None => candle_core::bail!("linear kernel: weight not contiguous"),
+    }
+}
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "minilab-linear-dense"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout) -> Result<(CpuStorage, Shape)> {
+        let view = match w {
+            CpuStorage::F32(v) => WeightView::F32(whole(v, lw)?),
+            CpuStorage::F16(v) => WeightView::F16(whole(v, lw)?),
+            CpuStorage::BF16(v) => WeightView::Bf16(whole(v, lw)?),
+            _ => candle_core::bail!("linear kernel: dense weight must be f32, f16 or bf16"),
+        };
+        self.cpu(xs, lx, view)
+    }
+}
+
+/// A quantized weight `[n, k]` dequantized to `dtype` in one pass (CUDA prefill).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+struct DequantOp {
+    linear: LinearOp,
+    dtype: DType,
+}
+
+impl CustomOp2 for DequantOp {
+    fn name(&self) -> &'static str {
+        "minilab-dequantize"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        candle_core::bail!("minilab-dequantize runs on CUDA only")
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        a: &candle_core::CudaStorage,
+        la: &Layout,
+        b: &candle_core::CudaStorage,
+        lb: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let LinearOp { format, n, k } = self.linear;
+        let w = super::cuda::dequantize(format, (a, la), (b, lb), n, k, self.dtype)?;
+        Ok((w, Shape::from((n, k))))
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        match self.format {
+            Format::Int8 => "minilab-linear-int8",
+            _ => "minilab-linear-nf4",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        lx: &Layout,
+        a: &CpuStorage,
+        la: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::U8(bytes), CpuStorage::F32(scales)) = (a, b) else {
+            candle_core::bail!("linear kernel: expected u8 codes and f32 scales")
+        };
+        let (bytes, scales) = (whole(bytes, la)?, whole(scales, lb)?);
+        let view = match self.format {
+            Format::Int8 => WeightView::Int8 { codes: bytes, scales },
+            _ => WeightView::Nf4 { packed: bytes, absmax: scales },
+        };
+        self.cpu(xs, lx, view)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        lx: &Layout,
+        a: &candle_core::CudaStorage,
+        la: &Layout,
+        b: &candle_core::CudaStorage,
+        lb: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let ys = super::cuda::gemv(self.format, (xs, lx), (a, la), (b, lb), self.n, self.k)?;
+        Ok((ys, self.out_shape(lx)))
+    }
+}
