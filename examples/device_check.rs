@@ -76,7 +76,7 @@ fn check_kernels(dev: &Device) -> minilab::Result<()> {
         let master = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?;
         for dtype in [DType::F32, DType::BF16] {
             let mut layer = SwitchableLinear::new(master.to_dtype(dtype)?, None, dev, dtype)?;
-            for p in [Precision::Int8, Precision::Nf4] {
+            for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
                 layer.set_precision(p)?;
                 for m in [1usize, 3, 8, 64] {
                     let xs = Tensor::randn(0f32, 1.0, (m, k), dev)?.to_dtype(dtype)?;
@@ -96,26 +96,35 @@ fn check_kernels(dev: &Device) -> minilab::Result<()> {
     }
     println!("worst f32 relative error: {worst:.2e}");
     println!();
+    // Llama-3.2-3B's linears (out, in) and how many of each one decode step runs: the sum says how
+    // much of a step the matmuls take; the rest of the step is everything else (launches, attention).
+    let per_token = [(3072, 3072, 56), (1024, 3072, 56), (8192, 3072, 56), (3072, 8192, 28), (128256, 3072, 1)];
     println!("| shape | format | plain µs | fused µs | speed-up | fused weight GB/s |");
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
-    for &(n, k) in &shapes {
+    let mut step = [(0f64, 0f64); 3];
+    for &(n, k, count) in &per_token {
         let master = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?.to_dtype(DType::BF16)?;
         let mut layer = SwitchableLinear::new(master, None, dev, DType::BF16)?;
         let xs = Tensor::randn(0f32, 1.0, (1, k), dev)?.to_dtype(DType::BF16)?;
-        for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
+        for (i, p) in [Precision::F16, Precision::Int8, Precision::Nf4].into_iter().enumerate() {
             layer.set_precision(p)?;
             minilab::kernels::set_enabled(false);
             let plain = time_forward(&layer, &xs, dev)?;
             minilab::kernels::set_enabled(true);
             let fused = time_forward(&layer, &xs, dev)?;
+            step[i].0 += plain * count as f64;
+            step[i].1 += fused * count as f64;
             let gbs = layer.weight_bytes() as f64 / fused / 1e9;
-            println!(
-                "| {n}x{k} | {p} | {:.1} | {:.1} | {:.2}× | {gbs:.0} |",
-                plain * 1e6,
-                fused * 1e6,
-                plain / fused
-            );
+            println!("| {n}x{k} | {p} | {:.1} | {:.1} | {:.2}× | {gbs:.0} |", plain * 1e6, fused * 1e6, plain / fused);
         }
+    }
+    for (i, p) in ["f16", "int8", "nf4"].iter().enumerate() {
+        println!(
+            "{p}: linears of one Llama-3.2-3B decode step: plain {:.2} ms, fused {:.2} ms (≤ {:.0} tok/s if nothing else ran)",
+            step[i].0 * 1e3,
+            step[i].1 * 1e3,
+            1.0 / step[i].1
+        );
     }
     Ok(())
 }

@@ -48,21 +48,24 @@ cargo build --release --quiet
 for q in F16 Q8_0 Q4_0; do
   [[ -f $PEER_DIR/demo-$q.gguf ]] || "$PEER_DIR/bin/llama-quantize" --allow-requantize "$MODEL" "$PEER_DIR/demo-$q.gguf" "$q" >/dev/null 2>&1
 done
-declare -A MATCH=([F16]=f16 [Q8_0]=int8 [Q4_0]=nf4)
+# Matched bits: llama-quantize keeps the (tied) LM head in Q8_0 in the Q8_0 and Q4_0 files, so the
+# minilab plans do the same; 16-bit weights on both sides for F16 (minilab computes in f32 on CPU).
+declare -A MATCH=([F16]=configs/plans/all-f16.yaml [Q8_0]=configs/plans/like-q8_0.yaml [Q4_0]=configs/plans/like-q4_0.yaml)
 for q in F16 Q8_0 Q4_0; do
-  p=${MATCH[$q]}
+  plan=${MATCH[$q]}
+  p=$(basename "$plan" .yaml)
   log "$q: llama-bench"
   "$PEER_DIR/bin/llama-bench" -m "$PEER_DIR/demo-$q.gguf" -p 512 -n 128 -t "$THREADS" -r "$REPS" -o json >"$OUT/llamacpp-$q.json" 2>/dev/null
   log "$p: minilab bench"
-  RAYON_NUM_THREADS=$THREADS ./target/release/minilab bench --precision "$p" -p 512 -n 128 -r "$REPS" --no-log \
-    --output json >"$OUT/minilab-$p.json"
+  RAYON_NUM_THREADS=$THREADS ./target/release/minilab bench --plan "$plan" --dtype f16 -p 512 -n 128 -r "$REPS" \
+    --no-log --output json >"$OUT/minilab-$p.json"
 done
 python3 - "$OUT" "$THREADS" <<'PY'
 import json, sys
 out, threads = sys.argv[1], sys.argv[2]
 print(f"| format | test | llama.cpp t/s | minilab t/s | minilab / llama.cpp |  ({threads} threads)")
 print("| --- | --- | ---: | ---: | ---: |")
-for q, p in [("F16", "f16"), ("Q8_0", "int8"), ("Q4_0", "nf4")]:
+for q, p in [("F16", "all-f16"), ("Q8_0", "like-q8_0"), ("Q4_0", "like-q4_0")]:
     peer = json.load(open(f"{out}/llamacpp-{q}.json"))
     ours = {r["test"]: r for r in json.load(open(f"{out}/minilab-{p}.json"))}
     for r in peer:

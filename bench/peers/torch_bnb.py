@@ -108,31 +108,40 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default="bf16,compile,nf4,int8")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--model-dir", help="where the random bf16 model is saved (made if missing; default: a temp dir)")
     ap.add_argument("--json")
     args = ap.parse_args()
-    from transformers import LlamaForCausalLM
+    tmp = None
+    path = args.model_dir
+    if path is None:
+        tmp = tempfile.TemporaryDirectory()
+        path = tmp.name
+    import os
 
-    torch.manual_seed(0)
-    results = {}
-    with tempfile.TemporaryDirectory() as path:
+    if not os.path.exists(os.path.join(path, "config.json")):
+        from transformers import LlamaForCausalLM
+
+        torch.manual_seed(0)
         with torch.device("cuda"):
             model = LlamaForCausalLM(llama_3b_config()).to(torch.bfloat16)
         # minilab's synthetic weights: N(0, 0.02²), norms ≈ 1 (transformers' init matches).
         model.save_pretrained(path)
         del model
         torch.cuda.empty_cache()
-        for name in args.variants.split(","):
-            t = time.perf_counter()
-            try:
-                model = load_variant(name, path)
-                results[name] = bench_model(model, args.reps, static=(name == "compile"))
-                results[name]["weight_bytes"] = model.get_memory_footprint()
-            except Exception as e:  # report and go on: one missing peer must not hide the others
-                results[name] = {"error": f"{type(e).__name__}: {e}"}
-            finally:
-                model = None
-                torch.cuda.empty_cache()
-            print(f"{name}: done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    results = {}
+    for name in args.variants.split(","):
+        t = time.perf_counter()
+        model = None
+        try:
+            model = load_variant(name, path)
+            results[name] = bench_model(model, args.reps, static=(name == "compile"))
+            results[name]["weight_bytes"] = model.get_memory_footprint()
+        except Exception as e:  # report and go on: one missing peer must not hide the others
+            results[name] = {"error": f"{type(e).__name__}: {e}"}
+        finally:
+            model = None
+            torch.cuda.empty_cache()
+        print(f"{name}: done in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     print("| variant | pp512 t/s (median, min–max) | tg128 t/s (median, min–max) | weights GB |")
     print("| --- | ---: | ---: | ---: |")
     for name, r in results.items():

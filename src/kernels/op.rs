@@ -47,7 +47,21 @@ pub fn dense(xs: &Tensor, w: &Tensor) -> Result<Option<Tensor>> {
     if !op.applies(xs) || !is_float(w.dtype()) {
         return Ok(None);
     }
-    xs.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op).map(Some)
+    // On CUDA, cuBLAS keeps prefill; the GEMV reads weights in xs' dtype, 8 at a time.
+    let rows = xs.elem_count() / k;
+    if xs.device().is_cuda() && (rows > cpu::GEMV_MAX_ROWS || w.dtype() != xs.dtype() || !k.is_multiple_of(8)) {
+        return Ok(None);
+    }
+    aligned(xs)?.apply_op2_no_bwd(&w.contiguous()?, &op).map(Some)
+}
+
+/// `xs` contiguous, and on CUDA starting on a 16-byte boundary (the kernels read 16-byte vectors).
+fn aligned(xs: &Tensor) -> Result<Tensor> {
+    let xs = xs.contiguous()?;
+    if xs.device().is_cuda() && !(xs.layout().start_offset() * xs.dtype().size_in_bytes()).is_multiple_of(16) {
+        return xs.copy();
+    }
+    Ok(xs)
 }
 
 /// `xs[…, k]·Wᵀ` for int8 `codes` `[n, k]` (q + 128) and `scales` `[n, 1]` f32.
@@ -69,10 +83,8 @@ fn is_float(dtype: DType) -> bool {
 }
 
 impl LinearOp {
-    /// CPU: every format (dense included, since candle's CPU matmul is slow at one row). CUDA: int8
-    /// and NF4; dense layers keep cuBLAS.
     fn applies(&self, xs: &Tensor) -> bool {
-        let device_ok = xs.device().is_cpu() || (xs.device().is_cuda() && self.format != Format::Dense);
+        let device_ok = xs.device().is_cpu() || xs.device().is_cuda();
         enabled() && device_ok && is_float(xs.dtype()) && xs.dims().last() == Some(&self.k)
     }
 
@@ -83,16 +95,16 @@ impl LinearOp {
             return Ok(None);
         }
         let rows = xs.elem_count() / self.k;
-        if xs.device().is_cuda() && rows > cpu::GEMV_MAX_ROWS {
-            let w = a.apply_op2_no_bwd(b, &DequantOp { linear: *self, dtype: xs.dtype() })?;
-            return xs.matmul(&w.t()?).map(Some);
+        if xs.device().is_cuda() {
+            if !self.k.is_multiple_of(16) {
+                return Ok(None);
+            }
+            if rows > cpu::GEMV_MAX_ROWS {
+                let w = a.apply_op2_no_bwd(b, &DequantOp { linear: *self, dtype: xs.dtype() })?;
+                return xs.matmul(&w.t()?).map(Some);
+            }
         }
-        let mut xs = xs.contiguous()?;
-        if xs.device().is_cuda() && xs.layout().start_offset() % 8 != 0 {
-            // The CUDA kernel reads xs in 16-byte vectors.
-            xs = xs.copy()?;
-        }
-        xs.apply_op3_no_bwd(a, b, self).map(Some)
+        aligned(xs)?.apply_op3_no_bwd(a, b, self).map(Some)
     }
 
     fn out_shape(&self, xs: &Layout) -> Shape {
@@ -153,6 +165,18 @@ impl CustomOp2 for LinearOp {
             _ => candle_core::bail!("linear kernel: dense weight must be f32, f16 or bf16"),
         };
         self.cpu(xs, lx, view)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        lx: &Layout,
+        w: &candle_core::CudaStorage,
+        lw: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let ys = super::cuda::gemv_dense((xs, lx), (w, lw), self.n, self.k)?;
+        Ok((ys, self.out_shape(lx)))
     }
 }
 

@@ -44,6 +44,56 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// Dense 16-bit (or f32) weights: one warp per output row, 8 weights a lane per step. cuBLAS runs a
+// one-row product as a GEMM with a fixed cost of ~20 us; this reads the row at memory speed.
+// Needs k % 8 == 0.
+template <typename T>
+__device__ void gemv_dense(const T* xs, const T* w, T* ys, int m, int n, int k) {
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * WARPS + (threadIdx.x >> 5);
+    if (row >= n) return;
+    const T* wr = w + (size_t)row * k;
+    float acc[MAX_ROWS] = {0.f};
+    // 16 weights a lane per step, both loads issued before any use.
+    int j = lane * 16;
+#pragma unroll 2
+    for (; j + 16 <= k; j += 32 * 16) {
+        float wf[16];
+        load8(wr + j, wf);
+        load8(wr + j + 8, wf + 8);
+#pragma unroll
+        for (int r = 0; r < MAX_ROWS; r++) {
+            if (r < m) {
+                float x[16];
+                load8(xs + (size_t)r * k + j, x);
+                load8(xs + (size_t)r * k + j + 8, x + 8);
+#pragma unroll
+                for (int i = 0; i < 16; i++) acc[r] = fmaf(wf[i], x[i], acc[r]);
+            }
+        }
+    }
+    if (j < k) {  // k % 16 == 8: one last group of 8
+        float wf[8];
+        load8(wr + j, wf);
+#pragma unroll
+        for (int r = 0; r < MAX_ROWS; r++) {
+            if (r < m) {
+                float x[8];
+                load8(xs + (size_t)r * k + j, x);
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[r] = fmaf(wf[i], x[i], acc[r]);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < MAX_ROWS; r++) {
+        if (r < m) {
+            float v = warp_sum(acc[r]);
+            if (lane == 0) ys[(size_t)r * n + row] = from_f<T>(v);
+        }
+    }
+}
+
 // One warp per output row; each lane takes 16 consecutive weights (one 16-byte load) per step.
 // Needs k % 16 == 0.
 template <typename T>
@@ -85,6 +135,8 @@ __device__ void gemv_int8(const T* xs, const uint8_t* codes, const float* scales
 // step. Needs k % 64 == 0.
 template <typename T>
 __device__ void gemv_nf4(const T* xs, const uint8_t* packed, const float* absmax, T* ys, int m, int n, int k) {
+    // 16 codes in shared memory: a warp's lanes hit at most 16 words, each served by broadcast
+    // (a 256-entry table of code pairs was tried: its bank conflicts made the kernel 1.4x slower).
     __shared__ float code[16];
     if (threadIdx.x < 16) code[threadIdx.x] = NF4_CODE[threadIdx.x];
     __syncthreads();
@@ -101,20 +153,22 @@ __device__ void gemv_nf4(const T* xs, const uint8_t* packed, const float* absmax
         float wf[32];
 #pragma unroll
         for (int i = 0; i < 16; i++) {
-            wf[2 * i] = code[b[i] >> 4] * a;
-            wf[2 * i + 1] = code[b[i] & 15] * a;
+            wf[2 * i] = code[b[i] >> 4];
+            wf[2 * i + 1] = code[b[i] & 15];
         }
 #pragma unroll
         for (int r = 0; r < MAX_ROWS; r++) {
             if (r < m) {
                 const T* x = xs + (size_t)r * k + j;
+                float part = 0.f;  // the 32 codes share one absmax: scale once
 #pragma unroll
                 for (int q = 0; q < 4; q++) {
                     float xv[8];
                     load8(x + 8 * q, xv);
 #pragma unroll
-                    for (int i = 0; i < 8; i++) acc[r] = fmaf(wf[8 * q + i], xv[i], acc[r]);
+                    for (int i = 0; i < 8; i++) part = fmaf(wf[8 * q + i], xv[i], part);
                 }
+                acc[r] = fmaf(part, a, acc[r]);
             }
         }
     }
@@ -154,6 +208,10 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
 }
 
 #define INSTANTIATE(T, NAME)                                                                                  \
+    extern "C" __global__ void __launch_bounds__(WARPS * 32) gemv_dense_##NAME(const T* xs, const T* w, T* ys, \
+                                                                               int m, int n, int k) {          \
+        gemv_dense<T>(xs, w, ys, m, n, k);                                                                     \
+    }                                                                                                          \
     extern "C" __global__ void __launch_bounds__(WARPS * 32) gemv_int8_##NAME(                                 \
         const T* xs, const uint8_t* codes, const float* scales, T* ys, int m, int n, int k) {                   \
         gemv_int8<T>(xs, codes, scales, ys, m, n, k);                                                          \

@@ -48,7 +48,7 @@ pub fn gemv(
     ) -> Result<CudaStorage> {
         let dev = &xs.device;
         let rx = range(lx)?;
-        if (rx.start * std::mem::size_of::<T>()) % 16 != 0 {
+        if !(rx.start * std::mem::size_of::<T>()).is_multiple_of(16) {
             candle_core::bail!("linear kernel: xs is not 16-byte aligned");
         }
         let m = rx.len() / k;
@@ -58,11 +58,7 @@ pub fn gemv(
         // SAFETY: every element is written by the kernel.
         let ys = unsafe { dev.alloc::<T>(m * n)? };
         let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
-        let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(ROWS_PER_BLOCK) as u32, 1, 1),
-            block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = gemv_config(n);
         let (m, n, k) = (m as i32, n as i32, k as i32);
         let mut builder = func.builder();
         builder.arg(&x).arg(&a).arg(&b).arg(&ys).arg(&m).arg(&n).arg(&k);
@@ -77,6 +73,58 @@ pub fn gemv(
         DType::F32 => run::<f32>(&name, args.0, args.1, args.2, n, k),
         DType::F16 => run::<f16>(&name, args.0, args.1, args.2, n, k),
         _ => run::<bf16>(&name, args.0, args.1, args.2, n, k),
+    }
+}
+
+/// `ys[m, n] = xs[m, k]·Wᵀ` for a dense `W` `[n, k]` of the same dtype as `xs`.
+pub fn gemv_dense(
+    (xs, lx): (&CudaStorage, &Layout),
+    (w, lw): (&CudaStorage, &Layout),
+    n: usize,
+    k: usize,
+) -> Result<CudaStorage> {
+    fn run<T: CudaDType + DeviceRepr>(
+        name: &str,
+        (xs, lx): (&CudaStorage, &Layout),
+        (w, lw): (&CudaStorage, &Layout),
+        n: usize,
+        k: usize,
+    ) -> Result<CudaStorage> {
+        let dev = &xs.device;
+        let (rx, rw) = (range(lx)?, range(lw)?);
+        let size = std::mem::size_of::<T>();
+        if !(rx.start * size).is_multiple_of(16) || !(rw.start * size).is_multiple_of(16) {
+            candle_core::bail!("linear kernel: xs or w is not 16-byte aligned");
+        }
+        let m = rx.len() / k;
+        let x = xs.as_cuda_slice::<T>()?.slice(rx);
+        let w = w.as_cuda_slice::<T>()?.slice(rw);
+        // SAFETY: every element is written by the kernel.
+        let ys = unsafe { dev.alloc::<T>(m * n)? };
+        let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let (m, n, k) = (m as i32, n as i32, k as i32);
+        let mut builder = func.builder();
+        builder.arg(&x).arg(&w).arg(&ys).arg(&m).arg(&n).arg(&k);
+        // SAFETY: the argument list matches the kernel's signature; sizes were checked by the caller.
+        unsafe { builder.launch(gemv_config(n as usize)) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
+    }
+    if xs.dtype() != w.dtype() {
+        candle_core::bail!("linear kernel: xs is {:?} but the weight is {:?}", xs.dtype(), w.dtype());
+    }
+    let name = format!("gemv_dense_{}", suffix(xs.dtype())?);
+    match xs.dtype() {
+        DType::F32 => run::<f32>(&name, (xs, lx), (w, lw), n, k),
+        DType::F16 => run::<f16>(&name, (xs, lx), (w, lw), n, k),
+        _ => run::<bf16>(&name, (xs, lx), (w, lw), n, k),
+    }
+}
+
+fn gemv_config(n: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (n.div_ceil(ROWS_PER_BLOCK) as u32, 1, 1),
+        block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
+        shared_mem_bytes: 0,
     }
 }
 
