@@ -24,6 +24,25 @@ fn logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec
     Ok(out.squeeze(0)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
 }
 
+/// Logits of 16 single-token decode steps after an 8-token prefill: the KV cache and, on a GPU, the
+/// fused decode attention.
+fn decode_logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec<f32>>> {
+    let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::F32)?;
+    for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
+        loaded.model.set_precision(id, q)?;
+    }
+    let mut cache = Cache::new(loaded.model.n_blocks());
+    let prompt = Tensor::new(&tokens[..8], dev)?.unsqueeze(0)?;
+    loaded.model.forward(&prompt, 0, &mut cache)?;
+    let mut out = Vec::new();
+    for (i, &tok) in tokens[8..24].iter().enumerate() {
+        let ids = Tensor::new(&[tok], dev)?.unsqueeze(0)?;
+        let logits = loaded.model.forward(&ids, 8 + i, &mut cache)?;
+        out.push(logits.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?);
+    }
+    Ok(out)
+}
+
 fn check_logits(dev: &Device) -> minilab::Result<()> {
     let tokens: Vec<u32> = (0..64u32).map(|i| 1 + (i * 7919 + 13) % 128_000).collect();
     for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
@@ -40,6 +59,9 @@ fn check_logits(dev: &Device) -> minilab::Result<()> {
             }
         }
         println!("{p}: max |Δlogit| {max_d:.3e} (max |logit| {max_abs:.2}), argmax agrees at {same}/64 positions");
+        let (a, b) = (decode_logits(&Device::Cpu, p, &tokens)?, decode_logits(dev, p, &tokens)?);
+        let d = a.iter().zip(&b).flat_map(|(x, y)| x.iter().zip(y).map(|(u, w)| (u - w).abs())).fold(0f32, f32::max);
+        println!("{p} decode (8 prefilled + 16 steps, KV cache): max |Δlogit| {d:.3e}");
     }
     Ok(())
 }

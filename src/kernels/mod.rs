@@ -3,9 +3,11 @@
 //! candle as custom ops; [`crate::quant::SwitchableLinear`] calls them and falls back to
 //! dequantize-then-matmul where none applies.
 
+mod attention;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod op;
 
+pub use attention::{attention_decode, MAX_CONTEXT};
 pub use op::{dense, enabled, int8, nf4, set_enabled};

@@ -8,10 +8,18 @@ use super::weights::WeightSource;
 use crate::quant::{Precision, SwitchableLinear};
 use candle_core::{DType, Device, Module, Result, Tensor};
 
-/// Per-block key/value cache for decoding: `[b, kv_heads, seq, head_dim]` each.
+/// Per-block key/value cache for decoding.
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
-    kvs: Vec<Option<(Tensor, Tensor)>>,
+    kvs: Vec<Option<Kv>>,
+}
+
+/// One block's keys and values `[b, kv_heads, cap, head_dim]`, the first `len` positions filled.
+#[derive(Debug, Clone)]
+struct Kv {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
 }
 
 impl Cache {
@@ -22,13 +30,59 @@ impl Cache {
 
     /// Tokens held (the next position to write).
     pub fn seq_len(&self) -> usize {
-        self.kvs.iter().flatten().next().map(|(k, _)| k.dim(2).unwrap_or(0)).unwrap_or(0)
+        self.kvs.iter().flatten().next().map_or(0, |kv| kv.len)
     }
 
-    /// Bytes held by the cached keys and values.
+    /// Bytes allocated for the cached keys and values.
     pub fn bytes(&self) -> u64 {
         let t = |x: &Tensor| (x.elem_count() * x.dtype().size_in_bytes()) as u64;
-        self.kvs.iter().flatten().map(|(k, v)| t(k) + t(v)).sum()
+        self.kvs.iter().flatten().map(|kv| t(&kv.k) + t(&kv.v)).sum()
+    }
+}
+
+impl Kv {
+    /// Appends `k`, `v` `[b, kv_heads, t, head_dim]`. `buffered`: into buffers that grow by doubling,
+    /// one slice copy a token (the GPU decode path); otherwise by concatenation, so that the cache is
+    /// always exactly `len` long.
+    fn append(kv: &mut Option<Kv>, k: Tensor, v: Tensor, buffered: bool) -> Result<()> {
+        let t = k.dim(2)?;
+        let len = kv.as_ref().map_or(0, |kv| kv.len);
+        if !buffered {
+            *kv = Some(match kv.take() {
+                Some(old) => {
+                    let (ok, ov) = (old.k.narrow(2, 0, len)?, old.v.narrow(2, 0, len)?);
+                    Kv { k: Tensor::cat(&[&ok, &k], 2)?, v: Tensor::cat(&[&ov, &v], 2)?, len: len + t }
+                }
+                None => Kv { k, v, len: t },
+            });
+            return Ok(());
+        }
+        let cap = kv.as_ref().map_or(0, |kv| kv.k.dim(2).unwrap_or(0));
+        if len + t > cap {
+            let (b, h, _, d) = k.dims4()?;
+            let new_cap = (len + t).next_power_of_two().max(256);
+            let kb = Tensor::zeros((b, h, new_cap, d), k.dtype(), k.device())?;
+            let vb = Tensor::zeros((b, h, new_cap, d), v.dtype(), v.device())?;
+            if let Some(old) = kv.take().filter(|_| len > 0) {
+                kb.slice_set(&old.k.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+                vb.slice_set(&old.v.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+            }
+            *kv = Some(Kv { k: kb, v: vb, len });
+        }
+        if let Some(kv) = kv.as_mut() {
+            kv.k.slice_set(&k.contiguous()?, 2, len)?;
+            kv.v.slice_set(&v.contiguous()?, 2, len)?;
+            kv.len = len + t;
+        }
+        Ok(())
+    }
+
+    /// The filled part of the keys and values, contiguous.
+    fn filled(&self) -> Result<(Tensor, Tensor)> {
+        if self.k.dim(2)? == self.len {
+            return Ok((self.k.clone(), self.v.clone()));
+        }
+        Ok((self.k.narrow(2, 0, self.len)?.contiguous()?, self.v.narrow(2, 0, self.len)?.contiguous()?))
     }
 }
 
@@ -44,24 +98,31 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward(&self, xs: &Tensor, start_pos: usize, rope: &Rope, kv: &mut Option<(Tensor, Tensor)>) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, start_pos: usize, rope: &Rope, kv: &mut Option<Kv>) -> Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
         let heads = |x: Tensor, n: usize| x.reshape((b, t, n, self.head_dim))?.transpose(1, 2);
         // (b, t, hidden) → (b, heads, t, head_dim)
         let q = rope.apply(&heads(self.q_proj.forward(xs)?, self.n_heads)?, start_pos)?;
         let k = rope.apply(&heads(self.k_proj.forward(xs)?, self.n_kv_heads)?, start_pos)?;
         let v = heads(self.v_proj.forward(xs)?, self.n_kv_heads)?.contiguous()?;
-        let (k, v) = match kv.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
-            None => (k, v),
-        };
-        *kv = Some((k.clone(), v.clone()));
-        let total = k.dim(2)?;
+        // On a GPU, per-token launches dominate decode: a preallocated cache and one fused kernel for
+        // the whole attention of a new token replace the concatenations and ~8 small ops.
+        let fused = xs.device().is_cuda() && crate::kernels::enabled();
+        Kv::append(kv, k, v, fused)?;
+        let Some(kv) = kv.as_ref() else { candle_core::bail!("attention: empty KV cache") };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        if t == 1 && fused {
+            if let Some(ys) = crate::kernels::attention_decode(&q, &kv.k, &kv.v, kv.len, scale as f32)? {
+                // (b, heads, 1, head_dim) → (b, 1, hidden)
+                return self.o_proj.forward(&ys.reshape((b, t, self.n_heads * self.head_dim))?);
+            }
+        }
+        let (k, v) = kv.filled()?;
+        let total = kv.len;
         let group = self.n_heads / self.n_kv_heads;
         // Grouped-query attention without copying K/V: fold the query heads of a group into rows.
         // q: (b, kv_heads, group·t, head_dim); k, v: (b, kv_heads, total, head_dim)
         let q = q.reshape((b, self.n_kv_heads, group * t, self.head_dim))?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
         let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
         let att = match causal_mask(t, total, start_pos, xs.device())? {
             // mask: (t, total) → broadcast over (b, kv_heads, group, t, total)

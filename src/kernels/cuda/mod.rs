@@ -177,3 +177,52 @@ pub fn dequantize(
         _ => run::<bf16>(format, &name, (a, la), (b, lb), n, k),
     }
 }
+
+const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
+
+/// One block per (sequence, head); see attention.cu.
+pub(crate) fn attn_decode(
+    op: &super::attention::AttnDecode,
+    (q, lq): (&CudaStorage, &Layout),
+    (k, lk): (&CudaStorage, &Layout),
+    (v, lv): (&CudaStorage, &Layout),
+) -> Result<CudaStorage> {
+    fn run<T: CudaDType + DeviceRepr>(
+        op: &super::attention::AttnDecode,
+        name: &str,
+        (q, lq): (&CudaStorage, &Layout),
+        (k, lk): (&CudaStorage, &Layout),
+        (v, lv): (&CudaStorage, &Layout),
+    ) -> Result<CudaStorage> {
+        let dev = &q.device;
+        let rq = range(lq)?;
+        let rows = rq.len() / op.d;
+        let q = q.as_cuda_slice::<T>()?.slice(rq);
+        let k = k.as_cuda_slice::<T>()?.slice(range(lk)?);
+        let v = v.as_cuda_slice::<T>()?.slice(range(lv)?);
+        // SAFETY: every element is written by the kernel.
+        let out = unsafe { dev.alloc::<T>(rows * op.d)? };
+        let func = dev.get_or_load_custom_func(name, "minilab_attention", ATTENTION_PTX)?;
+        let cfg = LaunchConfig {
+            grid_dim: (rows as u32, 1, 1),
+            block_dim: (128, 1, 1),
+            shared_mem_bytes: ((op.d + op.total) * 4) as u32,
+        };
+        let ints = [op.heads, op.kv_heads, op.cap, op.total, op.d].map(|x| x as i32);
+        let mut builder = func.builder();
+        builder.arg(&q).arg(&k).arg(&v).arg(&out);
+        for x in &ints {
+            builder.arg(x);
+        }
+        builder.arg(&op.scale);
+        // SAFETY: the argument list matches the kernel's signature; shapes were checked by the caller.
+        unsafe { builder.launch(cfg) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
+    }
+    let name = format!("attn_decode_{}", suffix(q.dtype())?);
+    match q.dtype() {
+        DType::F32 => run::<f32>(op, &name, (q, lq), (k, lk), (v, lv)),
+        DType::F16 => run::<f16>(op, &name, (q, lq), (k, lk), (v, lv)),
+        _ => run::<bf16>(op, &name, (q, lq), (k, lk), (v, lv)),
+    }
+}
