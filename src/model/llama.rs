@@ -408,3 +408,28 @@ impl Model {
         2 * (embd + h * (2 * self.blocks.len() as u64 + 1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The GPU's growing buffers hold exactly what concatenation holds, across a regrowth.
+    #[test]
+    fn buffered_cache_equals_concatenated() -> Result<()> {
+        let dev = Device::Cpu;
+        let (mut cat, mut buf) = (None, None);
+        for t in [5usize, 1, 1, 300, 1] {
+            let k = Tensor::randn(0f32, 1.0, (1, 2, t, 4), &dev)?;
+            let v = Tensor::randn(0f32, 1.0, (1, 2, t, 4), &dev)?;
+            Kv::append(&mut cat, k.clone(), v.clone(), false)?;
+            Kv::append(&mut buf, k, v, true)?;
+        }
+        let (cat, buf) = (cat.unwrap(), buf.unwrap());
+        assert_eq!((cat.len, buf.len), (308, 308));
+        assert_eq!(buf.k.dim(2)?, 512, "doubled past 256");
+        let ((ck, cv), (bk, bv)) = (cat.filled()?, buf.filled()?);
+        assert_eq!(ck.flatten_all()?.to_vec1::<f32>()?, bk.flatten_all()?.to_vec1::<f32>()?);
+        assert_eq!(cv.flatten_all()?.to_vec1::<f32>()?, bv.flatten_all()?.to_vec1::<f32>()?);
+        Ok(())
+    }
+}
