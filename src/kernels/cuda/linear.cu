@@ -4,9 +4,9 @@
 // Layouts (see src/quant): int8 codes [n, k] u8 = q + 128, scales [n] f32, w = q * scale.
 // NF4: packed [n*k/2] u8, byte i = elements 2i (high nibble) and 2i+1 (low), absmax [n*k/64] f32.
 // xs [m, k], ys [m, n], row-major, in T = float, __half or __nv_bfloat16; accumulation in f32.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <stdint.h>
+
+#include "common.cuh"
 
 #define MAX_ROWS 8
 #define WARPS 4
@@ -16,14 +16,6 @@ __constant__ float NF4_CODE[16] = {
     -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
     0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
     0.7229568362236023f, 1.0f};
-
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T> __device__ __forceinline__ T from_f(float v);
-template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
 
 // Eight consecutive xs values (16-byte aligned for 16-bit T, 32-byte for float) as f32.
 template <typename T> __device__ __forceinline__ void load8(const T* p, float* out) {
@@ -38,13 +30,19 @@ template <> __device__ __forceinline__ void load8<float>(const float* p, float* 
     out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+// Lane 0 of each warp writes its row's sums, times `scale`, for the m rows of xs.
+template <typename T>
+__device__ __forceinline__ void store_rows(const float* acc, T* ys, int m, int n, int row, float scale) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
+    for (int r = 0; r < MAX_ROWS; r++) {
+        if (r < m) {
+            const float v = warp_sum(acc[r]);
+            if ((threadIdx.x & 31) == 0) ys[(size_t)r * n + row] = from_f<T>(v * scale);
+        }
+    }
 }
 
-// Dense 16-bit (or f32) weights: one warp per output row, 8 weights a lane per step. cuBLAS runs a
+// Dense 16-bit (or f32) weights: one warp per output row, 16 weights a lane per step. cuBLAS runs a
 // one-row product as a GEMM with a fixed cost of ~20 us; this reads the row at memory speed.
 // Needs k % 8 == 0.
 template <typename T>
@@ -85,13 +83,7 @@ __device__ void gemv_dense(const T* xs, const T* w, T* ys, int m, int n, int k) 
             }
         }
     }
-#pragma unroll
-    for (int r = 0; r < MAX_ROWS; r++) {
-        if (r < m) {
-            float v = warp_sum(acc[r]);
-            if (lane == 0) ys[(size_t)r * n + row] = from_f<T>(v);
-        }
-    }
+    store_rows(acc, ys, m, n, row, 1.f);
 }
 
 // One warp per output row; each lane takes 16 consecutive weights (one 16-byte load) per step.
@@ -121,14 +113,7 @@ __device__ void gemv_int8(const T* xs, const uint8_t* codes, const float* scales
             }
         }
     }
-    const float s = scales[row];
-#pragma unroll
-    for (int r = 0; r < MAX_ROWS; r++) {
-        if (r < m) {
-            float v = warp_sum(acc[r]);
-            if (lane == 0) ys[(size_t)r * n + row] = from_f<T>(v * s);
-        }
-    }
+    store_rows(acc, ys, m, n, row, scales[row]);
 }
 
 // One warp per output row; each lane takes 32 weights (16 packed bytes, half an absmax block) per
@@ -172,13 +157,7 @@ __device__ void gemv_nf4(const T* xs, const uint8_t* packed, const float* absmax
             }
         }
     }
-#pragma unroll
-    for (int r = 0; r < MAX_ROWS; r++) {
-        if (r < m) {
-            float v = warp_sum(acc[r]);
-            if (lane == 0) ys[(size_t)r * n + row] = from_f<T>(v);
-        }
-    }
+    store_rows(acc, ys, m, n, row, 1.f);
 }
 
 // Prefill: the whole weight in T, 8 elements a thread.
