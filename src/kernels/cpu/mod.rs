@@ -158,16 +158,8 @@ pub fn matmul_with(isa: Isa, xs: &[f32], m: usize, k: usize, w: &WeightView, n: 
     if m == 0 || n == 0 {
         return;
     }
-    if m <= GEMV_MAX_ROWS {
-        gemv(isa, xs, m, k, w, n, out);
-    } else {
-        tiled_gemm(isa, xs, m, k, w, n, out);
-    }
-}
-
-/// The decode path: every output row reads its weight row once for all `m` rows of `xs`.
-fn gemv(isa: Isa, xs: &[f32], m: usize, k: usize, w: &WeightView, n: usize, out: &mut [f32]) {
-    // NF4 pairs the high and low nibbles of a byte with even and odd inputs: lay xs out to match once.
+    // NF4 kernels decode a packed chunk as its high nibbles (even inputs) then its low nibbles (odd
+    // inputs): lay xs out to match, once for both paths (a product over k is the same in any order).
     let permuted;
     let xs = if matches!(w, WeightView::Nf4 { .. }) {
         permuted = portable::nf4_permute(xs, m, k);
@@ -175,6 +167,16 @@ fn gemv(isa: Isa, xs: &[f32], m: usize, k: usize, w: &WeightView, n: usize, out:
     } else {
         xs
     };
+    if m <= GEMV_MAX_ROWS {
+        gemv(isa, xs, m, k, w, n, out);
+    } else {
+        tiled_gemm(isa, xs, m, k, w, n, out);
+    }
+}
+
+/// The decode path: every output row reads its weight row once for all `m` rows of `xs` (NF4:
+/// permuted).
+fn gemv(isa: Isa, xs: &[f32], m: usize, k: usize, w: &WeightView, n: usize, out: &mut [f32]) {
     // out_t: [n, m], each output row's m values contiguous, so that rayon tasks own disjoint slices.
     let mut out_t = if m == 1 { Vec::new() } else { vec![0f32; n * m] };
     let dst: &mut [f32] = if m == 1 { out } else { &mut out_t };
@@ -226,8 +228,9 @@ fn dot_row(isa: Isa, w: &WeightView, o: usize, xs: &[f32], m: usize, k: usize, y
     portable::dot_row(w, o, xs, m, k, ys);
 }
 
-/// The prefill path: weight tiles of [`TILE_ROWS`] rows decoded to f32, each multiplied by all of
-/// `xs` with `gemm`; tiles run in parallel and write disjoint columns of `out`.
+/// The prefill path: weight tiles of [`TILE_ROWS`] rows decoded to f32 in kernel order (NF4: permuted,
+/// like `xs`), each multiplied by all of `xs` with `gemm`; tiles run in parallel and write disjoint
+/// columns of `out`.
 fn tiled_gemm(isa: Isa, xs: &[f32], m: usize, k: usize, w: &WeightView, n: usize, out: &mut [f32]) {
     if let WeightView::F32(w) = w {
         // Already f32: no decode, let gemm pack and parallelize the whole product.
@@ -235,14 +238,6 @@ fn tiled_gemm(isa: Isa, xs: &[f32], m: usize, k: usize, w: &WeightView, n: usize
         unsafe { gemm_f32((m, n, k), xs, w, out.as_mut_ptr(), n, Parallelism::Rayon(threads)) };
         return;
     }
-    // A product over k is the same in any order of k, so NF4 tiles stay in their decoded order.
-    let permuted;
-    let xs = if matches!(w, WeightView::Nf4 { .. }) {
-        permuted = portable::nf4_permute(xs, m, k);
-        &permuted[..]
-    } else {
-        xs
-    };
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..n.div_ceil(TILE_ROWS)).into_par_iter().for_each_init(
         || vec![0f32; TILE_ROWS * k],
