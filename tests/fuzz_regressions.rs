@@ -5,16 +5,21 @@ use candle_core::{DType, Device};
 use minilab::model::gguf::GgufSource;
 use minilab::model::{Model, TextTokenizer};
 
+/// The saved crash inputs of one fuzz target: `tests/fixtures/fuzz/{prefix}*`.
+fn crash_inputs(prefix: &str) -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect()
+}
+
 #[test]
 fn gguf_crash_inputs_are_clean_errors() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with("gguf-") {
-            continue;
-        }
-        seen += 1;
+    let inputs = crash_inputs("gguf-");
+    assert!(!inputs.is_empty(), "no gguf crash inputs found in tests/fixtures/fuzz");
+    for path in inputs {
         let Ok(mut src) = GgufSource::open(&path) else { continue };
         let Ok(cfg) = src.config() else { continue };
         if let Ok(tok) = TextTokenizer::from_gguf(src.content(), "fuzz", None) {
@@ -22,7 +27,6 @@ fn gguf_crash_inputs_are_clean_errors() {
         }
         let _ = Model::load(cfg, &mut src, &Device::Cpu, DType::F32);
     }
-    assert!(seen >= 1, "no crash inputs found in {}", dir.display());
 }
 
 /// Splits off a `u32`-length-prefixed chunk (the `safetensors_dir` fuzz target's input layout).
@@ -37,12 +41,7 @@ fn chunk(data: &[u8]) -> (&[u8], &[u8]) {
 
 #[test]
 fn safetensors_crash_inputs_are_clean_errors() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with("safetensors_dir-") {
-            continue;
-        }
+    for path in crash_inputs("safetensors_dir-") {
         let data = std::fs::read(&path).unwrap();
         let (config, rest) = chunk(&data);
         let (st, index) = chunk(rest);
@@ -60,12 +59,7 @@ fn safetensors_crash_inputs_are_clean_errors() {
 
 #[test]
 fn plan_crash_inputs_are_clean_errors() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if !path.file_name().unwrap().to_string_lossy().starts_with("plan_yaml-") {
-            continue;
-        }
+    for path in crash_inputs("plan_yaml-") {
         let text = std::fs::read_to_string(&path).unwrap();
         let r = minilab::plan::PrecisionPlan::from_yaml(&text, "fuzz");
         assert_eq!(r.unwrap_err().exit_code(), 2, "{}", path.display());
