@@ -29,18 +29,25 @@ const GEMV_CHUNK: usize = 32;
 /// A weight matrix `[n, k]` as stored, borrowed.
 #[derive(Debug, Clone, Copy)]
 pub enum WeightView<'a> {
+    /// Dense f32, row-major.
     F32(&'a [f32]),
+    /// Dense f16, row-major.
     F16(&'a [f16]),
+    /// Dense bf16, row-major.
     Bf16(&'a [bf16]),
     /// `codes[o·k + j] = q + 128`, value `q·scales[o]`.
     Int8 {
+        /// `[n, k]` codes, q + 128.
         codes: &'a [u8],
+        /// `[n]` per-row scales.
         scales: &'a [f32],
     },
     /// bitsandbytes packing: byte `i` holds elements `2i` (high nibble) and `2i + 1`; `absmax` per
     /// block of [`NF4_BLOCK`] consecutive elements. Needs `k % NF4_BLOCK == 0`.
     Nf4 {
+        /// `[n·k / 2]` packed code pairs.
         packed: &'a [u8],
+        /// `[n·k / NF4_BLOCK]` block scales.
         absmax: &'a [f32],
     },
 }
@@ -48,8 +55,11 @@ pub enum WeightView<'a> {
 /// The instruction set the kernels run with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
+    /// AVX-512F/BW (plus AVX2, FMA, F16C).
     Avx512,
+    /// AVX2, FMA and F16C.
     Avx2,
+    /// Plain Rust, any CPU.
     Portable,
 }
 
