@@ -14,9 +14,12 @@ RUN if ! command -v cargo >/dev/null; then \
       curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; fi
 ENV PATH=/root/.cargo/bin:$PATH
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+# Everything cargo reads: the manifest's [[bench]] needs benches/, build.rs compiles the CUDA kernels
+# (src/kernels/cuda/*.cu) with --features cuda, and the unit tests include tests/fixtures.
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY benches benches
+COPY examples examples
 COPY tests tests
 RUN cargo build --release --locked ${FEATURES:+--features $FEATURES} && cp target/release/minilab /minilab
 

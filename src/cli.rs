@@ -36,6 +36,10 @@ pub enum Command {
     ///
     /// Example: minilab plot --run runs/demo
     Plot(crate::cmd::plot::PlotArgs),
+    /// A plan as a mixed GGUF for llama.cpp, llama-quantize overrides or a bitsandbytes config.
+    ///
+    /// Example: minilab export --plan runs/demo/plan.yaml --gguf demo-plan.gguf
+    Export(crate::cmd::export::ExportArgs),
     /// Every linear layer with its shape and bytes per format.
     ///
     /// Example: minilab inspect --model models/SmolLM2-135M-Instruct-Q4_1.gguf

@@ -2,7 +2,7 @@
 //!
 //! Every linear layer of a [`model::Model`] holds its 16-bit master and can be re-encoded at run time
 //! to FP16, INT8 or NF4 from a [`plan::PrecisionPlan`]. The commands (`eval`, `bench`, `sensitivity`,
-//! `plot`, `inspect`) are thin layers over the modules here.
+//! `plot`, `inspect`, `export`) are thin layers over the modules here.
 
 pub mod bench;
 pub mod cli;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod kernels;
 pub mod model;
 pub mod plan;

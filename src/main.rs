@@ -26,6 +26,7 @@ fn main() {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Sensitivity(a) => cmd::sensitivity::run(a),
         Command::Plot(a) => cmd::plot::run(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Completions(a) => cmd::completions::run(a),
     });
     if let Err(e) = result {

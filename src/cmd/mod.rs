@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod completions;
 pub mod eval;
+pub mod export;
 pub mod inspect;
 pub mod plot;
 pub mod sensitivity;

@@ -141,7 +141,9 @@ pub fn finish(model: &mut Model, ctx: Context, mut phases: BTreeMap<String, f64>
         phases_s: phases,
         notes,
     };
-    write_outputs(&ctx, &summary, &assignment, &points)
+    let metric = ctx.header.settings["metric"].as_str().unwrap_or("kld");
+    let exports = crate::export::plan_files(&assignment, model.config(), &layers, fixed, metric)?;
+    write_outputs(&ctx, &summary, &assignment, &points, &exports)
 }
 
 fn count_formats(a: &BTreeMap<LayerId, Precision>) -> BTreeMap<String, usize> {
@@ -225,30 +227,12 @@ fn frontier(
     Ok(points)
 }
 
-/// llama.cpp `--tensor-type` lines for the same mix: int8→q8_0, nf4→q4_0, f16→f16 (nearest GGML
-/// types of the same bits; NF4's codebook has no GGML equivalent).
-pub fn tensor_types(a: &BTreeMap<LayerId, Precision>) -> String {
-    let ggml = |p: Precision| match p {
-        Precision::F16 => "f16",
-        Precision::Int8 => "q8_0",
-        Precision::Nf4 | Precision::Nf4Dq => "q4_0",
-    };
-    let mut s = String::from("# llama-quantize --tensor-type lines (int8→q8_0, nf4→q4_0, f16→f16)\n");
-    for (id, p) in a {
-        let name = if id.block.is_some() { id.to_string() } else { "token_embd".to_string() };
-        s.push_str(&format!("--tensor-type {name}={}\n", ggml(*p)));
-        if id.block.is_none() {
-            s.push_str(&format!("--tensor-type output={}\n", ggml(*p)));
-        }
-    }
-    s
-}
-
 fn write_outputs(
     ctx: &Context,
     summary: &Summary,
     assignment: &BTreeMap<LayerId, Precision>,
     points: &[FrontierPoint],
+    exports: &[(String, Vec<u8>)],
 ) -> Result<()> {
     let w = |name: &str, bytes: &[u8]| -> Result<()> {
         let p = ctx.out.join(name);
@@ -263,7 +247,9 @@ fn write_outputs(
         summary.predicted.chosen
     );
     w("plan.yaml", PrecisionPlan::to_yaml(assignment, &header).as_bytes())?;
-    w("plan.tensor-types.txt", tensor_types(assignment).as_bytes())?;
+    for (name, bytes) in exports {
+        w(name, bytes)?;
+    }
     let p = ctx.out.join("frontier.csv");
     crate::report::frontier::write_frontier_csv(&p, points).map_err(|e| Error::Runtime(e.to_string()))?;
     w("summary.json", serde_json::to_string_pretty(summary).map_err(|e| Error::Runtime(e.to_string()))?.as_bytes())?;
