@@ -4,7 +4,7 @@ use super::{apply_plan, describe, Setup};
 use crate::cli::EvalArgs;
 use crate::config::DEFAULT_TEXT;
 use crate::error::{Error, Result};
-use crate::eval::{self, text};
+use crate::eval::{self, synthetic, text};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -20,19 +20,31 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if ctx < 2 {
         return Err(Error::input("--ctx must be at least 2"));
     }
-    if k == 0 {
-        return Err(Error::input("--kld-topk must be at least 1"));
+    let max_k = crate::sensitivity::settings::MAX_KLD_TOPK;
+    if k == 0 || k > max_k {
+        return Err(Error::input(format!("--kld-topk must be in 1..={max_k}, got {k}")));
     }
     let (plan, plan_name) = setup.plan(&args.plan)?;
+    let synthetic_text = synthetic::is_synthetic(&text_path);
+    if setup.spec.is_synthetic() && !synthetic_text {
+        return Err(Error::input("synthetic models have random weights: pass --text synthetic (timings only)"));
+    }
     // Text checks come before the (slower) model load so bad input fails fast.
-    text::read_text(&text_path)?;
-    let mut loaded = setup.load(true)?;
+    if !synthetic_text {
+        text::read_text(&text_path)?;
+    }
+    let mut loaded = setup.load(!synthetic_text)?;
+    let warning = (synthetic_text || setup.spec.is_synthetic()).then_some(synthetic::WARNING);
     let model_ctx = loaded.model.config().max_position_embeddings;
     if ctx > model_ctx {
         return Err(Error::input(format!("--ctx {ctx} is larger than the model's context of {model_ctx} tokens")));
     }
-    let tok = loaded.tokenizer.as_ref().ok_or_else(|| Error::input("the model has no tokenizer"))?;
-    let tokens = text::tokenize_file(tok, &text_path, max_tokens)?;
+    let tokens = if synthetic_text {
+        synthetic::tokens(loaded.model.config().vocab_size, max_tokens.unwrap_or(8192).max(2), 2)
+    } else {
+        let tok = loaded.tokenizer.as_ref().ok_or_else(|| Error::input("the model has no tokenizer"))?;
+        text::tokenize_file(tok, &text_path, max_tokens)?
+    };
     let windows = text::windows(&tokens, ctx);
     let model = &mut loaded.model;
     let refs = if kld {
@@ -48,7 +60,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         model.drop_masters();
     }
     let pb = crate::progress::bar(windows.len() as u64, "eval");
-    let stats = eval::score(model, &windows, refs.as_deref(), &pb)?;
+    let stats = eval::score(model, &windows, refs.as_ref(), &pb)?;
     pb.finish_and_clear();
     let s = eval::summarize(&stats);
     let weight_bytes = model.weight_bytes();
@@ -57,10 +69,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             "ppl": s.ppl, "ppl_stderr": s.ppl_stderr, "tokens": s.tokens, "weight_bytes": weight_bytes,
             "kld": s.kld, "nll_mean": s.nll_mean, "ctx": ctx, "windows": windows.len(),
             "plan": plan_name, "layers": describe(&assignment), "model": setup.spec.short_name(),
-            "text": text_path.display().to_string(), "kld_topk": refs.as_ref().map(|_| k),
+            "text": text_path.display().to_string(), "kld_topk": refs.as_ref().map(|_| k), "warning": warning,
         });
         println!("{doc}");
         return Ok(());
+    }
+    if let Some(w) = warning {
+        println!("{}", w.to_uppercase());
     }
     println!("model   {}  ({})", setup.spec.short_name(), describe(&assignment));
     println!("text    {}  ({} tokens scored, {} windows of ≤{ctx})", text_path.display(), s.tokens, windows.len());
