@@ -254,6 +254,33 @@ mod tests {
     }
 
     #[test]
+    fn a_three_level_plan_gets_a_two_level_bnb_plan_file() {
+        use crate::sensitivity::allocate::{Choice, LayerOptions};
+        let cfg = LlamaConfig::preset("tiny").unwrap();
+        let ids = layer_ids(&cfg);
+        let layers: Vec<LayerOptions> = ids
+            .iter()
+            .map(|id| LayerOptions {
+                id: id.to_string(),
+                choices: [(Precision::F16, 200, 0.0), (Precision::Int8, 100, 0.01), (Precision::Nf4, 50, 0.02)]
+                    .map(|(precision, bytes, score)| Choice { precision, bytes, score })
+                    .to_vec(),
+            })
+            .collect();
+        let names = |a: &BTreeMap<LayerId, Precision>| -> Vec<String> {
+            plan_files(a, &cfg, &layers, 0, "kld").unwrap().into_iter().map(|(n, _)| n).collect()
+        };
+        let mut a: BTreeMap<LayerId, Precision> = ids.iter().map(|id| (*id, Precision::Int8)).collect();
+        assert!(!names(&a).contains(&"plan.bnb.yaml".to_string()), "two levels need no second plan");
+        a.insert(ids[0], Precision::Nf4);
+        a.insert(LayerId::output(), Precision::F16);
+        let n = names(&a);
+        for f in ["plan.tensor-types.txt", "plan.tensor-types.list", "plan.bnb.json", "plan.bnb.yaml"] {
+            assert!(n.contains(&f.to_string()), "{f} in {n:?}");
+        }
+    }
+
+    #[test]
     fn four_bit_names_parse() {
         assert_eq!("IQ4_NL".parse::<FourBit>().unwrap(), FourBit::Iq4Nl);
         assert!("q3_k".parse::<FourBit>().is_err());
