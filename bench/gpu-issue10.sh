@@ -4,7 +4,8 @@
 #   a: unpack .gpu/minilab.xz (this version) and .gpu/minilab-old.xz (main before issue 10);
 #      check the on-device metrics against the host ones at a 128k vocabulary; time the whole
 #      synthetic Llama-3.2-3B run (-v: per-step breakdown).
-#   b: copy .gpu/demo.part1 (first 45,000,000 bytes of the demo GGUF) to /tmp.
+#   b: copy .gpu/demo.part1 (first 45,000,000 bytes of the demo GGUF) to /tmp (call a does it too
+#      when it carries the part).
 #   c: join .gpu/demo.part2, check the sha256; demo model with the library defaults in bf16 and
 #      in f32 (plan and score ranks compared), the old binary's scan for 150 s (items/s, same
 #      settings), and 3 shards as 3 processes on the one GPU, merged.
@@ -35,9 +36,10 @@ PY
 case "${1:-a}" in
 a)
   unpack minilab; unpack minilab-old
+  [ -f .gpu/demo.part1 ] && cp .gpu/demo.part1 /tmp/demo.part1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
   for at in host device; do
-    MINILAB_METRICS=$at timeout 240 $M eval --model synthetic:llama-3.2-3b --device cuda --text synthetic \
+    MINILAB_METRICS=$at timeout 100 $M eval --model synthetic:llama-3.2-3b --device cuda --text synthetic \
       --max-tokens 4096 --precision nf4 --kld --json > "$OUT/eval-$at.json" 2> "$OUT/eval-$at.log"
     echo "eval metrics=$at: exit $?"
   done
@@ -51,7 +53,7 @@ assert abs(h['ppl'] - d['ppl']) < 1e-4 * h['ppl'], "PPL differs"
 assert abs(h['kld']['mean'] - d['kld']['mean']) < 1e-5 + 1e-3 * h['kld']['mean'], "KLD differs"
 print("metrics check: device == host within tolerance")
 PY
-  /usr/bin/time -v timeout 560 $M -v sensitivity --model synthetic:llama-3.2-3b --device cuda $SYN --budget-gb 3 \
+  /usr/bin/time -v timeout 380 $M -v sensitivity --model synthetic:llama-3.2-3b --device cuda $SYN --budget-gb 3 \
     --out /tmp/runs/s3b > "$OUT/s3b.out" 2> "$OUT/s3b.log"; echo "3B run: exit $?"
   cp /tmp/runs/s3b/summary.json "$OUT/s3b-summary.json" 2>/dev/null
   grep -A12 "scan steps" "$OUT/s3b.log" | head -14
