@@ -30,7 +30,7 @@ pub fn quantize_command(list_file: &str) -> String {
     format!("llama-quantize --allow-requantize --tensor-type-file {list_file} model-F16.gguf model-plan.gguf Q8_0")
 }
 
-/// `--tensor-type PATTERN=TYPE` lines, one per tensor, after `#` comments saying how to use them
+/// `--tensor-type 'PATTERN=TYPE'` lines, one per tensor, after `#` comments saying how to use them
 /// (`plan.tensor-types.txt`). Paste the lines into a shell command, without the comments.
 pub fn tensor_type_args(types: &[TensorType], four_bit_note: &str) -> String {
     let mut s = String::new();
@@ -48,7 +48,8 @@ pub fn tensor_type_args(types: &[TensorType], four_bit_note: &str) -> String {
         ));
     }
     for t in types {
-        s.push_str(&format!("--tensor-type {}={}\n", pattern(&t.name), t.ty.name()));
+        // single-quoted so that a shell keeps the backslashes and the `$`
+        s.push_str(&format!("--tensor-type '{}={}'\n", pattern(&t.name), t.ty.name()));
     }
     s
 }
@@ -134,7 +135,8 @@ mod tests {
         }
         // the comment-free file and the argument lines carry the same rules
         let args = tensor_type_args(&types, "q4_0");
-        let from_args: Vec<&str> = args.lines().filter_map(|l| l.strip_prefix("--tensor-type ")).collect();
+        let from_args: Vec<&str> =
+            args.lines().filter_map(|l| l.strip_prefix("--tensor-type '").and_then(|r| r.strip_suffix('\''))).collect();
         assert_eq!(from_args, file.lines().collect::<Vec<_>>());
     }
 
