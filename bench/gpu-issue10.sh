@@ -7,7 +7,7 @@
 #   b: copy .gpu/demo.part1 (first 45,000,000 bytes of the demo GGUF) to /tmp (call a does it too
 #      when it carries the part).
 #   c: join .gpu/demo.part2, check the sha256; demo model with the library defaults in bf16 and
-#      in f32 (plan and score ranks compared), the old binary's scan for 150 s (items/s, same
+#      in f32 (plan and score ranks compared), the old binary's scan for 120 s (items/s, same
 #      settings), and 3 shards as 3 processes on the one GPU, merged.
 #   d: the synthetic Llama-3.1-8B run.
 # Usage there: bash bench/gpu-issue10.sh a|b|c|d. Writes under $OUT, prints a short table last.
@@ -61,6 +61,7 @@ PY
   phases "$OUT/s3b-summary.json"
   ;;
 b)
+  unpack minilab; unpack minilab-old
   cp .gpu/demo.part1 /tmp/demo.part1 && ls -l /tmp/demo.part1
   ;;
 c)
@@ -76,9 +77,9 @@ c)
   done
   phases "$OUT/demo-bf16-summary.json" "$OUT/demo-f32-summary.json"
   # The previous version, same command, for 150 s of its scan: items per second side by side.
-  timeout -s INT 150 /tmp/bin/minilab-old sensitivity --model $DEMO --device cuda --dtype f32 --budget-gb 0.12 \
+  timeout -s INT 120 /tmp/bin/minilab-old sensitivity --model $DEMO --device cuda --dtype f32 --budget-gb 0.12 \
     --out /tmp/runs/demo-old > /dev/null 2> "$OUT/demo-old.log"
-  echo "old version: $(($(wc -l < /tmp/runs/demo-old/scan.jsonl) - 1)) items in 150 s (f32; includes load and baseline)"
+  echo "old version: $(($(wc -l < /tmp/runs/demo-old/scan.jsonl) - 1)) items in 120 s (f32; includes load and baseline)"
   # Three shards as three processes on the one GPU, then the merge.
   t0=$(date +%s.%N)
   for i in 0 1 2; do

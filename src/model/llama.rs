@@ -364,7 +364,8 @@ impl Model {
         })
     }
 
-    fn linear_mut(&mut self, id: LayerId) -> Option<&mut SwitchableLinear> {
+    /// The linear layer `id`, to change.
+    pub fn linear_mut(&mut self, id: LayerId) -> Option<&mut SwitchableLinear> {
         let Some(b) = id.block else { return Some(&mut self.lm_head) };
         let blk = self.blocks.get_mut(b)?;
         Some(match id.kind {
@@ -401,6 +402,15 @@ impl Model {
         let digests: Vec<[u8; 32]> =
             tensors.par_iter().map(|t| super::digest::tensor_digest(t)).collect::<Result<_>>()?;
         Ok(super::digest::combine(&digests))
+    }
+
+    /// Keeps the host encodings of every layer for reuse (see `SwitchableLinear::cache_encodings`).
+    pub fn cache_encodings(&mut self) {
+        for id in self.layer_ids() {
+            if let Some(l) = self.linear_mut(id) {
+                l.cache_encodings();
+            }
+        }
     }
 
     /// Drops every master: no more switching, honest memory.

@@ -4,6 +4,8 @@
 use super::{int8, nf4, Precision};
 use crate::kernels;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The weight as it lives on the compute device.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct SwitchableLinear {
     dtype: DType,
     /// The dtype a dense (f16-format) weight is stored in: the master's.
     weight_dtype: DType,
+    /// Host encodings kept for reuse (`None`: not caching).
+    host_cache: Option<HashMap<Precision, Arc<HostEncoded>>>,
 }
 
 impl SwitchableLinear {
@@ -52,10 +56,12 @@ impl SwitchableLinear {
             device: device.clone(),
             dtype,
             weight_dtype,
+            host_cache: None,
         })
     }
 
-    /// Re-encodes the weight in `precision` from the master.
+    /// Re-encodes the weight in `precision` from the master (or from the host cache of
+    /// encodings, when [`Self::cache_encodings`] turned it on).
     pub fn set_precision(&mut self, precision: Precision) -> Result<()> {
         if precision == self.precision {
             return Ok(());
@@ -63,24 +69,42 @@ impl SwitchableLinear {
         let master = self.master.as_ref().ok_or_else(|| {
             candle_core::Error::Msg("cannot switch precision after the master weights were dropped".into())
         })?;
-        let (o, i) = (self.out_features, self.in_features);
         self.encoded = match precision {
             Precision::F16 => Encoded::Dense(master.to_device(&self.device)?.to_dtype(self.weight_dtype)?),
-            Precision::Int8 => {
-                let w = master_f32(master)?;
-                let q = int8::Int8Weight::quantize(&w, o, i);
-                let (codes, scales) = q.to_tensors(&self.device)?;
-                Encoded::Int8 { codes, scales }
-            }
-            Precision::Nf4 | Precision::Nf4Dq => {
-                let w = master_f32(master)?;
-                let q = nf4::Nf4Weight::quantize(&w, o, i, precision == Precision::Nf4Dq);
-                let (packed, absmax) = q.to_tensors(&self.device)?;
-                Encoded::Nf4 { packed, absmax, table: nf4::pair_table(&self.device)? }
+            p => {
+                let host = match self.host_cache.as_ref().and_then(|c| c.get(&p)) {
+                    Some(h) => h.clone(),
+                    None => {
+                        let h = Arc::new(HostEncoded::encode(master, p)?);
+                        if let Some(c) = self.host_cache.as_mut() {
+                            c.insert(p, h.clone());
+                        }
+                        h
+                    }
+                };
+                host.upload(&self.device)?
             }
         };
         self.precision = precision;
         Ok(())
+    }
+
+    /// Keeps every host encoding made from now on, so a later switch to the same format only
+    /// uploads (a sensitivity run applies each layer's formats many times). Host memory only.
+    pub fn cache_encodings(&mut self) {
+        self.host_cache.get_or_insert_with(HashMap::new);
+    }
+
+    /// Puts an encoding made elsewhere (for instance on a prefetch thread) into the cache.
+    pub fn insert_encoding(&mut self, precision: Precision, host: Arc<HostEncoded>) {
+        if let Some(c) = self.host_cache.as_mut() {
+            c.insert(precision, host);
+        }
+    }
+
+    /// Whether the cache holds `precision`.
+    pub fn has_encoding(&self, precision: Precision) -> bool {
+        self.host_cache.as_ref().is_some_and(|c| c.contains_key(&precision))
     }
 
     /// The 16-bit master on the host (`None` once dropped).
@@ -152,8 +176,51 @@ impl SwitchableLinear {
     }
 }
 
+/// The master's values in f32, converted in parallel (a 400M-weight LM head is seconds on one
+/// core).
 fn master_f32(master: &Tensor) -> Result<Vec<f32>> {
-    master.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+    use rayon::prelude::*;
+    let flat = master.flatten_all()?;
+    Ok(match flat.dtype() {
+        DType::BF16 => flat.to_vec1::<half::bf16>()?.par_iter().map(|x| x.to_f32()).collect(),
+        DType::F16 => flat.to_vec1::<half::f16>()?.par_iter().map(|x| x.to_f32()).collect(),
+        _ => flat.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+    })
+}
+
+/// A weight encoded on the host in a quantized format, ready to upload.
+#[derive(Debug)]
+pub enum HostEncoded {
+    Int8(int8::Int8Weight),
+    Nf4(nf4::Nf4Weight),
+}
+
+impl HostEncoded {
+    /// Encodes `master` `[out, in]` in `precision` (int8, nf4 or nf4_dq).
+    pub fn encode(master: &Tensor, precision: Precision) -> Result<Self> {
+        let (o, i) = master.dims2()?;
+        let w = master_f32(master)?;
+        Ok(match precision {
+            Precision::Int8 => Self::Int8(int8::Int8Weight::quantize(&w, o, i)),
+            Precision::Nf4 | Precision::Nf4Dq => {
+                Self::Nf4(nf4::Nf4Weight::quantize(&w, o, i, precision == Precision::Nf4Dq))
+            }
+            Precision::F16 => candle_core::bail!("f16 is the master itself, not an encoding"),
+        })
+    }
+
+    fn upload(&self, device: &Device) -> Result<Encoded> {
+        Ok(match self {
+            Self::Int8(q) => {
+                let (codes, scales) = q.to_tensors(device)?;
+                Encoded::Int8 { codes, scales }
+            }
+            Self::Nf4(q) => {
+                let (packed, absmax) = q.to_tensors(device)?;
+                Encoded::Nf4 { packed, absmax, table: nf4::pair_table(device)? }
+            }
+        })
+    }
 }
 
 impl Module for SwitchableLinear {

@@ -8,4 +8,4 @@ pub mod precision;
 pub use precision::{Precision, UnknownPrecision};
 pub mod linear;
 
-pub use linear::SwitchableLinear;
+pub use linear::{HostEncoded, SwitchableLinear};

@@ -14,10 +14,11 @@ use super::timing::StepTimes;
 use crate::error::{Error, Result};
 use crate::eval::{synthetic, text};
 use crate::model::{LayerId, Loaded, Model};
-use crate::quant::Precision;
+use crate::quant::{HostEncoded, Precision};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the caller tells a running pipeline: whether to stop (checked between scan items), and
@@ -58,6 +59,8 @@ pub fn run(loaded: &mut Loaded, s: &Settings, control: &dyn Control, started: In
     let calib = text::windows(&tokens(loaded, &s.calib, s.calib_tokens, 1)?, s.ctx);
     let held = text::windows(&tokens(loaded, &s.text, s.max_tokens, 2)?, s.ctx);
     let model = &mut loaded.model;
+    // Validation, baselines and the frontier apply each layer's formats again and again.
+    model.cache_encodings();
     let sizes = size_options(model, &s.formats);
     // Fail on an impossible budget before spending minutes on a scan.
     allocate::greedy(&sizes, model.fixed_bytes(), s.budget_bytes).map_err(finish::alloc_err)?;
@@ -240,9 +243,22 @@ fn scan_items(
     let pb = crate::progress::bar(todo.len() as u64, "scan");
     let mut beat = Heartbeat::new(todo.len());
     control.scanning(true);
+    // On a GPU the host encodes the next item while the device scores this one.
+    let prefetch = !model.device().is_cpu();
+    let mut next: Option<std::thread::JoinHandle<candle_core::Result<Arc<HostEncoded>>>> = None;
     for (n, (id, f)) in todo.iter().enumerate() {
         if control.stop_requested() {
             break;
+        }
+        if let Some(h) = next.take() {
+            let enc = h.join().map_err(|_| Error::Runtime("the encoding thread panicked".into()))?;
+            if let Some(l) = model.linear_mut(*id) {
+                l.insert_encoding(*f, enc?);
+            }
+        }
+        if let Some((nid, nf)) = todo.get(n + 1).filter(|_| prefetch) {
+            let (nf, master) = (*nf, model.linear(*nid).and_then(|l| l.master()).cloned());
+            next = master.map(|m| std::thread::spawn(move || HostEncoded::encode(&m, nf).map(Arc::new)));
         }
         pb.set_message(format!("{id} {f}"));
         let item = scan::measure(model, &base, *id, *f, s.metric, &mut times.steps);
