@@ -88,7 +88,7 @@ c)
   wait; t1=$(date +%s.%N)
   $M sensitivity --model $DEMO --device cuda --budget-gb 0.12 --out /tmp/runs/demo-sh --merge > "$OUT/merge.out" 2>&1; echo "merge: exit $?"
   t2=$(date +%s.%N)
-  echo "3 shards on one GPU: scan $(echo "$t1 - $t0" | bc) s, merge+finish $(echo "$t2 - $t1" | bc) s"
+  python3 -c "import sys; a, b, c = map(float, sys.argv[1:]); print(f'3 shards on one GPU: scan {b - a:.1f} s, merge+finish {c - b:.1f} s')" $t0 $t1 $t2
   cmp /tmp/runs/demo-sh/plan.yaml /tmp/runs/demo-bf16/plan.yaml && echo "sharded plan == unsharded plan"
   python3 - "$OUT" <<'PY'
 import json, sys

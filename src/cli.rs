@@ -63,7 +63,8 @@ pub struct ModelArgs {
     /// cpu, cuda or cuda:N. Default: cpu.
     #[arg(long, value_name = "DEV")]
     pub device: Option<String>,
-    /// Compute dtype: f32, f16 or bf16. Default: f32 on cpu, bf16 on cuda.
+    /// Compute dtype: f32, f16 or bf16. Default: f32 on cpu, bf16 on cuda (sensitivity: f32 on both,
+    /// see README "Running on a GPU").
     #[arg(long, value_name = "T")]
     pub dtype: Option<String>,
 }
