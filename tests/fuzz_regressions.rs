@@ -77,6 +77,7 @@ fn journal_crash_inputs_are_clean_errors() {
         let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
         let header = serde_json::from_slice::<Header>(first)
             .unwrap_or_else(|_| Header::new(serde_json::json!({"model": "fuzz", "ctx": 64})));
+        let _ = minilab::sensitivity::journal::read(&p);
         let _ = Journal::open(&p, &header, true);
         let _ = minilab::report::run::read_scan(&p);
     }

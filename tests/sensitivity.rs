@@ -9,6 +9,7 @@ use minilab::eval::{self, text};
 use minilab::model::{self, LayerId, LayerKind, ModelSpec};
 use minilab::quant::Precision;
 use minilab::sensitivity::scan;
+use minilab::sensitivity::timing::StepTimes;
 use std::path::Path;
 
 use common::tiny::{fixture, Fixture};
@@ -39,11 +40,15 @@ fn prefix_cached_scan_equals_a_full_forward() {
     let mut loaded = model::load(&ModelSpec::HfDir(f.model.clone()), &Device::Cpu, DType::F32).unwrap();
     let tok = loaded.tokenizer.clone().unwrap();
     let windows = text::windows(&text::tokenize_file(&tok, &f.calib, Some(200)).unwrap(), 64);
-    let base = scan::baseline(&loaded.model, windows.clone(), 16).unwrap();
+    let placement = scan::placement(&loaded.model, &windows).unwrap();
+    let base = scan::baseline(&loaded.model, &windows, 16, placement).unwrap();
+    let hidden = indicatif::ProgressBar::hidden();
+    let refs = eval::references(&loaded.model, &windows, 16, &hidden).unwrap();
+    let mut times = StepTimes::new(false);
     for id in [LayerId::block(1, LayerKind::FfnDown), LayerId::block(0, LayerKind::AttnQ), LayerId::output()] {
         loaded.model.set_precision(id, Precision::Nf4).unwrap();
-        let cached = scan::stats_from(&loaded.model, &base, id.block.unwrap_or(2)).unwrap();
-        let full = eval::score(&loaded.model, &windows, Some(&base.refs), &indicatif::ProgressBar::hidden()).unwrap();
+        let cached = scan::stats_from(&loaded.model, &base, id.block.unwrap_or(2), &mut times).unwrap();
+        let full = eval::score(&loaded.model, &windows, Some(&refs), &hidden).unwrap();
         loaded.model.set_precision(id, Precision::F16).unwrap();
         assert_eq!(cached.len(), full.len());
         for (c, u) in cached.iter().zip(&full) {

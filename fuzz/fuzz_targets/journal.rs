@@ -1,5 +1,5 @@
-//! `scan.jsonl` as `--resume` and `minilab plot` read it: bytes → temp file →
-//! `Journal::open(path, header, resume = true)` (with the header the file's own first line
+//! `scan.jsonl` as `--resume`, `--merge` and `minilab plot` read it: bytes → temp file →
+//! `journal::read(path)` → `Journal::open(path, header, resume = true)` (with the header the file's own first line
 //! carries when it parses, so the fuzzer gets past the settings check) → `report::run::read_scan`.
 //! Errors are fine; panics, aborts and hangs are not.
 
@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
     let header = serde_json::from_slice::<Header>(first)
         .unwrap_or_else(|_| Header::new(serde_json::json!({"model": "fuzz", "ctx": 64})));
+    let _ = minilab::sensitivity::journal::read(&path);
     let _ = Journal::open(&path, &header, true);
     let _ = minilab::report::run::read_scan(&path);
     let _ = std::fs::remove_file(&path);

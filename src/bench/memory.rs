@@ -38,3 +38,19 @@ pub fn read(device: &Device) -> MemReading {
 pub fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
+
+/// Bytes free on `device` for new tensors: CUDA's free memory, or the host's available memory.
+pub fn free_bytes(device: &Device) -> u64 {
+    match device {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(d) => d.cuda_stream().context().mem_get_info().map(|(free, _)| free as u64).unwrap_or(0),
+        _ => host_available(),
+    }
+}
+
+/// The host's available memory (`MemAvailable` of /proc/meminfo), or 0 when unknown.
+pub fn host_available() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/meminfo") else { return 0 };
+    let line = s.lines().find(|l| l.starts_with("MemAvailable:"));
+    line.and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()).map_or(0, |kb| kb * 1024)
+}

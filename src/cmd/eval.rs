@@ -4,7 +4,7 @@ use super::{apply_plan, describe, Setup};
 use crate::cli::EvalArgs;
 use crate::config::DEFAULT_TEXT;
 use crate::error::{Error, Result};
-use crate::eval::{self, text};
+use crate::eval::{self, synthetic, text};
 use crate::outln;
 use serde_json::json;
 use std::path::PathBuf;
@@ -21,14 +21,20 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if ctx < 2 {
         return Err(Error::input("--ctx must be at least 2"));
     }
-    if k == 0 {
-        return Err(Error::input("--kld-topk must be at least 1"));
+    let max_k = crate::sensitivity::settings::MAX_KLD_TOPK;
+    if k == 0 || k > max_k {
+        return Err(Error::input(format!("--kld-topk must be in 1..={max_k}, got {k}")));
     }
     let (plan, plan_name) = setup.plan(&args.plan)?;
+    let synthetic_text = synthetic::is_synthetic(&text_path);
+    if setup.spec.is_synthetic() && !synthetic_text {
+        return Err(Error::input("synthetic models have random weights: pass --text synthetic (timings only)"));
+    }
     // The text is opened and checked before the (slower) model load so bad input fails fast, and
     // read only once (a pipe works), only as far as --max-tokens needs.
-    let source = text::TextSource::open(&text_path)?;
-    let mut loaded = setup.load(true)?;
+    let source = if synthetic_text { None } else { Some(text::TextSource::open(&text_path)?) };
+    let mut loaded = setup.load(!synthetic_text)?;
+    let warning = (synthetic_text || setup.spec.is_synthetic()).then_some(synthetic::WARNING);
     let model_ctx = loaded.model.config().max_position_embeddings;
     if ctx > model_ctx {
         return Err(Error::input(format!("--ctx {ctx} is larger than the model's context of {model_ctx} tokens")));
@@ -37,9 +43,15 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if kld && k > vocab {
         return Err(Error::input(format!("--kld-topk {k} is larger than the model's vocabulary of {vocab} tokens")));
     }
-    let tok = loaded.tokenizer.as_ref().ok_or_else(|| Error::input("the model has no tokenizer"))?;
-    let tokens = source.tokens(tok, max_tokens)?;
-    text::check_tokens(&tokens, &text_path)?;
+    let tokens = match source {
+        None => synthetic::tokens(vocab, max_tokens.unwrap_or(8192).max(2), 2),
+        Some(source) => {
+            let tok = loaded.tokenizer.as_ref().ok_or_else(|| Error::input("the model has no tokenizer"))?;
+            let tokens = source.tokens(tok, max_tokens)?;
+            text::check_tokens(&tokens, &text_path)?;
+            tokens
+        }
+    };
     let windows = text::windows(&tokens, ctx);
     let model = &mut loaded.model;
     let refs = if kld {
@@ -55,7 +67,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         model.drop_masters();
     }
     let pb = crate::progress::bar(windows.len() as u64, "eval");
-    let stats = eval::score(model, &windows, refs.as_deref(), &pb)?;
+    let stats = eval::score(model, &windows, refs.as_ref(), &pb)?;
     pb.finish_and_clear();
     let s = eval::summarize(&stats);
     check_finite(&s)?;
@@ -65,11 +77,14 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             "ppl": s.ppl, "ppl_stderr": s.ppl_stderr, "tokens": s.tokens, "weight_bytes": weight_bytes,
             "kld": s.kld, "nll_mean": s.nll_mean, "ctx": ctx, "windows": windows.len(),
             "plan": plan_name, "layers": describe(&assignment), "model": setup.spec.short_name(),
-            "text": text_path.display().to_string(), "kld_topk": refs.as_ref().map(|_| k),
+            "text": text_path.display().to_string(), "kld_topk": refs.as_ref().map(|_| k), "warning": warning,
         });
         return crate::report::console::print(&format!("{doc}\n"));
     }
     let mut out = String::new();
+    if let Some(w) = warning {
+        outln!(out, "{}", w.to_uppercase());
+    }
     outln!(out, "model   {}  ({})", setup.spec.short_name(), describe(&assignment));
     outln!(out, "text    {}  ({} tokens scored, {} windows of ≤{ctx})", text_path.display(), s.tokens, windows.len());
     outln!(out, "weights {:.1} MB", weight_bytes as f64 / 1e6);

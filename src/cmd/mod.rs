@@ -4,9 +4,9 @@ pub mod bench;
 pub mod completions;
 pub mod eval;
 pub mod inspect;
+pub mod interrupt;
 pub mod plot;
 pub mod sensitivity;
-pub mod sensitivity_finish;
 
 use crate::cli::{ModelArgs, PlanArgs};
 use crate::config::{Config, DEFAULT_MODEL};

@@ -49,15 +49,14 @@ fn rows(logits: &Tensor) -> Result<(Vec<f32>, usize)> {
     Ok((flat, v))
 }
 
-/// The top-`k` reference distribution of logits `[n, vocab]` at positions `0..n-1` (the last
-/// position predicts nothing inside the window).
+/// The top-`k` reference distribution of every row of logits `[n, vocab]` (each row a scored
+/// position).
 pub fn reference(logits: &Tensor, k: usize) -> Result<RefDist> {
     let (flat, v) = rows(logits)?;
     let n = flat.len() / v;
     let k = k.min(v);
     let per_row: Vec<(Vec<u32>, Vec<f32>)> = flat
         .par_chunks(v)
-        .take(n.saturating_sub(1))
         .map(|row| {
             let (_, lp) = log_softmax_row(row);
             let mut idx: Vec<u32> = (0..v as u32).collect();
@@ -80,25 +79,30 @@ pub fn reference(logits: &Tensor, k: usize) -> Result<RefDist> {
     Ok(out)
 }
 
-/// Stats of every scored token of a window: `logits` `[n, vocab]`, `tokens` the window's `n` ids.
+/// Stats of every row of `logits` `[n, vocab]`; `targets` holds each row's next token.
 ///
 /// KL(P_ref ‖ Q) is summed over the reference's top-k ids plus one bucket for the rest of the
 /// vocabulary. Merging the tail into one bucket can only lower the divergence (log-sum
 /// inequality), so this is a tight lower bound of the full KLD, exact when the tail is empty, and
 /// exactly 0 for identical logits.
-pub fn token_stats(logits: &Tensor, tokens: &[u32], reference: Option<&RefDist>) -> Result<Vec<TokenStat>> {
+pub fn token_stats(logits: &Tensor, targets: &[u32], reference: Option<&RefDist>) -> Result<Vec<TokenStat>> {
     let (flat, v) = rows(logits)?;
-    let n = tokens.len();
+    let n = targets.len();
     if flat.len() != n * v {
-        candle_core::bail!("logits hold {} rows, the window has {n} tokens", flat.len() / v);
+        candle_core::bail!("logits hold {} rows for {n} targets", flat.len() / v);
+    }
+    if let Some(r) = reference.filter(|r| r.len() != n) {
+        candle_core::bail!("{n} logit rows for a reference of {} positions", r.len());
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t as usize >= v) {
+        candle_core::bail!("token id {t} is outside the vocabulary of {v}");
     }
     let stats = flat
         .par_chunks(v)
-        .take(n.saturating_sub(1))
         .enumerate()
         .map(|(pos, row)| {
             let (_, lq) = log_softmax_row(row);
-            let nll = -(lq(tokens[pos + 1] as usize) as f64);
+            let nll = -(lq(targets[pos] as usize) as f64);
             let Some(r) = reference else { return TokenStat { nll, kld: None, same_top: None } };
             let (ids, lp) = (&r.ids[pos * r.k..(pos + 1) * r.k], &r.logp[pos * r.k..(pos + 1) * r.k]);
             let (mut kld, mut p_top, mut q_top) = (0f64, 0f64, 0f64);
@@ -136,8 +140,8 @@ mod tests {
 
     #[test]
     fn nll_matches_a_direct_f64_computation() {
-        let l = logits(&[vec![1.0, 2.0, 0.5], vec![0.0, 0.0, 3.0], vec![0.0; 3]]);
-        let s = token_stats(&l, &[0, 1, 2], None).unwrap();
+        let l = logits(&[vec![1.0, 2.0, 0.5], vec![0.0, 0.0, 3.0]]);
+        let s = token_stats(&l, &[1, 2], None).unwrap();
         let lse = |r: [f64; 3]| r.iter().map(|x| x.exp()).sum::<f64>().ln();
         assert!((s[0].nll - (lse([1.0, 2.0, 0.5]) - 2.0)).abs() < 1e-6);
         assert!((s[1].nll - (lse([0.0, 0.0, 3.0]) - 3.0)).abs() < 1e-6);
@@ -146,9 +150,9 @@ mod tests {
 
     #[test]
     fn kld_is_zero_for_identical_logits_and_exact_with_full_k() {
-        let a = logits(&[vec![1.0, 2.0, 0.5, -1.0], vec![0.3, 0.1, 2.0, 0.0], vec![0.0; 4]]);
-        let b = logits(&[vec![1.5, 1.0, 0.5, -1.0], vec![0.3, 0.9, 1.0, 0.0], vec![0.0; 4]]);
-        let toks = [0, 1, 2];
+        let a = logits(&[vec![1.0, 2.0, 0.5, -1.0], vec![0.3, 0.1, 2.0, 0.0]]);
+        let b = logits(&[vec![1.5, 1.0, 0.5, -1.0], vec![0.3, 0.9, 1.0, 0.0]]);
+        let toks = [1, 2];
         let r = reference(&a, 2).unwrap();
         let same = token_stats(&a, &toks, Some(&r)).unwrap();
         assert!(same.iter().all(|s| s.kld == Some(0.0) && s.same_top == Some(true)));

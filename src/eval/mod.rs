@@ -1,11 +1,15 @@
 //! Perplexity and KL divergence on held-out text (DESIGN.md §3).
 
+pub mod batch;
+pub mod device;
 pub mod metrics;
+pub mod synthetic;
 pub mod text;
 
-use crate::model::{Cache, Model};
-use candle_core::{Result, Tensor};
-use metrics::{RefDist, TokenStat};
+use crate::model::Model;
+use batch::{MetricsAt, Reference};
+use candle_core::Result;
+use metrics::TokenStat;
 use serde::Serialize;
 
 /// KL divergence statistics against the all-f16 model, as llama.cpp reports them.
@@ -31,36 +35,52 @@ pub struct EvalSummary {
     pub kld: Option<KldStats>,
 }
 
-/// Logits `[n, vocab]` of one window, from an empty cache.
-pub fn window_logits(model: &Model, window: &[u32]) -> Result<Tensor> {
-    let ids = Tensor::new(window, model.device())?.unsqueeze(0)?;
-    let mut cache = Cache::new(model.n_blocks());
-    model.forward(&ids, 0, &mut cache)?.squeeze(0)
+/// The all-f16 reference distributions of a list of windows, with the batching they were made
+/// with (scoring must batch the same way).
+#[derive(Debug, Clone)]
+pub struct References {
+    /// Windows per forward.
+    pub per_batch: usize,
+    /// One per batch.
+    pub refs: Vec<Reference>,
 }
 
-/// Top-`k` reference distributions of every window.
-pub fn references(model: &Model, windows: &[Vec<u32>], k: usize, pb: &indicatif::ProgressBar) -> Result<Vec<RefDist>> {
-    windows
-        .iter()
-        .map(|w| {
-            let r = metrics::reference(&window_logits(model, w)?, k);
-            pb.inc(1);
-            r
-        })
-        .collect()
+/// Top-`k` reference distributions of every window, batched as the device allows.
+pub fn references(model: &Model, windows: &[Vec<u32>], k: usize, pb: &indicatif::ProgressBar) -> Result<References> {
+    let per_batch = windows.first().map_or(1, |w| batch::windows_per_batch(model, w.len()));
+    let at = MetricsAt::for_device(model.device());
+    let mut refs = Vec::new();
+    for b in batch::make(model, windows, per_batch)? {
+        let logits = batch::forward(model, &b)?;
+        refs.push(batch::reference(&b, &logits, k, at)?);
+        pb.inc(b.range.len() as u64);
+    }
+    Ok(References { per_batch, refs })
 }
 
-/// Per-token stats of every window, against `refs` when given.
+/// Per-token stats of every window (in window order), against `refs` when given.
 pub fn score(
     model: &Model,
     windows: &[Vec<u32>],
-    refs: Option<&[RefDist]>,
+    refs: Option<&References>,
     pb: &indicatif::ProgressBar,
 ) -> Result<Vec<TokenStat>> {
+    let per_batch = match refs {
+        Some(r) => r.per_batch,
+        None => windows.first().map_or(1, |w| batch::windows_per_batch(model, w.len())),
+    };
+    let at = MetricsAt::for_device(model.device());
     let mut out = Vec::new();
-    for (i, w) in windows.iter().enumerate() {
-        out.extend(metrics::token_stats(&window_logits(model, w)?, w, refs.map(|r| &r[i]))?);
-        pb.inc(1);
+    for (i, b) in batch::make(model, windows, per_batch)?.iter().enumerate() {
+        let logits = batch::forward(model, b)?;
+        let r = match refs {
+            Some(r) => {
+                Some(r.refs.get(i).ok_or_else(|| candle_core::Error::Msg("fewer references than batches".into()))?)
+            }
+            None => None,
+        };
+        out.extend(batch::stats(b, &logits, r, at)?);
+        pb.inc(b.range.len() as u64);
     }
     Ok(out)
 }

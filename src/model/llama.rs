@@ -12,6 +12,8 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 #[derive(Debug, Clone, Default)]
 pub struct Cache {
     kvs: Vec<Option<Kv>>,
+    /// Scoring only: attention uses each call's own keys and values and keeps nothing.
+    scoring: bool,
 }
 
 /// One block's keys and values `[b, kv_heads, cap, head_dim]`, the first `len` positions filled.
@@ -25,7 +27,13 @@ struct Kv {
 impl Cache {
     /// An empty cache for a model of `n_blocks` blocks.
     pub fn new(n_blocks: usize) -> Self {
-        Self { kvs: vec![None; n_blocks] }
+        Self { kvs: vec![None; n_blocks], scoring: false }
+    }
+
+    /// A cache that keeps nothing: for scoring whole windows in one forward each, where keys and
+    /// values are never needed again (no buffers to allocate and copy into).
+    pub fn scoring() -> Self {
+        Self { kvs: Vec::new(), scoring: true }
     }
 
     /// Tokens held (the next position to write).
@@ -98,7 +106,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn forward(&self, xs: &Tensor, start_pos: usize, rope: &Rope, kv: &mut Option<Kv>) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, start_pos: usize, rope: &Rope, kv: &mut Option<Kv>, keep: bool) -> Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
         let heads = |x: Tensor, n: usize| x.reshape((b, t, n, self.head_dim))?.transpose(1, 2);
         // (b, t, hidden) → (b, heads, t, head_dim)
@@ -107,18 +115,22 @@ impl Attention {
         let v = heads(self.v_proj.forward(xs)?, self.n_kv_heads)?.contiguous()?;
         // On a GPU, per-token launches dominate decode: a preallocated cache and one fused kernel for
         // the whole attention of a new token replace the concatenations and ~8 small ops.
-        let fused = xs.device().is_cuda() && crate::kernels::enabled();
-        Kv::append(kv, k, v, fused)?;
-        let Some(kv) = kv.as_ref() else { candle_core::bail!("attention: empty KV cache") };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        if t == 1 && fused {
-            if let Some(ys) = crate::kernels::attention_decode(&q, &kv.k, &kv.v, kv.len, scale as f32)? {
-                // (b, heads, 1, head_dim) → (b, 1, hidden)
-                return self.o_proj.forward(&ys.reshape((b, t, self.n_heads * self.head_dim))?);
+        let (k, v) = if keep {
+            let fused = xs.device().is_cuda() && crate::kernels::enabled();
+            Kv::append(kv, k, v, fused)?;
+            let Some(kv) = kv.as_ref() else { candle_core::bail!("attention: empty KV cache") };
+            if t == 1 && fused {
+                if let Some(ys) = crate::kernels::attention_decode(&q, &kv.k, &kv.v, kv.len, scale as f32)? {
+                    // (b, heads, 1, head_dim) → (b, 1, hidden)
+                    return self.o_proj.forward(&ys.reshape((b, t, self.n_heads * self.head_dim))?);
+                }
             }
-        }
-        let (k, v) = kv.filled()?;
-        let total = kv.len;
+            kv.filled()?
+        } else {
+            (k.contiguous()?, v)
+        };
+        let total = k.dim(2)?;
         let group = self.n_heads / self.n_kv_heads;
         // Grouped-query attention without copying K/V: fold the query heads of a group into rows.
         // q: (b, kv_heads, group·t, head_dim); k, v: (b, kv_heads, total, head_dim)
@@ -282,7 +294,7 @@ impl Model {
     /// Runs block `n` alone.
     pub fn forward_block(&self, n: usize, xs: &Tensor, start_pos: usize, cache: &mut Cache) -> Result<Tensor> {
         if cache.kvs.len() != self.blocks.len() {
-            *cache = Cache::new(self.blocks.len());
+            cache.kvs = vec![None; self.blocks.len()];
         }
         let end = start_pos + xs.dim(1)?;
         if end > self.rope.max_pos() {
@@ -291,7 +303,7 @@ impl Model {
         let blk = &self.blocks[n];
         let eps = self.eps as f32;
         let ys = candle_nn::ops::rms_norm(xs, &blk.attn_norm, eps)?;
-        let xs = (xs + blk.attn.forward(&ys, start_pos, &self.rope, &mut cache.kvs[n])?)?;
+        let xs = (xs + blk.attn.forward(&ys, start_pos, &self.rope, &mut cache.kvs[n], !cache.scoring)?)?;
         let ys = candle_nn::ops::rms_norm(&xs, &blk.ffn_norm, eps)?;
         xs + blk.mlp.forward(&ys)?
     }
@@ -373,6 +385,22 @@ impl Model {
             Some(l) => l.set_precision(precision),
             None => candle_core::bail!("no layer {id} in this model"),
         }
+    }
+
+    /// A digest of every weight (masters, norms, embedding), hashed in parallel: the model's
+    /// identity in a scan journal.
+    pub fn weights_digest(&self) -> Result<String> {
+        use rayon::prelude::*;
+        let ids = self.layer_ids();
+        let mut tensors: Vec<&Tensor> = ids.iter().filter_map(|id| self.linear(*id)?.master()).collect();
+        for b in &self.blocks {
+            tensors.extend([&b.attn_norm, &b.ffn_norm]);
+        }
+        tensors.push(&self.norm);
+        tensors.extend(self.token_embd.as_ref());
+        let digests: Vec<[u8; 32]> =
+            tensors.par_iter().map(|t| super::digest::tensor_digest(t)).collect::<Result<_>>()?;
+        Ok(super::digest::combine(&digests))
     }
 
     /// Drops every master: no more switching, honest memory.

@@ -2,6 +2,7 @@
 //! forward with its KV cache.
 
 pub mod config;
+pub mod digest;
 pub mod gguf;
 pub mod hub;
 pub mod hub_download;

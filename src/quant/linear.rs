@@ -83,6 +83,11 @@ impl SwitchableLinear {
         Ok(())
     }
 
+    /// The 16-bit master on the host (`None` once dropped).
+    pub fn master(&self) -> Option<&Tensor> {
+        self.master.as_ref()
+    }
+
     /// Forgets the master: the layer can no longer switch, but holds only its encoded weight.
     pub fn drop_master(&mut self) {
         self.master = None;

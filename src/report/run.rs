@@ -55,6 +55,9 @@ fn gb(b: u64) -> String {
 
 fn report_md(s: &Summary, frontier: &str, items: &[ScanItem], metric: &str) -> String {
     let mut r = format!("# Sensitivity report: {}\n\n", s.model);
+    if let Some(w) = &s.warning {
+        r += &format!("> **{w}**\n\n");
+    }
     r += &format!(
         "Settings (hash `{}`):\n\n```json\n{}\n```\n\n",
         s.settings_hash,
@@ -149,8 +152,9 @@ pub fn console_summary(s: &Summary) -> String {
             r.iter().sum::<f64>() / r.len() as f64
         }
     };
+    let warning = s.warning.as_ref().map_or(String::new(), |w| format!("{}\n", w.to_uppercase()));
     format!(
-        "plan: {} of {} budget, formats {:?}\nheld-out: PPL {:.4} ± {:.4} (f16 {:.4}), KLD {k:.6} (predicted {:.6}; random plans of that size: {mean_random:.6})\nphases: {}",
+        "{warning}plan: {} of {} budget, formats {:?}\nheld-out: PPL {:.4} ± {:.4} (f16 {:.4}), KLD {k:.6} (predicted {:.6}; random plans of that size: {mean_random:.6})\nphases: {}",
         gb(s.plan_weight_bytes), gb(s.budget_bytes), s.formats, s.measured.ppl, s.measured.ppl_stderr, s.f16.ppl, s.predicted.chosen,
         s.phases_s.iter().map(|(p, t)| format!("{p} {t:.1}s")).collect::<Vec<_>>().join(", ")
     )

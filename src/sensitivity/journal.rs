@@ -13,6 +13,10 @@ pub struct Header {
     pub minilab_scan: u32,
     pub settings_hash: String,
     pub settings: serde_json::Value,
+    /// The slice of the scan this journal holds (not part of the settings: shards of one run
+    /// share their hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<super::shard::Shard>,
 }
 
 impl Header {
@@ -21,7 +25,7 @@ impl Header {
         use sha2::Digest;
         let hash = sha2::Sha256::digest(settings.to_string().as_bytes());
         let hex: String = hash.iter().take(12).map(|b| format!("{b:02x}")).collect();
-        Self { minilab_scan: 1, settings_hash: hex, settings }
+        Self { minilab_scan: 1, settings_hash: hex, settings, shard: None }
     }
 }
 
@@ -47,32 +51,20 @@ impl Journal {
                 path.display()
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut lines = text.split_inclusive('\n');
-        let first = lines.next().unwrap_or_default();
-        let old: Header = serde_json::from_str(first.trim())
-            .map_err(|e| Error::input(format!("{}: not a minilab scan journal: {e}", path.display())))?;
+        let (old, items, valid_len, len) = parse(path)?;
         if old.settings_hash != header.settings_hash {
             return Err(Error::input(format!(
-                "{}: --resume with a different model or settings (journal {}, now {}); use another --out",
+                "{}: --resume with a different model or settings ({}); use another --out",
                 path.display(),
-                old.settings_hash,
-                header.settings_hash
+                differences(&old.settings, &header.settings)
             )));
         }
-        let mut items = Vec::new();
-        let mut valid_len = first.len();
-        for line in lines {
-            // A line without its newline, or that does not parse, is an item cut by a kill: drop it.
-            match serde_json::from_str::<ScanItem>(line.trim()) {
-                Ok(item) if line.ends_with('\n') => {
-                    items.push(item);
-                    valid_len += line.len();
-                }
-                _ => break,
-            }
+        if old.shard != header.shard {
+            return Err(Error::input(format!("{}: this journal belongs to another shard", path.display())));
         }
-        if valid_len < text.len() {
+        if valid_len < len {
+            // Only an unterminated last line (a write cut by a kill) is dropped.
+            eprintln!("note: {}: dropping an unfinished last line (cut by a kill)", path.display());
             let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
             f.set_len(valid_len as u64).map_err(|e| Error::io(path, e))?;
         }
@@ -85,6 +77,79 @@ impl Journal {
         let mut f = std::fs::OpenOptions::new().append(true).open(&self.path).map_err(|e| Error::io(&self.path, e))?;
         f.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
         f.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Most bytes a journal may hold (about a million items): larger is not a scan journal.
+const MAX_JOURNAL_BYTES: u64 = 256 << 20;
+
+/// Reads a journal: its header and finished items (an unfinished last line is ignored).
+pub fn read(path: &Path) -> Result<(Header, Vec<ScanItem>)> {
+    let (h, items, _, _) = parse(path)?;
+    Ok((h, items))
+}
+
+/// Header, items, the length of the well-formed part and the file length. A complete line that
+/// is not an item is refused (exit 2, naming it) rather than dropped with what follows it.
+fn parse(path: &Path) -> Result<(Header, Vec<ScanItem>, usize, usize)> {
+    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if size > MAX_JOURNAL_BYTES {
+        return Err(Error::input(format!("{}: {size} bytes is too large for a scan journal", path.display())));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::input(format!("{}: not UTF-8 text", path.display())))?;
+    let mut lines = text.split_inclusive('\n');
+    let first = lines.next().unwrap_or_default();
+    let old: Header = serde_json::from_str(first.trim())
+        .map_err(|e| Error::input(format!("{}: not a minilab scan journal: {e}", path.display())))?;
+    if old.minilab_scan != 1 {
+        return Err(Error::input(format!("{}: journal version {} (expected 1)", path.display(), old.minilab_scan)));
+    }
+    let mut items = Vec::new();
+    let mut valid_len = first.len();
+    for (n, line) in lines.enumerate() {
+        if !line.ends_with('\n') {
+            break;
+        }
+        let item: ScanItem = serde_json::from_str(line.trim()).map_err(|e| {
+            Error::input(format!(
+                "{} line {}: not a scan item ({e}); fix or delete that line, then --resume again",
+                path.display(),
+                n + 2
+            ))
+        })?;
+        if !(item.score.is_finite() && item.kld_mean.is_finite() && item.ppl.is_finite()) {
+            return Err(Error::input(format!("{} line {}: non-finite metrics", path.display(), n + 2)));
+        }
+        items.push(item);
+        valid_len += line.len();
+    }
+    Ok((old, items, valid_len, text.len()))
+}
+
+/// The settings keys whose values differ between two headers, for a refusal a user can act on.
+pub fn differences(old: &serde_json::Value, now: &serde_json::Value) -> String {
+    let (Some(a), Some(b)) = (old.as_object(), now.as_object()) else { return "the settings differ".into() };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&serde_json::Value>| {
+        let s = v.map_or("(none)".to_string(), |v| v.to_string());
+        if s.len() > 60 {
+            format!("{}…", s.chars().take(60).collect::<String>())
+        } else {
+            s
+        }
+    };
+    let diffs: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k} was {} and is now {}", show(a.get(k)), show(b.get(k))))
+        .collect();
+    if diffs.is_empty() {
+        "the settings differ".into()
+    } else {
+        diffs.join("; ")
     }
 }
 

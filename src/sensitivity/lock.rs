@@ -26,7 +26,13 @@ impl OutLock {
     /// Takes the lock of `dir` (which must exist), replacing a stale one. Another live run holding
     /// it is a user error (exit 2).
     pub fn acquire(dir: &Path) -> Result<Self> {
-        let path = dir.join(LOCK_NAME);
+        Self::acquire_named(dir, LOCK_NAME)
+    }
+
+    /// Takes the lock file `name` of `dir`: shards of one run share a folder, each with its own
+    /// lock.
+    pub fn acquire_named(dir: &Path, name: &str) -> Result<Self> {
+        let path = dir.join(name);
         match create(&path) {
             Ok(lock) => return Ok(lock),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -83,7 +89,9 @@ pub fn remove_stale_temps(dir: &Path) {
         let Some((_, tail)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp.")) else { continue };
         let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         let Some((pid, n)) = tail.split_once('.') else { continue };
-        if number(pid) && number(n) && pid != std::process::id().to_string() {
+        // Shards of one run write into one folder: only a dead writer's temp files are leftovers.
+        let dead = pid.parse::<u32>().is_ok_and(|p| !alive(p));
+        if number(pid) && number(n) && pid != std::process::id().to_string() && dead {
             tracing::info!("removing {}, left by an interrupted run", e.path().display());
             let _ = std::fs::remove_file(e.path());
         }
@@ -228,8 +236,11 @@ mod tests {
     #[test]
     fn only_leftover_temp_files_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let keep = ["plan.yaml", ".plan.yaml.tmp.x.1", "a.tmp.12.3", ".lock", ".notes.tmp.12"];
-        for n in keep.iter().chain(&[".plan.yaml.tmp.12.0", ".scan.jsonl.tmp.999999.42"]) {
+        // pid 1 is alive: its temp file may be another shard's write in progress.
+        let keep = ["plan.yaml", ".plan.yaml.tmp.x.1", "a.tmp.12.3", ".lock", ".notes.tmp.12", ".summary.json.tmp.1.0"];
+        let dead = dead_pid();
+        let stale = [format!(".plan.yaml.tmp.{dead}.0"), format!(".scan.jsonl.tmp.{dead}.42")];
+        for n in keep.iter().copied().chain(stale.iter().map(String::as_str)) {
             std::fs::write(dir.path().join(n), "x").unwrap();
         }
         remove_stale_temps(dir.path());

@@ -46,4 +46,22 @@ pub struct Summary {
     /// Wall time of each phase, seconds.
     pub phases_s: BTreeMap<String, f64>,
     pub notes: Vec<String>,
+    /// Set for synthetic weights or text: the accuracy figures mean nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+    /// Seconds per step of the scan (encode, blocks, head, metrics, …), summed over items.
+    #[serde(default)]
+    pub scan_steps_s: BTreeMap<String, f64>,
+    /// The compute device (`cpu`, `cuda:0`).
+    #[serde(default)]
+    pub device: String,
+    /// Calibration windows per forward.
+    #[serde(default)]
+    pub windows_per_batch: usize,
+    /// Where the scan's prefix cache lived: `device`, or `host` (streamed per use).
+    #[serde(default)]
+    pub prefix_cache: String,
+    /// Device memory in use at the end of the run, the largest reading (CPU: peak resident set).
+    #[serde(default)]
+    pub peak_device_bytes: u64,
 }

@@ -5,7 +5,7 @@ use super::allocate::LayerOptions;
 use super::scan::ScanItem;
 use crate::bench;
 use crate::error::Result;
-use crate::eval::{self, metrics::RefDist, EvalSummary};
+use crate::eval::{self, EvalSummary, References};
 use crate::model::{LayerId, Model};
 use crate::quant::Precision;
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 /// Held-out windows with their all-f16 reference distributions.
 pub struct HeldOut {
     pub windows: Vec<Vec<u32>>,
-    pub refs: Vec<RefDist>,
+    pub refs: References,
 }
 
 /// Speed settings for frontier points (fewer reps than `minilab bench`, stated in the report).

@@ -1,43 +1,50 @@
-//! The second half of `minilab sensitivity`: allocation, held-out validation, baselines, the
-//! frontier sweep and the output files.
+//! The stages after the scan: allocation, held-out validation, baselines, the frontier sweep and
+//! the output files.
 
-use super::sensitivity::SensitivityArgs;
-use super::Setup;
+use super::allocate::{self, AllocError, Allocation, LayerOptions};
+use super::journal::Header;
+use super::scan::{Placement, ScanItem};
+use super::settings::{Settings, Strategy};
+use super::summary::{Baseline, Predicted, Summary};
+use super::timing::StepTimes;
+use super::validate::{self, HeldOut, Measured, SpeedOpts};
 use crate::error::{Error, Result};
 use crate::model::{LayerId, Model};
 use crate::plan::PrecisionPlan;
 use crate::quant::Precision;
 use crate::report::frontier::{FrontierPoint, PointKind};
-use crate::sensitivity::allocate::{self, Allocation, LayerOptions};
-use crate::sensitivity::journal::Header;
-use crate::sensitivity::scan::ScanItem;
-use crate::sensitivity::summary::{Baseline, Predicted, Summary};
-use crate::sensitivity::validate::{self, HeldOut, Measured, SpeedOpts};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
-/// What the first half hands over.
-pub struct Context<'a> {
-    pub setup: &'a Setup,
+/// What the scan hands over.
+pub struct Finish<'a> {
+    pub settings: &'a Settings,
     pub header: &'a Header,
-    pub args: &'a SensitivityArgs,
-    pub budget: u64,
-    pub formats: &'a [Precision],
-    pub strategy: &'a str,
-    pub points: usize,
-    pub out: &'a Path,
+    pub model_name: String,
+    /// Synthetic weights or text: every output says the accuracy is meaningless.
+    pub synthetic: bool,
+    /// Held-out windows.
     pub held: Vec<Vec<u32>>,
     pub items: Vec<ScanItem>,
+    /// The scan's step times (empty after a merge or a finished resume).
+    pub times: StepTimes,
+    pub placement: Placement,
+    /// Largest device memory reading during the scan.
+    pub peak_device_bytes: u64,
 }
 
-fn allocate_with(strategy: &str, layers: &[LayerOptions], fixed: u64, budget: u64) -> Result<Allocation> {
-    let r = if strategy == "optimal" {
-        allocate::optimal(layers, fixed, budget)
-    } else {
-        allocate::greedy(layers, fixed, budget)
+/// A budget the allocator cannot meet, as a `--budget-gb` error.
+pub fn alloc_err(e: AllocError) -> Error {
+    Error::input(format!("--budget-gb: {e}"))
+}
+
+/// Allocates under `budget` with `strategy`.
+pub fn allocate_with(strategy: Strategy, layers: &[LayerOptions], fixed: u64, budget: u64) -> Result<Allocation> {
+    let r = match strategy {
+        Strategy::Optimal => allocate::optimal(layers, fixed, budget),
+        Strategy::Greedy => allocate::greedy(layers, fixed, budget),
     };
-    r.map_err(|e| Error::input(format!("--budget-gb: {e}")))
+    r.map_err(alloc_err)
 }
 
 fn point(label: &str, kind: PointKind, budget: Option<u64>, m: &Measured) -> FrontierPoint {
@@ -83,65 +90,104 @@ pub fn fill_in_order(layers: &[LayerOptions], fixed: u64, budget: u64, p: Precis
     choice
 }
 
-/// Runs the phases after the scan and writes every output file.
-pub fn finish(model: &mut Model, ctx: Context, mut phases: BTreeMap<String, f64>) -> Result<()> {
-    let t = Instant::now();
-    let layers = validate::layer_options(model, &ctx.items, ctx.formats).map_err(Error::Runtime)?;
+/// The allocations at the user's budget.
+struct Allocations {
+    layers: Vec<LayerOptions>,
+    greedy: Allocation,
+    optimal: Allocation,
+    chosen: Allocation,
+    assignment: BTreeMap<LayerId, Precision>,
+}
+
+fn allocations(model: &Model, ctx: &Finish) -> Result<Allocations> {
+    let s = ctx.settings;
+    let layers = validate::layer_options(model, &ctx.items, &s.formats).map_err(Error::Runtime)?;
     let fixed = model.fixed_bytes();
-    let greedy = allocate_with("greedy", &layers, fixed, ctx.budget)?;
-    let optimal = allocate_with("optimal", &layers, fixed, ctx.budget)?;
-    let chosen = if ctx.strategy == "optimal" { optimal.clone() } else { greedy.clone() };
+    let greedy = allocate_with(Strategy::Greedy, &layers, fixed, s.budget_bytes)?;
+    let optimal = allocate_with(Strategy::Optimal, &layers, fixed, s.budget_bytes)?;
+    let chosen = if s.strategy == Strategy::Optimal { optimal.clone() } else { greedy.clone() };
     let assignment = validate::assignment_of(&layers, &chosen.choice);
+    Ok(Allocations { layers, greedy, optimal, chosen, assignment })
+}
+
+/// Runs the stages after the scan, writes every output file and returns the summary.
+pub fn finish(model: &mut Model, ctx: Finish, mut phases: BTreeMap<String, f64>) -> Result<Summary> {
+    let s = ctx.settings;
+    let t = Instant::now();
+    let a = allocations(model, &ctx)?;
+    let fixed = model.fixed_bytes();
     phases.insert("allocate".into(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     // All layers are f16 here (the scan restores every layer it touches).
-    let held = validate::held_out(model, ctx.held.clone(), ctx.args.kld_topk)?;
+    let held = validate::held_out(model, ctx.held.clone(), s.kld_topk)?;
     let all =
         |p: Precision| -> BTreeMap<LayerId, Precision> { model.layer_ids().into_iter().map(|id| (id, p)).collect() };
     let f16 = validate::measure(model, &held, &all(Precision::F16), None, "f16")?;
-    let measured = validate::measure(model, &held, &assignment, None, "chosen")?;
+    let measured = validate::measure(model, &held, &a.assignment, None, "chosen")?;
     phases.insert("validate".into(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let baselines = baselines(model, &held, &layers, fixed, &chosen, ctx.budget, ctx.args.baselines)?;
+    let baselines = baselines(model, &held, &a.layers, fixed, &a.chosen, s.budget_bytes, s.baselines)?;
     phases.insert("baselines".into(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let speed = speed_opts(&ctx, &held);
-    let points = frontier(model, &held, &layers, fixed, &ctx, &chosen, &measured, speed.as_ref())?;
+    let speed = speed_opts(s, &held);
+    let points = frontier(model, &held, &a.layers, fixed, s, &a.chosen, speed.as_ref())?;
     phases.insert("frontier".into(), t.elapsed().as_secs_f64());
 
-    let mut notes: Vec<String> = [&greedy.note, &optimal.note].into_iter().flatten().cloned().collect();
-    let pred = chosen.predicted;
+    let summary = summary(model, &ctx, &a, [measured, f16], baselines, phases);
+    write_outputs(&ctx, &summary, &a.assignment, &points)?;
+    Ok(summary)
+}
+
+/// The summary of a finished run; `[measured, f16]`: the chosen plan and the f16 model on the
+/// held-out text.
+fn summary(
+    model: &Model,
+    ctx: &Finish,
+    a: &Allocations,
+    [measured, f16]: [Measured; 2],
+    baselines: Vec<Baseline>,
+    phases: BTreeMap<String, f64>,
+) -> Summary {
+    let fixed = model.fixed_bytes();
+    let layers = &a.layers;
+    let mut notes: Vec<String> = [&a.greedy.note, &a.optimal.note].into_iter().flatten().cloned().collect();
+    let pred = a.chosen.predicted;
     let kld = measured.summary.kld.as_ref().map_or(0.0, |k| k.mean);
     // Summed single-layer scores ignore interactions; say so when reality is far off.
     if kld > 2.0 * pred.max(1e-6) && kld - pred > 0.01 {
         notes.push(format!("measured held-out KLD {kld:.4} is more than twice the predicted {pred:.4}: layer errors compound, so the sum of single-layer scores underestimates the damage of this plan"));
     }
-    let summary = Summary {
-        model: ctx.setup.spec.short_name(),
+    Summary {
+        model: ctx.model_name.clone(),
         settings_hash: ctx.header.settings_hash.clone(),
         settings: ctx.header.settings.clone(),
-        budget_bytes: ctx.budget,
-        plan_weight_bytes: chosen.bytes,
-        min_bytes: allocate::plan_bytes(&layers, fixed, &fill_in_order(&layers, fixed, 0, Precision::F16)),
-        max_bytes: allocate::plan_bytes(&layers, fixed, &vec![0; layers.len()]),
-        strategy: ctx.strategy.to_string(),
+        budget_bytes: ctx.settings.budget_bytes,
+        plan_weight_bytes: a.chosen.bytes,
+        min_bytes: allocate::plan_bytes(layers, fixed, &fill_in_order(layers, fixed, 0, Precision::F16)),
+        max_bytes: allocate::plan_bytes(layers, fixed, &vec![0; layers.len()]),
+        strategy: ctx.settings.strategy.name().to_string(),
         predicted: Predicted {
-            greedy: greedy.predicted,
-            optimal: optimal.predicted,
-            gap: greedy.predicted - optimal.predicted,
+            greedy: a.greedy.predicted,
+            optimal: a.optimal.predicted,
+            gap: a.greedy.predicted - a.optimal.predicted,
             chosen: pred,
         },
-        measured: measured.summary.clone(),
-        f16: f16.summary.clone(),
-        formats: count_formats(&assignment),
+        measured: measured.summary,
+        f16: f16.summary,
+        formats: count_formats(&a.assignment),
         baselines,
         phases_s: phases,
         notes,
-    };
-    write_outputs(&ctx, &summary, &assignment, &points)
+        warning: ctx.synthetic.then(|| crate::eval::synthetic::WARNING.to_string()),
+        scan_steps_s: ctx.times.seconds(),
+        device: crate::device::device_name(model.device()),
+        windows_per_batch: ctx.placement.windows_per_batch,
+        prefix_cache: if ctx.placement.prefix_on_host { "host" } else { "device" }.into(),
+        peak_device_bytes: ctx.peak_device_bytes.max(crate::bench::memory::read(model.device()).peak),
+    }
 }
 
 fn count_formats(a: &BTreeMap<LayerId, Precision>) -> BTreeMap<String, usize> {
@@ -152,12 +198,12 @@ fn count_formats(a: &BTreeMap<LayerId, Precision>) -> BTreeMap<String, usize> {
     m
 }
 
-fn speed_opts(ctx: &Context, held: &HeldOut) -> Option<SpeedOpts> {
-    if ctx.args.no_speed {
+fn speed_opts(s: &Settings, held: &HeldOut) -> Option<SpeedOpts> {
+    if s.bench_reps == 0 {
         return None;
     }
     let feed: Vec<u32> = held.windows.concat();
-    (feed.len() >= 512).then(|| SpeedOpts { feed, n_prompt: 512, n_gen: 128, reps: ctx.args.bench_reps.max(1) })
+    (feed.len() >= 512).then_some(SpeedOpts { feed, n_prompt: 512, n_gen: 128, reps: s.bench_reps })
 }
 
 fn baselines(
@@ -199,29 +245,29 @@ fn frontier(
     held: &HeldOut,
     layers: &[LayerOptions],
     fixed: u64,
-    ctx: &Context,
+    s: &Settings,
     chosen: &Allocation,
-    _m: &Measured,
     speed: Option<&SpeedOpts>,
 ) -> Result<Vec<FrontierPoint>> {
     let mut points = Vec::new();
     let ids = model.layer_ids();
-    for p in std::iter::once(Precision::F16).chain(ctx.formats.iter().copied()) {
+    for p in std::iter::once(Precision::F16).chain(s.formats.iter().copied()) {
         let a: BTreeMap<LayerId, Precision> = ids.iter().map(|id| (*id, p)).collect();
         let m = validate::measure(model, held, &a, speed, &format!("all {p}"))?;
         points.push(point(&format!("all {p}"), PointKind::Uniform, None, &m));
     }
     let min = points.iter().map(|p| p.weight_bytes).min().unwrap_or(fixed);
     let max = points.iter().map(|p| p.weight_bytes).max().unwrap_or(fixed);
-    for i in 1..=ctx.points {
-        let budget = min + (max - min) * i as u64 / (ctx.points as u64 + 1);
-        let a = allocate_with(ctx.strategy, layers, fixed, budget)?;
+    for i in 1..=s.frontier_points {
+        let budget = min + (max - min) * i as u64 / (s.frontier_points as u64 + 1);
+        let a = allocate_with(s.strategy, layers, fixed, budget)?;
         let m =
             validate::measure(model, held, &validate::assignment_of(layers, &a.choice), speed, &format!("budget {i}"))?;
         points.push(point(&format!("{:.3} GB", budget as f64 / 1e9), PointKind::Budget, Some(budget), &m));
     }
     let m = validate::measure(model, held, &validate::assignment_of(layers, &chosen.choice), speed, "chosen")?;
-    points.push(point(&format!("{:.3} GB budget", ctx.budget as f64 / 1e9), PointKind::Chosen, Some(ctx.budget), &m));
+    let b = s.budget_bytes;
+    points.push(point(&format!("{:.3} GB budget", b as f64 / 1e9), PointKind::Chosen, Some(b), &m));
     Ok(points)
 }
 
@@ -245,17 +291,18 @@ pub fn tensor_types(a: &BTreeMap<LayerId, Precision>) -> String {
 }
 
 fn write_outputs(
-    ctx: &Context,
+    ctx: &Finish,
     summary: &Summary,
     assignment: &BTreeMap<LayerId, Precision>,
     points: &[FrontierPoint],
 ) -> Result<()> {
     let w = |name: &str, bytes: &[u8]| -> Result<()> {
-        let p = ctx.out.join(name);
+        let p = ctx.settings.out.join(name);
         crate::report::write_atomic(&p, bytes).map_err(|e| Error::io(&p, e))
     };
+    let warning = summary.warning.as_ref().map_or(String::new(), |w| format!("{}\n", w.to_uppercase()));
     let header = format!(
-        "minilab sensitivity plan for {} (budget {:.3} GB, {} bytes)\nstrategy {}; predicted score {:.6}",
+        "{warning}minilab sensitivity plan for {} (budget {:.3} GB, {} bytes)\nstrategy {}; predicted score {:.6}",
         summary.model,
         summary.budget_bytes as f64 / 1e9,
         summary.plan_weight_bytes,
@@ -264,10 +311,8 @@ fn write_outputs(
     );
     w("plan.yaml", PrecisionPlan::to_yaml(assignment, &header).as_bytes())?;
     w("plan.tensor-types.txt", tensor_types(assignment).as_bytes())?;
-    let p = ctx.out.join("frontier.csv");
+    let p = ctx.settings.out.join("frontier.csv");
     crate::report::frontier::write_frontier_csv(&p, points).map_err(|e| Error::Runtime(e.to_string()))?;
     w("summary.json", serde_json::to_string_pretty(summary).map_err(|e| Error::Runtime(e.to_string()))?.as_bytes())?;
-    crate::report::run::render(ctx.out)?;
-    println!("{}", crate::report::run::console_summary(summary));
-    Ok(())
+    crate::report::run::render(&ctx.settings.out)
 }
