@@ -70,7 +70,8 @@ impl Config {
     /// Reads `path`, or the empty config when none is given.
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else { return Ok(Self::default()) };
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // Read once with a cap: `-c /dev/stdin` works, `-c /dev/zero` is refused.
+        let text = crate::error::read_text_capped(path, crate::error::SMALL_FILE_CAP)?;
         serde_saphyr::from_str(&text).map_err(|e| {
             Error::input(format!("{}: invalid config: {}", path.display(), crate::plan::one_line(&e.to_string())))
         })

@@ -5,6 +5,18 @@ use clap::Parser;
 use minilab::cli::{Cli, Command};
 use minilab::cmd;
 
+/// Runs before Rust's runtime reopens closed standard descriptors on /dev/null, so that a closed
+/// stdout (`minilab inspect >&-`) is still visible (see `report::console::record_closed_fds`).
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static RECORD_CLOSED_FDS: extern "C" fn() = {
+    extern "C" fn record() {
+        minilab::report::console::record_closed_fds();
+    }
+    record
+};
+
 fn main() {
     // Die quietly on a closed pipe (`minilab inspect | head`) like other Unix tools, instead of
     // panicking in println!.
@@ -13,6 +25,9 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // `minilab inspect >&-`: reopen closed standard descriptors on /dev/null so that no file
+    // opened later takes their number; a closed stdout then fails the command's output (exit 1).
+    minilab::report::console::guard_std_fds();
     // candle asks for its thread count on every CPU matmul and, without this variable, re-reads
     // /proc/cpuinfo each time (≈5 % of a decode step); pin its own default once, before any thread.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
@@ -33,10 +48,11 @@ fn main() {
         let msg = minilab::model::hub::redact(&minilab::plan::one_line(&e.to_string()));
         if cmd::interrupt::requested() {
             // Ctrl-C: the message says how to resume; 130 = 128 + SIGINT, as shells report.
-            eprintln!("{msg}");
+            minilab::report::console::note(&msg);
             std::process::exit(130);
         }
-        eprintln!("error: {msg}");
+        // Not eprintln!: it panics when stderr fails (2>/dev/full).
+        minilab::report::console::note(&format!("error: {msg}"));
         std::process::exit(e.exit_code());
     }
 }

@@ -127,7 +127,8 @@ impl PrecisionPlan {
 
     /// Reads and parses a plan file.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        // Read once with a cap: a plan from a pipe works, `--plan /dev/zero` is refused.
+        let text = crate::error::read_text_capped(path, crate::error::SMALL_FILE_CAP)?;
         Self::from_yaml(&text, &path.display().to_string())
     }
 

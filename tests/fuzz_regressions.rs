@@ -65,3 +65,20 @@ fn plan_crash_inputs_are_clean_errors() {
         assert_eq!(r.unwrap_err().exit_code(), 2, "{}", path.display());
     }
 }
+
+#[test]
+fn journal_crash_inputs_are_clean_errors() {
+    use minilab::sensitivity::journal::{Header, Journal};
+    for path in crash_inputs("journal-") {
+        let data = std::fs::read(&path).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("scan.jsonl");
+        std::fs::write(&p, &data).unwrap();
+        let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
+        let header = serde_json::from_slice::<Header>(first)
+            .unwrap_or_else(|_| Header::new(serde_json::json!({"model": "fuzz", "ctx": 64})));
+        let _ = minilab::sensitivity::journal::read(&p);
+        let _ = Journal::open(&p, &header, true);
+        let _ = minilab::report::run::read_scan(&p);
+    }
+}

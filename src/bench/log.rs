@@ -47,22 +47,42 @@ pub fn line(r: &BenchRecord, timestamp: &str) -> String {
     )
 }
 
-/// Appends `records` to the log at `path`, writing the header first if the file is new.
+/// The results log, opened for appending before the benchmark runs, so that a log that cannot
+/// be written (a folder, no permission) fails at once rather than after minutes of timing.
+pub struct Log {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    new: bool,
+}
+
+impl Log {
+    /// Opens (creating it and its folder if needed) the log at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
+        let new = file.metadata().map_err(|e| Error::io(path, e))?.len() == 0;
+        Ok(Self { path: path.to_path_buf(), file, new })
+    }
+
+    /// Appends `records` (after the header when the file was empty).
+    pub fn append(mut self, records: &[BenchRecord], timestamp: &str) -> Result<()> {
+        let mut text = String::new();
+        if self.new {
+            text.push_str(HEADER);
+            text.push('\n');
+        }
+        for r in records {
+            text.push_str(&line(r, timestamp));
+            text.push('\n');
+        }
+        // One write per run keeps concurrent appenders from interleaving lines.
+        self.file.write_all(text.as_bytes()).map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// Appends `records` to the log at `path`, writing the header first if the file is new or empty.
 pub fn append(path: &Path, records: &[BenchRecord], timestamp: &str) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let new = !path.exists();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::io(path, e))?;
-    let mut text = String::new();
-    if new {
-        text.push_str(HEADER);
-        text.push('\n');
-    }
-    for r in records {
-        text.push_str(&line(r, timestamp));
-        text.push('\n');
-    }
-    // One write per run keeps concurrent appenders from interleaving lines.
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+    Log::open(path)?.append(records, timestamp)
 }

@@ -5,6 +5,7 @@ use crate::bench::{self, memory, roofline, BenchRecord};
 use crate::cli::{ModelArgs, PlanArgs};
 use crate::config::DEFAULT_TEXT;
 use crate::error::{Error, Result};
+use crate::outln;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -45,6 +46,9 @@ pub struct BenchArgs {
     pub text: Option<PathBuf>,
 }
 
+/// Far more repetitions than any timing needs; the sample buffer is sized from it.
+const MAX_REPS: usize = 100_000;
+
 struct Lengths {
     prompts: Vec<usize>,
     gens: Vec<usize>,
@@ -58,8 +62,8 @@ fn lengths(args: &BenchArgs, setup: &Setup) -> Result<Lengths> {
     let gens = args.n_gen.clone().or(c.gen.clone()).unwrap_or(vec![128]);
     let depth = args.depth.or(c.depth).unwrap_or(0);
     let reps = args.reps.or(c.reps).unwrap_or(5);
-    if reps == 0 {
-        return Err(Error::input("-r/--reps must be at least 1"));
+    if reps == 0 || reps > MAX_REPS {
+        return Err(Error::input(format!("-r/--reps must be between 1 and {MAX_REPS} (got {reps})")));
     }
     // llama-bench lets 0 skip a kind of test; a run with nothing to time is a mistake.
     if prompts.iter().chain(&gens).all(|&n| n == 0) {
@@ -78,12 +82,29 @@ fn lengths(args: &BenchArgs, setup: &Setup) -> Result<Lengths> {
     })
 }
 
+/// The longest sequence the tests need, checked against the model's context `ctx` (sums of
+/// user-given lengths are checked, never wrapped: `-d 18446744073709551615` is an input error).
+fn check_context(len: &Lengths, ctx: usize) -> Result<usize> {
+    let prompt = len.prompts.iter().copied().max().unwrap_or(0);
+    if prompt > ctx {
+        return Err(Error::input(format!("-p {prompt} exceeds the model's context of {ctx} tokens")));
+    }
+    let gen = len.gens.iter().copied().max().unwrap_or(0);
+    match len.depth.checked_add(gen) {
+        Some(n) if n <= ctx => Ok(prompt.max(n)),
+        _ => Err(Error::input(format!("-d {} plus -n {gen} exceeds the model's context of {ctx} tokens", len.depth))),
+    }
+}
+
 /// Token ids to feed: the eval text's when the model has a tokenizer, else seeded pseudo-random.
 fn feed_tokens(loaded: &crate::model::Loaded, text: &std::path::Path, n: usize) -> Result<Vec<u32>> {
     let vocab = loaded.model.config().vocab_size as u64;
     let mut ids = match &loaded.tokenizer {
-        Some(tok) => crate::eval::text::tokenize_file(tok, text, None)?,
-        None => (0..n as u64).map(|i| (1 + (i.wrapping_mul(0x9E37_79B9) ^ (i >> 3)) % (vocab - 1)) as u32).collect(),
+        // Only as much of the text as the longest test needs is read and tokenized.
+        Some(tok) => crate::eval::text::tokenize_file(tok, text, Some(n))?,
+        None => {
+            (0..n as u64).map(|i| (1 + (i.wrapping_mul(0x9E37_79B9) ^ (i >> 3)) % (vocab - 1).max(1)) as u32).collect()
+        }
     };
     while ids.len() < n {
         ids.extend_from_within(..ids.len().min(n - ids.len()));
@@ -100,14 +121,21 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let text = args.text.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_TEXT));
     let before = memory::read(&setup.device);
     let mut loaded = setup.load(false)?;
-    let ctx = loaded.model.config().max_position_embeddings;
-    let longest =
-        len.prompts.iter().copied().max().unwrap_or(0).max(len.depth + len.gens.iter().copied().max().unwrap_or(0));
-    if longest > ctx {
-        return Err(Error::input(format!("{longest} tokens exceed the model's context of {ctx}")));
-    }
+    let longest = check_context(&len, loaded.model.config().max_position_embeddings)?;
     let assignment = apply_plan(&mut loaded.model, &plan, &plan_name)?;
     loaded.model.drop_masters();
+    // Opened before the timing, so an unwritable log fails now, not after it; after the checks and
+    // the load, so a refused run leaves no empty log behind.
+    let log = if args.no_log {
+        None
+    } else {
+        let path = args
+            .log
+            .clone()
+            .or(setup.config.bench.log.clone())
+            .unwrap_or_else(|| PathBuf::from("results/benchmark_log.csv"));
+        Some(bench::log::Log::open(&path)?)
+    };
     let feed = feed_tokens(&loaded, &text, longest.max(1))?;
     crate::device::sync(&setup.device)?;
     let after = memory::read(&setup.device);
@@ -143,7 +171,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         threads: candle_core::utils::get_num_threads(),
         reps: len.reps,
     };
-    let total = (len.prompts.len() + len.gens.len()) * len.reps;
+    let total = (len.prompts.len() + len.gens.len()).saturating_mul(len.reps);
     let pb = crate::progress::bar(total as u64, "bench");
     let mut records = Vec::new();
     for &n in &len.prompts {
@@ -184,39 +212,37 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         r.device_peak_bytes = peak;
     }
     print_records(&records, &args.output, model)?;
-    if !args.no_log {
-        let path = args
-            .log
-            .clone()
-            .or(setup.config.bench.log.clone())
-            .unwrap_or_else(|| PathBuf::from("results/benchmark_log.csv"));
-        bench::log::append(&path, &records, &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))?;
+    if let Some(log) = log {
+        log.append(&records, &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true))?;
     }
     Ok(())
 }
 
 fn print_records(records: &[BenchRecord], output: &str, model: &crate::model::Model) -> Result<()> {
+    let mut out = String::new();
     match output {
-        "json" => println!("{}", serde_json::to_string_pretty(records).map_err(|e| Error::Runtime(e.to_string()))?),
+        "json" => outln!(out, "{}", serde_json::to_string_pretty(records).map_err(|e| Error::Runtime(e.to_string()))?),
         "csv" => {
-            println!("{}", bench::log::HEADER);
+            outln!(out, "{}", bench::log::HEADER);
             let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             for r in records {
-                println!("{}", bench::log::line(r, &now));
+                outln!(out, "{}", bench::log::line(r, &now));
             }
         }
         _ => {
             let Some(r0) = records.first() else { return Ok(()) };
             let gb = |b: u64| format!("{:.3} GB", b as f64 / 1e9);
-            println!(
+            outln!(
+                out,
                 "| model | weights | params | precision | device | dtype | threads | test | t/s | ttft ms | roofline |"
             );
-            println!("| --- | ---: | ---: | --- | --- | --- | ---: | --- | ---: | ---: | ---: |");
+            outln!(out, "| --- | ---: | ---: | --- | --- | --- | ---: | --- | ---: | ---: | ---: |");
             let params = format!("{:.2} B", model.config().n_params() as f64 / 1e9);
             for r in records {
                 let ttft = r.ttft_ms.map(|t| format!("{t:.1}")).unwrap_or_default();
                 let roof = r.roofline_pct.map(|p| format!("{p:.1} %")).unwrap_or_default();
-                println!(
+                outln!(
+                    out,
                     "| {} | {} | {params} | {} | {} | {} | {} | {} | {:.2} ± {:.2} | {ttft} | {roof} |",
                     r.model,
                     gb(r.weight_bytes),
@@ -229,8 +255,9 @@ fn print_records(records: &[BenchRecord], output: &str, model: &crate::model::Mo
                     r.stddev_ts
                 );
             }
-            println!();
-            println!(
+            outln!(out);
+            outln!(
+                out,
                 "weights (computed from the plan): {}   device memory (measured{}): {} after load, {} peak",
                 gb(r0.weight_bytes),
                 if r0.device == "cpu" { ", RSS growth" } else { ", free-memory delta" },
@@ -238,9 +265,9 @@ fn print_records(records: &[BenchRecord], output: &str, model: &crate::model::Mo
                 gb(r0.device_peak_bytes)
             );
             if r0.bandwidth > 0.0 {
-                println!("measured copy bandwidth: {:.1} GB/s (read + write); roofline = decode t/s × bytes read per token ÷ bandwidth", r0.bandwidth / 1e9);
+                outln!(out, "measured copy bandwidth: {:.1} GB/s (read + write); roofline = decode t/s × bytes read per token ÷ bandwidth", r0.bandwidth / 1e9);
             }
         }
     }
-    Ok(())
+    crate::report::console::print(&out)
 }

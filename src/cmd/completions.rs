@@ -15,7 +15,8 @@ pub struct CompletionsArgs {
 /// Prints the completion script for `args.shell` on stdout.
 pub fn run(args: &CompletionsArgs) -> Result<()> {
     let mut cmd = crate::cli::Cli::command();
-    let mut out = std::io::stdout().lock();
+    // Into memory first: clap_complete panics when its writer fails (`> /dev/full`).
+    let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "minilab", &mut out);
-    Ok(())
+    crate::report::console::print_bytes(&out)
 }

@@ -5,6 +5,7 @@ use crate::cli::EvalArgs;
 use crate::config::DEFAULT_TEXT;
 use crate::error::{Error, Result};
 use crate::eval::{self, synthetic, text};
+use crate::outln;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -29,21 +30,27 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     if setup.spec.is_synthetic() && !synthetic_text {
         return Err(Error::input("synthetic models have random weights: pass --text synthetic (timings only)"));
     }
-    // Text checks come before the (slower) model load so bad input fails fast.
-    if !synthetic_text {
-        text::read_text(&text_path)?;
-    }
+    // The text is opened and checked before the (slower) model load so bad input fails fast, and
+    // read only once (a pipe works), only as far as --max-tokens needs.
+    let source = if synthetic_text { None } else { Some(text::TextSource::open(&text_path)?) };
     let mut loaded = setup.load(!synthetic_text)?;
     let warning = (synthetic_text || setup.spec.is_synthetic()).then_some(synthetic::WARNING);
     let model_ctx = loaded.model.config().max_position_embeddings;
     if ctx > model_ctx {
         return Err(Error::input(format!("--ctx {ctx} is larger than the model's context of {model_ctx} tokens")));
     }
-    let tokens = if synthetic_text {
-        synthetic::tokens(loaded.model.config().vocab_size, max_tokens.unwrap_or(8192).max(2), 2)
-    } else {
-        let tok = loaded.tokenizer.as_ref().ok_or_else(|| Error::input("the model has no tokenizer"))?;
-        text::tokenize_file(tok, &text_path, max_tokens)?
+    let vocab = loaded.model.config().vocab_size;
+    if kld && k > vocab {
+        return Err(Error::input(format!("--kld-topk {k} is larger than the model's vocabulary of {vocab} tokens")));
+    }
+    let tokens = match source {
+        None => synthetic::tokens(vocab, max_tokens.unwrap_or(8192).max(2), 2),
+        Some(source) => {
+            let tok = loaded.tokenizer.as_ref().ok_or_else(|| Error::input("the model has no tokenizer"))?;
+            let tokens = source.tokens(tok, max_tokens)?;
+            text::check_tokens(&tokens, &text_path)?;
+            tokens
+        }
     };
     let windows = text::windows(&tokens, ctx);
     let model = &mut loaded.model;
@@ -63,6 +70,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let stats = eval::score(model, &windows, refs.as_ref(), &pb)?;
     pb.finish_and_clear();
     let s = eval::summarize(&stats);
+    check_finite(&s)?;
     let weight_bytes = model.weight_bytes();
     if args.json {
         let doc = json!({
@@ -71,22 +79,44 @@ pub fn run(args: &EvalArgs) -> Result<()> {
             "plan": plan_name, "layers": describe(&assignment), "model": setup.spec.short_name(),
             "text": text_path.display().to_string(), "kld_topk": refs.as_ref().map(|_| k), "warning": warning,
         });
-        println!("{doc}");
-        return Ok(());
+        return crate::report::console::print(&format!("{doc}\n"));
     }
+    let mut out = String::new();
     if let Some(w) = warning {
-        println!("{}", w.to_uppercase());
+        outln!(out, "{}", w.to_uppercase());
     }
-    println!("model   {}  ({})", setup.spec.short_name(), describe(&assignment));
-    println!("text    {}  ({} tokens scored, {} windows of ≤{ctx})", text_path.display(), s.tokens, windows.len());
-    println!("weights {:.1} MB", weight_bytes as f64 / 1e6);
-    println!("PPL     {:.4} ± {:.4}", s.ppl, s.ppl_stderr);
+    outln!(out, "model   {}  ({})", setup.spec.short_name(), describe(&assignment));
+    outln!(out, "text    {}  ({} tokens scored, {} windows of ≤{ctx})", text_path.display(), s.tokens, windows.len());
+    outln!(out, "weights {:.1} MB", weight_bytes as f64 / 1e6);
+    outln!(out, "PPL     {:.4} ± {:.4}", s.ppl, s.ppl_stderr);
     if let Some(k) = &s.kld {
-        println!(
+        outln!(
+            out,
             "KLD     mean {:.6} ± {:.6}  median {:.6}  p99 {:.6}  max {:.6}",
-            k.mean, k.mean_stderr, k.median, k.p99, k.max
+            k.mean,
+            k.mean_stderr,
+            k.median,
+            k.p99,
+            k.max
         );
-        println!("top-1   {:.3} % same as f16", 100.0 * k.top1_agreement);
+        outln!(out, "top-1   {:.3} % same as f16", 100.0 * k.top1_agreement);
     }
-    Ok(())
+    crate::report::console::print(&out)
+}
+
+/// A NaN or infinite metric means the forward overflowed or the model is broken: an error, never
+/// a number printed as `NaN` or written as `null`.
+fn check_finite(s: &eval::EvalSummary) -> Result<()> {
+    let mut bad = vec![("ppl", s.ppl), ("ppl_stderr", s.ppl_stderr), ("nll_mean", s.nll_mean)];
+    if let Some(k) = &s.kld {
+        bad.extend([("kld.mean", k.mean), ("kld.median", k.median), ("kld.p99", k.p99), ("kld.max", k.max)]);
+        bad.push(("kld.top1_agreement", k.top1_agreement));
+    }
+    match bad.into_iter().find(|(_, v)| !v.is_finite()) {
+        Some((name, v)) => Err(Error::Runtime(format!(
+            "the evaluation produced a non-finite {name} ({v}): the model's outputs overflowed or are not numbers \
+             (try --dtype f32, or check the model's weights and config)"
+        ))),
+        None => Ok(()),
+    }
 }

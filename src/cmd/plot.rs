@@ -26,11 +26,11 @@ pub fn run(args: &PlotArgs) -> Result<()> {
         for name in ["frontier_memory.svg", "frontier_speed.svg", "sensitivity_heatmap.svg"] {
             let src = args.run.join(name);
             if src.is_file() {
-                let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
+                let bytes = crate::error::read_capped(&src, crate::report::RUN_FILE_CAP)?;
                 crate::report::write_atomic(&dst.join(name), &bytes).map_err(|e| Error::io(dst, e))?;
             }
         }
     }
-    eprintln!("rendered {}/report.md and its plots", args.run.display());
+    crate::report::console::note(&format!("rendered {}/report.md and its plots", args.run.display()));
     Ok(())
 }

@@ -12,6 +12,35 @@ pub struct Llama3RopeScaling {
     pub original_max_position_embeddings: usize,
 }
 
+impl Llama3RopeScaling {
+    /// The llama3 formula divides by `factor` and by `high_freq_factor - low_freq_factor`.
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::input(format!("invalid model config: rope_scaling.{m}")));
+        for (key, v) in [
+            ("factor", self.factor),
+            ("low_freq_factor", self.low_freq_factor),
+            ("high_freq_factor", self.high_freq_factor),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{key} must be a finite number > 0 (got {v})"));
+            }
+        }
+        if self.high_freq_factor <= self.low_freq_factor {
+            return bad(format!(
+                "high_freq_factor ({}) must be larger than low_freq_factor ({})",
+                self.high_freq_factor, self.low_freq_factor
+            ));
+        }
+        if self.original_max_position_embeddings == 0 || self.original_max_position_embeddings > 1 << 24 {
+            return bad(format!(
+                "original_max_position_embeddings must be between 1 and 2²⁴ (got {})",
+                self.original_max_position_embeddings
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Everything the forward needs to know about the architecture.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
@@ -35,40 +64,46 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
-    /// Checks the invariants the forward relies on, so a bad config fails at load, not mid-run.
+    /// Checks the invariants the forward relies on, so a bad config fails at load (exit 2, naming
+    /// the key), not mid-run and never as NaN metrics.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::input(format!("invalid model config: {m}")));
-        if self.hidden_size == 0 || self.num_hidden_layers == 0 || self.vocab_size == 0 {
-            return bad("hidden_size, num_hidden_layers and vocab_size must be > 0");
-        }
-        if self.num_attention_heads == 0 || self.num_key_value_heads == 0 {
-            return bad("head counts must be > 0");
+        let bad = |m: String| Err(Error::input(format!("invalid model config: {m}")));
+        let sizes = [
+            ("hidden_size", self.hidden_size, 1 << 20),
+            ("intermediate_size", self.intermediate_size, 1 << 20),
+            ("num_hidden_layers", self.num_hidden_layers, 1024),
+            ("num_attention_heads", self.num_attention_heads, 4096),
+            ("num_key_value_heads", self.num_key_value_heads, 4096),
+            ("head_dim", self.head_dim, 4096),
+            ("vocab_size", self.vocab_size, 1 << 22),
+            ("max_position_embeddings", self.max_position_embeddings, 1 << 24),
+        ];
+        // Far above any real model; keeps shape arithmetic and allocations from overflowing.
+        for (key, v, max) in sizes {
+            if v == 0 || v > max {
+                return bad(format!("{key} must be between 1 and {max} (got {v})"));
+            }
         }
         if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
-            return bad("num_attention_heads must be a multiple of num_key_value_heads");
+            return bad(format!(
+                "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
         }
-        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) || self.num_attention_heads > 4096 {
-            return bad("head_dim must be even and > 0");
+        if !self.head_dim.is_multiple_of(2) || self.num_attention_heads * self.head_dim > 1 << 20 {
+            return bad(format!("head_dim must be even and heads × head_dim ≤ 2²⁰ (got {})", self.head_dim));
         }
-        if self.intermediate_size == 0 {
-            return bad("intermediate_size must be > 0");
+        let positive = [("rms_norm_eps", self.rms_norm_eps), ("rope_theta", self.rope_theta)];
+        for (key, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(format!("{key} must be a finite number > 0 (got {v})"));
+            }
         }
-        // Far above any real model; keeps shape arithmetic from overflowing on corrupt configs.
-        let dims = [self.hidden_size, self.intermediate_size, self.num_attention_heads.saturating_mul(self.head_dim)];
-        if dims.iter().any(|&d| d > 1 << 20)
-            || self.vocab_size > 1 << 22
-            || self.num_hidden_layers > 1024
-            || self.head_dim > 4096
-            || self.num_attention_heads > 4096
-        {
-            return bad("sizes beyond any supported model (hidden, ffn ≤ 2²⁰, vocab ≤ 2²², layers ≤ 1024)");
+        if self.rms_norm_eps >= 1.0 {
+            return bad(format!("rms_norm_eps must be < 1 (got {})", self.rms_norm_eps));
         }
-        if !(self.rms_norm_eps > 0.0 && self.rope_theta > 0.0) {
-            return bad("rms_norm_eps and rope_theta must be > 0");
-        }
-        Ok(())
+        self.rope_scaling.as_ref().map_or(Ok(()), Llama3RopeScaling::validate)
     }
-
     /// Number of parameters of the linears, embeddings and norms.
     pub fn n_params(&self) -> u64 {
         let (h, i, l) = (self.hidden_size as u64, self.intermediate_size as u64, self.num_hidden_layers as u64);
@@ -109,6 +144,15 @@ struct HfConfig {
     bos_token_id: Option<serde_json::Value>,
 }
 
+/// `original_max_position_embeddings` as a count: a whole number ≥ 1 (8192 when absent).
+fn position_count(v: Option<f64>) -> std::result::Result<usize, String> {
+    match v {
+        None => Ok(8192),
+        Some(x) if x.is_finite() && x >= 1.0 && x <= (1u64 << 24) as f64 && x.fract() == 0.0 => Ok(x as usize),
+        Some(x) => Err(format!("original_max_position_embeddings must be a whole number between 1 and 2²⁴ (got {x})")),
+    }
+}
+
 fn default_eps() -> f64 {
     1e-5
 }
@@ -133,17 +177,26 @@ impl LlamaConfig {
         let _ = c.architectures;
         let rope_scaling = match &c.rope_scaling {
             Some(v) if v.get("rope_type").or(v.get("type")).and_then(|t| t.as_str()) == Some("llama3") => {
-                let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
+                // A present key must be a number: `"factor": "8"` or `null` is not silently the default.
+                let f = |k: &str| v.get(k).map(|x| x.as_f64().unwrap_or(f64::NAN));
                 Some(Llama3RopeScaling {
                     factor: f("factor").unwrap_or(8.0),
                     low_freq_factor: f("low_freq_factor").unwrap_or(1.0),
                     high_freq_factor: f("high_freq_factor").unwrap_or(4.0),
-                    original_max_position_embeddings: f("original_max_position_embeddings").unwrap_or(8192.0) as usize,
+                    original_max_position_embeddings: position_count(f("original_max_position_embeddings"))
+                        .map_err(|m| Error::input(format!("{origin}: invalid model config: rope_scaling.{m}")))?,
                 })
             }
             _ => None,
         };
         let heads = c.num_attention_heads.max(1);
+        if c.head_dim.is_none() && !c.hidden_size.is_multiple_of(heads) {
+            return Err(Error::input(format!(
+                "{origin}: invalid model config: hidden_size ({}) is not a multiple of num_attention_heads ({heads}) \
+                 and no head_dim is given",
+                c.hidden_size
+            )));
+        }
         let cfg = Self {
             attention_bias: c.attention_bias.unwrap_or(arch == "qwen2"),
             architecture: arch,
@@ -250,6 +303,42 @@ mod tests {
         assert!((7.9e9..8.1e9).contains(&(n as f64)), "{n}");
         let n = LlamaConfig::preset("smollm2-135m").unwrap().n_params();
         assert!((1.3e8..1.4e8).contains(&(n as f64)), "{n}");
+    }
+
+    #[test]
+    fn configs_that_would_give_nan_metrics_are_refused_naming_the_key() {
+        let base = serde_json::json!({
+            "model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8192}
+        });
+        LlamaConfig::from_hf_json(&base.to_string(), "c.json").unwrap();
+        let cases: [(&str, serde_json::Value, &str); 10] = [
+            ("/rope_scaling/factor", 0.0.into(), "rope_scaling.factor"),
+            ("/rope_scaling/factor", (-2.0).into(), "rope_scaling.factor"),
+            ("/rope_scaling/factor", "8".into(), "rope_scaling.factor"),
+            ("/rope_scaling/high_freq_factor", 1.0.into(), "high_freq_factor"),
+            ("/rope_scaling/original_max_position_embeddings", 0.into(), "original_max_position_embeddings"),
+            ("/rms_norm_eps", 0.0.into(), "rms_norm_eps"),
+            ("/rms_norm_eps", (-1e-5).into(), "rms_norm_eps"),
+            ("/rope_theta", 0.0.into(), "rope_theta"),
+            ("/num_attention_heads", 0.into(), "num_attention_heads"),
+            ("/hidden_size", 66.into(), "not a multiple of num_attention_heads"),
+        ];
+        for (ptr, v, want) in cases {
+            let mut c = base.clone();
+            *c.pointer_mut(ptr).unwrap() = v.clone();
+            let e = LlamaConfig::from_hf_json(&c.to_string(), "c.json").unwrap_err();
+            assert!(e.to_string().contains(want) && e.to_string().contains("c.json"), "{ptr}={v}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+        let mut c = LlamaConfig::preset("tiny").unwrap();
+        c.rms_norm_eps = f64::NAN;
+        assert!(c.validate().unwrap_err().to_string().contains("rms_norm_eps"));
+        c.rms_norm_eps = 1e-5;
+        c.rope_theta = f64::INFINITY;
+        assert!(c.validate().unwrap_err().to_string().contains("rope_theta"));
     }
 
     #[test]

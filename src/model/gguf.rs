@@ -87,6 +87,20 @@ impl GgufSource {
             }
             None => return Err(self.err("missing tensor `token_embd.weight`".into())),
         };
+        // The forward has one head size for keys and values; a file saying otherwise, or one whose
+        // width does not split into its heads, is refused naming the key.
+        let head_dim = match (u("attention.key_length").ok(), u("attention.value_length").ok()) {
+            (Some(k), Some(v)) if k != v => {
+                return Err(self.err(format!("{a}.attention.key_length ({k}) differs from {a}.attention.value_length ({v})")))
+            }
+            (Some(k), _) | (None, Some(k)) => k,
+            (None, None) if heads > 0 && !hidden.is_multiple_of(heads) => {
+                return Err(self.err(format!(
+                    "{a}.embedding_length ({hidden}) is not a multiple of {a}.attention.head_count ({heads}) and no key_length is given"
+                )))
+            }
+            (None, None) => hidden / heads.max(1),
+        };
         let cfg = LlamaConfig {
             architecture: a.to_string(),
             hidden_size: hidden,
@@ -94,7 +108,7 @@ impl GgufSource {
             num_hidden_layers: u("block_count")?,
             num_attention_heads: heads,
             num_key_value_heads: u("attention.head_count_kv").unwrap_or(heads),
-            head_dim: u("attention.key_length").unwrap_or(hidden / heads.max(1)),
+            head_dim,
             vocab_size: vocab,
             rms_norm_eps: f("attention.layer_norm_rms_epsilon", 1e-5),
             rope_theta: f("rope.freq_base", 10_000.0),
@@ -141,6 +155,10 @@ impl WeightSource for GgufSource {
 
     fn has(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
+    }
+
+    fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.content.tensor_infos.get(name).map(|i| i.shape.dims().to_vec())
     }
 }
 

@@ -8,7 +8,6 @@
 //! hub is an environment fault (exit 1).
 
 use crate::error::{Error, Result};
-use hf_hub::api::sync::{ApiBuilder, ApiError};
 use hf_hub::{Cache, CacheRepo, Repo};
 use std::path::{Path, PathBuf};
 
@@ -18,6 +17,10 @@ const INDEX: &str = "model.safetensors.index.json";
 
 /// Files of a llama-family model repository, found in the cache or downloaded.
 pub fn fetch(repo_id: &str) -> Result<PathBuf> {
+    check_repo_id(repo_id)?;
+    if !cache_known() {
+        return Err(Error::input(format!("{repo_id}: no folder for the hub cache: set HF_HOME (or HOME)")));
+    }
     let cache = Cache::from_env();
     let cached = cache.repo(Repo::model(repo_id.to_string()));
     match cached_snapshot(repo_id, &cached)? {
@@ -34,7 +37,7 @@ pub fn fetch(repo_id: &str) -> Result<PathBuf> {
         }
         Snapshot::Missing(f) => tracing::debug!("{repo_id}: `{f}` is not cached; downloading"),
     }
-    download(repo_id)?;
+    download(repo_id, &cache)?;
     // Re-read the snapshot so that every file comes from the one commit `refs/main` names.
     match cached_snapshot(repo_id, &cached)? {
         Snapshot::Complete(dir) => Ok(dir),
@@ -72,40 +75,51 @@ fn cached_snapshot(repo_id: &str, cache: &CacheRepo) -> Result<Snapshot> {
     Ok(dir.map_or_else(|| Snapshot::Missing(CONFIG_FILES[0].to_string()), Snapshot::Complete))
 }
 
-/// The shard files a `model.safetensors.index.json` names, sorted and deduplicated.
+/// The shard files a `model.safetensors.index.json` names, sorted and deduplicated; a name that
+/// would leave the snapshot folder (`../x`, `/etc/x`) is refused.
 fn shard_names(repo_id: &str, index: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::input(format!("{repo_id}: invalid safetensors index: {e}")))?;
-    let mut shards: Vec<String> = v["weight_map"]
-        .as_object()
-        .map(|m| m.values().filter_map(|s| s.as_str().map(String::from)).collect())
-        .unwrap_or_default();
-    shards.sort();
-    shards.dedup();
-    if shards.is_empty() {
-        return Err(Error::input(format!("{repo_id}: the safetensors index names no shard")));
-    }
-    Ok(shards)
+    let text = crate::error::read_text_capped(index, crate::error::JSON_FILE_CAP)?;
+    super::safetensors::shard_names(&text).map_err(|m| Error::input(format!("{repo_id}: safetensors index: {m}")))
 }
 
-/// Downloads whatever of the repository is not cached yet (hf-hub's `get` is cache-first).
-fn download(repo_id: &str) -> Result<()> {
-    let mut builder = ApiBuilder::from_env().with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if let Some(token) = env_token() {
-        tracing::debug!("{repo_id}: authenticating with the token in HF_TOKEN");
-        builder = builder.with_token(Some(token));
+/// `org/name` with the characters the hub allows, so that the id is safe in URLs and in the
+/// cache's folder name.
+fn check_repo_id(id: &str) -> Result<()> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 96
+            && p != "."
+            && p != ".."
+            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    match id.split_once('/') {
+        Some((org, name)) if part_ok(org) && part_ok(name) => Ok(()),
+        _ => Err(Error::input(format!("`{id}` is not a hub id (org/name of letters, digits, `.`, `_`, `-`)"))),
     }
-    let api = builder.build().map_err(|e| hub_error(repo_id, "", e))?;
-    let repo = api.model(repo_id.to_string());
-    let get = |f: &str| {
-        tracing::debug!("{repo_id}: fetching `{f}`");
-        repo.get(f).map_err(|e| hub_error(repo_id, f, e))
+}
+
+/// Downloads whatever of the repository is not cached yet.
+fn download(repo_id: &str, cache: &Cache) -> Result<()> {
+    let token = env_token().or_else(file_token);
+    if token.is_some() {
+        tracing::debug!("{repo_id}: authenticating with the token in HF_TOKEN");
+    }
+    let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
+    let repo = Repo::model(repo_id.to_string());
+    let client = super::hub_download::Client::new(repo_id, &endpoint, token, cache.path().join(repo.folder_name()))?;
+    let cached = cache.repo(repo);
+    let get = |f: &str| match cached.get(f) {
+        Some(p) => Ok(p),
+        None => client.download(f).and_then(|()| {
+            cached
+                .get(f)
+                .ok_or_else(|| Error::Runtime(format!("{repo_id}: `{f}` is not in the cache after its download")))
+        }),
     };
     for f in CONFIG_FILES {
         get(f)?;
     }
-    match repo.get(INDEX) {
+    match get(INDEX) {
         Ok(index) => {
             for s in shard_names(repo_id, &index)? {
                 get(&s)?;
@@ -113,7 +127,7 @@ fn download(repo_id: &str) -> Result<()> {
         }
         Err(e) => {
             // Not sharded (a 404), or the index failed like the weights will: their error is the one shown.
-            tracing::debug!("{repo_id}: no `{INDEX}` ({}); fetching `{SINGLE}`", redact(&e.to_string()));
+            tracing::debug!("{repo_id}: no `{INDEX}` ({e}); fetching `{SINGLE}`");
             get(SINGLE)?;
         }
     }
@@ -131,32 +145,8 @@ fn env_token() -> Option<String> {
     std::env::var("HF_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
-/// A readable, token-free message for a hub failure: exit 2 for what the user can fix (access, ids),
-/// exit 1 for an unreachable or failing hub.
-fn hub_error(repo: &str, file: &str, e: ApiError) -> Error {
-    let text = redact(&e.to_string());
-    let what = if file.is_empty() { String::new() } else { format!(" `{file}`") };
-    match e {
-        ApiError::TooManyRetries(inner) => hub_error(repo, file, *inner),
-        ApiError::RequestError(err) => match (*err).into_response() {
-            Some(resp) => {
-                let code = resp.header("x-error-code").unwrap_or_default().to_string();
-                status_error(repo, &what, resp.status(), &code, &text)
-            }
-            None => Error::Runtime(format!(
-                "{repo}: cannot reach the hub to fetch{what} ({text}); check the network and HF_ENDPOINT, or set \
-                 HF_HUB_OFFLINE=1 to use only the local cache"
-            )),
-        },
-        ApiError::MissingHeader(_) | ApiError::InvalidHeader(_) | ApiError::ParseIntError(_) => Error::Runtime(
-            format!("{repo}: the server's answer for{what} is not a Hugging Face hub's ({text}); check HF_ENDPOINT"),
-        ),
-        _ => Error::Runtime(format!("{repo}: cannot fetch{what} from the hub: {text}")),
-    }
-}
-
 /// The error for an HTTP status ≥ 400 with the hub's `x-error-code` (may be empty).
-fn status_error(repo: &str, what: &str, status: u16, code: &str, text: &str) -> Error {
+pub(super) fn status_error(repo: &str, what: &str, status: u16, code: &str, text: &str) -> Error {
     let has_token = env_token().is_some();
     match status {
         401 | 403 if code == "RepositoryNotFound" => Error::input(format!(
@@ -202,7 +192,11 @@ pub fn redact(text: &str) -> String {
 
 /// The token hf-hub reads from `$HF_HOME/token` (or `~/.cache/huggingface/token`).
 fn file_token() -> Option<String> {
-    // `Cache::from_env` panics when neither HF_HOME nor a home folder is known: only ask when one is.
-    let known = std::env::var_os("HF_HOME").is_some() || std::env::var_os("HOME").is_some_and(|h| !h.is_empty());
-    known.then(|| Cache::from_env().token()).flatten()
+    cache_known().then(|| Cache::from_env().token()).flatten().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+}
+
+/// `Cache::from_env` panics when neither HF_HOME nor a home folder is known: only ask when one is.
+fn cache_known() -> bool {
+    std::env::var_os("HF_HOME").is_some_and(|h| !h.is_empty())
+        || std::env::var_os("HOME").is_some_and(|h| !h.is_empty())
 }

@@ -5,10 +5,12 @@ pub mod config;
 pub mod digest;
 pub mod gguf;
 pub mod hub;
+pub mod hub_download;
 pub mod layer_id;
 pub mod llama;
 pub mod rope;
 pub mod safetensors;
+pub mod shapes;
 pub mod synthetic;
 pub mod tokenizer;
 pub mod weights;
@@ -114,7 +116,8 @@ pub fn load(spec: &ModelSpec, device: &Device, dtype: DType) -> Result<Loaded> {
 fn load_dir(dir: &Path, device: &Device, dtype: DType) -> Result<(Model, Option<TextTokenizer>)> {
     let cfg = safetensors::SafetensorsSource::config(dir)?;
     let tok_path = dir.join("tokenizer.json");
-    let tok = if tok_path.is_file() { Some(TextTokenizer::from_file(&tok_path, cfg.bos_token_id)?) } else { None };
+    // `exists`, not `is_file`: a tokenizer.json that is a device or a folder is an error, not "no tokenizer".
+    let tok = if tok_path.exists() { Some(TextTokenizer::from_file(&tok_path, cfg.bos_token_id)?) } else { None };
     let mut src = safetensors::SafetensorsSource::open(dir)?;
     Ok((Model::load(cfg, &mut src, device, dtype)?, tok))
 }

@@ -34,7 +34,7 @@ impl SafetensorsSource {
     /// The architecture config from `config.json`.
     pub fn config(dir: &Path) -> Result<LlamaConfig> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let text = crate::error::read_text_capped(&path, crate::error::JSON_FILE_CAP)?;
         LlamaConfig::from_hf_json(&text, &path.display().to_string())
     }
 }
@@ -42,19 +42,8 @@ impl SafetensorsSource {
 fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::input(format!("{}: invalid JSON: {e}", index.display())))?;
-        let map = v
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| Error::input(format!("{}: no `weight_map` object", index.display())))?;
-        let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
-        files.sort();
-        files.dedup();
-        if files.iter().any(|f| f.contains("..") || f.starts_with('/')) {
-            return Err(Error::input(format!("{}: file names must stay inside the folder", index.display())));
-        }
+        let text = crate::error::read_text_capped(&index, crate::error::JSON_FILE_CAP)?;
+        let files = shard_names(&text).map_err(|m| Error::input(format!("{}: {m}", index.display())))?;
         return Ok(files.into_iter().map(|f| dir.join(f)).collect());
     }
     let single = dir.join("model.safetensors");
@@ -62,6 +51,38 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![single]);
     }
     Err(Error::input(format!("{}: no model.safetensors or model.safetensors.index.json", dir.display())))
+}
+
+/// The shard files a `model.safetensors.index.json` names, sorted and deduplicated; each must be
+/// a plain relative path inside the model folder (checked by [`safe_relative`]).
+pub fn shard_names(index_json: &str) -> std::result::Result<Vec<String>, String> {
+    let v: serde_json::Value = serde_json::from_str(index_json).map_err(|e| format!("invalid JSON: {e}"))?;
+    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or("no `weight_map` object")?;
+    let mut files = Vec::new();
+    for (tensor, f) in map {
+        let f = f.as_str().ok_or_else(|| format!("weight_map entry `{tensor}` is not a file name"))?;
+        if !safe_relative(f) {
+            return Err(format!("shard name `{f}` (for `{tensor}`) leaves the model folder"));
+        }
+        files.push(f.to_string());
+    }
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err("the index names no shard".into());
+    }
+    Ok(files)
+}
+
+/// Whether `name`, which comes from a file or a server, is a relative path that stays inside the
+/// folder it is joined to: no `..`, no absolute path or drive, no backslash, no empty or `.`
+/// component, no control characters, at most 255 bytes per component.
+pub fn safe_relative(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 1024
+        && !name.contains(['\\', ':'])
+        && !name.chars().any(char::is_control)
+        && name.split('/').all(|c| !c.is_empty() && c != "." && c != ".." && c.len() <= 255)
 }
 
 impl WeightSource for SafetensorsSource {
@@ -81,5 +102,26 @@ impl WeightSource for SafetensorsSource {
 
     fn has(&self, name: &str) -> bool {
         hf_name(name).is_some_and(|n| self.names.contains(&n))
+    }
+
+    fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.st.get(&hf_name(name)?).ok().map(|v| v.shape().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_names_must_stay_inside_the_folder() {
+        for bad in ["../x.safetensors", "/etc/passwd", "a/../../b", "a//b", "./a", "c:\\x", "a\\..\\b", "", "a\nb"] {
+            let idx = serde_json::json!({"weight_map": {"t": bad}}).to_string();
+            assert!(shard_names(&idx).is_err(), "{bad:?} accepted");
+        }
+        let idx = serde_json::json!({"weight_map": {"a": "m-2.safetensors", "b": "sub/m-1.safetensors", "c": "m-2.safetensors"}});
+        assert_eq!(shard_names(&idx.to_string()).unwrap(), ["m-2.safetensors", "sub/m-1.safetensors"]);
+        assert!(shard_names(r#"{"weight_map": {"t": 5}}"#).is_err());
+        assert!(shard_names(r#"{"weight_map": {}}"#).is_err());
     }
 }

@@ -19,7 +19,9 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Loads `tokenizer.json`.
     pub fn from_file(path: &Path, bos: Option<u32>) -> Result<Self> {
-        let inner = Tokenizer::from_file(path)
+        // Read once with a cap (Llama 3's tokenizer.json is 9 MB).
+        let bytes = crate::error::read_capped(path, crate::error::JSON_FILE_CAP)?;
+        let inner = Tokenizer::from_bytes(&bytes)
             .map_err(|e| Error::input(format!("{}: invalid tokenizer.json: {e}", path.display())))?;
         Ok(Self { inner, bos })
     }

@@ -10,6 +10,11 @@ pub trait WeightSource {
     fn tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor>;
     /// Whether the source has tensor `name`.
     fn has(&self, name: &str) -> bool;
+    /// The shape the file's header gives tensor `name`, read without loading it (`None` when
+    /// unknown or generated on demand).
+    fn dims(&self, _name: &str) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// Fails with a message naming the tensor and the file when a tensor has an unexpected shape.

@@ -193,7 +193,7 @@ fn point_from(get: impl Fn(&str) -> Option<String>) -> Result<FrontierPoint, Str
 /// Read a `frontier.csv` written by [`write_frontier_csv`]. Columns are found by header name, so
 /// extra columns (from a newer version) are ignored and order does not matter.
 pub fn read_frontier_csv(path: &Path) -> Result<Vec<FrontierPoint>, ReportError> {
-    let text = std::fs::read_to_string(path).map_err(ReportError::io(path))?;
+    let text = super::read_run_file(path)?;
     let err = |line: usize, msg: String| ReportError::Parse { path: path.to_path_buf(), line, msg };
     let mut records = parse_records(&text).map_err(|(l, m)| err(l, m))?.into_iter();
     let Some((_, header)) = records.next() else {

@@ -3,6 +3,7 @@
 //! Every file a run leaves behind goes through [`write_atomic`], so a killed run never leaves a
 //! half-written CSV or SVG that `minilab plot` or `--resume` would then trust.
 
+pub mod console;
 pub mod frontier;
 pub mod heatmap;
 pub mod plot;
@@ -16,7 +17,6 @@ pub use plot::{plot_frontier_memory, plot_frontier_speed};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why a report file could not be written, read or drawn; always names the file.
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +41,13 @@ impl ReportError {
 
 /// Write `bytes` to `path` so that readers see either the old file or the whole new one.
 ///
-/// The data goes to a uniquely named temporary file in the same directory (same file system, so the
-/// rename is atomic), is flushed to disk, and is then renamed over `path`. On error the temporary
-/// file is removed and `path` is untouched.
+/// The data goes to a temporary file in the same directory (same file system, so the rename is
+/// atomic), is flushed to disk, and is then renamed over `path`. The temporary name carries a
+/// random number and is created exclusively (`O_CREAT | O_EXCL`, which also refuses a symlink
+/// planted at that name), so nobody can predict it or redirect the write elsewhere. The rename
+/// replaces a symlink at `path` itself, never its target. On error the temporary file is removed
+/// and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -53,18 +55,52 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.tmp.{}.{n}", name.to_string_lossy(), std::process::id()));
+    let (mut f, tmp) = create_temp(dir, &name.to_string_lossy())?;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        drop(f);
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates `dir/.NAME.tmp.PID.R` exclusively, R a random number (the shape
+/// `sensitivity::lock::remove_stale_temps` cleans up after a killed run).
+pub fn create_temp(dir: &Path, name: &str) -> std::io::Result<(std::fs::File, PathBuf)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), rand::random::<u64>()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => return Ok((f, tmp)),
+            // Someone holds that name (or planted a link there): draw another.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
+}
+
+/// Run files (`summary.json`, `frontier.csv`, `scan.jsonl`) are far smaller than this.
+pub const RUN_FILE_CAP: u64 = 256 << 20;
+
+/// Reads a run file once, refusing more than [`RUN_FILE_CAP`] bytes or invalid UTF-8.
+pub fn read_run_file(path: &Path) -> Result<String, ReportError> {
+    use std::io::Read;
+    let invalid = |msg: String| ReportError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, msg),
+    };
+    let mut bytes = Vec::new();
+    let f = std::fs::File::open(path).map_err(ReportError::io(path))?;
+    f.take(RUN_FILE_CAP + 1).read_to_end(&mut bytes).map_err(ReportError::io(path))?;
+    if bytes.len() as u64 > RUN_FILE_CAP {
+        return Err(invalid(format!("larger than {} (refused)", crate::error::human_bytes(RUN_FILE_CAP))));
+    }
+    String::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))
 }
 
 /// A GitHub-flavoured markdown table, columns padded so the raw text reads well too.
@@ -108,6 +144,26 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
         assert!(write_atomic(&dir.path().join("missing/x.txt"), b"x").is_err());
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn write_atomic_never_follows_planted_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let p = dir.path().join("out.txt");
+        // A link at the target name is replaced, not written through.
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert!(!std::fs::symlink_metadata(&p).unwrap().file_type().is_symlink());
+        // Temporary names are not predictable: two writes never draw the same one.
+        let (_, a) = create_temp(dir.path(), "x").unwrap();
+        let (_, b) = create_temp(dir.path(), "x").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     }
 
     #[test]

@@ -11,13 +11,21 @@ use crate::sensitivity::summary::Summary;
 use std::path::Path;
 
 fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = super::read_run_file(path).map_err(run_file_error)?;
     serde_json::from_str(&text).map_err(|e| Error::input(format!("{}: invalid JSON: {e}", path.display())))
+}
+
+/// A run file that cannot be read: missing or unreadable is the user's to fix, like any input.
+fn run_file_error(e: super::ReportError) -> Error {
+    match e {
+        super::ReportError::Io { path, source } => Error::io(&path, source),
+        other => Error::input(other.to_string()),
+    }
 }
 
 /// The finished items of `scan.jsonl` (the header line skipped).
 pub fn read_scan(path: &Path) -> Result<Vec<ScanItem>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = super::read_run_file(path).map_err(run_file_error)?;
     Ok(text.lines().skip(1).filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 

@@ -38,7 +38,9 @@ impl OutLock {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(out_dir_error("cannot write in the output folder", dir, e)),
         }
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // A pid is a few bytes: read no more, so a lock replaced by a link to /dev/zero or a huge
+        // file cannot stall or exhaust memory.
+        let text = read_head(&path, 64);
         let owner = text.trim().parse::<u32>().ok().filter(|&p| p > 0 && p <= i32::MAX as u32);
         if let Some(pid) = owner.filter(|&p| alive(p)) {
             return Err(Error::input(format!(
@@ -49,7 +51,7 @@ impl OutLock {
             )));
         }
         let who = owner.map_or_else(|| "an unreadable pid".to_string(), |p| format!("pid {p}, no longer running"));
-        eprintln!("note: replacing the stale lock {} ({who})", path.display());
+        let _ = writeln!(std::io::stderr(), "note: replacing the stale lock {} ({who})", path.display());
         // Two runs replacing the same stale lock at the same instant could both proceed; the window
         // is a few microseconds after a crash, which we accept.
         std::fs::remove_file(&path).or_else(not_found_ok).map_err(|e| Error::io(&path, e))?;
@@ -104,6 +106,21 @@ pub fn release_held() {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// The first `n` bytes of `path` as text (empty when unreadable).
+fn read_head(path: &Path, n: u64) -> String {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    // Not through a planted link, and never blocking on a FIFO planted at the lock's name.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut opts, libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    if let Ok(f) = opts.open(path) {
+        let _ = f.take(n).read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Creates the lock file with our pid; fails with `AlreadyExists` if there is one.
@@ -192,6 +209,28 @@ mod tests {
             let lock = OutLock::acquire(dir.path()).unwrap();
             assert_eq!(std::fs::read_to_string(lock.path()).unwrap().trim(), std::process::id().to_string());
         }
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn planted_fifos_and_links_at_the_lock_name_neither_block_nor_leak() {
+        // A FIFO would block a plain open forever; a link to /dev/zero would be read forever.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = std::ffi::CString::new(dir.path().join(LOCK_NAME).to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path we own.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let lock = OutLock::acquire(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(lock.path()).unwrap().trim(), std::process::id().to_string());
+        let other = tempfile::tempdir().unwrap();
+        let victim = other.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, other.path().join(LOCK_NAME)).unwrap();
+        let lock = OutLock::acquire(other.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep", "wrote through a planted link");
+        drop(lock);
+        assert!(victim.exists());
+        std::os::unix::fs::symlink("/dev/zero", other.path().join(LOCK_NAME)).unwrap();
+        OutLock::acquire(other.path()).unwrap();
     }
 
     #[test]

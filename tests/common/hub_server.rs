@@ -9,6 +9,9 @@
 //!   `EntryNotFound` (404), `GatedRepo` (401 without a token, 403 with a wrong one).
 //! - Every request is recorded; [`HubServer::set_failing`] turns every answer into a 500, and
 //!   [`HubServer::stop`] closes the port.
+//! - Hostile behaviours ([`HubServer::set_mode`], [`Mode`]): a server that accepts and never
+//!   answers, absurd or lying sizes, path-like commits and etags; [`HubServer::add_file`] serves
+//!   any file, such as an index naming shards `../x` or `/abs/x`.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -43,8 +46,29 @@ struct HubRepo {
     token: Option<String>,
 }
 
+/// How the server misbehaves (all of it on purpose, for the hostile tests).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Mode {
+    /// A hub.
+    #[default]
+    Normal,
+    /// Accepts the connection, reads the request, never answers.
+    Silent,
+    /// Every `Content-Range` announces 2⁵⁰ bytes.
+    HugeSize,
+    /// Whole-file answers send twice the bytes (and say so in `Content-Length`).
+    LongBody,
+    /// Whole-file answers announce the full length but stop halfway and close.
+    ShortBody,
+    /// `x-repo-commit` is this value.
+    Commit(String),
+    /// `etag` and `x-linked-etag` are this value.
+    Etag(String),
+}
+
 #[derive(Default)]
 struct State {
+    mode: Mutex<Mode>,
     repos: Mutex<HashMap<String, HubRepo>>,
     blobs: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     requests: Mutex<Vec<Request>>,
@@ -105,6 +129,18 @@ impl HubServer {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Request> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// Switches the server's behaviour (see [`Mode`]).
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    /// Adds (or replaces) file `name` of repository `id` with `bytes`.
+    pub fn add_file(&self, id: &str, name: &str, bytes: &[u8]) {
+        let etag = format!("{:016x}{:016x}", hash(bytes), bytes.len());
+        self.state.blobs.lock().unwrap().insert(etag.clone(), Arc::new(bytes.to_vec()));
+        self.state.repos.lock().unwrap().get_mut(id).unwrap().files.insert(name.into(), etag);
     }
 
     /// While on, every request gets a 500.
@@ -210,7 +246,15 @@ fn handle(stream: TcpStream, st: &State, addr: SocketAddr) -> std::io::Result<()
     }
     let req = Request { method, path, headers };
     st.requests.lock().unwrap().push(req.clone());
-    let resp = route(&req, st, addr);
+    let mode = st.mode.lock().unwrap().clone();
+    if mode == Mode::Silent {
+        let until = std::time::Instant::now() + Duration::from_secs(60);
+        while !st.stop.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return Ok(());
+    }
+    let resp = misbehave(route(&req, st, addr), &mode);
 
     let reason = match resp.status {
         200 => "OK",
@@ -223,7 +267,13 @@ fn handle(stream: TcpStream, st: &State, addr: SocketAddr) -> std::io::Result<()
         _ => "Error",
     };
     let (a, b) = resp.range.unwrap_or((0, resp.body.len()));
-    let mut head = format!("HTTP/1.1 {} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n", resp.status, b - a);
+    let whole = resp.status == 200 && req.method != "HEAD";
+    let (announced, sent) = match mode {
+        Mode::LongBody if whole => (2 * (b - a), 2 * (b - a)),
+        Mode::ShortBody if whole => (b - a, (b - a) / 2),
+        _ => (b - a, b - a),
+    };
+    let mut head = format!("HTTP/1.1 {} {reason}\r\nContent-Length: {announced}\r\nConnection: close\r\n", resp.status);
     for (k, v) in &resp.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -231,9 +281,27 @@ fn handle(stream: TcpStream, st: &State, addr: SocketAddr) -> std::io::Result<()
     let mut w = std::io::BufWriter::new(stream);
     w.write_all(head.as_bytes())?;
     if req.method != "HEAD" {
-        w.write_all(&resp.body[a..b])?;
+        let body: Vec<u8> = resp.body[a..b].iter().chain(resp.body[a..b].iter()).copied().take(sent).collect();
+        w.write_all(&body)?;
     }
     w.flush()
+}
+
+/// Applies a hostile [`Mode`] to the headers of an answer.
+fn misbehave(mut resp: Response, mode: &Mode) -> Response {
+    for (k, v) in resp.headers.iter_mut() {
+        match (mode, k.to_ascii_lowercase().as_str()) {
+            (Mode::HugeSize, "content-range") => {
+                if let Some((range, _)) = v.rsplit_once('/') {
+                    *v = format!("{range}/{}", 1u64 << 50);
+                }
+            }
+            (Mode::Commit(c), "x-repo-commit") => *v = c.clone(),
+            (Mode::Etag(e), "etag" | "x-linked-etag") => *v = format!("\"{e}\""),
+            _ => {}
+        }
+    }
+    resp
 }
 
 fn route(req: &Request, st: &State, addr: SocketAddr) -> Response {

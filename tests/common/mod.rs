@@ -15,5 +15,6 @@ pub fn repo(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+pub mod hostile;
 pub mod hub_server;
 pub mod tiny;
