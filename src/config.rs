@@ -73,7 +73,7 @@ impl Config {
         // Read once with a cap: `-c /dev/stdin` works, `-c /dev/zero` is refused.
         let text = crate::error::read_text_capped(path, crate::error::SMALL_FILE_CAP)?;
         serde_saphyr::from_str(&text).map_err(|e| {
-            Error::input(format!("{}: invalid config: {}", path.display(), crate::plan::one_line(&e.to_string())))
+            Error::input(format!("{}: invalid config: {}", path.display(), crate::error::one_line(&e.to_string())))
         })
     }
 }

@@ -23,7 +23,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
     Device::new_cuda(ordinal).map_err(|e| {
-        Error::input(format!("cuda:{ordinal}: cannot open the GPU: {}", crate::plan::one_line(&e.to_string())))
+        Error::input(format!("cuda:{ordinal}: cannot open the GPU: {}", crate::error::one_line(&e.to_string())))
     })
 }
 

@@ -12,7 +12,7 @@ pub enum Error {
     #[error("{0}")]
     Runtime(String),
     /// A tensor operation failed (shown without candle's captured backtrace).
-    #[error("{}", crate::plan::one_line(&.0.to_string()))]
+    #[error("{}", one_line(&.0.to_string()))]
     Candle(#[from] candle_core::Error),
     /// An I/O operation failed where no path is known.
     #[error(transparent)]
@@ -89,6 +89,13 @@ pub fn human_bytes(n: u64) -> String {
         n if n >= 1 << 10 && n.is_multiple_of(1 << 10) => format!("{} KiB", n >> 10),
         n => format!("{n} bytes"),
     }
+}
+
+/// First line of a multi-line message, so errors stay one readable line: parser snippets and
+/// candle's captured backtraces (`inner\nbacktrace`) follow the first line and are dropped.
+pub fn one_line(s: &str) -> String {
+    let first = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ fn main() {
         Command::Completions(a) => cmd::completions::run(a),
     });
     if let Err(e) = result {
-        let msg = minilab::model::hub::redact(&minilab::plan::one_line(&e.to_string()));
+        let msg = minilab::model::hub::redact(&minilab::error::one_line(&e.to_string()));
         if cmd::interrupt::requested() {
             // Ctrl-C: the message says how to resume; 130 = 128 + SIGINT, as shells report.
             minilab::report::console::note(&msg);

@@ -11,7 +11,7 @@
 //!     format: f16
 //! ```
 
-use crate::error::{Error, Result};
+use crate::error::{one_line, Error, Result};
 use crate::model::{LayerId, LayerKind};
 use crate::quant::Precision;
 use serde::Deserialize;
@@ -220,13 +220,6 @@ fn parse_blocks(sel: BlockSel) -> std::result::Result<Vec<usize>, String> {
             Ok(out)
         }
     }
-}
-
-/// First line of a multi-line message, so errors stay one readable line: parser snippets and
-/// candle's captured backtraces (`inner\nbacktrace`) follow the first line and are dropped.
-pub fn one_line(s: &str) -> String {
-    let first = s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
 }
 
 #[cfg(test)]

@@ -1,22 +1,11 @@
 //! Decode attention (one new token) over a preallocated KV cache as a single CUDA kernel.
 
 use super::op::enabled;
+use super::params::AttnDecode;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// Longest context the fused kernel takes: its scores live in shared memory (4 bytes a position).
 pub const MAX_CONTEXT: usize = 8192;
-
-/// Shapes of one decode-attention call.
-#[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
-pub(crate) struct AttnDecode {
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub cap: usize,
-    pub total: usize,
-    pub d: usize,
-    pub scale: f32,
-}
 
 /// `softmax(q·kᵀ·scale)·v` for one new token per sequence: `q` `[b, heads, 1, d]`, `k`, `v`
 /// `[b, kv_heads, cap, d]` of which the first `total` positions are filled → `[b, heads, 1, d]`.

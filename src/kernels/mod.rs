@@ -8,6 +8,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod op;
+mod params;
 
 pub use attention::{attention_decode, MAX_CONTEXT};
 pub use op::{dense, enabled, int8, nf4, set_enabled};

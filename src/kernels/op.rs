@@ -1,6 +1,7 @@
 //! The kernels as candle custom ops, so a linear layer stays one `Tensor` expression.
 
 use super::cpu::{self, WeightView, NF4_BLOCK};
+use super::params::Format;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use half::{bf16, f16};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,13 +23,6 @@ pub fn enabled() -> bool {
         }
     });
     ENABLED.load(Ordering::Relaxed)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
-    Dense,
-    Int8,
-    Nf4,
 }
 
 /// `ys[…, n] = xs[…, k] · Wᵀ` for a `[n, k]` weight stored in `format`.

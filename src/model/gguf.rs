@@ -171,7 +171,7 @@ fn read_content(reader: &mut BufReader<File>) -> std::result::Result<Content, St
     std::panic::set_hook(hook);
     match r {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(crate::plan::one_line(&e.to_string())),
+        Ok(Err(e)) => Err(crate::error::one_line(&e.to_string())),
         Err(p) => {
             let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned());
             Err(format!("corrupt header ({})", msg.unwrap_or_else(|| "reader panicked".into())))

@@ -1,7 +1,7 @@
 //! CUDA launches of the kernels in `linear.cu`: fused dequantize-GEMV for decode, one-pass
 //! dequantize for prefill (whose product then goes to cuBLAS through candle's matmul).
 
-use super::op::Format;
+use super::params::{AttnDecode, Format};
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
@@ -182,13 +182,13 @@ const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.pt
 
 /// One block per (sequence, head); see attention.cu.
 pub(crate) fn attn_decode(
-    op: &super::attention::AttnDecode,
+    op: &AttnDecode,
     (q, lq): (&CudaStorage, &Layout),
     (k, lk): (&CudaStorage, &Layout),
     (v, lv): (&CudaStorage, &Layout),
 ) -> Result<CudaStorage> {
     fn run<T: CudaDType + DeviceRepr>(
-        op: &super::attention::AttnDecode,
+        op: &AttnDecode,
         name: &str,
         (q, lq): (&CudaStorage, &Layout),
         (k, lk): (&CudaStorage, &Layout),
