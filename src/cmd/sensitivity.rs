@@ -61,7 +61,7 @@ pub struct SensitivityArgs {
     /// Reference log-probs kept per position for KLD. Default: 64.
     #[arg(long, value_name = "K", default_value_t = 64)]
     pub kld_topk: usize,
-    /// Output folder. Default: runs/<model>-<timestamp>.
+    /// Output folder. Default: runs/MODEL-TIMESTAMP.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue an interrupted run in --out (same model and settings), skipping finished layers.

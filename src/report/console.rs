@@ -1,5 +1,5 @@
 //! stdout and stderr as a hostile caller may hand them over: closed (`>&-`), full (`>/dev/full`)
-//! or a closed pipe. Every document minilab prints goes through [`print`], which reports a failed
+//! or a closed pipe. Every document minilab prints goes through [`print()`], which reports a failed
 //! write as an error (exit 1) instead of panicking like `println!` or losing the output silently
 //! like Rust's std does on a closed descriptor.
 
@@ -24,7 +24,7 @@ pub fn record_closed_fds() {
 
 /// Run first thing in `main`: any of stdin, stdout, stderr that is closed is reopened on
 /// `/dev/null`, so that no file minilab opens later lands on descriptor 1 or 2 (where printed text
-/// would go into it). A closed stdout is remembered and makes [`print`] fail.
+/// would go into it). A closed stdout is remembered and makes [`print()`] fail.
 pub fn guard_std_fds() {
     #[cfg(unix)]
     for fd in 0..3 {
@@ -51,7 +51,7 @@ pub fn print(text: &str) -> Result<()> {
     print_bytes(text.as_bytes())
 }
 
-/// [`print`] for bytes (completion scripts).
+/// [`print()`] for bytes (completion scripts).
 pub fn print_bytes(bytes: &[u8]) -> Result<()> {
     if STDOUT_CLOSED.load(Ordering::SeqCst) {
         return Err(Error::Runtime("cannot write the output: stdout is closed".into()));
@@ -67,7 +67,7 @@ pub fn note(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// `writeln!` into a `String` (which cannot fail), for documents built before [`print`].
+/// `writeln!` into a `String` (which cannot fail), for documents built before [`print()`].
 #[macro_export]
 macro_rules! outln {
     ($buf:expr) => {{
