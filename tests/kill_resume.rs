@@ -50,15 +50,7 @@ fn stderr_of(child: Child) -> (std::process::ExitStatus, String) {
 
 /// The scan items without their timing, which differs between runs.
 fn items_without_timing(out: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(out.join("scan.jsonl")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("seconds");
-            v
-        })
-        .collect()
+    common::scan_items(&out.join("scan.jsonl"))
 }
 
 fn seed() -> u64 {

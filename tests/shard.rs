@@ -37,19 +37,6 @@ fn run(f: &Fixture, out: &Path, extra: &[&str]) -> std::process::Output {
     cmd(f, out, extra).output().unwrap()
 }
 
-/// Journal items without their timing, in file order.
-fn items(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("seconds");
-            v
-        })
-        .collect()
-}
-
 fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -67,13 +54,14 @@ fn three_concurrent_shards_merge_into_the_unsharded_result() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let sizes: Vec<usize> = (0..3).map(|i| items(&sharded.join(format!("scan.shard-{i}-of-3.jsonl"))).len()).collect();
-    assert_eq!(sizes.iter().sum::<usize>(), items(&single.join("scan.jsonl")).len());
+    let sizes: Vec<usize> =
+        (0..3).map(|i| common::scan_items(&sharded.join(format!("scan.shard-{i}-of-3.jsonl"))).len()).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), common::scan_items(&single.join("scan.jsonl")).len());
     assert!(sizes.iter().all(|&n| n > 0), "every shard got work: {sizes:?}");
     assert!(!sharded.join("plan.yaml").exists(), "a shard does not allocate");
     let o = run(&f, &sharded, &["--merge"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(items(&sharded.join("scan.jsonl")), items(&single.join("scan.jsonl")));
+    assert_eq!(common::scan_items(&sharded.join("scan.jsonl")), common::scan_items(&single.join("scan.jsonl")));
     let plan = |d: &Path| std::fs::read_to_string(d.join("plan.yaml")).unwrap();
     assert_eq!(plan(&sharded), plan(&single));
 }
@@ -114,7 +102,10 @@ fn a_killed_shard_resumes_and_bad_merges_write_nothing() {
     let o = run(&f, &out, &["--shard", "1/3"]);
     assert_eq!(o.status.code(), Some(2), "no --resume: refused");
     assert!(run(&f, &out, &["--shard", "1/3", "--resume"]).status.success());
-    assert_eq!(items(&out.join("scan.shard-1-of-3.jsonl")), items(&full.join("scan.shard-1-of-3.jsonl")));
+    assert_eq!(
+        common::scan_items(&out.join("scan.shard-1-of-3.jsonl")),
+        common::scan_items(&full.join("scan.shard-1-of-3.jsonl"))
+    );
 
     // A shard run with other settings is named.
     let other = dir.path().join("other");
