@@ -92,11 +92,14 @@ pub fn read(path: &Path) -> Result<(Header, Vec<ScanItem>)> {
 /// Header, items, the length of the well-formed part and the file length. A complete line that
 /// is not an item is refused (exit 2, naming it) rather than dropped with what follows it.
 fn parse(path: &Path) -> Result<(Header, Vec<ScanItem>, usize, usize)> {
-    let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-    if size > MAX_JOURNAL_BYTES {
-        return Err(Error::input(format!("{}: {size} bytes is too large for a scan journal", path.display())));
+    use std::io::Read;
+    // Read at most one byte past the cap: a device file (/dev/zero) reports no size.
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_JOURNAL_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_JOURNAL_BYTES {
+        return Err(Error::input(format!("{}: too large for a scan journal", path.display())));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let text = String::from_utf8(bytes).map_err(|_| Error::input(format!("{}: not UTF-8 text", path.display())))?;
     let mut lines = text.split_inclusive('\n');
     let first = lines.next().unwrap_or_default();
