@@ -46,12 +46,12 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     if let Some(out) = &args.tensor_type_file {
         let types = export::tensor_types(&assignment, &cfg, four_bit)?;
         write(out, llamacpp::tensor_type_file(&types).as_bytes())?;
-        eprintln!(
+        crate::report::console::note(&format!(
             "wrote {} ({}); use: {}",
             out.display(),
             export::describe(&types),
             llamacpp::quantize_command(&out.display().to_string())
-        );
+        ));
     }
     if let Some(out) = &args.bnb {
         let cfg = bnb::quantization_config(&assignment).map_err(|e| {
@@ -61,17 +61,17 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         })?;
         let text = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Runtime(e.to_string()))?;
         write(out, text.as_bytes())?;
-        eprintln!("wrote {}", out.display());
+        crate::report::console::note(&format!("wrote {}", out.display()));
     }
     if let Some(out) = &args.gguf {
         let w = export::gguf::export(&setup.spec, &plan, &origin, four_bit, out)?;
-        eprintln!(
+        crate::report::console::note(&format!(
             "wrote {} ({:.1} MB, {} tensors; {})",
             out.display(),
             w.file_bytes as f64 / 1e6,
             w.n_tensors,
             export::describe(&w.types)
-        );
+        ));
         warn_fallbacks(&w.types);
     }
     Ok(())

@@ -26,11 +26,11 @@ pub fn install(out: &Path, journal: &str) {
     let line = message(out, journal);
     let r = ctrlc::set_handler(move || {
         if STATE.compare_exchange(SCANNING, STOP, SeqCst, SeqCst).is_ok() {
-            eprintln!("\nCtrl-C: stopping after the layer in progress (Ctrl-C again to stop at once)");
+            crate::report::console::note("\nstop requested (Ctrl-C or SIGTERM): stopping after the layer in progress (Ctrl-C again to stop at once)");
             return;
         }
         crate::sensitivity::lock::release_held();
-        eprintln!("\n{line}");
+        crate::report::console::note(&format!("\n{line}"));
         std::process::exit(130);
     });
     if let Err(e) = r {

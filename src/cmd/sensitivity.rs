@@ -141,15 +141,18 @@ pub fn run(args: &SensitivityArgs) -> Result<()> {
     let mut loaded = setup.load(false)?;
     interrupt::install(&s.out, &shard::journal_name(s.shard));
     match pipeline::run(&mut loaded, &s, &SignalControl, started)? {
-        Outcome::Finished(summary) => println!("{}", crate::report::run::console_summary(&summary)),
+        Outcome::Finished(summary) => {
+            crate::report::console::print(&format!("{}\n", crate::report::run::console_summary(&summary)))?
+        }
         Outcome::Shard { shard, items, phases_s } => {
             let secs = |k: &str| phases_s.get(k).copied().unwrap_or(0.0);
-            println!(
-                "shard {shard}: {items} items in {} ({:.1} s scan, {:.1} s baseline); when every shard is done, run the same command with --merge instead of --shard",
+            crate::report::console::print(&format!(
+                "shard {shard}: {items} items in {} ({:.1} s scan, {:.1} s baseline); when every shard is done, \
+                 run the same command with --merge instead of --shard\n",
                 s.out.join(shard::journal_name(Some(shard))).display(),
                 secs("scan"),
                 secs("baseline")
-            );
+            ))?;
         }
         Outcome::Stopped => return Err(Error::Runtime(interrupt::message(&s.out, &shard::journal_name(s.shard)))),
     }

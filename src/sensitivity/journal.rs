@@ -64,7 +64,10 @@ impl Journal {
         }
         if valid_len < len {
             // Only an unterminated last line (a write cut by a kill) is dropped.
-            eprintln!("note: {}: dropping an unfinished last line (cut by a kill)", path.display());
+            crate::report::console::note(&format!(
+                "note: {}: dropping an unfinished last line (cut by a kill)",
+                path.display()
+            ));
             let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
             f.set_len(valid_len as u64).map_err(|e| Error::io(path, e))?;
         }

@@ -54,7 +54,7 @@ pub fn run(loaded: &mut Loaded, s: &Settings, control: &dyn Control, started: In
     let synthetic = loaded.spec.is_synthetic() || s.synthetic_text();
     s.check(&loaded.model, loaded.spec.is_synthetic())?;
     if synthetic {
-        eprintln!("note: {}", synthetic::WARNING);
+        crate::report::console::note(&format!("note: {}", synthetic::WARNING));
     }
     let calib = text::windows(&tokens(loaded, &s.calib, s.calib_tokens, 1)?, s.ctx);
     let held = text::windows(&tokens(loaded, &s.text, s.max_tokens, 2)?, s.ctx);
@@ -84,7 +84,7 @@ pub fn run(loaded: &mut Loaded, s: &Settings, control: &dyn Control, started: In
             .into_iter()
             .filter(|(id, f)| !done.iter().any(|d| d.layer == id.to_string() && d.format == *f))
             .collect();
-        eprintln!(
+        crate::report::console::note(&format!(
             "minilab sensitivity{} → {}: {} items to scan, {} done (Ctrl-C stops after the item in progress; \
              continue with --resume --out {})",
             s.shard.map_or(String::new(), |sh| format!(" shard {sh}")),
@@ -92,7 +92,7 @@ pub fn run(loaded: &mut Loaded, s: &Settings, control: &dyn Control, started: In
             todo.len(),
             done.len(),
             s.out.display()
-        );
+        ));
         let Some(items) =
             scan_items(model, s, &calib, placement, &journal, done, todo, control, &mut phases, &mut times)?
         else {
@@ -283,7 +283,7 @@ fn scan_items(
     }
     phases.insert("scan".into(), t.elapsed().as_secs_f64());
     if s.exact_timing || tracing::enabled!(tracing::Level::INFO) {
-        eprintln!("scan steps ({} items):\n{}", todo.len(), times.steps.table());
+        crate::report::console::note(&format!("scan steps ({} items):\n{}", todo.len(), times.steps.table()));
     }
     Ok(Some(items))
 }
@@ -323,6 +323,6 @@ impl Heartbeat {
         self.last = Instant::now();
         let secs = self.start.elapsed().as_secs_f64();
         let eta = secs / done.max(1) as f64 * (self.total - done) as f64;
-        eprintln!("scan: {done}/{} items, {secs:.0} s, about {eta:.0} s left", self.total);
+        crate::report::console::note(&format!("scan: {done}/{} items, {secs:.0} s, about {eta:.0} s left", self.total));
     }
 }
