@@ -135,12 +135,11 @@ pub fn run(args: &SensitivityArgs) -> Result<()> {
         setup.dtype = candle_core::DType::F32;
     }
     let s = settings(args, &setup)?;
-    for p in [&s.calib, &s.text].into_iter().filter(|p| !crate::eval::synthetic::is_synthetic(p)) {
-        crate::eval::text::read_text(p)?;
-    }
+    // Texts are checked before the (slower) model load, and each is read once.
+    let texts = pipeline::open_texts(&s)?;
     let mut loaded = setup.load(false)?;
     interrupt::install(&s.out, &shard::journal_name(s.shard));
-    match pipeline::run(&mut loaded, &s, &SignalControl, started)? {
+    match pipeline::run_with_texts(&mut loaded, &s, texts, &SignalControl, started)? {
         Outcome::Finished(summary) => {
             crate::report::console::print(&format!("{}\n", crate::report::run::console_summary(&summary)))?
         }

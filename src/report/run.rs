@@ -144,17 +144,15 @@ fn report_md(s: &Summary, frontier: &str, items: &[ScanItem], metric: &str) -> S
 /// The few lines printed at the end of a run.
 pub fn console_summary(s: &Summary) -> String {
     let k = s.measured.kld.as_ref().map_or(0.0, |k| k.mean);
-    let mean_random = {
-        let r: Vec<f64> = s.baselines.iter().filter(|b| b.label.starts_with("random")).map(|b| b.kld_mean).collect();
-        if r.is_empty() {
-            f64::NAN
-        } else {
-            r.iter().sum::<f64>() / r.len() as f64
-        }
+    let r: Vec<f64> = s.baselines.iter().filter(|b| b.label.starts_with("random")).map(|b| b.kld_mean).collect();
+    let mean_random = if r.is_empty() {
+        "none measured".to_string()
+    } else {
+        format!("{:.6}", r.iter().sum::<f64>() / r.len() as f64)
     };
     let warning = s.warning.as_ref().map_or(String::new(), |w| format!("{}\n", w.to_uppercase()));
     format!(
-        "{warning}plan: {} of {} budget, formats {:?}\nheld-out: PPL {:.4} ± {:.4} (f16 {:.4}), KLD {k:.6} (predicted {:.6}; random plans of that size: {mean_random:.6})\nphases: {}",
+        "{warning}plan: {} of {} budget, formats {:?}\nheld-out: PPL {:.4} ± {:.4} (f16 {:.4}), KLD {k:.6} (predicted {:.6}; random plans of that size: {mean_random})\nphases: {}",
         gb(s.plan_weight_bytes), gb(s.budget_bytes), s.formats, s.measured.ppl, s.measured.ppl_stderr, s.f16.ppl, s.predicted.chosen,
         s.phases_s.iter().map(|(p, t)| format!("{p} {t:.1}s")).collect::<Vec<_>>().join(", ")
     )

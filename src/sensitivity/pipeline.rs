@@ -51,13 +51,32 @@ pub enum Outcome {
 /// Runs a sensitivity analysis of `loaded` with `s`; `started` is when the caller began (the
 /// model load included), for the load phase.
 pub fn run(loaded: &mut Loaded, s: &Settings, control: &dyn Control, started: Instant) -> Result<Outcome> {
+    run_with_texts(loaded, s, open_texts(s)?, control, started)
+}
+
+/// The calibration and held-out texts of `s`, opened and checked (`None`: the synthetic stream).
+/// A caller opens them before the model load so that a bad text fails fast; each is read once,
+/// so pipes work.
+pub fn open_texts(s: &Settings) -> Result<[Option<text::TextSource>; 2]> {
+    let open = |p: &Path| (!synthetic::is_synthetic(p)).then(|| text::TextSource::open(p)).transpose();
+    Ok([open(&s.calib)?, open(&s.text)?])
+}
+
+/// [`run`] with texts from [`open_texts`].
+pub fn run_with_texts(
+    loaded: &mut Loaded,
+    s: &Settings,
+    [calib, held]: [Option<text::TextSource>; 2],
+    control: &dyn Control,
+    started: Instant,
+) -> Result<Outcome> {
     let synthetic = loaded.spec.is_synthetic() || s.synthetic_text();
     s.check(&loaded.model, loaded.spec.is_synthetic())?;
     if synthetic {
         crate::report::console::note(&format!("note: {}", synthetic::WARNING));
     }
-    let calib = text::windows(&tokens(loaded, &s.calib, s.calib_tokens, 1)?, s.ctx);
-    let held = text::windows(&tokens(loaded, &s.text, s.max_tokens, 2)?, s.ctx);
+    let calib = text::windows(&tokens(loaded, calib, &s.calib, s.calib_tokens, 1)?, s.ctx);
+    let held = text::windows(&tokens(loaded, held, &s.text, s.max_tokens, 2)?, s.ctx);
     let model = &mut loaded.model;
     // Validation, baselines and the frontier apply each layer's formats again and again.
     model.cache_encodings();
@@ -119,15 +138,17 @@ pub fn run(loaded: &mut Loaded, s: &Settings, control: &dyn Control, started: In
     Ok(Outcome::Finished(Box::new(summary)))
 }
 
-/// Tokens of a text (the seeded synthetic stream for `synthetic`), cut to `n`.
-fn tokens(loaded: &Loaded, path: &Path, n: usize, seed: u64) -> Result<Vec<u32>> {
-    if synthetic::is_synthetic(path) {
+/// The first `n` tokens of an opened text (`None`: the seeded synthetic stream).
+fn tokens(loaded: &Loaded, source: Option<text::TextSource>, path: &Path, n: usize, seed: u64) -> Result<Vec<u32>> {
+    let Some(source) = source else {
         return Ok(synthetic::tokens(loaded.model.config().vocab_size, n, seed));
-    }
+    };
     let tok = loaded.tokenizer.as_ref().ok_or_else(|| {
         Error::input(format!("{}: the model has no tokenizer (use --calib synthetic --text synthetic)", path.display()))
     })?;
-    text::tokenize_file(tok, path, Some(n))
+    let ids = source.tokens(tok, Some(n))?;
+    text::check_tokens(&ids, path)?;
+    Ok(ids)
 }
 
 /// Every (layer, format) item of a full scan, in model order.
