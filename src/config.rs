@@ -64,6 +64,8 @@ pub struct SensitivityConfig {
     pub max_tokens: Option<usize>,
     pub frontier_points: Option<usize>,
     pub out: Option<PathBuf>,
+    pub min_decode_tps: Option<f64>,
+    pub max_decode_ms: Option<f64>,
 }
 
 impl Config {

@@ -42,7 +42,7 @@ fn main() {
         Command::Sensitivity(a) => cmd::sensitivity::run(a),
         Command::Plot(a) => cmd::plot::run(a),
         Command::Export(a) => cmd::export::run(a),
-        Command::Completions(a) => cmd::completions::run(a),
+        Command::Completions(a) => cmd::completions::run(a, <Cli as clap::CommandFactory>::command()),
     });
     if let Err(e) = result {
         let msg = minilab::model::hub::redact(&minilab::error::one_line(&e.to_string()));

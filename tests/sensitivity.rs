@@ -128,6 +128,9 @@ fn bad_budgets_and_settings_exit_2_and_overwrite_nothing() {
         (vec!["--budget-gb", "0.0001", "--formats", "int8,q5"], "unknown format `q5`"),
         (vec!["--budget-gb", "0.0001", "--metric", "bleu"], "unknown metric"),
         (vec!["--budget-gb", "0.0001", "--strategy", "magic"], "unknown strategy"),
+        (vec!["--budget-gb", "0.0001", "--min-decode-tps", "0"], "positive number of tokens/s"),
+        (vec!["--budget-gb", "0.0001", "--max-decode-ms", "NaN"], "positive number of ms"),
+        (vec!["--budget-gb", "0.0001", "--max-decode-ms", "-2"], "positive number of ms"),
     ] {
         let a = sensitivity(&f, &out, &args).code(2);
         let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
@@ -139,4 +142,31 @@ fn bad_budgets_and_settings_exit_2_and_overwrite_nothing() {
     let a = sensitivity(&f, &out, &["--budget-gb", "0.00012", "--resume", "--formats", "nf4"]).code(2);
     assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("different model or settings"));
     assert_eq!(std::fs::read(out.join("scan.jsonl")).unwrap(), before, "a refused resume changed the journal");
+}
+
+#[test]
+fn a_speed_limit_is_kept_and_an_impossible_one_names_what_is_possible() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    sensitivity(&f, &out, &["--budget-gb", "0.00012"]).success();
+    assert!(!out.join("time_model.json").exists(), "--no-speed and no limit: no time model");
+    let plan = std::fs::read(out.join("plan.yaml")).unwrap();
+    let a = sensitivity(&f, &out, &["--budget-gb", "0.00012", "--resume", "--min-decode-tps", "1e9"]).code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("cannot be met within the budget") && last.contains("the fastest plan that fits"), "{err}");
+    assert_eq!(std::fs::read(out.join("plan.yaml")).unwrap(), plan, "a refused limit changed the plan");
+    let tm: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("time_model.json")).unwrap()).unwrap();
+    assert!(tm["fixed_us"].as_f64().unwrap() >= 0.0 && !tm["linears"].as_array().unwrap().is_empty());
+    // A limit every plan meets: the chosen plan is the memory-only one, and the summary says so.
+    sensitivity(&f, &out, &["--budget-gb", "0.00012", "--resume", "--max-decode-ms", "1000"]).success();
+    assert_eq!(std::fs::read(out.join("plan.yaml")).unwrap(), plan, "a loose limit changed the plan");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["speed"]["max_decode_us"].as_f64(), Some(1e6));
+    assert!(s["speed"]["predicted_decode_tps"].as_f64().unwrap() >= 1.0);
+    let csv = std::fs::read_to_string(out.join("frontier.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with("predicted_decode_tps"));
+    assert!(csv.lines().skip(1).all(|l| !l.ends_with(',')), "every point has a prediction: {csv}");
+    assert!(out.join("frontier_time.svg").exists());
 }

@@ -3,6 +3,9 @@
 pub mod log;
 pub mod memory;
 pub mod roofline;
+pub mod suite;
+pub mod table;
+pub mod time_model;
 
 use crate::device::sync;
 use crate::error::Result;

@@ -1,7 +1,7 @@
 //! `minilab completions <shell>`: a completion script generated from the clap definition.
 
 use crate::error::Result;
-use clap::{Args, CommandFactory};
+use clap::Args;
 use clap_complete::Shell;
 
 /// `minilab completions` flags.
@@ -12,9 +12,9 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-/// Prints the completion script for `args.shell` on stdout.
-pub fn run(args: &CompletionsArgs) -> Result<()> {
-    let mut cmd = crate::cli::Cli::command();
+/// Prints the completion script of `cmd` (the whole command line, `Cli::command()`) for
+/// `args.shell` on stdout.
+pub fn run(args: &CompletionsArgs, mut cmd: clap::Command) -> Result<()> {
     // Into memory first: clap_complete panics when its writer fails (`> /dev/full`).
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "minilab", &mut out);

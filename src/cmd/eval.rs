@@ -1,13 +1,41 @@
 //! `minilab eval`: perplexity ± stderr and, with `--kld`, KL divergence against the all-f16 model.
 
+use super::args::{ModelArgs, PlanArgs};
 use super::{apply_plan, describe, Setup};
-use crate::cli::EvalArgs;
 use crate::config::DEFAULT_TEXT;
 use crate::error::{Error, Result};
 use crate::eval::{self, synthetic, text};
 use crate::outln;
+use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
+
+/// `minilab eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// UTF-8 text to evaluate. Default: eval-data/heldout.txt.
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<PathBuf>,
+    /// Window length in tokens (non-overlapping windows). Default: 512.
+    #[arg(long, value_name = "N")]
+    pub ctx: Option<usize>,
+    /// Evaluate only the first N tokens of the text.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
+    /// Also compute KL divergence against the all-f16 model on the same windows.
+    #[arg(long)]
+    pub kld: bool,
+    /// Reference log-probs kept per position for KLD (the rest is one tail bucket). Default: 64.
+    #[arg(long, value_name = "K")]
+    pub kld_topk: Option<usize>,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `minilab eval`.
 pub fn run(args: &EvalArgs) -> Result<()> {
@@ -70,7 +98,7 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     let stats = eval::score(model, &windows, refs.as_ref(), &pb)?;
     pb.finish_and_clear();
     let s = eval::summarize(&stats);
-    check_finite(&s)?;
+    s.check_finite()?;
     let weight_bytes = model.weight_bytes();
     if args.json {
         let doc = json!({
@@ -102,21 +130,4 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         outln!(out, "top-1   {:.3} % same as f16", 100.0 * k.top1_agreement);
     }
     crate::report::console::print(&out)
-}
-
-/// A NaN or infinite metric means the forward overflowed or the model is broken: an error, never
-/// a number printed as `NaN` or written as `null`.
-fn check_finite(s: &eval::EvalSummary) -> Result<()> {
-    let mut bad = vec![("ppl", s.ppl), ("ppl_stderr", s.ppl_stderr), ("nll_mean", s.nll_mean)];
-    if let Some(k) = &s.kld {
-        bad.extend([("kld.mean", k.mean), ("kld.median", k.median), ("kld.p99", k.p99), ("kld.max", k.max)]);
-        bad.push(("kld.top1_agreement", k.top1_agreement));
-    }
-    match bad.into_iter().find(|(_, v)| !v.is_finite()) {
-        Some((name, v)) => Err(Error::Runtime(format!(
-            "the evaluation produced a non-finite {name} ({v}): the model's outputs overflowed or are not numbers \
-             (try --dtype f32, or check the model's weights and config)"
-        ))),
-        None => Ok(()),
-    }
 }

@@ -2,7 +2,7 @@
 //! transformers + bitsandbytes `quantization_config`.
 
 use super::Setup;
-use crate::cli::ModelArgs;
+use crate::cmd::args::ModelArgs;
 use crate::error::{Error, Result};
 use crate::export::{self, bnb, llamacpp, FourBit};
 use crate::plan::PrecisionPlan;

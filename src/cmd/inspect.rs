@@ -1,12 +1,23 @@
 //! `minilab inspect`: every linear layer with its shape and bytes per format, from the config and
 //! the files' headers only (no weight is read or generated: see `model::shapes`).
 
+use super::args::ModelArgs;
 use super::Setup;
-use crate::cli::InspectArgs;
 use crate::error::Result;
 use crate::outln;
 use crate::quant::Precision;
+use clap::Args;
 use serde_json::json;
+
+/// `minilab inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `minilab inspect`.
 pub fn run(args: &InspectArgs) -> Result<()> {

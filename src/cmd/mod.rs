@@ -1,5 +1,6 @@
 //! The commands: each turns parsed flags + config into calls into the library and prints results.
 
+pub mod args;
 pub mod bench;
 pub mod completions;
 pub mod eval;
@@ -9,12 +10,12 @@ pub mod interrupt;
 pub mod plot;
 pub mod sensitivity;
 
-use crate::cli::{ModelArgs, PlanArgs};
 use crate::config::{Config, DEFAULT_MODEL};
 use crate::error::{Error, Result};
 use crate::model::{self, Loaded, ModelSpec};
 use crate::plan::PrecisionPlan;
 use crate::quant::Precision;
+use args::{ModelArgs, PlanArgs};
 use candle_core::{DType, Device};
 use std::collections::BTreeMap;
 

@@ -3,7 +3,7 @@
 
 use super::interrupt::{self, SignalControl};
 use super::Setup;
-use crate::cli::ModelArgs;
+use crate::cmd::args::ModelArgs;
 use crate::error::{Error, Result};
 use crate::quant::Precision;
 use crate::sensitivity::pipeline::{self, Outcome};
@@ -55,9 +55,17 @@ pub struct SensitivityArgs {
     /// Timed repetitions (after a warm-up) of pp512/tg128 at each frontier point. Default: 2.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub bench_reps: usize,
-    /// Skip the speed measurements of the frontier.
+    /// Skip the speed measurements of the frontier (and the decode-time model, unless a speed
+    /// limit needs it).
     #[arg(long)]
     pub no_speed: bool,
+    /// Speed limit: the plan must decode at least X tokens/s (batch 1, predicted by a decode-time
+    /// model measured on this device), as well as fit --budget-gb.
+    #[arg(long, value_name = "X", conflicts_with = "max_decode_ms", allow_negative_numbers = true)]
+    pub min_decode_tps: Option<f64>,
+    /// Speed limit as time: at most X ms per decoded token (predicted).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub max_decode_ms: Option<f64>,
     /// Reference log-probs kept per position for KLD. Default: 64.
     #[arg(long, value_name = "K", default_value_t = 64)]
     pub kld_topk: usize,
@@ -121,6 +129,18 @@ fn settings(args: &SensitivityArgs, setup: &Setup) -> Result<Settings> {
     s.shard = args.shard;
     s.merge = args.merge;
     s.exact_timing = tracing::enabled!(tracing::Level::INFO);
+    s.max_decode_us = match (args.min_decode_tps.or(c.min_decode_tps), args.max_decode_ms.or(c.max_decode_ms)) {
+        (Some(tps), _) if !(tps.is_finite() && tps > 0.0) => {
+            return Err(Error::input(format!("--min-decode-tps must be a positive number of tokens/s, got {tps}")))
+        }
+        (_, Some(ms)) if !(ms.is_finite() && ms > 0.0) => {
+            return Err(Error::input(format!("--max-decode-ms must be a positive number of ms, got {ms}")))
+        }
+        (Some(_), Some(_)) => return Err(Error::input("give --min-decode-tps or --max-decode-ms, not both")),
+        (Some(tps), None) => Some(1e6 / tps),
+        (None, Some(ms)) => Some(ms * 1e3),
+        (None, None) => None,
+    };
     Ok(s)
 }
 

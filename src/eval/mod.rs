@@ -35,6 +35,30 @@ pub struct EvalSummary {
     pub kld: Option<KldStats>,
 }
 
+impl EvalSummary {
+    /// The first metric that is NaN or infinite, by name.
+    pub fn first_non_finite(&self) -> Option<(&'static str, f64)> {
+        let mut all = vec![("ppl", self.ppl), ("ppl_stderr", self.ppl_stderr), ("nll_mean", self.nll_mean)];
+        if let Some(k) = &self.kld {
+            all.extend([("kld.mean", k.mean), ("kld.mean_stderr", k.mean_stderr), ("kld.median", k.median)]);
+            all.extend([("kld.p99", k.p99), ("kld.max", k.max), ("kld.top1_agreement", k.top1_agreement)]);
+        }
+        all.into_iter().find(|(_, v)| !v.is_finite())
+    }
+
+    /// A NaN or infinite metric means the forward overflowed or the model is broken: an error,
+    /// never a number printed as `NaN` or written as `null`.
+    pub fn check_finite(&self) -> crate::error::Result<()> {
+        match self.first_non_finite() {
+            Some((name, v)) => Err(crate::error::Error::Runtime(format!(
+                "the evaluation produced a non-finite {name} ({v}): the model's outputs overflowed or are not \
+                 numbers (try --dtype f32, or check the model's weights and config)"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The all-f16 reference distributions of a list of windows, with the batching they were made
 /// with (scoring must batch the same way).
 #[derive(Debug, Clone)]

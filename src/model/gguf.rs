@@ -165,6 +165,7 @@ impl WeightSource for GgufSource {
 /// candle's reader panics on some corrupt headers (e.g. `general.alignment = 0` divides by zero,
 /// found by fuzzing): turn that into an error, with the panic message kept off stderr.
 fn read_content(reader: &mut BufReader<File>) -> std::result::Result<Content, String> {
+    super::gguf_header::check(reader)?;
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(reader)));

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod digest;
 pub mod gguf;
+mod gguf_header;
 pub mod hub;
 pub mod hub_download;
 pub mod layer_id;

@@ -66,9 +66,11 @@ pub struct FrontierPoint {
     pub prefill_tps: Option<f64>,
     /// Decode tokens/s (tg128), if benchmarked.
     pub decode_tps: Option<f64>,
+    /// Decode tokens/s the time model predicts for this plan, if one was measured.
+    pub predicted_decode_tps: Option<f64>,
 }
 
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 13] = [
     "label",
     "kind",
     "budget_bytes",
@@ -81,6 +83,7 @@ const COLUMNS: [&str; 12] = [
     "top1",
     "prefill_tps",
     "decode_tps",
+    "predicted_decode_tps",
 ];
 
 /// Quote a CSV field only when it needs it (RFC 4180).
@@ -115,6 +118,7 @@ pub fn write_frontier_csv(path: &Path, points: &[FrontierPoint]) -> Result<(), R
             format!("{:?}", p.top1),
             opt(p.prefill_tps),
             opt(p.decode_tps),
+            opt(p.predicted_decode_tps),
         ];
         let _ = writeln!(out, "{}", fields.join(","));
     }
@@ -187,6 +191,7 @@ fn point_from(get: impl Fn(&str) -> Option<String>) -> Result<FrontierPoint, Str
         top1: req("top1")?,
         prefill_tps: opt_f("prefill_tps")?,
         decode_tps: opt_f("decode_tps")?,
+        predicted_decode_tps: opt_f("predicted_decode_tps")?,
     })
 }
 
@@ -242,6 +247,7 @@ pub fn frontier_markdown(points: &[FrontierPoint]) -> String {
                 format!("{:.2}", 100.0 * p.top1),
                 tps(p.prefill_tps),
                 tps(p.decode_tps),
+                tps(p.predicted_decode_tps),
             ]
         })
         .collect();
@@ -256,6 +262,7 @@ pub fn frontier_markdown(points: &[FrontierPoint]) -> String {
         "top-1 %",
         "pp512 tok/s",
         "tg128 tok/s",
+        "tg128 predicted",
     ];
     markdown_table(&headers, &rows)
 }
@@ -278,6 +285,7 @@ mod tests {
             top1: 0.93,
             prefill_tps: tps.map(|t| t * 20.0),
             decode_tps: tps,
+            predicted_decode_tps: tps.map(|t| t * 1.05),
         };
         vec![
             p("all f16, \"ref\"", PointKind::Uniform, 270_000_000, 0.0, Some(50.0)),

@@ -169,6 +169,21 @@ pub fn plot_frontier_speed(path: &Path, points: &[FrontierPoint]) -> Result<(), 
     write_atomic(path, svg.as_bytes()).map_err(ReportError::io(path))
 }
 
+/// Accuracy vs predicted decode time: x = ms per token from the time model, lower is better.
+pub fn plot_frontier_time(path: &Path, points: &[FrontierPoint]) -> Result<(), ReportError> {
+    let xs: Vec<Option<f64>> = points.iter().map(|p| p.predicted_decode_tps.map(|t| 1e3 / t)).collect();
+    let missing = xs.iter().filter(|x| !x.is_some_and(f64::is_finite)).count();
+    let spec = Spec {
+        title: "Accuracy vs predicted decode time: held-out KLD by ms per token",
+        x_caption: "predicted decode time per token, time model (ms, lower is better)",
+        xs,
+        x_higher_is_better: false,
+        note: (missing > 0).then(|| format!("{missing} points without a prediction are not shown")),
+    };
+    let svg = render_frontier(&spec, points).map_err(ReportError::plot(path))?;
+    write_atomic(path, svg.as_bytes()).map_err(ReportError::io(path))
+}
+
 type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<Ticked, Ticked>>;
 type DrawError = DrawingAreaErrorKind<std::io::Error>;
 

@@ -18,6 +18,7 @@ fn point(label: &str, kind: PointKind, mb: f64, kld: f64, tps: f64) -> FrontierP
         top1: 1.0 - kld,
         prefill_tps: Some(tps * 30.0),
         decode_tps: Some(tps),
+        predicted_decode_tps: Some(tps * 0.95),
     }
 }
 

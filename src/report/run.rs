@@ -4,7 +4,7 @@
 use super::frontier::{frontier_markdown, read_frontier_csv};
 use super::heatmap::{plot_heatmap, HeatCell};
 use super::markdown_table;
-use super::plot::{plot_frontier_memory, plot_frontier_speed};
+use super::plot::{plot_frontier_memory, plot_frontier_speed, plot_frontier_time};
 use crate::error::{Error, Result};
 use crate::sensitivity::scan::ScanItem;
 use crate::sensitivity::summary::Summary;
@@ -39,6 +39,9 @@ pub fn render(dir: &Path) -> Result<()> {
     plot_frontier_memory(&dir.join("frontier_memory.svg"), &points).map_err(rt)?;
     if points.iter().any(|p| p.decode_tps.is_some()) {
         plot_frontier_speed(&dir.join("frontier_speed.svg"), &points).map_err(rt)?;
+    }
+    if points.iter().any(|p| p.predicted_decode_tps.is_some()) {
+        plot_frontier_time(&dir.join("frontier_time.svg"), &points).map_err(rt)?;
     }
     let cells: Vec<HeatCell> =
         items.iter().filter_map(|i| HeatCell::from_layer_id(&i.layer, i.format, i.score)).collect();
@@ -124,7 +127,13 @@ fn report_md(s: &Summary, frontier: &str, items: &[ScanItem], metric: &str) -> S
     .collect();
     r += &markdown_table(&["plan", "weights", "KLD", "PPL"], &rows);
     r += "\n## Frontier\n\n![accuracy vs memory](frontier_memory.svg)\n\n![accuracy vs decode speed](frontier_speed.svg)\n\n";
+    if s.speed.is_some() {
+        r += "![accuracy vs predicted decode time](frontier_time.svg)\n\n";
+    }
     r += frontier;
+    if let Some(sp) = &s.speed {
+        r += &speed_md(sp);
+    }
     r += "\n\nSpeed: pp512 and tg128 with the bench code (one warm-up, then the `bench_reps` repetitions of this run); `device` bytes are the tensors the layers hold (counted), weights are the plan's bytes.\n\n";
     r += "## Most sensitive layers\n\n![sensitivity heatmap](sensitivity_heatmap.svg)\n\n";
     let mut top: Vec<&ScanItem> = items.iter().collect();
@@ -141,6 +150,31 @@ fn report_md(s: &Summary, frontier: &str, items: &[ScanItem], metric: &str) -> S
     r
 }
 
+/// How the decode-time model did, under the frontier table.
+fn speed_md(sp: &crate::sensitivity::summary::SpeedSummary) -> String {
+    let mut r = format!(
+        "\n\nDecode-time model (batch 1, this device): a token costs {:.3} ms besides the linears (all-f16 step {:.3} ms); \
+         the chosen plan is predicted at {:.1} tok/s",
+        sp.fixed_us / 1e3,
+        sp.f16_step_us / 1e3,
+        sp.predicted_decode_tps
+    );
+    if let Some(m) = sp.measured_decode_tps {
+        r += &format!(", measured {m:.1} tok/s");
+    }
+    if let Some(limit) = sp.max_decode_us {
+        r += &format!(" (limit {:.1} tok/s)", 1e6 / limit);
+    }
+    r += ".";
+    if let (Some(med), Some(max)) = (sp.error_pct_median, sp.error_pct_max) {
+        r += &format!(
+            " Over the {} frontier points timed, predicted tg128 was within {med:.1} % of measured (median), {max:.1} % at worst.",
+            sp.points_compared
+        );
+    }
+    r
+}
+
 /// The few lines printed at the end of a run.
 pub fn console_summary(s: &Summary) -> String {
     let k = s.measured.kld.as_ref().map_or(0.0, |k| k.mean);
@@ -151,8 +185,13 @@ pub fn console_summary(s: &Summary) -> String {
         format!("{:.6}", r.iter().sum::<f64>() / r.len() as f64)
     };
     let warning = s.warning.as_ref().map_or(String::new(), |w| format!("{}\n", w.to_uppercase()));
+    let speed = s.speed.as_ref().map_or(String::new(), |sp| {
+        let measured = sp.measured_decode_tps.map_or("not measured".into(), |m| format!("measured {m:.1}"));
+        let limit = sp.max_decode_us.map_or(String::new(), |l| format!(", limit {:.1}", 1e6 / l));
+        format!("decode: predicted {:.1} tok/s, {measured}{limit}\n", sp.predicted_decode_tps)
+    });
     format!(
-        "{warning}plan: {} of {} budget, formats {:?}\nheld-out: PPL {:.4} ± {:.4} (f16 {:.4}), KLD {k:.6} (predicted {:.6}; random plans of that size: {mean_random})\nphases: {}",
+        "{warning}plan: {} of {} budget, formats {:?}\n{speed}held-out: PPL {:.4} ± {:.4} (f16 {:.4}), KLD {k:.6} (predicted {:.6}; random plans of that size: {mean_random})\nphases: {}",
         gb(s.plan_weight_bytes), gb(s.budget_bytes), s.formats, s.measured.ppl, s.measured.ppl_stderr, s.f16.ppl, s.predicted.chosen,
         s.phases_s.iter().map(|(p, t)| format!("{p} {t:.1}s")).collect::<Vec<_>>().join(", ")
     )

@@ -111,6 +111,34 @@ pub enum AllocError {
         fmt_bytes(*closest)
     )]
     RandomPlanMissed { target: u64, closest: u64, tolerance: f64 },
+    #[error("the layer times do not match the layers and formats, or are not finite numbers")]
+    BadTimes,
+    #[error("{}", too_slow(*limit_us, *fastest_us, *smallest_bytes))]
+    TooSlow {
+        /// The asked-for µs per token.
+        limit_us: f64,
+        /// The fastest plan within the budget, µs per token (predicted).
+        fastest_us: f64,
+        /// The smallest plan meeting the time, bytes; `None` when no plan is fast enough.
+        smallest_bytes: Option<u64>,
+    },
+}
+
+/// `x ms/token (y tok/s)`.
+pub fn fmt_speed(us: f64) -> String {
+    format!("{:.3} ms/token ({:.1} tok/s)", us / 1e3, 1e6 / us)
+}
+
+fn too_slow(limit_us: f64, fastest_us: f64, smallest_bytes: Option<u64>) -> String {
+    let tail = match smallest_bytes {
+        Some(b) => format!("meeting that speed needs at least {}", fmt_bytes(b)),
+        None => "no plan of these formats is that fast at any size".into(),
+    };
+    format!(
+        "a decode speed of {} cannot be met within the budget: the fastest plan that fits is predicted at {}; {tail}",
+        fmt_speed(limit_us),
+        fmt_speed(fastest_us)
+    )
 }
 
 /// `N bytes = x GB = y GiB`: budgets are given in GB (10⁹ bytes) but people think in GiB too.
@@ -430,6 +458,8 @@ fn random_fill(layers: &[LayerOptions], b: &Bounds, target: u64, rng: &mut Split
         d.promote(layers, layer, to);
     }
 }
+
+pub mod timed;
 
 #[cfg(test)]
 mod tests;

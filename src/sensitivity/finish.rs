@@ -5,9 +5,11 @@ use super::allocate::{self, AllocError, Allocation, LayerOptions};
 use super::journal::Header;
 use super::scan::{Placement, ScanItem};
 use super::settings::{Settings, Strategy};
+use super::speed;
 use super::summary::{Baseline, Predicted, Summary};
 use super::timing::StepTimes;
 use super::validate::{self, HeldOut, Measured, SpeedOpts};
+use crate::bench::time_model::TimeModel;
 use crate::error::{Error, Result};
 use crate::model::{LayerId, Model};
 use crate::plan::PrecisionPlan;
@@ -33,9 +35,34 @@ pub struct Finish<'a> {
     pub peak_device_bytes: u64,
 }
 
-/// A budget the allocator cannot meet, as a `--budget-gb` error.
+/// A budget the allocator cannot meet, as a `--budget-gb` error (or a speed-limit error).
 pub fn alloc_err(e: AllocError) -> Error {
-    Error::input(format!("--budget-gb: {e}"))
+    match e {
+        AllocError::TooSlow { .. } => Error::input(format!("--min-decode-tps / --max-decode-ms: {e}")),
+        e => Error::input(format!("--budget-gb: {e}")),
+    }
+}
+
+/// The per-layer times and fixed cost of a speed limit, for [`allocate_timed`].
+pub struct Speed<'a> {
+    pub times: &'a [Vec<f64>],
+    pub limit: allocate::timed::TimeLimit,
+}
+
+/// Allocates under `budget` and, when given, a speed limit.
+pub fn allocate_timed(
+    strategy: Strategy,
+    layers: &[LayerOptions],
+    fixed: u64,
+    budget: u64,
+    speed: Option<&Speed>,
+) -> Result<Allocation> {
+    let Some(sp) = speed else { return allocate_with(strategy, layers, fixed, budget) };
+    let r = match strategy {
+        Strategy::Optimal => allocate::timed::optimal(layers, sp.times, fixed, budget, sp.limit),
+        Strategy::Greedy => allocate::timed::greedy(layers, sp.times, fixed, budget, sp.limit),
+    };
+    r.map_err(alloc_err)
 }
 
 /// Allocates under `budget` with `strategy`.
@@ -47,7 +74,7 @@ pub fn allocate_with(strategy: Strategy, layers: &[LayerOptions], fixed: u64, bu
     r.map_err(alloc_err)
 }
 
-fn point(label: &str, kind: PointKind, budget: Option<u64>, m: &Measured) -> FrontierPoint {
+fn point(label: &str, kind: PointKind, budget: Option<u64>, m: &Measured, predicted_us: Option<f64>) -> FrontierPoint {
     let k = m.summary.kld.clone().unwrap_or(crate::eval::KldStats {
         mean: 0.0,
         mean_stderr: 0.0,
@@ -69,6 +96,7 @@ fn point(label: &str, kind: PointKind, budget: Option<u64>, m: &Measured) -> Fro
         top1: k.top1_agreement,
         prefill_tps: m.prefill_tps,
         decode_tps: m.decode_tps,
+        predicted_decode_tps: predicted_us.map(|us| 1e6 / us),
     }
 }
 
@@ -90,7 +118,7 @@ pub fn fill_in_order(layers: &[LayerOptions], fixed: u64, budget: u64, p: Precis
     choice
 }
 
-/// The allocations at the user's budget.
+/// The allocations at the user's budget (and speed limit).
 struct Allocations {
     layers: Vec<LayerOptions>,
     greedy: Allocation,
@@ -99,12 +127,18 @@ struct Allocations {
     assignment: BTreeMap<LayerId, Precision>,
 }
 
-fn allocations(model: &Model, ctx: &Finish) -> Result<Allocations> {
+fn allocations(model: &Model, ctx: &Finish, tm: Option<&TimeModel>) -> Result<Allocations> {
     let s = ctx.settings;
     let layers = validate::layer_options(model, &ctx.items, &s.formats).map_err(Error::Runtime)?;
     let fixed = model.fixed_bytes();
-    let greedy = allocate_with(Strategy::Greedy, &layers, fixed, s.budget_bytes)?;
-    let optimal = allocate_with(Strategy::Optimal, &layers, fixed, s.budget_bytes)?;
+    let times = match tm {
+        Some(tm) if s.max_decode_us.is_some() => Some(speed::layer_times(model, &layers, tm)?),
+        _ => None,
+    };
+    let limit = |max_us: f64| allocate::timed::TimeLimit { fixed_us: tm.map_or(0.0, |t| t.fixed_us), max_us };
+    let sp = times.as_deref().zip(s.max_decode_us).map(|(times, max_us)| Speed { times, limit: limit(max_us) });
+    let greedy = allocate_timed(Strategy::Greedy, &layers, fixed, s.budget_bytes, sp.as_ref())?;
+    let optimal = allocate_timed(Strategy::Optimal, &layers, fixed, s.budget_bytes, sp.as_ref())?;
     let chosen = if s.strategy == Strategy::Optimal { optimal.clone() } else { greedy.clone() };
     let assignment = validate::assignment_of(&layers, &chosen.choice);
     Ok(Allocations { layers, greedy, optimal, chosen, assignment })
@@ -114,17 +148,23 @@ fn allocations(model: &Model, ctx: &Finish) -> Result<Allocations> {
 pub fn finish(model: &mut Model, ctx: Finish, mut phases: BTreeMap<String, f64>) -> Result<Summary> {
     let s = ctx.settings;
     let t = Instant::now();
-    let a = allocations(model, &ctx)?;
+    // Measured while every layer is f16 (the scan restores each layer it touches).
+    let tm = speed::time_model(model, s, &ctx.held.concat())?;
+    if tm.is_some() {
+        phases.insert("time_model".into(), t.elapsed().as_secs_f64());
+    }
+    let t = Instant::now();
+    let a = allocations(model, &ctx, tm.as_ref())?;
     let fixed = model.fixed_bytes();
     phases.insert("allocate".into(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    // All layers are f16 here (the scan restores every layer it touches).
     let held = validate::held_out(model, ctx.held.clone(), s.kld_topk)?;
     let all =
         |p: Precision| -> BTreeMap<LayerId, Precision> { model.layer_ids().into_iter().map(|id| (id, p)).collect() };
     let f16 = validate::measure(model, &held, &all(Precision::F16), None, "f16")?;
     let measured = validate::measure(model, &held, &a.assignment, None, "chosen")?;
+    let chosen_us = tm.as_ref().and_then(|tm| tm.predict_model_us(model));
     phases.insert("validate".into(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
@@ -132,11 +172,13 @@ pub fn finish(model: &mut Model, ctx: Finish, mut phases: BTreeMap<String, f64>)
     phases.insert("baselines".into(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let speed = speed_opts(s, &held);
-    let points = frontier(model, &held, &a.layers, fixed, s, &a.chosen, speed.as_ref())?;
+    let speed_opts = speed_opts(s, &held);
+    let sweep = Sweep { held: &held, layers: &a.layers, fixed, tm: tm.as_ref(), speed: speed_opts.as_ref() };
+    let points = frontier(model, &sweep, s, &a.chosen)?;
     phases.insert("frontier".into(), t.elapsed().as_secs_f64());
 
-    let summary = summary(model, &ctx, &a, [measured, f16], baselines, phases);
+    let mut summary = summary(model, &ctx, &a, [measured, f16], baselines, phases);
+    summary.speed = tm.as_ref().zip(chosen_us).map(|(tm, us)| speed::summary(tm, s, &points, us));
     let metric = ctx.header.settings["metric"].as_str().unwrap_or("kld");
     let exports = crate::export::plan_files(&a.assignment, model.config(), &a.layers, fixed, metric)?;
     write_outputs(&ctx, &summary, &a.assignment, &points, &exports)?;
@@ -189,6 +231,7 @@ fn summary(
         windows_per_batch: ctx.placement.windows_per_batch,
         prefix_cache: if ctx.placement.prefix_on_host { "host" } else { "device" }.into(),
         peak_device_bytes: ctx.peak_device_bytes.max(crate::bench::memory::read(model.device()).peak),
+        speed: None,
     }
 }
 
@@ -241,35 +284,52 @@ fn baselines(
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn frontier(
-    model: &mut Model,
-    held: &HeldOut,
-    layers: &[LayerOptions],
+/// What every frontier point is measured with.
+struct Sweep<'a> {
+    held: &'a HeldOut,
+    layers: &'a [LayerOptions],
     fixed: u64,
-    s: &Settings,
-    chosen: &Allocation,
-    speed: Option<&SpeedOpts>,
-) -> Result<Vec<FrontierPoint>> {
+    tm: Option<&'a TimeModel>,
+    speed: Option<&'a SpeedOpts>,
+}
+
+impl Sweep<'_> {
+    /// Applies `assignment`, measures it and predicts its decode time.
+    fn point(
+        &self,
+        model: &mut Model,
+        assignment: &BTreeMap<LayerId, Precision>,
+        (label, kind, budget): (String, PointKind, Option<u64>),
+    ) -> Result<FrontierPoint> {
+        let m = validate::measure(model, self.held, assignment, self.speed, &label)?;
+        let predicted = self.tm.and_then(|tm| tm.predict_model_us(model));
+        Ok(point(&label, kind, budget, &m, predicted))
+    }
+}
+
+fn frontier(model: &mut Model, sw: &Sweep, s: &Settings, chosen: &Allocation) -> Result<Vec<FrontierPoint>> {
     let mut points = Vec::new();
     let ids = model.layer_ids();
     for p in std::iter::once(Precision::F16).chain(s.formats.iter().copied()) {
         let a: BTreeMap<LayerId, Precision> = ids.iter().map(|id| (*id, p)).collect();
-        let m = validate::measure(model, held, &a, speed, &format!("all {p}"))?;
-        points.push(point(&format!("all {p}"), PointKind::Uniform, None, &m));
+        points.push(sw.point(model, &a, (format!("all {p}"), PointKind::Uniform, None))?);
     }
-    let min = points.iter().map(|p| p.weight_bytes).min().unwrap_or(fixed);
-    let max = points.iter().map(|p| p.weight_bytes).max().unwrap_or(fixed);
+    let min = points.iter().map(|p| p.weight_bytes).min().unwrap_or(sw.fixed);
+    let max = points.iter().map(|p| p.weight_bytes).max().unwrap_or(sw.fixed);
     for i in 1..=s.frontier_points {
         let budget = min + (max - min) * i as u64 / (s.frontier_points as u64 + 1);
-        let a = allocate_with(s.strategy, layers, fixed, budget)?;
-        let m =
-            validate::measure(model, held, &validate::assignment_of(layers, &a.choice), speed, &format!("budget {i}"))?;
-        points.push(point(&format!("{:.3} GB", budget as f64 / 1e9), PointKind::Budget, Some(budget), &m));
+        let a = allocate_with(s.strategy, sw.layers, sw.fixed, budget)?;
+        let label = format!("{:.3} GB", budget as f64 / 1e9);
+        let assignment = validate::assignment_of(sw.layers, &a.choice);
+        points.push(sw.point(model, &assignment, (label, PointKind::Budget, Some(budget)))?);
     }
-    let m = validate::measure(model, held, &validate::assignment_of(layers, &chosen.choice), speed, "chosen")?;
     let b = s.budget_bytes;
-    points.push(point(&format!("{:.3} GB budget", b as f64 / 1e9), PointKind::Chosen, Some(b), &m));
+    let assignment = validate::assignment_of(sw.layers, &chosen.choice);
+    points.push(sw.point(
+        model,
+        &assignment,
+        (format!("{:.3} GB budget", b as f64 / 1e9), PointKind::Chosen, Some(b)),
+    )?);
     Ok(points)
 }
 
@@ -280,6 +340,12 @@ fn write_outputs(
     points: &[FrontierPoint],
     exports: &[(String, Vec<u8>)],
 ) -> Result<()> {
+    if let Some(field) = summary.first_non_finite() {
+        return Err(Error::Runtime(format!(
+            "the run produced a non-finite {field}: the model's outputs overflowed or are not numbers \
+             (try --dtype f32); nothing was written"
+        )));
+    }
     let w = |name: &str, bytes: &[u8]| -> Result<()> {
         let p = ctx.settings.out.join(name);
         crate::report::write_atomic(&p, bytes).map_err(|e| Error::io(&p, e))

@@ -40,7 +40,15 @@ impl Journal {
     /// differ.
     pub fn open(path: &Path, header: &Header, resume: bool) -> Result<(Self, Vec<ScanItem>)> {
         let journal = Self { path: path.to_path_buf() };
-        if !path.exists() {
+        let meta = std::fs::symlink_metadata(path);
+        if meta.as_ref().is_ok_and(|m| !m.file_type().is_file()) {
+            // A link planted at the journal's name would have us read and append to its target.
+            return Err(Error::input(format!(
+                "{}: not a regular file; minilab only writes journals it created",
+                path.display()
+            )));
+        }
+        if meta.is_err() {
             let line = serde_json::to_string(header).map_err(|e| Error::Runtime(e.to_string()))? + "\n";
             crate::report::write_atomic(path, line.as_bytes()).map_err(|e| Error::io(path, e))?;
             return Ok((journal, vec![]));
@@ -68,7 +76,7 @@ impl Journal {
                 "note: {}: dropping an unfinished last line (cut by a kill)",
                 path.display()
             ));
-            let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+            let f = no_follow(std::fs::OpenOptions::new().write(true)).open(path).map_err(|e| Error::io(path, e))?;
             f.set_len(valid_len as u64).map_err(|e| Error::io(path, e))?;
         }
         Ok((journal, items))
@@ -77,10 +85,19 @@ impl Journal {
     /// Appends one finished item and syncs it to disk.
     pub fn append(&self, item: &ScanItem) -> Result<()> {
         let line = serde_json::to_string(item).map_err(|e| Error::Runtime(e.to_string()))? + "\n";
-        let mut f = std::fs::OpenOptions::new().append(true).open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut f = no_follow(std::fs::OpenOptions::new().append(true))
+            .open(&self.path)
+            .map_err(|e| Error::io(&self.path, e))?;
         f.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
         f.sync_data().map_err(|e| Error::io(&self.path, e))
     }
+}
+
+/// Opens never through a symlink (one swapped in after the check at `open` fails with ELOOP).
+fn no_follow(opts: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(opts, libc::O_NOFOLLOW);
+    opts
 }
 
 /// Most bytes a journal may hold (about a million items): larger is not a scan journal.
@@ -175,6 +192,25 @@ mod tests {
             bytes: 10,
             seconds: 1.0,
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_planted_at_the_journal_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Header::new(serde_json::json!({"model": "m", "ctx": 512}));
+        let victim = dir.path().join("victim.jsonl");
+        let (j, _) = Journal::open(&victim, &h, false).unwrap();
+        j.append(&item("blk.0.attn_q")).unwrap();
+        let before = std::fs::read(&victim).unwrap();
+        let p = dir.path().join("scan.jsonl");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        for resume in [false, true] {
+            let e = Journal::open(&p, &h, resume).err().expect("a planted link is refused");
+            assert!(matches!(e, Error::Input(_)), "{e}");
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), before);
     }
 
     #[test]

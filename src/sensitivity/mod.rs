@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod scan;
 pub mod settings;
 pub mod shard;
+pub mod speed;
 pub mod summary;
 pub mod timing;
 pub mod validate;

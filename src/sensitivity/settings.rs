@@ -73,6 +73,9 @@ pub struct Settings {
     pub merge: bool,
     /// Synchronize the device after every step so the step-time breakdown is exact.
     pub exact_timing: bool,
+    /// Most predicted µs per decoded token the plan may take (`--min-decode-tps`,
+    /// `--max-decode-ms`); `None`: memory is the only limit.
+    pub max_decode_us: Option<f64>,
 }
 
 /// Largest `--kld-topk`: the device top-k sorts chunks of twice this many logits.
@@ -100,7 +103,14 @@ impl Settings {
             shard: None,
             merge: false,
             exact_timing: false,
+            max_decode_us: None,
         }
+    }
+
+    /// Whether a decode-time model is measured: for a speed limit, or to predict the frontier's
+    /// measured speeds.
+    pub fn wants_time_model(&self) -> bool {
+        self.max_decode_us.is_some() || self.bench_reps > 0
     }
 
     /// Whether the texts are the synthetic stream (every output then carries the warning).
@@ -143,6 +153,9 @@ impl Settings {
             if n > max {
                 return bad(format!("{flag} must be at most {max}, got {n}"));
             }
+        }
+        if let Some(us) = self.max_decode_us.filter(|us| !(us.is_finite() && *us > 0.0 && *us < 1e12)) {
+            return bad(format!("--min-decode-tps / --max-decode-ms must be a positive speed, got {us} µs per token"));
         }
         if self.merge && self.shard.is_some() {
             return bad("--merge finishes a sharded run: run it without --shard".into());

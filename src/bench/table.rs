@@ -1,0 +1,87 @@
+//! A bench run on stdout: llama-bench's markdown table, the results log's CSV, or JSON.
+
+use super::{log, BenchRecord};
+use crate::error::{Error, Result};
+use crate::outln;
+
+/// How records are printed (`-o/--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Markdown,
+    Csv,
+    Json,
+}
+
+impl std::str::FromStr for Output {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "md" => Ok(Self::Markdown),
+            "csv" => Ok(Self::Csv),
+            "json" => Ok(Self::Json),
+            _ => Err(Error::input(format!("-o/--output: expected md, csv or json, got {s:?}"))),
+        }
+    }
+}
+
+/// The records as one document; `n_params` is the model's parameter count (markdown only).
+pub fn render(records: &[BenchRecord], output: Output, n_params: u64, now: &str) -> Result<String> {
+    let mut out = String::new();
+    match output {
+        Output::Json => {
+            outln!(out, "{}", serde_json::to_string_pretty(records).map_err(|e| Error::Runtime(e.to_string()))?)
+        }
+        Output::Csv => {
+            outln!(out, "{}", log::HEADER);
+            for r in records {
+                outln!(out, "{}", log::line(r, now));
+            }
+        }
+        Output::Markdown => markdown(&mut out, records, n_params),
+    }
+    Ok(out)
+}
+
+fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
+    let Some(r0) = records.first() else { return };
+    let gb = |b: u64| format!("{:.3} GB", b as f64 / 1e9);
+    outln!(
+        out,
+        "| model | weights | params | precision | device | dtype | threads | test | t/s | ttft ms | roofline |"
+    );
+    outln!(out, "| --- | ---: | ---: | --- | --- | --- | ---: | --- | ---: | ---: | ---: |");
+    let params = format!("{:.2} B", n_params as f64 / 1e9);
+    for r in records {
+        let ttft = r.ttft_ms.map(|t| format!("{t:.1}")).unwrap_or_default();
+        let roof = r.roofline_pct.map(|p| format!("{p:.1} %")).unwrap_or_default();
+        outln!(
+            out,
+            "| {} | {} | {params} | {} | {} | {} | {} | {} | {:.2} ± {:.2} | {ttft} | {roof} |",
+            r.model,
+            gb(r.weight_bytes),
+            r.precision,
+            r.device,
+            r.dtype,
+            r.threads,
+            r.test,
+            r.avg_ts,
+            r.stddev_ts
+        );
+    }
+    outln!(out);
+    outln!(
+        out,
+        "weights (computed from the plan): {}   device memory (measured{}): {} after load, {} peak",
+        gb(r0.weight_bytes),
+        if r0.device == "cpu" { ", RSS growth" } else { ", free-memory delta" },
+        gb(r0.device_bytes),
+        gb(r0.device_peak_bytes)
+    );
+    if r0.bandwidth > 0.0 {
+        outln!(
+            out,
+            "measured copy bandwidth: {:.1} GB/s (read + write); roofline = decode t/s × bytes read per token ÷ bandwidth",
+            r0.bandwidth / 1e9
+        );
+    }
+}

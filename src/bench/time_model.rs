@@ -1,0 +1,258 @@
+//! A decode-time model: the cost of one batch-1 token in any plan, predicted from GEMV times
+//! measured on the device plus the step's fixed cost (attention, norms, embedding, launches).
+//!
+//! Timing a layer alone flatters it: the same few megabytes stay in cache from one call to the
+//! next, while a real step streams every weight once. So each format is timed twice: once as a
+//! pass over every linear in model order (what a step does; this total is taken as exact), and
+//! once per layer shape (which shapes cost what). Per-shape times are scaled so that they add up
+//! to the pass. The fixed cost is a measured all-f16 decode step minus its f16 pass.
+
+use crate::device::sync;
+use crate::error::{Error, Result};
+use crate::model::{LayerId, Model};
+use crate::quant::Precision;
+use candle_core::{Module, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What a time model was measured on; a cached model is reused only when all of it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeKey {
+    /// `cpu`, or the CUDA device's name.
+    pub device: String,
+    /// minilab's version and features: kernels change between builds.
+    pub build: String,
+    pub dtype: String,
+    pub threads: usize,
+    /// The model's shape (blocks, hidden size, heads, vocabulary).
+    pub model: String,
+}
+
+impl TimeKey {
+    /// The key of `model` as it runs now.
+    pub fn of(model: &Model) -> Self {
+        let c = model.config();
+        Self {
+            device: crate::device::device_name(model.device()),
+            build: format!(
+                "minilab {}{}",
+                env!("CARGO_PKG_VERSION"),
+                if cfg!(feature = "cuda") { " +cuda" } else { "" }
+            ),
+            dtype: format!("{:?}", model.dtype()).to_lowercase(),
+            threads: candle_core::utils::get_num_threads(),
+            model: format!(
+                "blocks {} hidden {} ffn {} heads {}/{} vocab {}",
+                c.num_hidden_layers,
+                c.hidden_size,
+                c.intermediate_size,
+                c.num_attention_heads,
+                c.num_key_value_heads,
+                c.vocab_size
+            ),
+        }
+    }
+}
+
+/// Batch-1 time of one linear of a shape in a format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearTime {
+    pub out_features: usize,
+    pub in_features: usize,
+    pub precision: Precision,
+    /// Median over the repetitions, scaled to the streaming pass, µs.
+    pub us: f64,
+    /// Largest minus smallest repetition, µs (before scaling).
+    pub spread_us: f64,
+}
+
+/// Measured decode costs of one model on one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeModel {
+    pub key: TimeKey,
+    pub linears: Vec<LinearTime>,
+    /// Median all-f16 decode step over `n_gen` tokens from an empty cache, µs.
+    pub f16_step_us: f64,
+    /// The f16 step minus its linears: what every plan pays per token, µs.
+    pub fixed_us: f64,
+    /// Decode steps per timed run (tgN).
+    pub n_gen: usize,
+    pub reps: usize,
+}
+
+/// The shapes of a model's linears, each with the layers that have it.
+fn by_shape(model: &Model) -> BTreeMap<(usize, usize), Vec<LayerId>> {
+    let mut m: BTreeMap<(usize, usize), Vec<LayerId>> = BTreeMap::new();
+    for id in model.layer_ids() {
+        if let Some(l) = model.linear(id) {
+            m.entry(l.shape()).or_default().push(id);
+        }
+    }
+    m
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Median and spread of `reps` timed passes (after one warm-up) of every layer in `ids` on its
+/// own input, in µs per pass.
+fn time_pass(model: &Model, ids: &[LayerId], inputs: &BTreeMap<usize, Tensor>, reps: usize) -> Result<(f64, f64)> {
+    let mut samples = Vec::with_capacity(reps);
+    for r in 0..=reps {
+        sync(model.device())?;
+        let t = Instant::now();
+        for id in ids {
+            let l = model.linear(*id).ok_or_else(|| Error::Runtime(format!("no layer {id}")))?;
+            let x = &inputs[&l.shape().1];
+            std::hint::black_box(l.forward(x)?);
+        }
+        sync(model.device())?;
+        if r > 0 {
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let spread = samples.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        - samples.iter().copied().fold(f64::INFINITY, f64::min);
+    Ok((median(&mut samples), spread))
+}
+
+fn set_all(model: &mut Model, ids: &[LayerId], p: Precision) -> Result<()> {
+    ids.iter().try_for_each(|id| model.set_precision(*id, p).map_err(Error::from))
+}
+
+impl TimeModel {
+    /// Measures `formats` (f16 is always timed) and the fixed cost on `feed` (at least `n_gen`
+    /// tokens). The model's layers are all f16 again afterwards.
+    pub fn measure(
+        model: &mut Model,
+        formats: &[Precision],
+        feed: &[u32],
+        n_gen: usize,
+        reps: usize,
+        pb: &indicatif::ProgressBar,
+    ) -> Result<Self> {
+        let reps = reps.max(1);
+        let shapes = by_shape(model);
+        let all = model.layer_ids();
+        let mut inputs = BTreeMap::new();
+        for &(_, i) in shapes.keys() {
+            let x = Tensor::randn(0f32, 1.0, (1, 1, i), model.device())?.to_dtype(model.act_dtype())?;
+            inputs.insert(i, x);
+        }
+        let mut precisions = vec![Precision::F16];
+        precisions.extend(formats.iter().copied().filter(|p| *p != Precision::F16));
+        let mut linears = Vec::new();
+        let mut f16_pass = 0.0;
+        for p in precisions {
+            set_all(model, &all, p)?;
+            let (pass, _) = time_pass(model, &all, &inputs, reps)?;
+            let mut raw = Vec::new();
+            for (&(o, i), ids) in &shapes {
+                let (us, spread) = time_pass(model, ids, &inputs, reps)?;
+                raw.push((o, i, us / ids.len() as f64, spread / ids.len() as f64, ids.len()));
+            }
+            let sum: f64 = raw.iter().map(|r| r.2 * r.4 as f64).sum();
+            let scale = if sum > 0.0 { pass / sum } else { 1.0 };
+            linears.extend(raw.into_iter().map(|(o, i, us, spread_us, _)| LinearTime {
+                out_features: o,
+                in_features: i,
+                precision: p,
+                us: us * scale,
+                spread_us,
+            }));
+            if p == Precision::F16 {
+                f16_pass = pass;
+            }
+            pb.inc(1);
+        }
+        set_all(model, &all, Precision::F16)?;
+        let n_gen = n_gen.min(feed.len()).max(1);
+        let hidden = indicatif::ProgressBar::hidden();
+        let samples = super::time_decode(model, &[], &feed[..n_gen], reps, &hidden)?;
+        let mut per_token: Vec<f64> = samples.iter().map(|&ns| ns as f64 / 1e3 / n_gen as f64).collect();
+        let f16_step_us = median(&mut per_token);
+        pb.inc(1);
+        let fixed_us = (f16_step_us - f16_pass).max(0.0);
+        Ok(Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, n_gen, reps })
+    }
+
+    /// The time of one linear of shape `(out, in)` in `p`, if measured.
+    pub fn linear_us(&self, (out, inp): (usize, usize), p: Precision) -> Option<f64> {
+        self.linears.iter().find(|l| l.out_features == out && l.in_features == inp && l.precision == p).map(|l| l.us)
+    }
+
+    /// Predicted µs per decoded token of a plan of `(shape, format)` layers.
+    pub fn predict_us(&self, layers: impl IntoIterator<Item = ((usize, usize), Precision)>) -> Option<f64> {
+        layers.into_iter().try_fold(self.fixed_us, |acc, (shape, p)| Some(acc + self.linear_us(shape, p)?))
+    }
+
+    /// Predicted µs per token of `model` in the formats it holds now.
+    pub fn predict_model_us(&self, model: &Model) -> Option<f64> {
+        let layers: Vec<_> = model
+            .layer_ids()
+            .into_iter()
+            .filter_map(|id| model.linear(id))
+            .map(|l| (l.shape(), l.precision()))
+            .collect();
+        self.predict_us(layers)
+    }
+
+    /// Every figure finite and non-negative (a cached file is untrusted input).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        if !(ok(self.f16_step_us) && ok(self.fixed_us)) || self.linears.iter().any(|l| !(ok(l.us) && ok(l.spread_us))) {
+            return Err("a time that is not a non-negative number".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tm() -> TimeModel {
+        let key =
+            TimeKey { device: "cpu".into(), build: "b".into(), dtype: "f32".into(), threads: 2, model: "m".into() };
+        let lt = |o, i, precision, us| LinearTime { out_features: o, in_features: i, precision, us, spread_us: 0.1 };
+        TimeModel {
+            key,
+            linears: vec![lt(8, 4, Precision::F16, 10.0), lt(8, 4, Precision::Nf4, 4.0), lt(4, 8, Precision::F16, 6.0)],
+            f16_step_us: 50.0,
+            fixed_us: 20.0,
+            n_gen: 16,
+            reps: 2,
+        }
+    }
+
+    #[test]
+    fn a_prediction_is_the_fixed_cost_plus_each_layer() {
+        let t = tm();
+        assert_eq!(
+            t.predict_us([((8, 4), Precision::F16), ((8, 4), Precision::Nf4), ((4, 8), Precision::F16)]),
+            Some(40.0)
+        );
+        assert_eq!(t.predict_us([((4, 8), Precision::Nf4)]), None, "an unmeasured format predicts nothing");
+        assert_eq!(t.check(), Ok(()));
+        let mut bad = t.clone();
+        bad.linears[1].us = f64::NAN;
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn median_of_even_and_odd_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

@@ -1,0 +1,98 @@
+//! The speed-aware stage: a decode-time model measured on the device (cached in the run folder),
+//! the allocator's per-layer times, and how close its predictions came to measured speeds.
+
+use super::allocate::LayerOptions;
+use super::settings::Settings;
+use super::summary::SpeedSummary;
+use crate::bench::time_model::{TimeKey, TimeModel};
+use crate::error::{Error, Result};
+use crate::model::{LayerId, Model};
+use crate::report::frontier::FrontierPoint;
+use std::path::Path;
+
+/// The cached time model inside a run folder.
+pub const FILE: &str = "time_model.json";
+/// Decode steps the fixed cost is measured over: tg128, as the frontier's speed.
+const N_GEN: usize = 128;
+
+/// The time model for this run: the cached one when it was measured for this device, build,
+/// dtype, model and formats, else a new measurement (written to the run folder). `None` when
+/// the run needs none. The model is all-f16 on return.
+pub fn time_model(model: &mut Model, s: &Settings, feed: &[u32]) -> Result<Option<TimeModel>> {
+    if !s.wants_time_model() {
+        return Ok(None);
+    }
+    let path = s.out.join(FILE);
+    if let Some(tm) = cached(&path, model, s) {
+        tracing::info!("decode-time model from {}", path.display());
+        return Ok(Some(tm));
+    }
+    if feed.len() < 2 {
+        return Err(Error::input("the held-out text is too short to time decoding"));
+    }
+    let pb = crate::progress::bar(s.formats.len() as u64 + 2, "time model");
+    let tm = TimeModel::measure(model, &s.formats, feed, N_GEN, s.bench_reps.max(1), &pb)?;
+    pb.finish_and_clear();
+    tm.check().map_err(|e| Error::Runtime(format!("decode-time model: {e}")))?;
+    let json = serde_json::to_string_pretty(&tm).map_err(|e| Error::Runtime(e.to_string()))?;
+    crate::report::write_atomic(&path, json.as_bytes()).map_err(|e| Error::io(&path, e))?;
+    Ok(Some(tm))
+}
+
+/// A cached model, if it is readable, sane and was measured for this exact setup.
+fn cached(path: &Path, model: &Model, s: &Settings) -> Option<TimeModel> {
+    let text = crate::report::read_run_file(path).ok()?;
+    let tm: TimeModel = serde_json::from_str(&text).ok()?;
+    let shapes_known = model.layer_ids().iter().filter_map(|id| model.linear(*id)).all(|l| {
+        std::iter::once(crate::quant::Precision::F16)
+            .chain(s.formats.iter().copied())
+            .all(|p| tm.linear_us(l.shape(), p).is_some())
+    });
+    (tm.key == TimeKey::of(model) && tm.check().is_ok() && shapes_known).then_some(tm)
+}
+
+/// `times[i][j]`: predicted µs of layer `i` of `layers` in its choice `j`.
+pub fn layer_times(model: &Model, layers: &[LayerOptions], tm: &TimeModel) -> Result<Vec<Vec<f64>>> {
+    layers
+        .iter()
+        .map(|l| {
+            let id = LayerId::parse(&l.id).ok_or_else(|| Error::Runtime(format!("{}: not a layer id", l.id)))?;
+            let shape = model.linear(id).ok_or_else(|| Error::Runtime(format!("no layer {id}")))?.shape();
+            l.choices
+                .iter()
+                .map(|c| {
+                    tm.linear_us(shape, c.precision)
+                        .ok_or_else(|| Error::Runtime(format!("the time model has no {} {shape:?}", c.precision)))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Relative errors (%) of the predicted against the measured decode speed, over the points with both.
+pub fn errors_pct(points: &[FrontierPoint]) -> Vec<f64> {
+    points
+        .iter()
+        .filter_map(|p| match (p.predicted_decode_tps, p.decode_tps) {
+            (Some(pr), Some(m)) if m > 0.0 => Some(100.0 * (pr - m).abs() / m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The summary's speed section; `chosen` is the chosen plan's frontier point.
+pub fn summary(tm: &TimeModel, s: &Settings, points: &[FrontierPoint], chosen_us: f64) -> SpeedSummary {
+    let mut e = errors_pct(points);
+    e.sort_by(f64::total_cmp);
+    let chosen = points.iter().find(|p| p.kind == crate::report::frontier::PointKind::Chosen);
+    SpeedSummary {
+        max_decode_us: s.max_decode_us,
+        fixed_us: tm.fixed_us,
+        f16_step_us: tm.f16_step_us,
+        predicted_decode_tps: 1e6 / chosen_us,
+        measured_decode_tps: chosen.and_then(|p| p.decode_tps),
+        error_pct_median: (!e.is_empty()).then(|| e[e.len() / 2]),
+        error_pct_max: e.last().copied(),
+        points_compared: e.len(),
+    }
+}
