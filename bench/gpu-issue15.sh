@@ -7,8 +7,11 @@
 #      set between the all-f16 and the all-nf4 predictions (is the limit met when measured?).
 #   b: join .gpu/demo.part2 and check the sha256; the demo model with the README's settings (the
 #      plan compared with the CPU's, carried in .gpu/cpu-demo/) and with the library defaults.
-#   c: the synthetic Llama-3.1-8B whole run.
-# Usage there: bash bench/gpu-issue15.sh a|b|c. Writes a tarball and a table under $OUT.
+#   c: call a's 3B run resumed with a binding --min-decode-tps (between the chosen plan's and
+#      all-nf4's predictions); the synthetic Llama-3.1-8B whole run.
+#   d: (after --speed-margin) a fresh 3B run, then resumed with a binding --min-decode-tps: is the
+#      limit met when measured, with the margin's reserve?
+# Usage there: bash bench/gpu-issue15.sh a|b|c|d. Writes a tarball and a table under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/bin /tmp/runs /tmp/res
@@ -88,12 +91,47 @@ PY
   ;;
 c)
   unpack
-  /usr/bin/time -v timeout 580 $M -v sensitivity --model synthetic:llama-3.1-8b --device cuda --dtype bf16 $SYN --budget-gb 8 \
+  # A binding limit: between the 3 GB plan's prediction and all-nf4's (call a's run folder, warm).
+  if [ -f /tmp/runs/s3b/frontier.csv ]; then
+    LIM=$(python3 -c "
+import csv; r = {x['kind']: float(x['predicted_decode_tps']) for x in csv.DictReader(open('/tmp/res/s3b-frontier.csv')) if x['kind'] in ('chosen',)}
+u = {x['label']: float(x['predicted_decode_tps']) for x in csv.DictReader(open('/tmp/res/s3b-frontier.csv'))}
+print(round((r['chosen'] + u['all nf4']) / 2, 1))")
+    echo "binding limit: --min-decode-tps $LIM"
+    /usr/bin/time -f "wall %e s" timeout 150 $M sensitivity --model synthetic:llama-3.2-3b --device cuda --dtype bf16 $SYN \
+      --budget-gb 3 --bench-reps 3 --out /tmp/runs/s3b --resume --min-decode-tps "$LIM" > /tmp/res/s3b-bind.out 2> /tmp/res/s3b-bind.log
+    echo "3B run with a binding limit: exit $?"; tail -1 /tmp/res/s3b-bind.log; cat /tmp/res/s3b-bind.out
+    mkdir -p /tmp/runs/s3b-bind && cp /tmp/runs/s3b/{summary.json,frontier.csv,plan.yaml} /tmp/runs/s3b-bind/
+    keep /tmp/runs/s3b-bind s3b-bind
+    speed /tmp/runs/s3b-bind
+  fi
+  /usr/bin/time -v timeout 520 $M -v sensitivity --model synthetic:llama-3.1-8b --device cuda --dtype bf16 $SYN --budget-gb 8 \
     --out /tmp/runs/s8b > /tmp/res/s8b.out 2> /tmp/res/s8b.log; echo "8B run: exit $?"
   grep -A8 "scan steps" /tmp/res/s8b.log | head -9
   grep -E "Elapsed|Maximum resident" /tmp/res/s8b.log
   keep /tmp/runs/s8b s8b
   speed /tmp/runs/s8b
   tar czf "$OUT/c.tgz" -C /tmp/res .
+  ;;
+d)
+  unpack
+  FAST="--baselines 0"; SYN="${SYN/--frontier-points 8/--frontier-points 0}"
+  /usr/bin/time -f "wall %e s" timeout 300 $M sensitivity --model synthetic:llama-3.2-3b --device cuda --dtype bf16 $SYN $FAST \
+    --bench-reps 1 --budget-gb 3 --out /tmp/runs/d3b > /tmp/res/d3b.out 2> /tmp/res/d3b.log; echo "3B run: exit $?"
+  tail -1 /tmp/res/d3b.log; keep /tmp/runs/d3b d3b; speed /tmp/runs/d3b
+  # The plan is made for LIM / 0.97 (the 3 % margin): put that halfway between the 3 GB plan and all-nf4.
+  LIM=$(python3 -c "
+import csv; u = {x['label']: float(x['predicted_decode_tps']) for x in csv.DictReader(open('/tmp/runs/d3b/frontier.csv'))}
+c = [v for k, v in u.items() if k.endswith('budget')][0]
+print(round(0.97 * (c + u['all nf4']) / 2, 1))")
+  echo "binding limit: --min-decode-tps $LIM"
+  for i in 1 2; do
+    /usr/bin/time -f "wall %e s" timeout 150 $M sensitivity --model synthetic:llama-3.2-3b --device cuda --dtype bf16 $SYN $FAST \
+      --bench-reps 3 --budget-gb 3 --out /tmp/runs/d3b --resume --min-decode-tps "$LIM" > /tmp/res/d3b-bind$i.out 2> /tmp/res/d3b-bind$i.log
+    echo "3B run with a binding limit, try $i: exit $?"; tail -1 /tmp/res/d3b-bind$i.log; cat /tmp/res/d3b-bind$i.out
+    mkdir -p /tmp/runs/d3b-bind$i && cp /tmp/runs/d3b/{summary.json,frontier.csv,plan.yaml} /tmp/runs/d3b-bind$i/
+    keep /tmp/runs/d3b-bind$i d3b-bind$i; speed /tmp/runs/d3b-bind$i
+  done
+  tar czf "$OUT/d.tgz" -C /tmp/res .
   ;;
 esac

@@ -52,6 +52,19 @@ pub fn device_name(d: &Device) -> String {
     }
 }
 
+/// What the device is, for keys that must not match another machine's: `cpu`, or the GPU's
+/// model name with its ordinal (`cuda:0 NVIDIA H200`).
+pub fn hardware_name(d: &Device) -> String {
+    match d {
+        #[cfg(feature = "cuda")]
+        Device::Cuda(c) => match c.cuda_stream().context().name() {
+            Ok(name) => format!("{} {name}", device_name(d)),
+            Err(_) => device_name(d),
+        },
+        _ => device_name(d),
+    }
+}
+
 /// Waits for queued device work so a clock read measures finished work.
 pub fn sync(d: &Device) -> Result<()> {
     d.synchronize().map_err(Error::from)

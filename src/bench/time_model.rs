@@ -5,7 +5,8 @@
 //! next, while a real step streams every weight once. So each format is timed twice: once as a
 //! pass over every linear in model order (what a step does; this total is taken as exact), and
 //! once per layer shape (which shapes cost what). Per-shape times are scaled so that they add up
-//! to the pass. The fixed cost is a measured all-f16 decode step minus its f16 pass.
+//! to the pass. The fixed cost is the median of all-f16 decode steps each less an f16 pass timed
+//! just before it.
 
 use crate::device::sync;
 use crate::error::{Error, Result};
@@ -19,7 +20,7 @@ use std::time::Instant;
 /// What a time model was measured on; a cached model is reused only when all of it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeKey {
-    /// `cpu`, or the CUDA device's name.
+    /// `cpu`, or the GPU's ordinal and model name.
     pub device: String,
     /// minilab's version and features: kernels change between builds.
     pub build: String,
@@ -34,7 +35,7 @@ impl TimeKey {
     pub fn of(model: &Model) -> Self {
         let c = model.config();
         Self {
-            device: crate::device::device_name(model.device()),
+            device: crate::device::hardware_name(model.device()),
             build: format!(
                 "minilab {}{}",
                 env!("CARGO_PKG_VERSION"),
@@ -80,6 +81,9 @@ pub struct TimeModel {
     pub n_gen: usize,
     pub reps: usize,
 }
+
+/// Fewest paired (pass, decode) runs behind the fixed cost, whatever `reps` says.
+const MIN_STEP_REPS: usize = 3;
 
 /// The shapes of a model's linears, each with the layers that have it.
 fn by_shape(model: &Model) -> BTreeMap<(usize, usize), Vec<LayerId>> {
@@ -153,7 +157,6 @@ impl TimeModel {
         let mut precisions = vec![Precision::F16];
         precisions.extend(formats.iter().copied().filter(|p| *p != Precision::F16));
         let mut linears = Vec::new();
-        let mut f16_pass = 0.0;
         for p in precisions {
             set_all(model, &all, p)?;
             let (pass, _) = time_pass(model, &all, &inputs, reps)?;
@@ -171,19 +174,25 @@ impl TimeModel {
                 us: us * scale,
                 spread_us,
             }));
-            if p == Precision::F16 {
-                f16_pass = pass;
-            }
             pb.inc(1);
         }
         set_all(model, &all, Precision::F16)?;
         let n_gen = n_gen.min(feed.len()).max(1);
+        // Each decode run is paired with an f16 pass timed just before it, so that a slow minute
+        // of a shared machine shifts both and cancels in the difference.
         let hidden = indicatif::ProgressBar::hidden();
-        let samples = super::time_decode(model, &[], &feed[..n_gen], reps, &hidden)?;
-        let mut per_token: Vec<f64> = samples.iter().map(|&ns| ns as f64 / 1e3 / n_gen as f64).collect();
-        let f16_step_us = median(&mut per_token);
+        let (mut steps, mut fixed) = (Vec::new(), Vec::new());
+        for _ in 0..reps.max(MIN_STEP_REPS) {
+            let (pass, _) = time_pass(model, &all, &inputs, 1)?;
+            let ns = super::time_decode(model, &[], &feed[..n_gen], 1, &hidden)?;
+            let step = ns.first().map_or(0.0, |&ns| ns as f64 / 1e3 / n_gen as f64);
+            steps.push(step);
+            fixed.push(step - pass);
+        }
+        let f16_step_us = median(&mut steps);
+        // A pass can outlast a whole step on a noisy machine; the cost is never negative.
+        let fixed_us = median(&mut fixed).max(0.0);
         pb.inc(1);
-        let fixed_us = (f16_step_us - f16_pass).max(0.0);
         Ok(Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, n_gen, reps })
     }
 

@@ -66,6 +66,10 @@ pub struct SensitivityArgs {
     /// Speed limit as time: at most X ms per decoded token (predicted).
     #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub max_decode_ms: Option<f64>,
+    /// Percent of the speed limit held back for the time model's error: the plan is made for a
+    /// limit that much tighter. Default: 3 (the predictions' median error on the H200 was 1–3 %).
+    #[arg(long, value_name = "PCT", allow_negative_numbers = true)]
+    pub speed_margin: Option<f64>,
     /// Reference log-probs kept per position for KLD. Default: 64.
     #[arg(long, value_name = "K", default_value_t = 64)]
     pub kld_topk: usize,
@@ -141,6 +145,9 @@ fn settings(args: &SensitivityArgs, setup: &Setup) -> Result<Settings> {
         (None, Some(ms)) => Some(ms * 1e3),
         (None, None) => None,
     };
+    if let Some(pct) = args.speed_margin {
+        s.speed_margin = pct / 100.0;
+    }
     Ok(s)
 }
 

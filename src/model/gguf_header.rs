@@ -39,6 +39,14 @@ pub fn check<R: Read + Seek>(r: &mut BufReader<R>) -> Result<(), String> {
     Ok(())
 }
 
+fn eof(e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "the header is cut short (a truncated file)".into()
+    } else {
+        e.to_string()
+    }
+}
+
 struct Walker<'a, R> {
     r: &'a mut BufReader<R>,
     wide: bool,
@@ -47,7 +55,7 @@ struct Walker<'a, R> {
 impl<R: Read + Seek> Walker<'_, R> {
     fn u32(&mut self) -> Result<u32, String> {
         let mut b = [0u8; 4];
-        self.r.read_exact(&mut b).map_err(|e| e.to_string())?;
+        self.r.read_exact(&mut b).map_err(eof)?;
         Ok(u32::from_le_bytes(b))
     }
 
@@ -56,7 +64,7 @@ impl<R: Read + Seek> Walker<'_, R> {
             return self.u32().map(u64::from);
         }
         let mut b = [0u8; 8];
-        self.r.read_exact(&mut b).map_err(|e| e.to_string())?;
+        self.r.read_exact(&mut b).map_err(eof)?;
         Ok(u64::from_le_bytes(b))
     }
 

@@ -163,7 +163,8 @@ fn speed_md(sp: &crate::sensitivity::summary::SpeedSummary) -> String {
         r += &format!(", measured {m:.1} tok/s");
     }
     if let Some(limit) = sp.max_decode_us {
-        r += &format!(" (limit {:.1} tok/s)", 1e6 / limit);
+        let margin = 100.0 * sp.speed_margin;
+        r += &format!(" (limit {:.1} tok/s, planned with a {margin:.0} % margin)", 1e6 / limit);
     }
     r += ".";
     if let (Some(med), Some(max)) = (sp.error_pct_median, sp.error_pct_max) {

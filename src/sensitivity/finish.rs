@@ -38,7 +38,9 @@ pub struct Finish<'a> {
 /// A budget the allocator cannot meet, as a `--budget-gb` error (or a speed-limit error).
 pub fn alloc_err(e: AllocError) -> Error {
     match e {
-        AllocError::TooSlow { .. } => Error::input(format!("--min-decode-tps / --max-decode-ms: {e}")),
+        AllocError::TooSlow { .. } => {
+            Error::input(format!("--min-decode-tps / --max-decode-ms (planned with the --speed-margin reserve): {e}"))
+        }
         e => Error::input(format!("--budget-gb: {e}")),
     }
 }
@@ -136,7 +138,7 @@ fn allocations(model: &Model, ctx: &Finish, tm: Option<&TimeModel>) -> Result<Al
         _ => None,
     };
     let limit = |max_us: f64| allocate::timed::TimeLimit { fixed_us: tm.map_or(0.0, |t| t.fixed_us), max_us };
-    let sp = times.as_deref().zip(s.max_decode_us).map(|(times, max_us)| Speed { times, limit: limit(max_us) });
+    let sp = times.as_deref().zip(s.planned_decode_us()).map(|(times, max_us)| Speed { times, limit: limit(max_us) });
     let greedy = allocate_timed(Strategy::Greedy, &layers, fixed, s.budget_bytes, sp.as_ref())?;
     let optimal = allocate_timed(Strategy::Optimal, &layers, fixed, s.budget_bytes, sp.as_ref())?;
     let chosen = if s.strategy == Strategy::Optimal { optimal.clone() } else { greedy.clone() };

@@ -76,6 +76,9 @@ pub struct Settings {
     /// Most predicted µs per decoded token the plan may take (`--min-decode-tps`,
     /// `--max-decode-ms`); `None`: memory is the only limit.
     pub max_decode_us: Option<f64>,
+    /// Fraction of `max_decode_us` kept in reserve for the time model's error: plans are made for
+    /// `max_decode_us × (1 − speed_margin)`.
+    pub speed_margin: f64,
 }
 
 /// Largest `--kld-topk`: the device top-k sorts chunks of twice this many logits.
@@ -104,7 +107,13 @@ impl Settings {
             merge: false,
             exact_timing: false,
             max_decode_us: None,
+            speed_margin: 0.03,
         }
+    }
+
+    /// The time limit the allocator plans for: the user's less the margin.
+    pub fn planned_decode_us(&self) -> Option<f64> {
+        self.max_decode_us.map(|us| us * (1.0 - self.speed_margin))
     }
 
     /// Whether a decode-time model is measured: for a speed limit, or to predict the frontier's
@@ -156,6 +165,9 @@ impl Settings {
         }
         if let Some(us) = self.max_decode_us.filter(|us| !(us.is_finite() && *us > 0.0 && *us < 1e12)) {
             return bad(format!("--min-decode-tps / --max-decode-ms must be a positive speed, got {us} µs per token"));
+        }
+        if !(0.0..0.5).contains(&self.speed_margin) {
+            return bad(format!("--speed-margin must be a percentage in 0..50, got {}", 100.0 * self.speed_margin));
         }
         if self.merge && self.shard.is_some() {
             return bad("--merge finishes a sharded run: run it without --shard".into());

@@ -87,6 +87,7 @@ pub fn summary(tm: &TimeModel, s: &Settings, points: &[FrontierPoint], chosen_us
     let chosen = points.iter().find(|p| p.kind == crate::report::frontier::PointKind::Chosen);
     SpeedSummary {
         max_decode_us: s.max_decode_us,
+        speed_margin: s.speed_margin,
         fixed_us: tm.fixed_us,
         f16_step_us: tm.f16_step_us,
         predicted_decode_tps: 1e6 / chosen_us,

@@ -74,6 +74,10 @@ pub struct Summary {
 pub struct SpeedSummary {
     /// The speed limit asked for, µs per token.
     pub max_decode_us: Option<f64>,
+    /// The share of the limit held back for the time model's error (the plan targets
+    /// `max_decode_us × (1 − speed_margin)`).
+    #[serde(default)]
+    pub speed_margin: f64,
     /// Per-token cost of everything that is not a linear, µs.
     pub fixed_us: f64,
     /// Measured all-f16 decode step, µs.

@@ -21,6 +21,24 @@ pub fn plan_us(times: &[Vec<f64>], fixed_us: f64, choice: &[usize]) -> f64 {
     times.iter().zip(choice).fold(fixed_us, |acc, (t, &c)| acc + t[c])
 }
 
+/// Checks the inputs; `Ok(Err(plain))` when the memory-only plan already meets the limit (then
+/// the limit changes nothing), else the instance's bounds to allocate from.
+fn checked(
+    layers: &[LayerOptions],
+    times: &[Vec<f64>],
+    (fixed_bytes, budget_bytes): (u64, u64),
+    limit: TimeLimit,
+    plain: Result<Allocation, AllocError>,
+) -> Result<Result<Bounds, Allocation>, AllocError> {
+    let b = Bounds::check(layers, fixed_bytes, budget_bytes)?;
+    check_times(layers, times, &limit)?;
+    let plain = plain?;
+    if plan_us(times, limit.fixed_us, &plain.choice) <= limit.max_us {
+        return Ok(Err(plain));
+    }
+    Ok(Ok(b))
+}
+
 fn check_times(layers: &[LayerOptions], times: &[Vec<f64>], limit: &TimeLimit) -> Result<(), AllocError> {
     let bad = times.len() != layers.len()
         || layers.iter().zip(times).any(|(l, t)| t.len() != l.choices.len() || t.iter().any(|v| !v.is_finite()));
@@ -44,13 +62,16 @@ pub fn greedy(
     budget_bytes: u64,
     limit: TimeLimit,
 ) -> Result<Allocation, AllocError> {
-    let b = Bounds::check(layers, fixed_bytes, budget_bytes)?;
-    check_times(layers, times, &limit)?;
-    // A limit the memory-only plan already meets changes nothing.
-    let plain = super::greedy(layers, fixed_bytes, budget_bytes)?;
-    if plan_us(times, limit.fixed_us, &plain.choice) <= limit.max_us {
-        return Ok(plain);
-    }
+    let b = match checked(
+        layers,
+        times,
+        (fixed_bytes, budget_bytes),
+        limit,
+        super::greedy(layers, fixed_bytes, budget_bytes),
+    )? {
+        Ok(b) => b,
+        Err(plain) => return Ok(plain),
+    };
     let mut d = Draft::new(&b);
     let mut us = plan_us(times, limit.fixed_us, &d.choice);
     while us > limit.max_us {
@@ -144,12 +165,16 @@ pub fn optimal(
     budget_bytes: u64,
     limit: TimeLimit,
 ) -> Result<Allocation, AllocError> {
-    let b = Bounds::check(layers, fixed_bytes, budget_bytes)?;
-    check_times(layers, times, &limit)?;
-    let plain = super::optimal(layers, fixed_bytes, budget_bytes)?;
-    if plan_us(times, limit.fixed_us, &plain.choice) <= limit.max_us {
-        return Ok(plain);
-    }
+    let b = match checked(
+        layers,
+        times,
+        (fixed_bytes, budget_bytes),
+        limit,
+        super::optimal(layers, fixed_bytes, budget_bytes),
+    )? {
+        Ok(b) => b,
+        Err(plain) => return Ok(plain),
+    };
     let fastest: Vec<f64> = times.iter().map(|t| t.iter().copied().fold(f64::INFINITY, f64::min)).collect();
     let t_slack = limit.max_us - limit.fixed_us - fastest.iter().sum::<f64>();
     let b_slack = budget_bytes - b.min_bytes;
