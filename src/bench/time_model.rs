@@ -135,6 +135,55 @@ fn set_all(model: &mut Model, ids: &[LayerId], p: Precision) -> Result<()> {
     ids.iter().try_for_each(|id| model.set_precision(*id, p).map_err(Error::from))
 }
 
+/// The per-shape times of every linear in `p`: a pass over the whole model (the total taken as
+/// exact) and a pass per shape (the split), scaled to agree.
+fn time_format(
+    model: &mut Model,
+    p: Precision,
+    shapes: &BTreeMap<(usize, usize), Vec<LayerId>>,
+    inputs: &BTreeMap<usize, Tensor>,
+    reps: usize,
+) -> Result<Vec<LinearTime>> {
+    let all = model.layer_ids();
+    set_all(model, &all, p)?;
+    let (pass, _) = time_pass(model, &all, inputs, reps)?;
+    let mut raw = Vec::new();
+    for (&(o, i), ids) in shapes {
+        let (us, spread) = time_pass(model, ids, inputs, reps)?;
+        raw.push((o, i, us / ids.len() as f64, spread / ids.len() as f64, ids.len()));
+    }
+    let sum: f64 = raw.iter().map(|r| r.2 * r.4 as f64).sum();
+    let scale = if sum > 0.0 { pass / sum } else { 1.0 };
+    Ok(raw
+        .into_iter()
+        .map(|(o, i, us, spread_us, _)| LinearTime {
+            out_features: o,
+            in_features: i,
+            precision: p,
+            us: us * scale,
+            spread_us,
+        })
+        .collect())
+}
+
+/// Median all-f16 decode step and fixed cost (µs per token) over `runs` decode runs of `gen`, each
+/// paired with an f16 pass timed just before it, so that a slow minute of a shared machine shifts
+/// both and cancels in the difference. The model must be all-f16.
+fn fixed_cost(model: &Model, inputs: &BTreeMap<usize, Tensor>, gen: &[u32], runs: usize) -> Result<(f64, f64)> {
+    let all = model.layer_ids();
+    let hidden = indicatif::ProgressBar::hidden();
+    let (mut steps, mut fixed) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let (pass, _) = time_pass(model, &all, inputs, 1)?;
+        let ns = super::time_decode(model, &[], gen, 1, &hidden)?;
+        let step = ns.first().map_or(0.0, |&ns| ns as f64 / 1e3 / gen.len().max(1) as f64);
+        steps.push(step);
+        fixed.push(step - pass);
+    }
+    // A pass can outlast a whole step on a noisy machine; the cost is never negative.
+    Ok((median(&mut steps), median(&mut fixed).max(0.0)))
+}
+
 impl TimeModel {
     /// Measures `formats` (f16 is always timed) and the fixed cost on `feed` (at least `n_gen`
     /// tokens). The model's layers are all f16 again afterwards.
@@ -148,7 +197,6 @@ impl TimeModel {
     ) -> Result<Self> {
         let reps = reps.max(1);
         let shapes = by_shape(model);
-        let all = model.layer_ids();
         let mut inputs = BTreeMap::new();
         for &(_, i) in shapes.keys() {
             let x = Tensor::randn(0f32, 1.0, (1, 1, i), model.device())?.to_dtype(model.act_dtype())?;
@@ -158,40 +206,12 @@ impl TimeModel {
         precisions.extend(formats.iter().copied().filter(|p| *p != Precision::F16));
         let mut linears = Vec::new();
         for p in precisions {
-            set_all(model, &all, p)?;
-            let (pass, _) = time_pass(model, &all, &inputs, reps)?;
-            let mut raw = Vec::new();
-            for (&(o, i), ids) in &shapes {
-                let (us, spread) = time_pass(model, ids, &inputs, reps)?;
-                raw.push((o, i, us / ids.len() as f64, spread / ids.len() as f64, ids.len()));
-            }
-            let sum: f64 = raw.iter().map(|r| r.2 * r.4 as f64).sum();
-            let scale = if sum > 0.0 { pass / sum } else { 1.0 };
-            linears.extend(raw.into_iter().map(|(o, i, us, spread_us, _)| LinearTime {
-                out_features: o,
-                in_features: i,
-                precision: p,
-                us: us * scale,
-                spread_us,
-            }));
+            linears.extend(time_format(model, p, &shapes, &inputs, reps)?);
             pb.inc(1);
         }
-        set_all(model, &all, Precision::F16)?;
+        set_all(model, &model.layer_ids(), Precision::F16)?;
         let n_gen = n_gen.min(feed.len()).max(1);
-        // Each decode run is paired with an f16 pass timed just before it, so that a slow minute
-        // of a shared machine shifts both and cancels in the difference.
-        let hidden = indicatif::ProgressBar::hidden();
-        let (mut steps, mut fixed) = (Vec::new(), Vec::new());
-        for _ in 0..reps.max(MIN_STEP_REPS) {
-            let (pass, _) = time_pass(model, &all, &inputs, 1)?;
-            let ns = super::time_decode(model, &[], &feed[..n_gen], 1, &hidden)?;
-            let step = ns.first().map_or(0.0, |&ns| ns as f64 / 1e3 / n_gen as f64);
-            steps.push(step);
-            fixed.push(step - pass);
-        }
-        let f16_step_us = median(&mut steps);
-        // A pass can outlast a whole step on a noisy machine; the cost is never negative.
-        let fixed_us = median(&mut fixed).max(0.0);
+        let (f16_step_us, fixed_us) = fixed_cost(model, &inputs, &feed[..n_gen], reps.max(MIN_STEP_REPS))?;
         pb.inc(1);
         Ok(Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, n_gen, reps })
     }
