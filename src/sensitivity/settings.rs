@@ -164,7 +164,9 @@ impl Settings {
             }
         }
         if let Some(us) = self.max_decode_us.filter(|us| !(us.is_finite() && *us > 0.0 && *us < 1e12)) {
-            return bad(format!("--min-decode-tps / --max-decode-ms must be a positive speed, got {us} µs per token"));
+            return bad(format!(
+                "--min-decode-tps / --max-decode-ms must be a positive speed, got {us:.3e} µs per token"
+            ));
         }
         if !(0.0..0.5).contains(&self.speed_margin) {
             return bad(format!("--speed-margin must be a percentage in 0..50, got {}", 100.0 * self.speed_margin));
