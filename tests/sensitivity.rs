@@ -16,22 +16,7 @@ use common::tiny::{fixture, Fixture};
 
 fn sensitivity(f: &Fixture, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     let mut cmd = Command::cargo_bin("minilab").unwrap();
-    cmd.args(["sensitivity", "--model"]).arg(&f.model).arg("--calib").arg(&f.calib).arg("--text").arg(&f.text);
-    cmd.args([
-        "--ctx",
-        "64",
-        "--calib-tokens",
-        "256",
-        "--max-tokens",
-        "256",
-        "--frontier-points",
-        "2",
-        "--baselines",
-        "2",
-        "--no-speed",
-        "--out",
-    ]);
-    cmd.arg(out).args(extra).env("RUST_BACKTRACE", "1").assert()
+    cmd.args(f.sensitivity_args(out)).args(["--baselines", "2"]).args(extra).env("RUST_BACKTRACE", "1").assert()
 }
 
 #[test]

@@ -10,26 +10,9 @@ use common::tiny::{fixture, Fixture};
 use std::path::Path;
 use std::process::Stdio;
 
-const ARGS: [&str; 13] = [
-    "--ctx",
-    "64",
-    "--calib-tokens",
-    "256",
-    "--max-tokens",
-    "256",
-    "--frontier-points",
-    "2",
-    "--baselines",
-    "1",
-    "--no-speed",
-    "--budget-gb",
-    "0.00012",
-];
-
 fn cmd(f: &Fixture, out: &Path, extra: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_minilab"));
-    c.args(["sensitivity", "--model"]).arg(&f.model).arg("--calib").arg(&f.calib).arg("--text").arg(&f.text);
-    c.args(ARGS).arg("--out").arg(out).args(extra);
+    c.args(f.sensitivity_args(out)).args(["--baselines", "1", "--budget-gb", "0.00012"]).args(extra);
     c
 }
 

@@ -20,25 +20,8 @@ VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.16}
 MODEL=models/SmolLM2-135M-Instruct-Q4_1.gguf
 log() { echo "llamacpp.sh: $*" >&2; }
 
-build() {
-  local src="$PEER_DIR/llama-cpp-python-$VERSION/vendor/llama.cpp"
-  if [[ -x $PEER_DIR/bin/llama-bench && -x $PEER_DIR/bin/llama-quantize ]]; then return; fi
-  mkdir -p "$PEER_DIR"
-  command -v cmake >/dev/null || python3 -m pip install --quiet --user cmake
-  export PATH="$HOME/.local/bin:$PATH"
-  if [[ ! -d $src ]]; then
-    log "downloading the llama-cpp-python $VERSION sdist from PyPI"
-    python3 -m pip download --quiet --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$PEER_DIR"
-    tar -xzf "$PEER_DIR/llama_cpp_python-$VERSION.tar.gz" -C "$PEER_DIR"
-    mv "$PEER_DIR/llama_cpp_python-$VERSION" "$PEER_DIR/llama-cpp-python-$VERSION"
-  fi
-  log "building llama-bench and llama-quantize (native CPU, no GPU backends)"
-  cmake -S "$src" -B "$PEER_DIR/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
-  cmake --build "$PEER_DIR/build" --target llama-bench llama-quantize -j "$(nproc)" >/dev/null
-  mkdir -p "$PEER_DIR/bin"
-  cp "$PEER_DIR/build/bin/llama-bench" "$PEER_DIR/build/bin/llama-quantize" "$PEER_DIR/bin/"
-}
+# The build steps live in llamacpp-build.sh (shared with the export checks).
+build() { PEER_DIR="$PEER_DIR" bash bench/peers/llamacpp-build.sh "$VERSION" llama-bench llama-quantize; }
 
 build
 [[ $BUILD_ONLY == 1 ]] && exit 0

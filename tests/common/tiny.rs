@@ -100,3 +100,18 @@ pub fn fixture() -> Fixture {
     write_text(&text, 2);
     Fixture { dir, model, calib, text }
 }
+
+impl Fixture {
+    /// `sensitivity` on this fixture at the tests' small settings (64-token windows, 256 tokens,
+    /// 2 frontier points, no speed), writing to `out`; callers add the budget and the rest.
+    pub fn sensitivity_args(&self, out: &std::path::Path) -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["sensitivity".into(), "--model".into(), self.model.clone().into()];
+        a.extend(["--calib".into(), self.calib.clone().into(), "--text".into(), self.text.clone().into()]);
+        for s in ["--ctx", "64", "--calib-tokens", "256", "--max-tokens", "256", "--frontier-points", "2", "--no-speed"]
+        {
+            a.push(s.into());
+        }
+        a.extend(["--out".into(), out.as_os_str().to_owned()]);
+        a
+    }
+}

@@ -28,11 +28,11 @@ fn checked(
     times: &[Vec<f64>],
     (fixed_bytes, budget_bytes): (u64, u64),
     limit: TimeLimit,
-    plain: Result<Allocation, AllocError>,
+    memory_only: fn(&[LayerOptions], u64, u64) -> Result<Allocation, AllocError>,
 ) -> Result<Result<Bounds, Allocation>, AllocError> {
     let b = Bounds::check(layers, fixed_bytes, budget_bytes)?;
     check_times(layers, times, &limit)?;
-    let plain = plain?;
+    let plain = memory_only(layers, fixed_bytes, budget_bytes)?;
     if plan_us(times, limit.fixed_us, &plain.choice) <= limit.max_us {
         return Ok(Err(plain));
     }
@@ -62,13 +62,7 @@ pub fn greedy(
     budget_bytes: u64,
     limit: TimeLimit,
 ) -> Result<Allocation, AllocError> {
-    let b = match checked(
-        layers,
-        times,
-        (fixed_bytes, budget_bytes),
-        limit,
-        super::greedy(layers, fixed_bytes, budget_bytes),
-    )? {
+    let b = match checked(layers, times, (fixed_bytes, budget_bytes), limit, super::greedy)? {
         Ok(b) => b,
         Err(plain) => return Ok(plain),
     };
@@ -165,13 +159,7 @@ pub fn optimal(
     budget_bytes: u64,
     limit: TimeLimit,
 ) -> Result<Allocation, AllocError> {
-    let b = match checked(
-        layers,
-        times,
-        (fixed_bytes, budget_bytes),
-        limit,
-        super::optimal(layers, fixed_bytes, budget_bytes),
-    )? {
+    let b = match checked(layers, times, (fixed_bytes, budget_bytes), limit, super::optimal)? {
         Ok(b) => b,
         Err(plain) => return Ok(plain),
     };
