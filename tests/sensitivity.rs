@@ -116,6 +116,8 @@ fn bad_budgets_and_settings_exit_2_and_overwrite_nothing() {
         (vec!["--budget-gb", "0.0001", "--min-decode-tps", "0"], "positive number of tokens/s"),
         (vec!["--budget-gb", "0.0001", "--max-decode-ms", "NaN"], "positive number of ms"),
         (vec!["--budget-gb", "0.0001", "--max-decode-ms", "-2"], "positive number of ms"),
+        (vec!["--budget-gb", "0.0001", "--max-decode-ms", "5", "--speed-margin", "80"], "percentage in 0..50"),
+        (vec!["--budget-gb", "0.0001", "--max-decode-ms", "5", "--speed-margin", "NaN"], "percentage in 0..50"),
     ] {
         let a = sensitivity(&f, &out, &args).code(2);
         let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
