@@ -356,36 +356,46 @@ pub fn optimal_with_granularity(
     Ok(dp)
 }
 
-/// DP table: `best[c]` = least summed score of the layers so far within `c` units; `pick` remembers
-/// the argmin for backtracking. Ties keep the lowest choice index. Returns one choice per layer.
+/// The least summed score within `cap` units of `g` bytes over each layer's cheapest choice
+/// (rounded up): one choice per layer. The cheapest choices take 0 units, so a plan always fits.
 fn knapsack(layers: &[LayerOptions], extras: &[Vec<u64>], g: u64, cap: usize) -> Vec<usize> {
-    let width = cap + 1;
-    let units = |e: u64| usize::try_from(e.div_ceil(g)).unwrap_or(usize::MAX);
-    let mut best = vec![0.0f64; width];
-    let mut next = vec![f64::INFINITY; width];
-    let mut pick = vec![0u8; layers.len() * width];
-    for (i, l) in layers.iter().enumerate() {
-        let w: Vec<usize> = extras[i].iter().map(|&e| units(e)).collect();
-        for c in 0..width {
-            let mut v = f64::INFINITY;
-            for (j, ch) in l.choices.iter().enumerate() {
-                if w[j] <= c && best[c - w[j]] + ch.score < v {
-                    v = best[c - w[j]] + ch.score;
-                    pick[i * width + c] = j as u8;
+    let scores: Vec<Vec<f64>> = layers.iter().map(|l| l.choices.iter().map(|c| c.score).collect()).collect();
+    let units = |i: usize, j: usize| usize::try_from(extras[i][j].div_ceil(g)).unwrap_or(usize::MAX);
+    knapsack_by(&scores, units, cap).unwrap_or_else(|| vec![0; layers.len()])
+}
+
+/// Multiple-choice knapsack by dynamic programming: one choice `j` per row `i`, least summed
+/// `values[i][j]` within `cap` units of `units(i, j)`. Ties keep the lowest choice index. `None`
+/// when no combination fits.
+fn knapsack_by(values: &[Vec<f64>], units: impl Fn(usize, usize) -> usize, cap: usize) -> Option<Vec<usize>> {
+    let w = cap + 1;
+    let mut best = vec![0.0f64; w];
+    let mut next = vec![f64::INFINITY; w];
+    let mut pick = vec![u8::MAX; values.len() * w];
+    for (i, v) in values.iter().enumerate() {
+        let u: Vec<usize> = (0..v.len()).map(|j| units(i, j)).collect();
+        next.fill(f64::INFINITY);
+        for c in 0..w {
+            for (j, &x) in v.iter().enumerate() {
+                if u[j] <= c && best[c - u[j]] + x < next[c] {
+                    next[c] = best[c - u[j]] + x;
+                    pick[i * w + c] = j as u8;
                 }
             }
-            next[c] = v;
         }
         std::mem::swap(&mut best, &mut next);
     }
     let mut c = cap;
-    let mut choice = vec![0; layers.len()];
-    for i in (0..layers.len()).rev() {
-        let j = pick[i * width + c] as usize;
-        choice[i] = j;
-        c -= units(extras[i][j]);
+    if !best[c].is_finite() {
+        return None;
     }
-    choice
+    let mut choice = vec![0; values.len()];
+    for i in (0..values.len()).rev() {
+        let j = pick[i * w + c] as usize;
+        choice[i] = j;
+        c -= units(i, j);
+    }
+    Some(choice)
 }
 
 /// splitmix64: a tiny, well-mixed, seedable generator, so random baselines need no crate and are

@@ -5,7 +5,7 @@
 //! layers' times. Formats need not be faster when smaller (NF4 on a CPU can be slower than f16),
 //! so the all-cheapest plan is not always the fastest, and a time limit can force promotions.
 
-use super::{AllocError, Allocation, Bounds, Draft, LayerOptions, Strategy};
+use super::{knapsack_by, AllocError, Allocation, Bounds, Draft, LayerOptions, Strategy};
 
 /// A limit on the predicted decode time.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -71,14 +71,14 @@ pub fn greedy(
     while us > limit.max_us {
         let Some((i, j)) = best_speedup(layers, times, &d.choice, budget_bytes - d.bytes) else {
             // Greedy repair can miss; the fastest plan that fits is exact (within its rounding).
-            let fastest = fastest_within(layers, times, fixed_bytes, budget_bytes);
+            let fastest = fastest_within(layers, times, &b, budget_bytes);
             match fastest.filter(|c| plan_us(times, limit.fixed_us, c) <= limit.max_us) {
                 Some(c) => {
                     d = Draft::reaching(layers, &b, &c);
                     us = plan_us(times, limit.fixed_us, &c);
                     break;
                 }
-                None => return Err(infeasible(layers, times, fixed_bytes, budget_bytes, limit)),
+                None => return Err(infeasible(layers, times, &b, (fixed_bytes, budget_bytes), limit)),
             }
         };
         us += times[i][j] - times[i][d.choice[i]];
@@ -163,7 +163,7 @@ pub fn optimal(
         Ok(b) => b,
         Err(plain) => return Ok(plain),
     };
-    let fastest: Vec<f64> = times.iter().map(|t| t.iter().copied().fold(f64::INFINITY, f64::min)).collect();
+    let fastest = fastest_times(times);
     let t_slack = limit.max_us - limit.fixed_us - fastest.iter().sum::<f64>();
     let b_slack = budget_bytes - b.min_bytes;
     let per_layer = MAX_CELLS.min(MAX_TABLE_CELLS / layers.len()).max(4);
@@ -251,13 +251,13 @@ fn knapsack2(
 fn infeasible(
     layers: &[LayerOptions],
     times: &[Vec<f64>],
-    fixed_bytes: u64,
-    budget: u64,
+    b: &Bounds,
+    (fixed_bytes, budget): (u64, u64),
     limit: TimeLimit,
 ) -> AllocError {
-    let fastest_of: Vec<f64> = times.iter().map(|t| t.iter().copied().fold(f64::INFINITY, f64::min)).collect();
-    let fastest = fastest_within(layers, times, fixed_bytes, budget)
-        .map_or(f64::INFINITY, |c| plan_us(times, limit.fixed_us, &c));
+    let fastest_of = fastest_times(times);
+    let fastest =
+        fastest_within(layers, times, b, budget).map_or(f64::INFINITY, |c| plan_us(times, limit.fixed_us, &c));
     let t_slack = limit.max_us - limit.fixed_us - fastest_of.iter().sum::<f64>();
     let smallest = (t_slack >= 0.0)
         .then(|| {
@@ -265,7 +265,7 @@ fn infeasible(
             let time_units = |i: usize, j: usize| ((times[i][j] - fastest_of[i]) / gt).ceil().min(1e18) as usize;
             let bytes: Vec<Vec<f64>> =
                 layers.iter().map(|l| l.choices.iter().map(|c| c.bytes as f64).collect()).collect();
-            knapsack1(&bytes, time_units, SEARCH_CELLS).map(|c| super::plan_bytes(layers, fixed_bytes, &c))
+            knapsack_by(&bytes, time_units, SEARCH_CELLS).map(|c| super::plan_bytes(layers, fixed_bytes, &c))
         })
         .flatten();
     AllocError::TooSlow { limit_us: limit.max_us, fastest_us: fastest, smallest_bytes: smallest }
@@ -273,54 +273,23 @@ fn infeasible(
 
 /// The plan with the least predicted time within `budget` (bytes rounded up to 1/4096 of the
 /// slack, so it always fits).
-fn fastest_within(layers: &[LayerOptions], times: &[Vec<f64>], fixed_bytes: u64, budget: u64) -> Option<Vec<usize>> {
-    let cheapest: Vec<u64> = layers.iter().map(|l| l.choices.iter().map(|c| c.bytes).min().unwrap_or(0)).collect();
-    let slack_b = budget.saturating_sub(super::plan_bytes(layers, fixed_bytes, &vec_of_cheapest(layers)));
+fn fastest_within(layers: &[LayerOptions], times: &[Vec<f64>], b: &Bounds, budget: u64) -> Option<Vec<usize>> {
+    let slack_b = budget.saturating_sub(b.min_bytes);
     let gb = slack_b.div_ceil(SEARCH_CELLS as u64).max(1);
     let units = |i: usize, j: usize| {
-        usize::try_from((layers[i].choices[j].bytes - cheapest[i]).div_ceil(gb)).unwrap_or(usize::MAX)
+        let extra = layers[i].choices[j].bytes - layers[i].choices[b.cheapest[i]].bytes;
+        usize::try_from(extra.div_ceil(gb)).unwrap_or(usize::MAX)
     };
-    knapsack1(times, units, (slack_b / gb) as usize)
+    knapsack_by(times, units, (slack_b / gb) as usize)
+}
+
+/// Each layer's least time over its choices.
+fn fastest_times(times: &[Vec<f64>]) -> Vec<f64> {
+    times.iter().map(|t| t.iter().copied().fold(f64::INFINITY, f64::min)).collect()
 }
 
 /// Resolution of the searches behind an infeasibility message.
 const SEARCH_CELLS: usize = 4096;
-
-fn vec_of_cheapest(layers: &[LayerOptions]) -> Vec<usize> {
-    layers.iter().map(|l| super::pick_index(&l.choices, false)).collect()
-}
-
-/// Least summed `values` with at most `cap` units of `units(i, j)`; `None` when nothing fits.
-fn knapsack1(values: &[Vec<f64>], units: impl Fn(usize, usize) -> usize, cap: usize) -> Option<Vec<usize>> {
-    let w = cap + 1;
-    let mut best = vec![0.0f64; w];
-    let mut next = vec![f64::INFINITY; w];
-    let mut pick = vec![u8::MAX; values.len() * w];
-    for (i, v) in values.iter().enumerate() {
-        next.fill(f64::INFINITY);
-        for c in 0..w {
-            for (j, &x) in v.iter().enumerate() {
-                let u = units(i, j);
-                if u <= c && best[c - u] + x < next[c] {
-                    next[c] = best[c - u] + x;
-                    pick[i * w + c] = j as u8;
-                }
-            }
-        }
-        std::mem::swap(&mut best, &mut next);
-    }
-    let mut c = cap;
-    if !best[c].is_finite() {
-        return None;
-    }
-    let mut choice = vec![0; values.len()];
-    for i in (0..values.len()).rev() {
-        let j = pick[i * w + c] as usize;
-        choice[i] = j;
-        c -= units(i, j);
-    }
-    Some(choice)
-}
 
 #[cfg(test)]
 #[path = "timed_tests.rs"]
