@@ -133,12 +133,14 @@ fn allocations(model: &Model, ctx: &Finish, tm: Option<&TimeModel>) -> Result<Al
     let s = ctx.settings;
     let layers = validate::layer_options(model, &ctx.items, &s.formats).map_err(Error::Runtime)?;
     let fixed = model.fixed_bytes();
-    let times = match tm {
-        Some(tm) if s.max_decode_us.is_some() => Some(speed::layer_times(model, &layers, tm)?),
+    let timed = match (tm, s.planned_decode_us()) {
+        (Some(tm), Some(max_us)) => Some((
+            speed::layer_times(model, &layers, tm)?,
+            allocate::timed::TimeLimit { fixed_us: tm.fixed_us, max_us },
+        )),
         _ => None,
     };
-    let limit = |max_us: f64| allocate::timed::TimeLimit { fixed_us: tm.map_or(0.0, |t| t.fixed_us), max_us };
-    let sp = times.as_deref().zip(s.planned_decode_us()).map(|(times, max_us)| Speed { times, limit: limit(max_us) });
+    let sp = timed.as_ref().map(|(times, limit)| Speed { times, limit: *limit });
     let greedy = allocate_timed(Strategy::Greedy, &layers, fixed, s.budget_bytes, sp.as_ref())?;
     let optimal = allocate_timed(Strategy::Optimal, &layers, fixed, s.budget_bytes, sp.as_ref())?;
     let chosen = if s.strategy == Strategy::Optimal { optimal.clone() } else { greedy.clone() };
