@@ -6,6 +6,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/kernels/cuda/linear.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/attention.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/common.cuh");
+    println!("cargo:rerun-if-changed=src/kernels/cuda/gemv.cuh");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     if env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;

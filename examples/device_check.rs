@@ -118,6 +118,7 @@ fn check_kernels(dev: &Device) -> minilab::Result<()> {
     }
     println!("worst f32 relative error: {worst:.2e}");
     println!();
+    check_fused(dev)?;
     // Llama-3.2-3B's linears (out, in) and how many of each one decode step runs: the sum says how
     // much of a step the matmuls take; the rest of the step is everything else (launches, attention).
     let per_token = [(3072, 3072, 56), (1024, 3072, 56), (8192, 3072, 56), (3072, 8192, 28), (128256, 3072, 1)];
@@ -148,6 +149,41 @@ fn check_kernels(dev: &Device) -> minilab::Result<()> {
             1.0 / step[i].1
         );
     }
+    Ok(())
+}
+
+/// q/k/v of Llama-3.2-3B read in one launch (`SwitchableLinear::forward_many`) against each layer
+/// on the plain path.
+fn check_fused(dev: &Device) -> minilab::Result<()> {
+    println!("| q/k/v in one launch | format | dtype | rows | max |fused − plain| / max |plain| |");
+    println!("| --- | --- | --- | ---: | ---: |");
+    for dtype in [DType::F32, DType::BF16] {
+        let layers = [3072, 1024, 1024]
+            .map(|n| Tensor::randn(0f32, 0.02, (n, 3072), &Device::Cpu)?.to_dtype(dtype))
+            .into_iter()
+            .map(|w| SwitchableLinear::new(w?, None, dev, dtype))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut layers = layers;
+        for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
+            for l in &mut layers {
+                l.set_precision(p)?;
+            }
+            for m in [1usize, 3, 8] {
+                let xs = Tensor::randn(0f32, 1.0, (1, m, 3072), dev)?.to_dtype(dtype)?;
+                let refs: Vec<&SwitchableLinear> = layers.iter().collect();
+                let fused = SwitchableLinear::forward_many(&refs, &xs)?;
+                minilab::kernels::set_enabled(false);
+                let plain = refs.iter().map(|l| l.forward(&xs)).collect::<candle_core::Result<Vec<_>>>()?;
+                minilab::kernels::set_enabled(true);
+                let e = fused.iter().zip(&plain).map(|(f, q)| rel_err(f, q)).collect::<minilab::Result<Vec<_>>>()?;
+                println!(
+                    "| 3072+1024+1024x3072 | {p} | {dtype:?} | {m} | {:.2e} |",
+                    e.iter().fold(0f32, |a, &b| a.max(b))
+                );
+            }
+        }
+    }
+    println!();
     Ok(())
 }
 

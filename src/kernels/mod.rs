@@ -11,4 +11,4 @@ mod op;
 mod params;
 
 pub use attention::{attention_decode, MAX_CONTEXT};
-pub use op::{dense, enabled, int8, nf4, set_enabled};
+pub use op::{dense, enabled, int8, linear_many, nf4, set_enabled, WeightRef};

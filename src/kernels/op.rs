@@ -169,7 +169,8 @@ impl CustomOp2 for LinearOp {
         w: &candle_core::CudaStorage,
         lw: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let ys = super::cuda::gemv_dense((xs, lx), (w, lw), self.n, self.k)?;
+        let part = super::cuda::GemvPart { a: (w, lw), b: None, n: self.n };
+        let ys = super::cuda::gemv_parts(Format::Dense, (xs, lx), &[part], self.k)?;
         Ok((ys, self.out_shape(lx)))
     }
 }
@@ -242,7 +243,116 @@ impl CustomOp3 for LinearOp {
         b: &candle_core::CudaStorage,
         lb: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let ys = super::cuda::gemv(self.format, (xs, lx), (a, la), (b, lb), self.n, self.k)?;
+        let part = super::cuda::GemvPart { a: (a, la), b: Some((b, lb)), n: self.n };
+        let ys = super::cuda::gemv_parts(self.format, (xs, lx), &[part], self.k)?;
         Ok((ys, self.out_shape(lx)))
     }
+}
+
+/// A linear layer's stored weight, for [`linear_many`].
+#[derive(Debug, Clone, Copy)]
+pub enum WeightRef<'a> {
+    /// `[n, k]` in xs' dtype.
+    Dense(&'a Tensor),
+    /// `codes` `[n, k]` u8, `scales` `[n, 1]` f32.
+    Int8 { codes: &'a Tensor, scales: &'a Tensor },
+    /// `packed` `[n·k/2]` u8, `absmax` `[n·k/64]` f32.
+    Nf4 { packed: &'a Tensor, absmax: &'a Tensor, n: usize, k: usize },
+}
+
+impl WeightRef<'_> {
+    fn format(&self) -> Format {
+        match self {
+            Self::Dense(_) => Format::Dense,
+            Self::Int8 { .. } => Format::Int8,
+            Self::Nf4 { .. } => Format::Nf4,
+        }
+    }
+
+    /// `(n, k)`.
+    fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Self::Dense(w) => w.dims2(),
+            Self::Int8 { codes, .. } => codes.dims2(),
+            Self::Nf4 { n, k, .. } => Ok((*n, *k)),
+        }
+    }
+}
+
+/// `xs[…, k]·W_iᵀ` for two or three weights of one format read against one `xs` in a single GPU
+/// launch (q/k/v, gate/up), each output `[…, n_i]`. `None` where that launch does not apply (CPU,
+/// prefill rows, mixed formats or shapes, kernels off): the caller runs the layers one by one.
+pub fn linear_many(xs: &Tensor, ws: &[WeightRef<'_>]) -> Result<Option<Vec<Tensor>>> {
+    let Some(first) = ws.first() else { return Ok(None) };
+    let (_, k) = first.dims()?;
+    let rows = xs.elem_count() / k.max(1);
+    let format = first.format();
+    let dims = ws.iter().map(|w| w.dims()).collect::<Result<Vec<_>>>()?;
+    let applies = enabled()
+        && xs.device().is_cuda()
+        && is_float(xs.dtype())
+        && xs.dims().last() == Some(&k)
+        && (1..=3).contains(&ws.len())
+        && (1..=cpu::GEMV_MAX_ROWS).contains(&rows)
+        && k.is_multiple_of(if format == Format::Nf4 { NF4_BLOCK } else { 16 })
+        && ws.iter().all(|w| w.format() == format)
+        && dims.iter().all(|&(_, wk)| wk == k)
+        && ws.iter().all(|w| !matches!(w, WeightRef::Dense(t) if t.dtype() != xs.dtype()));
+    if !applies {
+        return Ok(None);
+    }
+    many_cuda(&aligned(xs)?, ws, &dims, k).map(Some)
+}
+
+#[cfg(feature = "cuda")]
+fn many_cuda(xs: &Tensor, ws: &[WeightRef<'_>], dims: &[(usize, usize)], k: usize) -> Result<Vec<Tensor>> {
+    use candle_core::{op::BackpropOp, Storage};
+    fn cuda(s: &Storage) -> Result<&candle_core::CudaStorage> {
+        match s {
+            Storage::Cuda(c) => Ok(c),
+            _ => candle_core::bail!("linear kernel: a weight is not on the GPU"),
+        }
+    }
+    // (weight, scales) of each part, contiguous
+    let tensors: Vec<(Tensor, Option<Tensor>)> = ws
+        .iter()
+        .map(|w| match w {
+            WeightRef::Dense(t) => Ok((t.contiguous()?, None)),
+            WeightRef::Int8 { codes: a, scales: b } | WeightRef::Nf4 { packed: a, absmax: b, .. } => {
+                Ok((a.contiguous()?, Some(b.contiguous()?)))
+            }
+        })
+        .collect::<Result<_>>()?;
+    let (xs_storage, xs_layout) = xs.storage_and_layout();
+    let guards: Vec<_> =
+        tensors.iter().map(|(a, b)| (a.storage_and_layout(), b.as_ref().map(|b| b.storage_and_layout()))).collect();
+    let mut parts = Vec::with_capacity(ws.len());
+    for (((a, la), b), &(n, _)) in guards.iter().zip(dims) {
+        let b = match b {
+            Some((b, lb)) => Some((cuda(b)?, *lb)),
+            None => None,
+        };
+        parts.push(super::cuda::GemvPart { a: (cuda(a)?, la), b, n });
+    }
+    let ys = super::cuda::gemv_parts(ws[0].format(), (cuda(&xs_storage)?, xs_layout), &parts, k)?;
+    let rows = xs.elem_count() / k;
+    let total: usize = dims.iter().map(|d| d.0).sum();
+    let flat = Tensor::from_storage(Storage::Cuda(ys), rows * total, BackpropOp::none(), false);
+    let mut out = Vec::with_capacity(ws.len());
+    let mut offset = 0;
+    for &(n, _) in dims {
+        let mut shape = xs.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = n;
+        }
+        // part i: [rows, n_i] at rows·(n_0 + … + n_{i-1})
+        out.push(flat.narrow(0, offset, rows * n)?.reshape(shape)?);
+        offset += rows * n;
+    }
+    Ok(out)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn many_cuda(_: &Tensor, _: &[WeightRef<'_>], _: &[(usize, usize)], _: usize) -> Result<Vec<Tensor>> {
+    candle_core::bail!("linear kernel: built without CUDA")
 }

@@ -110,9 +110,12 @@ impl Attention {
         let (b, t, _) = xs.dims3()?;
         let heads = |x: Tensor, n: usize| x.reshape((b, t, n, self.head_dim))?.transpose(1, 2);
         // (b, t, hidden) → (b, heads, t, head_dim)
-        let q = rope.apply(&heads(self.q_proj.forward(xs)?, self.n_heads)?, start_pos)?;
-        let k = rope.apply(&heads(self.k_proj.forward(xs)?, self.n_kv_heads)?, start_pos)?;
-        let v = heads(self.v_proj.forward(xs)?, self.n_kv_heads)?.contiguous()?;
+        let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], xs)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
+        let q = rope.apply(&heads(q, self.n_heads)?, start_pos)?;
+        let k = rope.apply(&heads(k, self.n_kv_heads)?, start_pos)?;
+        let v = heads(v, self.n_kv_heads)?.contiguous()?;
         // On a GPU, per-token launches dominate decode: a preallocated cache and one fused kernel for
         // the whole attention of a new token replace the concatenations and ~8 small ops.
         let scale = 1.0 / (self.head_dim as f64).sqrt();
@@ -173,8 +176,10 @@ struct Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(xs)?)?;
-        self.down_proj.forward(&(gate * self.up_proj.forward(xs)?)?)
+        let [gate, up]: [Tensor; 2] = SwitchableLinear::forward_many(&[&self.gate_proj, &self.up_proj], xs)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("mlp: gate/up projections".into()))?;
+        self.down_proj.forward(&(candle_nn::ops::silu(&gate)? * up)?)
     }
 }
 

@@ -255,6 +255,32 @@ impl Module for SwitchableLinear {
 }
 
 impl SwitchableLinear {
+    /// `layer.forward(xs)` for each of `layers`, which share `xs`: on a GPU, at decode, one launch
+    /// reads every weight when all are in one format (q/k/v, gate/up); otherwise one by one.
+    pub fn forward_many(layers: &[&SwitchableLinear], xs: &Tensor) -> Result<Vec<Tensor>> {
+        let weights: Option<Vec<kernels::WeightRef<'_>>> = layers
+            .iter()
+            .map(|l| {
+                if l.bias.is_some() {
+                    return None;
+                }
+                Some(match &l.encoded {
+                    Encoded::Dense(w) => kernels::WeightRef::Dense(w),
+                    Encoded::Int8 { codes, scales } => kernels::WeightRef::Int8 { codes, scales },
+                    Encoded::Nf4 { packed, absmax, .. } => {
+                        kernels::WeightRef::Nf4 { packed, absmax, n: l.out_features, k: l.in_features }
+                    }
+                })
+            })
+            .collect();
+        if let Some(weights) = weights {
+            if let Some(ys) = kernels::linear_many(xs, &weights)? {
+                return Ok(ys);
+            }
+        }
+        layers.iter().map(|l| l.forward(xs)).collect()
+    }
+
     /// Max |Δ| between this layer's weight and the master's, for tests and diagnostics.
     pub fn max_abs_error(&self) -> Result<f32> {
         let Some(master) = &self.master else { return Ok(f32::NAN) };

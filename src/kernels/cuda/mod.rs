@@ -1,17 +1,20 @@
-//! CUDA launches of the kernels in `linear.cu`: fused dequantize-GEMV for decode, one-pass
-//! dequantize for prefill (whose product then goes to cuBLAS through candle's matmul).
+//! CUDA launches of the kernels in `linear.cu`: the decode GEMVs of `gemv.cuh` (several weights
+//! of one format in one launch), one-pass dequantize for prefill (whose product then goes to cuBLAS
+//! through candle's matmul), and the decode attention of `attention.cu`.
 
 use super::params::{AttnDecode, Format};
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg, SyncOnDrop,
+};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CudaStorage, DType, Layout, Result};
 use half::{bf16, f16};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/linear.ptx"));
 const MODULE: &str = "minilab_linear";
-/// Output rows per block of the GEMV: one warp each (WARPS in linear.cu).
-const ROWS_PER_BLOCK: usize = 4;
+/// Warps of a GEMV block (128 threads in linear.cu's launch bounds).
+const WARPS_PER_BLOCK: usize = 4;
 
 fn range(l: &Layout) -> Result<std::ops::Range<usize>> {
     match l.contiguous_offsets() {
@@ -29,103 +32,169 @@ fn suffix(dtype: DType) -> Result<&'static str> {
     })
 }
 
-/// `ys[m, n] = xs[m, k]·Wᵀ` with W as int8 (codes, scales) or NF4 (packed, absmax).
-pub fn gemv(
+/// One weight of a GEMV launch: its stored tensor(s) on the device and its output rows. `a`:
+/// dense weights (xs' dtype), int8 codes or NF4 packed bytes; `b`: int8 scales or NF4 absmax.
+pub(crate) struct GemvPart<'a> {
+    pub a: (&'a CudaStorage, &'a Layout),
+    pub b: Option<(&'a CudaStorage, &'a Layout)>,
+    pub n: usize,
+}
+
+/// `gemv::Part` of gemv.cuh.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PartArg {
+    a: u64,
+    b: u64,
+    ys: u64,
+    n: i32,
+    pad: i32,
+}
+
+/// `gemv::Parts` of gemv.cuh, passed by value.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct PartsArg {
+    p: [PartArg; 3],
+    count: i32,
+    m: i32,
+    k: i32,
+}
+
+// SAFETY: plain old data laid out as the C structs the kernels take.
+unsafe impl DeviceRepr for PartsArg {}
+
+/// Rows of xs the kernel is built for and output rows a warp takes (linear.cu's GEMVS list):
+/// measured best on the H200 in bench/kernels/gemv_bench.cu.
+fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize) -> (usize, usize) {
+    if dtype == DType::F32 {
+        return (8, 1);
+    }
+    let mm = m.next_power_of_two().max(1);
+    let r = match (format, mm) {
+        (Format::Nf4, 1) if n_max >= 8192 => 4,
+        (Format::Dense, 4 | 8) => 1,
+        _ => 2,
+    };
+    (mm, r)
+}
+
+/// `ys_i[m, n_i] = xs[m, k]·W_iᵀ` for up to three weights of one format, in one launch; the
+/// outputs come back as one buffer, part after part.
+pub(crate) fn gemv_parts(
     format: Format,
     (xs, lx): (&CudaStorage, &Layout),
-    (a, la): (&CudaStorage, &Layout),
-    (b, lb): (&CudaStorage, &Layout),
-    n: usize,
+    parts: &[GemvPart<'_>],
     k: usize,
 ) -> Result<CudaStorage> {
     fn run<T: CudaDType + DeviceRepr>(
-        name: &str,
+        format: Format,
         (xs, lx): (&CudaStorage, &Layout),
-        (a, la): (&CudaStorage, &Layout),
-        (b, lb): (&CudaStorage, &Layout),
-        n: usize,
+        parts: &[GemvPart<'_>],
         k: usize,
     ) -> Result<CudaStorage> {
         let dev = &xs.device;
+        let stream = dev.cuda_stream();
         let rx = range(lx)?;
-        if !(rx.start * std::mem::size_of::<T>()).is_multiple_of(16) {
+        let size = std::mem::size_of::<T>();
+        if !(rx.start * size).is_multiple_of(16) {
             candle_core::bail!("linear kernel: xs is not 16-byte aligned");
         }
         let m = rx.len() / k;
-        let x = xs.as_cuda_slice::<T>()?.slice(rx);
-        let a = a.as_cuda_slice::<u8>()?.slice(range(la)?);
-        let b = b.as_cuda_slice::<f32>()?.slice(range(lb)?);
-        // SAFETY: every element is written by the kernel.
-        let ys = unsafe { dev.alloc::<T>(m * n)? };
-        let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
-        let cfg = gemv_config(n);
-        let (m, n, k) = (m as i32, n as i32, k as i32);
-        let mut builder = func.builder();
-        builder.arg(&x).arg(&a).arg(&b).arg(&ys).arg(&m).arg(&n).arg(&k);
-        // SAFETY: the argument list matches the kernel's signature; sizes were checked by the caller.
-        unsafe { builder.launch(cfg) }.w()?;
-        Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
-    }
-    let kind = if format == Format::Int8 { "int8" } else { "nf4" };
-    let name = format!("gemv_{kind}_{}", suffix(xs.dtype())?);
-    let args = ((xs, lx), (a, la), (b, lb));
-    match xs.dtype() {
-        DType::F32 => run::<f32>(&name, args.0, args.1, args.2, n, k),
-        DType::F16 => run::<f16>(&name, args.0, args.1, args.2, n, k),
-        _ => run::<bf16>(&name, args.0, args.1, args.2, n, k),
-    }
-}
-
-/// `ys[m, n] = xs[m, k]·Wᵀ` for a dense `W` `[n, k]` of the same dtype as `xs`.
-pub fn gemv_dense(
-    (xs, lx): (&CudaStorage, &Layout),
-    (w, lw): (&CudaStorage, &Layout),
-    n: usize,
-    k: usize,
-) -> Result<CudaStorage> {
-    fn run<T: CudaDType + DeviceRepr>(
-        name: &str,
-        (xs, lx): (&CudaStorage, &Layout),
-        (w, lw): (&CudaStorage, &Layout),
-        n: usize,
-        k: usize,
-    ) -> Result<CudaStorage> {
-        let dev = &xs.device;
-        let (rx, rw) = (range(lx)?, range(lw)?);
-        let size = std::mem::size_of::<T>();
-        if !(rx.start * size).is_multiple_of(16) || !(rw.start * size).is_multiple_of(16) {
-            candle_core::bail!("linear kernel: xs or w is not 16-byte aligned");
+        if m == 0 || m > 8 || parts.is_empty() || parts.len() > 3 || rx.len() != m * k {
+            candle_core::bail!("linear kernel: {m} rows and {} weights are not a GEMV launch", parts.len());
         }
-        let m = rx.len() / k;
-        let x = xs.as_cuda_slice::<T>()?.slice(rx);
-        let w = w.as_cuda_slice::<T>()?.slice(rw);
-        // SAFETY: every element is written by the kernel.
-        let ys = unsafe { dev.alloc::<T>(m * n)? };
-        let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
-        let (m, n, k) = (m as i32, n as i32, k as i32);
+        let total: usize = parts.iter().map(|p| p.n).sum();
+        // SAFETY: every element is written by the kernel (each part's m × n outputs).
+        let ys = unsafe { dev.alloc::<T>(m * total)? };
+        let (x_base, x_sync) = xs.as_cuda_slice::<T>()?.device_ptr(&stream);
+        let x_ptr = x_base + (rx.start * size) as u64;
+        let (y_ptr, y_sync) = ys.device_ptr(&stream);
+        let mut arg = PartsArg { count: parts.len() as i32, m: m as i32, k: k as i32, ..Default::default() };
+        let mut syncs = Vec::with_capacity(2 * parts.len());
+        let mut offset = 0;
+        for (slot, part) in arg.p.iter_mut().zip(parts) {
+            let (a_ptr, b_ptr) = part_pointers::<T>(format, part, k, &stream, &mut syncs)?;
+            *slot = PartArg { a: a_ptr, b: b_ptr, ys: y_ptr + (offset * size) as u64, n: part.n as i32, pad: 0 };
+            offset += m * part.n;
+        }
+        let (mm, r) = gemv_variant(format, xs.dtype(), m, parts.iter().map(|p| p.n).max().unwrap_or(0));
+        let kind = match format {
+            Format::Dense => "dense",
+            Format::Int8 => "int8",
+            Format::Nf4 => "nf4",
+        };
+        let name = format!("gemv_{kind}_{}_m{mm}_r{r}", suffix(xs.dtype())?);
+        let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+        let warps: usize = parts.iter().map(|p| p.n.div_ceil(r)).sum();
+        let cfg = LaunchConfig {
+            grid_dim: (warps.div_ceil(WARPS_PER_BLOCK) as u32, 1, 1),
+            block_dim: (32 * WARPS_PER_BLOCK as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
         let mut builder = func.builder();
-        builder.arg(&x).arg(&w).arg(&ys).arg(&m).arg(&n).arg(&k);
-        // SAFETY: the argument list matches the kernel's signature; sizes were checked by the caller.
-        unsafe { builder.launch(gemv_config(n as usize)) }.w()?;
+        builder.arg(&x_ptr).arg(&arg);
+        // SAFETY: the arguments match the kernel's (const T* xs, gemv::Parts); every pointer was
+        // checked to cover the rows the kernel reads.
+        unsafe { builder.launch(cfg) }.w()?;
+        drop((syncs, x_sync, y_sync));
         Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
     }
-    if xs.dtype() != w.dtype() {
-        candle_core::bail!("linear kernel: xs is {:?} but the weight is {:?}", xs.dtype(), w.dtype());
-    }
-    let name = format!("gemv_dense_{}", suffix(xs.dtype())?);
     match xs.dtype() {
-        DType::F32 => run::<f32>(&name, (xs, lx), (w, lw), n, k),
-        DType::F16 => run::<f16>(&name, (xs, lx), (w, lw), n, k),
-        _ => run::<bf16>(&name, (xs, lx), (w, lw), n, k),
+        DType::F32 => run::<f32>(format, (xs, lx), parts, k),
+        DType::F16 => run::<f16>(format, (xs, lx), parts, k),
+        DType::BF16 => run::<bf16>(format, (xs, lx), parts, k),
+        d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
     }
 }
 
-fn gemv_config(n: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (n.div_ceil(ROWS_PER_BLOCK) as u32, 1, 1),
-        block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
-        shared_mem_bytes: 0,
+/// Device addresses of a part's weight and scales, after checking that they hold exactly an
+/// `[n, k]` weight in `format` and start 16-byte aligned; their sync guards go to `syncs`.
+fn part_pointers<'a, T: CudaDType + DeviceRepr + 'a>(
+    format: Format,
+    part: &GemvPart<'a>,
+    k: usize,
+    stream: &'a CudaStream,
+    syncs: &mut Vec<SyncOnDrop<'a>>,
+) -> Result<(u64, u64)> {
+    let n = part.n;
+    let (a, la) = part.a;
+    let ra = range(la)?;
+    let (a_ptr, a_bytes) = if format == Format::Dense {
+        let (p, sync) = a.as_cuda_slice::<T>()?.device_ptr(stream);
+        syncs.push(sync);
+        let size = std::mem::size_of::<T>();
+        (p + (ra.start * size) as u64, ra.len() * size)
+    } else {
+        let (p, sync) = a.as_cuda_slice::<u8>()?.device_ptr(stream);
+        syncs.push(sync);
+        (p + ra.start as u64, ra.len())
+    };
+    let want = match format {
+        Format::Dense => n * k * std::mem::size_of::<T>(),
+        Format::Int8 => n * k,
+        Format::Nf4 => n * k / 2,
+    };
+    if a_bytes != want || !a_ptr.is_multiple_of(16) {
+        candle_core::bail!(
+            "linear kernel: a {n}x{k} weight holds {a_bytes} bytes (want {want}) or is not 16-byte aligned"
+        );
     }
+    let b_ptr = match (format, part.b) {
+        (Format::Dense, _) => 0,
+        (_, Some((b, lb))) => {
+            let rb = range(lb)?;
+            let want = if format == Format::Int8 { n } else { n * k / 64 };
+            if rb.len() != want {
+                candle_core::bail!("linear kernel: {} scales for a {n}x{k} weight (want {want})", rb.len());
+            }
+            let (p, sync) = b.as_cuda_slice::<f32>()?.device_ptr(stream);
+            syncs.push(sync);
+            p + (rb.start * 4) as u64
+        }
+        (_, None) => candle_core::bail!("linear kernel: a quantized weight needs its scales"),
+    };
+    Ok((a_ptr, b_ptr))
 }
 
 /// The `[n, k]` weight in `dtype`, dequantized in one pass.

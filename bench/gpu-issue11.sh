@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Issue 11 (decode at the memory roofline) on the lent GPU machine. One mode per call:
+#   kernels: the GEMV harness (bench/kernels/gemv_bench.cu, built by bench/kernels/build.sh):
+#            every kernel against the plain reference, then GB/s per shape and a decode step's linears.
+#            (`kernels --quick`: the m = 1 variant sweep and the decode step only.)
+#   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
+#   minilab: .gpu/{minilab,minilab-base,device_check}.xz: device_check (every kernel and the fused
+#            q/k/v launch against the plain path; GPU logits against the CPU's), then `minilab bench`
+#            for the synthetic 3B and 8B in f16, int8 and nf4, this build and the base build
+#            (before issue 11) alternating, so the ratio is measured side by side.
+# Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT" /tmp/bin
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+unpack() { for f in "$@"; do
+  [ -x /tmp/bin/$f ] || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" .gpu/$f.xz /tmp/bin/$f
+  chmod +x /tmp/bin/$f; done; }
+table() { python3 - "$OUT" <<'PY'
+import glob, json, os, sys
+rows = {}
+for f in sorted(glob.glob(f"{sys.argv[1]}/bench-*.json")):
+    name = os.path.basename(f)[len("bench-"):-len(".json")]  # e.g. 3.2-3b-nf4-new
+    try:
+        recs = json.load(open(f))
+    except Exception as e:
+        print(f"| {name} | failed: {e} |"); continue
+    for r in recs:
+        rows[(name, r["test"])] = r
+print("| model | precision | test | base t/s | new t/s | new/base | new roofline % |")
+print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+for (name, test), r in sorted(rows.items()):
+    if not name.endswith("-new"): continue
+    b = rows.get((name[:-4] + "-base", test))
+    model, prec, _ = name.rsplit("-", 2)
+    roof = r.get("roofline_pct")
+    print(f"| {model} | {prec} | {test} | {b['avg_ts'] if b else 0:.1f} ± {b['stddev_ts'] if b else 0:.1f} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | "
+          f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {'' if roof is None else f'{roof:.1f}'} |")
+PY
+}
+case "${1:-kernels}" in
+minilab)
+  unpack minilab minilab-base device_check
+  timeout 200 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "device_check kernels: exit $?"
+  timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
+  cat "$OUT/device_check.txt"
+  grep -E "worst|linears of one|q/k/v in one launch|^\| 3072\+" "$OUT/kernels.md" | awk -F'|' '{print}' | sort -t'|' -k6 -r | head -4
+  grep -E "worst|linears of one" "$OUT/kernels.md"
+  for model in llama-3.2-3b llama-3.1-8b; do
+    for p in f16 int8 nf4; do
+      for build in base new; do
+        bin=/tmp/bin/minilab; [ $build = base ] && bin=/tmp/bin/minilab-base
+        timeout 150 $bin bench --model synthetic:$model --device cuda --dtype bf16 --precision $p -p 512 -n 128 -r 3 \
+          --output json > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
+        echo "$model $p $build: exit $?"
+      done
+    done
+  done
+  table | tee "$OUT/table.md"
+  tar czf "$OUT/minilab.tgz" -C "$OUT" --exclude minilab.tgz . && find "$OUT" -type f ! -name minilab.tgz -delete
+  ;;
+kernels)
+  LD_LIBRARY_PATH=.gpu timeout 400 ./.gpu/gemv_bench ${2:-} > "$OUT/gemv.md" 2> "$OUT/gemv.err"; echo "gemv_bench: exit $?"
+  cat "$OUT/gemv.err" | tail -5
+  cat "$OUT/gemv.md"
+  ;;
+profile)
+  NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  echo "ncu: ${NCU:-none}"
+  LD_LIBRARY_PATH=.gpu timeout 300 $NCU --kernel-name regex:"kern|dec|gemv_" --launch-count 18 \
+    --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
+    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats \
+    ./.gpu/gemv_bench --profile > "$OUT/ncu.txt" 2> "$OUT/ncu.err"; echo "ncu: exit $?"
+  tail -3 "$OUT/ncu.err"
+  grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|L1/TEX Hit|Mem Pipes Busy|Registers Per|Theoretical Occ|Block Limit|Stall|lsu|LSU" "$OUT/ncu.txt" | head -150
+  ;;
+esac

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the GEMV harness for the GPU machine (sm_90) into .gpu/gemv_bench, with the compiler's
+# register and spill report in .gpu/gemv_bench.ptxas.txt. Needs the CUDA toolchain of
+# ../shared/cuda/setup-toolchain.sh (nvcc on PATH after `. /tmp/cuda-toolchain/env.sh`).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p .gpu
+# Compiled with nvcc, linked with g++ against the shared runtime (the toolchain has no static one).
+nvcc -c -O3 -std=c++17 -arch=sm_90 -lineinfo -Xptxas -v bench/kernels/gemv_bench.cu -o /tmp/gemv_bench.o \
+  2> .gpu/gemv_bench.ptxas.txt || { cat .gpu/gemv_bench.ptxas.txt; exit 1; }
+g++ /tmp/gemv_bench.o -o .gpu/gemv_bench -L"$CUDA_ROOT/lib64" -lcudart -Wl,-rpath,'$ORIGIN'
+cuobjdump -sass /tmp/gemv_bench.o > .gpu/gemv_bench.sass.txt 2>/dev/null || true
+grep -E "error|warning" .gpu/gemv_bench.ptxas.txt || true
+echo "built .gpu/gemv_bench ($(stat -c %s .gpu/gemv_bench) bytes)"

@@ -1,0 +1,463 @@
+// The decode GEMV kernels of src/kernels/cuda against a plain reference on the GPU that runs them,
+// then timed on every Llama-3.2-3B and Llama-3.1-8B linear shape as a fraction of the measured
+// device-to-device copy bandwidth. Built here by bench/kernels/build.sh, run there by bench/gpu-issue11.sh.
+//
+// - Correct: random weights (dense bf16, int8 codes with scales, NF4 bytes with absmax) and random
+//   xs for m = 1, 2, 3, 5, 8; outputs poisoned with NaN first; max |kernel − reference| / max
+//   |reference| must stay under 4e-3 (bf16 output rounding is 2^-9 of the largest value).
+// - Timed: each launch reads a different copy of the weight (≥ 400 MB of copies, past the 50 MB L2),
+//   the launches captured in one CUDA graph so host launch cost is not measured; median of 9 replays.
+// - A decode step: every linear of the model once, in order, distinct weights, as one graph.
+//
+// Usage: gemv_bench [--quick]. Prints markdown tables.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "../../src/kernels/cuda/linear.cu"
+
+#define CK(x)                                                                                   \
+    do {                                                                                        \
+        cudaError_t e_ = (x);                                                                   \
+        if (e_ != cudaSuccess) {                                                                \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            exit(1);                                                                            \
+        }                                                                                       \
+    } while (0)
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ uint32_t mix(uint64_t x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
+    return (uint32_t)x;
+}
+__global__ void fill_bytes(uint8_t* p, size_t n, uint64_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = (uint8_t)mix(seed * 0x9e3779b97f4a7c15ULL + i);
+}
+// Uniform in [lo, hi).
+__global__ void fill_f32(float* p, size_t n, uint64_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = lo + (hi - lo) * (mix(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.0f / 16777216.0f);
+}
+__global__ void fill_bf16(bf16* p, size_t n, uint64_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = __float2bfloat16(lo + (hi - lo) * (mix(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.0f / 16777216.0f));
+}
+
+// Plain reference: one thread per output, every weight dequantized on its own, f32 sums.
+__global__ void reference(int fmt, const bf16* xs, const uint8_t* a, const float* b, float* ys, int m, int n, int k) {
+    const int row = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
+    if (row >= n || i >= m) return;
+    float acc = 0.f;
+    for (int j = 0; j < k; j++) {
+        const size_t e = (size_t)row * k + j;
+        float w;
+        if (fmt == gemv::DENSE) w = __bfloat162float(reinterpret_cast<const bf16*>(a)[e]);
+        else if (fmt == gemv::INT8) w = ((int)a[e] - 128) * b[row];
+        else w = gemv::NF4_CODES[(e & 1) ? (a[e / 2] & 15) : (a[e / 2] >> 4)] * b[e / 64];
+        acc += w * __bfloat162float(xs[(size_t)i * k + j]);
+    }
+    ys[(size_t)i * n + row] = acc;
+}
+
+template <int F, int M, int R> __global__ void __launch_bounds__(128) kern(const bf16* xs, gemv::Parts ps) {
+    gemv::gemv_parts<bf16, F, M, R>(xs, ps);
+}
+
+template <int F> __global__ void __launch_bounds__(512) dec(const bf16* xs, gemv::Parts ps) {
+    gemv::gemv_decode<bf16, F>(xs, ps);
+}
+// Occupancy variants: at least MINB blocks of 128 threads per SM (registers capped to fit).
+template <int F, int R, int MINB, int L> __global__ void __launch_bounds__(128, MINB) kb(const bf16* xs, gemv::Parts ps) {
+    gemv::gemv_parts<bf16, F, 1, R, L>(xs, ps);
+}
+template <int F, int R, int MINB> __global__ void __launch_bounds__(256, MINB) kb2(const bf16* xs, gemv::Parts ps) {
+    gemv::gemv_parts<bf16, F, 1, R, 2>(xs, ps);
+}
+typedef void (*Kern)(const bf16*, gemv::Parts);
+struct Variant { const char* name; int r, cap; Kern k[3]; int threads = 128, smem = 0; };  // cap: blocks per SM the grid is capped at (0: none)
+#define V(R, B, L, C) Variant{"R" #R "/" #B "/L" #L "/cap" #C, R, C, {kb<0, R, B, L>, kb<1, R, B, L>, kb<2, R, B, L>}}
+#define V2(R, B) Variant{"R" #R "/" #B "/L2/256t", R, B, {kb2<0, R, B>, kb2<1, R, B>, kb2<2, R, B>}, 256, 65536}
+static Variant VARIANTS[] = {V(1, 16, 0, 0), V(2, 8, 0, 0), V(4, 6, 0, 0), V(4, 8, 0, 0), V(8, 4, 0, 0), V2(2, 3), V2(4, 3), V2(8, 2)};
+static Kern DEC[3] = {dec<0>, dec<1>, dec<2>};
+static int g_dec_blocks[3][17];  // resident blocks per SM by format and warps
+template <int F, int M> Kern pick_r(int r) { return r == 1 ? kern<F, M, 1> : r == 2 ? kern<F, M, 2> : kern<F, M, 4>; }
+template <int F> Kern pick_m(int m, int r) {
+    return m <= 1 ? pick_r<F, 1>(r) : m <= 2 ? pick_r<F, 2>(r) : m <= 4 ? pick_r<F, 4>(r) : pick_r<F, 8>(r);
+}
+Kern pick(int f, int m, int r) { return f == 0 ? pick_m<0>(m, r) : f == 1 ? pick_m<1>(m, r) : pick_m<2>(m, r); }
+
+static const char* FMT[] = {"bf16", "int8", "nf4"};
+static int g_sms = 132;
+
+struct Weight {  // one [n, k] weight in a format, `copies` times
+    int fmt, n, k, copies;
+    size_t a_bytes, b_count;
+    uint8_t* a;
+    float* b;
+    size_t bytes() const { return a_bytes + b_count * 4; }
+    const uint8_t* ac(int c) const { return a + (size_t)c * a_bytes; }
+    const float* bc(int c) const { return b + (size_t)c * b_count; }
+};
+
+Weight make_weight(int fmt, int n, int k, int copies, uint64_t seed) {
+    Weight w{fmt, n, k, copies, 0, 0, nullptr, nullptr};
+    w.a_bytes = fmt == 0 ? (size_t)n * k * 2 : fmt == 1 ? (size_t)n * k : (size_t)n * k / 2;
+    w.b_count = fmt == 0 ? 0 : fmt == 1 ? n : (size_t)n * k / 64;
+    CK(cudaMalloc(&w.a, w.a_bytes * copies));
+    CK(cudaMalloc(&w.b, std::max<size_t>(w.b_count, 1) * 4 * copies));
+    if (fmt == 0) fill_bf16<<<1024, 256>>>((bf16*)w.a, w.a_bytes / 2 * copies, seed, -0.05f, 0.05f);
+    else fill_bytes<<<1024, 256>>>(w.a, w.a_bytes * copies, seed);
+    if (w.b_count) fill_f32<<<1024, 256>>>(w.b, w.b_count * copies, seed + 1, 0.001f, 0.004f);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());  // the fills ran on the legacy stream, the kernels run on another
+    return w;
+}
+void free_weight(Weight& w) { cudaFree(w.a); cudaFree(w.b); }
+
+// Launch of the new kernel over parts [w0, w1, …] (all of one format), copy c.
+void launch_new(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys, int m, int r) {
+    gemv::Parts ps{};
+    ps.count = (int)ws.size(); ps.m = m; ps.k = ws[0]->k;
+    int warps = 0;
+    for (size_t i = 0; i < ws.size(); i++) {
+        ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
+        warps += (ws[i]->n + r - 1) / r;
+    }
+    pick(ws[0]->fmt, m, r)<<<(warps + 3) / 4, 128, 0, s>>>(xs, ps);
+}
+// The m = 1 decode kernel: ceil(k/1024) warps a block, as many blocks as fit on the GPU at once.
+void launch_dec(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys) {
+    gemv::Parts ps{};
+    const int f = ws[0]->fmt, k = ws[0]->k, R = f == 0 ? 2 : f == 1 ? 4 : 8, warps = (k + 1023) / 1024;
+    ps.count = (int)ws.size(); ps.m = 1; ps.k = k;
+    int batches = 0;
+    for (size_t i = 0; i < ws.size(); i++) {
+        ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
+        batches += (ws[i]->n + R - 1) / R;
+    }
+    const int smem = f == 2 ? gemv::NF4_PAIR_TABLE_BYTES : 0;
+    int& per_sm = g_dec_blocks[f][warps];
+    if (per_sm == 0) {
+        CK(cudaFuncSetAttribute(DEC[f], cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, DEC[f], warps * 32, smem));
+    }
+    DEC[f]<<<std::min(batches, per_sm * g_sms), warps * 32, smem, s>>>(xs, ps);
+}
+void launch_variant(cudaStream_t s, const Variant& v, const std::vector<const Weight*>& ws, int c, const bf16* xs,
+                    std::vector<void*>& ys) {
+    gemv::Parts ps{};
+    ps.count = (int)ws.size(); ps.m = 1; ps.k = ws[0]->k;
+    int warps = 0;
+    for (size_t i = 0; i < ws.size(); i++) {
+        ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
+        warps += (ws[i]->n + v.r - 1) / v.r;
+    }
+    const int per_block = v.threads / 32, blocks = (warps + per_block - 1) / per_block;
+    const int f = ws[0]->fmt, smem = f == 2 ? v.smem : 0;
+    if (smem) CK(cudaFuncSetAttribute(v.k[f], cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    v.k[f]<<<v.cap ? std::min(blocks, v.cap * g_sms) : blocks, v.threads, smem, s>>>(xs, ps);
+}
+// The kernels before this work (linear.cu): one warp per row, 4 rows a block.
+void launch_old(cudaStream_t s, const Weight& w, int c, const bf16* xs, void* ys, int m) {
+    dim3 grid((w.n + 3) / 4);
+    if (w.fmt == 0) gemv_dense_bf16<<<grid, 128, 0, s>>>(xs, (const bf16*)w.ac(c), (bf16*)ys, m, w.n, w.k);
+    else if (w.fmt == 1) gemv_int8_bf16<<<grid, 128, 0, s>>>(xs, w.ac(c), w.bc(c), (bf16*)ys, m, w.n, w.k);
+    else gemv_nf4_bf16<<<grid, 128, 0, s>>>(xs, w.ac(c), w.bc(c), (bf16*)ys, m, w.n, w.k);
+}
+
+__global__ void to_f32(const bf16* x, float* y, size_t n) {
+    size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    if (i < n) y[i] = __bfloat162float(x[i]);
+}
+
+// max |got − ref| / max |ref|; NaN anywhere (a poisoned output left unwritten) gives NaN.
+double rel_err(const bf16* got, const float* ref, size_t count) {
+    float* g;
+    CK(cudaMalloc(&g, count * 4));
+    to_f32<<<(count + 255) / 256, 256>>>(got, g, count);
+    CK(cudaDeviceSynchronize());
+    std::vector<float> hg(count), hr(count);
+    CK(cudaMemcpy(hg.data(), g, count * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hr.data(), ref, count * 4, cudaMemcpyDeviceToHost));
+    cudaFree(g);
+    double d = 0, mx = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (std::isnan(hg[i])) return NAN;
+        d = std::max(d, (double)std::fabs(hg[i] - hr[i]));
+        mx = std::max(mx, (double)std::fabs(hr[i]));
+    }
+    return d / mx;
+}
+
+template <typename F> double time_graph(cudaStream_t s, int launches, F body) {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    for (int i = 0; i < launches; i++) body(i);
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    std::vector<double> t;
+    for (int rep = 0; rep < 11; rep++) {
+        CK(cudaEventRecord(e0, s));
+        CK(cudaGraphLaunch(ge, s));
+        CK(cudaEventRecord(e1, s));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (rep >= 2) t.push_back(ms * 1e-3 / launches);
+    }
+    std::sort(t.begin(), t.end());
+    cudaGraphExecDestroy(ge); cudaGraphDestroy(g);
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    return t[t.size() / 2];
+}
+
+double copy_bandwidth(cudaStream_t s) {
+    size_t bytes = 2ull << 30;
+    void *a, *b;
+    CK(cudaMalloc(&a, bytes)); CK(cudaMalloc(&b, bytes));
+    CK(cudaMemset(a, 1, bytes));
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    std::vector<double> t;
+    for (int i = 0; i < 12; i++) {
+        CK(cudaEventRecord(e0, s));
+        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s));
+        CK(cudaEventRecord(e1, s));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (i >= 2) t.push_back(ms * 1e-3);
+    }
+    std::sort(t.begin(), t.end());
+    cudaFree(a); cudaFree(b);
+    return 2.0 * bytes / t[t.size() / 2];
+}
+
+struct Shape { const char* name; int n, k; };
+
+// --profile: a few launches of chosen kernels, without graphs, for Nsight Compute.
+int profile(cudaStream_t s, const bf16* xs, std::vector<void*>& ys) {
+    for (auto sh : {std::pair<int, int>{8192, 3072}, {128256, 3072}}) {
+        for (int f = 0; f < 3; f++) {
+            Weight w = make_weight(f, sh.first, sh.second, 1, 5);
+            for (int i = 0; i < 2; i++) {
+                launch_new(s, {&w}, 0, xs, ys, 1, f == 0 ? 1 : f == 1 ? 2 : 4);
+                launch_dec(s, {&w}, 0, xs, ys);
+                launch_old(s, w, 0, xs, ys[0], 1);
+            }
+            CK(cudaStreamSynchronize(s));
+            free_weight(w);
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+    bool prof = argc > 1 && std::string(argv[1]) == "--profile";
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    g_sms = prop.multiProcessorCount;
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    const double bw = copy_bandwidth(s);
+    printf("# %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s\n\n", prop.name, g_sms, prop.l2CacheSize >> 20, bw / 1e9);
+    const int KMAX = 14336, MMAX = 8;
+    bf16* xs;
+    float* ref;
+    void* ys[3];
+    CK(cudaMalloc(&xs, (size_t)MMAX * KMAX * 2));
+    fill_bf16<<<256, 256>>>(xs, (size_t)MMAX * KMAX, 7, -1.f, 1.f);
+    CK(cudaMalloc(&ref, (size_t)MMAX * 128256 * 4));
+    for (auto& y : ys) CK(cudaMalloc(&y, (size_t)MMAX * 128256 * 2));
+    CK(cudaDeviceSynchronize());
+    if (prof) {
+        std::vector<void*> y1 = {ys[0]};
+        return profile(s, xs, y1);
+    }
+
+    std::vector<Shape> shapes = {
+        {"3B q/o", 3072, 3072}, {"3B k/v", 1024, 3072}, {"3B gate/up", 8192, 3072}, {"3B down", 3072, 8192},
+        {"3B head", 128256, 3072}, {"8B q/o", 4096, 4096}, {"8B k/v", 1024, 4096}, {"8B gate/up", 14336, 4096},
+        {"8B down", 4096, 14336}, {"8B head", 128256, 4096}};
+    // Correctness first: every format, R and m against the reference, on every shape.
+    printf("## Correctness: max |kernel − reference| / max |reference| (bf16 out; limit 4e-3)\n\n");
+    printf("| shape | format | old m=1 | worst new (m = 1,2,3,5,8; R = 1,2,4; decode kernel at m = 1) |\n| --- | --- | ---: | ---: |\n");
+    double worst_all = 0;
+    for (auto& sh : shapes) {
+        for (int f = 0; f < 3; f++) {
+            Weight w = make_weight(f, sh.n, sh.k, 1, 11 + f);
+            double worst = 0, old_err = 0;
+            for (int m : {1, 2, 3, 5, 8}) {
+                reference<<<dim3((sh.n + 127) / 128, m), 128, 0, s>>>(f, xs, w.a, w.b, ref, m, sh.n, sh.k);
+                for (int r : {0, 1, 2, 4, 9}) {
+                    if (r == 9 && m != 1) continue;
+                    CK(cudaMemsetAsync(ys[0], 0xff, (size_t)m * sh.n * 2, s));  // NaN
+                    std::vector<void*> y1 = {ys[0]};
+                    if (r == 0) launch_old(s, w, 0, xs, ys[0], m);
+                    else if (r == 9) launch_dec(s, {&w}, 0, xs, y1);
+                    else launch_new(s, {&w}, 0, xs, y1, m, r);
+                    CK(cudaStreamSynchronize(s));
+                    CK(cudaGetLastError());
+                    double e = rel_err((bf16*)ys[0], ref, (size_t)m * sh.n);
+                    if (r == 0) { if (m == 1) old_err = e; }
+                    else worst = std::isnan(e) || std::isnan(worst) ? NAN : std::max(worst, e);
+                }
+            }
+            worst_all = std::isnan(worst) || std::isnan(worst_all) ? NAN : std::max(worst_all, worst);
+            printf("| %s %dx%d | %s | %.2e | %.2e%s |\n", sh.name, sh.n, sh.k, FMT[f], old_err, worst,
+                   !(worst < 4e-3) ? " FAIL" : "");
+            free_weight(w);
+        }
+    }
+    // The fused launch: q, k, v as three parts of one launch against three separate references.
+    for (int f = 0; f < 3; f++) {
+        Weight q = make_weight(f, 3072, 3072, 1, 21), kk = make_weight(f, 1024, 3072, 1, 22), v = make_weight(f, 1024, 3072, 1, 23);
+        double worst = 0;
+        for (int m : {1, 3, 8}) for (int r : {1, 2, 4, 9}) {
+            if (r == 9 && m != 1) continue;
+            std::vector<void*> yv(ys, ys + 3);
+            for (auto y : yv) CK(cudaMemsetAsync(y, 0xff, (size_t)m * 3072 * 2, s));
+            if (r == 9) launch_dec(s, {&q, &kk, &v}, 0, xs, yv);
+            else launch_new(s, {&q, &kk, &v}, 0, xs, yv, m, r);
+            CK(cudaStreamSynchronize(s));
+            const Weight* parts[3] = {&q, &kk, &v};
+            for (int i = 0; i < 3; i++) {
+                reference<<<dim3((parts[i]->n + 127) / 128, m), 128, 0, s>>>(f, xs, parts[i]->a, parts[i]->b, ref, m, parts[i]->n, 3072);
+                CK(cudaStreamSynchronize(s));
+                double e = rel_err((bf16*)ys[i], ref, (size_t)m * parts[i]->n);
+                worst = std::isnan(e) ? NAN : std::max(worst, e);
+            }
+        }
+        worst_all = std::isnan(worst) || std::isnan(worst_all) ? NAN : std::max(worst_all, worst);
+        printf("| 3B q+k+v in one launch | %s | | %.2e%s |\n", FMT[f], worst, !(worst < 4e-3) ? " FAIL" : "");
+        free_weight(q); free_weight(kk); free_weight(v);
+    }
+    printf("\nworst relative error of the new kernels: %.2e (%s)\n\n", worst_all, worst_all < 4e-3 ? "pass" : "FAIL");
+
+    // Occupancy sweep at m = 1 (checked against the reference first).
+    printf("## m = 1: rows per warp R / minimum blocks per SM (GB/s)\n\n| shape | format |");
+    for (auto& v : VARIANTS) printf(" %s |", v.name);
+    printf("\n| --- | --- |");
+    for (size_t i = 0; i < sizeof(VARIANTS) / sizeof(VARIANTS[0]); i++) printf(" ---: |");
+    printf("\n");
+    std::vector<std::vector<int>> best_var(shapes.size(), std::vector<int>(3, 0));
+    for (size_t si = 0; si < shapes.size(); si++) {
+        auto& sh = shapes[si];
+        for (int f = 0; f < 3; f++) {
+            size_t one = (size_t)sh.n * sh.k * (f == 0 ? 2.0 : f == 1 ? 1.0 : 0.5);
+            int copies = (int)std::max<size_t>(1, (400ull << 20) / one + 1);
+            Weight w = make_weight(f, sh.n, sh.k, copies, 31);
+            double best = 0;
+            reference<<<dim3((sh.n + 127) / 128, 1), 128, 0, s>>>(f, xs, w.a, w.b, ref, 1, sh.n, sh.k);
+            printf("| %s | %s |", sh.name, FMT[f]);
+            std::vector<void*> y1 = {ys[0]};
+            for (int vi = 0; vi < (int)(sizeof(VARIANTS) / sizeof(VARIANTS[0])); vi++) {
+                const Variant& v = VARIANTS[vi];
+                CK(cudaMemsetAsync(ys[0], 0xff, (size_t)sh.n * 2, s));
+                launch_variant(s, v, {&w}, 0, xs, y1);
+                CK(cudaStreamSynchronize(s));
+                double e = rel_err((bf16*)ys[0], ref, sh.n);
+                double t = time_graph(s, std::max(copies, 24), [&](int i) { launch_variant(s, v, {&w}, i % copies, xs, y1); });
+                printf(" %.0f%s |", w.bytes() / t / 1e9, e < 4e-3 ? "" : " FAIL");
+                if (w.bytes() / t > best) { best = w.bytes() / t; best_var[si][f] = vi; }
+                if (!(e < 4e-3)) worst_all = NAN;
+            }
+            printf("\n");
+            free_weight(w);
+        }
+    }
+    printf("\n");
+    // Speed, one shape at a time.
+    printf("## One weight per launch, each launch on another copy (GB/s of weight bytes; %% of copy bandwidth)\n\n");
+    printf("| shape | format | m | old | R=1 | R=2 | R=4 | decode | best %% |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    // best R per (shape, format, m=1) for the step
+    std::vector<std::vector<int>> best_r(shapes.size(), std::vector<int>(3, 1));
+    for (size_t si = 0; si < shapes.size(); si++) {
+        auto& sh = shapes[si];
+        for (int f = 0; f < 3; f++) {
+            size_t one = (size_t)sh.n * sh.k * (f == 0 ? 2.0 : f == 1 ? 1.0 : 0.5);
+            int copies = (int)std::max<size_t>(1, (400ull << 20) / one + 1);
+            Weight w = make_weight(f, sh.n, sh.k, copies, 31);
+            int launches = std::max(copies, 24);
+            for (int m : quick ? std::vector<int>{} : std::vector<int>{1, 2, 4, 8}) {
+                double gbs[5] = {0, 0, 0, 0, 0};
+                for (int r : {0, 1, 2, 4, 9}) {
+                    if (r == 9 && m != 1) continue;
+                    std::vector<void*> y1 = {ys[0]};
+                    double t = time_graph(s, launches, [&](int i) {
+                        if (r == 0) launch_old(s, w, i % copies, xs, ys[0], m);
+                        else if (r == 9) launch_dec(s, {&w}, i % copies, xs, y1);
+                        else launch_new(s, {&w}, i % copies, xs, y1, m, r);
+                    });
+                    gbs[r == 9 ? 4 : r == 4 ? 3 : r] = w.bytes() / t / 1e9;
+                }
+                int b = 1;
+                for (int i = 2; i < 5; i++) if (gbs[i] > gbs[b]) b = i;
+                if (m == 1) best_r[si][f] = b == 4 ? 9 : b == 3 ? 4 : b;
+                printf("| %s %dx%d | %s | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f |\n", sh.name, sh.n, sh.k, FMT[f], m, gbs[0],
+                       gbs[1], gbs[2], gbs[3], gbs[4], 100 * gbs[b] * 1e9 / bw);
+            }
+            free_weight(w);
+        }
+    }
+
+    // A decode step's linears: every linear of every block, distinct weights, one graph.
+    printf("\n## The linears of one decode step (m = 1), distinct weights, one graph (--quick: the best variant per shape above)\n\n");
+    printf("| model | format | old ms | new ms | new fused ms | weight GB | new fused GB/s | %% of copy |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    struct Model { const char* name; int hidden, kv, ffn, blocks, shape0; };
+    for (Model md : {Model{"3B", 3072, 1024, 8192, 28, 0}, Model{"8B", 4096, 1024, 14336, 32, 5}}) {
+        for (int f = 0; f < 3; f++) {
+            std::vector<Weight> ws;  // per block: q k v o gate up down; then the head
+            size_t bytes = 0;
+            for (int b = 0; b < md.blocks; b++) {
+                int dims[7][2] = {{md.hidden, md.hidden}, {md.kv, md.hidden}, {md.kv, md.hidden}, {md.hidden, md.hidden},
+                                  {md.ffn, md.hidden}, {md.ffn, md.hidden}, {md.hidden, md.ffn}};
+                for (auto& d : dims) { ws.push_back(make_weight(f, d[0], d[1], 1, 100 + ws.size())); bytes += ws.back().bytes(); }
+            }
+            ws.push_back(make_weight(f, 128256, md.hidden, 1, 99));
+            bytes += ws.back().bytes();
+            CK(cudaDeviceSynchronize());
+            // R per role from the per-shape table (q/o, k/v, gate/up, down, head)
+            int role[7] = {0, 1, 1, 0, 2, 2, 3};
+            auto r_of = [&](int li) { return best_r[md.shape0 + (li == (int)ws.size() - 1 ? 4 : role[li % 7])][f]; };
+            std::vector<void*> y1 = {ys[0]};
+            auto launch_best = [&](std::vector<const Weight*> parts, std::vector<void*>& y, int r) {
+                if (quick) {
+                    const int shape = md.shape0 + (parts[0]->n == 128256 ? 4 : parts[0]->k != md.hidden ? 3 : parts[0]->n == md.ffn ? 2 : parts[0]->n == md.kv ? 1 : 0);
+                    launch_variant(s, VARIANTS[best_var[shape][f]], parts, 0, xs, y);
+                } else if (r == 9) launch_dec(s, parts, 0, xs, y);
+                else launch_new(s, parts, 0, xs, y, 1, r);
+            };
+            double t_old = time_graph(s, 1, [&](int) { for (auto& w : ws) launch_old(s, w, 0, xs, ys[0], 1); });
+            double t_new = time_graph(s, 1, [&](int) {
+                for (size_t i = 0; i < ws.size(); i++) launch_best({&ws[i]}, y1, r_of((int)i));
+            });
+            double t_fused = time_graph(s, 1, [&](int) {
+                std::vector<void*> y3(ys, ys + 3);
+                for (int b = 0; b < md.blocks; b++) {
+                    Weight* w = &ws[b * 7];
+                    launch_best({&w[0], &w[1], &w[2]}, y3, r_of(0));
+                    launch_best({&w[3]}, y1, r_of(3));
+                    launch_best({&w[4], &w[5]}, y3, r_of(4));
+                    launch_best({&w[6]}, y1, r_of(6));
+                }
+                launch_best({&ws.back()}, y1, r_of((int)ws.size() - 1));
+            });
+            printf("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.0f | %.1f |\n", md.name, FMT[f], t_old * 1e3, t_new * 1e3,
+                   t_fused * 1e3, bytes / 1e9, bytes / t_fused / 1e9, 100 * bytes / t_fused / bw);
+            for (auto& w : ws) free_weight(w);
+        }
+    }
+    CK(cudaGetLastError());
+    return worst_all < 4e-3 ? 0 : 3;
+}

@@ -1,0 +1,225 @@
+// Decode GEMV at memory speed: ys[m, n] = xs[m, k]·Wᵀ for m ≤ 8 rows of xs, W dense (T), int8 or
+// NF4, and up to three weights of one format in one launch (q/k/v, gate/up: one read of xs).
+//
+// A warp owns R consecutive output rows of one weight; its lanes stride over k, each taking one
+// 16-byte load per row per step, so R independent loads are in flight per lane and every xs value
+// loaded serves R rows. Weights stream past L1 (ld.global.nc.L1::no_allocate) so that xs stays in it.
+//
+// Why the decoders look the way they do (the H200 must turn ~33 weights per SM and clock into
+// products for NF4 at the copy bandwidth, with 4 instructions issued per SM and clock):
+// - int8: a byte b placed in the mantissa of 2^23 is the float 2^23 + b, so one byte-permute and one
+//   subtraction give b − 128; no integer-to-float conversion (a quarter-rate instruction).
+// - NF4: the 16 codes live in shared memory once per lane (entry v at byte v·256 + lane·4), so no
+//   two lanes of a warp ever hit the same bank, and one byte-permute builds the address of a nibble
+//   that was masked into a byte. One lookup, one address, one FMA per weight.
+#pragma once
+#include <stdint.h>
+
+#include <type_traits>
+
+#include "common.cuh"
+
+namespace gemv {
+
+enum Format { DENSE = 0, INT8 = 1, NF4 = 2 };
+
+// The NF4 codebook (bitsandbytes'), index = 4-bit code.
+__constant__ float NF4_CODES[16] = {
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,
+    -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,
+    0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+    0.7229568362236023f, 1.0f};
+
+// Shared-memory codebook: 16 entries of 256 bytes, lane l reads word l of an entry.
+constexpr int NF4_TABLE_WORDS = 16 * 64;
+
+// One weight of a launch. `a`: dense weights in T, int8 codes (q + 128) or NF4 packed bytes (byte i =
+// elements 2i (high nibble) and 2i+1); `b`: int8 scales [n] or NF4 absmax [n·k/64]; `ys`: [m, n] in T.
+struct Part {
+    const uint8_t* a;
+    const float* b;
+    void* ys;
+    int n;
+};
+
+// Up to three weights sharing xs [m, k]: warps are handed out part after part, R rows each.
+struct Parts {
+    Part p[3];
+    int count;
+    int m;
+    int k;
+};
+
+// Elements of one weight row a lane takes per step, and its 16-byte loads: one (two for f32 weights).
+template <int F> __host__ __device__ constexpr int step_elems() { return F == DENSE ? 8 : (F == INT8 ? 16 : 32); }
+template <typename T, int F> __host__ __device__ constexpr int step_loads() { return F == DENSE && sizeof(T) == 4 ? 2 : 1; }
+template <typename T> __host__ __device__ constexpr bool is_bf16() { return std::is_same<T, __nv_bfloat16>::value; }
+
+__device__ __forceinline__ uint4 ld_stream(const void* p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+// 32-bit word i (< 4) of a 16-byte vector; i is a compile-time constant after unrolling.
+__device__ __forceinline__ uint32_t word(const uint4& w, int i) { return i == 0 ? w.x : i == 1 ? w.y : i == 2 ? w.z : w.w; }
+
+// Two packed 16-bit values as f32.
+template <typename T> __device__ __forceinline__ float2 pair(uint32_t v) {
+    if constexpr (is_bf16<T>()) {
+        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+    } else {
+        return __half22float2(*reinterpret_cast<const __half2*>(&v));
+    }
+}
+
+// Eight consecutive xs values as f32: one 16-byte load (two for f32).
+template <typename T> __device__ __forceinline__ void load_x8(const T* p, float* out) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 f = pair<T>(word(raw, i));
+        out[2 * i] = f.x;
+        out[2 * i + 1] = f.y;
+    }
+}
+template <> __device__ __forceinline__ void load_x8<float>(const float* p, float* out) {
+    const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+    out[0] = a.x; out[1] = a.y; out[2] = a.z; out[3] = a.w;
+    out[4] = b.x; out[5] = b.y; out[6] = b.z; out[7] = b.w;
+}
+
+// Sub-chunk s (8 weights) of one row's step as f32: dense values, int8 q (unscaled), NF4 codes
+// (unscaled).
+template <typename T, int F>
+__device__ __forceinline__ void decode8(const uint4* w, int s, float* out, const char* table, uint32_t lane_off) {
+    if constexpr (F == DENSE && sizeof(T) == 4) {
+#pragma unroll
+        for (int i = 0; i < 8; i++) out[i] = __uint_as_float(word(w[i / 4], i % 4));
+    } else if constexpr (F == DENSE) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 f = pair<T>(word(w[0], i));
+            out[2 * i] = f.x;
+            out[2 * i + 1] = f.y;
+        }
+    } else if constexpr (F == INT8) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint32_t v = word(w[0], 2 * s + h);
+#pragma unroll
+            for (int j = 0; j < 4; j++) out[4 * h + j] = __uint_as_float(__byte_perm(v, 0x4b, 0x4550 + j)) - 8388736.0f;
+        }
+    } else {
+        const uint32_t v = word(w[0], s);
+        const uint32_t lo = v & 0x0f0f0f0fu, hi = (v >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            // byte 0: this lane's offset, byte 1: the code, so the address is code·256 + lane·4
+            out[2 * j] = *reinterpret_cast<const float*>(table + __byte_perm(hi, lane_off, 0x5504 + (j << 4)));
+            out[2 * j + 1] = *reinterpret_cast<const float*>(table + __byte_perm(lo, lane_off, 0x5504 + (j << 4)));
+        }
+    }
+}
+
+// The warp's R rows of part `p`, starting at row0, against the m rows of xs.
+template <typename T, int F, int M, int R>
+__device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, int row0, const char* table) {
+    constexpr int E = step_elems<F>(), WL = step_loads<T, F>(), SUBS = E / 8;
+    const int lane = threadIdx.x & 31;
+    const uint32_t lane_off = lane * 4;
+    // bytes of a row: k·sizeof(T) dense, k int8, k/2 NF4
+    const auto row_bytes = [&](size_t n) { return F == NF4 ? n / 2 : n * (F == DENSE ? sizeof(T) : 1); };
+    float acc[R][M];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int i = 0; i < M; i++) acc[r][i] = 0.f;
+    const uint8_t* base[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const size_t row = (size_t)min(row0 + r, p.n - 1);  // tail rows repeat the last; not stored
+        base[r] = p.a + row_bytes(row * k);
+    }
+    // two steps in flight at few rows; at 4-8 rows the products, not the loads, set the pace
+#pragma unroll(M <= 2 ? 2 : 1)
+    for (int j = lane * E; j < k; j += 32 * E) {
+        uint4 w[R][WL];
+        float scale[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            scale[r] = 1.f;
+            const size_t off = row_bytes(j);
+#pragma unroll
+            for (int l = 0; l < WL; l++) w[r][l] = ld_stream(base[r] + off + 16 * l);
+            if constexpr (F == NF4) {
+                const size_t row = (size_t)min(row0 + r, p.n - 1);
+                scale[r] = __ldg(p.b + (row * k + j) / 64);
+            }
+        }
+        float part[R][M];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < M; i++) part[r][i] = 0.f;
+#pragma unroll
+        for (int s = 0; s < SUBS; s++) {
+            // Rows of xs past m read row m − 1 and are never stored: no branch stands between the
+            // loads, so the compiler issues them all before the first product.
+            float x[M][8];
+#pragma unroll
+            for (int i = 0; i < M; i++) load_x8(xs + (size_t)min(i, m - 1) * k + j + 8 * s, x[i]);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float wf[8];
+                decode8<T, F>(w[r], s, wf, table, lane_off);
+#pragma unroll
+                for (int i = 0; i < M; i++)
+#pragma unroll
+                    for (int e = 0; e < 8; e++) part[r][i] = fmaf(wf[e], x[i][e], part[r][i]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int i = 0; i < M; i++) acc[r][i] = F == NF4 ? fmaf(part[r][i], scale[r], acc[r][i]) : acc[r][i] + part[r][i];
+    }
+    T* ys = reinterpret_cast<T*>(p.ys);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int row = row0 + r;
+        const float s = (F == INT8 && row < p.n) ? __ldg(p.b + row) : 1.f;
+#pragma unroll
+        for (int i = 0; i < M; i++) {
+            if (i < m) {
+                const float v = warp_sum(acc[r][i]);
+                if (lane == 0 && row < p.n) ys[(size_t)i * p.n + row] = from_f<T>(v * s);
+            }
+        }
+    }
+}
+
+// Fills the block's NF4 table; every thread must call it (it synchronizes).
+__device__ __forceinline__ void fill_table(float* table) {
+    for (int i = threadIdx.x; i < NF4_TABLE_WORDS; i += blockDim.x) table[i] = NF4_CODES[i >> 6];
+    __syncthreads();
+}
+
+// Warps take row groups grid-stride (a grid smaller than the groups is allowed).
+template <typename T, int F, int M, int R>
+__device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
+    __shared__ __align__(16) float table[F == NF4 ? NF4_TABLE_WORDS : 4];
+    if constexpr (F == NF4) fill_table(table);
+    const int g0 = (ps.p[0].n + R - 1) / R, g1 = ps.count > 1 ? (ps.p[1].n + R - 1) / R : 0;
+    const int total = g0 + g1 + (ps.count > 2 ? (ps.p[2].n + R - 1) / R : 0);
+    const int warps = gridDim.x * (blockDim.x >> 5);
+    for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
+        if (g < g0) rows<T, F, M, R>(xs, ps.p[0], ps.m, ps.k, g * R, reinterpret_cast<const char*>(table));
+        else if (g < g0 + g1) rows<T, F, M, R>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, reinterpret_cast<const char*>(table));
+        else rows<T, F, M, R>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, reinterpret_cast<const char*>(table));
+    }
+}
+
+}  // namespace gemv
