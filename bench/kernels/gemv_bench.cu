@@ -69,23 +69,13 @@ template <int F, int M, int R> __global__ void __launch_bounds__(128) kern(const
     gemv::gemv_parts<bf16, F, M, R>(xs, ps);
 }
 
-template <int F> __global__ void __launch_bounds__(512) dec(const bf16* xs, gemv::Parts ps) {
-    gemv::gemv_decode<bf16, F>(xs, ps);
-}
-// Occupancy variants: at least MINB blocks of 128 threads per SM (registers capped to fit).
-template <int F, int R, int MINB, int L> __global__ void __launch_bounds__(128, MINB) kb(const bf16* xs, gemv::Parts ps) {
-    gemv::gemv_parts<bf16, F, 1, R, L>(xs, ps);
-}
-template <int F, int R, int MINB> __global__ void __launch_bounds__(256, MINB) kb2(const bf16* xs, gemv::Parts ps) {
-    gemv::gemv_parts<bf16, F, 1, R, 2>(xs, ps);
+template <int F, int R, int MINB> __global__ void __launch_bounds__(128, MINB) kb(const bf16* xs, gemv::Parts ps) {
+    gemv::gemv_parts<bf16, F, 1, R>(xs, ps);
 }
 typedef void (*Kern)(const bf16*, gemv::Parts);
-struct Variant { const char* name; int r, cap; Kern k[3]; int threads = 128, smem = 0; };  // cap: blocks per SM the grid is capped at (0: none)
-#define V(R, B, L, C) Variant{"R" #R "/" #B "/L" #L "/cap" #C, R, C, {kb<0, R, B, L>, kb<1, R, B, L>, kb<2, R, B, L>}}
-#define V2(R, B) Variant{"R" #R "/" #B "/L2/256t", R, B, {kb2<0, R, B>, kb2<1, R, B>, kb2<2, R, B>}, 256, 65536}
-static Variant VARIANTS[] = {V(1, 16, 0, 0), V(2, 8, 0, 0), V(4, 6, 0, 0), V(4, 8, 0, 0), V(8, 4, 0, 0), V2(2, 3), V2(4, 3), V2(8, 2)};
-static Kern DEC[3] = {dec<0>, dec<1>, dec<2>};
-static int g_dec_blocks[3][17];  // resident blocks per SM by format and warps
+struct Variant { const char* name; int r, cap; Kern k[3]; };  // cap: blocks per SM the grid is capped at (0: none)
+#define V(R, B) Variant{"R" #R "/" #B, R, 0, {kb<0, R, B>, kb<1, R, B>, kb<2, R, B>}}
+static Variant VARIANTS[] = {V(1, 16), V(2, 8), V(2, 12), V(4, 4), V(4, 6), V(4, 8), V(8, 4)};
 template <int F, int M> Kern pick_r(int r) { return r == 1 ? kern<F, M, 1> : r == 2 ? kern<F, M, 2> : kern<F, M, 4>; }
 template <int F> Kern pick_m(int m, int r) {
     return m <= 1 ? pick_r<F, 1>(r) : m <= 2 ? pick_r<F, 2>(r) : m <= 4 ? pick_r<F, 4>(r) : pick_r<F, 8>(r);
@@ -131,23 +121,31 @@ void launch_new(cudaStream_t s, const std::vector<const Weight*>& ws, int c, con
     }
     pick(ws[0]->fmt, m, r)<<<(warps + 3) / 4, 128, 0, s>>>(xs, ps);
 }
-// The m = 1 decode kernel: ceil(k/1024) warps a block, as many blocks as fit on the GPU at once.
-void launch_dec(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys) {
+// The kernels minilab ships (linear.cu), with src/kernels/cuda/mod.rs's choice of (M, R).
+Kern shipped(int f, int m, int n_max, int* r) {
+    const int mm = m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
+    *r = (f == 2 && mm == 1 && n_max >= 8192) ? 4 : (f == 0 && mm >= 4) ? 1 : 2;
+    static Kern table[3][4] = {{gemv_dense_bf16_m1_r2, gemv_dense_bf16_m2_r2, gemv_dense_bf16_m4_r1, gemv_dense_bf16_m8_r1},
+                               {gemv_int8_bf16_m1_r2, gemv_int8_bf16_m2_r2, gemv_int8_bf16_m4_r2, gemv_int8_bf16_m8_r2},
+                               {gemv_nf4_bf16_m1_r2, gemv_nf4_bf16_m2_r2, gemv_nf4_bf16_m4_r2, gemv_nf4_bf16_m8_r2}};
+    if (*r == 4) return gemv_nf4_bf16_m1_r4;
+    return table[f][mm == 1 ? 0 : mm == 2 ? 1 : mm == 4 ? 2 : 3];
+}
+void launch_shipped(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys, int m) {
     gemv::Parts ps{};
-    const int f = ws[0]->fmt, k = ws[0]->k, R = f == 0 ? 2 : f == 1 ? 4 : 8, warps = (k + 1023) / 1024;
-    ps.count = (int)ws.size(); ps.m = 1; ps.k = k;
-    int batches = 0;
+    ps.count = (int)ws.size(); ps.m = m; ps.k = ws[0]->k;
+    int n_max = 0, r = 2;
+    for (auto w : ws) n_max = std::max(n_max, w->n);
+    Kern k = shipped(ws[0]->fmt, m, n_max, &r);
+    int warps = 0;
     for (size_t i = 0; i < ws.size(); i++) {
         ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
-        batches += (ws[i]->n + R - 1) / R;
+        warps += (ws[i]->n + r - 1) / r;
     }
-    const int smem = f == 2 ? gemv::NF4_PAIR_TABLE_BYTES : 0;
-    int& per_sm = g_dec_blocks[f][warps];
-    if (per_sm == 0) {
-        CK(cudaFuncSetAttribute(DEC[f], cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, DEC[f], warps * 32, smem));
-    }
-    DEC[f]<<<std::min(batches, per_sm * g_sms), warps * 32, smem, s>>>(xs, ps);
+    k<<<(warps + 3) / 4, 128, 0, s>>>(xs, ps);
+}
+void launch_dec(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys) {
+    launch_shipped(s, ws, c, xs, ys, 1);
 }
 void launch_variant(cudaStream_t s, const Variant& v, const std::vector<const Weight*>& ws, int c, const bf16* xs,
                     std::vector<void*>& ys) {
@@ -158,17 +156,12 @@ void launch_variant(cudaStream_t s, const Variant& v, const std::vector<const We
         ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
         warps += (ws[i]->n + v.r - 1) / v.r;
     }
-    const int per_block = v.threads / 32, blocks = (warps + per_block - 1) / per_block;
-    const int f = ws[0]->fmt, smem = f == 2 ? v.smem : 0;
-    if (smem) CK(cudaFuncSetAttribute(v.k[f], cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    v.k[f]<<<v.cap ? std::min(blocks, v.cap * g_sms) : blocks, v.threads, smem, s>>>(xs, ps);
+    const int blocks = (warps + 3) / 4;
+    v.k[ws[0]->fmt]<<<v.cap ? std::min(blocks, v.cap * g_sms) : blocks, 128, 0, s>>>(xs, ps);
 }
-// The kernels before this work (linear.cu): one warp per row, 4 rows a block.
 void launch_old(cudaStream_t s, const Weight& w, int c, const bf16* xs, void* ys, int m) {
-    dim3 grid((w.n + 3) / 4);
-    if (w.fmt == 0) gemv_dense_bf16<<<grid, 128, 0, s>>>(xs, (const bf16*)w.ac(c), (bf16*)ys, m, w.n, w.k);
-    else if (w.fmt == 1) gemv_int8_bf16<<<grid, 128, 0, s>>>(xs, w.ac(c), w.bc(c), (bf16*)ys, m, w.n, w.k);
-    else gemv_nf4_bf16<<<grid, 128, 0, s>>>(xs, w.ac(c), w.bc(c), (bf16*)ys, m, w.n, w.k);
+    std::vector<void*> y1 = {ys};
+    launch_shipped(s, {&w}, c, xs, y1, m);
 }
 
 __global__ void to_f32(const bf16* x, float* y, size_t n) {
@@ -291,7 +284,7 @@ int main(int argc, char** argv) {
         {"8B down", 4096, 14336}, {"8B head", 128256, 4096}};
     // Correctness first: every format, R and m against the reference, on every shape.
     printf("## Correctness: max |kernel − reference| / max |reference| (bf16 out; limit 4e-3)\n\n");
-    printf("| shape | format | old m=1 | worst new (m = 1,2,3,5,8; R = 1,2,4; decode kernel at m = 1) |\n| --- | --- | ---: | ---: |\n");
+    printf("| shape | format | shipped m=1 | worst (m = 1,2,3,5,8; R = 1,2,4; decode kernel at m = 1) |\n| --- | --- | ---: | ---: |\n");
     double worst_all = 0;
     for (auto& sh : shapes) {
         for (int f = 0; f < 3; f++) {
@@ -379,7 +372,7 @@ int main(int argc, char** argv) {
     printf("\n");
     // Speed, one shape at a time.
     printf("## One weight per launch, each launch on another copy (GB/s of weight bytes; %% of copy bandwidth)\n\n");
-    printf("| shape | format | m | old | R=1 | R=2 | R=4 | decode | best %% |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("| shape | format | m | shipped | R=1 | R=2 | R=4 | shipped | best %% |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     // best R per (shape, format, m=1) for the step
     std::vector<std::vector<int>> best_r(shapes.size(), std::vector<int>(3, 1));
     for (size_t si = 0; si < shapes.size(); si++) {
@@ -413,7 +406,7 @@ int main(int argc, char** argv) {
 
     // A decode step's linears: every linear of every block, distinct weights, one graph.
     printf("\n## The linears of one decode step (m = 1), distinct weights, one graph (--quick: the best variant per shape above)\n\n");
-    printf("| model | format | old ms | new ms | new fused ms | weight GB | new fused GB/s | %% of copy |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("| model | format | shipped ms | best-R ms | best-R fused ms | weight GB | new fused GB/s | %% of copy |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     struct Model { const char* name; int hidden, kv, ffn, blocks, shape0; };
     for (Model md : {Model{"3B", 3072, 1024, 8192, 28, 0}, Model{"8B", 4096, 1024, 14336, 32, 5}}) {
         for (int f = 0; f < 3; f++) {
