@@ -108,6 +108,12 @@ Weight make_weight(int fmt, int n, int k, int copies, uint64_t seed) {
     CK(cudaDeviceSynchronize());  // the fills ran on the legacy stream, the kernels run on another
     return w;
 }
+// Copies of an [n, k] weight in format f that together exceed 400 MB, so that launches rotating
+// through them read HBM, not the 60 MB L2.
+int copies_past_l2(int f, int n, int k) {
+    const size_t one = (size_t)n * k * (f == 0 ? 2.0 : f == 1 ? 1.0 : 0.5);
+    return (int)std::max<size_t>(1, (400ull << 20) / one + 1);
+}
 void free_weight(Weight& w) { cudaFree(w.a); cudaFree(w.b); }
 
 // Launch of the new kernel over parts [w0, w1, …] (all of one format), copy c.
@@ -347,8 +353,7 @@ int main(int argc, char** argv) {
     for (size_t si = 0; si < shapes.size(); si++) {
         auto& sh = shapes[si];
         for (int f = 0; f < 3; f++) {
-            size_t one = (size_t)sh.n * sh.k * (f == 0 ? 2.0 : f == 1 ? 1.0 : 0.5);
-            int copies = (int)std::max<size_t>(1, (400ull << 20) / one + 1);
+            const int copies = copies_past_l2(f, sh.n, sh.k);
             Weight w = make_weight(f, sh.n, sh.k, copies, 31);
             double best = 0;
             reference<<<dim3((sh.n + 127) / 128, 1), 128, 0, s>>>(f, xs, w.a, w.b, ref, 1, sh.n, sh.k);
@@ -378,8 +383,7 @@ int main(int argc, char** argv) {
     for (size_t si = 0; si < shapes.size(); si++) {
         auto& sh = shapes[si];
         for (int f = 0; f < 3; f++) {
-            size_t one = (size_t)sh.n * sh.k * (f == 0 ? 2.0 : f == 1 ? 1.0 : 0.5);
-            int copies = (int)std::max<size_t>(1, (400ull << 20) / one + 1);
+            const int copies = copies_past_l2(f, sh.n, sh.k);
             Weight w = make_weight(f, sh.n, sh.k, copies, 31);
             int launches = std::max(copies, 24);
             for (int m : quick ? std::vector<int>{} : std::vector<int>{1, 2, 4, 8}) {
