@@ -5,6 +5,7 @@ use std::{env, path::PathBuf, process::Command};
 fn main() {
     println!("cargo:rerun-if-changed=src/kernels/cuda/linear.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/attention.cu");
+    println!("cargo:rerun-if-changed=src/kernels/cuda/decode.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/common.cuh");
     println!("cargo:rerun-if-changed=src/kernels/cuda/gemv.cuh");
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
@@ -12,7 +13,7 @@ fn main() {
         return;
     }
     let arch = compute_cap();
-    for name in ["linear", "attention"] {
+    for name in ["linear", "attention", "decode"] {
         let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join(format!("{name}.ptx"));
         let src = format!("src/kernels/cuda/{name}.cu");
         let status = Command::new(env::var("NVCC").unwrap_or_else(|_| "nvcc".into()))

@@ -8,6 +8,11 @@
 #            q/k/v launch against the plain path; GPU logits against the CPU's), then `minilab bench`
 #            for the synthetic 3B and 8B in f16, int8 and nf4, this build and the base build
 #            (before issue 11) alternating, so the ratio is measured side by side.
+#   decode MODELS [check]: the same bench for each synthetic model of MODELS (default llama-3.2-3b),
+#            three builds alternating: base (.gpu/minilab-base.xz, the previous commit), eager (this
+#            build, --no-cuda-graph) and graph (this build); with `check` first `device_check cuda
+#            graph` (plain, fused-eager and graph decode against each other), `device_check cuda`
+#            (GPU logits against the CPU's) and the dequantize rows of `device_check cuda kernels`.
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -38,7 +43,81 @@ for (name, test), r in sorted(rows.items()):
           f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {'' if roof is None else f'{roof:.1f}'} |")
 PY
 }
+table3() { python3 - "$OUT" <<'PY'
+import glob, json, os, sys
+rows = {}
+for f in sorted(glob.glob(f"{sys.argv[1]}/bench-*.json")):
+    model, prec, build = os.path.basename(f)[len("bench-"):-len(".json")].rsplit("-", 2)
+    try:
+        for r in json.load(open(f)):
+            rows[(model, prec, r["test"], build)] = r
+    except Exception as e:
+        print(f"| {model} {prec} {build} | failed: {e} |")
+print("| model | precision | test | base t/s | eager t/s | graph t/s | graph/base | graph/eager | graph roofline % | graph used |")
+print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+keys = sorted({k[:3] for k in rows})
+for k in keys:
+    b, e, g = (rows.get(k + (x,)) for x in ("base", "eager", "graph"))
+    f = lambda r: f"{r['avg_ts']:.1f} ± {r['stddev_ts']:.1f}" if r else "-"
+    ratio = lambda x, y: f"{x['avg_ts'] / y['avg_ts']:.2f}" if x and y else "-"
+    roof = g.get("roofline_pct") if g else None
+    print(f"| {k[0]} | {k[1]} | {k[2]} | {f(b)} | {f(e)} | {f(g)} | {ratio(g, b)} | {ratio(g, e)} | "
+          f"{'' if roof is None else f'{roof:.1f}'} | {g.get('cuda_graph') if g else '-'} |")
+PY
+}
 case "${1:-kernels}" in
+step)
+  # step MODEL PRECISIONS: graph-replay time a token per precision, then each kernel's share of one
+  # step from Nsight Compute (per-node durations of two replays, warm caches, clocks left alone).
+  unpack device_check
+  for p in ${3:-f16}; do timeout 120 /tmp/bin/device_check cuda step ${2:-llama-3.2-3b} $p 2>&1 | tail -2; done
+  NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  p=$(echo ${3:-f16} | cut -d' ' -f1)
+  n=$(( $(python3 -c "print({'llama-3.2-3b':28,'llama-3.1-8b':32,'llama-3.2-1b':16}.get('${2:-llama-3.2-3b}',28))") * 9 + 1 ))
+  timeout 400 $NCU --graph-profiling node --clock-control none --cache-control none --metrics gpu__time_duration.sum \
+    --kernel-name regex:"gemv_|attn_decode|rope_kv|add_rms_norm|silu_mul" --launch-skip $n --launch-count $((2 * n)) \
+    --csv --print-units base /tmp/bin/device_check cuda step ${2:-llama-3.2-3b} $p > "$OUT/ncu-step.csv" 2> "$OUT/ncu-step.err"
+  echo "ncu: exit $?"; tail -2 "$OUT/ncu-step.err"
+  python3 - "$OUT/ncu-step.csv" <<'PY'
+import csv, sys, collections, re
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: print("no ncu rows"); sys.exit()
+h = rows[0]; ki, vi = h.index("Kernel Name"), h.index("Metric Value")
+tot = collections.defaultdict(float); cnt = collections.Counter()
+for r in rows[1:]:
+    name = re.sub(r"\(.*", "", r[ki]); tot[name] += float(r[vi].replace(",", "")) / 2; cnt[name] += 1
+print("| kernel | launches a step | µs a step | share |"); print("| --- | ---: | ---: | ---: |")
+s = sum(tot.values())
+for k, v in sorted(tot.items(), key=lambda x: -x[1]):
+    print(f"| {k} | {cnt[k] // 2} | {v / 1e3:.1f} | {100 * v / s:.1f} % |")
+print(f"| all | {sum(cnt.values()) // 2} | {s / 1e3:.1f} | |")
+PY
+  ;;
+decode)
+  unpack minilab minilab-base device_check
+  if [ "${3:-}" = check ]; then
+    timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "device_check graph: exit $?"
+    cat "$OUT/graph_check.md"
+    timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
+    cat "$OUT/device_check.txt"
+    timeout 200 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "device_check kernels: exit $?"
+    grep -E "worst|64 \|" "$OUT/kernels.md" | head -12
+  fi
+  for model in ${2:-llama-3.2-3b}; do
+    for p in f16 int8 nf4; do
+      for build in base eager graph; do
+        bin=/tmp/bin/minilab; flag=""
+        [ $build = base ] && bin=/tmp/bin/minilab-base
+        [ $build = eager ] && flag=--no-cuda-graph
+        timeout 150 $bin bench --model synthetic:$model --device cuda --dtype bf16 --precision $p -p 512 -n 128 -r 3 \
+          $flag --no-log --output json > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
+        echo "$model $p $build: exit $? $(tail -c 300 "$OUT/bench-${model#llama-}-$p-$build.err")"
+      done
+    done
+  done
+  table3 | tee "$OUT/table.md"
+  tar czf "$OUT/decode.tgz" -C "$OUT" --exclude decode.tgz . && find "$OUT" -type f ! -name decode.tgz ! -name table.md -delete
+  ;;
 minilab)
   unpack minilab minilab-base device_check
   timeout 200 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "device_check kernels: exit $?"

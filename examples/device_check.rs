@@ -6,6 +6,12 @@
 //!   ops, then matmul) on the same device, random inputs of real layer shapes, 1–8 rows (GEMV) and
 //!   64 rows (dequantize + cuBLAS), f32 and bf16; then the time of one m = 1 product per format
 //!   and shape, as effective weight bandwidth.
+//! - `device_check cuda graph`: bf16 decode three ways on the GPU (the plain tensor-op path with the
+//!   kernels off, the fused eager step, the step replayed as a CUDA graph), every format, 8
+//!   prefilled tokens and 32 steps; max |Δlogit| between them, argmax agreement and graph nodes.
+//! - `device_check cuda step MODEL PRECISION`: one synthetic model in bf16, 512 tokens prefilled,
+//!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
+//!   kernel's share of the step.
 
 use candle_core::{DType, Device, Module, Tensor};
 use minilab::model::{self, Cache, ModelSpec};
@@ -187,11 +193,102 @@ fn check_fused(dev: &Device) -> minilab::Result<()> {
     Ok(())
 }
 
+/// Logits of 32 decode steps after an 8-token prefill, bf16: `graph` replays a captured step;
+/// otherwise eager, with the kernels as set. Also the graph's node count.
+fn bf16_decode(
+    dev: &Device,
+    p: Precision,
+    tokens: &[u32],
+    graph: bool,
+) -> minilab::Result<(Vec<Vec<f32>>, (usize, usize))> {
+    let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::BF16)?;
+    for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
+        loaded.model.set_precision(id, q)?;
+    }
+    let m = &loaded.model;
+    let mut cache = Cache::new(m.n_blocks());
+    m.forward(&Tensor::new(&tokens[..8], dev)?.unsqueeze(0)?, 0, &mut cache)?;
+    let g = if graph { Some(model::DecodeGraph::capture(m, &mut cache, 40)?) } else { None };
+    let mut out = Vec::new();
+    for (i, &tok) in tokens[8..40].iter().enumerate() {
+        let logits = match &g {
+            Some(g) => g.step(tok, &mut cache)?.clone(),
+            None => m.forward(&Tensor::new(&[tok], dev)?.unsqueeze(0)?, 8 + i, &mut cache)?,
+        };
+        out.push(logits.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?);
+    }
+    Ok((out, g.map_or((0, 0), |g| g.nodes())))
+}
+
+fn check_graph(dev: &Device) -> minilab::Result<()> {
+    let tokens: Vec<u32> = (0..40u32).map(|i| 1 + (i * 7919 + 13) % 128_000).collect();
+    let diff = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(u, w)| (u - w).abs())).fold(0f32, f32::max)
+    };
+    let argmax =
+        |r: &Vec<f32>| r.iter().enumerate().fold((0, f32::MIN), |m, (i, &x)| if x > m.1 { (i, x) } else { m }).0;
+    let agree = |a: &[Vec<f32>], b: &[Vec<f32>]| a.iter().zip(b).filter(|(x, y)| argmax(x) == argmax(y)).count();
+    println!("| format | fused eager vs plain max |Δ| | argmax | graph vs fused eager max |Δ| | argmax | graph kernels / nodes |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
+        minilab::kernels::set_enabled(false);
+        let plain = bf16_decode(dev, p, &tokens, false)?.0;
+        minilab::kernels::set_enabled(true);
+        let eager = bf16_decode(dev, p, &tokens, false)?.0;
+        let (graph, nodes) = bf16_decode(dev, p, &tokens, true)?;
+        println!(
+            "| {p} | {:.3e} | {}/32 | {:.3e} | {}/32 | {} / {} |",
+            diff(&eager, &plain),
+            agree(&eager, &plain),
+            diff(&graph, &eager),
+            agree(&graph, &eager),
+            nodes.0,
+            nodes.1
+        );
+    }
+    Ok(())
+}
+
+fn time_step(dev: &Device, name: &str, p: &str) -> minilab::Result<()> {
+    let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
+    let p: Precision = p.parse().map_err(|e: minilab::quant::UnknownPrecision| minilab::Error::input(e.to_string()))?;
+    for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
+        loaded.model.set_precision(id, q)?;
+    }
+    loaded.model.drop_masters();
+    let m = &loaded.model;
+    let prompt: Vec<u32> = (0..512u32).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
+    let mut cache = Cache::new(m.n_blocks());
+    m.forward(&Tensor::new(prompt.as_slice(), dev)?.unsqueeze(0)?, 0, &mut cache)?;
+    let g = model::DecodeGraph::capture(m, &mut cache, 512 + 80)?;
+    for tok in 0..8 {
+        g.step(1 + tok, &mut cache)?;
+    }
+    dev.synchronize()?;
+    let t = Instant::now();
+    for tok in 0..64 {
+        g.step(100 + tok, &mut cache)?;
+    }
+    dev.synchronize()?;
+    let ms = t.elapsed().as_secs_f64() * 1e3 / 64.0;
+    let (kernels, nodes) = g.nodes();
+    println!(
+        "{name} {p}: {ms:.3} ms a token ({:.1} tok/s) at positions 520-583, {kernels} kernels / {nodes} nodes",
+        1e3 / ms
+    );
+    Ok(())
+}
+
 fn main() -> minilab::Result<()> {
     let mut args = std::env::args().skip(1);
     let dev = minilab::device::parse_device(&args.next().unwrap_or_else(|| "cuda".into()))?;
     match args.next().as_deref() {
         Some("kernels") => check_kernels(&dev),
+        Some("graph") => check_graph(&dev),
+        Some("step") => {
+            let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());
+            time_step(&dev, &name, &args.next().unwrap_or_else(|| "f16".into()))
+        }
         _ => check_logits(&dev),
     }
 }

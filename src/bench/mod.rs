@@ -40,6 +40,8 @@ pub struct BenchRecord {
     pub bandwidth: f64,
     /// tgN only: decode speed as % of bandwidth ÷ bytes read per token.
     pub roofline_pct: Option<f64>,
+    /// tgN only: whether the decode steps replayed a CUDA graph.
+    pub cuda_graph: Option<bool>,
     pub precision: String,
     pub device: String,
     pub dtype: String,
@@ -77,18 +79,28 @@ pub fn time_prefill(model: &Model, prompt: &[u32], reps: usize, pb: &indicatif::
     Ok(samples)
 }
 
+/// What [`time_decode`] measured.
+#[derive(Debug, Clone)]
+pub struct DecodeTiming {
+    /// Wall time of each repetition, ns.
+    pub samples_ns: Vec<u64>,
+    /// Whether the steps replayed a CUDA graph (else they ran eagerly).
+    pub graph: bool,
+}
+
 /// Wall times of `reps` runs of `gen.len()` single-token decode steps after a prompt of `depth`
 /// tokens (prefilled outside the clock). The fed tokens are the text's own next tokens, so no
-/// sampling happens inside the loop.
+/// sampling happens inside the loop. On CUDA the step is captured as a graph when it can be
+/// ([`crate::model::graph`]), inside the clock: every sequence pays for its capture.
 pub fn time_decode(
     model: &Model,
     prompt: &[u32],
     gen: &[u32],
     reps: usize,
     pb: &indicatif::ProgressBar,
-) -> Result<Vec<u64>> {
+) -> Result<DecodeTiming> {
     let steps: Vec<Tensor> = gen.iter().map(|t| row(&[*t], model)).collect::<Result<_>>()?;
-    let mut samples = Vec::with_capacity(reps);
+    let mut timing = DecodeTiming { samples_ns: Vec::with_capacity(reps), graph: false };
     for i in 0..=reps {
         let mut cache = Cache::new(model.n_blocks());
         if !prompt.is_empty() {
@@ -96,17 +108,22 @@ pub fn time_decode(
         }
         sync(model.device())?;
         let t = Instant::now();
-        for (j, x) in steps.iter().enumerate() {
-            model.forward(x, prompt.len() + j, &mut cache)?;
+        let graph = crate::model::graph::try_capture(model, &mut cache, prompt.len() + gen.len());
+        for (j, (x, &token)) in steps.iter().zip(gen).enumerate() {
+            match &graph {
+                Some(g) => drop(g.step(token, &mut cache)?),
+                None => drop(model.forward(x, prompt.len() + j, &mut cache)?),
+            }
         }
         sync(model.device())?;
         let ns = t.elapsed().as_nanos() as u64;
+        timing.graph = graph.is_some();
         if i > 0 {
-            samples.push(ns);
+            timing.samples_ns.push(ns);
             pb.inc(1);
         }
     }
-    Ok(samples)
+    Ok(timing)
 }
 
 /// K and V bytes one cached token adds, in the compute dtype.

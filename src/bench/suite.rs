@@ -103,8 +103,8 @@ pub fn run(
     // bytes per 16-bit weight), not the plan's nominal bytes.
     let linear_bytes = model.resident_bytes();
     for &n in &len.gens {
-        let samples = super::time_decode(model, &feed[..len.depth], &feed[len.depth..len.depth + n], len.reps, pb)?;
-        let (avg, sd) = super::tokens_per_s(n, &samples);
+        let timing = super::time_decode(model, &feed[..len.depth], &feed[len.depth..len.depth + n], len.reps, pb)?;
+        let (avg, sd) = super::tokens_per_s(n, &timing.samples_ns);
         // mean depth over the run: the cache grows from `depth` to `depth + n`
         let per_token = roofline::bytes_per_token(linear_bytes, super::kv_bytes_per_token(model), len.depth + n / 2);
         let roof = (base.bandwidth > 0.0).then(|| roofline::roofline_pct(avg, base.bandwidth, per_token));
@@ -115,8 +115,9 @@ pub fn run(
             depth: len.depth,
             avg_ts: avg,
             stddev_ts: sd,
-            samples_ns: samples,
+            samples_ns: timing.samples_ns,
             roofline_pct: roof,
+            cuda_graph: Some(timing.graph),
             ..base.clone()
         });
     }

@@ -84,4 +84,11 @@ fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
             r0.bandwidth / 1e9
         );
     }
+    if r0.device != "cpu" {
+        match records.iter().filter_map(|r| r.cuda_graph).reduce(|a, b| a && b) {
+            Some(true) => outln!(out, "decode: each step replayed as one CUDA graph (captured inside the clock)"),
+            Some(false) => outln!(out, "decode: eager launches (no CUDA graph)"),
+            None => {}
+        }
+    }
 }

@@ -175,7 +175,7 @@ fn fixed_cost(model: &Model, inputs: &BTreeMap<usize, Tensor>, gen: &[u32], runs
     let (mut steps, mut fixed) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let (pass, _) = time_pass(model, &all, inputs, 1)?;
-        let ns = super::time_decode(model, &[], gen, 1, &hidden)?;
+        let ns = super::time_decode(model, &[], gen, 1, &hidden)?.samples_ns;
         let step = ns.first().map_or(0.0, |&ns| ns as f64 / 1e3 / gen.len().max(1) as f64);
         steps.push(step);
         fixed.push(step - pass);

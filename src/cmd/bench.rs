@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Do not append to the results log.
     #[arg(long)]
     pub no_log: bool,
+    /// Decode eagerly on CUDA instead of replaying the step as a CUDA graph (also
+    /// MINILAB_CUDA_GRAPH=off), to compare the two.
+    #[arg(long)]
+    pub no_cuda_graph: bool,
     /// Text whose tokens feed the prompts. Default: eval-data/heldout.txt (synthetic models use
     /// seeded pseudo-random ids).
     #[arg(long, value_name = "FILE")]
@@ -57,6 +61,9 @@ fn lengths(args: &BenchArgs, setup: &Setup) -> Result<Lengths> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let setup = Setup::new(&args.model)?;
     let len = lengths(args, &setup)?;
+    if args.no_cuda_graph {
+        crate::model::graph::set_enabled(false);
+    }
     let (plan, plan_name) = setup.plan(&args.plan)?;
     let text = args.text.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_TEXT));
     let before = memory::read(&setup.device);
@@ -102,6 +109,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         device_peak_bytes: 0,
         bandwidth,
         roofline_pct: None,
+        cuda_graph: None,
         precision,
         device: crate::device::device_name(&setup.device),
         dtype: format!("{:?}", setup.dtype).to_lowercase(),

@@ -3,12 +3,12 @@
 //! candle as custom ops; [`crate::quant::SwitchableLinear`] calls them and falls back to
 //! dequantize-then-matmul where none applies.
 
-mod attention;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+pub mod decode;
 mod op;
 mod params;
 
-pub use attention::{attention_decode, MAX_CONTEXT};
+pub use decode::MAX_CONTEXT;
 pub use op::{dense, enabled, int8, linear_many, nf4, set_enabled, WeightRef};

@@ -16,7 +16,6 @@ pub(crate) struct AttnDecode {
     pub heads: usize,
     pub kv_heads: usize,
     pub cap: usize,
-    pub total: usize,
     pub d: usize,
     pub scale: f32,
 }

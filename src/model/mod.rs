@@ -1,10 +1,11 @@
 //! The model: config, loaders (GGUF, Hugging Face folder, hub, synthetic), tokenizer and the llama
-//! forward with its KV cache.
+//! forward with its KV cache, and its decode step captured as a CUDA graph.
 
 pub mod config;
 pub mod digest;
 pub mod gguf;
 mod gguf_header;
+pub mod graph;
 pub mod hub;
 pub mod hub_download;
 pub mod layer_id;
@@ -17,6 +18,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::LlamaConfig;
+pub use graph::DecodeGraph;
 pub use layer_id::{LayerId, LayerKind};
 pub use llama::{Cache, Model};
 pub use tokenizer::TextTokenizer;

@@ -56,6 +56,11 @@ impl Rope {
         candle_nn::rotary_emb::rope(&xs.contiguous()?, &cos, &sin)
     }
 
+    /// The `cos` and `sin` tables `[max_pos, head_dim / 2]`.
+    pub fn tables(&self) -> [&Tensor; 2] {
+        [&self.cos, &self.sin]
+    }
+
     /// Positions covered by the tables.
     pub fn max_pos(&self) -> usize {
         self.cos.dim(0).unwrap_or(0)

@@ -69,7 +69,7 @@ pub fn measure(
             let hidden = indicatif::ProgressBar::hidden();
             let pp = bench::time_prefill(model, &s.feed[..s.n_prompt], s.reps, &hidden)?;
             let tg = bench::time_decode(model, &[], &s.feed[..s.n_gen], s.reps, &hidden)?;
-            (Some(bench::tokens_per_s(s.n_prompt, &pp).0), Some(bench::tokens_per_s(s.n_gen, &tg).0))
+            (Some(bench::tokens_per_s(s.n_prompt, &pp).0), Some(bench::tokens_per_s(s.n_gen, &tg.samples_ns).0))
         }
         None => (None, None),
     };

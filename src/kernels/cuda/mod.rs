@@ -1,8 +1,8 @@
 //! CUDA launches of the kernels in `linear.cu`: the decode GEMVs of `gemv.cuh` (several weights
 //! of one format in one launch), one-pass dequantize for prefill (whose product then goes to cuBLAS
-//! through candle's matmul), and the decode attention of `attention.cu`.
+//! through candle's matmul); `decode` launches the small fused ops of a decode step.
 
-use super::params::{AttnDecode, Format};
+use super::params::Format;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
     CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg, SyncOnDrop,
@@ -10,6 +10,8 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CudaStorage, DType, Layout, Result};
 use half::{bf16, f16};
+
+pub(crate) mod decode;
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/linear.ptx"));
 const MODULE: &str = "minilab_linear";
@@ -244,54 +246,5 @@ pub fn dequantize(
         DType::F32 => run::<f32>(format, &name, (a, la), (b, lb), n, k),
         DType::F16 => run::<f16>(format, &name, (a, la), (b, lb), n, k),
         _ => run::<bf16>(format, &name, (a, la), (b, lb), n, k),
-    }
-}
-
-const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
-
-/// One block per (sequence, head); see attention.cu.
-pub(crate) fn attn_decode(
-    op: &AttnDecode,
-    (q, lq): (&CudaStorage, &Layout),
-    (k, lk): (&CudaStorage, &Layout),
-    (v, lv): (&CudaStorage, &Layout),
-) -> Result<CudaStorage> {
-    fn run<T: CudaDType + DeviceRepr>(
-        op: &AttnDecode,
-        name: &str,
-        (q, lq): (&CudaStorage, &Layout),
-        (k, lk): (&CudaStorage, &Layout),
-        (v, lv): (&CudaStorage, &Layout),
-    ) -> Result<CudaStorage> {
-        let dev = &q.device;
-        let rq = range(lq)?;
-        let rows = rq.len() / op.d;
-        let q = q.as_cuda_slice::<T>()?.slice(rq);
-        let k = k.as_cuda_slice::<T>()?.slice(range(lk)?);
-        let v = v.as_cuda_slice::<T>()?.slice(range(lv)?);
-        // SAFETY: every element is written by the kernel.
-        let out = unsafe { dev.alloc::<T>(rows * op.d)? };
-        let func = dev.get_or_load_custom_func(name, "minilab_attention", ATTENTION_PTX)?;
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: ((op.d + op.total) * 4) as u32,
-        };
-        let ints = [op.heads, op.kv_heads, op.cap, op.total, op.d].map(|x| x as i32);
-        let mut builder = func.builder();
-        builder.arg(&q).arg(&k).arg(&v).arg(&out);
-        for x in &ints {
-            builder.arg(x);
-        }
-        builder.arg(&op.scale);
-        // SAFETY: the argument list matches the kernel's signature; shapes were checked by the caller.
-        unsafe { builder.launch(cfg) }.w()?;
-        Ok(CudaStorage::wrap_cuda_slice(out, dev.clone()))
-    }
-    let name = format!("attn_decode_{}", suffix(q.dtype())?);
-    match q.dtype() {
-        DType::F32 => run::<f32>(op, &name, (q, lq), (k, lk), (v, lv)),
-        DType::F16 => run::<f16>(op, &name, (q, lq), (k, lk), (v, lv)),
-        _ => run::<bf16>(op, &name, (q, lq), (k, lk), (v, lv)),
     }
 }

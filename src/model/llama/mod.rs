@@ -1,6 +1,8 @@
 //! The llama-family forward: RMSNorm, RoPE, grouped-query attention, SwiGLU, tied or untied head.
 //! Every linear is a [`SwitchableLinear`]; there is one forward whatever the formats.
 
+mod decode;
+
 use super::config::LlamaConfig;
 use super::layer_id::{LayerId, LayerKind};
 use super::rope::Rope;
@@ -41,6 +43,26 @@ impl Cache {
         self.kvs.iter().flatten().next().map_or(0, |kv| kv.len)
     }
 
+    /// Counts `t` more tokens as held: a decode step wrote them at the old length.
+    pub fn advance(&mut self, t: usize) {
+        for kv in self.kvs.iter_mut().flatten() {
+            kv.len += t;
+        }
+    }
+
+    /// Every block's key and value buffers, in block order.
+    pub fn buffers(&self) -> Vec<Tensor> {
+        self.kvs.iter().flatten().flat_map(|kv| [kv.k.clone(), kv.v.clone()]).collect()
+    }
+
+    /// Positions every block's buffers hold (0 when any block has none).
+    pub fn capacity(&self) -> usize {
+        if self.kvs.is_empty() {
+            return 0;
+        }
+        self.kvs.iter().map(|kv| kv.as_ref().map_or(0, |kv| kv.k.dim(2).unwrap_or(0))).min().unwrap_or(0)
+    }
+
     /// Bytes allocated for the cached keys and values.
     pub fn bytes(&self) -> u64 {
         let t = |x: &Tensor| (x.elem_count() * x.dtype().size_in_bytes()) as u64;
@@ -65,23 +87,39 @@ impl Kv {
             });
             return Ok(());
         }
-        let cap = kv.as_ref().map_or(0, |kv| kv.k.dim(2).unwrap_or(0));
-        if len + t > cap {
-            let (b, h, _, d) = k.dims4()?;
-            let new_cap = (len + t).next_power_of_two().max(256);
-            let kb = Tensor::zeros((b, h, new_cap, d), k.dtype(), k.device())?;
-            let vb = Tensor::zeros((b, h, new_cap, d), v.dtype(), v.device())?;
-            if let Some(old) = kv.take().filter(|_| len > 0) {
-                kb.slice_set(&old.k.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
-                vb.slice_set(&old.v.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
-            }
-            *kv = Some(Kv { k: kb, v: vb, len });
-        }
+        let (b, h, _, d) = k.dims4()?;
+        Self::reserve(kv, (b, h, d), len + t, k.dtype(), k.device())?;
         if let Some(kv) = kv.as_mut() {
             kv.k.slice_set(&k.contiguous()?, 2, len)?;
             kv.v.slice_set(&v.contiguous()?, 2, len)?;
             kv.len = len + t;
         }
+        Ok(())
+    }
+
+    /// Makes the buffers `[b, kv_heads, cap, head_dim]` (`shape` = (b, kv_heads, head_dim)) hold at
+    /// least `need` positions, growing by doubling from 256 and keeping what is filled.
+    fn reserve(
+        kv: &mut Option<Kv>,
+        shape: (usize, usize, usize),
+        need: usize,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<()> {
+        let cap = kv.as_ref().map_or(0, |kv| kv.k.dim(2).unwrap_or(0));
+        if need <= cap {
+            return Ok(());
+        }
+        let len = kv.as_ref().map_or(0, |kv| kv.len);
+        let (b, h, d) = shape;
+        let new_cap = need.next_power_of_two().max(256);
+        let kb = Tensor::zeros((b, h, new_cap, d), dtype, dev)?;
+        let vb = Tensor::zeros((b, h, new_cap, d), dtype, dev)?;
+        if let Some(old) = kv.take().filter(|_| len > 0) {
+            kb.slice_set(&old.k.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+            vb.slice_set(&old.v.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+        }
+        *kv = Some(Kv { k: kb, v: vb, len });
         Ok(())
     }
 
@@ -116,30 +154,29 @@ impl Attention {
         let q = rope.apply(&heads(q, self.n_heads)?, start_pos)?;
         let k = rope.apply(&heads(k, self.n_kv_heads)?, start_pos)?;
         let v = heads(v, self.n_kv_heads)?.contiguous()?;
-        // On a GPU, per-token launches dominate decode: a preallocated cache and one fused kernel for
-        // the whole attention of a new token replace the concatenations and ~8 small ops.
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
         let (k, v) = if keep {
-            let fused = xs.device().is_cuda() && crate::kernels::enabled();
-            Kv::append(kv, k, v, fused)?;
+            // The GPU's buffers grow by doubling, so that decode steps (decode.rs) write in place.
+            Kv::append(kv, k, v, xs.device().is_cuda())?;
             let Some(kv) = kv.as_ref() else { candle_core::bail!("attention: empty KV cache") };
-            if t == 1 && fused {
-                if let Some(ys) = crate::kernels::attention_decode(&q, &kv.k, &kv.v, kv.len, scale as f32)? {
-                    // (b, heads, 1, head_dim) → (b, 1, hidden)
-                    return self.o_proj.forward(&ys.reshape((b, t, self.n_heads * self.head_dim))?);
-                }
-            }
             kv.filled()?
         } else {
             (k.contiguous()?, v)
         };
+        self.o_proj.forward(&self.attend(&q, &k, &v, start_pos)?)
+    }
+
+    /// `softmax(q·kᵀ/√d + mask)·v` with tensor ops: q `[b, heads, t, d]` at positions
+    /// `start_pos..`, k, v `[b, kv_heads, total, d]` → `[b, t, heads·d]`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, start_pos: usize) -> Result<Tensor> {
+        let (b, _, t, _) = q.dims4()?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
         let total = k.dim(2)?;
         let group = self.n_heads / self.n_kv_heads;
         // Grouped-query attention without copying K/V: fold the query heads of a group into rows.
         // q: (b, kv_heads, group·t, head_dim); k, v: (b, kv_heads, total, head_dim)
         let q = q.reshape((b, self.n_kv_heads, group * t, self.head_dim))?;
         let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let att = match causal_mask(t, total, start_pos, xs.device())? {
+        let att = match causal_mask(t, total, start_pos, q.device())? {
             // mask: (t, total) → broadcast over (b, kv_heads, group, t, total)
             Some(mask) => att.reshape((b, self.n_kv_heads, group, t, total))?.broadcast_add(&mask)?.reshape((
                 b,
@@ -151,9 +188,8 @@ impl Attention {
         };
         let att = candle_nn::ops::softmax_last_dim(&att)?.to_dtype(v.dtype())?;
         // (b, kv_heads, group·t, head_dim) → (b, t, hidden)
-        let ys = att.matmul(&v)?.reshape((b, self.n_heads, t, self.head_dim))?;
-        let ys = ys.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))?;
-        self.o_proj.forward(&ys)
+        let ys = att.matmul(v)?.reshape((b, self.n_heads, t, self.head_dim))?;
+        ys.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))
     }
 }
 
@@ -271,6 +307,9 @@ impl Model {
     /// Logits `[b, seq_len, vocab]` (f32) for every position of `tokens` `[b, seq_len]` (u32), which
     /// start at `start_pos`; appends to `cache`.
     pub fn forward(&self, tokens: &Tensor, start_pos: usize, cache: &mut Cache) -> Result<Tensor> {
+        if self.takes_decode_step(tokens, start_pos, cache)? {
+            return self.decode(tokens, start_pos, cache);
+        }
         let xs = self.embed(tokens)?;
         let xs = self.forward_blocks(&xs, 0, start_pos, cache)?;
         self.head(&xs)

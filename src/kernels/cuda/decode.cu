@@ -1,0 +1,101 @@
+// The small ops of one decode step, fused so that a block takes nine launches (see
+// src/model/decode.rs), and written to read the position from device memory so that the whole step
+// can be captured once as a CUDA graph and replayed for every token:
+//
+// - add_rms_norm: res = xs + ys (rounded to T, as a separate add would store it), out = RMSNorm(res)·w;
+// - rope_kv: rotates q and k ("rotate half", Hugging Face layout) at position *pos, writes the rotated
+//   k and the plain v into the KV cache at *pos, and q to its own buffer;
+// - silu_mul: silu(gate)·up for the MLP.
+//
+// All arithmetic is f32; inputs and outputs are T = float, __half or __nv_bfloat16.
+#include <stdint.h>
+
+#include "common.cuh"
+
+// Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
+__device__ float block_sum(float v) {
+    __shared__ float red[32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < nw ? red[lane] : 0.f;
+        v = warp_sum(v);
+        if (lane == 0) red[0] = v;
+    }
+    __syncthreads();
+    return red[0];
+}
+
+// xs, ys, res, out: [rows, h]; w: [h]. One block a row.
+template <typename T>
+__device__ void add_rms_norm(const T* xs, const T* ys, const T* w, T* res, T* out, int h, float eps) {
+    const size_t row = (size_t)blockIdx.x * h;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) {
+        const T r = from_f<T>(to_f(xs[row + i]) + to_f(ys[row + i]));
+        res[row + i] = r;
+        const float f = to_f(r);
+        ss = fmaf(f, f, ss);
+    }
+    const float inv = rsqrtf(block_sum(ss) / h + eps);
+    // Each thread reads back only the elements it wrote.
+    for (int i = threadIdx.x; i < h; i += blockDim.x) out[row + i] = from_f<T>(to_f(res[row + i]) * inv * to_f(w[i]));
+}
+
+// q: [b, heads·d], k, v: [b, kv_heads·d] (one new token); cos, sin: [max_pos, d/2];
+// q_out: [b, heads, d]; k_cache, v_cache: [b, kv_heads, cap, d]. One thread per pair (i, i + d/2)
+// of a head, q heads first, then k heads, then v heads.
+template <typename T>
+__device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const T* sin, const uint32_t* pos, T* q_out,
+                        T* k_cache, T* v_cache, int b, int heads, int kv_heads, int cap, int d) {
+    const int half = d / 2, per_seq = (heads + 2 * kv_heads) * half;
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= b * per_seq) return;
+    const int s = idx / per_seq, r = idx % per_seq, head = r / half, i = r % half;
+    const uint32_t p = *pos;
+    if (head >= heads + kv_heads) {
+        const int h = head - heads - kv_heads;
+        const T* src = v + ((size_t)s * kv_heads + h) * d;
+        T* dst = v_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
+        dst[i] = src[i];
+        dst[i + half] = src[i + half];
+        return;
+    }
+    const bool is_q = head < heads;
+    const int h = is_q ? head : head - heads;
+    const T* src = is_q ? q + ((size_t)s * heads + h) * d : k + ((size_t)s * kv_heads + h) * d;
+    T* dst = is_q ? q_out + ((size_t)s * heads + h) * d : k_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
+    const float c = to_f(cos[(size_t)p * half + i]), sn = to_f(sin[(size_t)p * half + i]);
+    const float x1 = to_f(src[i]), x2 = to_f(src[i + half]);
+    dst[i] = from_f<T>(x1 * c - x2 * sn);
+    dst[i + half] = from_f<T>(x2 * c + x1 * sn);
+}
+
+// gate, up, out: [n].
+template <typename T>
+__device__ void silu_mul(const T* gate, const T* up, T* out, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float g = to_f(gate[i]);
+    out[i] = from_f<T>(g / (1.f + __expf(-g)) * to_f(up[i]));
+}
+
+#define INSTANTIATE(T, NAME)                                                                                    \
+    extern "C" __global__ void add_rms_norm_##NAME(const T* xs, const T* ys, const T* w, T* res, T* out, int h,  \
+                                                   float eps) {                                                  \
+        add_rms_norm<T>(xs, ys, w, res, out, h, eps);                                                            \
+    }                                                                                                            \
+    extern "C" __global__ void rope_kv_##NAME(const T* q, const T* k, const T* v, const T* cos, const T* sin,    \
+                                              const uint32_t* pos, T* q_out, T* k_cache, T* v_cache, int b,      \
+                                              int heads, int kv_heads, int cap, int d) {                         \
+        rope_kv<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, heads, kv_heads, cap, d);                 \
+    }                                                                                                            \
+    extern "C" __global__ void silu_mul_##NAME(const T* gate, const T* up, T* out, int n) {                      \
+        silu_mul<T>(gate, up, out, n);                                                                           \
+    }
+
+INSTANTIATE(float, f32)
+INSTANTIATE(__half, f16)
+INSTANTIATE(__nv_bfloat16, bf16)

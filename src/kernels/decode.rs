@@ -1,0 +1,109 @@
+//! The small ops of one decode step, fused: on the GPU the kernels of `cuda/decode.cu`, which read
+//! the position from device memory so that a captured step replays at every position; elsewhere
+//! the same results from candle's ops, the reference the kernels are checked against.
+
+use super::op::enabled;
+use candle_core::{DType, Result, Tensor};
+
+#[cfg(feature = "cuda")]
+use super::cuda::decode as gpu;
+
+/// Longest cache the fused decode attention takes: its scores live in shared memory (4 bytes a
+/// position; with a head of up to 256 and the partial sums, under 48 KiB a block).
+pub const MAX_CONTEXT: usize = 8192;
+
+/// Whether the fused kernels run for `t`.
+fn fused(t: &Tensor) -> bool {
+    cfg!(feature = "cuda") && t.device().is_cuda() && enabled()
+}
+
+/// `(xs + ys, RMSNorm(xs + ys)·w)`: a residual add and the next norm, one launch on the GPU.
+pub fn add_rms_norm(xs: &Tensor, ys: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
+    #[cfg(feature = "cuda")]
+    if fused(xs) {
+        return gpu::add_rms_norm(xs, ys, w, eps);
+    }
+    let res = (xs + ys)?;
+    let out = candle_nn::ops::rms_norm(&res, w, eps)?;
+    Ok((res, out))
+}
+
+/// `silu(gate)·up`, one launch on the GPU.
+pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if fused(gate) {
+        return gpu::silu_mul(gate, up);
+    }
+    candle_nn::ops::silu(gate)? * up
+}
+
+/// The heads of one decode step's attention.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// The position a step's `pos` (`[1]` u32) holds, read back to the host (the reference path).
+pub fn host_pos(pos: &Tensor) -> Result<usize> {
+    Ok(pos.flatten_all()?.to_vec1::<u32>()?.first().copied().unwrap_or(0) as usize)
+}
+
+/// RoPE on q `[b, 1, heads·d]` and k `[b, 1, kv_heads·d]` at position `*pos`; writes k and v into
+/// the caches `[b, kv_heads, cap, d]` at `*pos` and returns q `[b, heads, 1, d]`. `cos`, `sin`:
+/// the tables `[max_pos, d/2]`; the caller keeps `*pos` below both `cap` and `max_pos`.
+pub fn rope_kv(
+    h: Heads,
+    [q, k, v]: [&Tensor; 3],
+    [cos, sin]: [&Tensor; 2],
+    pos: &Tensor,
+    [k_cache, v_cache]: [&Tensor; 2],
+) -> Result<Tensor> {
+    let (b, _, cap, d) = k_cache.dims4()?;
+    #[cfg(feature = "cuda")]
+    if fused(q) {
+        let s = gpu::RopeKv { b, heads: h.heads, kv_heads: h.kv_heads, cap, d };
+        return gpu::rope_kv(&s, [q, k, v], [cos, sin], pos, [k_cache, v_cache]);
+    }
+    let p = host_pos(pos)?;
+    if p >= cap {
+        candle_core::bail!("decode: position {p} is past the cache's {cap}");
+    }
+    // (b, 1, n·d) → (b, n, 1, d)
+    let heads = |x: &Tensor, n: usize| x.reshape((b, 1, n, d))?.transpose(1, 2)?.contiguous();
+    let (c, s) = (cos.narrow(0, p, 1)?, sin.narrow(0, p, 1)?);
+    let q = candle_nn::rotary_emb::rope(&heads(q, h.heads)?, &c, &s)?;
+    let k = candle_nn::rotary_emb::rope(&heads(k, h.kv_heads)?, &c, &s)?;
+    k_cache.slice_set(&k, 2, p)?;
+    v_cache.slice_set(&heads(v, h.kv_heads)?, 2, p)?;
+    Ok(q)
+}
+
+/// Decode attention over the first `*pos + 1` positions of the caches: q `[b, heads, 1, d]`, k, v
+/// `[b, kv_heads, cap, d]` → `[b, heads, 1, d]`, one launch. `None` off the GPU or past
+/// [`MAX_CONTEXT`]: the caller then takes the tensor-op path.
+pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale: f32) -> Result<Option<Tensor>> {
+    let (_b, heads, t, d) = q.dims4()?;
+    let (_, kv_heads, cap, _) = k.dims4()?;
+    if !fused(q)
+        || t != 1
+        || cap > MAX_CONTEXT
+        || heads % kv_heads != 0
+        || !d.is_multiple_of(8)
+        || d > 256
+        || pos.dtype() != DType::U32
+    {
+        return Ok(None);
+    }
+    #[cfg(feature = "cuda")]
+    {
+        let op = super::params::AttnDecode { heads, kv_heads, cap, d, scale };
+        gpu::attention(&op, &q.contiguous()?, k, v, pos).map(Some)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = (d, scale);
+        Ok(None)
+    }
+}

@@ -1,0 +1,172 @@
+//! One decode step, fused for the GPU: nine launches a block (q/k/v in one GEMV, RoPE and the KV
+//! append in one kernel, the attention in one, the residual add and the next norm in one, gate/up in
+//! one, silu·up in one), with the position read from device memory, so that the same step can be
+//! captured once as a CUDA graph ([`crate::model::graph`]) and replayed for every token.
+
+use super::{Attention, Cache, Kv, Mlp, Model};
+use crate::kernels::{self, decode::Heads, MAX_CONTEXT};
+use crate::quant::SwitchableLinear;
+use candle_core::{DType, Module, Result, Tensor};
+
+impl Model {
+    /// Whether [`Model::forward`] takes the decode step: one new token per sequence on the GPU with
+    /// the kernels on, appended at the end of a cache that keeps keys and values.
+    pub(super) fn takes_decode_step(&self, tokens: &Tensor, start_pos: usize, cache: &Cache) -> Result<bool> {
+        let (_, t) = tokens.dims2()?;
+        let fits = start_pos < self.decode_limit();
+        Ok(t == 1
+            && fits
+            && self.device.is_cuda()
+            && kernels::enabled()
+            && !cache.scoring
+            && start_pos == cache.seq_len())
+    }
+
+    /// Positions the fused decode step serves: the attention kernel's and the RoPE tables' limit.
+    pub fn decode_limit(&self) -> usize {
+        MAX_CONTEXT.min(self.rope.max_pos())
+    }
+
+    /// [`Model::decode_step`] at `start_pos`, the cache grown to hold it and advanced past it.
+    pub(super) fn decode(&self, tokens: &Tensor, start_pos: usize, cache: &mut Cache) -> Result<Tensor> {
+        let (b, _) = tokens.dims2()?;
+        self.reserve_cache(cache, b, start_pos + 1)?;
+        let pos = Tensor::new(&[start_pos as u32], &self.device)?;
+        let logits = self.decode_step(tokens, &pos, cache)?;
+        cache.advance(1);
+        Ok(logits)
+    }
+
+    /// Grows every block's key/value buffers for `batch` sequences to hold `need` positions (by
+    /// doubling from 256), keeping what they hold.
+    pub fn reserve_cache(&self, cache: &mut Cache, batch: usize, need: usize) -> Result<()> {
+        if cache.scoring {
+            candle_core::bail!("a scoring cache keeps no keys and values");
+        }
+        if cache.kvs.len() != self.blocks.len() {
+            cache.kvs = vec![None; self.blocks.len()];
+        }
+        let shape = (batch, self.cfg.num_key_value_heads, self.cfg.head_dim);
+        for kv in cache.kvs.iter_mut() {
+            Kv::reserve(kv, shape, need, self.act_dtype, &self.device)?;
+        }
+        Ok(())
+    }
+
+    /// f32 logits `[b, 1, vocab]` of one new token per sequence, `tokens` `[b, 1]` (u32), all at the
+    /// position `pos` holds (`[1]` u32 on the model's device). Writes the keys and values at that
+    /// position into `cache`, whose buffers must hold it ([`Model::reserve_cache`]), and leaves its
+    /// length alone: the caller advances it ([`Cache::advance`]). Nothing here reads the position on
+    /// the host when the kernels run, so the step can be captured as a graph.
+    pub fn decode_step(&self, tokens: &Tensor, pos: &Tensor, cache: &Cache) -> Result<Tensor> {
+        if cache.kvs.len() != self.blocks.len() || cache.kvs.iter().any(|kv| kv.is_none()) {
+            candle_core::bail!("decode step: the cache has no buffers (reserve it first)");
+        }
+        let eps = self.eps as f32;
+        let Some(first) = self.blocks.first() else { candle_core::bail!("decode step: a model without blocks") };
+        let mut res = self.embed(tokens)?;
+        let mut ys = candle_nn::ops::rms_norm(&res, &first.attn_norm, eps)?;
+        for (n, (blk, kv)) in self.blocks.iter().zip(cache.kvs.iter().flatten()).enumerate() {
+            let attn = blk.attn.decode(&ys, pos, &self.rope, kv)?;
+            let (r, y) = kernels::decode::add_rms_norm(&res, &attn, &blk.ffn_norm, eps)?;
+            let mlp = blk.mlp.decode(&y)?;
+            // The residual add, then the next block's attention norm (the final norm after the last).
+            let next = self.blocks.get(n + 1).map_or(&self.norm, |b| &b.attn_norm);
+            (res, ys) = kernels::decode::add_rms_norm(&r, &mlp, next, eps)?;
+        }
+        self.lm_head.forward(&ys)?.to_dtype(DType::F32)
+    }
+}
+
+impl Attention {
+    /// Attention of one new token `xs` `[b, 1, hidden]` at `*pos`, its keys and values written into
+    /// `kv`'s buffers → `[b, 1, hidden]`.
+    fn decode(&self, xs: &Tensor, pos: &Tensor, rope: &super::Rope, kv: &Kv) -> Result<Tensor> {
+        let b = xs.dim(0)?;
+        let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], xs)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
+        let h = Heads { heads: self.n_heads, kv_heads: self.n_kv_heads, head_dim: self.head_dim };
+        // q: (b, heads, 1, head_dim)
+        let q = kernels::decode::rope_kv(h, [&q, &k, &v], rope.tables(), pos, [&kv.k, &kv.v])?;
+        let scale = 1.0 / (self.head_dim as f32).sqrt();
+        let ys = match kernels::decode::attention_decode(&q, &kv.k, &kv.v, pos, scale)? {
+            // (b, heads, 1, head_dim) → (b, 1, hidden)
+            Some(ys) => ys.reshape((b, 1, self.n_heads * self.head_dim))?,
+            None => {
+                let total = kernels::decode::host_pos(pos)? + 1;
+                let (k, v) = (kv.k.narrow(2, 0, total)?.contiguous()?, kv.v.narrow(2, 0, total)?.contiguous()?);
+                self.attend(&q, &k, &v, total - 1)?
+            }
+        };
+        self.o_proj.forward(&ys)
+    }
+}
+
+impl Mlp {
+    /// The MLP of one new token `xs` `[b, 1, hidden]`.
+    fn decode(&self, xs: &Tensor) -> Result<Tensor> {
+        let [gate, up]: [Tensor; 2] = SwitchableLinear::forward_many(&[&self.gate_proj, &self.up_proj], xs)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("mlp: gate/up projections".into()))?;
+        self.down_proj.forward(&kernels::decode::silu_mul(&gate, &up)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::synthetic::SyntheticSource;
+    use crate::model::LlamaConfig;
+    use candle_core::Device;
+
+    fn tiny() -> Model {
+        let cfg = LlamaConfig::preset("tiny").expect("tiny preset");
+        Model::load(cfg, &mut SyntheticSource::new(7), &Device::Cpu, DType::F32).expect("tiny model")
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()).expect("diff")
+    }
+
+    /// The decode step (fixed buffers, position from a tensor, fused norms) gives the plain forward's
+    /// logits, across a cache that a prompt filled by concatenation and that then grew.
+    #[test]
+    fn decode_step_matches_forward() -> Result<()> {
+        let model = tiny();
+        let dev = Device::Cpu;
+        let prompt = Tensor::new(&[[3u32, 7, 1, 9, 4]], &dev)?;
+        let (mut plain, mut fused) = (Cache::new(model.n_blocks()), Cache::new(model.n_blocks()));
+        model.forward(&prompt, 0, &mut plain)?;
+        model.forward(&prompt, 0, &mut fused)?;
+        model.reserve_cache(&mut fused, 1, 6)?;
+        assert_eq!((fused.seq_len(), fused.capacity()), (5, 256));
+        for (i, tok) in [5u32, 2, 8, 0].into_iter().enumerate() {
+            let ids = Tensor::new(&[[tok]], &dev)?;
+            let want = model.forward(&ids, 5 + i, &mut plain)?;
+            let got = model.decode_step(&ids, &Tensor::new(&[(5 + i) as u32], &dev)?, &fused)?;
+            fused.advance(1);
+            assert_eq!(got.dims(), want.dims());
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-4, "step {i}: logits differ by {d}");
+        }
+        assert_eq!(fused.seq_len(), 9);
+        Ok(())
+    }
+
+    /// A step needs buffers, and a scoring cache has none to give.
+    #[test]
+    fn decode_step_refuses_caches_without_buffers() -> Result<()> {
+        let model = tiny();
+        let dev = Device::Cpu;
+        let ids = Tensor::new(&[[1u32]], &dev)?;
+        let pos = Tensor::new(&[0u32], &dev)?;
+        assert!(model.decode_step(&ids, &pos, &Cache::new(model.n_blocks())).is_err());
+        assert!(model.reserve_cache(&mut Cache::scoring(), 1, 8).is_err());
+        let mut cache = Cache::new(model.n_blocks());
+        model.reserve_cache(&mut cache, 1, 8)?;
+        // Position 256 is past the buffers: refused, not written out of bounds.
+        assert!(model.decode_step(&ids, &Tensor::new(&[256u32], &dev)?, &cache).is_err());
+        Ok(())
+    }
+}
