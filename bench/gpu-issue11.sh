@@ -96,16 +96,24 @@ PY
 decode)
   unpack minilab minilab-base device_check
   if [ "${3:-}" = check ]; then
+    timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
+    grep decode "$OUT/device_check.txt"
     timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "device_check graph: exit $?"
     cat "$OUT/graph_check.md"
-    timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
-    cat "$OUT/device_check.txt"
-    timeout 200 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "device_check kernels: exit $?"
-    grep -E "worst|64 \|" "$OUT/kernels.md" | head -12
+    # The decode attention: the fast kernel against the simple one, graph replays of the 3B step.
+    fast=$(timeout 100 /tmp/bin/device_check cuda step llama-3.2-3b f16 | tail -1); echo "fast attention: $fast"
+    simple=$(MINILAB_ATTENTION=simple timeout 100 /tmp/bin/device_check cuda step llama-3.2-3b f16 | tail -1)
+    echo "simple attention: $simple"
+    ms() { echo "$1" | sed -n 's/.*: \([0-9.]*\) ms a token.*/\1/p'; }
+    if python3 -c "import sys; sys.exit(0 if float('$(ms "$simple")' or 1e9) < float('$(ms "$fast")' or 1e9) else 1)"; then
+      export MINILAB_ATTENTION=simple
+    fi
+    echo "bench attention: ${MINILAB_ATTENTION:-fast}" | tee "$OUT/attention.txt"
   fi
+  builds=${BUILDS:-base eager graph}
   for model in ${2:-llama-3.2-3b}; do
     for p in f16 int8 nf4; do
-      for build in base eager graph; do
+      for build in $builds; do
         bin=/tmp/bin/minilab; flag=""
         [ $build = base ] && bin=/tmp/bin/minilab-base
         [ $build = eager ] && flag=--no-cuda-graph

@@ -193,14 +193,12 @@ fn check_fused(dev: &Device) -> minilab::Result<()> {
     Ok(())
 }
 
+/// Each step's logits, and the graph's kernels and nodes.
+type Decoded = (Vec<Vec<f32>>, (usize, usize));
+
 /// Logits of 32 decode steps after an 8-token prefill, bf16: `graph` replays a captured step;
 /// otherwise eager, with the kernels as set. Also the graph's node count.
-fn bf16_decode(
-    dev: &Device,
-    p: Precision,
-    tokens: &[u32],
-    graph: bool,
-) -> minilab::Result<(Vec<Vec<f32>>, (usize, usize))> {
+fn bf16_decode(dev: &Device, p: Precision, tokens: &[u32], graph: bool) -> minilab::Result<Decoded> {
     let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::BF16)?;
     for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
         loaded.model.set_precision(id, q)?;

@@ -136,6 +136,19 @@ pub fn kv_bytes_per_token(model: &Model) -> u64 {
 mod tests {
     use super::*;
 
+    /// On the CPU the decode timing runs eagerly, says so, and keeps one sample a repetition.
+    #[test]
+    fn decode_timing_on_cpu_is_eager() {
+        let cfg = crate::model::LlamaConfig::preset("tiny").expect("tiny preset");
+        let mut src = crate::model::synthetic::SyntheticSource::new(5);
+        let model = Model::load(cfg, &mut src, &candle_core::Device::Cpu, candle_core::DType::F32).expect("tiny model");
+        let pb = indicatif::ProgressBar::hidden();
+        let t = time_decode(&model, &[1, 2, 3], &[4, 5], 2, &pb).expect("timing");
+        assert!(!t.graph);
+        assert_eq!(t.samples_ns.len(), 2);
+        assert!(t.samples_ns.iter().all(|&ns| ns > 0));
+    }
+
     #[test]
     fn tokens_per_second_statistics() {
         let (m, sd) = tokens_per_s(100, &[1_000_000_000, 500_000_000]);

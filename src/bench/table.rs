@@ -92,3 +92,46 @@ fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(device: &str, test: &str, cuda_graph: Option<bool>) -> BenchRecord {
+        BenchRecord {
+            model: "m".into(),
+            test: test.into(),
+            n_prompt: 0,
+            n_gen: 4,
+            depth: 0,
+            avg_ts: 10.0,
+            stddev_ts: 1.0,
+            samples_ns: vec![1],
+            ttft_ms: None,
+            weight_bytes: 1,
+            device_bytes: 1,
+            device_peak_bytes: 1,
+            bandwidth: 0.0,
+            roofline_pct: None,
+            cuda_graph,
+            precision: "f16".into(),
+            device: device.into(),
+            dtype: "bf16".into(),
+            threads: 1,
+            reps: 1,
+        }
+    }
+
+    /// The table says how the GPU decoded, and only when a tgN test ran on a GPU.
+    #[test]
+    fn markdown_names_the_decode_mode() {
+        let md = |rs: &[BenchRecord]| render(rs, Output::Markdown, 1, "now").unwrap();
+        let pp = record("cuda:0", "pp8", None);
+        assert!(md(&[pp.clone(), record("cuda:0", "tg4", Some(true))]).contains("replayed as one CUDA graph"));
+        assert!(md(&[pp.clone(), record("cuda:0", "tg4", Some(false))]).contains("eager launches"));
+        assert!(!md(&[pp]).contains("decode:"));
+        assert!(!md(&[record("cpu", "tg4", Some(false))]).contains("decode:"));
+        let json = render(&[record("cuda:0", "tg4", Some(true))], Output::Json, 1, "now").unwrap();
+        assert!(json.contains("\"cuda_graph\": true"), "{json}");
+    }
+}

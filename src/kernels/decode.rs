@@ -84,10 +84,12 @@ pub fn rope_kv(
 /// `[b, kv_heads, cap, d]` → `[b, heads, 1, d]`, one launch. `None` off the GPU or past
 /// [`MAX_CONTEXT`]: the caller then takes the tensor-op path.
 pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale: f32) -> Result<Option<Tensor>> {
-    let (_b, heads, t, d) = q.dims4()?;
-    let (_, kv_heads, cap, _) = k.dims4()?;
+    let (b, heads, t, d) = q.dims4()?;
+    let (kb, kv_heads, cap, kd) = k.dims4()?;
     if !fused(q)
         || t != 1
+        || (kb, kd) != (b, d)
+        || v.dims() != k.dims()
         || cap > MAX_CONTEXT
         || heads % kv_heads != 0
         || !d.is_multiple_of(8)
@@ -103,7 +105,7 @@ pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale:
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = (d, scale);
+        let _ = (v, scale);
         Ok(None)
     }
 }

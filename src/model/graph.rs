@@ -53,6 +53,7 @@ pub struct DecodeGraph<'m> {
     #[cfg(feature = "cuda")]
     graph: candle_core::cuda_backend::cudarc::driver::CudaGraph,
     /// `[2]` u32: the token, then its position.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     input: Tensor,
     /// `[1, 1, vocab]` f32: the last replay's logits.
     logits: Tensor,
@@ -219,5 +220,28 @@ mod capture {
         // for pageable host memory.
         unsafe { result::memcpy_htod_async(ptr, &values, stream.cu_stream()) }.w()?;
         graph.launch().w()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::synthetic::SyntheticSource;
+    use crate::model::LlamaConfig;
+
+    /// Off CUDA a capture is an error that leaves the cache usable, and the bench's helper quietly
+    /// decodes eagerly.
+    #[test]
+    fn no_graph_off_cuda() -> Result<()> {
+        let cfg = LlamaConfig::preset("tiny").expect("tiny preset");
+        let model = Model::load(cfg, &mut SyntheticSource::new(3), &Device::Cpu, DType::F32).expect("tiny model");
+        let mut cache = Cache::new(model.n_blocks());
+        let err = DecodeGraph::capture(&model, &mut cache, 16).unwrap_err().to_string();
+        assert!(err.contains("CUDA"), "{err}");
+        assert!(try_capture(&model, &mut cache, 16).is_none());
+        let ids = Tensor::new(&[[1u32, 2]], &Device::Cpu)?;
+        model.forward(&ids, 0, &mut cache)?;
+        assert_eq!(cache.seq_len(), 2);
+        Ok(())
     }
 }
