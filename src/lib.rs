@@ -19,5 +19,6 @@ pub mod progress;
 pub mod quant;
 pub mod report;
 pub mod sensitivity;
+pub mod switch;
 
 pub use error::{Error, Result};

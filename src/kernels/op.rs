@@ -4,25 +4,18 @@ use super::cpu::{self, WeightView, NF4_BLOCK};
 use super::params::Format;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use half::{bf16, f16};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
+static ENABLED: crate::switch::Switch = crate::switch::Switch::new("MINILAB_KERNELS", &["plain"]);
 
 /// Turns the fused kernels on or off for the whole process (off: dequantize, then matmul). They
 /// start on unless `MINILAB_KERNELS=plain` is set.
 pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
+    ENABLED.set(on);
 }
 
 /// Whether linear layers use the fused kernels.
 pub fn enabled() -> bool {
-    static ENV: std::sync::Once = std::sync::Once::new();
-    ENV.call_once(|| {
-        if std::env::var("MINILAB_KERNELS").is_ok_and(|v| v == "plain") {
-            set_enabled(false);
-        }
-    });
-    ENABLED.load(Ordering::Relaxed)
+    ENABLED.get()
 }
 
 /// `ys[…, n] = xs[…, k] · Wᵀ` for a `[n, k]` weight stored in `format`.

@@ -11,24 +11,17 @@
 
 use super::{Cache, Model};
 use candle_core::{DType, Device, Result, Tensor};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
+static ENABLED: crate::switch::Switch = crate::switch::Switch::new("MINILAB_CUDA_GRAPH", &["off", "0"]);
 
 /// Turns decode graphs on or off for the process (`MINILAB_CUDA_GRAPH=off` starts them off).
 pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
+    ENABLED.set(on);
 }
 
 /// Whether decoding on CUDA captures its step as a graph.
 pub fn enabled() -> bool {
-    static ENV: std::sync::Once = std::sync::Once::new();
-    ENV.call_once(|| {
-        if std::env::var("MINILAB_CUDA_GRAPH").is_ok_and(|v| v == "off" || v == "0") {
-            set_enabled(false);
-        }
-    });
-    ENABLED.load(Ordering::Relaxed)
+    ENABLED.get()
 }
 
 /// A graph for `cache` when graphs apply (CUDA, kernels and graphs on), else `None`; a capture

@@ -35,6 +35,20 @@ __device__ float block_reduce(float v, bool is_max, float* red) {
 
 // attn_simple: the plain kernel, the reference for attn_decode (and the fallback an environment
 // variable selects): a warp per position for the scores, a thread per column for the weighted sum.
+// sc[p] ← exp(sc[p] − max sc) for p < total; returns their sum (the caller divides once at the end).
+__device__ float softmax_unnormalized(float* sc, int total, float* red) {
+    float m = -INFINITY;
+    for (int p = threadIdx.x; p < total; p += blockDim.x) m = fmaxf(m, sc[p]);
+    m = block_reduce(m, true, red);
+    float sum = 0.f;
+    for (int p = threadIdx.x; p < total; p += blockDim.x) {
+        const float e = __expf(sc[p] - m);
+        sc[p] = e;
+        sum += e;
+    }
+    return block_reduce(sum, false, red);
+}
+
 template <typename T>
 __device__ void attn_simple(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap, int total,
                             int d, float scale, const uint32_t* pos) {
@@ -58,16 +72,7 @@ __device__ void attn_simple(const T* q, const T* k, const T* v, T* out, int head
         if (lane == 0) sc[p] = s * scale;
     }
     __syncthreads();
-    float m = -INFINITY;
-    for (int p = threadIdx.x; p < total; p += blockDim.x) m = fmaxf(m, sc[p]);
-    m = block_reduce(m, true, red);
-    float sum = 0.f;
-    for (int p = threadIdx.x; p < total; p += blockDim.x) {
-        const float e = __expf(sc[p] - m);
-        sc[p] = e;
-        sum += e;
-    }
-    sum = block_reduce(sum, false, red);
+    const float sum = softmax_unnormalized(sc, total, red);
     const float inv = 1.f / sum;
     for (int i = threadIdx.x; i < d; i += blockDim.x) {
         float acc = 0.f;
@@ -141,16 +146,7 @@ __device__ void attn_decode(const T* q, const T* k, const T* v, T* out, int head
         }
     }
     __syncthreads();
-    float m = -INFINITY;
-    for (int p = threadIdx.x; p < total; p += blockDim.x) m = fmaxf(m, sc[p]);
-    m = block_reduce(m, true, red);
-    float sum = 0.f;
-    for (int p = threadIdx.x; p < total; p += blockDim.x) {
-        const float e = __expf(sc[p] - m);
-        sc[p] = e;
-        sum += e;
-    }
-    sum = block_reduce(sum, false, red);
+    const float sum = softmax_unnormalized(sc, total, red);
     const int cols = d / 8, groups = blockDim.x / cols, c = threadIdx.x % cols, g = threadIdx.x / cols;
     if (g < groups) {
         float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};

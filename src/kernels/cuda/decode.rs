@@ -9,6 +9,7 @@ use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Device, Layout, Result, Shape, Storage, Tensor};
 use half::{bf16, f16};
 
+use super::suffix;
 use crate::kernels::params::AttnDecode;
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
@@ -52,15 +53,6 @@ fn output<T: CudaDType + DeviceRepr>(dev: &CudaDevice, shape: &Shape) -> Result<
         p
     };
     Ok((t, p))
-}
-
-fn suffix(dtype: DType) -> Result<&'static str> {
-    Ok(match dtype {
-        DType::F32 => "f32",
-        DType::F16 => "f16",
-        DType::BF16 => "bf16",
-        d => candle_core::bail!("decode kernel: no CUDA kernel for {d:?}"),
-    })
 }
 
 macro_rules! by_dtype {
@@ -202,12 +194,9 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     by_dtype!(gate.dtype(), run(gate, up))
 }
 
-/// Whether `MINILAB_ATTENTION=simple` picks attention.cu's plain kernel (the reference the fast
-/// one is checked and timed against).
-fn simple_attention() -> bool {
-    static SIMPLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SIMPLE.get_or_init(|| std::env::var("MINILAB_ATTENTION").is_ok_and(|v| v == "simple"))
-}
+/// Off (`MINILAB_ATTENTION=simple`): attention.cu's plain kernel, the reference the fast one is
+/// checked and timed against.
+static FAST_ATTENTION: crate::switch::Switch = crate::switch::Switch::new("MINILAB_ATTENTION", &["simple"]);
 
 /// Decode attention of attention.cu over the first `*pos + 1` positions of the caches: q
 /// `[b, heads, 1, d]`, k, v `[b, kv_heads, cap, d]` → `[b, heads, 1, d]`.
@@ -228,7 +217,7 @@ pub(crate) fn attention(op: &AttnDecode, q: &Tensor, k: &Tensor, v: &Tensor, pos
         let mut syncs = Vec::new();
         let ptrs = guards.iter().map(|(st, l)| dptr::<T>(st, l, &stream, &mut syncs)).collect::<Result<Vec<_>>>()?;
         let p_pos = dptr::<u32>(&sp, lp, &stream, &mut syncs)?;
-        let simple = simple_attention();
+        let simple = !FAST_ATTENTION.get();
         let name = format!("attn_{}_{}", if simple { "simple" } else { "decode" }, suffix(q.dtype())?);
         let func = dev.get_or_load_custom_func(&name, "minilab_attention", ATTENTION_PTX)?;
         // Scores for the whole cache: the size is then the same at every position.

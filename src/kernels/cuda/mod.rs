@@ -25,12 +25,13 @@ fn range(l: &Layout) -> Result<std::ops::Range<usize>> {
     }
 }
 
+/// The kernel-name suffix of a float dtype.
 fn suffix(dtype: DType) -> Result<&'static str> {
     Ok(match dtype {
         DType::F32 => "f32",
         DType::F16 => "f16",
         DType::BF16 => "bf16",
-        d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
+        d => candle_core::bail!("no CUDA kernel for {d:?} tensors"),
     })
 }
 
