@@ -47,14 +47,17 @@ __device__ void add_rms_norm(const T* xs, const T* ys, const T* w, T* res, T* ou
 // q: [b, heads·d], k, v: [b, kv_heads·d] (one new token); cos, sin: [max_pos, d/2];
 // q_out: [b, heads, d]; k_cache, v_cache: [b, kv_heads, cap, d]. One thread per pair (i, i + d/2)
 // of a head, q heads first, then k heads, then v heads.
+// A position past the tables or the cache writes nothing (the host checks before it launches; this
+// keeps a bad position from writing out of bounds).
 template <typename T>
 __device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const T* sin, const uint32_t* pos, T* q_out,
-                        T* k_cache, T* v_cache, int b, int heads, int kv_heads, int cap, int d) {
+                        T* k_cache, T* v_cache, int b, int heads, int kv_heads, int cap, int d, int max_pos) {
     const int half = d / 2, per_seq = (heads + 2 * kv_heads) * half;
     const int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= b * per_seq) return;
     const int s = idx / per_seq, r = idx % per_seq, head = r / half, i = r % half;
     const uint32_t p = *pos;
+    if (p >= (uint32_t)cap || p >= (uint32_t)max_pos) return;
     if (head >= heads + kv_heads) {
         const int h = head - heads - kv_heads;
         const T* src = v + ((size_t)s * kv_heads + h) * d;
@@ -89,8 +92,8 @@ __device__ void silu_mul(const T* gate, const T* up, T* out, int n) {
     }                                                                                                            \
     extern "C" __global__ void rope_kv_##NAME(const T* q, const T* k, const T* v, const T* cos, const T* sin,    \
                                               const uint32_t* pos, T* q_out, T* k_cache, T* v_cache, int b,      \
-                                              int heads, int kv_heads, int cap, int d) {                         \
-        rope_kv<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, heads, kv_heads, cap, d);                 \
+                                              int heads, int kv_heads, int cap, int d, int max_pos) {            \
+        rope_kv<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, heads, kv_heads, cap, d, max_pos);        \
     }                                                                                                            \
     extern "C" __global__ void silu_mul_##NAME(const T* gate, const T* up, T* out, int n) {                      \
         silu_mul<T>(gate, up, out, n);                                                                           \

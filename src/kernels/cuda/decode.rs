@@ -137,15 +137,16 @@ pub(crate) fn rope_kv(
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let ints = [s.b, s.heads, s.kv_heads, s.cap, s.d].map(|x| x as i32);
+        let max_pos = tables[0].dim(0)?;
+        let ints = [s.b, s.heads, s.kv_heads, s.cap, s.d, max_pos].map(|x| x as i32);
         let mut b = func.builder();
         b.arg(&ptrs[0]).arg(&ptrs[1]).arg(&ptrs[2]).arg(&ptrs[3]).arg(&ptrs[4]).arg(&p_pos);
         b.arg(&p_out).arg(&ptrs[5]).arg(&ptrs[6]);
         for x in &ints {
             b.arg(x);
         }
-        // SAFETY: the arguments match rope_kv's; the shapes were checked against `s` and the
-        // kernel writes the caches only at *pos, which the caller keeps below `cap`.
+        // SAFETY: the arguments match rope_kv's; the shapes were checked against `s`, and the kernel
+        // writes the caches only at *pos, and only when it is below `cap` and `max_pos`.
         unsafe { b.launch(cfg) }.w()?;
         drop(syncs);
         Ok(q_out)
