@@ -283,6 +283,15 @@ fn non_finite_metrics_are_refused() {
     let text = String::from_utf8_lossy(&o.stdout);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert!(v[0]["stddev_ts"].as_f64().is_some_and(f64::is_finite), "{text}");
+    // A decode test says how it ran: eagerly on the CPU, with or without --no-cuda-graph.
+    let o = command(cwd.path(), &bench(&["-o", "json", "-n", "2", "--no-cuda-graph"]))
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v[1]["test"].as_str(), v[1]["cuda_graph"].as_bool()), (Some("tg2"), Some(false)), "{v}");
+    assert!(v[0]["cuda_graph"].is_null(), "a prefill test has no decode mode: {v}");
 }
 
 /// Class 8: `inspect` reads headers only: an 8B synthetic model is described within a 2 GB
