@@ -33,8 +33,6 @@ __device__ float block_reduce(float v, bool is_max, float* red) {
     return r;
 }
 
-// attn_simple: the plain kernel, the reference for attn_decode (and the fallback an environment
-// variable selects): a warp per position for the scores, a thread per column for the weighted sum.
 // sc[p] ← exp(sc[p] − max sc) for p < total; returns their sum (the caller divides once at the end).
 __device__ float softmax_unnormalized(float* sc, int total, float* red) {
     float m = -INFINITY;
@@ -49,6 +47,8 @@ __device__ float softmax_unnormalized(float* sc, int total, float* red) {
     return block_reduce(sum, false, red);
 }
 
+// attn_simple: the plain kernel, the baseline attn_decode is timed against (and the fallback that an
+// environment variable selects): a warp per position for the scores, a thread per column for the sum.
 template <typename T>
 __device__ void attn_simple(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap, int total,
                             int d, float scale, const uint32_t* pos) {

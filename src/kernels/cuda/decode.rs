@@ -195,8 +195,8 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     by_dtype!(gate.dtype(), run(gate, up))
 }
 
-/// Off (`MINILAB_ATTENTION=simple`): attention.cu's plain kernel, the reference the fast one is
-/// checked and timed against.
+/// Off (`MINILAB_ATTENTION=simple`): attention.cu's plain kernel, the baseline the fast one is
+/// timed against.
 static FAST_ATTENTION: crate::switch::Switch = crate::switch::Switch::new("MINILAB_ATTENTION", &["simple"]);
 
 /// Decode attention of attention.cu over the first `*pos + 1` positions of the caches: q
