@@ -37,33 +37,26 @@ pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     candle_nn::ops::silu(gate)? * up
 }
 
-/// The heads of one decode step's attention.
-#[derive(Debug, Clone, Copy)]
-pub struct Heads {
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-}
-
 /// The position a step's `pos` (`[1]` u32) holds, read back to the host (the reference path).
 pub fn host_pos(pos: &Tensor) -> Result<usize> {
     Ok(pos.flatten_all()?.to_vec1::<u32>()?.first().copied().unwrap_or(0) as usize)
 }
 
 /// RoPE on q `[b, 1, heads·d]` and k `[b, 1, kv_heads·d]` at position `*pos`; writes k and v into
-/// the caches `[b, kv_heads, cap, d]` at `*pos` and returns q `[b, heads, 1, d]`. `cos`, `sin`:
-/// the tables `[max_pos, d/2]`; the caller keeps `*pos` below both `cap` and `max_pos`.
+/// the caches `[b, kv_heads, cap, d]` (whose shape gives `kv_heads` and `d`) at `*pos` and returns
+/// q `[b, heads, 1, d]`. `cos`, `sin`: the tables `[max_pos, d/2]`; the caller keeps `*pos` below
+/// both `cap` and `max_pos`.
 pub fn rope_kv(
-    h: Heads,
+    heads: usize,
     [q, k, v]: [&Tensor; 3],
     [cos, sin]: [&Tensor; 2],
     pos: &Tensor,
     [k_cache, v_cache]: [&Tensor; 2],
 ) -> Result<Tensor> {
-    let (b, _, cap, d) = k_cache.dims4()?;
+    let (b, kv_heads, cap, d) = k_cache.dims4()?;
     #[cfg(feature = "cuda")]
     if fused(q) {
-        let s = gpu::RopeKv { b, heads: h.heads, kv_heads: h.kv_heads, cap, d };
+        let s = gpu::RopeKv { b, heads, kv_heads, cap, d };
         return gpu::rope_kv(&s, [q, k, v], [cos, sin], pos, [k_cache, v_cache]);
     }
     let p = host_pos(pos)?;
@@ -71,12 +64,12 @@ pub fn rope_kv(
         candle_core::bail!("decode: position {p} is past the cache's {cap}");
     }
     // (b, 1, n·d) → (b, n, 1, d)
-    let heads = |x: &Tensor, n: usize| x.reshape((b, 1, n, d))?.transpose(1, 2)?.contiguous();
+    let split = |x: &Tensor, n: usize| x.reshape((b, 1, n, d))?.transpose(1, 2)?.contiguous();
     let (c, s) = (cos.narrow(0, p, 1)?, sin.narrow(0, p, 1)?);
-    let q = candle_nn::rotary_emb::rope(&heads(q, h.heads)?, &c, &s)?;
-    let k = candle_nn::rotary_emb::rope(&heads(k, h.kv_heads)?, &c, &s)?;
+    let q = candle_nn::rotary_emb::rope(&split(q, heads)?, &c, &s)?;
+    let k = candle_nn::rotary_emb::rope(&split(k, kv_heads)?, &c, &s)?;
     k_cache.slice_set(&k, 2, p)?;
-    v_cache.slice_set(&heads(v, h.kv_heads)?, 2, p)?;
+    v_cache.slice_set(&split(v, kv_heads)?, 2, p)?;
     Ok(q)
 }
 

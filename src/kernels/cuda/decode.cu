@@ -1,5 +1,5 @@
 // The small ops of one decode step, fused so that a block takes nine launches (see
-// src/model/decode.rs), and written to read the position from device memory so that the whole step
+// src/model/llama/decode.rs), and written to read the position from device memory so that the whole step
 // can be captured once as a CUDA graph and replayed for every token:
 //
 // - add_rms_norm: res = xs + ys (rounded to T, as a separate add would store it), out = RMSNorm(res)·w;

@@ -33,7 +33,7 @@ fn dptr<'a, T: CudaDType + DeviceRepr + 'a>(
     syncs: &mut Vec<SyncOnDrop<'a>>,
 ) -> Result<u64> {
     let Storage::Cuda(c) = s else { candle_core::bail!("decode kernel: tensor not on the GPU") };
-    let Some((start, _)) = l.contiguous_offsets() else { candle_core::bail!("decode kernel: tensor not contiguous") };
+    let start = super::range(l)?.start;
     let (p, sync) = c.as_cuda_slice::<T>()?.device_ptr(stream);
     syncs.push(sync);
     Ok(p + (start * std::mem::size_of::<T>()) as u64)

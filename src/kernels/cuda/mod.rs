@@ -18,10 +18,11 @@ const MODULE: &str = "minilab_linear";
 /// Warps of a GEMV block (128 threads in linear.cu's launch bounds).
 const WARPS_PER_BLOCK: usize = 4;
 
+/// The element range of a contiguous tensor in its storage.
 fn range(l: &Layout) -> Result<std::ops::Range<usize>> {
     match l.contiguous_offsets() {
         Some((s, e)) => Ok(s..e),
-        None => candle_core::bail!("linear kernel: tensor not contiguous"),
+        None => candle_core::bail!("CUDA kernel: tensor not contiguous"),
     }
 }
 

@@ -4,7 +4,7 @@
 //! captured once as a CUDA graph ([`crate::model::graph`]) and replayed for every token.
 
 use super::{Attention, Cache, Kv, Mlp, Model};
-use crate::kernels::{self, decode::Heads, MAX_CONTEXT};
+use crate::kernels::{self, MAX_CONTEXT};
 use crate::quant::SwitchableLinear;
 use candle_core::{DType, Module, Result, Tensor};
 
@@ -86,9 +86,8 @@ impl Attention {
         let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], xs)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
-        let h = Heads { heads: self.n_heads, kv_heads: self.n_kv_heads, head_dim: self.head_dim };
         // q: (b, heads, 1, head_dim)
-        let q = kernels::decode::rope_kv(h, [&q, &k, &v], rope.tables(), pos, [&kv.k, &kv.v])?;
+        let q = kernels::decode::rope_kv(self.n_heads, [&q, &k, &v], rope.tables(), pos, [&kv.k, &kv.v])?;
         let scale = 1.0 / (self.head_dim as f32).sqrt();
         let ys = match kernels::decode::attention_decode(&q, &kv.k, &kv.v, pos, scale)? {
             // (b, heads, 1, head_dim) → (b, 1, hidden)
