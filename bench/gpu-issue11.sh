@@ -11,8 +11,11 @@
 #   decode MODELS [check]: the same bench for each synthetic model of MODELS (default llama-3.2-3b),
 #            three builds alternating: base (.gpu/minilab-base.xz, the previous commit), eager (this
 #            build, --no-cuda-graph) and graph (this build); with `check` first `device_check cuda
-#            graph` (plain, fused-eager and graph decode against each other), `device_check cuda`
-#            (GPU logits against the CPU's) and the dequantize rows of `device_check cuda kernels`.
+#            attention` (the split decode attention against candle's ops), `device_check cuda graph`
+#            (plain, fused-eager and graph decode against each other), `device_check cuda` (GPU
+#            logits against the CPU's) and the attention A/B (simple, single and split kernels,
+#            graph replays of the 3B step at 512, 1800 and 4000 cached positions).
+#            DEPTH=N adds `-d N` to the benches (tgN then decodes after N cached positions).
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -73,9 +76,10 @@ step)
   for p in ${3:-f16}; do timeout 120 /tmp/bin/device_check cuda step ${2:-llama-3.2-3b} $p 2>&1 | tail -2; done
   NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
   p=$(echo ${3:-f16} | cut -d' ' -f1)
-  n=$(( $(python3 -c "print({'llama-3.2-3b':28,'llama-3.1-8b':32,'llama-3.2-1b':16}.get('${2:-llama-3.2-3b}',28))") * 9 + 1 ))
+  # kernels a step: 10 a block (the split attention takes two) and one for the head
+  n=$(( $(python3 -c "print({'llama-3.2-3b':28,'llama-3.1-8b':32,'llama-3.2-1b':16}.get('${2:-llama-3.2-3b}',28))") * ${PER_BLOCK:-10} + 1 ))
   timeout 400 $NCU --graph-profiling node --clock-control none --cache-control none --metrics gpu__time_duration.sum \
-    --kernel-name regex:"gemv_|attn_decode|rope_kv|add_rms_norm|silu_mul" --launch-skip $n --launch-count $((2 * n)) \
+    --kernel-name regex:"gemv_|attn_|rope_kv|add_rms_norm|silu_mul" --launch-skip $n --launch-count $((2 * n)) \
     --csv --print-units base /tmp/bin/device_check cuda step ${2:-llama-3.2-3b} $p > "$OUT/ncu-step.csv" 2> "$OUT/ncu-step.err"
   echo "ncu: exit $?"; tail -2 "$OUT/ncu-step.err"
   python3 - "$OUT/ncu-step.csv" <<'PY'
@@ -96,19 +100,17 @@ PY
 decode)
   unpack minilab minilab-base device_check
   if [ "${3:-}" = check ]; then
+    timeout 100 /tmp/bin/device_check cuda attention > "$OUT/attention_check.md" 2>&1; echo "device_check attention: exit $?"
+    tail -1 "$OUT/attention_check.md"
     timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
     grep decode "$OUT/device_check.txt"
     timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "device_check graph: exit $?"
     cat "$OUT/graph_check.md"
-    # The decode attention: the fast kernel against the simple one, graph replays of the 3B step.
-    fast=$(timeout 100 /tmp/bin/device_check cuda step llama-3.2-3b f16 | tail -1); echo "fast attention: $fast"
-    simple=$(MINILAB_ATTENTION=simple timeout 100 /tmp/bin/device_check cuda step llama-3.2-3b f16 | tail -1)
-    echo "simple attention: $simple"
-    ms() { echo "$1" | sed -n 's/.*: \([0-9.]*\) ms a token.*/\1/p'; }
-    if python3 -c "import sys; sys.exit(0 if float('$(ms "$simple")' or 1e9) < float('$(ms "$fast")' or 1e9) else 1)"; then
-      export MINILAB_ATTENTION=simple
-    fi
-    echo "bench attention: ${MINILAB_ATTENTION:-fast}" | tee "$OUT/attention.txt"
+    # The decode attention kernels against each other: graph replays of the 3B step at three depths.
+    for n in 512 1800 4000; do for k in simple single split; do
+      [ $k = simple ] && [ $n != 512 ] && continue
+      echo "$k: $(MINILAB_ATTENTION=$k timeout 60 /tmp/bin/device_check cuda step llama-3.2-3b f16 $n 2>&1 | tail -1)"
+    done; done | tee "$OUT/attention.txt"
   fi
   builds=${BUILDS:-base eager graph}
   for model in ${2:-llama-3.2-3b}; do
@@ -118,7 +120,7 @@ decode)
         [ $build = base ] && bin=/tmp/bin/minilab-base
         [ $build = eager ] && flag=--no-cuda-graph
         timeout 150 $bin bench --model synthetic:$model --device cuda --dtype bf16 --precision $p -p 512 -n 128 -r 3 \
-          $flag --no-log --output json > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
+          ${DEPTH:+-d $DEPTH} $flag --no-log --output json > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
         echo "$model $p $build: exit $? $(tail -c 300 "$OUT/bench-${model#llama-}-$p-$build.err")"
       done
     done

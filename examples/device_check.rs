@@ -9,7 +9,12 @@
 //! - `device_check cuda graph`: bf16 decode three ways on the GPU (the plain tensor-op path with the
 //!   kernels off, the fused eager step, the step replayed as a CUDA graph), every format, 8
 //!   prefilled tokens and 32 steps; max |Δlogit| between them, argmax agreement and graph nodes.
-//! - `device_check cuda step MODEL PRECISION`: one synthetic model in bf16, 512 tokens prefilled,
+//! - `device_check cuda attention`: the fused decode attention against candle's ops on the same
+//!   device (f32 reference), random q/k/v with NaN past the valid positions, grouped-query shapes
+//!   of SmolLM2, Llama 3.2 3B / 3.1 8B, Qwen2.5 (7 heads a group) and multi-head, 1 to 8192 positions.
+//! - `device_check cuda timemodel MODEL`: the sensitivity stage's decode-time model, its
+//!   predictions of uniform plans against measured tg128.
+//! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
 
@@ -247,7 +252,96 @@ fn check_graph(dev: &Device) -> minilab::Result<()> {
     Ok(())
 }
 
-fn time_step(dev: &Device, name: &str, p: &str) -> minilab::Result<()> {
+/// Decode attention by candle's ops in f32: q `[b, heads, 1, d]`, k, v `[b, kv_heads, total, d]`.
+fn attention_reference(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> minilab::Result<Tensor> {
+    let (b, heads, _, d) = q.dims4()?;
+    let (_, kv_heads, total, _) = k.dims4()?;
+    // (b, kv_heads, total, d) → (b, heads, total, d)
+    let rep = |x: &Tensor| -> candle_core::Result<Tensor> {
+        x.to_dtype(DType::F32)?
+            .unsqueeze(2)?
+            .expand((b, kv_heads, heads / kv_heads, total, d))?
+            .reshape((b, heads, total, d))
+    };
+    let (k, v) = (rep(k)?, rep(v)?);
+    let scores = (q.to_dtype(DType::F32)?.matmul(&k.t()?.contiguous()?)? * scale)?;
+    Ok(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?)
+}
+
+fn check_attention(dev: &Device) -> minilab::Result<()> {
+    println!(
+        "| heads / kv heads × d | dtype | batch | cap | max |fused − ref| / max |ref| at each count of positions |"
+    );
+    println!("| --- | --- | ---: | ---: | --- |");
+    let mut worst = [0f32; 2];
+    for (heads, kv_heads, d) in [(9, 3, 64), (24, 8, 128), (32, 8, 128), (28, 4, 128), (16, 16, 128)] {
+        for (di, dtype) in [DType::F32, DType::BF16].into_iter().enumerate() {
+            for (b, cap) in [(1, 256), (1, 1024), (2, 1024), (1, 8192)] {
+                let mut errs = Vec::new();
+                for total in [1, 2, 17, 255, cap / 2 + 3, cap] {
+                    let total = total.min(cap);
+                    let q = Tensor::randn(0f32, 1.0, (b, heads, 1, d), dev)?.to_dtype(dtype)?;
+                    // valid positions, then NaN: a read past *pos + 1 shows in the output
+                    let kv = |_| -> candle_core::Result<Tensor> {
+                        let valid = Tensor::randn(0f32, 1.0, (b, kv_heads, total, d), dev)?;
+                        if total == cap {
+                            return valid.to_dtype(dtype);
+                        }
+                        let nan = Tensor::full(f32::NAN, (b, kv_heads, cap - total, d), dev)?;
+                        Tensor::cat(&[valid, nan], 2)?.to_dtype(dtype)
+                    };
+                    let (k, v) = (kv(0)?, kv(1)?);
+                    let pos = Tensor::new(&[total as u32 - 1], dev)?;
+                    let scale = 1.0 / (d as f64).sqrt();
+                    let Some(fused) = minilab::kernels::decode::attention_decode(&q, &k, &v, &pos, scale as f32)?
+                    else {
+                        return Err(minilab::Error::input(format!("no fused attention for {heads}/{kv_heads}×{d}")));
+                    };
+                    let plain = attention_reference(&q, &k.narrow(2, 0, total)?, &v.narrow(2, 0, total)?, scale)?;
+                    let finite =
+                        fused.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.iter().all(|x| x.is_finite());
+                    let e = if finite { rel_err(&fused, &plain)? } else { f32::INFINITY };
+                    worst[di] = worst[di].max(e);
+                    errs.push(format!("{total}: {e:.1e}"));
+                }
+                println!("| {heads} / {kv_heads} × {d} | {dtype:?} | {b} | {cap} | {} |", errs.join(", "));
+            }
+        }
+    }
+    println!("worst attention error: f32 {:.2e}, bf16 {:.2e}", worst[0], worst[1]);
+    Ok(())
+}
+
+/// The sensitivity stage's decode-time model on a synthetic model (bf16): its fixed cost and the
+/// linears of a step in each format, and its prediction of an all-f16/int8/nf4 tg128 against the
+/// measured one.
+fn check_time_model(dev: &Device, name: &str) -> minilab::Result<()> {
+    use minilab::bench::time_model::TimeModel;
+    let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
+    let feed: Vec<u32> = (0..256u32).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
+    let pb = indicatif::ProgressBar::hidden();
+    let formats = [Precision::Int8, Precision::Nf4];
+    let tm = TimeModel::measure(&mut loaded.model, &formats, &feed, 128, 3, &pb)?;
+    println!("{name}: f16 step {:.1} µs, fixed {:.1} µs", tm.f16_step_us, tm.fixed_us);
+    for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
+        for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
+            loaded.model.set_precision(id, q)?;
+        }
+        let predicted = tm.predict_model_us(&loaded.model).unwrap_or(f64::NAN);
+        let t = minilab::bench::time_decode(&loaded.model, &[], &feed[..128], 3, &pb)?;
+        let mut us: Vec<f64> = t.samples_ns.iter().map(|&ns| ns as f64 / 1e3 / 128.0).collect();
+        us.sort_by(f64::total_cmp);
+        let measured = us[us.len() / 2];
+        println!(
+            "{p}: predicted {predicted:.1} µs a token, measured {measured:.1} (graph {}), predicted/measured {:.3}",
+            t.graph,
+            predicted / measured
+        );
+    }
+    Ok(())
+}
+
+fn time_step(dev: &Device, name: &str, p: &str, prompt_len: u32) -> minilab::Result<()> {
     let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
     let p: Precision = p.parse().map_err(|e: minilab::quant::UnknownPrecision| minilab::Error::input(e.to_string()))?;
     for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
@@ -255,10 +349,10 @@ fn time_step(dev: &Device, name: &str, p: &str) -> minilab::Result<()> {
     }
     loaded.model.drop_masters();
     let m = &loaded.model;
-    let prompt: Vec<u32> = (0..512u32).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
+    let prompt: Vec<u32> = (0..prompt_len).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
     let mut cache = Cache::new(m.n_blocks());
     m.forward(&Tensor::new(prompt.as_slice(), dev)?.unsqueeze(0)?, 0, &mut cache)?;
-    let g = model::DecodeGraph::capture(m, &mut cache, 512 + 80)?;
+    let g = model::DecodeGraph::capture(m, &mut cache, prompt.len() + 80)?;
     for tok in 0..8 {
         g.step(1 + tok, &mut cache)?;
     }
@@ -271,8 +365,11 @@ fn time_step(dev: &Device, name: &str, p: &str) -> minilab::Result<()> {
     let ms = t.elapsed().as_secs_f64() * 1e3 / 64.0;
     let (kernels, nodes) = g.nodes();
     println!(
-        "{name} {p}: {ms:.3} ms a token ({:.1} tok/s) at positions 520-583, {kernels} kernels / {nodes} nodes",
-        1e3 / ms
+        "{name} {p}: {ms:.3} ms a token ({:.1} tok/s) at positions {}-{}, cache of {}, {kernels} kernels / {nodes} nodes",
+        1e3 / ms,
+        prompt.len() + 8,
+        prompt.len() + 71,
+        g.capacity()
     );
     Ok(())
 }
@@ -283,9 +380,14 @@ fn main() -> minilab::Result<()> {
     match args.next().as_deref() {
         Some("kernels") => check_kernels(&dev),
         Some("graph") => check_graph(&dev),
+        Some("attention") => check_attention(&dev),
+        Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());
-            time_step(&dev, &name, &args.next().unwrap_or_else(|| "f16".into()))
+            let p = args.next().unwrap_or_else(|| "f16".into());
+            let prompt =
+                args.next().map_or(Ok(512), |n| n.parse()).map_err(|_| minilab::Error::input("prompt length"))?;
+            time_step(&dev, &name, &p, prompt)
         }
         _ => check_logits(&dev),
     }

@@ -5,6 +5,8 @@
 # llama-bench -p 512 -n 128 -r 3 on the GPU for each, the same tests as `minilab bench`.
 # Usage there: bash bench/peers/llamacpp-cuda.sh [MODEL] [ARCH]   (llama-3.2-3b, 90). Output under $OUT.
 # CUDA=OFF P=64 N=16 R=2 bash bench/peers/llamacpp-cuda.sh tiny: the same on a CPU (to try the script here).
+# STOP_AFTER_PREPARE=1: build, write and quantize only (a first call; a second one benches). Every
+# step that is done is skipped, so a call cut short by the time limit resumes in the next.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 MODEL=${1:-llama-3.2-3b}
@@ -28,11 +30,18 @@ if [ ! -x $BUILD/bin/llama-bench ]; then
   echo "llama.cpp built in $(( $(date +%s) - t0 )) s"
 fi
 BIN=$BUILD/bin
-[ -f "$MODEL-F16.gguf" ] || PYTHONPATH=lc/gguf-py python3 "$SCRIPT" "$MODEL" "$MODEL-F16.gguf" || exit 1
+# Each file is written under a temporary name and renamed when complete, so that a run cut short
+# (the device tool's time limit) resumes where it stopped on a machine that kept /tmp.
+if [ ! -f "$MODEL-F16.gguf" ]; then
+  t0=$(date +%s)
+  PYTHONPATH=lc/gguf-py python3 "$SCRIPT" "$MODEL" "$MODEL-F16.gguf.part" && mv "$MODEL-F16.gguf.part" "$MODEL-F16.gguf" || exit 1
+  echo "GGUF written in $(( $(date +%s) - t0 )) s"
+fi
 for q in Q8_0 Q4_0; do
-  [ -f "$MODEL-$q.gguf" ] || $BIN/llama-quantize "$MODEL-F16.gguf" "$MODEL-$q.gguf" $q > "$OUT/quantize-$q.log" 2>&1 ||
-    { echo "quantize $q failed"; tail -5 "$OUT/quantize-$q.log"; }
+  [ -f "$MODEL-$q.gguf" ] || { $BIN/llama-quantize "$MODEL-F16.gguf" "$MODEL-$q.gguf.part" $q > "$OUT/quantize-$q.log" 2>&1 &&
+    mv "$MODEL-$q.gguf.part" "$MODEL-$q.gguf"; } || { echo "quantize $q failed"; tail -5 "$OUT/quantize-$q.log"; }
 done
+[ "${STOP_AFTER_PREPARE:-0}" = 1 ] && { echo "prepared: $(ls "$WORK"/*.gguf | tr '\n' ' ')"; exit 0; }
 for q in F16 Q8_0 Q4_0; do
   timeout 300 $BIN/llama-bench -m "$MODEL-$q.gguf" -p ${P:-512} -n ${N:-128} -r ${R:-3} -ngl $NGL -o json > "$OUT/llama-bench-$MODEL-$q.json" \
     2> "$OUT/llama-bench-$MODEL-$q.err"; echo "llama-bench $MODEL $q: exit $?"

@@ -6,7 +6,8 @@
 //! pass over every linear in model order (what a step does; this total is taken as exact), and
 //! once per layer shape (which shapes cost what). Per-shape times are scaled so that they add up
 //! to the pass. The fixed cost is the median of all-f16 decode steps each less an f16 pass timed
-//! just before it.
+//! just before it. On a GPU where decode replays a CUDA graph, each pass is timed as a graph too,
+//! so that neither side carries host launch costs the other does not.
 
 use crate::device::sync;
 use crate::error::{Error, Result};
@@ -110,16 +111,29 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Median and spread of `reps` timed passes (after one warm-up) of every layer in `ids` on its
-/// own input, in µs per pass.
+/// own input, in µs per pass: replays of one captured graph where decode takes one.
 fn time_pass(model: &Model, ids: &[LayerId], inputs: &BTreeMap<usize, Tensor>, reps: usize) -> Result<(f64, f64)> {
+    let layers = ids
+        .iter()
+        .map(|id| model.linear(*id).ok_or_else(|| Error::Runtime(format!("no layer {id}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let pass = || -> candle_core::Result<()> {
+        for l in &layers {
+            std::hint::black_box(l.forward(&inputs[&l.shape().1])?);
+        }
+        Ok(())
+    };
+    let graph = match model.device().is_cuda() && crate::model::graph::enabled() {
+        true => crate::model::graph::Recorded::record(model.device(), pass).ok(),
+        false => None,
+    };
     let mut samples = Vec::with_capacity(reps);
     for r in 0..=reps {
         sync(model.device())?;
         let t = Instant::now();
-        for id in ids {
-            let l = model.linear(*id).ok_or_else(|| Error::Runtime(format!("no layer {id}")))?;
-            let x = &inputs[&l.shape().1];
-            std::hint::black_box(l.forward(x)?);
+        match &graph {
+            Some(g) => g.replay()?,
+            None => pass()?,
         }
         sync(model.device())?;
         if r > 0 {

@@ -8,8 +8,10 @@ use candle_core::{DType, Result, Tensor};
 #[cfg(feature = "cuda")]
 use super::cuda::decode as gpu;
 
-/// Longest cache the fused decode attention takes: its scores live in shared memory (4 bytes a
-/// position; with a head of up to 256 and the partial sums, under 48 KiB a block).
+/// Longest cache the fused decode step takes (the RoPE tables may set a lower limit): the longest
+/// that the attention kernels were checked against on the GPU. The split kernels have no limit of
+/// their own (the chunks grow with the cache); the one-block kernels keep the scores of the whole
+/// cache in shared memory and stop here.
 pub const MAX_CONTEXT: usize = 8192;
 
 /// Whether the fused kernels run for `t`.
@@ -74,8 +76,9 @@ pub fn rope_kv(
 }
 
 /// Decode attention over the first `*pos + 1` positions of the caches: q `[b, heads, 1, d]`, k, v
-/// `[b, kv_heads, cap, d]` → `[b, heads, 1, d]`, one launch. `None` off the GPU or past
-/// [`MAX_CONTEXT`]: the caller then takes the tensor-op path.
+/// `[b, kv_heads, cap, d]` → `[b, heads, 1, d]`, two launches. `None` off the GPU, past
+/// [`MAX_CONTEXT`], or for more than eight query heads a kv head: the caller then takes the
+/// tensor-op path.
 pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale: f32) -> Result<Option<Tensor>> {
     let (b, heads, t, d) = q.dims4()?;
     let (kb, kv_heads, cap, kd) = k.dims4()?;
@@ -84,6 +87,7 @@ pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale:
         || (kb, kd) != (b, d)
         || v.dims() != k.dims()
         || cap > MAX_CONTEXT
+        || kv_heads == 0
         || heads % kv_heads != 0
         || !d.is_multiple_of(8)
         || d > 256
@@ -94,6 +98,9 @@ pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale:
     #[cfg(feature = "cuda")]
     {
         let op = super::params::AttnDecode { heads, kv_heads, cap, d, scale };
+        if !gpu::attention_fits(&op) {
+            return Ok(None);
+        }
         gpu::attention(&op, &q.contiguous()?, k, v, pos).map(Some)
     }
     #[cfg(not(feature = "cuda"))]

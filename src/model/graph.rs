@@ -134,6 +134,45 @@ impl<'m> DecodeGraph<'m> {
     }
 }
 
+/// Any fixed sequence of GPU work captured once and replayed: the time model times its passes
+/// over the linears this way, as the decode step runs them (eager timing would add the host's
+/// launch cost that a graph step does not pay).
+pub struct Recorded {
+    #[cfg(feature = "cuda")]
+    graph: candle_core::cuda_backend::cudarc::driver::CudaGraph,
+}
+
+impl Recorded {
+    /// Runs `f` once eagerly, then records it; `f` must free inside what it allocates and do the
+    /// same work at every call. An error where graphs do not apply (not CUDA, graphs or the kernels
+    /// off) or the driver refuses the capture.
+    pub fn record(device: &Device, f: impl Fn() -> Result<()>) -> Result<Self> {
+        let Device::Cuda(dev) = device else { candle_core::bail!("CUDA graphs need a CUDA device") };
+        if !enabled() || !crate::kernels::enabled() {
+            candle_core::bail!("CUDA graphs are off");
+        }
+        #[cfg(feature = "cuda")]
+        return Ok(Self { graph: capture::record(dev, f)? });
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = (dev, f);
+            candle_core::bail!("built without CUDA")
+        }
+    }
+
+    /// Launches the recorded work on the device's stream (asynchronous, like any kernel launch).
+    pub fn replay(&self) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        let launched = {
+            use candle_core::cuda_backend::WrapErr;
+            self.graph.launch().w()
+        };
+        #[cfg(not(feature = "cuda"))]
+        let launched = Ok(());
+        launched
+    }
+}
+
 /// One step on the buffers: what the graph records.
 fn step(model: &Model, input: &Tensor, cache: &Cache, logits: &Tensor) -> Result<()> {
     let tokens = input.narrow(0, 0, 1)?.reshape((1, 1))?;
@@ -235,6 +274,13 @@ mod tests {
         let ids = Tensor::new(&[[1u32, 2]], &Device::Cpu)?;
         model.forward(&ids, 0, &mut cache)?;
         assert_eq!(cache.seq_len(), 2);
+        let ran = std::cell::Cell::new(0);
+        let err = Recorded::record(&Device::Cpu, || {
+            ran.set(ran.get() + 1);
+            Ok(())
+        });
+        assert!(err.is_err(), "no graph off CUDA");
+        assert_eq!(ran.get(), 0, "nothing runs for a graph that is not made");
         Ok(())
     }
 }

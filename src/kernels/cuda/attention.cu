@@ -1,37 +1,15 @@
-// Decode attention: one new query token per sequence against a preallocated KV cache, in one kernel
-// (scores, softmax and the weighted sum of values), instead of the ~8 launches of matmul, scale,
-// casts, softmax, matmul and copies that the tensor-op path takes per block and token.
+// Decode attention: one new query token per sequence against a preallocated KV cache, the scores,
+// softmax and weighted sum of values in one kernel (attn_simple, attn_single) or two (attn_split +
+// attn_combine),
+// instead of the ~8 launches of matmul, scale, casts, softmax, matmul and copies that the tensor-op
+// path takes per block and token.
 //
 // q: [b*heads, d]; k, v: [b*kv_heads, cap, d] of which the first `total` positions are valid;
-// out: [b*heads, d]; d % 8 == 0, d ≤ 256. One block per (sequence, head); f32 accumulation. With
-// `pos` set, `total` is *pos + 1, read on the device: a decode step captured in a CUDA graph then
-// serves every position, its shared memory sized for the whole cache.
+// out: [b*heads, d]; d % 8 == 0, d ≤ 256; f32 accumulation. With `pos` set, `total` is *pos + 1,
+// read on the device: a decode step captured in a CUDA graph then serves every position.
 #include <stdint.h>
 
 #include "common.cuh"
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-// Max (is_max) or sum of v over the block; every thread gets the result.
-__device__ float block_reduce(float v, bool is_max, float* red) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = is_max ? warp_max(v) : warp_sum(v);
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < nw ? red[lane] : (is_max ? -INFINITY : 0.f);
-        v = is_max ? warp_max(v) : warp_sum(v);
-        if (lane == 0) red[0] = v;
-    }
-    __syncthreads();
-    const float r = red[0];
-    __syncthreads();
-    return r;
-}
 
 // sc[p] ← exp(sc[p] − max sc) for p < total; returns their sum (the caller divides once at the end).
 __device__ float softmax_unnormalized(float* sc, int total, float* red) {
@@ -47,8 +25,9 @@ __device__ float softmax_unnormalized(float* sc, int total, float* red) {
     return block_reduce(sum, false, red);
 }
 
-// attn_simple: the plain kernel, the baseline attn_decode is timed against (and the fallback that an
-// environment variable selects): a warp per position for the scores, a thread per column for the sum.
+// attn_simple: the plain kernel, the baseline the split kernels are timed against (and the fallback
+// that an environment variable selects). One block per (sequence, head), the scores of the whole cache
+// in shared memory: a warp per position for the scores, a thread per column for the sum.
 template <typename T>
 __device__ void attn_simple(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap, int total,
                             int d, float scale, const uint32_t* pos) {
@@ -81,12 +60,10 @@ __device__ void attn_simple(const T* q, const T* k, const T* v, T* out, int head
     }
 }
 
-// attn_decode: the same result with more independent 16-byte loads in flight (the step's attention is
-// small and bound by latency). Scores: 16 lanes share a position (8 elements each per 128), a warp
-// takes two positions at a time, U pairs before it reduces. Weighted sum: a thread owns 8 columns of
-// every G-th position (G = blockDim / (d/8)), and the G partial sums meet in shared memory.
-constexpr int THREADS = 256;
-constexpr int U = 4;
+constexpr int SINGLE_THREADS = 256;
+constexpr int SPLIT_THREADS = 128;
+constexpr int MAXG = 8;
+constexpr int U = 4;  // pairs of positions a warp scores before it reduces
 
 // Eight consecutive elements from a 16-byte-aligned address, as floats, in 16-byte loads.
 __device__ __forceinline__ void load8(const float* p, float (&f)[8]) {
@@ -101,11 +78,16 @@ __device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
     for (int j = 0; j < 8; j++) f[j] = to_f(x[j]);
 }
 
+// attn_single: one block per (sequence, head) as attn_simple, with more independent 16-byte loads in
+// flight (the step's attention is small and bound by latency); the fastest up to a few thousand
+// positions, where the split kernels' second launch costs more than their parallelism saves. Scores: 16 lanes share a position (8 elements each per 128), a warp
+// takes two positions at a time, U pairs before it reduces. Weighted sum: a thread owns 8 columns of
+// every G-th position (G = blockDim / (d/8)), and the G partial sums meet in shared memory.
 template <typename T>
-__device__ void attn_decode(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap, int total,
+__device__ void attn_single(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap, int total,
                             int d, float scale, const uint32_t* pos) {
     if (pos) total = min((int)*pos + 1, cap);
-    // q (d floats), the scores (cap floats), the partial sums (THREADS·8 floats)
+    // q (d floats), the scores (cap floats), the partial sums (SINGLE_THREADS·8 floats)
     extern __shared__ float smem[];
     __shared__ float red[32];
     float* qs = smem;
@@ -170,11 +152,189 @@ __device__ void attn_decode(const T* q, const T* k, const T* v, T* out, int head
     }
 }
 
+// attn_split + attn_combine: flash-decoding, for long caches. One block per head puts only
+// b·heads blocks (24 for a 3B model) on 132 SMs, each walking the whole cache; here the positions
+// are cut into S chunks (S = gridDim.y, fixed when the step is captured; each chunk ceil(total / S)
+// long, worked out on the device from *pos), and a block takes one chunk of one (sequence, kv head)
+// for all the G = heads / kv_heads query heads that share it, so a key or value row is read once.
+// Per query head and chunk it writes the chunk's max score m, l = Σ exp(s − m) and the unnormalized
+// o = Σ exp(s − m)·v; attn_combine merges a head's S partials: out = Σ e^{m_s − M} o_s / Σ e^{m_s − M} l_s.
+//
+// part: o [b·heads, S, d], then (m, l) [b·heads, S, 2], f32. Shared memory (floats): q (G·d, scaled),
+// scores (G·chunk_max), the weighted sums of the position groups (8·SPLIT_THREADS·G). G ≤ MAXG; the
+// host sizes S so that chunk_max fits.
+
+// Scores of the chunk's n positions for the G query heads into sc[g·cm + i]: 16 lanes share a
+// position (8 elements each per 128), a warp takes two positions at a time and U pairs before it
+// reduces, so U 16-byte loads a lane are in flight.
+template <typename T>
+__device__ void split_scores(const float* qs, const T* kb, float* sc, int n, int d, int G, int cm) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5, sub = lane & 15;
+    // The loop bound is warp-uniform, so all 32 lanes reach the shuffles.
+    for (int base = 2 * warp; base < n; base += 2 * nw * U) {
+        float s[U][MAXG] = {};
+        for (int e = sub * 8; e - sub * 8 < d; e += 128) {
+            float kf[U][8];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int p = base + u * 2 * nw + (lane >> 4);
+                if (p < n && e < d) {
+                    load8(kb + (size_t)p * d + e, kf[u]);
+                } else {
+#pragma unroll
+                    for (int j = 0; j < 8; j++) kf[u][j] = 0.f;
+                }
+            }
+            if (e >= d) continue;
+#pragma unroll
+            for (int g = 0; g < MAXG; g++) {
+                if (g >= G) break;
+                float qf[8];
+                load8(qs + g * d + e, qf);
+#pragma unroll
+                for (int u = 0; u < U; u++)
+#pragma unroll
+                    for (int j = 0; j < 8; j++) s[u][g] = fmaf(qf[j], kf[u][j], s[u][g]);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int p = base + u * 2 * nw + (lane >> 4);
+#pragma unroll
+            for (int g = 0; g < MAXG; g++) {
+                if (g >= G) break;
+                float x = s[u][g];
+                x += __shfl_xor_sync(0xffffffffu, x, 8);
+                x += __shfl_xor_sync(0xffffffffu, x, 4);
+                x += __shfl_xor_sync(0xffffffffu, x, 2);
+                x += __shfl_xor_sync(0xffffffffu, x, 1);
+                if (sub == 0 && p < n) sc[g * cm + p] = x;
+            }
+        }
+    }
+}
+
+template <typename T>
+__device__ void attn_split(const T* q, const T* k, const T* v, float* part, int heads, int kv_heads, int cap, int d,
+                           int cm, float scale, const uint32_t* pos) {
+    const int total = min((int)*pos + 1, cap), S = gridDim.y, s = blockIdx.y;
+    const int chunk = (total + S - 1) / S, lo = s * chunk, n = max(0, min(total, lo + chunk) - lo);
+    const int G = heads / kv_heads, bk = blockIdx.x, b = bk / kv_heads, h0 = (bk % kv_heads) * G;
+    const size_t rows = (size_t)gridDim.x * G;  // b·heads
+    extern __shared__ float smem[];
+    float* qs = smem;
+    float* sc = qs + G * d;
+    float* ws = sc + G * cm;
+    const T* qb = q + ((size_t)b * heads + h0) * d;
+    for (int i = threadIdx.x; i < G * d; i += blockDim.x) qs[i] = to_f(qb[i]) * scale;
+    __syncthreads();
+    const T* kb = k + ((size_t)bk * cap + lo) * d;
+    const T* vb = v + ((size_t)bk * cap + lo) * d;
+    split_scores(qs, kb, sc, n, d, G, cm);
+    __syncthreads();
+    // Softmax numerators of each head's row, a warp a head; an empty chunk gives m = −∞, l = 0.
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float* ml = part + rows * S * d;
+    for (int g = warp; g < G; g += nw) {
+        float m = -INFINITY, l = 0.f;
+        for (int i = lane; i < n; i += 32) m = fmaxf(m, sc[g * cm + i]);
+        m = warp_max(m);
+        for (int i = lane; i < n; i += 32) {
+            const float e = __expf(sc[g * cm + i] - m);
+            sc[g * cm + i] = e;
+            l += e;
+        }
+        l = warp_sum(l);
+        const size_t r = ((size_t)b * heads + h0 + g) * S + s;
+        if (lane == 0) ml[2 * r] = m, ml[2 * r + 1] = l;
+    }
+    __syncthreads();
+    // Weighted sum: a thread owns 8 columns of every groups-th position, for all G heads at once;
+    // the groups' sums meet in shared memory (ws: [groups][G·d], groups·d = 8·SPLIT_THREADS).
+    const int cols = d / 8, groups = blockDim.x / cols, c = threadIdx.x % cols, grp = threadIdx.x / cols;
+    if (grp < groups) {
+        float acc[MAXG][8] = {};
+#pragma unroll 4
+        for (int i = grp; i < n; i += groups) {
+            float vf[8];
+            load8(vb + (size_t)i * d + 8 * c, vf);
+#pragma unroll
+            for (int g = 0; g < MAXG; g++) {
+                if (g >= G) break;
+                const float w = sc[g * cm + i];
+#pragma unroll
+                for (int j = 0; j < 8; j++) acc[g][j] = fmaf(w, vf[j], acc[g][j]);
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < MAXG; g++) {
+            if (g >= G) break;
+#pragma unroll
+            for (int j = 0; j < 8; j++) ws[(size_t)grp * G * d + g * d + 8 * c + j] = acc[g][j];
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * d; i += blockDim.x) {
+        float o = 0.f;
+        for (int r = 0; r < groups; r++) o += ws[(size_t)r * G * d + i];
+        part[(((size_t)b * heads + h0 + i / d) * S + s) * d + i % d] = o;
+    }
+}
+
+// One block per (sequence, query head): merges the head's S partials. Every load is issued up front
+// (a thread reads a few 16-byte pieces), since the partials come from L2 and a loop of dependent
+// reads would pay its latency S times. Shared memory: the S weights (padded to a multiple of 4), then
+// [blockDim / (d/4)][d] sums.
+template <typename T>
+__device__ void attn_combine(const float* part, T* out, int S, int d) {
+    extern __shared__ float cs[];
+    __shared__ float red[32];
+    const size_t bh = blockIdx.x;
+    const float* ml = part + (size_t)gridDim.x * S * d + bh * S * 2;
+    float m = -INFINITY;
+    for (int s = threadIdx.x; s < S; s += blockDim.x) m = fmaxf(m, ml[2 * s]);
+    m = block_reduce(m, true, red);
+    float l = 0.f;
+    for (int s = threadIdx.x; s < S; s += blockDim.x) {
+        const float w = __expf(ml[2 * s] - m);
+        cs[s] = w;
+        l += w * ml[2 * s + 1];
+    }
+    const float inv = 1.f / block_reduce(l, false, red);  // its barriers also publish cs
+    const int c4 = d / 4, sgs = blockDim.x / c4, c = threadIdx.x % c4, sg = threadIdx.x / c4;
+    float* sums = cs + ((S + 3) & ~3);  // 16-byte aligned for the float4 stores
+    if (sg < sgs) {
+        float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 8
+        for (int s = sg; s < S; s += sgs) {
+            const float4 o = reinterpret_cast<const float4*>(part + (bh * S + s) * d)[c];
+            const float w = cs[s];
+            acc.x = fmaf(w, o.x, acc.x), acc.y = fmaf(w, o.y, acc.y);
+            acc.z = fmaf(w, o.z, acc.z), acc.w = fmaf(w, o.w, acc.w);
+        }
+        reinterpret_cast<float4*>(sums + sg * d)[c] = acc;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < d; i += blockDim.x) {
+        float o = 0.f;
+        for (int r = 0; r < sgs; r++) o += sums[r * d + i];
+        out[bh * d + i] = from_f<T>(o * inv);
+    }
+}
+
 #define INSTANTIATE(T, NAME)                                                                                \
-    extern "C" __global__ void __launch_bounds__(THREADS)                                                   \
-        attn_decode_##NAME(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap,      \
+    extern "C" __global__ void __launch_bounds__(SINGLE_THREADS)                                            \
+        attn_single_##NAME(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap,      \
                            int total, int d, float scale, const uint32_t* pos) {                              \
-        attn_decode<T>(q, k, v, out, heads, kv_heads, cap, total, d, scale, pos);                            \
+        attn_single<T>(q, k, v, out, heads, kv_heads, cap, total, d, scale, pos);                            \
+    }                                                                                                        \
+    extern "C" __global__ void __launch_bounds__(SPLIT_THREADS)                                             \
+        attn_split_##NAME(const T* q, const T* k, const T* v, float* part, int heads, int kv_heads, int cap,  \
+                          int d, int cm, float scale, const uint32_t* pos) {                                  \
+        attn_split<T>(q, k, v, part, heads, kv_heads, cap, d, cm, scale, pos);                               \
+    }                                                                                                        \
+    extern "C" __global__ void attn_combine_##NAME(const float* part, T* out, int S, int d) {                \
+        attn_combine<T>(part, out, S, d);                                                                    \
     }                                                                                                        \
     extern "C" __global__ void attn_simple_##NAME(const T* q, const T* k, const T* v, T* out, int heads,     \
                                                   int kv_heads, int cap, int total, int d, float scale,       \

@@ -12,22 +12,6 @@
 
 #include "common.cuh"
 
-// Sum of v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
-__device__ float block_sum(float v) {
-    __shared__ float red[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_sum(v);
-    if (lane == 0) red[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < nw ? red[lane] : 0.f;
-        v = warp_sum(v);
-        if (lane == 0) red[0] = v;
-    }
-    __syncthreads();
-    return red[0];
-}
-
 // xs, ys, res, out: [rows, h]; w: [h]. One block a row.
 template <typename T>
 __device__ void add_rms_norm(const T* xs, const T* ys, const T* w, T* res, T* out, int h, float eps) {
@@ -39,7 +23,8 @@ __device__ void add_rms_norm(const T* xs, const T* ys, const T* w, T* res, T* ou
         const float f = to_f(r);
         ss = fmaf(f, f, ss);
     }
-    const float inv = rsqrtf(block_sum(ss) / h + eps);
+    __shared__ float red[32];
+    const float inv = rsqrtf(block_reduce(ss, false, red) / h + eps);
     // Each thread reads back only the elements it wrote.
     for (int i = threadIdx.x; i < h; i += blockDim.x) out[row + i] = from_f<T>(to_f(res[row + i]) * inv * to_f(w[i]));
 }

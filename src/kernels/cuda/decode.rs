@@ -15,8 +15,6 @@ use crate::kernels::params::AttnDecode;
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
 const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
 const MODULE: &str = "minilab_decode";
-/// Threads of a decode-attention block (attention.cu's THREADS).
-const ATTENTION_THREADS: usize = 256;
 
 fn cuda_device(t: &Tensor) -> Result<&CudaDevice> {
     match t.device() {
@@ -195,12 +193,80 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     by_dtype!(gate.dtype(), run(gate, up))
 }
 
-/// Off (`MINILAB_ATTENTION=simple`): attention.cu's plain kernel, the baseline the fast one is
-/// timed against.
-static FAST_ATTENTION: crate::switch::Switch = crate::switch::Switch::new("MINILAB_ATTENTION", &["simple"]);
+/// attention.cu's decode-attention kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// The plain kernel, the baseline the others are timed against.
+    Simple,
+    /// One block a query head.
+    Single,
+    /// The cache cut into chunks over many blocks, then merged.
+    Split,
+}
+
+/// Caches longer than this take the split kernels. On the H200 (Llama 3.2 3B, BENCHMARKS.md) the
+/// single kernel's one launch wins only while few positions are cached: 4 % faster at positions
+/// 0–128, 22 % slower at 520–583, 2× at 1800, 3× at 4000.
+const SPLIT_FROM: usize = 256;
+
+/// The kernel for a cache of `cap` positions: `MINILAB_ATTENTION=simple|single|split` forces one
+/// (for comparisons); otherwise, or for any other value, the single kernel up to [`SPLIT_FROM`]
+/// positions and the split kernels past it.
+fn kernel(cap: usize) -> Kernel {
+    static FORCED: std::sync::OnceLock<Option<Kernel>> = std::sync::OnceLock::new();
+    let forced = FORCED.get_or_init(|| match std::env::var("MINILAB_ATTENTION").as_deref() {
+        Ok("simple") => Some(Kernel::Simple),
+        Ok("single") => Some(Kernel::Single),
+        Ok("split") => Some(Kernel::Split),
+        _ => None,
+    });
+    forced.unwrap_or(if cap > SPLIT_FROM { Kernel::Split } else { Kernel::Single })
+}
+
+/// Threads of an attn_single block (attention.cu's SINGLE_THREADS).
+const SINGLE_THREADS: usize = 256;
+/// Threads of an attn_split block (attention.cu's SPLIT_THREADS).
+const SPLIT_THREADS: usize = 128;
+/// Threads of an attn_combine block.
+const COMBINE_THREADS: usize = 256;
+/// Query heads an attn_split block serves at most (attention.cu's MAXG).
+const MAX_GROUP: usize = 8;
+/// Dynamic shared memory a block may take without opting in.
+const SHARED_BYTES: usize = 48 * 1024;
+
+/// How many chunks the split attention cuts the cache into, and the longest chunk: about two blocks
+/// an SM, each chunk small enough that its scores fit in shared memory. `None` when even one
+/// position a chunk does not fit.
+fn splits(op: &AttnDecode, b: usize, sms: usize) -> Option<(usize, usize)> {
+    let g = op.heads / op.kv_heads;
+    // q, and the position groups' weighted sums (d/8 threads a group: 8 · threads floats a head)
+    let fixed = (g * op.d + 8 * SPLIT_THREADS * g) * 4;
+    let per_pos = g * 4;
+    let max_chunk = SHARED_BYTES.checked_sub(fixed)? / per_pos;
+    if max_chunk == 0 || op.cap == 0 {
+        return None;
+    }
+    let s = (2 * sms).div_ceil(b * op.kv_heads).max(op.cap.div_ceil(max_chunk)).min(op.cap);
+    Some((s, op.cap.div_ceil(s)))
+}
+
+/// Longest cache attn_simple and attn_single take: they keep the scores of the whole cache in
+/// shared memory.
+const SINGLE_MAX_CONTEXT: usize = 8192;
+
+/// Whether the fused attention takes these shapes: for the split kernels up to [`MAX_GROUP`] query
+/// heads a kv head and a head small enough for their shared memory; for the others a cache of up
+/// to 8192 positions.
+pub(crate) fn attention_fits(op: &AttnDecode) -> bool {
+    match kernel(op.cap) {
+        Kernel::Split => op.heads / op.kv_heads <= MAX_GROUP && splits(op, 1, 1).is_some(),
+        Kernel::Simple | Kernel::Single => op.cap <= SINGLE_MAX_CONTEXT,
+    }
+}
 
 /// Decode attention of attention.cu over the first `*pos + 1` positions of the caches: q
-/// `[b, heads, 1, d]`, k, v `[b, kv_heads, cap, d]` → `[b, heads, 1, d]`.
+/// `[b, heads, 1, d]`, k, v `[b, kv_heads, cap, d]` → `[b, heads, 1, d]`. Split over chunks of the
+/// cache (two launches) for a long cache, else one block a query head (one launch).
 pub(crate) fn attention(op: &AttnDecode, q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor) -> Result<Tensor> {
     fn run<T: CudaDType + DeviceRepr>(
         op: &AttnDecode,
@@ -218,28 +284,99 @@ pub(crate) fn attention(op: &AttnDecode, q: &Tensor, k: &Tensor, v: &Tensor, pos
         let mut syncs = Vec::new();
         let ptrs = guards.iter().map(|(st, l)| dptr::<T>(st, l, &stream, &mut syncs)).collect::<Result<Vec<_>>>()?;
         let p_pos = dptr::<u32>(&sp, lp, &stream, &mut syncs)?;
-        let simple = !FAST_ATTENTION.get();
-        let name = format!("attn_{}_{}", if simple { "simple" } else { "decode" }, suffix(q.dtype())?);
-        let func = dev.get_or_load_custom_func(&name, "minilab_attention", ATTENTION_PTX)?;
-        // Scores for the whole cache: the size is then the same at every position.
-        let (threads, extra) = if simple { (128, 0) } else { (ATTENTION_THREADS, 8 * ATTENTION_THREADS) };
-        let cfg = LaunchConfig {
-            grid_dim: (rows as u32, 1, 1),
-            block_dim: (threads as u32, 1, 1),
-            // q, the scores and (attn_decode) 8 partial sums a thread
-            shared_mem_bytes: ((op.d + op.cap + extra) * 4) as u32,
-        };
-        let ints = [op.heads, op.kv_heads, op.cap, op.cap, op.d].map(|x| x as i32);
-        let mut b = func.builder();
-        b.arg(&ptrs[0]).arg(&ptrs[1]).arg(&ptrs[2]).arg(&p_out);
-        for x in &ints {
-            b.arg(x);
+        let a = Addrs { q: ptrs[0], k: ptrs[1], v: ptrs[2], out: p_out, pos: p_pos };
+        let sfx = suffix(q.dtype())?;
+        match kernel(op.cap) {
+            Kernel::Split => split(dev, op, rows, &a, sfx)?,
+            k => single(dev, op, rows, &a, sfx, k == Kernel::Simple)?,
         }
-        b.arg(&op.scale).arg(&p_pos);
-        // SAFETY: the arguments match attn_decode's; the kernel reads min(*pos + 1, cap) positions.
-        unsafe { b.launch(cfg) }.w()?;
         drop(syncs);
         Ok(out)
     }
     by_dtype!(q.dtype(), run(op, q, k, v, pos))
+}
+
+/// Device addresses of one attention call's tensors.
+struct Addrs {
+    q: u64,
+    k: u64,
+    v: u64,
+    out: u64,
+    pos: u64,
+}
+
+/// attn_split then attn_combine, through an f32 scratch of the partials.
+fn split(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str) -> Result<()> {
+    use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute_enum as Attr;
+    // minilab drives one GPU a process
+    static SMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let sms = match SMS.get() {
+        Some(&n) => n,
+        None => {
+            let n = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
+            *SMS.get_or_init(|| n.max(1) as usize)
+        }
+    };
+    let b = rows / op.heads;
+    let Some((s, cm)) = splits(op, b, sms) else {
+        candle_core::bail!("attention: head too large for the split kernel")
+    };
+    let g = op.heads / op.kv_heads;
+    // o [rows, s, d], then (m, l) [rows, s, 2]
+    let (_part, p_part) = output::<f32>(dev, &Shape::from(rows * s * (op.d + 2)))?;
+    let func = dev.get_or_load_custom_func(&format!("attn_split_{sfx}"), "minilab_attention", ATTENTION_PTX)?;
+    let cfg = LaunchConfig {
+        grid_dim: ((b * op.kv_heads) as u32, s as u32, 1),
+        block_dim: (SPLIT_THREADS as u32, 1, 1),
+        shared_mem_bytes: ((g * op.d + 8 * SPLIT_THREADS * g + g * cm) * 4) as u32,
+    };
+    let ints = [op.heads, op.kv_heads, op.cap, op.d, cm].map(|x| x as i32);
+    let mut bld = func.builder();
+    bld.arg(&a.q).arg(&a.k).arg(&a.v).arg(&p_part);
+    for x in &ints {
+        bld.arg(x);
+    }
+    bld.arg(&op.scale).arg(&a.pos);
+    // SAFETY: the arguments match attn_split's; it reads min(*pos + 1, cap) positions and writes the
+    // rows · s partials, in chunks of at most cm positions (s · cm ≥ cap).
+    unsafe { bld.launch(cfg) }.w()?;
+    let func = dev.get_or_load_custom_func(&format!("attn_combine_{sfx}"), "minilab_attention", ATTENTION_PTX)?;
+    // the weights, then one row of sums per group of d/4 threads
+    let smem = (s.next_multiple_of(4) + COMBINE_THREADS / (op.d / 4) * op.d) * 4;
+    let cfg = LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
+        block_dim: (COMBINE_THREADS as u32, 1, 1),
+        shared_mem_bytes: smem as u32,
+    };
+    let (si, di) = (s as i32, op.d as i32);
+    let mut bld = func.builder();
+    bld.arg(&p_part).arg(&a.out).arg(&si).arg(&di);
+    // SAFETY: the arguments match attn_combine's; the partials hold rows · s entries, out rows · d.
+    unsafe { bld.launch(cfg) }.w()?;
+    Ok(())
+}
+
+/// attn_single (or attn_simple), one block a query head with the scores of the whole cache in shared
+/// memory.
+fn single(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str, simple: bool) -> Result<()> {
+    let name = format!("attn_{}_{sfx}", if simple { "simple" } else { "single" });
+    let func = dev.get_or_load_custom_func(&name, "minilab_attention", ATTENTION_PTX)?;
+    // attn_single: q, the scores and 8 partial sums a thread; attn_simple: q and the scores
+    let (threads, extra) = if simple { (128, 0) } else { (SINGLE_THREADS, 8 * SINGLE_THREADS) };
+    let cfg = LaunchConfig {
+        grid_dim: (rows as u32, 1, 1),
+        block_dim: (threads as u32, 1, 1),
+        shared_mem_bytes: ((op.d + op.cap + extra) * 4) as u32,
+    };
+    let ints = [op.heads, op.kv_heads, op.cap, op.cap, op.d].map(|x| x as i32);
+    let mut bld = func.builder();
+    bld.arg(&a.q).arg(&a.k).arg(&a.v).arg(&a.out);
+    for x in &ints {
+        bld.arg(x);
+    }
+    bld.arg(&op.scale).arg(&a.pos);
+    // SAFETY: the arguments match attn_single's and attn_simple's; they read min(*pos + 1, cap)
+    // positions, and the shared memory holds q, cap scores and the partial sums.
+    unsafe { bld.launch(cfg) }.w()?;
+    Ok(())
 }
