@@ -16,6 +16,13 @@
 #            logits against the CPU's) and the attention A/B (simple, single and split kernels,
 #            graph replays of the 3B step at 512, 1800 and 4000 cached positions).
 #            DEPTH=N adds `-d N` to the benches (tgN then decodes after N cached positions).
+#   llamacpp prepare|bench [MODEL]: the llama.cpp CUDA peer (bench/peers/llamacpp-cuda.sh, needs
+#            .gpu/llamacpp.tar.xz from bench/peers/fetch-llamacpp.sh). `prepare` builds it on the GPU
+#            machine and writes the F16/Q8_0/Q4_0 GGUFs of MODEL (default llama-3.2-3b) into /tmp/peer;
+#            a call cut short by the time limit goes on in the next one, made while the machine is warm.
+#            `bench` runs llama-bench on them, then minilab bench (.gpu/minilab.xz) on the same shape in
+#            f16/int8/nf4, and prints both side by side at matched bits (Q8_0: 8.5 bits a weight against
+#            int8's 8 plus a row scale; Q4_0 and nf4: 4.5 each).
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -147,6 +154,20 @@ minilab)
   done
   table | tee "$OUT/table.md"
   tar czf "$OUT/minilab.tgz" -C "$OUT" --exclude minilab.tgz . && find "$OUT" -type f ! -name minilab.tgz -delete
+  ;;
+llamacpp)
+  m=${3:-llama-3.2-3b}
+  if [ "${2:-bench}" = prepare ]; then
+    STOP_AFTER_PREPARE=1 OUT=$OUT bash bench/peers/llamacpp-cuda.sh $m 90 2>&1 | tail -6
+    exit 0
+  fi
+  OUT=$OUT bash bench/peers/llamacpp-cuda.sh $m 90 2>&1 | tail -12
+  unpack minilab
+  for p in f16 int8 nf4; do
+    timeout 150 /tmp/bin/minilab bench --model synthetic:$m --device cuda --dtype bf16 --precision $p -p 512 -n 128 -r 3 \
+      --no-log --output json > "$OUT/minilab-$m-$p.json" 2> "$OUT/minilab-$m-$p.err"; echo "minilab $m $p: exit $?"
+  done
+  python3 bench/peers/side_by_side.py "$OUT" $m | tee "$OUT/table.md"
   ;;
 kernels)
   LD_LIBRARY_PATH=.gpu timeout 400 ./.gpu/gemv_bench ${2:-} > "$OUT/gemv.md" 2> "$OUT/gemv.err"; echo "gemv_bench: exit $?"

@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""minilab against llama.cpp at matched bits, from one call's JSON files.
+
+Reads OUT/llama-bench-MODEL-{F16,Q8_0,Q4_0}.json (llama-bench -o json) and OUT/minilab-MODEL-{f16,int8,nf4}.json
+(minilab bench --output json) and prints one markdown row per format pair and test (pp512, tg128): both tokens/s,
+mean ± sd, and minilab / llama.cpp. A missing or unreadable file gives a row that says so.
+
+Usage: side_by_side.py OUT MODEL
+"""
+import json
+import sys
+
+PAIRS = [("f16", "F16"), ("int8", "Q8_0"), ("nf4", "Q4_0")]
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f), None
+    except (OSError, ValueError) as e:
+        return None, f"{path}: {e}"
+
+
+def llama_tests(runs):
+    out = {}
+    for r in runs:
+        test = f"pp{r['n_prompt']}" if r.get("n_prompt") else f"tg{r['n_gen']}"
+        out[test] = (float(r["avg_ts"]), float(r["stddev_ts"]))
+    return out
+
+
+def minilab_tests(recs):
+    return {r["test"]: (float(r["avg_ts"]), float(r["stddev_ts"])) for r in recs}
+
+
+def main(argv):
+    if len(argv) != 3:
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        return 2
+    out, model = argv[1], argv[2]
+    print("| minilab | llama.cpp | test | minilab t/s | llama.cpp t/s | minilab / llama.cpp |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
+    for ours, theirs in PAIRS:
+        a, ea = load(f"{out}/minilab-{model}-{ours}.json")
+        b, eb = load(f"{out}/llama-bench-{model}-{theirs}.json")
+        if a is None or b is None:
+            print(f"| {ours} | {theirs} | missing or unreadable: {ea or eb} | | | |")
+            continue
+        try:
+            ta, tb = minilab_tests(a), llama_tests(b)
+        except (KeyError, TypeError, ValueError) as e:
+            print(f"| {ours} | {theirs} | malformed: {e!r} | | | |")
+            continue
+        for test in sorted(set(ta) & set(tb)):
+            (ma, sa), (mb, sb) = ta[test], tb[test]
+            ratio = f"{ma / mb:.2f}" if mb > 0 else "-"
+            print(f"| {ours} | {theirs} | {test} | {ma:.1f} ± {sa:.1f} | {mb:.1f} ± {sb:.1f} | {ratio} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
