@@ -205,8 +205,9 @@ enum Kernel {
 }
 
 /// Caches longer than this take the split kernels. On the H200 (Llama 3.2 3B, BENCHMARKS.md) the
-/// single kernel's one launch wins only while few positions are cached: 4 % faster at positions
-/// 0–128, 22 % slower at 520–583, 2× at 1800, 3× at 4000.
+/// single kernel's one launch wins only while few positions are cached: tg128 from an empty cache is
+/// 4 % faster with it, while a step at 520–583 positions takes 1.29× the split kernels' time (2.0×
+/// at 1800, 3.1× at 4000).
 const SPLIT_FROM: usize = 256;
 
 /// The kernel for a cache of `cap` positions: `MINILAB_ATTENTION=simple|single|split` forces one
