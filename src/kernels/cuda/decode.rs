@@ -10,7 +10,7 @@ use candle_core::{CudaStorage, DType, Device, Layout, Result, Shape, Storage, Te
 use half::{bf16, f16};
 
 use super::suffix;
-use crate::kernels::params::AttnDecode;
+use crate::kernels::params::{AttnDecode, SPLIT_THREADS};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
 const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
@@ -226,30 +226,10 @@ fn kernel(cap: usize) -> Kernel {
 
 /// Threads of an attn_single block (attention.cu's SINGLE_THREADS).
 const SINGLE_THREADS: usize = 256;
-/// Threads of an attn_split block (attention.cu's SPLIT_THREADS).
-const SPLIT_THREADS: usize = 128;
 /// Threads of an attn_combine block.
 const COMBINE_THREADS: usize = 256;
 /// Query heads an attn_split block serves at most (attention.cu's MAXG).
 const MAX_GROUP: usize = 8;
-/// Dynamic shared memory a block may take without opting in.
-const SHARED_BYTES: usize = 48 * 1024;
-
-/// How many chunks the split attention cuts the cache into, and the longest chunk: about two blocks
-/// an SM, each chunk small enough that its scores fit in shared memory. `None` when even one
-/// position a chunk does not fit.
-fn splits(op: &AttnDecode, b: usize, sms: usize) -> Option<(usize, usize)> {
-    let g = op.heads / op.kv_heads;
-    // q, and the position groups' weighted sums (d/8 threads a group: 8 · threads floats a head)
-    let fixed = (g * op.d + 8 * SPLIT_THREADS * g) * 4;
-    let per_pos = g * 4;
-    let max_chunk = SHARED_BYTES.checked_sub(fixed)? / per_pos;
-    if max_chunk == 0 || op.cap == 0 {
-        return None;
-    }
-    let s = (2 * sms).div_ceil(b * op.kv_heads).max(op.cap.div_ceil(max_chunk)).min(op.cap);
-    Some((s, op.cap.div_ceil(s)))
-}
 
 /// Longest cache attn_simple and attn_single take: they keep the scores of the whole cache in
 /// shared memory.
@@ -260,7 +240,7 @@ const SINGLE_MAX_CONTEXT: usize = 8192;
 /// to 8192 positions.
 pub(crate) fn attention_fits(op: &AttnDecode) -> bool {
     match kernel(op.cap) {
-        Kernel::Split => op.heads / op.kv_heads <= MAX_GROUP && splits(op, 1, 1).is_some(),
+        Kernel::Split => op.heads / op.kv_heads <= MAX_GROUP && op.split_grid(1, 1).is_some(),
         Kernel::Simple | Kernel::Single => op.cap <= SINGLE_MAX_CONTEXT,
     }
 }
@@ -319,17 +299,17 @@ fn split(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str) -
         }
     };
     let b = rows / op.heads;
-    let Some((s, cm)) = splits(op, b, sms) else {
+    let Some(grid) = op.split_grid(b, sms) else {
         candle_core::bail!("attention: head too large for the split kernel")
     };
-    let g = op.heads / op.kv_heads;
+    let (s, cm) = (grid.chunks, grid.chunk_max);
     // o [rows, s, d], then (m, l) [rows, s, 2]
     let (_part, p_part) = output::<f32>(dev, &Shape::from(rows * s * (op.d + 2)))?;
     let func = dev.get_or_load_custom_func(&format!("attn_split_{sfx}"), "minilab_attention", ATTENTION_PTX)?;
     let cfg = LaunchConfig {
         grid_dim: ((b * op.kv_heads) as u32, s as u32, 1),
         block_dim: (SPLIT_THREADS as u32, 1, 1),
-        shared_mem_bytes: ((g * op.d + 8 * SPLIT_THREADS * g + g * cm) * 4) as u32,
+        shared_mem_bytes: grid.shared_bytes as u32,
     };
     let ints = [op.heads, op.kv_heads, op.cap, op.d, cm].map(|x| x as i32);
     let mut bld = func.builder();
