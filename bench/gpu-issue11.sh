@@ -16,6 +16,8 @@
 #            logits against the CPU's) and the attention A/B (simple, single and split kernels,
 #            graph replays of the 3B step at 512, 1800 and 4000 cached positions).
 #            DEPTH=N adds `-d N` to the benches (tgN then decodes after N cached positions).
+#   prefill MODEL PRECISION: one `minilab bench -p 512 -n 0 -r 1` under Nsight Compute (kernel
+#            durations only), summed by kernel: where a prefill's time goes.
 #   llamacpp prepare|bench [MODEL]: the llama.cpp CUDA peer (bench/peers/llamacpp-cuda.sh, needs
 #            .gpu/llamacpp.tar.xz from bench/peers/fetch-llamacpp.sh). `prepare` builds it on the GPU
 #            machine and writes the F16/Q8_0/Q4_0 GGUFs of MODEL (default llama-3.2-3b) into /tmp/peer;
@@ -102,6 +104,28 @@ s = sum(tot.values())
 for k, v in sorted(tot.items(), key=lambda x: -x[1]):
     print(f"| {k} | {cnt[k] // 2} | {v / 1e3:.1f} | {100 * v / s:.1f} % |")
 print(f"| all | {sum(cnt.values()) // 2} | {s / 1e3:.1f} | |")
+PY
+  ;;
+prefill)
+  unpack minilab
+  NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  timeout ${NCU_LIMIT:-200} $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
+    /tmp/bin/minilab bench --model synthetic:${2:-llama-3.2-3b} --device cuda --dtype bf16 --precision ${3:-f16} -p 512 -n 0 -r 1 \
+    --no-roofline --no-log > "$OUT/ncu-prefill-${3:-f16}.csv" 2> "$OUT/ncu-prefill-${3:-f16}.err"
+  echo "ncu prefill ${3:-f16}: exit $?"; tail -2 "$OUT/ncu-prefill-${3:-f16}.err"
+  python3 - "$OUT/ncu-prefill-${3:-f16}.csv" <<'PY'
+import csv, sys, collections, re
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+if not rows: print("no ncu rows"); sys.exit()
+h = rows[0]; ki, vi = h.index("Kernel Name"), h.index("Metric Value")
+tot = collections.defaultdict(float); cnt = collections.Counter()
+for r in rows[1:]:
+    name = re.sub(r"\(.*", "", r[ki])[:60]; tot[name] += float(r[vi].replace(",", "")); cnt[name] += 1
+s = sum(tot.values())
+print(f"| kernel (two prefills: warm-up and one timed) | launches | ms | share |"); print("| --- | ---: | ---: | ---: |")
+for k, v in sorted(tot.items(), key=lambda x: -x[1])[:14]:
+    print(f"| {k} | {cnt[k]} | {v / 1e6:.2f} | {100 * v / s:.1f} % |")
+print(f"| all | {sum(cnt.values())} | {s / 1e6:.2f} | |")
 PY
   ;;
 decode)

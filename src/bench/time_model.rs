@@ -123,10 +123,8 @@ fn time_pass(model: &Model, ids: &[LayerId], inputs: &BTreeMap<usize, Tensor>, r
         }
         Ok(())
     };
-    let graph = match model.device().is_cuda() && crate::model::graph::enabled() {
-        true => crate::model::graph::Recorded::record(model.device(), pass).ok(),
-        false => None,
-    };
+    // An error off CUDA, with graphs or kernels off, or when the capture fails: then eager passes.
+    let graph = crate::model::graph::Recorded::record(model.device(), pass).ok();
     let mut samples = Vec::with_capacity(reps);
     for r in 0..=reps {
         sync(model.device())?;

@@ -76,9 +76,9 @@ pub fn rope_kv(
 }
 
 /// Decode attention over the first `*pos + 1` positions of the caches: q `[b, heads, 1, d]`, k, v
-/// `[b, kv_heads, cap, d]` → `[b, heads, 1, d]`, two launches. `None` off the GPU, past
-/// [`MAX_CONTEXT`], or for more than eight query heads a kv head: the caller then takes the
-/// tensor-op path.
+/// `[b, kv_heads, cap, d]` → `[b, heads, 1, d]`, in one launch (a short cache) or two (a long
+/// one, split into chunks). `None` off the GPU, past [`MAX_CONTEXT`], or for a long cache with
+/// more than eight query heads a kv head: the caller then takes the tensor-op path.
 pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale: f32) -> Result<Option<Tensor>> {
     let (b, heads, t, d) = q.dims4()?;
     let (kb, kv_heads, cap, kd) = k.dims4()?;

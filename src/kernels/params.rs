@@ -22,6 +22,8 @@ pub(crate) struct AttnDecode {
 
 /// Threads of an attn_split block (attention.cu's SPLIT_THREADS).
 pub(crate) const SPLIT_THREADS: usize = 128;
+/// Query heads an attn_split block serves at most (attention.cu's MAXG).
+const MAX_GROUP: usize = 8;
 /// Dynamic shared memory a block may take without opting in.
 const SHARED_BYTES: usize = 48 * 1024;
 
@@ -40,10 +42,10 @@ pub(crate) struct SplitGrid {
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 impl AttnDecode {
     /// The split attention's grid for `b` sequences on `sms` SMs: about two blocks an SM, each chunk
-    /// short enough that its scores fit in shared memory. `None` when not even one position a chunk
-    /// fits (a head too large, too many query heads a kv head) or for an empty cache.
+    /// short enough that its scores fit in shared memory. `None` for more than eight query heads a
+    /// kv head, when not even one position a chunk fits (a head too large), or for an empty cache.
     pub(crate) fn split_grid(&self, b: usize, sms: usize) -> Option<SplitGrid> {
-        if self.kv_heads == 0 || self.cap == 0 || b == 0 {
+        if self.kv_heads == 0 || self.cap == 0 || b == 0 || self.heads / self.kv_heads > MAX_GROUP {
             return None;
         }
         let g = self.heads / self.kv_heads;
@@ -81,6 +83,8 @@ mod tests {
         }
         let too_wide = AttnDecode { heads: 64, kv_heads: 4, cap: 1024, d: 256, scale: 1.0 };
         assert_eq!(too_wide.split_grid(1, 132), None, "16 heads of 256 a group do not fit");
+        let nine = AttnDecode { heads: 72, kv_heads: 8, cap: 1024, d: 64, scale: 1.0 };
+        assert_eq!(nine.split_grid(1, 132), None, "a block serves at most eight query heads");
         let empty = AttnDecode { heads: 8, kv_heads: 8, cap: 0, d: 64, scale: 1.0 };
         assert_eq!(empty.split_grid(1, 132), None);
     }

@@ -1,8 +1,7 @@
 // Decode attention: one new query token per sequence against a preallocated KV cache, the scores,
 // softmax and weighted sum of values in one kernel (attn_simple, attn_single) or two (attn_split +
-// attn_combine),
-// instead of the ~8 launches of matmul, scale, casts, softmax, matmul and copies that the tensor-op
-// path takes per block and token.
+// attn_combine), instead of the ~8 launches of matmul, scale, casts, softmax, matmul and copies that
+// the tensor-op path takes per block and token.
 //
 // q: [b*heads, d]; k, v: [b*kv_heads, cap, d] of which the first `total` positions are valid;
 // out: [b*heads, d]; d % 8 == 0, d ≤ 256; f32 accumulation. With `pos` set, `total` is *pos + 1,
@@ -25,8 +24,8 @@ __device__ float softmax_unnormalized(float* sc, int total, float* red) {
     return block_reduce(sum, false, red);
 }
 
-// attn_simple: the plain kernel, the baseline the split kernels are timed against (and the fallback
-// that an environment variable selects). One block per (sequence, head), the scores of the whole cache
+// attn_simple: the plain kernel, the baseline the others are timed against (and the fallback that an
+// environment variable selects). One block per (sequence, head), the scores of the whole cache
 // in shared memory: a warp per position for the scores, a thread per column for the sum.
 template <typename T>
 __device__ void attn_simple(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap, int total,
@@ -79,9 +78,10 @@ __device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
 }
 
 // attn_single: one block per (sequence, head) as attn_simple, with more independent 16-byte loads in
-// flight (the step's attention is small and bound by latency); the fastest up to a few thousand
-// positions, where the split kernels' second launch costs more than their parallelism saves. Scores: 16 lanes share a position (8 elements each per 128), a warp
-// takes two positions at a time, U pairs before it reduces. Weighted sum: a thread owns 8 columns of
+// flight (the step's attention is small and bound by latency); it serves short caches, where the
+// split kernels' second launch costs more than their parallelism saves (src/kernels/cuda/decode.rs,
+// SPLIT_FROM). Scores: 16 lanes share a position (8 elements each per 128), a warp takes two
+// positions at a time, U pairs before it reduces. Weighted sum: a thread owns 8 columns of
 // every G-th position (G = blockDim / (d/8)), and the G partial sums meet in shared memory.
 template <typename T>
 __device__ void attn_single(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap, int total,

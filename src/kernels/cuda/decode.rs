@@ -228,19 +228,16 @@ fn kernel(cap: usize) -> Kernel {
 const SINGLE_THREADS: usize = 256;
 /// Threads of an attn_combine block.
 const COMBINE_THREADS: usize = 256;
-/// Query heads an attn_split block serves at most (attention.cu's MAXG).
-const MAX_GROUP: usize = 8;
 
 /// Longest cache attn_simple and attn_single take: they keep the scores of the whole cache in
 /// shared memory.
 const SINGLE_MAX_CONTEXT: usize = 8192;
 
-/// Whether the fused attention takes these shapes: for the split kernels up to [`MAX_GROUP`] query
-/// heads a kv head and a head small enough for their shared memory; for the others a cache of up
-/// to 8192 positions.
+/// Whether the fused attention takes these shapes: for the split kernels those that have a grid
+/// ([`AttnDecode::split_grid`]); for the others a cache of up to 8192 positions.
 pub(crate) fn attention_fits(op: &AttnDecode) -> bool {
     match kernel(op.cap) {
-        Kernel::Split => op.heads / op.kv_heads <= MAX_GROUP && op.split_grid(1, 1).is_some(),
+        Kernel::Split => op.split_grid(1, 1).is_some(),
         Kernel::Simple | Kernel::Single => op.cap <= SINGLE_MAX_CONTEXT,
     }
 }
