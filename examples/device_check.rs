@@ -312,6 +312,40 @@ fn check_attention(dev: &Device) -> minilab::Result<()> {
     Ok(())
 }
 
+/// The prefill's causal softmax kernel against candle's ops on the same GPU: prefills from an empty
+/// cache and continued after cached positions, one query (a decode step), GQA groups folded into rows.
+fn check_softmax(dev: &Device) -> minilab::Result<()> {
+    use minilab::kernels::softmax::{causal_softmax, causal_softmax_reference};
+    println!("| scores | t | start | dtype | max |fused − ref| / max |ref| | masked entries not 0 |");
+    println!("| --- | ---: | ---: | --- | ---: | ---: |");
+    let mut worst = 0f32;
+    // (b, kv_heads, group, t, start)
+    for (b, kv_heads, group, t, start) in
+        [(1, 8, 3, 512, 0), (1, 8, 4, 7, 512), (2, 4, 7, 64, 0), (1, 3, 3, 1, 99), (1, 2, 1, 33, 2000)]
+    {
+        let total = start + t;
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
+            let scores = (Tensor::randn(0f32, 1.0, (b, kv_heads, group * t, total), dev)? * 8.0)?.to_dtype(dtype)?;
+            let scale = 1.0 / 128f64.sqrt();
+            let fused = causal_softmax(&scores, scale, t, start)?;
+            let plain = causal_softmax_reference(&scores, scale, t, start)?;
+            let e = rel_err(&fused, &plain)?;
+            // every row r of query i = r % t must be 0 past key start + i
+            let rows = fused.to_dtype(DType::F32)?.flatten_to(2)?.to_vec2::<f32>()?;
+            let leaks = rows
+                .iter()
+                .enumerate()
+                .map(|(r, row)| row[start + r % t + 1..].iter().filter(|&&p| p != 0.0).count())
+                .sum::<usize>();
+            let e = if leaks > 0 || !e.is_finite() { f32::INFINITY } else { e };
+            worst = worst.max(e);
+            println!("| {b}×{kv_heads}×{}×{total} | {t} | {start} | {dtype:?} | {e:.2e} | {leaks} |", group * t);
+        }
+    }
+    println!("worst causal softmax error: {worst:.2e}");
+    Ok(())
+}
+
 /// The sensitivity stage's decode-time model on a synthetic model (bf16): its fixed cost and the
 /// linears of a step in each format, and its prediction of an all-f16/int8/nf4 tg128 against the
 /// measured one.
@@ -381,6 +415,7 @@ fn main() -> minilab::Result<()> {
         Some("kernels") => check_kernels(&dev),
         Some("graph") => check_graph(&dev),
         Some("attention") => check_attention(&dev),
+        Some("softmax") => check_softmax(&dev),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());

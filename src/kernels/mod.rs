@@ -9,6 +9,7 @@ mod cuda;
 pub mod decode;
 mod op;
 mod params;
+pub mod softmax;
 
 pub use decode::MAX_CONTEXT;
 pub use op::{dense, enabled, int8, linear_many, nf4, set_enabled, WeightRef};

@@ -322,6 +322,29 @@ __device__ void attn_combine(const float* part, T* out, int S, int d) {
     }
 }
 
+// Prefill attention's softmax, in place of the scale, cast to f32, mask add, softmax and cast back
+// that the tensor ops take (together 45 % of a Llama-3.2-3B pp512 on the H200, more than the
+// matmuls: bench/results/gpu-issue11/prefill). scores: [rows, total] = q·kᵀ unscaled, row r the
+// query r % t at position start + r % t, which sees keys 0..=start + r % t; probs: the same shape,
+// zero past the last key seen. One warp a row, f32 inside; rows are short enough (≤ the context)
+// for three passes over a row that stays in L1.
+template <typename T>
+__device__ void causal_softmax(const T* scores, T* probs, long long rows, int total, int t, int start, float scale) {
+    const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int last = min(start + (int)(row % t), total - 1);
+    const T* x = scores + row * total;
+    T* y = probs + row * total;
+    float mx = -INFINITY;
+    for (int j = lane; j <= last; j += 32) mx = fmaxf(mx, to_f(x[j]));
+    mx = warp_max(mx);
+    float sum = 0.f;
+    for (int j = lane; j <= last; j += 32) sum += expf((to_f(x[j]) - mx) * scale);
+    const float inv = 1.f / warp_sum(sum);
+    for (int j = lane; j < total; j += 32) y[j] = from_f<T>(j <= last ? expf((to_f(x[j]) - mx) * scale) * inv : 0.f);
+}
+
 #define INSTANTIATE(T, NAME)                                                                                \
     extern "C" __global__ void __launch_bounds__(SINGLE_THREADS)                                            \
         attn_single_##NAME(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap,      \
@@ -340,6 +363,10 @@ __device__ void attn_combine(const float* part, T* out, int S, int d) {
                                                   int kv_heads, int cap, int total, int d, float scale,       \
                                                   const uint32_t* pos) {                                      \
         attn_simple<T>(q, k, v, out, heads, kv_heads, cap, total, d, scale, pos);                            \
+    }                                                                                                        \
+    extern "C" __global__ void causal_softmax_##NAME(const T* scores, T* probs, long long rows, int total,    \
+                                                     int t, int start, float scale) {                        \
+        causal_softmax<T>(scores, probs, rows, total, t, start, scale);                                      \
     }
 
 INSTANTIATE(float, f32)

@@ -1,5 +1,6 @@
 //! CUDA launches of decode.cu: the fused small ops of a decode step. Each reads its position from
-//! device memory, so that a captured step replays for every token.
+//! device memory, so that a captured step replays for every token. Also attention.cu's kernels:
+//! the decode attention and the prefill's masked softmax.
 
 use candle_core::cuda_backend::cudarc::driver::{
     CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg, SyncOnDrop,
@@ -357,4 +358,39 @@ fn single(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str, 
     // positions, and the shared memory holds q, cap scores and the partial sums.
     unsafe { bld.launch(cfg) }.w()?;
     Ok(())
+}
+
+/// Softmax of `scale · scores` over the last dim with the causal mask, for `scores`
+/// `[…, rows, total]` whose row r is query `r % t` at position `start + r % t` (attention.cu's
+/// causal_softmax).
+pub(crate) fn causal_softmax(scores: &Tensor, scale: f32, t: usize, start: usize) -> Result<Tensor> {
+    fn run<T: CudaDType + DeviceRepr>(scores: &Tensor, scale: f32, t: usize, start: usize) -> Result<Tensor> {
+        let dev = cuda_device(scores)?;
+        let stream = dev.cuda_stream();
+        let total = scores.dim(candle_core::D::Minus1)?;
+        let rows = scores.elem_count() / total;
+        let (out, p_out) = output::<T>(dev, scores.shape())?;
+        let (st, l) = scores.storage_and_layout();
+        let mut syncs = Vec::new();
+        let p_in = dptr::<T>(&st, l, &stream, &mut syncs)?;
+        let func = dev.get_or_load_custom_func(
+            &format!("causal_softmax_{}", suffix(scores.dtype())?),
+            "minilab_attention",
+            ATTENTION_PTX,
+        )?;
+        const WARPS: usize = 8;
+        let cfg = LaunchConfig {
+            grid_dim: (rows.div_ceil(WARPS) as u32, 1, 1),
+            block_dim: (32 * WARPS as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (r, n, ti, si) = (rows as i64, total as i32, t as i32, start as i32);
+        let mut b = func.builder();
+        b.arg(&p_in).arg(&p_out).arg(&r).arg(&n).arg(&ti).arg(&si).arg(&scale);
+        // SAFETY: the arguments match causal_softmax's; both buffers hold rows · total elements.
+        unsafe { b.launch(cfg) }.w()?;
+        drop(syncs);
+        Ok(out)
+    }
+    by_dtype!(scores.dtype(), run(scores, scale, t, start))
 }

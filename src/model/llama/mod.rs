@@ -47,42 +47,21 @@ impl Attention {
         self.o_proj.forward(&self.attend(&q, &k, &v, start_pos)?)
     }
 
-    /// `softmax(q·kᵀ/√d + mask)·v` with tensor ops: q `[b, heads, t, d]` at positions
+    /// `softmax(q·kᵀ/√d + mask)·v` (the softmax one kernel on the GPU): q `[b, heads, t, d]` at positions
     /// `start_pos..`, k, v `[b, kv_heads, total, d]` → `[b, t, heads·d]`.
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, start_pos: usize) -> Result<Tensor> {
         let (b, _, t, _) = q.dims4()?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let total = k.dim(2)?;
         let group = self.n_heads / self.n_kv_heads;
         // Grouped-query attention without copying K/V: fold the query heads of a group into rows.
         // q: (b, kv_heads, group·t, head_dim); k, v: (b, kv_heads, total, head_dim)
         let q = q.reshape((b, self.n_kv_heads, group * t, self.head_dim))?;
-        let att = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?;
-        let att = match causal_mask(t, total, start_pos, q.device())? {
-            // mask: (t, total) → broadcast over (b, kv_heads, group, t, total)
-            Some(mask) => att.reshape((b, self.n_kv_heads, group, t, total))?.broadcast_add(&mask)?.reshape((
-                b,
-                self.n_kv_heads,
-                group * t,
-                total,
-            ))?,
-            None => att,
-        };
-        let att = candle_nn::ops::softmax_last_dim(&att)?.to_dtype(v.dtype())?;
+        // (b, kv_heads, group·t, total); row g·t + i is query i of the group's head g
+        let att = crate::kernels::softmax::causal_softmax(&q.matmul(&k.t()?)?, scale, t, start_pos)?;
         // (b, kv_heads, group·t, head_dim) → (b, t, hidden)
         let ys = att.matmul(v)?.reshape((b, self.n_heads, t, self.head_dim))?;
         ys.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))
     }
-}
-
-/// Additive mask `(t, total)`: query i (at position start_pos + i) sees keys 0..=start_pos + i.
-fn causal_mask(t: usize, total: usize, start_pos: usize, device: &Device) -> Result<Option<Tensor>> {
-    if t == 1 {
-        return Ok(None);
-    }
-    let mask: Vec<f32> =
-        (0..t).flat_map(|i| (0..total).map(move |j| if j > start_pos + i { f32::NEG_INFINITY } else { 0.0 })).collect();
-    Tensor::from_vec(mask, (t, total), device).map(Some)
 }
 
 #[derive(Debug, Clone)]
