@@ -91,20 +91,7 @@ step)
     --kernel-name regex:"gemv_|attn_|rope_kv|add_rms_norm|silu_mul" --launch-skip $n --launch-count $((2 * n)) \
     --csv --print-units base /tmp/bin/device_check cuda step ${2:-llama-3.2-3b} $p > "$OUT/ncu-step.csv" 2> "$OUT/ncu-step.err"
   echo "ncu: exit $?"; tail -2 "$OUT/ncu-step.err"
-  python3 - "$OUT/ncu-step.csv" <<'PY'
-import csv, sys, collections, re
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-if not rows: print("no ncu rows"); sys.exit()
-h = rows[0]; ki, vi = h.index("Kernel Name"), h.index("Metric Value")
-tot = collections.defaultdict(float); cnt = collections.Counter()
-for r in rows[1:]:
-    name = re.sub(r"\(.*", "", r[ki]); tot[name] += float(r[vi].replace(",", "")) / 2; cnt[name] += 1
-print("| kernel | launches a step | µs a step | share |"); print("| --- | ---: | ---: | ---: |")
-s = sum(tot.values())
-for k, v in sorted(tot.items(), key=lambda x: -x[1]):
-    print(f"| {k} | {cnt[k] // 2} | {v / 1e3:.1f} | {100 * v / s:.1f} % |")
-print(f"| all | {sum(cnt.values()) // 2} | {s / 1e3:.1f} | |")
-PY
+  python3 bench/ncu_table.py "$OUT/ncu-step.csv" 2 us
   ;;
 prefill)
   unpack minilab
@@ -113,20 +100,8 @@ prefill)
     /tmp/bin/minilab bench --model synthetic:${2:-llama-3.2-3b} --device cuda --dtype bf16 --precision ${3:-f16} -p 512 -n 0 -r 1 \
     --no-roofline --no-log > "$OUT/ncu-prefill-${3:-f16}.csv" 2> "$OUT/ncu-prefill-${3:-f16}.err"
   echo "ncu prefill ${3:-f16}: exit $?"; tail -2 "$OUT/ncu-prefill-${3:-f16}.err"
-  python3 - "$OUT/ncu-prefill-${3:-f16}.csv" <<'PY'
-import csv, sys, collections, re
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
-if not rows: print("no ncu rows"); sys.exit()
-h = rows[0]; ki, vi = h.index("Kernel Name"), h.index("Metric Value")
-tot = collections.defaultdict(float); cnt = collections.Counter()
-for r in rows[1:]:
-    name = re.sub(r"\(.*", "", r[ki])[:60]; tot[name] += float(r[vi].replace(",", "")); cnt[name] += 1
-s = sum(tot.values())
-print(f"| kernel (two prefills: warm-up and one timed) | launches | ms | share |"); print("| --- | ---: | ---: | ---: |")
-for k, v in sorted(tot.items(), key=lambda x: -x[1])[:14]:
-    print(f"| {k} | {cnt[k]} | {v / 1e6:.2f} | {100 * v / s:.1f} % |")
-print(f"| all | {sum(cnt.values())} | {s / 1e6:.2f} | |")
-PY
+  # two prefills: the warm-up and the timed one
+  python3 bench/ncu_table.py "$OUT/ncu-prefill-${3:-f16}.csv" 2 ms 14
   ;;
 decode)
   unpack minilab minilab-base device_check
