@@ -40,6 +40,10 @@ pub struct BenchRecord {
     pub bandwidth: f64,
     /// tgN only: decode speed as % of bandwidth ÷ bytes read per token.
     pub roofline_pct: Option<f64>,
+    /// Measured dense matmul throughput of the device in the compute dtype, FLOP/s (0 when skipped).
+    pub matmul_flops: f64,
+    /// ppN only: the prompt's FLOPs per second ([`roofline::prefill_flops`]) as % of `matmul_flops`.
+    pub compute_pct: Option<f64>,
     /// tgN only: whether the decode steps replayed a CUDA graph.
     pub cuda_graph: Option<bool>,
     pub precision: String,

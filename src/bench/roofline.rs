@@ -1,6 +1,8 @@
-//! The memory-bandwidth ceiling of decode, measured on the same device in the same run.
+//! The ceilings a bench is read against, measured on the same device in the same run: memory
+//! bandwidth for decode, dense matmul throughput for prefill.
 
 use crate::error::Result;
+use crate::model::LlamaConfig;
 use candle_core::{DType, Device, Tensor};
 use std::time::Instant;
 
@@ -77,6 +79,46 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Dense matmul throughput in FLOP/s in `dtype` (the compute dtype): the median of square products
+/// large enough to fill the device (8192 on a GPU, 1024 on the CPU), after two warm-ups, on
+/// random data.
+pub fn measure_matmul_peak(device: &Device, dtype: DType) -> Result<f64> {
+    let (n, reps) = if device.is_cpu() { (1024, 5) } else { (8192, 10) };
+    let a = Tensor::randn(0f32, 1.0, (n, n), device)?.to_dtype(dtype)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), device)?.to_dtype(dtype)?;
+    let mut samples = Vec::new();
+    for i in 0..reps + 2 {
+        crate::device::sync(device)?;
+        let t = Instant::now();
+        let c = a.matmul(&b)?;
+        crate::device::sync(device)?;
+        let s = t.elapsed().as_secs_f64();
+        drop(c);
+        if i > 1 {
+            samples.push(2.0 * (n as f64).powi(3) / s);
+        }
+    }
+    Ok(median(samples))
+}
+
+/// FLOPs of one `n`-token prompt forward from an empty cache as minilab runs it: every linear, the
+/// head over all `n` positions, and the attention's two matmuls over the whole `n × n` scores (the
+/// causal mask applies after them). Norms, RoPE and the softmax are left out.
+pub fn prefill_flops(cfg: &LlamaConfig, n: usize) -> f64 {
+    let (h, i, n) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, n as f64);
+    let q = (cfg.num_attention_heads * cfg.head_dim) as f64;
+    let kv = (cfg.num_key_value_heads * cfg.head_dim) as f64;
+    let linear = 2.0 * h * q + 2.0 * h * kv + 3.0 * h * i;
+    // q·kᵀ and scores·v: 2·n·n·head_dim each, for every query head
+    let attention = 4.0 * n * n * q;
+    cfg.num_hidden_layers as f64 * (2.0 * n * linear + attention) + 2.0 * n * h * cfg.vocab_size as f64
+}
+
+/// Prefill at `tokens_per_s` on `n`-token prompts as a percentage of the matmul `peak`.
+pub fn compute_pct(tokens_per_s: f64, flops_per_prompt: f64, n: usize, peak: f64) -> f64 {
+    100.0 * tokens_per_s / n as f64 * flops_per_prompt / peak
+}
+
 /// Bytes decode must read per token at `depth` cached tokens: every linear weight, the norms, one
 /// embedding row, and the K/V cache.
 pub fn bytes_per_token(linear_bytes: u64, kv_bytes_per_token: u64, depth: usize) -> u64 {
@@ -97,6 +139,28 @@ mod tests {
         // 1 GB/token at 1 TB/s caps at 1000 tok/s; 500 tok/s is 50 %.
         assert!((roofline_pct(500.0, 1e12, 1_000_000_000) - 50.0).abs() < 1e-9);
         assert_eq!(bytes_per_token(100, 10, 5), 150);
+    }
+
+    #[test]
+    fn prefill_flops_count_linears_head_and_attention() {
+        let cfg = LlamaConfig::preset("tiny").expect("tiny preset");
+        let (h, i, l, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size);
+        let (q, kv) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim);
+        // one token: 2 FLOPs a weight of every linear (q, k, v, o, gate, up, down, head), and the
+        // attention of one query against one key (4 · q)
+        let weights = l * (h * q + 2 * h * kv + q * h + 3 * h * i) + v * h;
+        assert_eq!(prefill_flops(&cfg, 1), (2 * weights + 4 * l * q) as f64);
+        // the linears grow with n, the attention with n²
+        let linear = prefill_flops(&cfg, 1) - (4 * l * q) as f64;
+        assert_eq!(prefill_flops(&cfg, 8), 8.0 * linear + (4 * l * q * 64) as f64);
+        // 1 TFLOP a 512-token prompt at 1000 tokens/s on a 4 TFLOP/s peak: 50 %
+        assert!((compute_pct(1000.0, 1e12, 512, 4e12) - 100.0 * 1000.0 / 512.0 * 1e12 / 4e12).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cpu_matmul_peak_is_plausible() {
+        let peak = measure_matmul_peak(&Device::Cpu, DType::F32).unwrap();
+        assert!(peak > 1e8 && peak < 1e14, "{peak}");
     }
 
     #[test]

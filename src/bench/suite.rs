@@ -75,7 +75,8 @@ pub fn feed_tokens(loaded: &Loaded, text: &Path, n: usize) -> Result<Vec<u32>> {
 }
 
 /// Runs every test of `len` on `feed` (at least `len.longest(..)` tokens). Each record is `base`
-/// with the test's figures filled in; `base.bandwidth > 0` adds the decode roofline.
+/// with the test's figures filled in; `base.bandwidth > 0` adds the decode roofline and
+/// `base.matmul_flops > 0` the prefill's share of the matmul peak.
 pub fn run(
     model: &Model,
     feed: &[u32],
@@ -89,6 +90,8 @@ pub fn run(
         let (avg, sd) = super::tokens_per_s(n, &samples);
         let ttft = samples.iter().sum::<u64>() as f64 / samples.len() as f64 / 1e6;
         let test = format!("pp{n}");
+        let flops = roofline::prefill_flops(model.config(), n);
+        let compute = (base.matmul_flops > 0.0).then(|| roofline::compute_pct(avg, flops, n, base.matmul_flops));
         records.push(BenchRecord {
             test,
             n_prompt: n,
@@ -96,6 +99,7 @@ pub fn run(
             stddev_ts: sd,
             samples_ns: samples,
             ttft_ms: Some(ttft),
+            compute_pct: compute,
             ..base.clone()
         });
     }

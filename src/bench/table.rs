@@ -53,7 +53,7 @@ fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
     let params = format!("{:.2} B", n_params as f64 / 1e9);
     for r in records {
         let ttft = r.ttft_ms.map(|t| format!("{t:.1}")).unwrap_or_default();
-        let roof = r.roofline_pct.map(|p| format!("{p:.1} %")).unwrap_or_default();
+        let roof = r.roofline_pct.or(r.compute_pct).map(|p| format!("{p:.1} %")).unwrap_or_default();
         outln!(
             out,
             "| {} | {} | {params} | {} | {} | {} | {} | {} | {:.2} ± {:.2} | {ttft} | {roof} |",
@@ -82,6 +82,17 @@ fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
             out,
             "measured copy bandwidth: {:.1} GB/s (read + write); roofline = decode t/s × bytes read per token ÷ bandwidth",
             r0.bandwidth / 1e9
+        );
+    }
+    if r0.matmul_flops > 0.0 {
+        let peak = match r0.matmul_flops {
+            f if f >= 1e12 => format!("{:.1} TFLOP/s", f / 1e12),
+            f => format!("{:.1} GFLOP/s", f / 1e9),
+        };
+        outln!(
+            out,
+            "measured matmul peak: {peak} ({}); roofline = prompt FLOPs/s (linears, head, attention matmuls) ÷ peak",
+            r0.dtype
         );
     }
     if r0.device != "cpu" {
@@ -113,6 +124,8 @@ mod tests {
             device_peak_bytes: 1,
             bandwidth: 0.0,
             roofline_pct: None,
+            matmul_flops: 0.0,
+            compute_pct: None,
             cuda_graph,
             precision: "f16".into(),
             device: device.into(),
@@ -133,5 +146,20 @@ mod tests {
         assert!(!md(&[record("cpu", "tg4", Some(false))]).contains("decode:"));
         let json = render(&[record("cuda:0", "tg4", Some(true))], Output::Json, 1, "now").unwrap();
         assert!(json.contains("\"cuda_graph\": true"), "{json}");
+    }
+
+    /// ppN rows show their share of the matmul peak in the roofline column, and the peak is named.
+    #[test]
+    fn markdown_shows_the_prefill_roofline() {
+        let mut pp = record("cpu", "pp8", None);
+        pp.compute_pct = Some(12.34);
+        pp.matmul_flops = 5e10;
+        let md = render(&[pp.clone()], Output::Markdown, 1, "now").unwrap();
+        assert!(md.contains("| 12.3 % |"), "{md}");
+        assert!(md.contains("matmul peak: 50.0 GFLOP/s"), "{md}");
+        pp.matmul_flops = 7.9e14;
+        assert!(render(&[pp.clone()], Output::Markdown, 1, "now").unwrap().contains("matmul peak: 790.0 TFLOP/s"));
+        pp.matmul_flops = 0.0;
+        assert!(!render(&[pp], Output::Markdown, 1, "now").unwrap().contains("matmul peak"));
     }
 }

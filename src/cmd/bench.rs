@@ -31,7 +31,7 @@ pub struct BenchArgs {
     /// Output format on stdout: md, csv or json.
     #[arg(short = 'o', long, default_value = "md", value_parser = ["md", "csv", "json"])]
     pub output: String,
-    /// Skip measuring the device bandwidth (no roofline percentage).
+    /// Skip measuring the device's copy bandwidth and matmul peak (no roofline percentages).
     #[arg(long)]
     pub no_roofline: bool,
     /// CSV log that every run appends to. Default: results/benchmark_log.csv.
@@ -89,6 +89,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     memory::reset_peak();
     let model = &loaded.model;
     let bandwidth = if args.no_roofline { 0.0 } else { roofline::measure_bandwidth(&setup.device)? };
+    let matmul_flops = if args.no_roofline || len.prompts.is_empty() {
+        0.0
+    } else {
+        roofline::measure_matmul_peak(&setup.device, model.act_dtype())?
+    };
     let precision = if plan_name.ends_with(".yaml") || plan_name.ends_with(".yml") {
         format!("{plan_name} ({})", describe(&assignment))
     } else {
@@ -109,6 +114,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         device_peak_bytes: 0,
         bandwidth,
         roofline_pct: None,
+        matmul_flops,
+        compute_pct: None,
         cuda_graph: None,
         precision,
         device: crate::device::device_name(&setup.device),
