@@ -38,3 +38,12 @@ fn no_roofline_measures_no_ceiling() {
     assert_eq!(pp["matmul_flops"].as_f64(), Some(0.0));
     assert!(pp["compute_pct"].is_null() && test(&records, "tg4")["roofline_pct"].is_null());
 }
+
+/// The ceilings' buffers (half a GiB of copies on the CPU) are measured before the memory readings
+/// and never show in the reported peak.
+#[test]
+fn measuring_the_ceilings_leaves_the_peak_memory_alone() {
+    let peak = |extra: &[&str]| test(&bench(extra), "pp16")["device_peak_bytes"].as_u64().expect("device_peak_bytes");
+    let (with, without) = (peak(&[]), peak(&["--no-roofline"]));
+    assert!(with < without + (128 << 20), "peak {with} B with the roofline, {without} B without");
+}

@@ -84,16 +84,18 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         Some(bench::log::Log::open(&path)?)
     };
     let feed = suite::feed_tokens(&loaded, &text, longest.max(1))?;
-    crate::device::sync(&setup.device)?;
-    let after = memory::read(&setup.device);
-    memory::reset_peak();
     let model = &loaded.model;
+    // The ceilings first: their buffers (half a GiB on the CPU, 4 GiB on a GPU) are freed before the
+    // memory readings, so they count neither in the model's memory nor in the runs' peak.
     let bandwidth = if args.no_roofline { 0.0 } else { roofline::measure_bandwidth(&setup.device)? };
     let matmul_flops = if args.no_roofline || len.prompts.is_empty() {
         0.0
     } else {
         roofline::measure_matmul_peak(&setup.device, model.act_dtype())?
     };
+    crate::device::sync(&setup.device)?;
+    let after = memory::read(&setup.device);
+    memory::reset_peak();
     let precision = if plan_name.ends_with(".yaml") || plan_name.ends_with(".yml") {
         format!("{plan_name} ({})", describe(&assignment))
     } else {
