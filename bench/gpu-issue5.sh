@@ -59,7 +59,7 @@ else
   # bitsandbytes travels as an unpacked wheel (CUDA 13.0 library only) in .gpu/bnb.zip. One process
   # per variant, so that a crash in one (torch.compile, bitsandbytes) cannot hide the others.
   rm -rf /tmp/bnb && python3 -c "import zipfile; zipfile.ZipFile('.gpu/bnb.zip').extractall('/tmp/bnb')"
-  for v in bf16 nf4 int8 compile; do
+  for v in bf16 static nf4 int8 compile; do
     PYTHONPATH=/tmp/bnb timeout 300 python3 bench/peers/torch_bnb.py --variants $v --reps 3 --model-dir /tmp/torch-3b \
       --json "$OUT/torch-$v.json" > "$OUT/torch-$v.md" 2> "$OUT/torch-$v.err"
     echo "torch $v: exit $?"; grep -E "^\| $v " "$OUT/torch-$v.md" || tail -3 "$OUT/torch-$v.err"

@@ -6,11 +6,12 @@ tg128 (128 single-token decode steps with a KV cache from an empty context), a w
 timed runs, the GPU synchronized before every clock read; median and spread reported. Weights are
 random (seeded), like minilab's `synthetic:` models, in the Llama-3.2-3B architecture.
 
-Variants: bf16 eager (DynamicCache); bf16 static cache + torch.compile; bitsandbytes NF4 (bf16
-compute); bitsandbytes LLM.int8. bitsandbytes is not in the GPU image: carry it as a wheel or an
+Variants: bf16 eager (DynamicCache); bf16 static cache + torch.compile; `static`: the hand-written
+static-cache forward of torch_static.py, its decode step compiled with mode="reduce-overhead" (one CUDA
+graph) and its prefill compiled too; bitsandbytes NF4 (bf16 compute); bitsandbytes LLM.int8. bitsandbytes is not in the GPU image: carry it as a wheel or an
 unpacked folder on PYTHONPATH (bench/gpu-issue5.sh does).
 
-Usage: python3 bench/peers/torch_bnb.py [--variants bf16,compile,nf4,int8] [--reps 3] [--json OUT]
+Usage: python3 bench/peers/torch_bnb.py [--variants bf16,compile,static,nf4,int8] [--reps 3] [--json OUT]
 """
 import argparse
 import json
@@ -32,14 +33,19 @@ def llama_3b_config():
     )
 
 
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, reps):
     fn()  # warm-up
     samples = []
     for _ in range(reps):
-        torch.cuda.synchronize()
+        sync()
         t = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         samples.append(time.perf_counter() - t)
     return samples
 
@@ -84,10 +90,36 @@ def bench_model(model, reps, static=False):
     return out
 
 
+def bench_static(model, reps):
+    """pp512 and tg128 of torch_static.StaticLlama: prefill compiled for its one shape, decode steps
+    compiled into a CUDA graph; positions live on the GPU, so a step copies nothing from the host."""
+    import torch_static
+
+    dev, vocab = model.k_cache.device, model.embed.shape[0]
+    gen = torch.Generator().manual_seed(0)
+    prompt = torch.randint(1, vocab, (1, 512), generator=gen).to(dev)
+    one = torch.randint(1, vocab, (1, 1), generator=gen).to(dev)
+    prefill = torch.compile(model.forward, fullgraph=True)
+    step = torch_static.compiled_step(model)
+    span = torch.arange(512, device=dev)
+    positions = [torch.tensor([p], device=dev) for p in range(128)]
+
+    @torch.inference_mode()
+    def pp():
+        prefill(prompt, span)
+
+    @torch.inference_mode()
+    def tg():
+        for p in positions:  # stale cache entries past p are masked, so no reset is needed
+            step(one, p)
+
+    return {"pp512": [512 / s for s in timed(pp, reps)], "tg128": [128 / s for s in timed(tg, reps)]}
+
+
 def load_variant(name, path):
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    if name in ("bf16", "compile"):
+    if name in ("bf16", "compile", "static"):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).to("cuda")
     elif name == "nf4":
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
@@ -106,7 +138,7 @@ def load_variant(name, path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--variants", default="bf16,compile,nf4,int8")
+    ap.add_argument("--variants", default="bf16,compile,static,nf4,int8")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--model-dir", help="where the random bf16 model is saved (made if missing; default: a temp dir)")
     ap.add_argument("--json")
@@ -134,7 +166,12 @@ def main():
         model = None
         try:
             model = load_variant(name, path)
-            results[name] = bench_model(model, args.reps, static=(name == "compile"))
+            if name == "static":
+                import torch_static
+
+                results[name] = bench_static(torch_static.StaticLlama(model, max_len=640), args.reps)
+            else:
+                results[name] = bench_model(model, args.reps, static=(name == "compile"))
             results[name]["weight_bytes"] = model.get_memory_footprint()
         except Exception as e:  # report and go on: one missing peer must not hide the others
             results[name] = {"error": f"{type(e).__name__}: {e}"}
