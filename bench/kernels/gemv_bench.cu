@@ -9,7 +9,8 @@
 //   the launches captured in one CUDA graph so host launch cost is not measured; median of 9 replays.
 // - A decode step: every linear of the model once, in order, distinct weights, as one graph.
 //
-// Usage: gemv_bench [--quick]. Prints markdown tables.
+// Usage: gemv_bench [--quick | --floor]. Prints markdown tables. --floor: where an NF4 GEMV's time goes
+// (launch floor, the loads alone, the whole kernel), per shape and for a decode step's linears.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -260,9 +261,57 @@ int profile(cudaStream_t s, const bf16* xs, std::vector<void*>& ys) {
     return 0;
 }
 
+// The floors under a GEMV launch of the shipped grid (R rows a warp, 4 warps a block): `empty` does
+// nothing; `loads` streams the weight bytes and scales with the same per-lane 16-byte pattern and
+// keeps an xor of them live, so its time is the memory pattern and the launch without any decode.
+__global__ void empty_kernel(gemv::Parts) {}
+template <int R> __global__ void __launch_bounds__(128) loads_kernel(gemv::Parts ps, uint32_t* sink) {
+    const int lane = threadIdx.x & 31, row_bytes = ps.k / 2;  // NF4: k/2 bytes a row
+    const int g0 = (ps.p[0].n + R - 1) / R, g1 = ps.count > 1 ? (ps.p[1].n + R - 1) / R : 0;
+    const int total = g0 + g1 + (ps.count > 2 ? (ps.p[2].n + R - 1) / R : 0);
+    const int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (g >= total) return;
+    const int part = g < g0 ? 0 : g < g0 + g1 ? 1 : 2, row0 = (g - (part == 0 ? 0 : part == 1 ? g0 : g0 + g1)) * R;
+    const gemv::Part& p = ps.p[part];
+    uint32_t acc = 0;
+    for (int j = lane * 16; j < row_bytes; j += 32 * 16) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const size_t row = (size_t)min(row0 + r, p.n - 1);
+            const uint4 w = gemv::ld_stream(p.a + row * row_bytes + j);
+            acc ^= w.x ^ w.y ^ w.z ^ w.w ^ __float_as_uint(__ldg(p.b + (row * row_bytes + j) / 32));
+        }
+    }
+    acc = __reduce_xor_sync(0xffffffffu, acc);
+    if (lane == 0) sink[g] = acc;
+}
+
+// Launches kind 0 (empty), 1 (loads) or 2 (the shipped NF4 kernel) over parts [w0, …], copy c.
+void launch_floor(cudaStream_t s, int kind, const std::vector<const Weight*>& ws, int c, const bf16* xs,
+                  std::vector<void*>& ys, uint32_t* sink) {
+    if (kind == 2) return launch_shipped(s, ws, c, xs, ys, 1);
+    gemv::Parts ps{};
+    ps.count = (int)ws.size(); ps.m = 1; ps.k = ws[0]->k;
+    int n_max = 0, r = 2, warps = 0;
+    for (auto w : ws) n_max = std::max(n_max, w->n);
+    shipped(2, 1, n_max, &r);
+    for (size_t i = 0; i < ws.size(); i++) {
+        ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
+        warps += (ws[i]->n + r - 1) / r;
+    }
+    const int blocks = (warps + 3) / 4;
+    if (kind == 0) empty_kernel<<<blocks, 128, 0, s>>>(ps);
+    else if (r == 4) loads_kernel<4><<<blocks, 128, 0, s>>>(ps, sink);
+    else loads_kernel<2><<<blocks, 128, 0, s>>>(ps, sink);
+}
+
+struct Shape;
+int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::vector<Shape>& shapes);
+
 int main(int argc, char** argv) {
     bool quick = argc > 1 && std::string(argv[1]) == "--quick";
     bool prof = argc > 1 && std::string(argv[1]) == "--profile";
+    bool floors = argc > 1 && std::string(argv[1]) == "--floor";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
@@ -288,6 +337,7 @@ int main(int argc, char** argv) {
         {"3B q/o", 3072, 3072}, {"3B k/v", 1024, 3072}, {"3B gate/up", 8192, 3072}, {"3B down", 3072, 8192},
         {"3B head", 128256, 3072}, {"8B q/o", 4096, 4096}, {"8B k/v", 1024, 4096}, {"8B gate/up", 14336, 4096},
         {"8B down", 4096, 14336}, {"8B head", 128256, 4096}};
+    if (floors) return floor_main(s, bw, xs, ys, shapes);
     // Correctness first: every format, R and m against the reference, on every shape.
     printf("## Correctness: max |kernel − reference| / max |reference| (bf16 out; limit 4e-3)\n\n");
     printf("| shape | format | shipped m=1 | worst (m = 1,2,3,5,8; R = 1,2,4; decode kernel at m = 1) |\n| --- | --- | ---: | ---: |\n");
@@ -457,4 +507,62 @@ int main(int argc, char** argv) {
     }
     CK(cudaGetLastError());
     return worst_all < 4e-3 ? 0 : 3;
+}
+
+// --floor: per NF4 shape (m = 1, each launch on another copy past L2) and for a 3B / 8B step's NF4
+// linears (q/k/v and gate/up fused, one graph): the empty launch, the loads alone and the shipped
+// kernel, in µs a launch (ms a step), with the loads' and the kernel's GB/s.
+int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::vector<Shape>& shapes) {
+    const int F = 2;
+    uint32_t* sink;
+    CK(cudaMalloc(&sink, (size_t)128256 * 4));
+    printf("## Where an NF4 GEMV's time goes (m = 1; copy bandwidth %.0f GB/s)\n\n", bw / 1e9);
+    printf("| shape | empty µs | loads µs | kernel µs | loads GB/s | kernel GB/s | kernel − loads µs |\n");
+    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (auto& sh : shapes) {
+        const int copies = copies_past_l2(F, sh.n, sh.k);
+        Weight w = make_weight(F, sh.n, sh.k, copies, 51);
+        const int launches = std::max(copies, 24);
+        std::vector<void*> y1 = {ys[0]};
+        double t[3];
+        for (int kind = 0; kind < 3; kind++)
+            t[kind] = time_graph(s, launches, [&](int i) { launch_floor(s, kind, {&w}, i % copies, xs, y1, sink); });
+        printf("| %s %dx%d | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f |\n", sh.name, sh.n, sh.k, t[0] * 1e6, t[1] * 1e6,
+               t[2] * 1e6, w.bytes() / t[1] / 1e9, w.bytes() / t[2] / 1e9, (t[2] - t[1]) * 1e6);
+        free_weight(w);
+    }
+    printf("\n| step | empty ms | loads ms | kernel ms | weight GB | loads GB/s | kernel GB/s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    struct Model { const char* name; int hidden, kv, ffn, blocks; };
+    for (Model md : {Model{"3B", 3072, 1024, 8192, 28}, Model{"8B", 4096, 1024, 14336, 32}}) {
+        std::vector<Weight> ws;
+        size_t bytes = 0;
+        for (int b = 0; b < md.blocks; b++) {
+            int dims[7][2] = {{md.hidden, md.hidden}, {md.kv, md.hidden}, {md.kv, md.hidden}, {md.hidden, md.hidden},
+                              {md.ffn, md.hidden}, {md.ffn, md.hidden}, {md.hidden, md.ffn}};
+            for (auto& d : dims) { ws.push_back(make_weight(F, d[0], d[1], 1, 200 + ws.size())); bytes += ws.back().bytes(); }
+        }
+        ws.push_back(make_weight(F, 128256, md.hidden, 1, 199));
+        bytes += ws.back().bytes();
+        CK(cudaDeviceSynchronize());
+        double t[3];
+        for (int kind = 0; kind < 3; kind++) {
+            t[kind] = time_graph(s, 1, [&](int) {
+                std::vector<void*> y1 = {ys[0]}, y3(ys, ys + 3);
+                for (int b = 0; b < md.blocks; b++) {
+                    Weight* w = &ws[b * 7];
+                    launch_floor(s, kind, {&w[0], &w[1], &w[2]}, 0, xs, y3, sink);
+                    launch_floor(s, kind, {&w[3]}, 0, xs, y1, sink);
+                    launch_floor(s, kind, {&w[4], &w[5]}, 0, xs, y3, sink);
+                    launch_floor(s, kind, {&w[6]}, 0, xs, y1, sink);
+                }
+                launch_floor(s, kind, {&ws.back()}, 0, xs, y1, sink);
+            });
+        }
+        printf("| %s | %.3f | %.3f | %.3f | %.3f | %.0f | %.0f |\n", md.name, t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, bytes / 1e9,
+               bytes / t[1] / 1e9, bytes / t[2] / 1e9);
+        for (auto& w : ws) free_weight(w);
+    }
+    CK(cudaGetLastError());
+    cudaFree(sink);
+    return 0;
 }
