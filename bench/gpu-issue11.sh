@@ -4,7 +4,8 @@
 #            every kernel against the plain reference, then GB/s per shape and a decode step's linears.
 #            (`kernels --quick`: the m = 1 variant sweep and the decode step only.)
 #            (`kernels --floor`: per NF4 shape and step, the empty launch, the loads alone and the
-#            shipped kernel: how much of its time is launch, memory pattern or decode.)
+#            shipped kernel: how much of its time is launch, memory pattern or decode; then every
+#            format at m = 1 with 4 or 8 steps of the k loop in flight against the shipped 2.)
 #   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
 #   minilab: .gpu/{minilab,minilab-base,device_check}.xz: device_check (every kernel and the fused
 #            q/k/v launch against the plain path; GPU logits against the CPU's), then `minilab bench`

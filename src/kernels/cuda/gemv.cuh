@@ -124,8 +124,12 @@ __device__ __forceinline__ void decode8(const uint4* w, int s, float* out, const
     }
 }
 
+// Steps of the k loop unrolled, so their loads are in flight together (the default the shipped
+// kernels use; bench/kernels/gemv_bench.cu --floor times others).
+template <int M> __host__ __device__ constexpr int default_unroll() { return M <= 2 ? 2 : 1; }
+
 // The warp's R rows of part `p`, starting at row0, against the m rows of xs.
-template <typename T, int F, int M, int R>
+template <typename T, int F, int M, int R, int U = default_unroll<M>()>
 __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, int row0, const char* table) {
     constexpr int E = step_elems<F>(), WL = step_loads<T, F>(), SUBS = E / 8;
     const int lane = threadIdx.x & 31;
@@ -143,8 +147,8 @@ __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, in
         const size_t row = (size_t)min(row0 + r, p.n - 1);  // tail rows repeat the last; not stored
         base[r] = p.a + row_bytes(row * k);
     }
-    // two steps in flight at few rows; at 4-8 rows the products, not the loads, set the pace
-#pragma unroll(M <= 2 ? 2 : 1)
+    // by default two steps in flight at few rows; at 4-8 rows the products, not the loads, set the pace
+#pragma unroll(U)
     for (int j = lane * E; j < k; j += 32 * E) {
         uint4 w[R][WL];
         float scale[R];
@@ -208,7 +212,7 @@ __device__ __forceinline__ void fill_table(float* table) {
 }
 
 // Warps take row groups grid-stride (a grid smaller than the groups is allowed).
-template <typename T, int F, int M, int R>
+template <typename T, int F, int M, int R, int U = default_unroll<M>()>
 __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     __shared__ __align__(16) float table[F == NF4 ? NF4_TABLE_WORDS : 4];
     if constexpr (F == NF4) fill_table(table);
@@ -216,9 +220,9 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     const int total = g0 + g1 + (ps.count > 2 ? (ps.p[2].n + R - 1) / R : 0);
     const int warps = gridDim.x * (blockDim.x >> 5);
     for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
-        if (g < g0) rows<T, F, M, R>(xs, ps.p[0], ps.m, ps.k, g * R, reinterpret_cast<const char*>(table));
-        else if (g < g0 + g1) rows<T, F, M, R>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, reinterpret_cast<const char*>(table));
-        else rows<T, F, M, R>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, reinterpret_cast<const char*>(table));
+        if (g < g0) rows<T, F, M, R, U>(xs, ps.p[0], ps.m, ps.k, g * R, reinterpret_cast<const char*>(table));
+        else if (g < g0 + g1) rows<T, F, M, R, U>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, reinterpret_cast<const char*>(table));
+        else rows<T, F, M, R, U>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, reinterpret_cast<const char*>(table));
     }
 }
 
