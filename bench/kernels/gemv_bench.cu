@@ -312,6 +312,24 @@ template <int F, int R, int MINB, int U> __global__ void __launch_bounds__(128, 
 #define UV(R, B, U) Variant{"R" #R "/U" #U, R, 0, {ku<0, R, B, U>, ku<1, R, B, U>, ku<2, R, B, U>}}
 static Variant UNROLLS[] = {UV(2, 4, 4), UV(2, 2, 8), UV(4, 3, 4), UV(1, 8, 4), UV(1, 4, 8)};
 
+// The linear shapes of a model, and every linear of its decode step as distinct weights in format f:
+// per block q k v o gate up down, then the head; `bytes` gets their total.
+struct Model { const char* name; int hidden, kv, ffn, blocks, shape0; };
+static const Model MODELS[] = {{"3B", 3072, 1024, 8192, 28, 0}, {"8B", 4096, 1024, 14336, 32, 5}};
+std::vector<Weight> step_weights(const Model& md, int f, uint64_t seed, size_t* bytes) {
+    std::vector<Weight> ws;
+    *bytes = 0;
+    for (int b = 0; b < md.blocks; b++) {
+        int dims[7][2] = {{md.hidden, md.hidden}, {md.kv, md.hidden}, {md.kv, md.hidden}, {md.hidden, md.hidden},
+                          {md.ffn, md.hidden}, {md.ffn, md.hidden}, {md.hidden, md.ffn}};
+        for (auto& d : dims) { ws.push_back(make_weight(f, d[0], d[1], 1, seed + ws.size())); *bytes += ws.back().bytes(); }
+    }
+    ws.push_back(make_weight(f, 128256, md.hidden, 1, seed - 1));
+    *bytes += ws.back().bytes();
+    CK(cudaDeviceSynchronize());
+    return ws;
+}
+
 struct Shape;
 int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::vector<Shape>& shapes);
 
@@ -468,19 +486,10 @@ int main(int argc, char** argv) {
     // A decode step's linears: every linear of every block, distinct weights, one graph.
     printf("\n## The linears of one decode step (m = 1), distinct weights, one graph (--quick: the best variant per shape above)\n\n");
     printf("| model | format | shipped ms | best-R ms | best-R fused ms | weight GB | new fused GB/s | %% of copy |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    struct Model { const char* name; int hidden, kv, ffn, blocks, shape0; };
-    for (Model md : {Model{"3B", 3072, 1024, 8192, 28, 0}, Model{"8B", 4096, 1024, 14336, 32, 5}}) {
+    for (const Model& md : MODELS) {
         for (int f = 0; f < 3; f++) {
-            std::vector<Weight> ws;  // per block: q k v o gate up down; then the head
-            size_t bytes = 0;
-            for (int b = 0; b < md.blocks; b++) {
-                int dims[7][2] = {{md.hidden, md.hidden}, {md.kv, md.hidden}, {md.kv, md.hidden}, {md.hidden, md.hidden},
-                                  {md.ffn, md.hidden}, {md.ffn, md.hidden}, {md.hidden, md.ffn}};
-                for (auto& d : dims) { ws.push_back(make_weight(f, d[0], d[1], 1, 100 + ws.size())); bytes += ws.back().bytes(); }
-            }
-            ws.push_back(make_weight(f, 128256, md.hidden, 1, 99));
-            bytes += ws.back().bytes();
-            CK(cudaDeviceSynchronize());
+            size_t bytes;
+            std::vector<Weight> ws = step_weights(md, f, 100, &bytes);
             // R per role from the per-shape table (q/o, k/v, gate/up, down, head)
             int role[7] = {0, 1, 1, 0, 2, 2, 3};
             auto r_of = [&](int li) { return best_r[md.shape0 + (li == (int)ws.size() - 1 ? 4 : role[li % 7])][f]; };
@@ -539,18 +548,9 @@ int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::
         free_weight(w);
     }
     printf("\n| step | empty ms | loads ms | kernel ms | weight GB | loads GB/s | kernel GB/s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    struct Model { const char* name; int hidden, kv, ffn, blocks; };
-    for (Model md : {Model{"3B", 3072, 1024, 8192, 28}, Model{"8B", 4096, 1024, 14336, 32}}) {
-        std::vector<Weight> ws;
-        size_t bytes = 0;
-        for (int b = 0; b < md.blocks; b++) {
-            int dims[7][2] = {{md.hidden, md.hidden}, {md.kv, md.hidden}, {md.kv, md.hidden}, {md.hidden, md.hidden},
-                              {md.ffn, md.hidden}, {md.ffn, md.hidden}, {md.hidden, md.ffn}};
-            for (auto& d : dims) { ws.push_back(make_weight(F, d[0], d[1], 1, 200 + ws.size())); bytes += ws.back().bytes(); }
-        }
-        ws.push_back(make_weight(F, 128256, md.hidden, 1, 199));
-        bytes += ws.back().bytes();
-        CK(cudaDeviceSynchronize());
+    for (const Model& md : MODELS) {
+        size_t bytes;
+        std::vector<Weight> ws = step_weights(md, F, 200, &bytes);
         double t[3];
         for (int kind = 0; kind < 3; kind++) {
             t[kind] = time_graph(s, 1, [&](int) {
