@@ -105,12 +105,10 @@ pub fn measure_matmul_peak(device: &Device, dtype: DType) -> Result<f64> {
 /// head over all `n` positions, and the attention's two matmuls over the whole `n × n` scores (the
 /// causal mask applies after them). Norms, RoPE and the softmax are left out.
 pub fn prefill_flops(cfg: &LlamaConfig, n: usize) -> f64 {
-    let (h, i, n) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, n as f64);
-    let q = (cfg.num_attention_heads * cfg.head_dim) as f64;
-    let kv = (cfg.num_key_value_heads * cfg.head_dim) as f64;
-    let linear = 2.0 * h * q + 2.0 * h * kv + 3.0 * h * i;
+    let (h, n) = (cfg.hidden_size as f64, n as f64);
+    let linear = cfg.block_linear_params() as f64;
     // q·kᵀ and scores·v: 2·n·n·head_dim each, for every query head
-    let attention = 4.0 * n * n * q;
+    let attention = 4.0 * n * n * (cfg.num_attention_heads * cfg.head_dim) as f64;
     cfg.num_hidden_layers as f64 * (2.0 * n * linear + attention) + 2.0 * n * h * cfg.vocab_size as f64
 }
 

@@ -106,13 +106,19 @@ impl LlamaConfig {
     }
     /// Number of parameters of the linears, embeddings and norms.
     pub fn n_params(&self) -> u64 {
-        let (h, i, l) = (self.hidden_size as u64, self.intermediate_size as u64, self.num_hidden_layers as u64);
-        let q = (self.num_attention_heads * self.head_dim) as u64;
-        let kv = (self.num_key_value_heads * self.head_dim) as u64;
-        let block = h * q + 2 * h * kv + q * h + 3 * h * i + 2 * h;
+        let (h, l) = (self.hidden_size as u64, self.num_hidden_layers as u64);
+        let block = self.block_linear_params() + 2 * h;
         let embd = self.vocab_size as u64 * h;
         let head = if self.tie_word_embeddings { 0 } else { embd };
         l * block + embd + head + h
+    }
+
+    /// Weights of one block's linears: q, k, v, o, gate, up and down.
+    pub fn block_linear_params(&self) -> u64 {
+        let (h, i) = (self.hidden_size as u64, self.intermediate_size as u64);
+        let q = (self.num_attention_heads * self.head_dim) as u64;
+        let kv = (self.num_key_value_heads * self.head_dim) as u64;
+        h * q + 2 * h * kv + q * h + 3 * h * i
     }
 }
 
