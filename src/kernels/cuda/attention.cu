@@ -323,7 +323,7 @@ __device__ void attn_combine(const float* part, T* out, int S, int d) {
 }
 
 // Prefill attention's softmax, in place of the scale, cast to f32, mask add, softmax and cast back
-// that the tensor ops take (together 45 % of a Llama-3.2-3B pp512 on the H200, more than the
+// that the tensor ops take (together 47 % of a Llama-3.2-3B pp512 on the H200, more than the
 // matmuls: bench/results/gpu-issue11/prefill). scores: [rows, total] = q·kᵀ unscaled, row r the
 // query r % t at position start + r % t, which sees keys 0..=start + r % t; probs: the same shape,
 // zero past the last key seen. One warp a row, f32 inside; rows are short enough (≤ the context)
