@@ -130,6 +130,7 @@ fn check_kernels(dev: &Device) -> minilab::Result<()> {
     println!("worst f32 relative error: {worst:.2e}");
     println!();
     check_fused(dev)?;
+    check_silu(dev)?;
     // Llama-3.2-3B's linears (out, in) and how many of each one decode step runs: the sum says how
     // much of a step the matmuls take; the rest of the step is everything else (launches, attention).
     let per_token = [(3072, 3072, 56), (1024, 3072, 56), (8192, 3072, 56), (3072, 8192, 28), (128256, 3072, 1)];
@@ -159,6 +160,42 @@ fn check_kernels(dev: &Device) -> minilab::Result<()> {
             step[i].1 * 1e3,
             1.0 / step[i].1
         );
+    }
+    Ok(())
+}
+
+/// Llama-3.2-3B's gate/up and silu·up in one launch (`SwitchableLinear::forward_silu_mul`) against
+/// the two layers and candle's silu and mul on the plain path. Fails past 1e-2 (bf16 rounding of
+/// gate and up, then of the product) or on a non-finite output.
+fn check_silu(dev: &Device) -> minilab::Result<()> {
+    println!("| gate/up + silu·up in one launch | format | dtype | rows | max |fused − plain| / max |plain| |");
+    println!("| --- | --- | --- | ---: | ---: |");
+    let mut worst = 0f32;
+    for dtype in [DType::F32, DType::BF16] {
+        let mut layers = [8192, 8192]
+            .map(|n| Tensor::randn(0f32, 0.02, (n, 3072), &Device::Cpu)?.to_dtype(dtype))
+            .into_iter()
+            .map(|w| SwitchableLinear::new(w?, None, dev, dtype))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
+            for l in &mut layers {
+                l.set_precision(p)?;
+            }
+            for m in [1usize, 3, 8] {
+                let xs = Tensor::randn(0f32, 1.0, (1, m, 3072), dev)?.to_dtype(dtype)?;
+                let fused = SwitchableLinear::forward_silu_mul(&layers[0], &layers[1], &xs)?;
+                minilab::kernels::set_enabled(false);
+                let plain = (candle_nn::ops::silu(&layers[0].forward(&xs)?)? * layers[1].forward(&xs)?)?;
+                minilab::kernels::set_enabled(true);
+                let e = rel_err(&fused, &plain)?;
+                worst = if e.is_nan() { f32::NAN } else { worst.max(e) };
+                println!("| 8192+8192x3072 | {p} | {dtype:?} | {m} | {e:.2e} |");
+            }
+        }
+    }
+    println!();
+    if worst.is_nan() || worst > 1e-2 {
+        return Err(minilab::Error::Runtime(format!("gate/up + silu·up: worst error {worst:.2e}")));
     }
     Ok(())
 }

@@ -163,7 +163,7 @@ impl CustomOp2 for LinearOp {
         lw: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let part = super::cuda::GemvPart { a: (w, lw), b: None, n: self.n };
-        let ys = super::cuda::gemv_parts(Format::Dense, (xs, lx), &[part], self.k)?;
+        let ys = super::cuda::gemv_parts(Format::Dense, (xs, lx), &[part], self.k, false)?;
         Ok((ys, self.out_shape(lx)))
     }
 }
@@ -237,7 +237,7 @@ impl CustomOp3 for LinearOp {
         lb: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let part = super::cuda::GemvPart { a: (a, la), b: Some((b, lb)), n: self.n };
-        let ys = super::cuda::gemv_parts(self.format, (xs, lx), &[part], self.k)?;
+        let ys = super::cuda::gemv_parts(self.format, (xs, lx), &[part], self.k, false)?;
         Ok((ys, self.out_shape(lx)))
     }
 }
@@ -276,6 +276,36 @@ impl WeightRef<'_> {
 /// launch (q/k/v, gate/up), each output `[…, n_i]`. `None` where that launch does not apply (CPU,
 /// prefill rows, mixed formats or shapes, kernels off): the caller runs the layers one by one.
 pub fn linear_many(xs: &Tensor, ws: &[WeightRef<'_>]) -> Result<Option<Vec<Tensor>>> {
+    let Some((dims, k)) = many_applies(xs, ws)? else { return Ok(None) };
+    many_cuda(&aligned(xs)?, ws, &dims, k, false).map(Some)
+}
+
+/// `silu(xs·gateᵀ)·(xs·upᵀ)` `[…, n]`, the MLP's gate/up and its activation in one GPU launch.
+/// `None` where that launch does not apply ([`linear_many`]'s cases, and weights of two shapes).
+pub fn linear_silu_mul(xs: &Tensor, gate: WeightRef<'_>, up: WeightRef<'_>) -> Result<Option<Tensor>> {
+    let ws = [gate, up];
+    let Some((dims, k)) = many_applies(xs, &ws)? else { return Ok(None) };
+    if dims[0] != dims[1] || !silu_fuses(gate.format(), xs.dtype(), xs.elem_count() / k) {
+        return Ok(None);
+    }
+    Ok(many_cuda(&aligned(xs)?, &ws, &dims, k, true)?.pop())
+}
+
+#[cfg(feature = "cuda")]
+fn silu_fuses(format: Format, dtype: candle_core::DType, rows: usize) -> bool {
+    super::cuda::silu_fuses(format, dtype, rows)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn silu_fuses(_: Format, _: candle_core::DType, _: usize) -> bool {
+    false
+}
+
+/// Each weight's `(n, k)`, and the `k` they share.
+type ManyDims = (Vec<(usize, usize)>, usize);
+
+/// The weights' dims where one GEMV launch takes `ws` against `xs`.
+fn many_applies(xs: &Tensor, ws: &[WeightRef<'_>]) -> Result<Option<ManyDims>> {
     let Some(first) = ws.first() else { return Ok(None) };
     let (_, k) = first.dims()?;
     let rows = xs.elem_count() / k.max(1);
@@ -291,14 +321,11 @@ pub fn linear_many(xs: &Tensor, ws: &[WeightRef<'_>]) -> Result<Option<Vec<Tenso
         && ws.iter().all(|w| w.format() == format)
         && dims.iter().all(|&(_, wk)| wk == k)
         && ws.iter().all(|w| !matches!(w, WeightRef::Dense(t) if t.dtype() != xs.dtype()));
-    if !applies {
-        return Ok(None);
-    }
-    many_cuda(&aligned(xs)?, ws, &dims, k).map(Some)
+    Ok(applies.then_some((dims, k)))
 }
 
 #[cfg(feature = "cuda")]
-fn many_cuda(xs: &Tensor, ws: &[WeightRef<'_>], dims: &[(usize, usize)], k: usize) -> Result<Vec<Tensor>> {
+fn many_cuda(xs: &Tensor, ws: &[WeightRef<'_>], dims: &[(usize, usize)], k: usize, silu: bool) -> Result<Vec<Tensor>> {
     use candle_core::{op::BackpropOp, Storage};
     fn cuda(s: &Storage) -> Result<&candle_core::CudaStorage> {
         match s {
@@ -327,13 +354,14 @@ fn many_cuda(xs: &Tensor, ws: &[WeightRef<'_>], dims: &[(usize, usize)], k: usiz
         };
         parts.push(super::cuda::GemvPart { a: (cuda(a)?, la), b, n });
     }
-    let ys = super::cuda::gemv_parts(ws[0].format(), (cuda(&xs_storage)?, xs_layout), &parts, k)?;
+    let ys = super::cuda::gemv_parts(ws[0].format(), (cuda(&xs_storage)?, xs_layout), &parts, k, silu)?;
     let rows = xs.elem_count() / k;
-    let total: usize = dims.iter().map(|d| d.0).sum();
+    let outs = if silu { &dims[..1] } else { dims };
+    let total: usize = outs.iter().map(|d| d.0).sum();
     let flat = Tensor::from_storage(Storage::Cuda(ys), rows * total, BackpropOp::none(), false);
-    let mut out = Vec::with_capacity(ws.len());
+    let mut out = Vec::with_capacity(outs.len());
     let mut offset = 0;
-    for &(n, _) in dims {
+    for &(n, _) in outs {
         let mut shape = xs.dims().to_vec();
         if let Some(last) = shape.last_mut() {
             *last = n;
@@ -346,6 +374,6 @@ fn many_cuda(xs: &Tensor, ws: &[WeightRef<'_>], dims: &[(usize, usize)], k: usiz
 }
 
 #[cfg(not(feature = "cuda"))]
-fn many_cuda(_: &Tensor, _: &[WeightRef<'_>], _: &[(usize, usize)], _: usize) -> Result<Vec<Tensor>> {
+fn many_cuda(_: &Tensor, _: &[WeightRef<'_>], _: &[(usize, usize)], _: usize, _: bool) -> Result<Vec<Tensor>> {
     candle_core::bail!("linear kernel: built without CUDA")
 }

@@ -258,21 +258,7 @@ impl SwitchableLinear {
     /// `layer.forward(xs)` for each of `layers`, which share `xs`: on a GPU, at decode, one launch
     /// reads every weight when all are in one format (q/k/v, gate/up); otherwise one by one.
     pub fn forward_many(layers: &[&SwitchableLinear], xs: &Tensor) -> Result<Vec<Tensor>> {
-        let weights: Option<Vec<kernels::WeightRef<'_>>> = layers
-            .iter()
-            .map(|l| {
-                if l.bias.is_some() {
-                    return None;
-                }
-                Some(match &l.encoded {
-                    Encoded::Dense(w) => kernels::WeightRef::Dense(w),
-                    Encoded::Int8 { codes, scales } => kernels::WeightRef::Int8 { codes, scales },
-                    Encoded::Nf4 { packed, absmax, .. } => {
-                        kernels::WeightRef::Nf4 { packed, absmax, n: l.out_features, k: l.in_features }
-                    }
-                })
-            })
-            .collect();
+        let weights: Option<Vec<kernels::WeightRef<'_>>> = layers.iter().map(|l| l.weight_ref()).collect();
         if let Some(weights) = weights {
             if let Some(ys) = kernels::linear_many(xs, &weights)? {
                 return Ok(ys);
@@ -281,10 +267,66 @@ impl SwitchableLinear {
         layers.iter().map(|l| l.forward(xs)).collect()
     }
 
+    /// `silu(gate.forward(xs))·up.forward(xs)`, the MLP's activation: on a GPU, at decode, one
+    /// launch when both are in one format and shape; otherwise the two layers and
+    /// [`kernels::decode::silu_mul`].
+    pub fn forward_silu_mul(gate: &SwitchableLinear, up: &SwitchableLinear, xs: &Tensor) -> Result<Tensor> {
+        if let (Some(g), Some(u)) = (gate.weight_ref(), up.weight_ref()) {
+            if let Some(ys) = kernels::linear_silu_mul(xs, g, u)? {
+                return Ok(ys);
+            }
+        }
+        let [g, u]: [Tensor; 2] = Self::forward_many(&[gate, up], xs)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("mlp: gate/up projections".into()))?;
+        kernels::decode::silu_mul(&g, &u)
+    }
+
+    /// The stored weight as the fused kernels take it; `None` for a layer with a bias.
+    fn weight_ref(&self) -> Option<kernels::WeightRef<'_>> {
+        if self.bias.is_some() {
+            return None;
+        }
+        Some(match &self.encoded {
+            Encoded::Dense(w) => kernels::WeightRef::Dense(w),
+            Encoded::Int8 { codes, scales } => kernels::WeightRef::Int8 { codes, scales },
+            Encoded::Nf4 { packed, absmax, .. } => {
+                kernels::WeightRef::Nf4 { packed, absmax, n: self.out_features, k: self.in_features }
+            }
+        })
+    }
+
     /// Max |Δ| between this layer's weight and the master's, for tests and diagnostics.
     pub fn max_abs_error(&self) -> Result<f32> {
         let Some(master) = &self.master else { return Ok(f32::NAN) };
         let w = self.weight()?.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
         w.sub(&master.to_dtype(DType::F32)?)?.abs()?.max(D::Minus1)?.max(0)?.to_scalar::<f32>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Off the GPU the gate/up + silu path is the two layers and candle's silu·mul, in every precision.
+    #[test]
+    fn forward_silu_mul_is_silu_of_gate_times_up() -> Result<()> {
+        let dev = Device::Cpu;
+        let layer = |seed: f32| -> Result<SwitchableLinear> {
+            let w = ((Tensor::arange(0f32, 48.0 * 64.0, &dev)?.reshape((48, 64))? * 0.37)? + f64::from(seed))?.sin()?;
+            SwitchableLinear::new((w * 0.05)?, None, &dev, DType::F32)
+        };
+        let (mut gate, mut up) = (layer(0.0)?, layer(1.0)?);
+        let xs = Tensor::arange(0f32, 2.0 * 64.0, &dev)?.reshape((1, 2, 64))?.cos()?;
+        for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
+            gate.set_precision(p)?;
+            up.set_precision(p)?;
+            let got = SwitchableLinear::forward_silu_mul(&gate, &up, &xs)?;
+            let want = (candle_nn::ops::silu(&gate.forward(&xs)?)? * up.forward(&xs)?)?;
+            assert_eq!(got.dims(), &[1, 2, 48]);
+            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff == 0.0, "{p}: max |Δ| {diff}");
+        }
+        Ok(())
     }
 }

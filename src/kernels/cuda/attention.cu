@@ -349,19 +349,23 @@ __device__ void causal_softmax(const T* scores, T* probs, long long rows, int to
     extern "C" __global__ void __launch_bounds__(SINGLE_THREADS)                                            \
         attn_single_##NAME(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap,      \
                            int total, int d, float scale, const uint32_t* pos) {                              \
+        pdl_begin();                                                                                         \
         attn_single<T>(q, k, v, out, heads, kv_heads, cap, total, d, scale, pos);                            \
     }                                                                                                        \
     extern "C" __global__ void __launch_bounds__(SPLIT_THREADS)                                             \
         attn_split_##NAME(const T* q, const T* k, const T* v, float* part, int heads, int kv_heads, int cap,  \
                           int d, int cm, float scale, const uint32_t* pos) {                                  \
+        pdl_begin();                                                                                         \
         attn_split<T>(q, k, v, part, heads, kv_heads, cap, d, cm, scale, pos);                               \
     }                                                                                                        \
     extern "C" __global__ void attn_combine_##NAME(const float* part, T* out, int S, int d) {                \
+        pdl_begin();                                                                                         \
         attn_combine<T>(part, out, S, d);                                                                    \
     }                                                                                                        \
     extern "C" __global__ void attn_simple_##NAME(const T* q, const T* k, const T* v, T* out, int heads,     \
                                                   int kv_heads, int cap, int total, int d, float scale,       \
                                                   const uint32_t* pos) {                                      \
+        pdl_begin();                                                                                         \
         attn_simple<T>(q, k, v, out, heads, kv_heads, cap, total, d, scale, pos);                            \
     }                                                                                                        \
     extern "C" __global__ void causal_softmax_##NAME(const T* scores, T* probs, long long rows, int total,    \

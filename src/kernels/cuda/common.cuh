@@ -2,6 +2,7 @@
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <stdint.h>
 
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
@@ -10,6 +11,29 @@ template <typename T> __device__ __forceinline__ T from_f(float v);
 template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half(v); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+
+// Programmatic dependent launch (sm_90+; both are no-ops when the launch did not ask for it, and
+// compiled out below sm_90). A decode step is a chain of kernels of a few µs each, so launch latency
+// and the first DRAM round trip of every kernel are a large part of it: each kernel lets the next one
+// launch at once (pdl_trigger), and the next one may touch only data no kernel writes (weights)
+// before pdl_wait, which returns when the previous kernel has finished and its writes are visible.
+// Every block of such a kernel calls pdl_wait: a kernel then finishes only after its predecessor,
+// so the chain stays ordered through kernels that touch nothing before waiting.
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+// Both, for kernels that have nothing to fetch before their inputs are ready.
+__device__ __forceinline__ void pdl_begin() {
+    pdl_trigger();
+    pdl_wait();
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -1,32 +1,66 @@
-// The small ops of one decode step, fused so that a block takes nine launches (see
+// The small ops of one decode step, fused so that a block takes eight launches (see
 // src/model/llama/decode.rs), and written to read the position from device memory so that the whole step
 // can be captured once as a CUDA graph and replayed for every token:
 //
 // - add_rms_norm: res = xs + ys (rounded to T, as a separate add would store it), out = RMSNorm(res)·w;
 // - rope_kv: rotates q and k ("rotate half", Hugging Face layout) at position *pos, writes the rotated
 //   k and the plain v into the KV cache at *pos, and q to its own buffer;
-// - silu_mul: silu(gate)·up for the MLP.
+// - silu_mul: silu(gate)·up for the MLP, where the gate/up GEMV cannot do it (gemv.cuh's Parts::silu).
 //
 // All arithmetic is f32; inputs and outputs are T = float, __half or __nv_bfloat16.
 #include <stdint.h>
 
 #include "common.cuh"
 
-// xs, ys, res, out: [rows, h]; w: [h]. One block a row.
+// xs, ys, res, out: [rows, h]; w: [h]. One block a row. It is one of the step's most frequent
+// kernels (two a block) and its time is a chain of latencies, so up to ADD_RMS_PER · blockDim.x
+// elements stay in registers between the passes, and w is fetched before waiting for the previous
+// kernel (weights are never written during decode; common.cuh's PDL notes).
+constexpr int ADD_RMS_PER = 8;
+
 template <typename T>
 __device__ void add_rms_norm(const T* xs, const T* ys, const T* w, T* res, T* out, int h, float eps) {
     const size_t row = (size_t)blockIdx.x * h;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < h; i += blockDim.x) {
-        const T r = from_f<T>(to_f(xs[row + i]) + to_f(ys[row + i]));
-        res[row + i] = r;
-        const float f = to_f(r);
-        ss = fmaf(f, f, ss);
-    }
     __shared__ float red[32];
+    if (h > ADD_RMS_PER * (int)blockDim.x) {
+        pdl_wait();
+        float ss = 0.f;
+        for (int i = threadIdx.x; i < h; i += blockDim.x) {
+            const T r = from_f<T>(to_f(xs[row + i]) + to_f(ys[row + i]));
+            res[row + i] = r;
+            const float f = to_f(r);
+            ss = fmaf(f, f, ss);
+        }
+        const float inv = rsqrtf(block_reduce(ss, false, red) / h + eps);
+        // Each thread reads back only the elements it wrote.
+        for (int i = threadIdx.x; i < h; i += blockDim.x) out[row + i] = from_f<T>(to_f(res[row + i]) * inv * to_f(w[i]));
+        return;
+    }
+    float wv[ADD_RMS_PER], rv[ADD_RMS_PER];
+#pragma unroll
+    for (int c = 0; c < ADD_RMS_PER; c++) {
+        const int i = threadIdx.x + c * blockDim.x;
+        wv[c] = i < h ? to_f(w[i]) : 0.f;
+    }
+    pdl_wait();
+    float ss = 0.f;
+#pragma unroll
+    for (int c = 0; c < ADD_RMS_PER; c++) {
+        const int i = threadIdx.x + c * blockDim.x;
+        rv[c] = 0.f;
+        if (i < h) {
+            const T r = from_f<T>(to_f(xs[row + i]) + to_f(ys[row + i]));
+            res[row + i] = r;
+            rv[c] = to_f(r);
+            ss = fmaf(rv[c], rv[c], ss);
+        }
+    }
     const float inv = rsqrtf(block_reduce(ss, false, red) / h + eps);
-    // Each thread reads back only the elements it wrote.
-    for (int i = threadIdx.x; i < h; i += blockDim.x) out[row + i] = from_f<T>(to_f(res[row + i]) * inv * to_f(w[i]));
+#pragma unroll
+    for (int c = 0; c < ADD_RMS_PER; c++) {
+        const int i = threadIdx.x + c * blockDim.x;
+        if (i < h) out[row + i] = from_f<T>(rv[c] * inv * wv[c]);
+    }
 }
 
 // q: [b, heads·d], k, v: [b, kv_heads·d] (one new token); cos, sin: [max_pos, d/2];
@@ -73,14 +107,17 @@ __device__ void silu_mul(const T* gate, const T* up, T* out, int n) {
 #define INSTANTIATE(T, NAME)                                                                                    \
     extern "C" __global__ void add_rms_norm_##NAME(const T* xs, const T* ys, const T* w, T* res, T* out, int h,  \
                                                    float eps) {                                                  \
+        pdl_trigger();                                                                                           \
         add_rms_norm<T>(xs, ys, w, res, out, h, eps);                                                            \
     }                                                                                                            \
     extern "C" __global__ void rope_kv_##NAME(const T* q, const T* k, const T* v, const T* cos, const T* sin,    \
                                               const uint32_t* pos, T* q_out, T* k_cache, T* v_cache, int b,      \
                                               int heads, int kv_heads, int cap, int d, int max_pos) {            \
+        pdl_begin();                                                                                             \
         rope_kv<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, heads, kv_heads, cap, d, max_pos);        \
     }                                                                                                            \
     extern "C" __global__ void silu_mul_##NAME(const T* gate, const T* up, T* out, int n) {                      \
+        pdl_begin();                                                                                             \
         silu_mul<T>(gate, up, out, n);                                                                           \
     }
 

@@ -10,12 +10,22 @@ use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Device, Layout, Result, Shape, Storage, Tensor};
 use half::{bf16, f16};
 
+use super::launch::{arg, launch, Func};
 use super::suffix;
 use crate::kernels::params::{AttnDecode, SPLIT_THREADS};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
 const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
 const MODULE: &str = "minilab_decode";
+const ATTENTION_MODULE: &str = "minilab_attention";
+
+fn decode_kernel(name: &str) -> Func<'_> {
+    Func { name, module: MODULE, ptx: PTX }
+}
+
+fn attention_kernel(name: &str) -> Func<'_> {
+    Func { name, module: ATTENTION_MODULE, ptx: ATTENTION_PTX }
+}
 
 fn cuda_device(t: &Tensor) -> Result<&CudaDevice> {
     match t.device() {
@@ -79,13 +89,12 @@ pub(crate) fn add_rms_norm(xs: &Tensor, ys: &Tensor, w: &Tensor, eps: f32) -> Re
         let px = dptr::<T>(&sx, lx, &stream, &mut syncs)?;
         let py = dptr::<T>(&sy, ly, &stream, &mut syncs)?;
         let pw = dptr::<T>(&sw, lw, &stream, &mut syncs)?;
-        let func = dev.get_or_load_custom_func(&format!("add_rms_norm_{}", suffix(xs.dtype())?), MODULE, PTX)?;
+        let name = format!("add_rms_norm_{}", suffix(xs.dtype())?);
         let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
         let hi = h as i32;
-        let mut b = func.builder();
-        b.arg(&px).arg(&py).arg(&pw).arg(&p_res).arg(&p_out).arg(&hi).arg(&eps);
+        let args = &mut [arg(&px), arg(&py), arg(&pw), arg(&p_res), arg(&p_out), arg(&hi), arg(&eps)];
         // SAFETY: the arguments match add_rms_norm's; every buffer holds rows × h elements (w: h).
-        unsafe { b.launch(cfg) }.w()?;
+        unsafe { launch(dev, &decode_kernel(&name), cfg, args) }?;
         drop(syncs);
         Ok((res, out))
     }
@@ -129,7 +138,7 @@ pub(crate) fn rope_kv(
         let mut syncs = Vec::new();
         let ptrs = guards.iter().map(|(st, l)| dptr::<T>(st, l, &stream, &mut syncs)).collect::<Result<Vec<_>>>()?;
         let p_pos = dptr::<u32>(&sp, lp, &stream, &mut syncs)?;
-        let func = dev.get_or_load_custom_func(&format!("rope_kv_{}", suffix(qkv[0].dtype())?), MODULE, PTX)?;
+        let name = format!("rope_kv_{}", suffix(qkv[0].dtype())?);
         let threads = s.b * (s.heads + 2 * s.kv_heads) * (s.d / 2);
         let cfg = LaunchConfig {
             grid_dim: (threads.div_ceil(256) as u32, 1, 1),
@@ -138,15 +147,11 @@ pub(crate) fn rope_kv(
         };
         let max_pos = tables[0].dim(0)?;
         let ints = [s.b, s.heads, s.kv_heads, s.cap, s.d, max_pos].map(|x| x as i32);
-        let mut b = func.builder();
-        b.arg(&ptrs[0]).arg(&ptrs[1]).arg(&ptrs[2]).arg(&ptrs[3]).arg(&ptrs[4]).arg(&p_pos);
-        b.arg(&p_out).arg(&ptrs[5]).arg(&ptrs[6]);
-        for x in &ints {
-            b.arg(x);
-        }
+        let mut args: Vec<_> = ptrs[..5].iter().chain([&p_pos, &p_out]).chain(&ptrs[5..7]).map(arg).collect();
+        args.extend(ints.iter().map(arg));
         // SAFETY: the arguments match rope_kv's; the shapes were checked against `s`, and the kernel
         // writes the caches only at *pos, and only when it is below `cap` and `max_pos`.
-        unsafe { b.launch(cfg) }.w()?;
+        unsafe { launch(dev, &decode_kernel(&name), cfg, &mut args) }?;
         drop(syncs);
         Ok(q_out)
     }
@@ -177,14 +182,12 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         let mut syncs = Vec::new();
         let pg = dptr::<T>(&sg, lg, &stream, &mut syncs)?;
         let pu = dptr::<T>(&su, lu, &stream, &mut syncs)?;
-        let func = dev.get_or_load_custom_func(&format!("silu_mul_{}", suffix(gate.dtype())?), MODULE, PTX)?;
+        let name = format!("silu_mul_{}", suffix(gate.dtype())?);
         let cfg =
             LaunchConfig { grid_dim: (n.div_ceil(256) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         let ni = n as i32;
-        let mut b = func.builder();
-        b.arg(&pg).arg(&pu).arg(&p_out).arg(&ni);
         // SAFETY: the arguments match silu_mul's; all three buffers hold n elements.
-        unsafe { b.launch(cfg) }.w()?;
+        unsafe { launch(dev, &decode_kernel(&name), cfg, &mut [arg(&pg), arg(&pu), arg(&p_out), arg(&ni)]) }?;
         drop(syncs);
         Ok(out)
     }
@@ -303,23 +306,20 @@ fn split(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str) -
     let (s, cm) = (grid.chunks, grid.chunk_max);
     // o [rows, s, d], then (m, l) [rows, s, 2]
     let (_part, p_part) = output::<f32>(dev, &Shape::from(rows * s * (op.d + 2)))?;
-    let func = dev.get_or_load_custom_func(&format!("attn_split_{sfx}"), "minilab_attention", ATTENTION_PTX)?;
+    let name = format!("attn_split_{sfx}");
     let cfg = LaunchConfig {
         grid_dim: ((b * op.kv_heads) as u32, s as u32, 1),
         block_dim: (SPLIT_THREADS as u32, 1, 1),
         shared_mem_bytes: grid.shared_bytes as u32,
     };
     let ints = [op.heads, op.kv_heads, op.cap, op.d, cm].map(|x| x as i32);
-    let mut bld = func.builder();
-    bld.arg(&a.q).arg(&a.k).arg(&a.v).arg(&p_part);
-    for x in &ints {
-        bld.arg(x);
-    }
-    bld.arg(&op.scale).arg(&a.pos);
+    let mut args: Vec<_> = [&a.q, &a.k, &a.v, &p_part].into_iter().map(arg).collect();
+    args.extend(ints.iter().map(arg));
+    args.extend([arg(&op.scale), arg(&a.pos)]);
     // SAFETY: the arguments match attn_split's; it reads min(*pos + 1, cap) positions and writes the
     // rows · s partials, in chunks of at most cm positions (s · cm ≥ cap).
-    unsafe { bld.launch(cfg) }.w()?;
-    let func = dev.get_or_load_custom_func(&format!("attn_combine_{sfx}"), "minilab_attention", ATTENTION_PTX)?;
+    unsafe { launch(dev, &attention_kernel(&name), cfg, &mut args) }?;
+    let name = format!("attn_combine_{sfx}");
     // the weights, then one row of sums per group of d/4 threads
     let smem = (s.next_multiple_of(4) + COMBINE_THREADS / (op.d / 4) * op.d) * 4;
     let cfg = LaunchConfig {
@@ -328,10 +328,9 @@ fn split(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str) -
         shared_mem_bytes: smem as u32,
     };
     let (si, di) = (s as i32, op.d as i32);
-    let mut bld = func.builder();
-    bld.arg(&p_part).arg(&a.out).arg(&si).arg(&di);
+    let args = &mut [arg(&p_part), arg(&a.out), arg(&si), arg(&di)];
     // SAFETY: the arguments match attn_combine's; the partials hold rows · s entries, out rows · d.
-    unsafe { bld.launch(cfg) }.w()?;
+    unsafe { launch(dev, &attention_kernel(&name), cfg, args) }?;
     Ok(())
 }
 
@@ -339,7 +338,6 @@ fn split(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str) -
 /// memory.
 fn single(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str, simple: bool) -> Result<()> {
     let name = format!("attn_{}_{sfx}", if simple { "simple" } else { "single" });
-    let func = dev.get_or_load_custom_func(&name, "minilab_attention", ATTENTION_PTX)?;
     // attn_single: q, the scores and 8 partial sums a thread; attn_simple: q and the scores
     let (threads, extra) = if simple { (128, 0) } else { (SINGLE_THREADS, 8 * SINGLE_THREADS) };
     let cfg = LaunchConfig {
@@ -348,15 +346,12 @@ fn single(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str, 
         shared_mem_bytes: ((op.d + op.cap + extra) * 4) as u32,
     };
     let ints = [op.heads, op.kv_heads, op.cap, op.cap, op.d].map(|x| x as i32);
-    let mut bld = func.builder();
-    bld.arg(&a.q).arg(&a.k).arg(&a.v).arg(&a.out);
-    for x in &ints {
-        bld.arg(x);
-    }
-    bld.arg(&op.scale).arg(&a.pos);
+    let mut args: Vec<_> = [&a.q, &a.k, &a.v, &a.out].into_iter().map(arg).collect();
+    args.extend(ints.iter().map(arg));
+    args.extend([arg(&op.scale), arg(&a.pos)]);
     // SAFETY: the arguments match attn_single's and attn_simple's; they read min(*pos + 1, cap)
     // positions, and the shared memory holds q, cap scores and the partial sums.
-    unsafe { bld.launch(cfg) }.w()?;
+    unsafe { launch(dev, &attention_kernel(&name), cfg, &mut args) }?;
     Ok(())
 }
 
@@ -375,7 +370,7 @@ pub(crate) fn causal_softmax(scores: &Tensor, scale: f32, t: usize, start: usize
         let p_in = dptr::<T>(&st, l, &stream, &mut syncs)?;
         let func = dev.get_or_load_custom_func(
             &format!("causal_softmax_{}", suffix(scores.dtype())?),
-            "minilab_attention",
+            ATTENTION_MODULE,
             ATTENTION_PTX,
         )?;
         const WARPS: usize = 8;

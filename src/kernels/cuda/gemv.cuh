@@ -43,11 +43,15 @@ struct Part {
 };
 
 // Up to three weights sharing xs [m, k]: warps are handed out part after part, R rows each.
+// silu (two parts of n rows, gate then up, R ≥ 2): a warp takes R/2 rows of each and writes only
+// silu(gate)·up [m, n] to the first part's ys, rounding as the separate kernels would (decode.cu's
+// silu_mul), so that the MLP's gate/up launch also does its activation.
 struct Parts {
     Part p[3];
     int count;
     int m;
     int k;
+    int silu;
 };
 
 // Elements of one weight row a lane takes per step, and its 16-byte loads: one (two for f32 weights).
@@ -128,10 +132,16 @@ __device__ __forceinline__ void decode8(const uint4* w, int s, float* out, const
 // kernels use; bench/kernels/gemv_bench.cu --floor times others).
 template <int M> __host__ __device__ constexpr int default_unroll() { return M <= 2 ? 2 : 1; }
 
-// The warp's R rows of part `p`, starting at row0, against the m rows of xs.
-template <typename T, int F, int M, int R, int U = default_unroll<M>()>
-__device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, int row0, const char* table) {
-    constexpr int E = step_elems<F>(), WL = step_loads<T, F>(), SUBS = E / 8;
+// The warp's R rows of part `p`, starting at row0, against the m rows of xs. SILU: rows row0 … of
+// `p` (gate) for r < R/2 and the same rows of `*up` for the others; writes silu(gate)·up.
+template <typename T, int F, int M, int R, int U = default_unroll<M>(), bool SILU = false>
+__device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, int row0, const char* table,
+                                     const Part* up = nullptr) {
+    constexpr int E = step_elems<F>(), WL = step_loads<T, F>(), SUBS = E / 8, H = SILU ? R / 2 : R;
+    static_assert(H >= 1, "a SILU warp takes at least one row of each part");
+    // part and row of the warp's row r
+    const auto part = [&](int r) -> const Part& { return SILU && r >= H ? *up : p; };
+    const auto row_of = [&](int r) { return row0 + (r >= H ? r - H : r); };
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
     // bytes of a row: k·sizeof(T) dense, k int8, k/2 NF4
@@ -144,8 +154,8 @@ __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, in
     const uint8_t* base[R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
-        const size_t row = (size_t)min(row0 + r, p.n - 1);  // tail rows repeat the last; not stored
-        base[r] = p.a + row_bytes(row * k);
+        const size_t row = (size_t)min(row_of(r), p.n - 1);  // tail rows repeat the last; not stored
+        base[r] = part(r).a + row_bytes(row * k);
     }
     // by default two steps in flight at few rows; at 4-8 rows the products, not the loads, set the pace
 #pragma unroll(U)
@@ -159,8 +169,8 @@ __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, in
 #pragma unroll
             for (int l = 0; l < WL; l++) w[r][l] = ld_stream(base[r] + off + 16 * l);
             if constexpr (F == NF4) {
-                const size_t row = (size_t)min(row0 + r, p.n - 1);
-                scale[r] = __ldg(p.b + (row * k + j) / 64);
+                const size_t row = (size_t)min(row_of(r), p.n - 1);
+                scale[r] = __ldg(part(r).b + (row * k + j) / 64);
             }
         }
         float part[R][M];
@@ -191,6 +201,23 @@ __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, in
             for (int i = 0; i < M; i++) acc[r][i] = F == NF4 ? fmaf(part[r][i], scale[r], acc[r][i]) : acc[r][i] + part[r][i];
     }
     T* ys = reinterpret_cast<T*>(p.ys);
+    if constexpr (SILU) {
+#pragma unroll
+        for (int r = 0; r < H; r++) {
+            const int row = row0 + r;
+            const bool ok = row < p.n;
+            const float sg = (F == INT8 && ok) ? __ldg(p.b + row) : 1.f, su = (F == INT8 && ok) ? __ldg(up->b + row) : 1.f;
+#pragma unroll
+            for (int i = 0; i < M; i++) {
+                if (i < m) {
+                    const float g = to_f(from_f<T>(warp_sum(acc[r][i]) * sg));
+                    const float u = to_f(from_f<T>(warp_sum(acc[r + H][i]) * su));
+                    if (lane == 0 && ok) ys[(size_t)i * p.n + row] = from_f<T>(g / (1.f + __expf(-g)) * u);
+                }
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int r = 0; r < R; r++) {
         const int row = row0 + r;
@@ -215,10 +242,21 @@ __device__ __forceinline__ void fill_table(float* table) {
 template <typename T, int F, int M, int R, int U = default_unroll<M>()>
 __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     __shared__ __align__(16) float table[F == NF4 ? NF4_TABLE_WORDS : 4];
-    if constexpr (F == NF4) fill_table(table);
+    pdl_trigger();
     const int g0 = (ps.p[0].n + R - 1) / R, g1 = ps.count > 1 ? (ps.p[1].n + R - 1) / R : 0;
     const int total = g0 + g1 + (ps.count > 2 ? (ps.p[2].n + R - 1) / R : 0);
     const int warps = gridDim.x * (blockDim.x >> 5);
+    if constexpr (F == NF4) fill_table(table);
+    pdl_wait();
+    if constexpr (R >= 2) {
+        if (ps.silu) {
+            constexpr int H = R / 2;
+            const int groups = (ps.p[0].n + H - 1) / H;
+            for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < groups; g += warps)
+                rows<T, F, M, R, U, true>(xs, ps.p[0], ps.m, ps.k, g * H, reinterpret_cast<const char*>(table), &ps.p[1]);
+            return;
+        }
+    }
     for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
         if (g < g0) rows<T, F, M, R, U>(xs, ps.p[0], ps.m, ps.k, g * R, reinterpret_cast<const char*>(table));
         else if (g < g0 + g1) rows<T, F, M, R, U>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, reinterpret_cast<const char*>(table));

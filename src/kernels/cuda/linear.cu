@@ -83,6 +83,10 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
 GEMV(float, f32, gemv::DENSE, dense, 8, 1, 1)
 GEMV(float, f32, gemv::INT8, int8, 8, 1, 1)
 GEMV(float, f32, gemv::NF4, nf4, 8, 1, 1)
+// and R = 2 for the gate/up launch that also applies silu·up (gemv::Parts::silu)
+GEMV(float, f32, gemv::DENSE, dense, 8, 2, 1)
+GEMV(float, f32, gemv::INT8, int8, 8, 2, 1)
+GEMV(float, f32, gemv::NF4, nf4, 8, 2, 1)
 GEMVS(__half, f16)
 GEMVS(__nv_bfloat16, bf16)
 

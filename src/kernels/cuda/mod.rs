@@ -12,6 +12,7 @@ use candle_core::{CudaStorage, DType, Layout, Result};
 use half::{bf16, f16};
 
 pub(crate) mod decode;
+mod launch;
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/linear.ptx"));
 const MODULE: &str = "minilab_linear";
@@ -63,6 +64,7 @@ struct PartsArg {
     count: i32,
     m: i32,
     k: i32,
+    silu: i32,
 }
 
 // SAFETY: plain old data laid out as the C structs the kernels take.
@@ -70,9 +72,9 @@ unsafe impl DeviceRepr for PartsArg {}
 
 /// Rows of xs the kernel is built for and output rows a warp takes (linear.cu's GEMVS list):
 /// measured best on the H200 in bench/kernels/gemv_bench.cu.
-fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize) -> (usize, usize) {
+fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize, silu: bool) -> (usize, usize) {
     if dtype == DType::F32 {
-        return (8, 1);
+        return (8, if silu { 2 } else { 1 });
     }
     let mm = m.next_power_of_two().max(1);
     let r = match (format, mm) {
@@ -83,19 +85,28 @@ fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize) -> (usize,
     (mm, r)
 }
 
+/// Whether the gate/up launch of `m` rows of xs can also apply silu·up ([`gemv_parts`]' `silu`):
+/// its kernel must take at least two rows a warp.
+pub(crate) fn silu_fuses(format: Format, dtype: DType, m: usize) -> bool {
+    (1..=8).contains(&m) && gemv_variant(format, dtype, m, 0, true).1 >= 2
+}
+
 /// `ys_i[m, n_i] = xs[m, k]·W_iᵀ` for up to three weights of one format, in one launch; the
-/// outputs come back as one buffer, part after part.
+/// outputs come back as one buffer, part after part. `silu`: two parts (gate, up) of one shape,
+/// and the output is silu(gate)·up `[m, n]` alone ([`silu_fuses`] must hold).
 pub(crate) fn gemv_parts(
     format: Format,
     (xs, lx): (&CudaStorage, &Layout),
     parts: &[GemvPart<'_>],
     k: usize,
+    silu: bool,
 ) -> Result<CudaStorage> {
     fn run<T: CudaDType + DeviceRepr>(
         format: Format,
         (xs, lx): (&CudaStorage, &Layout),
         parts: &[GemvPart<'_>],
         k: usize,
+        silu: bool,
     ) -> Result<CudaStorage> {
         let dev = &xs.device;
         let stream = dev.cuda_stream();
@@ -108,13 +119,17 @@ pub(crate) fn gemv_parts(
         if m == 0 || m > 8 || parts.is_empty() || parts.len() > 3 || rx.len() != m * k {
             candle_core::bail!("linear kernel: {m} rows and {} weights are not a GEMV launch", parts.len());
         }
-        let total: usize = parts.iter().map(|p| p.n).sum();
-        // SAFETY: every element is written by the kernel (each part's m × n outputs).
+        if silu && (parts.len() != 2 || parts[0].n != parts[1].n || !silu_fuses(format, xs.dtype(), m)) {
+            candle_core::bail!("linear kernel: silu·up takes two weights of one shape");
+        }
+        let total: usize = if silu { parts[0].n } else { parts.iter().map(|p| p.n).sum() };
+        // SAFETY: every element is written by the kernel (each part's m × n outputs, or silu's m × n).
         let ys = unsafe { dev.alloc::<T>(m * total)? };
         let (x_base, x_sync) = xs.as_cuda_slice::<T>()?.device_ptr(&stream);
         let x_ptr = x_base + (rx.start * size) as u64;
         let (y_ptr, y_sync) = ys.device_ptr(&stream);
-        let mut arg = PartsArg { count: parts.len() as i32, m: m as i32, k: k as i32, ..Default::default() };
+        let mut arg =
+            PartsArg { count: parts.len() as i32, m: m as i32, k: k as i32, silu: silu.into(), ..Default::default() };
         let mut syncs = Vec::with_capacity(2 * parts.len());
         let mut offset = 0;
         for (slot, part) in arg.p.iter_mut().zip(parts) {
@@ -122,32 +137,30 @@ pub(crate) fn gemv_parts(
             *slot = PartArg { a: a_ptr, b: b_ptr, ys: y_ptr + (offset * size) as u64, n: part.n as i32, pad: 0 };
             offset += m * part.n;
         }
-        let (mm, r) = gemv_variant(format, xs.dtype(), m, parts.iter().map(|p| p.n).max().unwrap_or(0));
+        let (mm, r) = gemv_variant(format, xs.dtype(), m, parts.iter().map(|p| p.n).max().unwrap_or(0), silu);
         let kind = match format {
             Format::Dense => "dense",
             Format::Int8 => "int8",
             Format::Nf4 => "nf4",
         };
         let name = format!("gemv_{kind}_{}_m{mm}_r{r}", suffix(xs.dtype())?);
-        let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
-        let warps: usize = parts.iter().map(|p| p.n.div_ceil(r)).sum();
+        let warps: usize = if silu { parts[0].n.div_ceil(r / 2) } else { parts.iter().map(|p| p.n.div_ceil(r)).sum() };
         let cfg = LaunchConfig {
             grid_dim: (warps.div_ceil(WARPS_PER_BLOCK) as u32, 1, 1),
             block_dim: (32 * WARPS_PER_BLOCK as u32, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut builder = func.builder();
-        builder.arg(&x_ptr).arg(&arg);
+        let kernel = launch::Func { name: &name, module: MODULE, ptx: PTX };
         // SAFETY: the arguments match the kernel's (const T* xs, gemv::Parts); every pointer was
         // checked to cover the rows the kernel reads.
-        unsafe { builder.launch(cfg) }.w()?;
+        unsafe { launch::launch(dev, &kernel, cfg, &mut [launch::arg(&x_ptr), launch::arg(&arg)]) }?;
         drop((syncs, x_sync, y_sync));
         Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
     }
     match xs.dtype() {
-        DType::F32 => run::<f32>(format, (xs, lx), parts, k),
-        DType::F16 => run::<f16>(format, (xs, lx), parts, k),
-        DType::BF16 => run::<bf16>(format, (xs, lx), parts, k),
+        DType::F32 => run::<f32>(format, (xs, lx), parts, k, silu),
+        DType::F16 => run::<f16>(format, (xs, lx), parts, k, silu),
+        DType::BF16 => run::<bf16>(format, (xs, lx), parts, k, silu),
         d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
     }
 }

@@ -1,6 +1,6 @@
-//! One decode step, fused for the GPU: nine launches a block (q/k/v in one GEMV, RoPE and the KV
-//! append in one kernel, the attention in one, the residual add and the next norm in one, gate/up in
-//! one, silu·up in one), with the position read from device memory, so that the same step can be
+//! One decode step, fused for the GPU: eight launches a block (q/k/v in one GEMV, RoPE and the KV
+//! append in one kernel, the attention in one, the residual add and the next norm in one, gate/up
+//! and silu·up in one), with the position read from device memory, so that the same step can be
 //! captured once as a CUDA graph ([`crate::model::graph`]) and replayed for every token.
 
 use super::{Attention, Cache, Kv, Mlp, Model};
@@ -105,10 +105,7 @@ impl Attention {
 impl Mlp {
     /// The MLP of one new token `xs` `[b, 1, hidden]`.
     fn decode(&self, xs: &Tensor) -> Result<Tensor> {
-        let [gate, up]: [Tensor; 2] = SwitchableLinear::forward_many(&[&self.gate_proj, &self.up_proj], xs)?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("mlp: gate/up projections".into()))?;
-        self.down_proj.forward(&kernels::decode::silu_mul(&gate, &up)?)
+        self.down_proj.forward(&SwitchableLinear::forward_silu_mul(&self.gate_proj, &self.up_proj, xs)?)
     }
 }
 

@@ -1,0 +1,72 @@
+//! Launches of the decode-step kernels, optionally with programmatic dependent launch (PDL). A
+//! decode step is a chain of some 250 kernels of a few µs each, so each kernel's launch latency
+//! weighs as much as its bytes. With PDL a kernel may start while the previous one finishes and wait
+//! (common.cuh's `pdl_wait`) for its results; the attribute is captured into CUDA graphs as a
+//! programmatic edge. Measured on the H200 (BENCHMARKS.md, issue 11 session 6) it did not pay: a
+//! step's linears took 0.98× (bf16) to 1.12× (nf4) the plain launches' time, and minilab's tg128
+//! moved by −1.2 % to +0.4 %; so it is off unless `MINILAB_PDL=1`.
+
+use std::ffi::c_void;
+
+use candle_core::cuda_backend::cudarc::driver::sys;
+use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
+use candle_core::cuda_backend::{CudaDevice, WrapErr};
+use candle_core::Result;
+
+/// A kernel of one of minilab's PTX modules: its name, the module's name and its PTX.
+pub(crate) struct Func<'a> {
+    pub name: &'a str,
+    pub module: &'static str,
+    pub ptx: &'static str,
+}
+
+/// Whether kernels launch with PDL: with `MINILAB_PDL=1`, on compute capability 9.0 and later (where
+/// the kernels' wait is compiled in).
+pub(crate) fn pdl_enabled(dev: &CudaDevice) -> bool {
+    use sys::CUdevice_attribute_enum as Attr;
+    // minilab drives one GPU a process
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        let major = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+        std::env::var("MINILAB_PDL").as_deref() == Ok("1") && major.is_ok_and(|m| m >= 9)
+    })
+}
+
+/// The argument pointer the driver takes for one kernel parameter.
+pub(crate) fn arg<T>(value: &T) -> *mut c_void {
+    value as *const T as *mut c_void
+}
+
+/// Launches `kernel` on the device's stream, with PDL where [`pdl_enabled`].
+///
+/// # Safety
+/// `args` must point, in order, at live values whose types match the kernel's parameters, and every
+/// device address among them must cover what the kernel reads and writes for `cfg`.
+pub(crate) unsafe fn launch(
+    dev: &CudaDevice,
+    kernel: &Func<'_>,
+    cfg: LaunchConfig,
+    args: &mut [*mut c_void],
+) -> Result<()> {
+    let func = dev.get_or_load_custom_func(kernel.name, kernel.module, kernel.ptx)?.into_cuda_function();
+    let stream = dev.cuda_stream();
+    stream.context().bind_to_thread().w()?;
+    // SAFETY: a zeroed attribute value is valid plain data; the field set is the one the id names.
+    let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    let config = sys::CUlaunchConfig {
+        gridDimX: cfg.grid_dim.0,
+        gridDimY: cfg.grid_dim.1,
+        gridDimZ: cfg.grid_dim.2,
+        blockDimX: cfg.block_dim.0,
+        blockDimY: cfg.block_dim.1,
+        blockDimZ: cfg.block_dim.2,
+        sharedMemBytes: cfg.shared_mem_bytes,
+        hStream: stream.cu_stream(),
+        attrs: &mut attr,
+        numAttrs: u32::from(pdl_enabled(dev)),
+    };
+    // SAFETY: the caller vouches for the arguments; `config` and `attr` outlive the call.
+    unsafe { sys::cuLaunchKernelEx(&config, func.cu_function(), args.as_mut_ptr(), std::ptr::null_mut()) }.result().w()
+}
