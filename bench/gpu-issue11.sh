@@ -28,6 +28,14 @@
 #            `bench` runs llama-bench on them, then minilab bench (.gpu/minilab.xz) on the same shape in
 #            f16/int8/nf4, and prints both side by side at matched bits (Q8_0: 8.5 bits a weight against
 #            int8's 8 plus a row scale; Q4_0 and nf4: 4.5 each).
+#   peers [VARIANTS]: the PyTorch peers (bench/peers/torch_bnb.py, one process a variant; default
+#            bf16,static; also compile, nf4 and int8 with bitsandbytes from .gpu/bnb.zip) on the synthetic
+#            3B, then minilab bench on the same shape in f16/int8/nf4, and minilab / peer at matched format.
+#   pdl [MODELS]: programmatic dependent launch. `device_check cuda graph` and `device_check cuda`,
+#            `gemv_bench --pdl` (a step's linears, plain against PDL launches), then minilab bench for
+#            MODELS (default llama-3.2-3b) in f16/int8/nf4: the base build (.gpu/minilab-base.xz), this
+#            build ("new") and this build with MINILAB_PDL=1 ("pdl"), alternating.
+#            (Session 6 ran it when PDL was the default: its "nopdl" is today's "new", its "new" "pdl".)
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -58,28 +66,6 @@ for (name, test), r in sorted(rows.items()):
           f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {'' if roof is None else f'{roof:.1f}'} |")
 PY
 }
-table3() { python3 - "$OUT" <<'PY'
-import glob, json, os, sys
-rows = {}
-for f in sorted(glob.glob(f"{sys.argv[1]}/bench-*.json")):
-    model, prec, build = os.path.basename(f)[len("bench-"):-len(".json")].rsplit("-", 2)
-    try:
-        for r in json.load(open(f)):
-            rows[(model, prec, r["test"], build)] = r
-    except Exception as e:
-        print(f"| {model} {prec} {build} | failed: {e} |")
-print("| model | precision | test | base t/s | eager t/s | graph t/s | graph/base | graph/eager | graph roofline % | graph used |")
-print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-keys = sorted({k[:3] for k in rows})
-for k in keys:
-    b, e, g = (rows.get(k + (x,)) for x in ("base", "eager", "graph"))
-    f = lambda r: f"{r['avg_ts']:.1f} ± {r['stddev_ts']:.1f}" if r else "-"
-    ratio = lambda x, y: f"{x['avg_ts'] / y['avg_ts']:.2f}" if x and y else "-"
-    roof = g.get("roofline_pct") if g else None
-    print(f"| {k[0]} | {k[1]} | {k[2]} | {f(b)} | {f(e)} | {f(g)} | {ratio(g, b)} | {ratio(g, e)} | "
-          f"{'' if roof is None else f'{roof:.1f}'} | {g.get('cuda_graph') if g else '-'} |")
-PY
-}
 case "${1:-kernels}" in
 step)
   # step MODEL PRECISIONS: graph-replay time a token per precision, then each kernel's share of one
@@ -88,8 +74,8 @@ step)
   for p in ${3:-f16}; do timeout 120 /tmp/bin/device_check cuda step ${2:-llama-3.2-3b} $p 2>&1 | tail -2; done
   NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
   p=$(echo ${3:-f16} | cut -d' ' -f1)
-  # kernels a step: 10 a block (the split attention takes two) and one for the head
-  n=$(( $(python3 -c "print({'llama-3.2-3b':28,'llama-3.1-8b':32,'llama-3.2-1b':16}.get('${2:-llama-3.2-3b}',28))") * ${PER_BLOCK:-10} + 1 ))
+  # kernels a step: 9 a block (the split attention takes two; silu·up is in the gate/up GEMV) and one for the head
+  n=$(( $(python3 -c "print({'llama-3.2-3b':28,'llama-3.1-8b':32,'llama-3.2-1b':16}.get('${2:-llama-3.2-3b}',28))") * ${PER_BLOCK:-9} + 1 ))
   timeout 400 $NCU --graph-profiling node --clock-control none --cache-control none --metrics gpu__time_duration.sum \
     --kernel-name regex:"gemv_|attn_|rope_kv|add_rms_norm|silu_mul" --launch-skip $n --launch-count $((2 * n)) \
     --csv --print-units base /tmp/bin/device_check cuda step ${2:-llama-3.2-3b} $p > "$OUT/ncu-step.csv" 2> "$OUT/ncu-step.err"
@@ -134,7 +120,7 @@ decode)
       done
     done
   done
-  table3 | tee "$OUT/table.md"
+  python3 bench/builds_table.py "$OUT" $builds | tee "$OUT/table.md"
   tar czf "$OUT/decode.tgz" -C "$OUT" --exclude decode.tgz . && find "$OUT" -type f ! -name decode.tgz ! -name table.md -delete
   ;;
 minilab)
@@ -170,6 +156,62 @@ llamacpp)
       --no-log --output json > "$OUT/minilab-$m-$p.json" 2> "$OUT/minilab-$m-$p.err"; echo "minilab $m $p: exit $?"
   done
   python3 bench/peers/side_by_side.py "$OUT" $m | tee "$OUT/table.md"
+  ;;
+peers)
+  unpack minilab
+  rm -rf /tmp/bnb && python3 -c "import zipfile; zipfile.ZipFile('.gpu/bnb.zip').extractall('/tmp/bnb')"
+  for v in $(echo ${2:-bf16,static} | tr , ' '); do
+    PYTHONPATH=/tmp/bnb timeout ${PEER_LIMIT:-240} python3 bench/peers/torch_bnb.py --variants $v --reps 3 \
+      --model-dir /tmp/torch-3b --json "$OUT/torch-$v.json" > "$OUT/torch-$v.md" 2> "$OUT/torch-$v.err"
+    echo "torch $v: exit $? $(tail -c 200 "$OUT/torch-$v.err" | tr '\n' ' ')"
+  done
+  for p in f16 int8 nf4; do
+    timeout 150 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision $p \
+      -p 512 -n 128 -r 3 --no-log --output json > "$OUT/minilab-$p.json" 2> "$OUT/minilab-$p.err"; echo "minilab $p: exit $?"
+  done
+  python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
+import glob, json, os, statistics, sys
+out = sys.argv[1]
+mine = {}
+for p in ("f16", "int8", "nf4"):
+    try:
+        mine[p] = {r["test"]: r["avg_ts"] for r in json.load(open(f"{out}/minilab-{p}.json"))}
+    except Exception as e:
+        print(f"minilab {p}: {e}")
+print("| peer | format | test | peer t/s (median) | minilab t/s | minilab / peer |")
+print("| --- | --- | --- | ---: | ---: | ---: |")
+for f in sorted(glob.glob(f"{out}/torch-*.json")):
+    for name, r in json.load(open(f))["results"].items():
+        fmt = {"nf4": "nf4", "int8": "int8"}.get(name, "f16")
+        if "error" in r:
+            print(f"| torch {name} | {fmt} | | {r['error'][:60]} | | |"); continue
+        for test in ("pp512", "tg128"):
+            peer, ours = statistics.median(r[test]), mine.get(fmt, {}).get(test)
+            print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
+PY
+  ;;
+pdl)
+  unpack minilab minilab-base device_check
+  timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "device_check graph: exit $?"
+  tail -5 "$OUT/graph_check.md"
+  timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
+  grep -iE "decode|logits" "$OUT/device_check.txt" | tail -4
+  LD_LIBRARY_PATH=.gpu timeout 150 ./.gpu/gemv_bench --pdl > "$OUT/pdl.md" 2> "$OUT/pdl.err"; echo "gemv_bench --pdl: exit $?"
+  tail -3 "$OUT/pdl.err"; cat "$OUT/pdl.md"
+  for model in ${2:-llama-3.2-3b}; do
+    for p in f16 int8 nf4; do
+      for build in base new pdl; do
+        bin=/tmp/bin/minilab; env=""
+        [ $build = base ] && bin=/tmp/bin/minilab-base
+        [ $build = pdl ] && env="MINILAB_PDL=1"
+        env $env timeout 150 $bin bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+          -p 512 -n 128 -r 3 --no-log --output json > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
+        echo "$model $p $build: exit $?"
+      done
+    done
+  done
+  python3 bench/builds_table.py "$OUT" base new pdl | tee "$OUT/table.md"
+  tar czf "$OUT/pdl.tgz" -C "$OUT" --exclude pdl.tgz . ; find "$OUT" -type f ! -name pdl.tgz ! -name table.md ! -name pdl.md -delete
   ;;
 kernels)
   LD_LIBRARY_PATH=.gpu timeout 400 ./.gpu/gemv_bench ${2:-} > "$OUT/gemv.md" 2> "$OUT/gemv.err"; echo "gemv_bench: exit $?"

@@ -9,8 +9,10 @@
 //   the launches captured in one CUDA graph so host launch cost is not measured; median of 9 replays.
 // - A decode step: every linear of the model once, in order, distinct weights, as one graph.
 //
-// Usage: gemv_bench [--quick | --floor]. Prints markdown tables. --floor: where an NF4 GEMV's time goes
-// (launch floor, the loads alone, the whole kernel), per shape and for a decode step's linears.
+// Usage: gemv_bench [--quick | --floor | --pdl]. Prints markdown tables. --floor: where an NF4 GEMV's
+// time goes (launch floor, the loads alone, the whole kernel), per shape and for a decode step's
+// linears. --pdl: a decode step's linears (shipped kernels) launched plainly and with programmatic
+// dependent launch, in one process.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -117,6 +119,9 @@ int copies_past_l2(int f, int n, int k) {
 }
 void free_weight(Weight& w) { cudaFree(w.a); cudaFree(w.b); }
 
+// Whether launch_shipped asks for programmatic dependent launch (--pdl).
+static bool g_pdl = false;
+
 // Launch of the new kernel over parts [w0, w1, …] (all of one format), copy c.
 void launch_new(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys, int m, int r) {
     gemv::Parts ps{};
@@ -149,7 +154,20 @@ void launch_shipped(cudaStream_t s, const std::vector<const Weight*>& ws, int c,
         ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
         warps += (ws[i]->n + r - 1) / r;
     }
-    k<<<(warps + 3) / 4, 128, 0, s>>>(xs, ps);
+    if (!g_pdl) {
+        k<<<(warps + 3) / 4, 128, 0, s>>>(xs, ps);
+        return;
+    }
+    cudaLaunchAttribute attr{};
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3((warps + 3) / 4);
+    cfg.blockDim = dim3(128);
+    cfg.stream = s;
+    cfg.attrs = &attr;
+    cfg.numAttrs = 1;
+    CK(cudaLaunchKernelEx(&cfg, k, xs, ps));
 }
 void launch_dec(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys) {
     launch_shipped(s, ws, c, xs, ys, 1);
@@ -332,11 +350,13 @@ std::vector<Weight> step_weights(const Model& md, int f, uint64_t seed, size_t* 
 
 struct Shape;
 int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::vector<Shape>& shapes);
+int pdl_main(cudaStream_t s, double bw, const bf16* xs, void** ys);
 
 int main(int argc, char** argv) {
     bool quick = argc > 1 && std::string(argv[1]) == "--quick";
     bool prof = argc > 1 && std::string(argv[1]) == "--profile";
     bool floors = argc > 1 && std::string(argv[1]) == "--floor";
+    bool pdl = argc > 1 && std::string(argv[1]) == "--pdl";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
@@ -363,6 +383,7 @@ int main(int argc, char** argv) {
         {"3B head", 128256, 3072}, {"8B q/o", 4096, 4096}, {"8B k/v", 1024, 4096}, {"8B gate/up", 14336, 4096},
         {"8B down", 4096, 14336}, {"8B head", 128256, 4096}};
     if (floors) return floor_main(s, bw, xs, ys, shapes);
+    if (pdl) return pdl_main(s, bw, xs, ys);
     // Correctness first: every format, R and m against the reference, on every shape.
     printf("## Correctness: max |kernel − reference| / max |reference| (bf16 out; limit 4e-3)\n\n");
     printf("| shape | format | shipped m=1 | worst (m = 1,2,3,5,8; R = 1,2,4; decode kernel at m = 1) |\n| --- | --- | ---: | ---: |\n");
@@ -606,4 +627,52 @@ int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::
     CK(cudaGetLastError());
     cudaFree(sink);
     return worst_all < 4e-3 ? 0 : 3;
+}
+
+// --pdl: the shipped kernels of a decode step's linears (q/k/v and gate/up fused, one graph), launched
+// plainly and with programmatic dependent launch, alternating 3 times; ms a step (median of 9 replays
+// each) and GB/s. The outputs of the last launch of both ways are compared.
+int pdl_main(cudaStream_t s, double bw, const bf16* xs, void** ys) {
+    printf("## A decode step's linears, plain launches against PDL (m = 1, copy bandwidth %.0f GB/s)\n\n", bw / 1e9);
+    printf("| model | format | plain ms | pdl ms | pdl / plain | weight GB | plain GB/s | pdl GB/s | pdl %% of copy | head equal |\n");
+    printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    std::vector<bf16> first(128256), second(128256);
+    for (const Model& md : MODELS) {
+        for (int f = 0; f < 3; f++) {
+            size_t bytes;
+            std::vector<Weight> ws = step_weights(md, f, 300, &bytes);
+            auto step = [&](int) {
+                std::vector<void*> y1 = {ys[0]}, y3(ys, ys + 3);
+                for (int b = 0; b < md.blocks; b++) {
+                    Weight* w = &ws[b * 7];
+                    launch_shipped(s, {&w[0], &w[1], &w[2]}, 0, xs, y3, 1);
+                    launch_shipped(s, {&w[3]}, 0, xs, y1, 1);
+                    launch_shipped(s, {&w[4], &w[5]}, 0, xs, y3, 1);
+                    launch_shipped(s, {&w[6]}, 0, xs, y1, 1);
+                }
+                launch_shipped(s, {&ws.back()}, 0, xs, y1, 1);
+            };
+            std::vector<double> plain, with;
+            bool equal = true;
+            for (int rep = 0; rep < 3; rep++) {
+                for (int p = 0; p < 2; p++) {
+                    g_pdl = p == 1;
+                    CK(cudaMemsetAsync(ys[0], 0xff, (size_t)128256 * 2, s));
+                    (p ? with : plain).push_back(time_graph(s, 1, step));
+                    CK(cudaMemcpy((p ? second : first).data(), ys[0], (size_t)128256 * 2, cudaMemcpyDeviceToHost));
+                }
+                for (int i = 0; i < 128256; i++) equal &= *(uint16_t*)&first[i] == *(uint16_t*)&second[i];
+            }
+            g_pdl = false;
+            std::sort(plain.begin(), plain.end());
+            std::sort(with.begin(), with.end());
+            const double a = plain[1], b = with[1];
+            printf("| %s | %s | %.3f (%.3f–%.3f) | %.3f (%.3f–%.3f) | %.3f | %.3f | %.0f | %.0f | %.1f | %s |\n", md.name, FMT[f],
+                   a * 1e3, plain[0] * 1e3, plain[2] * 1e3, b * 1e3, with[0] * 1e3, with[2] * 1e3, b / a, bytes / 1e9,
+                   bytes / a / 1e9, bytes / b / 1e9, 100 * bytes / b / bw, equal ? "yes" : "NO");
+            for (auto& w : ws) free_weight(w);
+        }
+    }
+    CK(cudaGetLastError());
+    return 0;
 }
