@@ -36,6 +36,8 @@
 #            MODELS (default llama-3.2-3b) in f16/int8/nf4: the base build (.gpu/minilab-base.xz), this
 #            build ("new") and this build with MINILAB_PDL=1 ("pdl"), alternating.
 #            (Session 6 ran it when PDL was the default: its "nopdl" is today's "new", its "new" "pdl".)
+#   rope [MODELS]: the same for RoPE and the KV append done by the q/k/v launch (MINILAB_FUSE_ROPE=1,
+#            built in session 6 and not yet run on a GPU): the checks with it on, then base / new / rope.
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -190,28 +192,34 @@ for f in sorted(glob.glob(f"{out}/torch-*.json")):
             print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
   ;;
-pdl)
+pdl|rope)
+  # pdl: programmatic dependent launch (MINILAB_PDL=1); rope: RoPE and the KV append in the q/k/v
+  # launch (MINILAB_FUSE_ROPE=1). The checks run with the opt-in set; the benches alternate the base
+  # build, this build and this build with the opt-in.
   unpack minilab minilab-base device_check
-  timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "device_check graph: exit $?"
+  [ $1 = pdl ] && opt=MINILAB_PDL=1 || opt=MINILAB_FUSE_ROPE=1
+  env $opt timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "$opt device_check graph: exit $?"
   tail -5 "$OUT/graph_check.md"
-  timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
+  env $opt timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "$opt device_check: exit $?"
   grep -iE "decode|logits" "$OUT/device_check.txt" | tail -4
-  LD_LIBRARY_PATH=.gpu timeout 150 ./.gpu/gemv_bench --pdl > "$OUT/pdl.md" 2> "$OUT/pdl.err"; echo "gemv_bench --pdl: exit $?"
-  tail -3 "$OUT/pdl.err"; cat "$OUT/pdl.md"
+  if [ $1 = pdl ]; then
+    LD_LIBRARY_PATH=.gpu timeout 150 ./.gpu/gemv_bench --pdl > "$OUT/pdl.md" 2> "$OUT/pdl.err"; echo "gemv_bench --pdl: exit $?"
+    tail -3 "$OUT/pdl.err"; cat "$OUT/pdl.md"
+  fi
   for model in ${2:-llama-3.2-3b}; do
     for p in f16 int8 nf4; do
-      for build in base new pdl; do
+      for build in base new $1; do
         bin=/tmp/bin/minilab; env=""
         [ $build = base ] && bin=/tmp/bin/minilab-base
-        [ $build = pdl ] && env="MINILAB_PDL=1"
+        [ $build = $1 ] && env=$opt
         env $env timeout 150 $bin bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
           -p 512 -n 128 -r 3 --no-log --output json > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
         echo "$model $p $build: exit $?"
       done
     done
   done
-  python3 bench/builds_table.py "$OUT" base new pdl | tee "$OUT/table.md"
-  tar czf "$OUT/pdl.tgz" -C "$OUT" --exclude pdl.tgz . ; find "$OUT" -type f ! -name pdl.tgz ! -name table.md ! -name pdl.md -delete
+  python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
+  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md -delete
   ;;
 kernels)
   LD_LIBRARY_PATH=.gpu timeout 400 ./.gpu/gemv_bench ${2:-} > "$OUT/gemv.md" 2> "$OUT/gemv.err"; echo "gemv_bench: exit $?"

@@ -12,4 +12,6 @@ mod params;
 pub mod softmax;
 
 pub use decode::MAX_CONTEXT;
-pub use op::{dense, enabled, int8, linear_many, linear_silu_mul, nf4, set_enabled, WeightRef};
+pub use op::{
+    dense, enabled, int8, linear_many, linear_qkv_rope, linear_silu_mul, nf4, set_enabled, RopeKvRefs, WeightRef,
+};

@@ -163,7 +163,7 @@ impl CustomOp2 for LinearOp {
         lw: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let part = super::cuda::GemvPart { a: (w, lw), b: None, n: self.n };
-        let ys = super::cuda::gemv_parts(Format::Dense, (xs, lx), &[part], self.k, false)?;
+        let ys = super::cuda::gemv_parts(Format::Dense, (xs, lx), &[part], self.k, super::cuda::Epilogue::Plain)?;
         Ok((ys, self.out_shape(lx)))
     }
 }
@@ -237,7 +237,7 @@ impl CustomOp3 for LinearOp {
         lb: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         let part = super::cuda::GemvPart { a: (a, la), b: Some((b, lb)), n: self.n };
-        let ys = super::cuda::gemv_parts(self.format, (xs, lx), &[part], self.k, false)?;
+        let ys = super::cuda::gemv_parts(self.format, (xs, lx), &[part], self.k, super::cuda::Epilogue::Plain)?;
         Ok((ys, self.out_shape(lx)))
     }
 }
@@ -277,7 +277,7 @@ impl WeightRef<'_> {
 /// prefill rows, mixed formats or shapes, kernels off): the caller runs the layers one by one.
 pub fn linear_many(xs: &Tensor, ws: &[WeightRef<'_>]) -> Result<Option<Vec<Tensor>>> {
     let Some((dims, k)) = many_applies(xs, ws)? else { return Ok(None) };
-    many_cuda(&aligned(xs)?, ws, &dims, k, false).map(Some)
+    many_cuda(&aligned(xs)?, ws, &dims, k, Epi::Plain).map(Some)
 }
 
 /// `silu(xs·gateᵀ)·(xs·upᵀ)` `[…, n]`, the MLP's gate/up and its activation in one GPU launch.
@@ -285,19 +285,73 @@ pub fn linear_many(xs: &Tensor, ws: &[WeightRef<'_>]) -> Result<Option<Vec<Tenso
 pub fn linear_silu_mul(xs: &Tensor, gate: WeightRef<'_>, up: WeightRef<'_>) -> Result<Option<Tensor>> {
     let ws = [gate, up];
     let Some((dims, k)) = many_applies(xs, &ws)? else { return Ok(None) };
-    if dims[0] != dims[1] || !silu_fuses(gate.format(), xs.dtype(), xs.elem_count() / k) {
+    if dims[0] != dims[1] || !fuses(gate.format(), xs.dtype(), xs.elem_count() / k, Epi::SiluMul) {
         return Ok(None);
     }
-    Ok(many_cuda(&aligned(xs)?, &ws, &dims, k, true)?.pop())
+    Ok(many_cuda(&aligned(xs)?, &ws, &dims, k, Epi::SiluMul)?.pop())
+}
+
+/// The tensors of [`super::decode::rope_kv`], for a q/k/v launch that also does its work.
+#[derive(Debug, Clone, Copy)]
+pub struct RopeKvRefs<'a> {
+    pub heads: usize,
+    /// `[max_pos, d/2]` each.
+    pub tables: [&'a Tensor; 2],
+    /// `[1]` u32 on the device.
+    pub pos: &'a Tensor,
+    /// k and v, `[b, kv_heads, cap, d]` each.
+    pub caches: [&'a Tensor; 2],
+}
+
+/// q/k/v of one new token per sequence in one GPU launch that also rotates q and k at `*pos` and
+/// writes k and v into the caches there, as [`super::decode::rope_kv`] does → q `[b, heads, 1, d]`.
+/// Opt-in with `MINILAB_FUSE_ROPE=1` (built, not yet checked on a GPU); `None` where it does not
+/// apply ([`linear_many`]'s cases, shapes that are not q/k/v of these caches): the caller then takes
+/// [`linear_many`] and `rope_kv`.
+pub fn linear_qkv_rope(xs: &Tensor, ws: [WeightRef<'_>; 3], rope: RopeKvRefs<'_>) -> Result<Option<Tensor>> {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !*ON.get_or_init(|| std::env::var("MINILAB_FUSE_ROPE").as_deref() == Ok("1")) {
+        return Ok(None);
+    }
+    let Some((dims, k)) = many_applies(xs, &ws)? else { return Ok(None) };
+    let (b, kv_heads, _, d) = rope.caches[0].dims4()?;
+    let rows = xs.elem_count() / k;
+    let shapes = rows == b
+        && d > 0
+        && dims[0].0 == rope.heads * d
+        && dims[1].0 == kv_heads * d
+        && dims[2].0 == kv_heads * d
+        && xs.dtype() == rope.caches[0].dtype();
+    if !shapes || !fuses(ws[0].format(), xs.dtype(), rows, Epi::Rope(rope)) {
+        return Ok(None);
+    }
+    let q = many_cuda(&aligned(xs)?, &ws, &dims, k, Epi::Rope(rope))?.pop();
+    // (b, heads·d) → (b, heads, 1, d)
+    q.map(|q| q.reshape((b, rope.heads, 1, d))).transpose()
+}
+
+/// What a multi-weight launch writes: each output, silu(gate)·up, or q with RoPE and the KV writes.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+enum Epi<'a> {
+    Plain,
+    SiluMul,
+    Rope(RopeKvRefs<'a>),
 }
 
 #[cfg(feature = "cuda")]
-fn silu_fuses(format: Format, dtype: candle_core::DType, rows: usize) -> bool {
-    super::cuda::silu_fuses(format, dtype, rows)
+fn fuses(format: Format, dtype: candle_core::DType, rows: usize, epi: Epi<'_>) -> bool {
+    use super::cuda::{Epilogue, RopeArg};
+    let epi = match epi {
+        Epi::Plain => Epilogue::Plain,
+        Epi::SiluMul => Epilogue::SiluMul,
+        Epi::Rope(_) => Epilogue::Rope(RopeArg::default()),
+    };
+    super::cuda::epilogue_fuses(format, dtype, rows, epi)
 }
 
 #[cfg(not(feature = "cuda"))]
-fn silu_fuses(_: Format, _: candle_core::DType, _: usize) -> bool {
+fn fuses(_: Format, _: candle_core::DType, _: usize, _: Epi<'_>) -> bool {
     false
 }
 
@@ -325,7 +379,13 @@ fn many_applies(xs: &Tensor, ws: &[WeightRef<'_>]) -> Result<Option<ManyDims>> {
 }
 
 #[cfg(feature = "cuda")]
-fn many_cuda(xs: &Tensor, ws: &[WeightRef<'_>], dims: &[(usize, usize)], k: usize, silu: bool) -> Result<Vec<Tensor>> {
+fn many_cuda(
+    xs: &Tensor,
+    ws: &[WeightRef<'_>],
+    dims: &[(usize, usize)],
+    k: usize,
+    epi: Epi<'_>,
+) -> Result<Vec<Tensor>> {
     use candle_core::{op::BackpropOp, Storage};
     fn cuda(s: &Storage) -> Result<&candle_core::CudaStorage> {
         match s {
@@ -354,9 +414,19 @@ fn many_cuda(xs: &Tensor, ws: &[WeightRef<'_>], dims: &[(usize, usize)], k: usiz
         };
         parts.push(super::cuda::GemvPart { a: (cuda(a)?, la), b, n });
     }
-    let ys = super::cuda::gemv_parts(ws[0].format(), (cuda(&xs_storage)?, xs_layout), &parts, k, silu)?;
     let rows = xs.elem_count() / k;
-    let outs = if silu { &dims[..1] } else { dims };
+    let launch = |e| super::cuda::gemv_parts(ws[0].format(), (cuda(&xs_storage)?, xs_layout), &parts, k, e);
+    let ys = match epi {
+        Epi::Plain => launch(super::cuda::Epilogue::Plain)?,
+        Epi::SiluMul => launch(super::cuda::Epilogue::SiluMul)?,
+        Epi::Rope(r) => {
+            let (_, kv_heads, cap, d) = r.caches[0].dims4()?;
+            let s = super::cuda::decode::RopeKv { b: rows, heads: r.heads, kv_heads, cap, d };
+            let e = |arg| launch(super::cuda::Epilogue::Rope(arg));
+            super::cuda::decode::with_rope_arg(&s, r.tables, r.pos, r.caches, e)?
+        }
+    };
+    let outs = if matches!(epi, Epi::Plain) { dims } else { &dims[..1] };
     let total: usize = outs.iter().map(|d| d.0).sum();
     let flat = Tensor::from_storage(Storage::Cuda(ys), rows * total, BackpropOp::none(), false);
     let mut out = Vec::with_capacity(outs.len());
@@ -374,6 +444,6 @@ fn many_cuda(xs: &Tensor, ws: &[WeightRef<'_>], dims: &[(usize, usize)], k: usiz
 }
 
 #[cfg(not(feature = "cuda"))]
-fn many_cuda(_: &Tensor, _: &[WeightRef<'_>], _: &[(usize, usize)], _: usize, _: bool) -> Result<Vec<Tensor>> {
+fn many_cuda(_: &Tensor, _: &[WeightRef<'_>], _: &[(usize, usize)], _: usize, _: Epi<'_>) -> Result<Vec<Tensor>> {
     candle_core::bail!("linear kernel: built without CUDA")
 }

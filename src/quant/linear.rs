@@ -282,6 +282,18 @@ impl SwitchableLinear {
         kernels::decode::silu_mul(&g, &u)
     }
 
+    /// q/k/v of one new token, rotated and written into the caches in one GPU launch
+    /// ([`kernels::linear_qkv_rope`], opt-in) → q `[b, heads, 1, d]`; `None` where that launch does
+    /// not apply, and the caller runs [`Self::forward_many`] and [`kernels::decode::rope_kv`].
+    pub fn forward_qkv_rope(
+        layers: [&SwitchableLinear; 3],
+        xs: &Tensor,
+        rope: kernels::RopeKvRefs<'_>,
+    ) -> Result<Option<Tensor>> {
+        let [Some(q), Some(k), Some(v)] = layers.map(|l| l.weight_ref()) else { return Ok(None) };
+        kernels::linear_qkv_rope(xs, [q, k, v], rope)
+    }
+
     /// The stored weight as the fused kernels take it; `None` for a layer with a bias.
     fn weight_ref(&self) -> Option<kernels::WeightRef<'_>> {
         if self.bias.is_some() {

@@ -42,16 +42,37 @@ struct Part {
     int n;
 };
 
+// What a launch writes besides the plain outputs.
+enum Mode { PLAIN = 0, SILU = 1, ROPE = 2 };
+
+// ROPE: the q/k/v launch also does decode.cu's rope_kv. cos, sin: [max_pos, d/2] in T; pos: the
+// position (device memory); k_cache, v_cache: [m, kv_heads, cap, d] in T.
+struct Rope {
+    const void* cos;
+    const void* sin;
+    const uint32_t* pos;
+    void* k_cache;
+    void* v_cache;
+    int d;
+    int cap;
+    int max_pos;
+    int pad;
+};
+
 // Up to three weights sharing xs [m, k]: warps are handed out part after part, R rows each.
-// silu (two parts of n rows, gate then up, R ≥ 2): a warp takes R/2 rows of each and writes only
-// silu(gate)·up [m, n] to the first part's ys, rounding as the separate kernels would (decode.cu's
-// silu_mul), so that the MLP's gate/up launch also does its activation.
+// - SILU (two parts of n rows, gate then up, R ≥ 2): a warp takes R/2 rows of each and writes only
+//   silu(gate)·up [m, n] to the first part's ys, rounding as the separate kernels would (decode.cu's
+//   silu_mul), so that the MLP's gate/up launch also does its activation.
+// - ROPE (q, k, v parts, R = 2): a warp takes the rows i and i + d/2 of a q or k head (a RoPE pair) or
+//   two rows of v, and writes q rotated at *pos to the first part's ys ([m, heads·d]), k rotated and v
+//   into the caches at *pos, rounding as rope_kv would; nothing when *pos is past cap or max_pos.
 struct Parts {
     Part p[3];
     int count;
     int m;
     int k;
-    int silu;
+    int mode;
+    Rope rope;
 };
 
 // Elements of one weight row a lane takes per step, and its 16-byte loads: one (two for f32 weights).
@@ -132,16 +153,27 @@ __device__ __forceinline__ void decode8(const uint4* w, int s, float* out, const
 // kernels use; bench/kernels/gemv_bench.cu --floor times others).
 template <int M> __host__ __device__ constexpr int default_unroll() { return M <= 2 ? 2 : 1; }
 
-// The warp's R rows of part `p`, starting at row0, against the m rows of xs. SILU: rows row0 … of
-// `p` (gate) for r < R/2 and the same rows of `*up` for the others; writes silu(gate)·up.
-template <typename T, int F, int M, int R, int U = default_unroll<M>(), bool SILU = false>
+// What the warp's rows are and where their results go (Parts' modes): plain rows of one part; gate and
+// up rows (SILU); a RoPE pair of q or of k (ROPE_Q, ROPE_K); two rows of v for the cache (V_CACHE).
+enum RowsOut { OUT_PLAIN, OUT_SILU, OUT_ROPE_Q, OUT_ROPE_K, OUT_V_CACHE };
+
+// Element j of row `row` of sequence s in a [m, kv_heads, cap, d] cache at position pos.
+__device__ __forceinline__ size_t cache_at(int s, int row, int kv_heads, int cap, int d, uint32_t pos) {
+    return (((size_t)s * kv_heads + row / d) * cap + pos) * d + row % d;
+}
+
+// The warp's R rows of part `p` against the m rows of xs: rows row0, row0 + stride, … (OUT_SILU: rows
+// row0 … of `p` (gate) for r < R/2 and the same rows of `*up` for the others).
+template <typename T, int F, int M, int R, int U = default_unroll<M>(), int OUT = OUT_PLAIN>
 __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, int row0, const char* table,
-                                     const Part* up = nullptr) {
+                                     const Part* up = nullptr, int stride = 1, const Rope* rope = nullptr) {
+    constexpr bool SILU = OUT == OUT_SILU;
     constexpr int E = step_elems<F>(), WL = step_loads<T, F>(), SUBS = E / 8, H = SILU ? R / 2 : R;
     static_assert(H >= 1, "a SILU warp takes at least one row of each part");
+    static_assert(R == 2 || OUT == OUT_PLAIN || OUT == OUT_SILU, "RoPE pairs take two rows a warp");
     // part and row of the warp's row r
     const auto part = [&](int r) -> const Part& { return SILU && r >= H ? *up : p; };
-    const auto row_of = [&](int r) { return row0 + (r >= H ? r - H : r); };
+    const auto row_of = [&](int r) { return SILU ? row0 + (r >= H ? r - H : r) : row0 + r * stride; };
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
     // bytes of a row: k·sizeof(T) dense, k int8, k/2 NF4
@@ -201,7 +233,37 @@ __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, in
             for (int i = 0; i < M; i++) acc[r][i] = F == NF4 ? fmaf(part[r][i], scale[r], acc[r][i]) : acc[r][i] + part[r][i];
     }
     T* ys = reinterpret_cast<T*>(p.ys);
-    if constexpr (SILU) {
+    if constexpr (OUT == OUT_ROPE_Q || OUT == OUT_ROPE_K || OUT == OUT_V_CACHE) {
+        const uint32_t pos = *rope->pos;  // one value for the whole warp: no lane leaves the shuffles
+        if (pos >= (uint32_t)rope->cap || pos >= (uint32_t)rope->max_pos) return;
+        const int r0 = row_of(0), r1 = row_of(1), d = rope->d, kv_heads = p.n / d;
+        const float s0 = (F == INT8 && r0 < p.n) ? __ldg(p.b + r0) : 1.f, s1 = (F == INT8 && r1 < p.n) ? __ldg(p.b + r1) : 1.f;
+#pragma unroll
+        for (int i = 0; i < M; i++) {
+            if (i < m) {
+                // the projections as they would be stored, then rotated in f32 (decode.cu's rope_kv)
+                const float a = to_f(from_f<T>(warp_sum(acc[0][i]) * s0)), b = to_f(from_f<T>(warp_sum(acc[1][i]) * s1));
+                if (lane != 0) continue;
+                if constexpr (OUT == OUT_V_CACHE) {
+                    T* v = reinterpret_cast<T*>(rope->v_cache);
+                    if (r0 < p.n) v[cache_at(i, r0, kv_heads, rope->cap, d, pos)] = from_f<T>(a);
+                    if (r1 < p.n) v[cache_at(i, r1, kv_heads, rope->cap, d, pos)] = from_f<T>(b);
+                } else {
+                    const size_t t = (size_t)pos * (d / 2) + r0 % d;
+                    const float c = to_f(reinterpret_cast<const T*>(rope->cos)[t]), sn = to_f(reinterpret_cast<const T*>(rope->sin)[t]);
+                    const T x0 = from_f<T>(a * c - b * sn), x1 = from_f<T>(b * c + a * sn);
+                    if constexpr (OUT == OUT_ROPE_Q) {
+                        ys[(size_t)i * p.n + r0] = x0;
+                        ys[(size_t)i * p.n + r1] = x1;
+                    } else {
+                        T* kc = reinterpret_cast<T*>(rope->k_cache);
+                        kc[cache_at(i, r0, kv_heads, rope->cap, d, pos)] = x0;
+                        kc[cache_at(i, r1, kv_heads, rope->cap, d, pos)] = x1;
+                    }
+                }
+            }
+        }
+    } else if constexpr (SILU) {
 #pragma unroll
         for (int r = 0; r < H; r++) {
             const int row = row0 + r;
@@ -216,17 +278,17 @@ __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, in
                 }
             }
         }
-        return;
-    }
+    } else {
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        const int row = row0 + r;
-        const float s = (F == INT8 && row < p.n) ? __ldg(p.b + row) : 1.f;
+        for (int r = 0; r < R; r++) {
+            const int row = row0 + r;
+            const float s = (F == INT8 && row < p.n) ? __ldg(p.b + row) : 1.f;
 #pragma unroll
-        for (int i = 0; i < M; i++) {
-            if (i < m) {
-                const float v = warp_sum(acc[r][i]);
-                if (lane == 0 && row < p.n) ys[(size_t)i * p.n + row] = from_f<T>(v * s);
+            for (int i = 0; i < M; i++) {
+                if (i < m) {
+                    const float v = warp_sum(acc[r][i]);
+                    if (lane == 0 && row < p.n) ys[(size_t)i * p.n + row] = from_f<T>(v * s);
+                }
             }
         }
     }
@@ -248,19 +310,37 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     const int warps = gridDim.x * (blockDim.x >> 5);
     if constexpr (F == NF4) fill_table(table);
     pdl_wait();
+    const char* tb = reinterpret_cast<const char*>(table);
     if constexpr (R >= 2) {
-        if (ps.silu) {
+        if (ps.mode == SILU) {
             constexpr int H = R / 2;
             const int groups = (ps.p[0].n + H - 1) / H;
             for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < groups; g += warps)
-                rows<T, F, M, R, U, true>(xs, ps.p[0], ps.m, ps.k, g * H, reinterpret_cast<const char*>(table), &ps.p[1]);
+                rows<T, F, M, R, U, OUT_SILU>(xs, ps.p[0], ps.m, ps.k, g * H, tb, &ps.p[1]);
+            return;
+        }
+    }
+    if constexpr (R == 2) {
+        if (ps.mode == ROPE) {
+            // q pairs, then k pairs (head h, index i < d/2: rows h·d + i and h·d + i + d/2), then v rows
+            const int half = ps.rope.d / 2, gq = ps.p[0].n / 2, gk = ps.p[1].n / 2, gv = (ps.p[2].n + 1) / 2;
+            for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < gq + gk + gv; g += warps) {
+                if (g < gq) {
+                    rows<T, F, M, R, U, OUT_ROPE_Q>(xs, ps.p[0], ps.m, ps.k, g / half * 2 * half + g % half, tb, nullptr, half, &ps.rope);
+                } else if (g < gq + gk) {
+                    const int h = g - gq;
+                    rows<T, F, M, R, U, OUT_ROPE_K>(xs, ps.p[1], ps.m, ps.k, h / half * 2 * half + h % half, tb, nullptr, half, &ps.rope);
+                } else {
+                    rows<T, F, M, R, U, OUT_V_CACHE>(xs, ps.p[2], ps.m, ps.k, (g - gq - gk) * 2, tb, nullptr, 1, &ps.rope);
+                }
+            }
             return;
         }
     }
     for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
-        if (g < g0) rows<T, F, M, R, U>(xs, ps.p[0], ps.m, ps.k, g * R, reinterpret_cast<const char*>(table));
-        else if (g < g0 + g1) rows<T, F, M, R, U>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, reinterpret_cast<const char*>(table));
-        else rows<T, F, M, R, U>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, reinterpret_cast<const char*>(table));
+        if (g < g0) rows<T, F, M, R, U>(xs, ps.p[0], ps.m, ps.k, g * R, tb);
+        else if (g < g0 + g1) rows<T, F, M, R, U>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, tb);
+        else rows<T, F, M, R, U>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, tb);
     }
 }
 

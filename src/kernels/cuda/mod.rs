@@ -64,49 +64,106 @@ struct PartsArg {
     count: i32,
     m: i32,
     k: i32,
-    silu: i32,
+    mode: i32,
+    rope: RopeArg,
 }
 
 // SAFETY: plain old data laid out as the C structs the kernels take.
 unsafe impl DeviceRepr for PartsArg {}
 
+/// `gemv::Rope` of gemv.cuh: device addresses of the RoPE tables `[max_pos, d/2]`, the position
+/// (u32) and the caches `[m, kv_heads, cap, d]`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct RopeArg {
+    pub cos: u64,
+    pub sin: u64,
+    pub pos: u64,
+    pub k_cache: u64,
+    pub v_cache: u64,
+    pub d: i32,
+    pub cap: i32,
+    pub max_pos: i32,
+    pub pad: i32,
+}
+
+/// What a GEMV launch writes (gemv.cuh's `Parts::mode`).
+#[derive(Clone, Copy)]
+pub(crate) enum Epilogue {
+    /// Each part's `[m, n_i]`, part after part.
+    Plain,
+    /// silu(gate)·up `[m, n]` of two parts (gate, up) of one shape.
+    SiluMul,
+    /// q `[m, heads·d]` rotated at the position, k rotated and v written into the caches there
+    /// (q, k, v parts; `d` divides their rows).
+    Rope(RopeArg),
+}
+
+impl Epilogue {
+    fn mode(&self) -> i32 {
+        match self {
+            Self::Plain => 0,
+            Self::SiluMul => 1,
+            Self::Rope(_) => 2,
+        }
+    }
+}
+
 /// Rows of xs the kernel is built for and output rows a warp takes (linear.cu's GEMVS list):
 /// measured best on the H200 in bench/kernels/gemv_bench.cu.
-fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize, silu: bool) -> (usize, usize) {
+/// SiluMul and Rope need two rows a warp (Rope exactly two).
+fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize, epi: Epilogue) -> (usize, usize) {
     if dtype == DType::F32 {
-        return (8, if silu { 2 } else { 1 });
+        return (8, if matches!(epi, Epilogue::Plain) { 1 } else { 2 });
     }
     let mm = m.next_power_of_two().max(1);
     let r = match (format, mm) {
-        (Format::Nf4, 1) if n_max >= 8192 => 4,
+        (Format::Nf4, 1) if n_max >= 8192 && !matches!(epi, Epilogue::Rope(_)) => 4,
         (Format::Dense, 4 | 8) => 1,
         _ => 2,
     };
     (mm, r)
 }
 
-/// Whether the gate/up launch of `m` rows of xs can also apply silu·up ([`gemv_parts`]' `silu`):
-/// its kernel must take at least two rows a warp.
-pub(crate) fn silu_fuses(format: Format, dtype: DType, m: usize) -> bool {
-    (1..=8).contains(&m) && gemv_variant(format, dtype, m, 0, true).1 >= 2
+/// Whether a launch of `m` rows of xs can write `epi` (anything but Plain needs a kernel that takes
+/// two rows a warp).
+pub(crate) fn epilogue_fuses(format: Format, dtype: DType, m: usize, epi: Epilogue) -> bool {
+    (1..=8).contains(&m) && (matches!(epi, Epilogue::Plain) || gemv_variant(format, dtype, m, 0, epi).1 >= 2)
+}
+
+/// The parts' shapes `epi` takes: two of one shape for SiluMul; q, k, v whose rows `d` divides
+/// (k and v alike, d even) for Rope.
+fn epilogue_shapes(parts: &[GemvPart<'_>], epi: Epilogue) -> bool {
+    match epi {
+        Epilogue::Plain => true,
+        Epilogue::SiluMul => parts.len() == 2 && parts[0].n == parts[1].n,
+        Epilogue::Rope(r) => {
+            let d = r.d.max(0) as usize;
+            parts.len() == 3
+                && d >= 2
+                && d.is_multiple_of(2)
+                && parts[1].n == parts[2].n
+                && parts.iter().all(|p| p.n.is_multiple_of(d))
+        }
+    }
 }
 
 /// `ys_i[m, n_i] = xs[m, k]·W_iᵀ` for up to three weights of one format, in one launch; the
-/// outputs come back as one buffer, part after part. `silu`: two parts (gate, up) of one shape,
-/// and the output is silu(gate)·up `[m, n]` alone ([`silu_fuses`] must hold).
+/// outputs come back as one buffer, part after part, or as `epi` says: silu(gate)·up `[m, n]`, or
+/// the rotated q `[m, heads·d]` (k and v then go to the caches). [`epilogue_fuses`] must hold.
 pub(crate) fn gemv_parts(
     format: Format,
     (xs, lx): (&CudaStorage, &Layout),
     parts: &[GemvPart<'_>],
     k: usize,
-    silu: bool,
+    epi: Epilogue,
 ) -> Result<CudaStorage> {
     fn run<T: CudaDType + DeviceRepr>(
         format: Format,
         (xs, lx): (&CudaStorage, &Layout),
         parts: &[GemvPart<'_>],
         k: usize,
-        silu: bool,
+        epi: Epilogue,
     ) -> Result<CudaStorage> {
         let dev = &xs.device;
         let stream = dev.cuda_stream();
@@ -119,17 +176,29 @@ pub(crate) fn gemv_parts(
         if m == 0 || m > 8 || parts.is_empty() || parts.len() > 3 || rx.len() != m * k {
             candle_core::bail!("linear kernel: {m} rows and {} weights are not a GEMV launch", parts.len());
         }
-        if silu && (parts.len() != 2 || parts[0].n != parts[1].n || !silu_fuses(format, xs.dtype(), m)) {
-            candle_core::bail!("linear kernel: silu·up takes two weights of one shape");
+        if !epilogue_shapes(parts, epi) || !epilogue_fuses(format, xs.dtype(), m, epi) {
+            candle_core::bail!("linear kernel: these weights do not take a fused silu·up or RoPE");
         }
-        let total: usize = if silu { parts[0].n } else { parts.iter().map(|p| p.n).sum() };
-        // SAFETY: every element is written by the kernel (each part's m × n outputs, or silu's m × n).
+        let total: usize = match epi {
+            Epilogue::Plain => parts.iter().map(|p| p.n).sum(),
+            Epilogue::SiluMul | Epilogue::Rope(_) => parts[0].n,
+        };
+        // SAFETY: every element is written by the kernel (each part's m × n outputs, silu's m × n or
+        // q's m × n; with Rope none at a position past the cache or the tables, which the caller
+        // rules out).
         let ys = unsafe { dev.alloc::<T>(m * total)? };
         let (x_base, x_sync) = xs.as_cuda_slice::<T>()?.device_ptr(&stream);
         let x_ptr = x_base + (rx.start * size) as u64;
         let (y_ptr, y_sync) = ys.device_ptr(&stream);
-        let mut arg =
-            PartsArg { count: parts.len() as i32, m: m as i32, k: k as i32, silu: silu.into(), ..Default::default() };
+        let rope = if let Epilogue::Rope(r) = epi { r } else { RopeArg::default() };
+        let mut arg = PartsArg {
+            count: parts.len() as i32,
+            m: m as i32,
+            k: k as i32,
+            mode: epi.mode(),
+            rope,
+            ..Default::default()
+        };
         let mut syncs = Vec::with_capacity(2 * parts.len());
         let mut offset = 0;
         for (slot, part) in arg.p.iter_mut().zip(parts) {
@@ -137,14 +206,19 @@ pub(crate) fn gemv_parts(
             *slot = PartArg { a: a_ptr, b: b_ptr, ys: y_ptr + (offset * size) as u64, n: part.n as i32, pad: 0 };
             offset += m * part.n;
         }
-        let (mm, r) = gemv_variant(format, xs.dtype(), m, parts.iter().map(|p| p.n).max().unwrap_or(0), silu);
+        let (mm, r) = gemv_variant(format, xs.dtype(), m, parts.iter().map(|p| p.n).max().unwrap_or(0), epi);
         let kind = match format {
             Format::Dense => "dense",
             Format::Int8 => "int8",
             Format::Nf4 => "nf4",
         };
         let name = format!("gemv_{kind}_{}_m{mm}_r{r}", suffix(xs.dtype())?);
-        let warps: usize = if silu { parts[0].n.div_ceil(r / 2) } else { parts.iter().map(|p| p.n.div_ceil(r)).sum() };
+        let warps: usize = match epi {
+            Epilogue::Plain => parts.iter().map(|p| p.n.div_ceil(r)).sum(),
+            Epilogue::SiluMul => parts[0].n.div_ceil(r / 2),
+            // a RoPE pair of q or k, or two rows of v, a warp
+            Epilogue::Rope(_) => parts.iter().map(|p| p.n.div_ceil(2)).sum(),
+        };
         let cfg = LaunchConfig {
             grid_dim: (warps.div_ceil(WARPS_PER_BLOCK) as u32, 1, 1),
             block_dim: (32 * WARPS_PER_BLOCK as u32, 1, 1),
@@ -158,9 +232,9 @@ pub(crate) fn gemv_parts(
         Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
     }
     match xs.dtype() {
-        DType::F32 => run::<f32>(format, (xs, lx), parts, k, silu),
-        DType::F16 => run::<f16>(format, (xs, lx), parts, k, silu),
-        DType::BF16 => run::<bf16>(format, (xs, lx), parts, k, silu),
+        DType::F32 => run::<f32>(format, (xs, lx), parts, k, epi),
+        DType::F16 => run::<f16>(format, (xs, lx), parts, k, epi),
+        DType::BF16 => run::<bf16>(format, (xs, lx), parts, k, epi),
         d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
     }
 }

@@ -83,11 +83,18 @@ impl Attention {
     /// `kv`'s buffers → `[b, 1, hidden]`.
     fn decode(&self, xs: &Tensor, pos: &Tensor, rope: &super::Rope, kv: &Kv) -> Result<Tensor> {
         let b = xs.dim(0)?;
-        let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], xs)?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
+        let layers = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let refs = kernels::RopeKvRefs { heads: self.n_heads, tables: rope.tables(), pos, caches: [&kv.k, &kv.v] };
         // q: (b, heads, 1, head_dim)
-        let q = kernels::decode::rope_kv(self.n_heads, [&q, &k, &v], rope.tables(), pos, [&kv.k, &kv.v])?;
+        let q = match SwitchableLinear::forward_qkv_rope(layers, xs, refs)? {
+            Some(q) => q,
+            None => {
+                let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&layers, xs)?
+                    .try_into()
+                    .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
+                kernels::decode::rope_kv(self.n_heads, [&q, &k, &v], rope.tables(), pos, [&kv.k, &kv.v])?
+            }
+        };
         let scale = 1.0 / (self.head_dim as f32).sqrt();
         let ys = match kernels::decode::attention_decode(&q, &kv.k, &kv.v, pos, scale)? {
             // (b, heads, 1, head_dim) → (b, 1, hidden)
