@@ -36,8 +36,10 @@
 #            MODELS (default llama-3.2-3b) in f16/int8/nf4: the base build (.gpu/minilab-base.xz), this
 #            build ("new") and this build with MINILAB_PDL=1 ("pdl"), alternating.
 #            (Session 6 ran it when PDL was the default: its "nopdl" is today's "new", its "new" "pdl".)
-#   rope [MODELS]: the same for RoPE and the KV append done by the q/k/v launch (MINILAB_FUSE_ROPE=1,
-#            built in session 6 and not yet run on a GPU): the checks with it on, then base / new / rope.
+#   rope|norm|fused [MODELS]: the same for RoPE and the KV append done by the q/k/v launch
+#            (MINILAB_FUSE_ROPE=1), for the norms and residual adds folded into the GEMVs
+#            (MINILAB_FUSE_NORM=1), or both (built in session 6, not yet run on a GPU): the checks with the
+#            opt-in on, then base / new / the opt-in.
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -192,16 +194,22 @@ for f in sorted(glob.glob(f"{out}/torch-*.json")):
             print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
   ;;
-pdl|rope)
+pdl|rope|norm|fused)
   # pdl: programmatic dependent launch (MINILAB_PDL=1); rope: RoPE and the KV append in the q/k/v
-  # launch (MINILAB_FUSE_ROPE=1). The checks run with the opt-in set; the benches alternate the base
-  # build, this build and this build with the opt-in.
+  # launch (MINILAB_FUSE_ROPE=1); norm: norms and residual adds folded into the GEMVs
+  # (MINILAB_FUSE_NORM=1); fused: rope and norm. The checks run with the opt-in set; the benches
+  # alternate the base build, this build and this build with the opt-in.
   unpack minilab minilab-base device_check
-  [ $1 = pdl ] && opt=MINILAB_PDL=1 || opt=MINILAB_FUSE_ROPE=1
+  case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=1 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
+    *) opt="MINILAB_FUSE_ROPE=1 MINILAB_FUSE_NORM=1" ;; esac
   env $opt timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "$opt device_check graph: exit $?"
   tail -5 "$OUT/graph_check.md"
   env $opt timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "$opt device_check: exit $?"
   grep -iE "decode|logits" "$OUT/device_check.txt" | tail -4
+  if [ $1 = norm ] || [ $1 = fused ]; then
+    env $opt timeout 120 /tmp/bin/device_check cuda folds > "$OUT/folds.md" 2>&1; echo "$opt device_check folds: exit $?"
+    tail -4 "$OUT/folds.md"
+  fi
   if [ $1 = pdl ]; then
     LD_LIBRARY_PATH=.gpu timeout 150 ./.gpu/gemv_bench --pdl > "$OUT/pdl.md" 2> "$OUT/pdl.err"; echo "gemv_bench --pdl: exit $?"
     tail -3 "$OUT/pdl.err"; cat "$OUT/pdl.md"
@@ -211,7 +219,7 @@ pdl|rope)
       for build in base new $1; do
         bin=/tmp/bin/minilab; env=""
         [ $build = base ] && bin=/tmp/bin/minilab-base
-        [ $build = $1 ] && env=$opt
+        [ $build = $1 ] && env="$opt"
         env $env timeout 150 $bin bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
           -p 512 -n 128 -r 3 --no-log --output json > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
         echo "$model $p $build: exit $?"

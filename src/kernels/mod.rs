@@ -7,11 +7,13 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod decode;
+mod many;
 mod op;
 mod params;
 pub mod softmax;
 
 pub use decode::MAX_CONTEXT;
-pub use op::{
-    dense, enabled, int8, linear_many, linear_qkv_rope, linear_silu_mul, nf4, set_enabled, RopeKvRefs, WeightRef,
+pub use many::{
+    fold_norms, linear_many, linear_qkv_rope, linear_residual, linear_silu_mul, NormRef, RopeKvRefs, WeightRef,
 };
+pub use op::{dense, enabled, int8, nf4, set_enabled};

@@ -258,23 +258,45 @@ impl SwitchableLinear {
     /// `layer.forward(xs)` for each of `layers`, which share `xs`: on a GPU, at decode, one launch
     /// reads every weight when all are in one format (q/k/v, gate/up); otherwise one by one.
     pub fn forward_many(layers: &[&SwitchableLinear], xs: &Tensor) -> Result<Vec<Tensor>> {
+        Self::forward_many_normed(layers, xs, None)
+    }
+
+    /// [`Self::forward_many`] of `xs`, or with `norm` of RMSNorm(xs)·weight: then one launch that
+    /// also normalizes where it applies ([`kernels::NormRef`], opt-in), else candle's norm first.
+    pub fn forward_many_normed(
+        layers: &[&SwitchableLinear],
+        xs: &Tensor,
+        norm: Option<kernels::NormRef<'_>>,
+    ) -> Result<Vec<Tensor>> {
         let weights: Option<Vec<kernels::WeightRef<'_>>> = layers.iter().map(|l| l.weight_ref()).collect();
         if let Some(weights) = weights {
-            if let Some(ys) = kernels::linear_many(xs, &weights)? {
+            if let Some(ys) = kernels::linear_many(xs, &weights, norm)? {
                 return Ok(ys);
             }
+        }
+        if let Some(n) = norm {
+            return Self::forward_many(layers, &rms_norm(xs, n)?);
         }
         layers.iter().map(|l| l.forward(xs)).collect()
     }
 
     /// `silu(gate.forward(xs))·up.forward(xs)`, the MLP's activation: on a GPU, at decode, one
     /// launch when both are in one format and shape; otherwise the two layers and
-    /// [`kernels::decode::silu_mul`].
-    pub fn forward_silu_mul(gate: &SwitchableLinear, up: &SwitchableLinear, xs: &Tensor) -> Result<Tensor> {
+    /// [`kernels::decode::silu_mul`]. With `norm`, of RMSNorm(xs)·weight, as
+    /// [`Self::forward_many_normed`].
+    pub fn forward_silu_mul(
+        gate: &SwitchableLinear,
+        up: &SwitchableLinear,
+        xs: &Tensor,
+        norm: Option<kernels::NormRef<'_>>,
+    ) -> Result<Tensor> {
         if let (Some(g), Some(u)) = (gate.weight_ref(), up.weight_ref()) {
-            if let Some(ys) = kernels::linear_silu_mul(xs, g, u)? {
+            if let Some(ys) = kernels::linear_silu_mul(xs, g, u, norm)? {
                 return Ok(ys);
             }
+        }
+        if let Some(n) = norm {
+            return Self::forward_silu_mul(gate, up, &rms_norm(xs, n)?, None);
         }
         let [g, u]: [Tensor; 2] = Self::forward_many(&[gate, up], xs)?
             .try_into()
@@ -284,14 +306,27 @@ impl SwitchableLinear {
 
     /// q/k/v of one new token, rotated and written into the caches in one GPU launch
     /// ([`kernels::linear_qkv_rope`], opt-in) → q `[b, heads, 1, d]`; `None` where that launch does
-    /// not apply, and the caller runs [`Self::forward_many`] and [`kernels::decode::rope_kv`].
+    /// not apply, and the caller runs [`Self::forward_many`] and [`kernels::decode::rope_kv`]. With
+    /// `norm`, xs is normalized first in the same launch, or `None`.
     pub fn forward_qkv_rope(
         layers: [&SwitchableLinear; 3],
         xs: &Tensor,
         rope: kernels::RopeKvRefs<'_>,
+        norm: Option<kernels::NormRef<'_>>,
     ) -> Result<Option<Tensor>> {
         let [Some(q), Some(k), Some(v)] = layers.map(|l| l.weight_ref()) else { return Ok(None) };
-        kernels::linear_qkv_rope(xs, [q, k, v], rope)
+        kernels::linear_qkv_rope(xs, [q, k, v], rope, norm)
+    }
+
+    /// `res + self.forward(xs)`: on a GPU, at decode, the add in the product's launch
+    /// ([`kernels::linear_residual`], opt-in).
+    pub fn forward_residual(&self, xs: &Tensor, res: &Tensor) -> Result<Tensor> {
+        if let Some(w) = self.weight_ref() {
+            if let Some(ys) = kernels::linear_residual(xs, w, res)? {
+                return ys.reshape(res.shape());
+            }
+        }
+        res + self.forward(xs)?
     }
 
     /// The stored weight as the fused kernels take it; `None` for a layer with a bias.
@@ -316,6 +351,11 @@ impl SwitchableLinear {
     }
 }
 
+/// RMSNorm(xs)·weight with candle's op: the path where no launch folds the norm in.
+fn rms_norm(xs: &Tensor, norm: kernels::NormRef<'_>) -> Result<Tensor> {
+    candle_nn::ops::rms_norm(xs, norm.weight, norm.eps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +373,7 @@ mod tests {
         for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
             gate.set_precision(p)?;
             up.set_precision(p)?;
-            let got = SwitchableLinear::forward_silu_mul(&gate, &up, &xs)?;
+            let got = SwitchableLinear::forward_silu_mul(&gate, &up, &xs, None)?;
             let want = (candle_nn::ops::silu(&gate.forward(&xs)?)? * up.forward(&xs)?)?;
             assert_eq!(got.dims(), &[1, 2, 48]);
             let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;

@@ -171,6 +171,28 @@ pub(crate) fn rope_kv(
     by_dtype!(dtype, run(s, [q, k, v], [cos, sin], pos, [k_cache, v_cache]))
 }
 
+/// The device addresses of `tensors` (contiguous; f32, f16, bf16 or u32 on the GPU); `f` runs
+/// while they hold.
+pub(crate) fn with_addresses<R>(tensors: &[&Tensor], f: impl FnOnce(&[u64]) -> Result<R>) -> Result<R> {
+    let Some(first) = tensors.first() else { return f(&[]) };
+    let stream = cuda_device(first)?.cuda_stream();
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let mut syncs = Vec::new();
+    let mut ptrs = Vec::with_capacity(tensors.len());
+    for ((st, l), t) in guards.iter().zip(tensors) {
+        ptrs.push(match t.dtype() {
+            DType::F32 => dptr::<f32>(st, l, &stream, &mut syncs)?,
+            DType::F16 => dptr::<f16>(st, l, &stream, &mut syncs)?,
+            DType::BF16 => dptr::<bf16>(st, l, &stream, &mut syncs)?,
+            DType::U32 => dptr::<u32>(st, l, &stream, &mut syncs)?,
+            d => candle_core::bail!("decode kernel: no CUDA kernel for {d:?}"),
+        });
+    }
+    let out = f(&ptrs);
+    drop(syncs);
+    out
+}
+
 /// gemv.cuh's `Rope` for a q/k/v launch that also does [`rope_kv`]'s work (`s.b` rows of xs), from
 /// the tensors `rope_kv` takes, checked the same way; `f` launches while their addresses hold.
 pub(crate) fn with_rope_arg<R>(
@@ -180,35 +202,6 @@ pub(crate) fn with_rope_arg<R>(
     [k_cache, v_cache]: [&Tensor; 2],
     f: impl FnOnce(super::RopeArg) -> Result<R>,
 ) -> Result<R> {
-    fn run<T: CudaDType + DeviceRepr, R>(
-        s: &RopeKv,
-        tensors: [&Tensor; 4],
-        pos: &Tensor,
-        f: impl FnOnce(super::RopeArg) -> Result<R>,
-    ) -> Result<R> {
-        let dev = cuda_device(pos)?;
-        let stream = dev.cuda_stream();
-        let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-        let (sp, lp) = pos.storage_and_layout();
-        let mut syncs = Vec::new();
-        let ptrs = guards.iter().map(|(st, l)| dptr::<T>(st, l, &stream, &mut syncs)).collect::<Result<Vec<_>>>()?;
-        let p_pos = dptr::<u32>(&sp, lp, &stream, &mut syncs)?;
-        let [d, cap, max_pos] = [s.d, s.cap, tensors[0].dim(0)?].map(|x| x as i32);
-        let arg = super::RopeArg {
-            cos: ptrs[0],
-            sin: ptrs[1],
-            pos: p_pos,
-            k_cache: ptrs[2],
-            v_cache: ptrs[3],
-            d,
-            cap,
-            max_pos,
-            pad: 0,
-        };
-        let out = f(arg);
-        drop(syncs);
-        out
-    }
     let dtype = cos.dtype();
     let cache = s.b * s.kv_heads * s.cap * s.d;
     let same = [sin, k_cache, v_cache].iter().all(|t| t.dtype() == dtype);
@@ -224,13 +217,10 @@ pub(crate) fn with_rope_arg<R>(
     {
         candle_core::bail!("rope in the q/k/v launch: caches, tables or position do not match");
     }
-    let tensors = [cos, sin, k_cache, v_cache];
-    match dtype {
-        DType::F32 => run::<f32, R>(s, tensors, pos, f),
-        DType::F16 => run::<f16, R>(s, tensors, pos, f),
-        DType::BF16 => run::<bf16, R>(s, tensors, pos, f),
-        d => candle_core::bail!("decode kernel: no CUDA kernel for {d:?}"),
-    }
+    let [d, cap, max_pos] = [s.d, s.cap, cos.dim(0)?].map(|x| x as i32);
+    with_addresses(&[cos, sin, pos, k_cache, v_cache], |p| {
+        f(super::RopeArg { cos: p[0], sin: p[1], pos: p[2], k_cache: p[3], v_cache: p[4], d, cap, max_pos, pad: 0 })
+    })
 }
 
 /// `silu(gate)·up`, both `[…, n]`.

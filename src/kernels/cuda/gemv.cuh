@@ -43,7 +43,7 @@ struct Part {
 };
 
 // What a launch writes besides the plain outputs.
-enum Mode { PLAIN = 0, SILU = 1, ROPE = 2 };
+enum Mode { PLAIN = 0, SILU = 1, ROPE = 2, RESID = 3 };
 
 // ROPE: the q/k/v launch also does decode.cu's rope_kv. cos, sin: [max_pos, d/2] in T; pos: the
 // position (device memory); k_cache, v_cache: [m, kv_heads, cap, d] in T.
@@ -66,6 +66,10 @@ struct Rope {
 // - ROPE (q, k, v parts, R = 2): a warp takes the rows i and i + d/2 of a q or k head (a RoPE pair) or
 //   two rows of v, and writes q rotated at *pos to the first part's ys ([m, heads·d]), k rotated and v
 //   into the caches at *pos, rounding as rope_kv would; nothing when *pos is past cap or max_pos.
+// - RESID (one part): ys = res + the product, rounded as the separate add would (decode.cu's
+//   add_rms_norm), so that o_proj and down_proj also do the residual add.
+// - norm (m = 1, any mode): xs is the residual stream, and the block first normalizes it into shared
+//   memory as add_rms_norm would (RMSNorm with eps, times norm_w), so that the next norm needs no launch.
 struct Parts {
     Part p[3];
     int count;
@@ -73,6 +77,10 @@ struct Parts {
     int k;
     int mode;
     Rope rope;
+    const void* norm_w;
+    const void* res;
+    float eps;
+    int norm;
 };
 
 // Elements of one weight row a lane takes per step, and its 16-byte loads: one (two for f32 weights).
@@ -155,40 +163,34 @@ template <int M> __host__ __device__ constexpr int default_unroll() { return M <
 
 // What the warp's rows are and where their results go (Parts' modes): plain rows of one part; gate and
 // up rows (SILU); a RoPE pair of q or of k (ROPE_Q, ROPE_K); two rows of v for the cache (V_CACHE).
-enum RowsOut { OUT_PLAIN, OUT_SILU, OUT_ROPE_Q, OUT_ROPE_K, OUT_V_CACHE };
+enum RowsOut { OUT_PLAIN, OUT_SILU, OUT_ROPE_Q, OUT_ROPE_K, OUT_V_CACHE, OUT_RESID };
 
 // Element j of row `row` of sequence s in a [m, kv_heads, cap, d] cache at position pos.
 __device__ __forceinline__ size_t cache_at(int s, int row, int kv_heads, int cap, int d, uint32_t pos) {
     return (((size_t)s * kv_heads + row / d) * cap + pos) * d + row % d;
 }
 
-// The warp's R rows of part `p` against the m rows of xs: rows row0, row0 + stride, … (OUT_SILU: rows
-// row0 … of `p` (gate) for r < R/2 and the same rows of `*up` for the others).
-template <typename T, int F, int M, int R, int U = default_unroll<M>(), int OUT = OUT_PLAIN>
-__device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, int row0, const char* table,
-                                     const Part* up = nullptr, int stride = 1, const Rope* rope = nullptr) {
-    constexpr bool SILU = OUT == OUT_SILU;
+// This lane's share of the products of the warp's R rows with the m rows of xs, in acc: rows row0,
+// row0 + stride, … of `p`, or (SILU) rows row0 … of `p` (gate) for r < R/2 and the same rows of
+// `*up` for the others.
+template <typename T, int F, int M, int R, int U, bool SILU>
+__device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Part* up, int m, int k, int row0,
+                                           int stride, const char* table, float (&acc)[R][M]) {
     constexpr int E = step_elems<F>(), WL = step_loads<T, F>(), SUBS = E / 8, H = SILU ? R / 2 : R;
-    static_assert(H >= 1, "a SILU warp takes at least one row of each part");
-    static_assert(R == 2 || OUT == OUT_PLAIN || OUT == OUT_SILU, "RoPE pairs take two rows a warp");
-    // part and row of the warp's row r
+    // part and row of the warp's row r; tail rows repeat the last and are never stored
     const auto part = [&](int r) -> const Part& { return SILU && r >= H ? *up : p; };
-    const auto row_of = [&](int r) { return SILU ? row0 + (r >= H ? r - H : r) : row0 + r * stride; };
+    const auto row_of = [&](int r) { return (size_t)min(SILU ? row0 + (r >= H ? r - H : r) : row0 + r * stride, p.n - 1); };
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
     // bytes of a row: k·sizeof(T) dense, k int8, k/2 NF4
     const auto row_bytes = [&](size_t n) { return F == NF4 ? n / 2 : n * (F == DENSE ? sizeof(T) : 1); };
-    float acc[R][M];
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
         for (int i = 0; i < M; i++) acc[r][i] = 0.f;
     const uint8_t* base[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        const size_t row = (size_t)min(row_of(r), p.n - 1);  // tail rows repeat the last; not stored
-        base[r] = part(r).a + row_bytes(row * k);
-    }
+    for (int r = 0; r < R; r++) base[r] = part(r).a + row_bytes(row_of(r) * k);
     // by default two steps in flight at few rows; at 4-8 rows the products, not the loads, set the pace
 #pragma unroll(U)
     for (int j = lane * E; j < k; j += 32 * E) {
@@ -200,16 +202,13 @@ __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, in
             const size_t off = row_bytes(j);
 #pragma unroll
             for (int l = 0; l < WL; l++) w[r][l] = ld_stream(base[r] + off + 16 * l);
-            if constexpr (F == NF4) {
-                const size_t row = (size_t)min(row_of(r), p.n - 1);
-                scale[r] = __ldg(part(r).b + (row * k + j) / 64);
-            }
+            if constexpr (F == NF4) scale[r] = __ldg(part(r).b + (row_of(r) * k + j) / 64);
         }
-        float part[R][M];
+        float sums[R][M];
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
-            for (int i = 0; i < M; i++) part[r][i] = 0.f;
+            for (int i = 0; i < M; i++) sums[r][i] = 0.f;
 #pragma unroll
         for (int s = 0; s < SUBS; s++) {
             // Rows of xs past m read row m − 1 and are never stored: no branch stands between the
@@ -224,73 +223,113 @@ __device__ __forceinline__ void rows(const T* xs, const Part p, int m, int k, in
 #pragma unroll
                 for (int i = 0; i < M; i++)
 #pragma unroll
-                    for (int e = 0; e < 8; e++) part[r][i] = fmaf(wf[e], x[i][e], part[r][i]);
+                    for (int e = 0; e < 8; e++) sums[r][i] = fmaf(wf[e], x[i][e], sums[r][i]);
             }
         }
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
-            for (int i = 0; i < M; i++) acc[r][i] = F == NF4 ? fmaf(part[r][i], scale[r], acc[r][i]) : acc[r][i] + part[r][i];
+            for (int i = 0; i < M; i++) acc[r][i] = F == NF4 ? fmaf(sums[r][i], scale[r], acc[r][i]) : acc[r][i] + sums[r][i];
     }
+}
+
+// The int8 row scale of `row` (1 for the other formats and past the rows).
+template <int F> __device__ __forceinline__ float row_scale(const Part& p, int row) {
+    return (F == INT8 && row < p.n) ? __ldg(p.b + row) : 1.f;
+}
+
+// OUT_ROPE_Q, OUT_ROPE_K: the pair (r0, r0 + d/2) of a head rotated at *pos into q's ys or the k
+// cache; OUT_V_CACHE: rows r0, r1 into the v cache. Nothing at a position past the cache or tables.
+template <typename T, int F, int M, int OUT>
+__device__ __forceinline__ void store_rope(const float (&acc)[2][M], const Part& p, int m, int r0, int r1, const Rope& rope) {
+    const uint32_t pos = *rope.pos;  // one value for the whole warp: no lane leaves the shuffles
+    if (pos >= (uint32_t)rope.cap || pos >= (uint32_t)rope.max_pos) return;
+    const int d = rope.d, kv_heads = p.n / d;
+    const float s0 = row_scale<F>(p, r0), s1 = row_scale<F>(p, r1);
     T* ys = reinterpret_cast<T*>(p.ys);
-    if constexpr (OUT == OUT_ROPE_Q || OUT == OUT_ROPE_K || OUT == OUT_V_CACHE) {
-        const uint32_t pos = *rope->pos;  // one value for the whole warp: no lane leaves the shuffles
-        if (pos >= (uint32_t)rope->cap || pos >= (uint32_t)rope->max_pos) return;
-        const int r0 = row_of(0), r1 = row_of(1), d = rope->d, kv_heads = p.n / d;
-        const float s0 = (F == INT8 && r0 < p.n) ? __ldg(p.b + r0) : 1.f, s1 = (F == INT8 && r1 < p.n) ? __ldg(p.b + r1) : 1.f;
+#pragma unroll
+    for (int i = 0; i < M; i++) {
+        if (i >= m) continue;
+        // the projections as they would be stored, then rotated in f32 (decode.cu's rope_kv)
+        const float a = to_f(from_f<T>(warp_sum(acc[0][i]) * s0)), b = to_f(from_f<T>(warp_sum(acc[1][i]) * s1));
+        if ((threadIdx.x & 31) != 0) continue;
+        if constexpr (OUT == OUT_V_CACHE) {
+            T* v = reinterpret_cast<T*>(rope.v_cache);
+            if (r0 < p.n) v[cache_at(i, r0, kv_heads, rope.cap, d, pos)] = from_f<T>(a);
+            if (r1 < p.n) v[cache_at(i, r1, kv_heads, rope.cap, d, pos)] = from_f<T>(b);
+        } else {
+            const size_t t = (size_t)pos * (d / 2) + r0 % d;
+            const float c = to_f(reinterpret_cast<const T*>(rope.cos)[t]), sn = to_f(reinterpret_cast<const T*>(rope.sin)[t]);
+            const T x0 = from_f<T>(a * c - b * sn), x1 = from_f<T>(b * c + a * sn);
+            if constexpr (OUT == OUT_ROPE_Q) {
+                ys[(size_t)i * p.n + r0] = x0;
+                ys[(size_t)i * p.n + r1] = x1;
+            } else {
+                T* kc = reinterpret_cast<T*>(rope.k_cache);
+                kc[cache_at(i, r0, kv_heads, rope.cap, d, pos)] = x0;
+                kc[cache_at(i, r1, kv_heads, rope.cap, d, pos)] = x1;
+            }
+        }
+    }
+}
+
+// silu(gate)·up of rows row0 … row0 + R/2 (gate: acc[r], up: acc[r + R/2]) into the gate part's ys.
+template <typename T, int F, int M, int R>
+__device__ __forceinline__ void store_silu(const float (&acc)[R][M], const Part& gate, const Part& up, int m, int row0) {
+    constexpr int H = R / 2;
+    T* ys = reinterpret_cast<T*>(gate.ys);
+#pragma unroll
+    for (int r = 0; r < H; r++) {
+        const int row = row0 + r;
+        const float sg = row_scale<F>(gate, row), su = row_scale<F>(up, row);
 #pragma unroll
         for (int i = 0; i < M; i++) {
-            if (i < m) {
-                // the projections as they would be stored, then rotated in f32 (decode.cu's rope_kv)
-                const float a = to_f(from_f<T>(warp_sum(acc[0][i]) * s0)), b = to_f(from_f<T>(warp_sum(acc[1][i]) * s1));
-                if (lane != 0) continue;
-                if constexpr (OUT == OUT_V_CACHE) {
-                    T* v = reinterpret_cast<T*>(rope->v_cache);
-                    if (r0 < p.n) v[cache_at(i, r0, kv_heads, rope->cap, d, pos)] = from_f<T>(a);
-                    if (r1 < p.n) v[cache_at(i, r1, kv_heads, rope->cap, d, pos)] = from_f<T>(b);
-                } else {
-                    const size_t t = (size_t)pos * (d / 2) + r0 % d;
-                    const float c = to_f(reinterpret_cast<const T*>(rope->cos)[t]), sn = to_f(reinterpret_cast<const T*>(rope->sin)[t]);
-                    const T x0 = from_f<T>(a * c - b * sn), x1 = from_f<T>(b * c + a * sn);
-                    if constexpr (OUT == OUT_ROPE_Q) {
-                        ys[(size_t)i * p.n + r0] = x0;
-                        ys[(size_t)i * p.n + r1] = x1;
-                    } else {
-                        T* kc = reinterpret_cast<T*>(rope->k_cache);
-                        kc[cache_at(i, r0, kv_heads, rope->cap, d, pos)] = x0;
-                        kc[cache_at(i, r1, kv_heads, rope->cap, d, pos)] = x1;
-                    }
-                }
-            }
+            if (i >= m) continue;
+            const float g = to_f(from_f<T>(warp_sum(acc[r][i]) * sg));
+            const float u = to_f(from_f<T>(warp_sum(acc[r + H][i]) * su));
+            if ((threadIdx.x & 31) == 0 && row < gate.n) ys[(size_t)i * gate.n + row] = from_f<T>(g / (1.f + __expf(-g)) * u);
         }
+    }
+}
+
+// Rows row0 … row0 + R − 1 into ys; with res (OUT_RESID), res + the product as stored (add_rms_norm's
+// rounding).
+template <typename T, int F, int M, int R>
+__device__ __forceinline__ void store_rows(const float (&acc)[R][M], const Part& p, int m, int row0, const T* res) {
+    T* ys = reinterpret_cast<T*>(p.ys);
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const int row = row0 + r;
+        const float s = row_scale<F>(p, row);
+#pragma unroll
+        for (int i = 0; i < M; i++) {
+            if (i >= m) continue;
+            const float v = warp_sum(acc[r][i]);
+            if ((threadIdx.x & 31) != 0 || row >= p.n) continue;
+            const size_t at = (size_t)i * p.n + row;
+            const T y = from_f<T>(v * s);
+            ys[at] = res ? from_f<T>(to_f(res[at]) + to_f(y)) : y;
+        }
+    }
+}
+
+// The warp's R rows of part `p` against the m rows of xs, written as OUT says (see accumulate for
+// which rows; OUT_ROPE_*: stride d/2, OUT_V_CACHE: stride 1).
+template <typename T, int F, int M, int R, int U = default_unroll<M>(), int OUT = OUT_PLAIN>
+__device__ __forceinline__ void rows(const T* xs, const Part& p, int m, int k, int row0, const char* table,
+                                     const Part* up = nullptr, int stride = 1, const Rope* rope = nullptr,
+                                     const T* res = nullptr) {
+    constexpr bool SILU = OUT == OUT_SILU;
+    static_assert(!SILU || R >= 2, "a SILU warp takes at least one row of each part");
+    static_assert(R == 2 || OUT == OUT_PLAIN || OUT == OUT_SILU || OUT == OUT_RESID, "RoPE pairs take two rows a warp");
+    float acc[R][M];
+    accumulate<T, F, M, R, U, SILU>(xs, p, up, m, k, row0, stride, table, acc);
+    if constexpr (OUT == OUT_ROPE_Q || OUT == OUT_ROPE_K || OUT == OUT_V_CACHE) {
+        store_rope<T, F, M, OUT>(acc, p, m, row0, row0 + stride, *rope);
     } else if constexpr (SILU) {
-#pragma unroll
-        for (int r = 0; r < H; r++) {
-            const int row = row0 + r;
-            const bool ok = row < p.n;
-            const float sg = (F == INT8 && ok) ? __ldg(p.b + row) : 1.f, su = (F == INT8 && ok) ? __ldg(up->b + row) : 1.f;
-#pragma unroll
-            for (int i = 0; i < M; i++) {
-                if (i < m) {
-                    const float g = to_f(from_f<T>(warp_sum(acc[r][i]) * sg));
-                    const float u = to_f(from_f<T>(warp_sum(acc[r + H][i]) * su));
-                    if (lane == 0 && ok) ys[(size_t)i * p.n + row] = from_f<T>(g / (1.f + __expf(-g)) * u);
-                }
-            }
-        }
+        store_silu<T, F, M, R>(acc, p, *up, m, row0);
     } else {
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            const int row = row0 + r;
-            const float s = (F == INT8 && row < p.n) ? __ldg(p.b + row) : 1.f;
-#pragma unroll
-            for (int i = 0; i < M; i++) {
-                if (i < m) {
-                    const float v = warp_sum(acc[r][i]);
-                    if (lane == 0 && row < p.n) ys[(size_t)i * p.n + row] = from_f<T>(v * s);
-                }
-            }
-        }
+        store_rows<T, F, M, R>(acc, p, m, row0, OUT == OUT_RESID ? res : nullptr);
     }
 }
 
@@ -300,16 +339,37 @@ __device__ __forceinline__ void fill_table(float* table) {
     __syncthreads();
 }
 
-// Warps take row groups grid-stride (a grid smaller than the groups is allowed).
+// RMSNorm(xs[0..k))·w into the block's shared xn, as decode.cu's add_rms_norm rounds it; every
+// thread must call it (it synchronizes).
+template <typename T>
+__device__ __forceinline__ void norm_into(const T* xs, const T* w, float eps, int k, T* xn) {
+    __shared__ float red[32];
+    float ss = 0.f;
+    for (int j = threadIdx.x; j < k; j += blockDim.x) {
+        const float v = to_f(xs[j]);
+        ss = fmaf(v, v, ss);
+    }
+    const float inv = rsqrtf(block_reduce(ss, false, red) / k + eps);
+    for (int j = threadIdx.x; j < k; j += blockDim.x) xn[j] = from_f<T>(to_f(xs[j]) * inv * to_f(w[j]));
+    __syncthreads();
+}
+
+// Warps take row groups grid-stride (a grid smaller than the groups is allowed). With ps.norm the
+// launch brings k·sizeof(T) bytes of dynamic shared memory for the normalized xs.
 template <typename T, int F, int M, int R, int U = default_unroll<M>()>
 __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     __shared__ __align__(16) float table[F == NF4 ? NF4_TABLE_WORDS : 4];
+    extern __shared__ __align__(16) unsigned char normed[];
     pdl_trigger();
     const int g0 = (ps.p[0].n + R - 1) / R, g1 = ps.count > 1 ? (ps.p[1].n + R - 1) / R : 0;
     const int total = g0 + g1 + (ps.count > 2 ? (ps.p[2].n + R - 1) / R : 0);
     const int warps = gridDim.x * (blockDim.x >> 5);
     if constexpr (F == NF4) fill_table(table);
     pdl_wait();
+    if (ps.norm) {
+        norm_into(xs, static_cast<const T*>(ps.norm_w), ps.eps, ps.k, reinterpret_cast<T*>(normed));
+        xs = reinterpret_cast<const T*>(normed);
+    }
     const char* tb = reinterpret_cast<const char*>(table);
     if constexpr (R >= 2) {
         if (ps.mode == SILU) {
@@ -336,6 +396,11 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
             }
             return;
         }
+    }
+    if (ps.mode == RESID) {
+        for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < g0; g += warps)
+            rows<T, F, M, R, U, OUT_RESID>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr, static_cast<const T*>(ps.res));
+        return;
     }
     for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
         if (g < g0) rows<T, F, M, R, U>(xs, ps.p[0], ps.m, ps.k, g * R, tb);

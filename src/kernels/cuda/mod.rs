@@ -66,6 +66,10 @@ struct PartsArg {
     k: i32,
     mode: i32,
     rope: RopeArg,
+    norm_w: u64,
+    res: u64,
+    eps: f32,
+    norm: i32,
 }
 
 // SAFETY: plain old data laid out as the C structs the kernels take.
@@ -97,6 +101,26 @@ pub(crate) enum Epilogue {
     /// q `[m, heads·d]` rotated at the position, k rotated and v written into the caches there
     /// (q, k, v parts; `d` divides their rows).
     Rope(RopeArg),
+    /// `res + xs·Wᵀ` `[m, n]` of one part, for the device address of `res` `[m, n]` in xs' dtype.
+    Residual(u64),
+}
+
+/// RMSNorm before the product (gemv.cuh's `Parts::norm`): xs is the residual stream, normalized
+/// with `eps` and scaled by the weight at device address `w` (`[k]`, xs' dtype) first. One row of
+/// xs, and `k` elements must fit the block's shared memory ([`norm_fits`]).
+#[derive(Clone, Copy)]
+pub(crate) struct NormArg {
+    pub w: u64,
+    pub eps: f32,
+}
+
+/// Shared memory a block may bring for the normalized xs (48 KB without opting in, less the NF4
+/// table and the reduction's).
+const NORM_SHARED_MAX: usize = 40 << 10;
+
+/// Whether a launch of `m` rows of `k` elements in `dtype` can normalize them first.
+pub(crate) fn norm_fits(dtype: DType, m: usize, k: usize) -> bool {
+    m == 1 && k * dtype.size_in_bytes() <= NORM_SHARED_MAX
 }
 
 impl Epilogue {
@@ -105,6 +129,7 @@ impl Epilogue {
             Self::Plain => 0,
             Self::SiluMul => 1,
             Self::Rope(_) => 2,
+            Self::Residual(_) => 3,
         }
     }
 }
@@ -114,7 +139,7 @@ impl Epilogue {
 /// SiluMul and Rope need two rows a warp (Rope exactly two).
 fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize, epi: Epilogue) -> (usize, usize) {
     if dtype == DType::F32 {
-        return (8, if matches!(epi, Epilogue::Plain) { 1 } else { 2 });
+        return (8, if matches!(epi, Epilogue::Plain | Epilogue::Residual(_)) { 1 } else { 2 });
     }
     let mm = m.next_power_of_two().max(1);
     let r = match (format, mm) {
@@ -128,7 +153,8 @@ fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize, epi: Epilo
 /// Whether a launch of `m` rows of xs can write `epi` (anything but Plain needs a kernel that takes
 /// two rows a warp).
 pub(crate) fn epilogue_fuses(format: Format, dtype: DType, m: usize, epi: Epilogue) -> bool {
-    (1..=8).contains(&m) && (matches!(epi, Epilogue::Plain) || gemv_variant(format, dtype, m, 0, epi).1 >= 2)
+    (1..=8).contains(&m)
+        && (matches!(epi, Epilogue::Plain | Epilogue::Residual(_)) || gemv_variant(format, dtype, m, 0, epi).1 >= 2)
 }
 
 /// The parts' shapes `epi` takes: two of one shape for SiluMul; q, k, v whose rows `d` divides
@@ -136,6 +162,7 @@ pub(crate) fn epilogue_fuses(format: Format, dtype: DType, m: usize, epi: Epilog
 fn epilogue_shapes(parts: &[GemvPart<'_>], epi: Epilogue) -> bool {
     match epi {
         Epilogue::Plain => true,
+        Epilogue::Residual(_) => parts.len() == 1,
         Epilogue::SiluMul => parts.len() == 2 && parts[0].n == parts[1].n,
         Epilogue::Rope(r) => {
             let d = r.d.max(0) as usize;
@@ -150,20 +177,22 @@ fn epilogue_shapes(parts: &[GemvPart<'_>], epi: Epilogue) -> bool {
 
 /// `ys_i[m, n_i] = xs[m, k]·W_iᵀ` for up to three weights of one format, in one launch; the
 /// outputs come back as one buffer, part after part, or as `epi` says: silu(gate)·up `[m, n]`, or
-/// the rotated q `[m, heads·d]` (k and v then go to the caches). [`epilogue_fuses`] must hold.
+/// the rotated q `[m, heads·d]` (k and v then go to the caches), or res + the product.
+/// [`epilogue_fuses`] must hold, and [`norm_fits`] where `norm` is given.
 pub(crate) fn gemv_parts(
     format: Format,
     (xs, lx): (&CudaStorage, &Layout),
     parts: &[GemvPart<'_>],
     k: usize,
     epi: Epilogue,
+    norm: Option<NormArg>,
 ) -> Result<CudaStorage> {
     fn run<T: CudaDType + DeviceRepr>(
         format: Format,
         (xs, lx): (&CudaStorage, &Layout),
         parts: &[GemvPart<'_>],
         k: usize,
-        epi: Epilogue,
+        (epi, norm): (Epilogue, Option<NormArg>),
     ) -> Result<CudaStorage> {
         let dev = &xs.device;
         let stream = dev.cuda_stream();
@@ -176,12 +205,15 @@ pub(crate) fn gemv_parts(
         if m == 0 || m > 8 || parts.is_empty() || parts.len() > 3 || rx.len() != m * k {
             candle_core::bail!("linear kernel: {m} rows and {} weights are not a GEMV launch", parts.len());
         }
-        if !epilogue_shapes(parts, epi) || !epilogue_fuses(format, xs.dtype(), m, epi) {
+        if !epilogue_shapes(parts, epi)
+            || !epilogue_fuses(format, xs.dtype(), m, epi)
+            || (norm.is_some() && !norm_fits(xs.dtype(), m, k))
+        {
             candle_core::bail!("linear kernel: these weights do not take a fused silu·up or RoPE");
         }
         let total: usize = match epi {
             Epilogue::Plain => parts.iter().map(|p| p.n).sum(),
-            Epilogue::SiluMul | Epilogue::Rope(_) => parts[0].n,
+            Epilogue::SiluMul | Epilogue::Rope(_) | Epilogue::Residual(_) => parts[0].n,
         };
         // SAFETY: every element is written by the kernel (each part's m × n outputs, silu's m × n or
         // q's m × n; with Rope none at a position past the cache or the tables, which the caller
@@ -197,6 +229,10 @@ pub(crate) fn gemv_parts(
             k: k as i32,
             mode: epi.mode(),
             rope,
+            norm_w: norm.map_or(0, |n| n.w),
+            res: if let Epilogue::Residual(r) = epi { r } else { 0 },
+            eps: norm.map_or(0.0, |n| n.eps),
+            norm: i32::from(norm.is_some()),
             ..Default::default()
         };
         let mut syncs = Vec::with_capacity(2 * parts.len());
@@ -214,7 +250,7 @@ pub(crate) fn gemv_parts(
         };
         let name = format!("gemv_{kind}_{}_m{mm}_r{r}", suffix(xs.dtype())?);
         let warps: usize = match epi {
-            Epilogue::Plain => parts.iter().map(|p| p.n.div_ceil(r)).sum(),
+            Epilogue::Plain | Epilogue::Residual(_) => parts.iter().map(|p| p.n.div_ceil(r)).sum(),
             Epilogue::SiluMul => parts[0].n.div_ceil(r / 2),
             // a RoPE pair of q or k, or two rows of v, a warp
             Epilogue::Rope(_) => parts.iter().map(|p| p.n.div_ceil(2)).sum(),
@@ -222,7 +258,8 @@ pub(crate) fn gemv_parts(
         let cfg = LaunchConfig {
             grid_dim: (warps.div_ceil(WARPS_PER_BLOCK) as u32, 1, 1),
             block_dim: (32 * WARPS_PER_BLOCK as u32, 1, 1),
-            shared_mem_bytes: 0,
+            // the normalized xs
+            shared_mem_bytes: if norm.is_some() { (k * size) as u32 } else { 0 },
         };
         let kernel = launch::Func { name: &name, module: MODULE, ptx: PTX };
         // SAFETY: the arguments match the kernel's (const T* xs, gemv::Parts); every pointer was
@@ -232,9 +269,9 @@ pub(crate) fn gemv_parts(
         Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
     }
     match xs.dtype() {
-        DType::F32 => run::<f32>(format, (xs, lx), parts, k, epi),
-        DType::F16 => run::<f16>(format, (xs, lx), parts, k, epi),
-        DType::BF16 => run::<bf16>(format, (xs, lx), parts, k, epi),
+        DType::F32 => run::<f32>(format, (xs, lx), parts, k, (epi, norm)),
+        DType::F16 => run::<f16>(format, (xs, lx), parts, k, (epi, norm)),
+        DType::BF16 => run::<bf16>(format, (xs, lx), parts, k, (epi, norm)),
         d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
     }
 }

@@ -62,6 +62,9 @@ impl Model {
         if cache.kvs.len() != self.blocks.len() || cache.kvs.iter().any(|kv| kv.is_none()) {
             candle_core::bail!("decode step: the cache has no buffers (reserve it first)");
         }
+        if kernels::fold_norms(tokens.device()) {
+            return self.decode_step_folded(tokens, pos, cache);
+        }
         let eps = self.eps as f32;
         let Some(first) = self.blocks.first() else { candle_core::bail!("decode step: a model without blocks") };
         let mut res = self.embed(tokens)?;
@@ -76,43 +79,84 @@ impl Model {
         }
         self.lm_head.forward(&ys)?.to_dtype(DType::F32)
     }
+
+    /// [`Self::decode_step`] with each norm folded into the launch after it and each residual add
+    /// into the launch before it (opt-in, `MINILAB_FUSE_NORM=1`): five launches a block on the GPU
+    /// where the kernels take them; elsewhere candle's ops in their place, the same arithmetic.
+    fn decode_step_folded(&self, tokens: &Tensor, pos: &Tensor, cache: &Cache) -> Result<Tensor> {
+        let eps = self.eps as f32;
+        let mut res = self.embed(tokens)?;
+        for (blk, kv) in self.blocks.iter().zip(cache.kvs.iter().flatten()) {
+            let norm = kernels::NormRef { weight: &blk.attn_norm, eps };
+            let ys = blk.attn.attend_decode(&res, Some(norm), &DecodeAt { pos, rope: &self.rope, kv })?;
+            res = blk.attn.o_proj.forward_residual(&ys, &res)?;
+            let norm = kernels::NormRef { weight: &blk.ffn_norm, eps };
+            let act = SwitchableLinear::forward_silu_mul(&blk.mlp.gate_proj, &blk.mlp.up_proj, &res, Some(norm))?;
+            res = blk.mlp.down_proj.forward_residual(&act, &res)?;
+        }
+        let ys = candle_nn::ops::rms_norm(&res, &self.norm, eps)?;
+        self.lm_head.forward(&ys)?.to_dtype(DType::F32)
+    }
+}
+
+/// Where a block's decode attention works: the position (`[1]` u32 on the device), the RoPE tables
+/// and the block's cache buffers.
+struct DecodeAt<'a> {
+    pos: &'a Tensor,
+    rope: &'a super::Rope,
+    kv: &'a Kv,
 }
 
 impl Attention {
     /// Attention of one new token `xs` `[b, 1, hidden]` at `*pos`, its keys and values written into
     /// `kv`'s buffers → `[b, 1, hidden]`.
     fn decode(&self, xs: &Tensor, pos: &Tensor, rope: &super::Rope, kv: &Kv) -> Result<Tensor> {
-        let b = xs.dim(0)?;
+        self.o_proj.forward(&self.attend_decode(xs, None, &DecodeAt { pos, rope, kv })?)
+    }
+
+    /// q with RoPE at `*pos`, k and v written into `kv`'s buffers: one launch where the fused
+    /// kernels take it (with `norm`, of RMSNorm(xs)·weight) → q `[b, heads, 1, head_dim]`.
+    fn qkv_decode(&self, xs: &Tensor, norm: Option<kernels::NormRef<'_>>, at: &DecodeAt<'_>) -> Result<Tensor> {
+        let DecodeAt { pos, rope, kv } = *at;
         let layers = [&self.q_proj, &self.k_proj, &self.v_proj];
         let refs = kernels::RopeKvRefs { heads: self.n_heads, tables: rope.tables(), pos, caches: [&kv.k, &kv.v] };
+        if let Some(q) = SwitchableLinear::forward_qkv_rope(layers, xs, refs, norm)? {
+            return Ok(q);
+        }
+        if let Some(n) = norm {
+            let xs = candle_nn::ops::rms_norm(xs, n.weight, n.eps)?;
+            return self.qkv_decode(&xs, None, at);
+        }
+        let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&layers, xs)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
+        kernels::decode::rope_kv(self.n_heads, [&q, &k, &v], rope.tables(), pos, [&kv.k, &kv.v])
+    }
+
+    /// The attention of one new token before o_proj → `[b, 1, heads·head_dim]` (with `norm`, of
+    /// RMSNorm(xs)·weight).
+    fn attend_decode(&self, xs: &Tensor, norm: Option<kernels::NormRef<'_>>, at: &DecodeAt<'_>) -> Result<Tensor> {
+        let DecodeAt { pos, kv, .. } = *at;
+        let b = xs.dim(0)?;
         // q: (b, heads, 1, head_dim)
-        let q = match SwitchableLinear::forward_qkv_rope(layers, xs, refs)? {
-            Some(q) => q,
-            None => {
-                let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&layers, xs)?
-                    .try_into()
-                    .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
-                kernels::decode::rope_kv(self.n_heads, [&q, &k, &v], rope.tables(), pos, [&kv.k, &kv.v])?
-            }
-        };
+        let q = self.qkv_decode(xs, norm, at)?;
         let scale = 1.0 / (self.head_dim as f32).sqrt();
-        let ys = match kernels::decode::attention_decode(&q, &kv.k, &kv.v, pos, scale)? {
+        match kernels::decode::attention_decode(&q, &kv.k, &kv.v, pos, scale)? {
             // (b, heads, 1, head_dim) → (b, 1, hidden)
-            Some(ys) => ys.reshape((b, 1, self.n_heads * self.head_dim))?,
+            Some(ys) => ys.reshape((b, 1, self.n_heads * self.head_dim)),
             None => {
                 let total = kernels::decode::host_pos(pos)? + 1;
                 let (k, v) = (kv.k.narrow(2, 0, total)?.contiguous()?, kv.v.narrow(2, 0, total)?.contiguous()?);
-                self.attend(&q, &k, &v, total - 1)?
+                self.attend(&q, &k, &v, total - 1)
             }
-        };
-        self.o_proj.forward(&ys)
+        }
     }
 }
 
 impl Mlp {
     /// The MLP of one new token `xs` `[b, 1, hidden]`.
     fn decode(&self, xs: &Tensor) -> Result<Tensor> {
-        self.down_proj.forward(&SwitchableLinear::forward_silu_mul(&self.gate_proj, &self.up_proj, xs)?)
+        self.down_proj.forward(&SwitchableLinear::forward_silu_mul(&self.gate_proj, &self.up_proj, xs, None)?)
     }
 }
 
@@ -154,6 +198,32 @@ mod tests {
             assert!(d < 1e-4, "step {i}: logits differ by {d}");
         }
         assert_eq!(fused.seq_len(), 9);
+        Ok(())
+    }
+
+    /// With the norms and residual adds moved next to the launches (the GPU's opt-in layout), a step
+    /// computes what the plain step does: on the CPU both are candle's ops in the same order.
+    #[test]
+    fn folded_step_matches_decode_step() -> Result<()> {
+        let model = tiny();
+        let dev = Device::Cpu;
+        let prompt = Tensor::new(&[[3u32, 7, 1]], &dev)?;
+        let (mut plain, mut folded) = (Cache::new(model.n_blocks()), Cache::new(model.n_blocks()));
+        for cache in [&mut plain, &mut folded] {
+            model.forward(&prompt, 0, cache)?;
+            model.reserve_cache(cache, 1, 4)?;
+        }
+        for (i, tok) in [5u32, 2, 8].into_iter().enumerate() {
+            let ids = Tensor::new(&[[tok]], &dev)?;
+            let pos = Tensor::new(&[(3 + i) as u32], &dev)?;
+            let want = model.decode_step(&ids, &pos, &plain)?;
+            let got = model.decode_step_folded(&ids, &pos, &folded)?;
+            plain.advance(1);
+            folded.advance(1);
+            assert_eq!(got.dims(), want.dims());
+            let d = max_diff(&got, &want);
+            assert!(d == 0.0, "step {i}: logits differ by {d}");
+        }
         Ok(())
     }
 

@@ -14,6 +14,8 @@
 //!   of SmolLM2, Llama 3.2 3B / 3.1 8B, Qwen2.5 (7 heads a group) and multi-head, 1 to 8192 positions.
 //! - `device_check cuda timemodel MODEL`: the sensitivity stage's decode-time model, its
 //!   predictions of uniform plans against measured tg128.
+//! - `device_check cuda folds`: the norm and residual add folded into GEMV launches against the plain
+//!   path (run it with `MINILAB_FUSE_NORM=1`).
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -23,6 +25,8 @@ use minilab::model::{self, Cache, ModelSpec};
 use minilab::plan::PrecisionPlan;
 use minilab::quant::{Precision, SwitchableLinear};
 use std::time::Instant;
+
+mod folds;
 
 fn logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec<f32>>> {
     let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::F32)?;
@@ -183,7 +187,7 @@ fn check_silu(dev: &Device) -> minilab::Result<()> {
             }
             for m in [1usize, 3, 8] {
                 let xs = Tensor::randn(0f32, 1.0, (1, m, 3072), dev)?.to_dtype(dtype)?;
-                let fused = SwitchableLinear::forward_silu_mul(&layers[0], &layers[1], &xs)?;
+                let fused = SwitchableLinear::forward_silu_mul(&layers[0], &layers[1], &xs, None)?;
                 minilab::kernels::set_enabled(false);
                 let plain = (candle_nn::ops::silu(&layers[0].forward(&xs)?)? * layers[1].forward(&xs)?)?;
                 minilab::kernels::set_enabled(true);
@@ -453,6 +457,7 @@ fn main() -> minilab::Result<()> {
         Some("graph") => check_graph(&dev),
         Some("attention") => check_attention(&dev),
         Some("softmax") => check_softmax(&dev),
+        Some("folds") => folds::check_folds(&dev),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());

@@ -1,0 +1,65 @@
+//! `device_check cuda folds`: the norm before and the residual add after a GEMV launch
+//! (`MINILAB_FUSE_NORM=1`) against candle's norm, the layers and the add on the plain path, at the
+//! 3B's q/k/v, o_proj and down_proj shapes, one row, f32 and bf16, every format.
+
+use candle_core::{DType, Device, Module, Tensor};
+use minilab::kernels::{set_enabled, NormRef};
+use minilab::quant::{Precision, SwitchableLinear};
+
+use super::rel_err;
+
+/// Random `[n, k]` layers on `dev`.
+fn layers(shapes: &[(usize, usize)], dev: &Device, dtype: DType) -> minilab::Result<Vec<SwitchableLinear>> {
+    let mut out = Vec::with_capacity(shapes.len());
+    for &(n, k) in shapes {
+        let w = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?.to_dtype(dtype)?;
+        out.push(SwitchableLinear::new(w, None, dev, dtype)?);
+    }
+    Ok(out)
+}
+
+/// The worst error of the folded launches; fails past 1e-2 (bf16 rounding) or on a NaN.
+pub fn check_folds(dev: &Device) -> minilab::Result<()> {
+    let on = std::env::var("MINILAB_FUSE_NORM").as_deref() == Ok("1");
+    println!("MINILAB_FUSE_NORM={}: {}", u8::from(on), if on { "the folded launches" } else { "the fallback only" });
+    println!("| launch | format | dtype | max |folded − plain| / max |plain| |");
+    println!("| --- | --- | --- | ---: |");
+    let mut worst = 0f32;
+    for dtype in [DType::F32, DType::BF16] {
+        let mut qkv = layers(&[(3072, 3072), (1024, 3072), (1024, 3072)], dev, dtype)?;
+        let mut o = layers(&[(3072, 3072), (3072, 8192)], dev, dtype)?;
+        let norm_w = (Tensor::randn(0f32, 0.1, 3072, dev)? + 1.0)?.to_dtype(dtype)?;
+        let norm = NormRef { weight: &norm_w, eps: 1e-5 };
+        for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
+            for l in qkv.iter_mut().chain(o.iter_mut()) {
+                l.set_precision(p)?;
+            }
+            let res = (Tensor::randn(0f32, 1.0, (1, 1, 3072), dev)? * 4.0)?.to_dtype(dtype)?;
+            let refs: Vec<&SwitchableLinear> = qkv.iter().collect();
+            let folded = SwitchableLinear::forward_many_normed(&refs, &res, Some(norm))?;
+            let act = Tensor::randn(0f32, 1.0, (1, 1, 8192), dev)?.to_dtype(dtype)?;
+            let xs = Tensor::randn(0f32, 1.0, (1, 1, 3072), dev)?.to_dtype(dtype)?;
+            let with_res = [o[0].forward_residual(&xs, &res)?, o[1].forward_residual(&act, &res)?];
+            set_enabled(false);
+            let normed = candle_nn::ops::rms_norm(&res, &norm_w, 1e-5)?;
+            let plain = refs.iter().map(|l| l.forward(&normed)).collect::<candle_core::Result<Vec<_>>>()?;
+            let plain_res = [(&res + o[0].forward(&xs)?)?, (&res + o[1].forward(&act)?)?];
+            set_enabled(true);
+            let mut rows = Vec::new();
+            for (f, q) in folded.iter().zip(&plain) {
+                rows.push(("norm + q/k/v", rel_err(f, q)?));
+            }
+            rows.push(("o_proj + residual", rel_err(&with_res[0], &plain_res[0])?));
+            rows.push(("down_proj + residual", rel_err(&with_res[1], &plain_res[1])?));
+            for (name, e) in rows {
+                worst = if e.is_nan() { f32::NAN } else { worst.max(e) };
+                println!("| {name} | {p} | {dtype:?} | {e:.2e} |");
+            }
+        }
+    }
+    println!();
+    if worst.is_nan() || worst > 1e-2 {
+        return Err(minilab::Error::Runtime(format!("folded launches: worst error {worst:.2e}")));
+    }
+    Ok(())
+}
