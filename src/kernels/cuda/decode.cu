@@ -5,7 +5,7 @@
 // - add_rms_norm: res = xs + ys (rounded to T, as a separate add would store it), out = RMSNorm(res)·w;
 // - rope_kv: rotates q and k ("rotate half", Hugging Face layout) at position *pos, writes the rotated
 //   k and the plain v into the KV cache at *pos, and q to its own buffer;
-// - silu_mul: silu(gate)·up for the MLP, where the gate/up GEMV cannot do it (gemv.cuh's Parts::silu).
+// - silu_mul: silu(gate)·up for the MLP, where the gate/up GEMV cannot do it (gemv.cuh's SILU mode).
 //
 // All arithmetic is f32; inputs and outputs are T = float, __half or __nv_bfloat16.
 #include <stdint.h>

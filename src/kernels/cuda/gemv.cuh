@@ -1,5 +1,7 @@
 // Decode GEMV at memory speed: ys[m, n] = xs[m, k]·Wᵀ for m ≤ 8 rows of xs, W dense (T), int8 or
 // NF4, and up to three weights of one format in one launch (q/k/v, gate/up: one read of xs).
+// A launch can also do the small op around it (Parts' modes: silu·up, RoPE with the KV-cache writes,
+// the residual add, the RMSNorm before), which saves that op's launch in a decode step.
 //
 // A warp owns R consecutive output rows of one weight; its lanes stride over k, each taking one
 // 16-byte load per row per step, so R independent loads are in flight per lane and every xs value

@@ -83,7 +83,7 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
 GEMV(float, f32, gemv::DENSE, dense, 8, 1, 1)
 GEMV(float, f32, gemv::INT8, int8, 8, 1, 1)
 GEMV(float, f32, gemv::NF4, nf4, 8, 1, 1)
-// and R = 2 for the gate/up launch that also applies silu·up (gemv::Parts::silu)
+// and R = 2 for the launches that write more than products (gemv.cuh's SILU and ROPE modes)
 GEMV(float, f32, gemv::DENSE, dense, 8, 2, 1)
 GEMV(float, f32, gemv::INT8, int8, 8, 2, 1)
 GEMV(float, f32, gemv::NF4, nf4, 8, 2, 1)
