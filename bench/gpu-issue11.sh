@@ -6,6 +6,9 @@
 #            (`kernels --floor`: per NF4 shape and step, the empty launch, the loads alone and the
 #            shipped kernel: how much of its time is launch, memory pattern or decode; then every
 #            format at m = 1 with 4 or 8 steps of the k loop in flight against the shipped 2.)
+#            (`kernels --pdl`: a step's linears with and without programmatic dependent launch.)
+#            (`kernels --prefetch`: a step's linears where each launch first asks L2 for the next
+#            launch's weights, per-line or bulk, at several caps, against the shipped kernels.)
 #   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
 #   minilab: .gpu/{minilab,minilab-base,device_check}.xz: device_check (every kernel and the fused
 #            q/k/v launch against the plain path; GPU logits against the CPU's), then `minilab bench`
@@ -39,7 +42,8 @@
 #   rope|norm|fused [MODELS]: the same for RoPE and the KV append done by the q/k/v launch
 #            (MINILAB_FUSE_ROPE=1), for the norms and residual adds folded into the GEMVs
 #            (MINILAB_FUSE_NORM=1), or both (built in session 6, not yet run on a GPU): the checks with the
-#            opt-in on, then base / new / the opt-in.
+#            opt-in on (device_check cuda graph, cuda, kernels, and folds for norm/fused), then base / new /
+#            the opt-in.
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -206,6 +210,9 @@ pdl|rope|norm|fused)
   tail -5 "$OUT/graph_check.md"
   env $opt timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "$opt device_check: exit $?"
   grep -iE "decode|logits" "$OUT/device_check.txt" | tail -4
+  # every GEMV launch (the silu·up and, with the opt-ins, the RoPE and residual ones) against the plain path
+  env $opt timeout 200 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "$opt device_check kernels: exit $?"
+  grep -E "worst|silu|rope|residual" "$OUT/kernels.md" | tail -6
   if [ $1 = norm ] || [ $1 = fused ]; then
     env $opt timeout 120 /tmp/bin/device_check cuda folds > "$OUT/folds.md" 2>&1; echo "$opt device_check folds: exit $?"
     tail -4 "$OUT/folds.md"

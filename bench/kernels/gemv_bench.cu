@@ -9,10 +9,11 @@
 //   the launches captured in one CUDA graph so host launch cost is not measured; median of 9 replays.
 // - A decode step: every linear of the model once, in order, distinct weights, as one graph.
 //
-// Usage: gemv_bench [--quick | --floor | --pdl]. Prints markdown tables. --floor: where an NF4 GEMV's
-// time goes (launch floor, the loads alone, the whole kernel), per shape and for a decode step's
-// linears. --pdl: a decode step's linears (shipped kernels) launched plainly and with programmatic
-// dependent launch, in one process.
+// Usage: gemv_bench [--quick | --floor | --pdl | --prefetch]. Prints markdown tables. --floor: where an
+// NF4 GEMV's time goes (launch floor, the loads alone, the whole kernel), per shape and for a decode
+// step's linears. --pdl: a decode step's linears (shipped kernels) launched plainly and with
+// programmatic dependent launch, in one process. --prefetch: the same step where each launch first
+// asks L2 for the next launch's weights (see prefetch_main).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -351,12 +352,14 @@ std::vector<Weight> step_weights(const Model& md, int f, uint64_t seed, size_t* 
 struct Shape;
 int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::vector<Shape>& shapes);
 int pdl_main(cudaStream_t s, double bw, const bf16* xs, void** ys);
+int prefetch_main(cudaStream_t s, double bw, const bf16* xs, void** ys);
 
 int main(int argc, char** argv) {
     bool quick = argc > 1 && std::string(argv[1]) == "--quick";
     bool prof = argc > 1 && std::string(argv[1]) == "--profile";
     bool floors = argc > 1 && std::string(argv[1]) == "--floor";
     bool pdl = argc > 1 && std::string(argv[1]) == "--pdl";
+    bool prefetch = argc > 1 && std::string(argv[1]) == "--prefetch";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
@@ -384,6 +387,7 @@ int main(int argc, char** argv) {
         {"8B down", 4096, 14336}, {"8B head", 128256, 4096}};
     if (floors) return floor_main(s, bw, xs, ys, shapes);
     if (pdl) return pdl_main(s, bw, xs, ys);
+    if (prefetch) return prefetch_main(s, bw, xs, ys);
     // Correctness first: every format, R and m against the reference, on every shape.
     printf("## Correctness: max |kernel − reference| / max |reference| (bf16 out; limit 4e-3)\n\n");
     printf("| shape | format | shipped m=1 | worst (m = 1,2,3,5,8; R = 1,2,4; decode kernel at m = 1) |\n| --- | --- | ---: | ---: |\n");
@@ -675,4 +679,141 @@ int pdl_main(cudaStream_t s, double bw, const bf16* xs, void** ys) {
     }
     CK(cudaGetLastError());
     return 0;
+}
+
+// --prefetch: software pipelining across launches. A decode step's GEMVs are each too small to keep
+// enough loads in flight to reach the copy bandwidth (--floor: the loads alone run at 1.1-1.8 TB/s on
+// 3B shapes), so DRAM idles through each launch's ramp-up and tail. Here every launch of the step also
+// asks L2 for the next launch's weights (the head's next is the first q/k/v: the step repeats), so
+// that the next launch reads them from L2 while the DRAM streams the one after. Ways:
+// - line: every thread of the grid issues prefetch.global.L2 for its share of 128-byte lines;
+// - bulk: thread 0 of each block issues cp.async.bulk.prefetch.L2 (sm_90) for its block's slice.
+// At most `cap` bytes of the next launch are asked for (L2 holds this launch's weights too).
+struct Prefetch {
+    const char* p[6];
+    size_t n[6];
+    int count, how;  // how: 0 none, 1 line, 2 bulk
+};
+
+__device__ __forceinline__ void prefetch_next(const Prefetch& pf) {
+    const size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x, threads = (size_t)gridDim.x * blockDim.x;
+    if (pf.how == 1) {
+#pragma unroll
+        for (int r = 0; r < 6; r++)  // fixed bounds: the regions stay in registers, not on a stack
+            for (size_t off = t * 128; r < pf.count && off < pf.n[r]; off += threads * 128)
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(pf.p[r] + off));
+    } else if (pf.how == 2 && threadIdx.x == 0) {
+#pragma unroll
+        for (int r = 0; r < 6; r++) {
+            if (r >= pf.count) break;
+            const size_t per = ((pf.n[r] + gridDim.x - 1) / gridDim.x + 15) & ~(size_t)15;
+            const size_t end = min(pf.n[r], (blockIdx.x + 1) * per);
+            for (size_t o = blockIdx.x * per; o + 16 <= end; o += 65536) {
+                const uint32_t len = (uint32_t)(min((size_t)65536, end - o) & ~(size_t)15);
+                asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(pf.p[r] + o), "r"(len) : "memory");
+            }
+        }
+    }
+}
+
+// The shipped m = 1 kernels (linear.cu's GEMVS: same R and register cap) with the prefetch first.
+template <int F, int R, int MINB>
+__global__ void __launch_bounds__(128, MINB) kpf(const bf16* xs, gemv::Parts ps, Prefetch pf) {
+    prefetch_next(pf);
+    gemv::gemv_parts<bf16, F, 1, R>(xs, ps);
+}
+
+// One launch of the step: its parts, and the regions (weights and scales) it asks L2 for.
+void launch_pf(cudaStream_t s, const std::vector<const Weight*>& ws, const std::vector<const Weight*>& next,
+               const bf16* xs, std::vector<void*>& ys, int how, size_t cap) {
+    gemv::Parts ps{};
+    ps.count = (int)ws.size(); ps.m = 1; ps.k = ws[0]->k;
+    int n_max = 0, r = 2;
+    for (auto w : ws) n_max = std::max(n_max, w->n);
+    shipped(ws[0]->fmt, 1, n_max, &r);
+    int warps = 0;
+    for (size_t i = 0; i < ws.size(); i++) {
+        ps.p[i] = gemv::Part{ws[i]->ac(0), ws[i]->bc(0), ys[i], ws[i]->n};
+        warps += (ws[i]->n + r - 1) / r;
+    }
+    Prefetch pf{};
+    pf.how = how;
+    for (auto w : next) {
+        for (int j = 0; j < 2 && cap > 0; j++) {
+            const size_t bytes = std::min(cap, j == 0 ? w->a_bytes : w->b_count * 4);
+            if (!bytes) continue;
+            pf.p[pf.count] = j == 0 ? (const char*)w->ac(0) : (const char*)w->bc(0);
+            pf.n[pf.count++] = bytes;
+            cap -= bytes;
+        }
+    }
+    const int f = ws[0]->fmt, blocks = (warps + 3) / 4;
+    if (f == 0) kpf<gemv::DENSE, 2, 8><<<blocks, 128, 0, s>>>(xs, ps, pf);
+    else if (f == 1) kpf<gemv::INT8, 2, 8><<<blocks, 128, 0, s>>>(xs, ps, pf);
+    else if (r == 4) kpf<gemv::NF4, 4, 6><<<blocks, 128, 0, s>>>(xs, ps, pf);
+    else kpf<gemv::NF4, 2, 8><<<blocks, 128, 0, s>>>(xs, ps, pf);
+}
+
+// A step's linears (q/k/v and gate/up fused, one graph) in six ways, alternating 3 times: the shipped
+// kernels, and the prefetching ones (none, line with a 24 MB cap, bulk with 8, 24 and 48 MB caps); ms a
+// step (median of 9 replays each) and GB/s. The head's output of each way is compared with the shipped
+// kernels' (prefetching changes no arithmetic: equal bits).
+int prefetch_main(cudaStream_t s, double bw, const bf16* xs, void** ys) {
+    struct Way { const char* name; int how; size_t cap; };
+    const Way ways[] = {{"pf none", 0, 0}, {"line 24MB", 1, 24u << 20}, {"bulk 8MB", 2, 8u << 20},
+                        {"bulk 24MB", 2, 24u << 20}, {"bulk 48MB", 2, 48u << 20}};
+    const int W = sizeof(ways) / sizeof(ways[0]);
+    printf("## A decode step's linears, each launch prefetching the next one's weights into L2 (m = 1, copy %.0f GB/s)\n\n", bw / 1e9);
+    printf("| model | format | weight GB | shipped ms | way | ms (min–max) | way / shipped | GB/s | %% of copy | head equal |\n");
+    printf("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |\n");
+    std::vector<uint16_t> want(128256), got(128256);
+    int failures = 0;
+    for (const Model& md : MODELS) {
+        for (int f = 0; f < 3; f++) {
+            size_t bytes;
+            std::vector<Weight> ws = step_weights(md, f, 500, &bytes);
+            // the step's launches, in order, as lists of parts
+            std::vector<std::vector<const Weight*>> launches;
+            for (int b = 0; b < md.blocks; b++) {
+                const Weight* w = &ws[b * 7];
+                launches.push_back({&w[0], &w[1], &w[2]});
+                launches.push_back({&w[3]});
+                launches.push_back({&w[4], &w[5]});
+                launches.push_back({&w[6]});
+            }
+            launches.push_back({&ws.back()});
+            auto step_with = [&](int way) {
+                return [&, way](int) {
+                    std::vector<void*> y3(ys, ys + 3);
+                    for (size_t i = 0; i < launches.size(); i++) {
+                        if (way < 0) launch_shipped(s, launches[i], 0, xs, y3, 1);
+                        else launch_pf(s, launches[i], launches[(i + 1) % launches.size()], xs, y3, ways[way].how, ways[way].cap);
+                    }
+                };
+            };
+            std::vector<std::vector<double>> t(W + 1);
+            std::vector<bool> equal(W, true);
+            for (int rep = 0; rep < 3; rep++) {
+                for (int way = -1; way < W; way++) {
+                    CK(cudaMemsetAsync(ys[0], 0xff, (size_t)128256 * 2, s));
+                    t[way + 1].push_back(time_graph(s, 1, step_with(way)));
+                    CK(cudaGetLastError());
+                    CK(cudaMemcpy((way < 0 ? want : got).data(), ys[0], (size_t)128256 * 2, cudaMemcpyDeviceToHost));
+                    if (way >= 0) equal[way] = equal[way] && want == got;
+                }
+            }
+            for (auto& v : t) std::sort(v.begin(), v.end());
+            const double base = t[0][1];
+            for (int way = 0; way < W; way++) {
+                const double a = t[way + 1][1];
+                failures += !equal[way];
+                printf("| %s | %s | %.3f | %.3f | %s | %.3f (%.3f–%.3f) | %.3f | %.0f | %.1f | %s |\n", md.name, FMT[f], bytes / 1e9,
+                       base * 1e3, ways[way].name, a * 1e3, t[way + 1][0] * 1e3, t[way + 1][2] * 1e3, a / base, bytes / a / 1e9,
+                       100 * bytes / a / bw, equal[way] ? "yes" : "NO");
+            }
+            for (auto& w : ws) free_weight(w);
+        }
+    }
+    CK(cudaGetLastError());
+    return failures ? 3 : 0;
 }

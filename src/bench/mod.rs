@@ -53,6 +53,36 @@ pub struct BenchRecord {
     pub reps: usize,
 }
 
+impl BenchRecord {
+    /// A record of `model` on `device` in `dtype` with no test, figures or ceilings yet.
+    pub fn empty(model: &str, device: &candle_core::Device, dtype: candle_core::DType) -> Self {
+        Self {
+            model: model.to_string(),
+            test: String::new(),
+            n_prompt: 0,
+            n_gen: 0,
+            depth: 0,
+            avg_ts: 0.0,
+            stddev_ts: 0.0,
+            samples_ns: vec![],
+            ttft_ms: None,
+            weight_bytes: 0,
+            device_bytes: 0,
+            device_peak_bytes: 0,
+            bandwidth: 0.0,
+            roofline_pct: None,
+            matmul_flops: 0.0,
+            compute_pct: None,
+            cuda_graph: None,
+            precision: String::new(),
+            device: crate::device::device_name(device),
+            dtype: format!("{dtype:?}").to_lowercase(),
+            threads: candle_core::utils::get_num_threads(),
+            reps: 0,
+        }
+    }
+}
+
 /// Mean and standard deviation of tokens/s over samples of `n` tokens each.
 pub fn tokens_per_s(n: usize, samples_ns: &[u64]) -> (f64, f64) {
     let ts: Vec<f64> = samples_ns.iter().map(|&ns| n as f64 * 1e9 / ns.max(1) as f64).collect();

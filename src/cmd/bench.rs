@@ -73,35 +73,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     loaded.model.drop_masters();
     // Opened before the timing, so an unwritable log fails now, not after it; after the checks and
     // the load, so a refused run leaves no empty log behind.
-    let log = if args.no_log {
-        None
-    } else {
-        let path = args
-            .log
-            .clone()
-            .or(setup.config.bench.log.clone())
-            .unwrap_or_else(|| PathBuf::from("results/benchmark_log.csv"));
-        Some(bench::log::Log::open(&path)?)
-    };
+    let log = if args.no_log { None } else { Some(bench::log::Log::open(&log_path(args, &setup))?) };
     let feed = suite::feed_tokens(&loaded, &text, longest.max(1))?;
     let model = &loaded.model;
-    // The ceilings first: their buffers (half a GiB on the CPU, 4 GiB on a GPU) are freed before the
-    // memory readings, so they count neither in the model's memory nor in the runs' peak.
-    // A ceiling that cannot be measured (its buffers do not fit beside the model, say) costs its
-    // roofline column, not the run.
-    let ceiling = |what: &str, m: Result<f64>| {
-        m.unwrap_or_else(|e| {
-            tracing::warn!("{what} not measured, no roofline for it: {e}");
-            0.0
-        })
-    };
-    let bandwidth =
-        if args.no_roofline { 0.0 } else { ceiling("copy bandwidth", roofline::measure_bandwidth(&setup.device)) };
-    let matmul_flops = if args.no_roofline || len.prompts.is_empty() {
-        0.0
-    } else {
-        ceiling("matmul peak", roofline::measure_matmul_peak(&setup.device, model.act_dtype()))
-    };
+    let (bandwidth, matmul_flops) = ceilings(args, &setup, &len, model.act_dtype());
     crate::device::sync(&setup.device)?;
     let after = memory::read(&setup.device);
     memory::reset_peak();
@@ -111,28 +86,13 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         plan_name.clone()
     };
     let base = BenchRecord {
-        model: setup.spec.short_name(),
-        test: String::new(),
-        n_prompt: 0,
-        n_gen: 0,
-        depth: 0,
-        avg_ts: 0.0,
-        stddev_ts: 0.0,
-        samples_ns: vec![],
-        ttft_ms: None,
         weight_bytes: model.weight_bytes(),
         device_bytes: after.used.saturating_sub(before.used),
-        device_peak_bytes: 0,
         bandwidth,
-        roofline_pct: None,
         matmul_flops,
-        compute_pct: None,
-        cuda_graph: None,
         precision,
-        device: crate::device::device_name(&setup.device),
-        dtype: format!("{:?}", setup.dtype).to_lowercase(),
-        threads: candle_core::utils::get_num_threads(),
         reps: len.reps,
+        ..BenchRecord::empty(&setup.spec.short_name(), &setup.device, setup.dtype)
     };
     let pb = crate::progress::bar(len.total_runs() as u64, "bench");
     let mut records = suite::run(model, &feed, &len, &base, &pb)?;
@@ -148,4 +108,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         log.append(&records, &now)?;
     }
     Ok(())
+}
+
+fn log_path(args: &BenchArgs, setup: &Setup) -> PathBuf {
+    let configured = args.log.clone().or(setup.config.bench.log.clone());
+    configured.unwrap_or_else(|| PathBuf::from("results/benchmark_log.csv"))
+}
+
+/// The device's copy bandwidth and matmul peak (0 where not measured).
+///
+/// Measured first: their buffers (half a GiB on the CPU, 4 GiB on a GPU) are freed before the
+/// memory readings, so they count neither in the model's memory nor in the runs' peak. A ceiling
+/// that cannot be measured (its buffers do not fit beside the model, say) costs its roofline
+/// column, not the run.
+fn ceilings(args: &BenchArgs, setup: &Setup, len: &Lengths, dtype: candle_core::DType) -> (f64, f64) {
+    let ceiling = |what: &str, m: Result<f64>| {
+        m.unwrap_or_else(|e| {
+            tracing::warn!("{what} not measured, no roofline for it: {e}");
+            0.0
+        })
+    };
+    if args.no_roofline {
+        return (0.0, 0.0);
+    }
+    let bandwidth = ceiling("copy bandwidth", roofline::measure_bandwidth(&setup.device));
+    let matmul_flops = if len.prompts.is_empty() {
+        0.0
+    } else {
+        ceiling("matmul peak", roofline::measure_matmul_peak(&setup.device, dtype))
+    };
+    (bandwidth, matmul_flops)
 }

@@ -273,11 +273,18 @@ fn many_cuda(
     })?;
     let outs = if matches!(epi, Epi::Plain) { dims } else { &dims[..1] };
     let total: usize = outs.iter().map(|d| d.0).sum();
-    let flat = Tensor::from_storage(Storage::Cuda(ys), rows * total, BackpropOp::none(), false);
+    split_parts(&Tensor::from_storage(Storage::Cuda(ys), rows * total, BackpropOp::none(), false), xs.dims(), outs)
+}
+
+/// The outputs of a launch, part after part in one flat buffer, each shaped as xs with its last
+/// dim `n_i`.
+#[cfg(feature = "cuda")]
+fn split_parts(flat: &Tensor, xs_dims: &[usize], outs: &[(usize, usize)]) -> Result<Vec<Tensor>> {
+    let rows = xs_dims.iter().rev().skip(1).product::<usize>();
     let mut out = Vec::with_capacity(outs.len());
     let mut offset = 0;
     for &(n, _) in outs {
-        let mut shape = xs.dims().to_vec();
+        let mut shape = xs_dims.to_vec();
         if let Some(last) = shape.last_mut() {
             *last = n;
         }

@@ -57,75 +57,9 @@ fn gb(b: u64) -> String {
 }
 
 fn report_md(s: &Summary, frontier: &str, items: &[ScanItem], metric: &str) -> String {
-    let mut r = format!("# Sensitivity report: {}\n\n", s.model);
-    if let Some(w) = &s.warning {
-        r += &format!("> **{w}**\n\n");
-    }
-    r += &format!(
-        "Settings (hash `{}`):\n\n```json\n{}\n```\n\n",
-        s.settings_hash,
-        serde_json::to_string_pretty(&s.settings).unwrap_or_default()
-    );
-    r += &format!(
-        "Budget **{}**; the {} plan uses **{}** of resident weights (all-cheapest {}, all-f16 {}).\n",
-        gb(s.budget_bytes),
-        s.strategy,
-        gb(s.plan_weight_bytes),
-        gb(s.min_bytes),
-        gb(s.max_bytes)
-    );
-    r += &format!(
-        "Layers per format: {}.\n\n",
-        s.formats.iter().map(|(f, n)| format!("{f} × {n}")).collect::<Vec<_>>().join(", ")
-    );
-    r += "## Predicted vs measured (held-out text)\n\n";
-    let k = s.measured.kld.as_ref();
-    r += &markdown_table(
-        &["", "value"],
-        &[
-            vec!["predicted score, greedy".to_string(), format!("{:.6}", s.predicted.greedy)],
-            vec![
-                "predicted score, optimal".to_string(),
-                format!("{:.6} (gap {:.6})", s.predicted.optimal, s.predicted.gap),
-            ],
-            vec![
-                format!("measured KLD ({metric} scores sum single-layer effects)"),
-                k.map_or("-".into(), |k| {
-                    format!("{:.6} ± {:.6} (median {:.6}, p99 {:.6})", k.mean, k.mean_stderr, k.median, k.p99)
-                }),
-            ],
-            vec![
-                "measured top-1 agreement".to_string(),
-                k.map_or("-".into(), |k| format!("{:.2} %", 100.0 * k.top1_agreement)),
-            ],
-            vec![
-                "measured PPL".to_string(),
-                format!(
-                    "{:.4} ± {:.4} (f16: {:.4} ± {:.4})",
-                    s.measured.ppl, s.measured.ppl_stderr, s.f16.ppl, s.f16.ppl_stderr
-                ),
-            ],
-            vec!["held-out tokens scored".to_string(), s.measured.tokens.to_string()],
-        ],
-    );
-    for n in &s.notes {
-        r += &format!("\n> **Note:** {n}\n");
-    }
-    r += "\n## Baselines of the same size\n\n";
-    let chosen_kld = k.map_or(0.0, |k| k.mean);
-    let rows: Vec<Vec<String>> = std::iter::once(vec![
-        "chosen plan".into(),
-        gb(s.plan_weight_bytes),
-        format!("{chosen_kld:.6}"),
-        format!("{:.4}", s.measured.ppl),
-    ])
-    .chain(
-        s.baselines
-            .iter()
-            .map(|b| vec![b.label.clone(), gb(b.weight_bytes), format!("{:.6}", b.kld_mean), format!("{:.4}", b.ppl)]),
-    )
-    .collect();
-    r += &markdown_table(&["plan", "weights", "KLD", "PPL"], &rows);
+    let mut r = header_md(s);
+    r += &measured_md(s, metric);
+    r += &baselines_md(s);
     r += "\n## Frontier\n\n![accuracy vs memory](frontier_memory.svg)\n\n![accuracy vs decode speed](frontier_speed.svg)\n\n";
     if s.speed.is_some() {
         r += "![accuracy vs predicted decode time](frontier_time.svg)\n\n";
@@ -135,7 +69,81 @@ fn report_md(s: &Summary, frontier: &str, items: &[ScanItem], metric: &str) -> S
         r += &speed_md(sp);
     }
     r += "\n\nSpeed: pp512 and tg128 with the bench code (one warm-up, then the `bench_reps` repetitions of this run); `device` bytes are the tensors the layers hold (counted), weights are the plan's bytes.\n\n";
-    r += "## Most sensitive layers\n\n![sensitivity heatmap](sensitivity_heatmap.svg)\n\n";
+    r += &top_layers_md(items, metric);
+    r += "\n## Phases (wall time)\n\n";
+    let rows: Vec<Vec<String>> = s.phases_s.iter().map(|(p, t)| vec![p.clone(), format!("{t:.1} s")]).collect();
+    r += &markdown_table(&["phase", "seconds"], &rows);
+    r
+}
+
+/// The title, the settings and what the plan spends.
+fn header_md(s: &Summary) -> String {
+    let mut r = format!("# Sensitivity report: {}\n\n", s.model);
+    if let Some(w) = &s.warning {
+        r += &format!("> **{w}**\n\n");
+    }
+    let settings = serde_json::to_string_pretty(&s.settings).unwrap_or_default();
+    r += &format!("Settings (hash `{}`):\n\n```json\n{settings}\n```\n\n", s.settings_hash);
+    let (budget, plan, min, max) = (gb(s.budget_bytes), gb(s.plan_weight_bytes), gb(s.min_bytes), gb(s.max_bytes));
+    r += &format!(
+        "Budget **{budget}**; the {} plan uses **{plan}** of resident weights (all-cheapest {min}, all-f16 {max}).\n",
+        s.strategy
+    );
+    let formats: Vec<String> = s.formats.iter().map(|(f, n)| format!("{f} × {n}")).collect();
+    r += &format!("Layers per format: {}.\n\n", formats.join(", "));
+    r
+}
+
+/// The predicted scores against what the held-out evaluation measured, and the run's notes.
+fn measured_md(s: &Summary, metric: &str) -> String {
+    let mut r = "## Predicted vs measured (held-out text)\n\n".to_string();
+    let k = s.measured.kld.as_ref();
+    let row = |name: &str, value: String| vec![name.to_string(), value];
+    let (m, f) = (&s.measured, &s.f16);
+    r += &markdown_table(
+        &["", "value"],
+        &[
+            row("predicted score, greedy", format!("{:.6}", s.predicted.greedy)),
+            row("predicted score, optimal", format!("{:.6} (gap {:.6})", s.predicted.optimal, s.predicted.gap)),
+            row(
+                &format!("measured KLD ({metric} scores sum single-layer effects)"),
+                k.map_or("-".into(), |k| {
+                    format!("{:.6} ± {:.6} (median {:.6}, p99 {:.6})", k.mean, k.mean_stderr, k.median, k.p99)
+                }),
+            ),
+            row("measured top-1 agreement", k.map_or("-".into(), |k| format!("{:.2} %", 100.0 * k.top1_agreement))),
+            row(
+                "measured PPL",
+                format!("{:.4} ± {:.4} (f16: {:.4} ± {:.4})", m.ppl, m.ppl_stderr, f.ppl, f.ppl_stderr),
+            ),
+            row("held-out tokens scored", m.tokens.to_string()),
+        ],
+    );
+    for n in &s.notes {
+        r += &format!("\n> **Note:** {n}\n");
+    }
+    r
+}
+
+/// The chosen plan beside the uniform plans of about its size.
+fn baselines_md(s: &Summary) -> String {
+    let chosen_kld = s.measured.kld.as_ref().map_or(0.0, |k| k.mean);
+    let chosen = vec![
+        "chosen plan".into(),
+        gb(s.plan_weight_bytes),
+        format!("{chosen_kld:.6}"),
+        format!("{:.4}", s.measured.ppl),
+    ];
+    let others = s
+        .baselines
+        .iter()
+        .map(|b| vec![b.label.clone(), gb(b.weight_bytes), format!("{:.6}", b.kld_mean), format!("{:.4}", b.ppl)]);
+    let rows: Vec<Vec<String>> = std::iter::once(chosen).chain(others).collect();
+    "\n## Baselines of the same size\n\n".to_string() + &markdown_table(&["plan", "weights", "KLD", "PPL"], &rows)
+}
+
+/// The ten layers whose squeezing hurt most in the scan.
+fn top_layers_md(items: &[ScanItem], metric: &str) -> String {
     let mut top: Vec<&ScanItem> = items.iter().collect();
     top.sort_by(|a, b| b.score.total_cmp(&a.score));
     let rows: Vec<Vec<String>> = top
@@ -143,10 +151,8 @@ fn report_md(s: &Summary, frontier: &str, items: &[ScanItem], metric: &str) -> S
         .take(10)
         .map(|i| vec![i.layer.clone(), i.format.to_string(), format!("{:.6}", i.score), format!("{:.4}", i.ppl)])
         .collect();
+    let mut r = "## Most sensitive layers\n\n![sensitivity heatmap](sensitivity_heatmap.svg)\n\n".to_string();
     r += &markdown_table(&["layer", "format", &format!("score ({metric})"), "calib PPL"], &rows);
-    r += "\n## Phases (wall time)\n\n";
-    let rows: Vec<Vec<String>> = s.phases_s.iter().map(|(p, t)| vec![p.clone(), format!("{t:.1} s")]).collect();
-    r += &markdown_table(&["phase", "seconds"], &rows);
     r
 }
 

@@ -95,29 +95,11 @@ pub fn run_with_texts(
         write_journal(&s.out.join("scan.jsonl"), &header, &merged)?;
         merged
     } else {
-        let mut header = header.clone();
-        header.shard = s.shard;
-        let (journal, done) = Journal::open(&s.out.join(shard::journal_name(s.shard)), &header, s.resume)?;
-        check_known(&done, &all)?;
-        let todo: Vec<_> = shard::select(model.config(), all.clone(), s.ctx, s.shard)
-            .into_iter()
-            .filter(|(id, f)| !done.iter().any(|d| d.layer == id.to_string() && d.format == *f))
-            .collect();
-        crate::report::console::note(&format!(
-            "minilab sensitivity{} → {}: {} items to scan, {} done (Ctrl-C stops after the item in progress; \
-             continue with --resume --out {})",
-            s.shard.map_or(String::new(), |sh| format!(" shard {sh}")),
-            s.out.display(),
-            todo.len(),
-            done.len(),
-            s.out.display()
-        ));
-        let Some(items) =
-            scan_items(model, s, &calib, placement, &journal, done, todo, control, &mut phases, &mut times)?
-        else {
-            return Ok(Outcome::Stopped);
-        };
-        items
+        let scan = ScanCtx { s, calib: &calib, placement, control };
+        match resume_scan(model, &scan, &header, &all, &mut phases, &mut times)? {
+            Some(items) => items,
+            None => return Ok(Outcome::Stopped),
+        }
     };
     if let Some(shard) = s.shard {
         return Ok(Outcome::Shard { shard, items: items.len(), phases_s: phases });
@@ -230,60 +212,78 @@ fn prepare_out(out: &Path, shard: Option<Shard>) -> Result<OutLock> {
     Ok(held)
 }
 
-/// Scans `todo` into the journal; `None` when the caller asked to stop.
-#[allow(clippy::too_many_arguments)]
-fn scan_items(
-    model: &mut Model,
-    s: &Settings,
-    calib: &[Vec<u32>],
+/// What a scan reads and answers to, fixed for the run.
+struct ScanCtx<'a> {
+    s: &'a Settings,
+    calib: &'a [Vec<u32>],
     placement: Placement,
-    journal: &Journal,
-    done: Vec<ScanItem>,
-    todo: Vec<(LayerId, Precision)>,
-    control: &dyn Control,
+    control: &'a dyn Control,
+}
+
+/// Opens this run's (or this shard's) journal and scans the items it does not hold yet; `None`
+/// when the caller asked to stop.
+fn resume_scan(
+    model: &mut Model,
+    scan: &ScanCtx,
+    header: &Header,
+    all: &[(LayerId, Precision)],
     phases: &mut BTreeMap<String, f64>,
     times: &mut ScanTimes,
 ) -> Result<Option<Vec<ScanItem>>> {
+    let s = scan.s;
+    let mut header = header.clone();
+    header.shard = s.shard;
+    let (journal, done) = Journal::open(&s.out.join(shard::journal_name(s.shard)), &header, s.resume)?;
+    check_known(&done, all)?;
+    let todo: Vec<_> = shard::select(model.config(), all.to_vec(), s.ctx, s.shard)
+        .into_iter()
+        .filter(|(id, f)| !done.iter().any(|d| d.layer == id.to_string() && d.format == *f))
+        .collect();
+    crate::report::console::note(&format!(
+        "minilab sensitivity{} → {}: {} items to scan, {} done (Ctrl-C stops after the item in progress; \
+         continue with --resume --out {})",
+        s.shard.map_or(String::new(), |sh| format!(" shard {sh}")),
+        s.out.display(),
+        todo.len(),
+        done.len(),
+        s.out.display()
+    ));
+    scan_items(model, scan, &journal, done, todo, phases, times)
+}
+
+/// Scans `todo` into the journal; `None` when the caller asked to stop.
+fn scan_items(
+    model: &mut Model,
+    scan: &ScanCtx,
+    journal: &Journal,
+    done: Vec<ScanItem>,
+    todo: Vec<(LayerId, Precision)>,
+    phases: &mut BTreeMap<String, f64>,
+    times: &mut ScanTimes,
+) -> Result<Option<Vec<ScanItem>>> {
+    let (s, control) = (scan.s, scan.control);
     let mut items = done;
     if todo.is_empty() {
         return Ok(Some(items));
     }
-    let t = Instant::now();
-    let base = scan::baseline(model, calib, s.kld_topk, placement)?;
-    phases.insert("baseline".into(), t.elapsed().as_secs_f64());
-    times.sample(model);
-    tracing::info!(
-        "baseline: {} windows in {} batches of ≤{}, prefix cache {:.2} GB on the {}",
-        calib.len(),
-        base.batches.len(),
-        placement.windows_per_batch,
-        placement.prefix_bytes as f64 / 1e9,
-        if placement.prefix_on_host || model.device().is_cpu() { "host" } else { "device" }
-    );
+    let base = baseline(model, scan, phases, times)?;
     let t = Instant::now();
     let pb = crate::progress::bar(todo.len() as u64, "scan");
     let mut beat = Heartbeat::new(todo.len());
-    control.scanning(true);
     // On a GPU the host encodes the next item while the device scores this one.
-    let prefetch = !model.device().is_cpu();
-    let mut next: Option<std::thread::JoinHandle<candle_core::Result<Arc<HostEncoded>>>> = None;
-    for (n, (id, f)) in todo.iter().enumerate() {
+    let mut prefetch = Prefetch { on: !model.device().is_cpu(), next: None };
+    control.scanning(true);
+    for (n, &(id, f)) in todo.iter().enumerate() {
         if control.stop_requested() {
             break;
         }
-        if let Some(h) = next.take() {
-            let enc = h.join().map_err(|_| Error::Runtime("the encoding thread panicked".into()))?;
-            if let Some(l) = model.linear_mut(*id) {
-                l.insert_encoding(*f, enc?);
-            }
-        }
-        if let Some((nid, nf)) = todo.get(n + 1).filter(|_| prefetch) {
-            let (nf, master) = (*nf, model.linear(*nid).and_then(|l| l.master()).cloned());
-            next = master.map(|m| std::thread::spawn(move || HostEncoded::encode(&m, nf).map(Arc::new)));
-        }
-        pb.set_message(format!("{id} {f}"));
-        let item = scan::measure(model, &base, *id, *f, s.metric, &mut times.steps);
-        times.sample(model);
+        let item = prefetch.install(model, id, f).and_then(|()| {
+            prefetch.start(model, todo.get(n + 1));
+            pb.set_message(format!("{id} {f}"));
+            let item = scan::measure(model, &base, id, f, s.metric, &mut times.steps);
+            times.sample(model);
+            item
+        });
         let item = match item {
             Ok(i) => i,
             Err(e) => {
@@ -307,6 +307,56 @@ fn scan_items(
         crate::report::console::note(&format!("scan steps ({} items):\n{}", todo.len(), times.steps.table()));
     }
     Ok(Some(items))
+}
+
+/// The all-f16 reference that every item is scored against, timed as the baseline phase.
+fn baseline(
+    model: &Model,
+    scan: &ScanCtx,
+    phases: &mut BTreeMap<String, f64>,
+    times: &mut ScanTimes,
+) -> Result<scan::Baseline> {
+    let (calib, placement) = (scan.calib, scan.placement);
+    let t = Instant::now();
+    let base = scan::baseline(model, calib, scan.s.kld_topk, placement)?;
+    phases.insert("baseline".into(), t.elapsed().as_secs_f64());
+    times.sample(model);
+    tracing::info!(
+        "baseline: {} windows in {} batches of ≤{}, prefix cache {:.2} GB on the {}",
+        calib.len(),
+        base.batches.len(),
+        placement.windows_per_batch,
+        placement.prefix_bytes as f64 / 1e9,
+        if placement.prefix_on_host || model.device().is_cpu() { "host" } else { "device" }
+    );
+    Ok(base)
+}
+
+/// The next item's weights, encoded on a host thread while the device scores this item.
+struct Prefetch {
+    on: bool,
+    next: Option<std::thread::JoinHandle<candle_core::Result<Arc<HostEncoded>>>>,
+}
+
+impl Prefetch {
+    /// Hands layer `id` the encoding started for it, if one was.
+    fn install(&mut self, model: &mut Model, id: LayerId, f: Precision) -> Result<()> {
+        if let Some(h) = self.next.take() {
+            let enc = h.join().map_err(|_| Error::Runtime("the encoding thread panicked".into()))?;
+            if let Some(l) = model.linear_mut(id) {
+                l.insert_encoding(f, enc?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts encoding `item` (the next one to scan) when prefetching is on.
+    fn start(&mut self, model: &Model, item: Option<&(LayerId, Precision)>) {
+        if let Some(&(id, f)) = item.filter(|_| self.on) {
+            let master = model.linear(id).and_then(|l| l.master()).cloned();
+            self.next = master.map(|m| std::thread::spawn(move || HostEncoded::encode(&m, f).map(Arc::new)));
+        }
+    }
 }
 
 /// Step times and the largest device memory reading of a scan.

@@ -201,16 +201,8 @@ pub(crate) fn gemv_parts(
         if !(rx.start * size).is_multiple_of(16) {
             candle_core::bail!("linear kernel: xs is not 16-byte aligned");
         }
-        let m = rx.len() / k;
-        if m == 0 || m > 8 || parts.is_empty() || parts.len() > 3 || rx.len() != m * k {
-            candle_core::bail!("linear kernel: {m} rows and {} weights are not a GEMV launch", parts.len());
-        }
-        if !epilogue_shapes(parts, epi)
-            || !epilogue_fuses(format, xs.dtype(), m, epi)
-            || (norm.is_some() && !norm_fits(xs.dtype(), m, k))
-        {
-            candle_core::bail!("linear kernel: these weights do not take a fused silu·up or RoPE");
-        }
+        let spec = LaunchSpec { format, dtype: xs.dtype(), k, epi, norm };
+        let m = launch_rows(&spec, rx.len(), parts)?;
         let total: usize = match epi {
             Epilogue::Plain => parts.iter().map(|p| p.n).sum(),
             Epilogue::SiluMul | Epilogue::Rope(_) | Epilogue::Residual(_) => parts[0].n,
@@ -222,19 +214,7 @@ pub(crate) fn gemv_parts(
         let (x_base, x_sync) = xs.as_cuda_slice::<T>()?.device_ptr(&stream);
         let x_ptr = x_base + (rx.start * size) as u64;
         let (y_ptr, y_sync) = ys.device_ptr(&stream);
-        let rope = if let Epilogue::Rope(r) = epi { r } else { RopeArg::default() };
-        let mut arg = PartsArg {
-            count: parts.len() as i32,
-            m: m as i32,
-            k: k as i32,
-            mode: epi.mode(),
-            rope,
-            norm_w: norm.map_or(0, |n| n.w),
-            res: if let Epilogue::Residual(r) = epi { r } else { 0 },
-            eps: norm.map_or(0.0, |n| n.eps),
-            norm: i32::from(norm.is_some()),
-            ..Default::default()
-        };
+        let mut arg = parts_header(parts.len(), m, k, epi, norm);
         let mut syncs = Vec::with_capacity(2 * parts.len());
         let mut offset = 0;
         for (slot, part) in arg.p.iter_mut().zip(parts) {
@@ -242,25 +222,7 @@ pub(crate) fn gemv_parts(
             *slot = PartArg { a: a_ptr, b: b_ptr, ys: y_ptr + (offset * size) as u64, n: part.n as i32, pad: 0 };
             offset += m * part.n;
         }
-        let (mm, r) = gemv_variant(format, xs.dtype(), m, parts.iter().map(|p| p.n).max().unwrap_or(0), epi);
-        let kind = match format {
-            Format::Dense => "dense",
-            Format::Int8 => "int8",
-            Format::Nf4 => "nf4",
-        };
-        let name = format!("gemv_{kind}_{}_m{mm}_r{r}", suffix(xs.dtype())?);
-        let warps: usize = match epi {
-            Epilogue::Plain | Epilogue::Residual(_) => parts.iter().map(|p| p.n.div_ceil(r)).sum(),
-            Epilogue::SiluMul => parts[0].n.div_ceil(r / 2),
-            // a RoPE pair of q or k, or two rows of v, a warp
-            Epilogue::Rope(_) => parts.iter().map(|p| p.n.div_ceil(2)).sum(),
-        };
-        let cfg = LaunchConfig {
-            grid_dim: (warps.div_ceil(WARPS_PER_BLOCK) as u32, 1, 1),
-            block_dim: (32 * WARPS_PER_BLOCK as u32, 1, 1),
-            // the normalized xs
-            shared_mem_bytes: if norm.is_some() { (k * size) as u32 } else { 0 },
-        };
+        let (name, cfg) = launch_config(&spec, m, parts)?;
         let kernel = launch::Func { name: &name, module: MODULE, ptx: PTX };
         // SAFETY: the arguments match the kernel's (const T* xs, gemv::Parts); every pointer was
         // checked to cover the rows the kernel reads.
@@ -274,6 +236,75 @@ pub(crate) fn gemv_parts(
         DType::BF16 => run::<bf16>(format, (xs, lx), parts, k, (epi, norm)),
         d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
     }
+}
+
+/// What one GEMV launch computes, besides the addresses it reads and writes.
+#[derive(Clone, Copy)]
+struct LaunchSpec {
+    format: Format,
+    dtype: DType,
+    k: usize,
+    epi: Epilogue,
+    norm: Option<NormArg>,
+}
+
+/// The rows of xs (`len` elements of `k`) that one launch takes, after checking that `parts` and
+/// `epi` (and the prologue `norm`) make one GEMV launch.
+fn launch_rows(spec: &LaunchSpec, len: usize, parts: &[GemvPart<'_>]) -> Result<usize> {
+    let LaunchSpec { format, dtype, k, epi, norm } = *spec;
+    let m = len / k;
+    if m == 0 || m > 8 || parts.is_empty() || parts.len() > 3 || len != m * k {
+        candle_core::bail!("linear kernel: {m} rows and {} weights are not a GEMV launch", parts.len());
+    }
+    if !epilogue_shapes(parts, epi)
+        || !epilogue_fuses(format, dtype, m, epi)
+        || (norm.is_some() && !norm_fits(dtype, m, k))
+    {
+        candle_core::bail!("linear kernel: these weights do not take a fused silu·up or RoPE");
+    }
+    Ok(m)
+}
+
+/// The launch's fixed arguments; the parts' pointers are filled in by the caller.
+fn parts_header(count: usize, m: usize, k: usize, epi: Epilogue, norm: Option<NormArg>) -> PartsArg {
+    PartsArg {
+        count: count as i32,
+        m: m as i32,
+        k: k as i32,
+        mode: epi.mode(),
+        rope: if let Epilogue::Rope(r) = epi { r } else { RopeArg::default() },
+        norm_w: norm.map_or(0, |n| n.w),
+        res: if let Epilogue::Residual(r) = epi { r } else { 0 },
+        eps: norm.map_or(0.0, |n| n.eps),
+        norm: i32::from(norm.is_some()),
+        ..Default::default()
+    }
+}
+
+/// The kernel's name and grid: warps over the parts' rows as `epi` groups them, with the
+/// normalized xs in shared memory when `norm` is given.
+fn launch_config(spec: &LaunchSpec, m: usize, parts: &[GemvPart<'_>]) -> Result<(String, LaunchConfig)> {
+    let LaunchSpec { format, dtype, k, epi, norm } = *spec;
+    let (mm, r) = gemv_variant(format, dtype, m, parts.iter().map(|p| p.n).max().unwrap_or(0), epi);
+    let kind = match format {
+        Format::Dense => "dense",
+        Format::Int8 => "int8",
+        Format::Nf4 => "nf4",
+    };
+    let name = format!("gemv_{kind}_{}_m{mm}_r{r}", suffix(dtype)?);
+    let warps: usize = match epi {
+        Epilogue::Plain | Epilogue::Residual(_) => parts.iter().map(|p| p.n.div_ceil(r)).sum(),
+        Epilogue::SiluMul => parts[0].n.div_ceil(r / 2),
+        // a RoPE pair of q or k, or two rows of v, a warp
+        Epilogue::Rope(_) => parts.iter().map(|p| p.n.div_ceil(2)).sum(),
+    };
+    let cfg = LaunchConfig {
+        grid_dim: (warps.div_ceil(WARPS_PER_BLOCK) as u32, 1, 1),
+        block_dim: (32 * WARPS_PER_BLOCK as u32, 1, 1),
+        // the normalized xs
+        shared_mem_bytes: if norm.is_some() { (k * dtype.size_in_bytes()) as u32 } else { 0 },
+    };
+    Ok((name, cfg))
 }
 
 /// Device addresses of a part's weight and scales, after checking that they hold exactly an
