@@ -9,6 +9,9 @@
 #            (`kernels --pdl`: a step's linears with and without programmatic dependent launch.)
 #            (`kernels --prefetch`: a step's linears where each launch first asks L2 for the next
 #            launch's weights, per-line or bulk, at several caps, against the shipped kernels.)
+#   prefill-ways: the prefill harness (bench/kernels/prefill_bench.cu, built by bench/kernels/build.sh):
+#            a prompt's linears (m = 512) with bf16 weights against int8/NF4 dequantized then multiplied
+#            (the shipped way), in chunks that fit L2, and on two streams; the dequantize pass alone.
 #   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
 #   minilab: .gpu/{minilab,minilab-base,device_check}.xz: device_check (every kernel and the fused
 #            q/k/v launch against the plain path; GPU logits against the CPU's), then `minilab bench`
@@ -235,6 +238,14 @@ pdl|rope|norm|fused)
   done
   python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
   tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md -delete
+  ;;
+prefill-ways)
+  # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way
+  # (dequantize, then cuBLAS), in L2-sized chunks, and on two streams; the dequantize pass alone.
+  # libcublas.so.13 from the system or, failing that, from PyTorch's nvidia wheels.
+  libs=$(python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'lib'))" 2>/dev/null)
+  LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 300 ./.gpu/prefill_bench > "$OUT/prefill.md" 2> "$OUT/prefill.err"
+  echo "prefill_bench: exit $?"; tail -5 "$OUT/prefill.err"; cat "$OUT/prefill.md"
   ;;
 kernels)
   LD_LIBRARY_PATH=.gpu timeout 400 ./.gpu/gemv_bench ${2:-} > "$OUT/gemv.md" 2> "$OUT/gemv.err"; echo "gemv_bench: exit $?"

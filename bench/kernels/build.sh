@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the GEMV harness for the GPU machine (sm_90) into .gpu/gemv_bench, with the compiler's
-# register and spill report in .gpu/gemv_bench.ptxas.txt. Needs the CUDA toolchain of
+# register and spill report in .gpu/gemv_bench.ptxas.txt, and the prefill harness (cuBLAS) into
+# .gpu/prefill_bench. Needs the CUDA toolchain of
 # ../shared/cuda/setup-toolchain.sh (nvcc on PATH after `. /tmp/cuda-toolchain/env.sh`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,3 +13,6 @@ g++ /tmp/gemv_bench.o -o .gpu/gemv_bench -L"$CUDA_ROOT/lib64" -lcudart -Wl,-rpat
 cuobjdump -sass /tmp/gemv_bench.o > .gpu/gemv_bench.sass.txt 2>/dev/null || true
 grep -E "error|warning" .gpu/gemv_bench.ptxas.txt || true
 echo "built .gpu/gemv_bench ($(stat -c %s .gpu/gemv_bench) bytes)"
+nvcc -c -O3 -std=c++17 -arch=sm_90 bench/kernels/prefill_bench.cu -o /tmp/prefill_bench.o
+g++ /tmp/prefill_bench.o -o .gpu/prefill_bench -L"$CUDA_ROOT/lib64" -lcublas -lcudart -Wl,-rpath-link,"$(dirname "$(readlink -f "$CUDA_ROOT/lib64/libcublas.so")")" -Wl,-rpath,'$ORIGIN'
+echo "built .gpu/prefill_bench ($(stat -c %s .gpu/prefill_bench) bytes)"

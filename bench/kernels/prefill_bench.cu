@@ -1,0 +1,309 @@
+// Prefill of int8 and NF4 weights: where the gap to bf16 comes from and which way closes it.
+// Built here by bench/kernels/build.sh, run there by `bash bench/gpu-issue11.sh prefill-ways`.
+//
+// minilab's prefill dequantizes each quantized weight to bf16 in one pass (linear.cu's dequant_*),
+// then multiplies with cuBLAS. At pp512 on the 3B that pass moves 8.5 GB (int8) a prompt, about the
+// gap to f16. The linears of a whole prompt (every linear of the model once, distinct weights, m = 512
+// rows of xs) are timed in these ways, alternating 3 times, median of 5 timed runs each:
+// - bf16: cuBLAS on bf16 weights (the f16 path: the target is 0.9× its time);
+// - dequant+gemm: the shipped way, each weight into one buffer, then cuBLAS;
+// - chunked C MB: row chunks of at most C MB dequantized into one reused buffer and multiplied at
+//   once (ldc = n), so that the GEMM may read the chunk from L2 and the buffer's lines stay there;
+// - two streams: the next weight dequantized on a second stream into the other of two buffers while
+//   cuBLAS multiplies this one (events order them).
+// Correct first: each way's output of the last linear against the shipped way's, max |diff| / max |ref|
+// (cuBLAS may pick other algorithms for other shapes: limit 1e-2), and no NaN (outputs poisoned first).
+// Then the dequantize kernel alone (GB/s against the copy bandwidth) and the bf16 GEMM peak (8192³).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "../../src/kernels/cuda/linear.cu"
+
+#define CK(x)                                                                                   \
+    do {                                                                                        \
+        cudaError_t e_ = (x);                                                                   \
+        if (e_ != cudaSuccess) {                                                                \
+            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+            exit(1);                                                                            \
+        }                                                                                       \
+    } while (0)
+#define CB(x)                                                                        \
+    do {                                                                             \
+        cublasStatus_t s_ = (x);                                                     \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                           \
+            fprintf(stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #x, \
+                    (int)s_);                                                        \
+            exit(1);                                                                 \
+        }                                                                            \
+    } while (0)
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ uint32_t mix(uint64_t x) {
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ULL; x ^= x >> 33;
+    return (uint32_t)x;
+}
+__global__ void fill_bytes(uint8_t* p, size_t n, uint64_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = (uint8_t)mix(seed * 0x9e3779b97f4a7c15ULL + i);
+}
+__global__ void fill_f32(float* p, size_t n, uint64_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = lo + (hi - lo) * (mix(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.0f / 16777216.0f);
+}
+__global__ void fill_bf16(bf16* p, size_t n, uint64_t seed, float lo, float hi) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        p[i] = __float2bfloat16(lo + (hi - lo) * (mix(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.0f / 16777216.0f));
+}
+
+static const char* FMT[] = {"bf16", "int8", "nf4"};
+constexpr int M = 512;
+
+// One [n, k] weight: bf16 values (fmt 0), int8 codes and row scales (1), NF4 bytes and absmax (2).
+struct Weight {
+    int fmt, n, k;
+    uint8_t* a;
+    float* b;
+    size_t a_bytes() const { return fmt == 0 ? (size_t)n * k * 2 : fmt == 1 ? (size_t)n * k : (size_t)n * k / 2; }
+    size_t b_count() const { return fmt == 0 ? 0 : fmt == 1 ? n : (size_t)n * k / 64; }
+};
+
+Weight make_weight(int fmt, int n, int k, uint64_t seed) {
+    Weight w{fmt, n, k, nullptr, nullptr};
+    CK(cudaMalloc(&w.a, w.a_bytes()));
+    CK(cudaMalloc(&w.b, std::max<size_t>(w.b_count(), 1) * 4));
+    if (fmt == 0) fill_bf16<<<1024, 256>>>((bf16*)w.a, w.a_bytes() / 2, seed, -0.05f, 0.05f);
+    else fill_bytes<<<1024, 256>>>(w.a, w.a_bytes(), seed);
+    if (w.b_count()) fill_f32<<<1024, 256>>>(w.b, w.b_count(), seed + 1, 0.001f, 0.004f);
+    CK(cudaGetLastError());
+    return w;
+}
+
+struct Model { const char* name; int hidden, kv, ffn, blocks; };
+static const Model MODELS[] = {{"3B", 3072, 1024, 8192, 28}, {"8B", 4096, 1024, 14336, 32}};
+
+std::vector<Weight> prompt_weights(const Model& md, int f) {
+    std::vector<Weight> ws;
+    for (int b = 0; b < md.blocks; b++) {
+        const int dims[7][2] = {{md.hidden, md.hidden}, {md.kv, md.hidden}, {md.kv, md.hidden}, {md.hidden, md.hidden},
+                                {md.ffn, md.hidden}, {md.ffn, md.hidden}, {md.hidden, md.ffn}};
+        for (auto& d : dims) ws.push_back(make_weight(f, d[0], d[1], 100 + ws.size()));
+    }
+    CK(cudaDeviceSynchronize());
+    return ws;
+}
+
+// Rows [r0, r0 + rows) of w dequantized into out [rows, k] (linear.cu's kernels, mod.rs's grid).
+void dequant(cudaStream_t s, const Weight& w, int r0, int rows, bf16* out) {
+    const size_t len = (size_t)rows * w.k, threads = len / 8;
+    const unsigned grid = (unsigned)((threads + 255) / 256);
+    if (w.fmt == 1) dequant_int8_bf16<<<grid, 256, 0, s>>>(w.a + (size_t)r0 * w.k, w.b + r0, out, rows, w.k);
+    else dequant_nf4_bf16<<<grid, 256, 0, s>>>(w.a + (size_t)r0 * w.k / 2, w.b + (size_t)r0 * w.k / 64, out, len);
+}
+
+// ys[:, n0 : n0 + rows] = xs[M, k]·W[rows, k]ᵀ, ys row-major [M, n] (column-major [n, M], ld n).
+void gemm(cublasHandle_t h, const bf16* w, int rows, int k, const bf16* xs, bf16* ys, int n, int n0) {
+    const float one = 1.f, zero = 0.f;
+    CB(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, M, k, &one, w, CUDA_R_16BF, k, xs, CUDA_R_16BF, k, &zero,
+                    ys + n0, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+struct Ctx {
+    cudaStream_t s, s2;
+    cublasHandle_t h;
+    bf16 *xs, *ys, *buf[2];
+    cudaEvent_t deq[2], used[2];
+};
+
+// The prompt's linears in one way: 0 bf16 (fmt 0 weights), 1 dequant+gemm, 2 chunked (cap bytes),
+// 3 two streams.
+void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
+    for (size_t i = 0; i < ws.size(); i++) {
+        const Weight& w = ws[i];
+        if (way == 0) {
+            gemm(c.h, (const bf16*)w.a, w.n, w.k, c.xs, c.ys, w.n, 0);
+        } else if (way == 1) {
+            dequant(c.s, w, 0, w.n, c.buf[0]);
+            gemm(c.h, c.buf[0], w.n, w.k, c.xs, c.ys, w.n, 0);
+        } else if (way == 2) {
+            const int step = std::max(64, (int)(cap / (2 * (size_t)w.k)) / 64 * 64);
+            for (int r0 = 0; r0 < w.n; r0 += step) {
+                const int rows = std::min(step, w.n - r0);
+                dequant(c.s, w, r0, rows, c.buf[0]);
+                gemm(c.h, c.buf[0], rows, w.k, c.xs, c.ys, w.n, r0);
+            }
+        } else {
+            // weight i in buf[i % 2]: dequantized on s2 once s's GEMM of weight i − 2 has read it
+            const int b = i % 2;
+            if (i == 0) {
+                CK(cudaEventRecord(c.used[1], c.s));
+                CK(cudaStreamWaitEvent(c.s2, c.used[1]));
+                dequant(c.s2, w, 0, w.n, c.buf[0]);
+                CK(cudaEventRecord(c.deq[0], c.s2));
+            }
+            if (i + 1 < ws.size()) {
+                CK(cudaStreamWaitEvent(c.s2, c.used[1 - b]));
+                dequant(c.s2, ws[i + 1], 0, ws[i + 1].n, c.buf[1 - b]);
+                CK(cudaEventRecord(c.deq[1 - b], c.s2));
+            }
+            CK(cudaStreamWaitEvent(c.s, c.deq[b]));
+            gemm(c.h, c.buf[b], w.n, w.k, c.xs, c.ys, w.n, 0);
+            CK(cudaEventRecord(c.used[b], c.s));
+        }
+    }
+}
+
+template <typename F> double time_ms(cudaStream_t s, F body, int reps = 7) {
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    std::vector<double> t;
+    for (int r = 0; r < reps; r++) {
+        CK(cudaEventRecord(e0, s));
+        body();
+        CK(cudaEventRecord(e1, s));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (r >= 2) t.push_back(ms);
+    }
+    cudaEventDestroy(e0); cudaEventDestroy(e1);
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+// max |a − b| / max |b| over count bf16 values; NaN if any value is NaN.
+double rel_err(const bf16* a, const bf16* b, size_t count) {
+    std::vector<bf16> ha(count), hb(count);
+    CK(cudaMemcpy(ha.data(), a, count * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hb.data(), b, count * 2, cudaMemcpyDeviceToHost));
+    double d = 0, mx = 0;
+    for (size_t i = 0; i < count; i++) {
+        const float x = __bfloat162float(ha[i]), y = __bfloat162float(hb[i]);
+        if (std::isnan(x) || std::isnan(y)) return NAN;
+        d = std::max(d, (double)std::fabs(x - y));
+        mx = std::max(mx, (double)std::fabs(y));
+    }
+    return d / mx;
+}
+
+double copy_bandwidth(cudaStream_t s) {
+    const size_t bytes = 2ull << 30;
+    void *a, *b;
+    CK(cudaMalloc(&a, bytes)); CK(cudaMalloc(&b, bytes));
+    CK(cudaMemset(a, 1, bytes));
+    const double ms = time_ms(s, [&] { CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, s)); }, 12);
+    cudaFree(a); cudaFree(b);
+    return 2.0 * bytes / (ms * 1e-3);
+}
+
+double gemm_peak(Ctx& c) {
+    const int n = 8192;
+    bf16 *a, *b, *y;
+    CK(cudaMalloc(&a, (size_t)n * n * 2)); CK(cudaMalloc(&b, (size_t)n * n * 2)); CK(cudaMalloc(&y, (size_t)n * n * 2));
+    fill_bf16<<<1024, 256, 0, c.s>>>(a, (size_t)n * n, 1, -1.f, 1.f);
+    fill_bf16<<<1024, 256, 0, c.s>>>(b, (size_t)n * n, 2, -1.f, 1.f);
+    const float one = 1.f, zero = 0.f;
+    const double ms = time_ms(c.s, [&] {
+        CB(cublasGemmEx(c.h, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &one, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n, &zero, y,
+                        CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }, 12);
+    cudaFree(a); cudaFree(b); cudaFree(y);
+    return 2.0 * n * (double)n * n / (ms * 1e-3);
+}
+
+int main() {
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    Ctx c{};
+    CK(cudaStreamCreateWithFlags(&c.s, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithFlags(&c.s2, cudaStreamNonBlocking));
+    CB(cublasCreate(&c.h));
+    CB(cublasSetStream(c.h, c.s));
+    for (int b = 0; b < 2; b++) {
+        CK(cudaEventCreateWithFlags(&c.deq[b], cudaEventDisableTiming));
+        CK(cudaEventCreateWithFlags(&c.used[b], cudaEventDisableTiming));
+    }
+    const int KMAX = 14336, NMAX = 14336;
+    CK(cudaMalloc(&c.xs, (size_t)M * KMAX * 2));
+    CK(cudaMalloc(&c.ys, (size_t)M * NMAX * 2));
+    bf16* ref;
+    CK(cudaMalloc(&ref, (size_t)M * NMAX * 2));
+    for (auto& b : c.buf) CK(cudaMalloc(&b, (size_t)NMAX * KMAX * 2));
+    fill_bf16<<<1024, 256>>>(c.xs, (size_t)M * KMAX, 7, -1.f, 1.f);
+    CK(cudaDeviceSynchronize());
+    const double bw = copy_bandwidth(c.s), peak = gemm_peak(c);
+    printf("# %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s; bf16 GEMM 8192³ %.0f TFLOP/s\n\n", prop.name,
+           prop.multiProcessorCount, prop.l2CacheSize >> 20, bw / 1e9, peak / 1e12);
+
+    struct Way { const char* name; int way; size_t cap; };
+    const Way ways[] = {{"dequant+gemm", 1, 0}, {"chunked 8MB", 2, 8u << 20}, {"chunked 16MB", 2, 16u << 20},
+                        {"chunked 32MB", 2, 32u << 20}, {"two streams", 3, 0}};
+    const int W = sizeof(ways) / sizeof(ways[0]);
+    printf("## The linears of a %d-token prompt (every linear once, distinct weights)\n\n", M);
+    printf("| model | format | bf16 ms | way | ms (min–max of 3 rounds) | bf16 / way | TFLOP/s | last output vs shipped |\n");
+    printf("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    int failures = 0;
+    for (const Model& md : MODELS) {
+        std::vector<Weight> dense = prompt_weights(md, 0);
+        double flops = 0;
+        for (auto& w : dense) flops += 2.0 * M * w.n * (double)w.k;
+        std::vector<double> t_dense;
+        for (int f = 1; f < 3; f++) {
+            std::vector<Weight> ws = prompt_weights(md, f);
+            const Weight& last = ws.back();
+            std::vector<std::vector<double>> t(W);
+            std::vector<double> err(W, 0);
+            for (int rep = 0; rep < 3; rep++) {
+                t_dense.push_back(time_ms(c.s, [&] { run_way(c, dense, 0, 0); }, 5));
+                for (int i = 0; i < W; i++) {
+                    CK(cudaMemsetAsync(c.ys, 0xff, (size_t)M * last.n * 2, c.s));  // NaN
+                    t[i].push_back(time_ms(c.s, [&] {
+                        run_way(c, ws, ways[i].way, ways[i].cap);
+                        if (ways[i].way == 3) {  // join s2 before the clock stops
+                            CK(cudaEventRecord(c.deq[0], c.s2));
+                            CK(cudaStreamWaitEvent(c.s, c.deq[0]));
+                        }
+                    }, 5));
+                    CK(cudaStreamSynchronize(c.s));
+                    CK(cudaGetLastError());
+                    if (i == 0) CK(cudaMemcpy(ref, c.ys, (size_t)M * last.n * 2, cudaMemcpyDeviceToDevice));
+                    else {
+                        const double e = rel_err(c.ys, ref, (size_t)M * last.n);
+                        err[i] = std::isnan(e) || std::isnan(err[i]) ? NAN : std::max(err[i], e);
+                    }
+                }
+            }
+            std::sort(t_dense.begin(), t_dense.end());
+            const double base = t_dense[t_dense.size() / 2];
+            for (int i = 0; i < W; i++) {
+                std::sort(t[i].begin(), t[i].end());
+                const double ms = t[i][1];
+                const bool bad = !(err[i] < 1e-2);
+                failures += bad;
+                printf("| %s | %s | %.3f | %s | %.3f (%.3f–%.3f) | %.3f | %.0f | %.1e%s |\n", md.name, FMT[f], base,
+                       ways[i].name, ms, t[i][0], t[i][2], base / ms, flops / (ms * 1e-3) / 1e12, err[i],
+                       bad ? " FAIL" : "");
+            }
+            // The dequantize pass alone over the prompt's weights: codes/absmax read, bf16 written.
+            double bytes = 0;
+            for (auto& w : ws) bytes += w.a_bytes() + w.b_count() * 4.0 + 2.0 * w.n * w.k;
+            const double ms = time_ms(c.s, [&] { for (auto& w : ws) dequant(c.s, w, 0, w.n, c.buf[0]); }, 5);
+            printf("| %s | %s | | dequantize alone | %.3f | | | %.0f GB/s, %.1f %% of copy |\n", md.name, FMT[f], ms,
+                   bytes / (ms * 1e-3) / 1e9, 100 * bytes / (ms * 1e-3) / bw);
+            for (auto& w : ws) { cudaFree(w.a); cudaFree(w.b); }
+        }
+        std::sort(t_dense.begin(), t_dense.end());
+        const double base = t_dense[t_dense.size() / 2];
+        printf("| %s | bf16 | %.3f | cuBLAS, bf16 weights | | 1.000 | %.0f (%.1f %% of the 8192³ peak) | |\n", md.name, base,
+               flops / (base * 1e-3) / 1e12, 100 * flops / (base * 1e-3) / peak);
+        for (auto& w : dense) { cudaFree(w.a); cudaFree(w.b); }
+    }
+    CK(cudaGetLastError());
+    return failures ? 3 : 0;
+}
