@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod device;
+pub mod env_vars;
 pub mod error;
 pub mod eval;
 pub mod export;

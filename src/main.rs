@@ -35,14 +35,17 @@ fn main() {
     }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let result = on_worker(|| match &cli.command {
-        Command::Eval(a) => cmd::eval::run(a),
-        Command::Inspect(a) => cmd::inspect::run(a),
-        Command::Bench(a) => cmd::bench::run(a),
-        Command::Sensitivity(a) => cmd::sensitivity::run(a),
-        Command::Plot(a) => cmd::plot::run(a),
-        Command::Export(a) => cmd::export::run(a),
-        Command::Completions(a) => cmd::completions::run(a, <Cli as clap::CommandFactory>::command()),
+    let result = on_worker(|| {
+        minilab::env_vars::check()?;
+        match &cli.command {
+            Command::Eval(a) => cmd::eval::run(a),
+            Command::Inspect(a) => cmd::inspect::run(a),
+            Command::Bench(a) => cmd::bench::run(a),
+            Command::Sensitivity(a) => cmd::sensitivity::run(a),
+            Command::Plot(a) => cmd::plot::run(a),
+            Command::Export(a) => cmd::export::run(a),
+            Command::Completions(a) => cmd::completions::run(a, <Cli as clap::CommandFactory>::command()),
+        }
     });
     if let Err(e) = result {
         let msg = minilab::model::hub::redact(&minilab::error::one_line(&e.to_string()));

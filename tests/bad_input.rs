@@ -12,6 +12,8 @@ struct Case {
     name: &'static str,
     args: Vec<String>,
     wants: Vec<String>,
+    /// Environment variables set for the run.
+    env: Vec<(&'static str, &'static str)>,
 }
 
 fn s(x: impl AsRef<std::ffi::OsStr>) -> String {
@@ -63,7 +65,7 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> String {
 fn cases(inp: &Path) -> Vec<Case> {
     let mut out = Vec::new();
     let mut add = |name: &'static str, args: Vec<String>, wants: &[&str]| {
-        out.push(Case { name, args, wants: wants.iter().map(|w| w.to_string()).collect() });
+        out.push(Case { name, args, wants: wants.iter().map(|w| w.to_string()).collect(), env: vec![] });
     };
 
     let missing = s(inp.join("no-such-model.gguf"));
@@ -156,6 +158,17 @@ fn cases(inp: &Path) -> Vec<Case> {
 
     add("unknown synthetic model", eval_args(&["--model", "synthetic:nope"]), &["nope"]);
     add("eval refuses synthetic weights", eval_args(&["--model", "synthetic:tiny"]), &["synthetic"]);
+    // A mistyped setting in the environment, which the kernels would otherwise ignore silently.
+    for (var, value) in [("MINILAB_ATTENTION", "Split"), ("MINILAB_FUSE_NORM", "true"), ("MINILAB_HUB_TIMEOUT_S", "0")]
+    {
+        let wants = vec![var.to_string(), value.to_string()];
+        out.push(Case {
+            name: "a MINILAB_ variable with a bad value",
+            args: eval_args(&[]),
+            wants,
+            env: vec![(var, value)],
+        });
+    }
     out
 }
 
@@ -191,6 +204,7 @@ fn bad_input_exits_2_with_one_error_line() {
             .current_dir(cwd.path())
             .env("RUST_BACKTRACE", "1")
             .env_remove("RUST_LOG")
+            .envs(case.env.iter().copied())
             .timeout(std::time::Duration::from_secs(120))
             .output()
             .unwrap();

@@ -1,0 +1,164 @@
+//! The `MINILAB_*` environment variables and the values each takes.
+//!
+//! The code that reads one keeps its default on any other value, deep inside a kernel or a
+//! download where no error can reach the user. So the binary checks them all before it starts
+//! ([`check`]): a mistyped value is one error line (exit 2), not a comparison that silently
+//! compares nothing. An empty value counts as unset.
+
+use crate::error::{Error, Result};
+use std::ffi::OsString;
+
+/// What a variable takes.
+#[derive(Debug, Clone, Copy)]
+enum Takes {
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// A finite number of seconds above 0.
+    Seconds,
+    /// Anything (a path).
+    Any,
+}
+
+/// One variable the library reads, as the README documents it.
+#[derive(Debug)]
+pub struct Var {
+    pub name: &'static str,
+    takes: Takes,
+}
+
+const ON_OFF: &[&str] = &["0", "1"];
+
+/// Every variable minilab reads.
+pub const VARS: &[Var] = &[
+    Var { name: "MINILAB_KERNELS", takes: Takes::OneOf(&["plain", "fused"]) },
+    Var { name: "MINILAB_CUDA_GRAPH", takes: Takes::OneOf(&["off", "0", "on", "1"]) },
+    Var { name: "MINILAB_ATTENTION", takes: Takes::OneOf(&["simple", "single", "split"]) },
+    Var { name: "MINILAB_METRICS", takes: Takes::OneOf(&["host", "device"]) },
+    Var { name: "MINILAB_ISA", takes: Takes::OneOf(&["avx512", "avx2", "portable"]) },
+    Var { name: "MINILAB_PDL", takes: Takes::OneOf(ON_OFF) },
+    Var { name: "MINILAB_FUSE_ROPE", takes: Takes::OneOf(ON_OFF) },
+    Var { name: "MINILAB_FUSE_NORM", takes: Takes::OneOf(ON_OFF) },
+    Var { name: "MINILAB_HUB_TIMEOUT_S", takes: Takes::Seconds },
+    // where the plot tests keep their SVGs (the binary ignores it)
+    Var { name: "MINILAB_KEEP_PLOTS", takes: Takes::Any },
+];
+
+/// Checks every `MINILAB_*` variable of this process: an error (bad input) for a value its
+/// variable does not take, a warning for a name minilab does not read.
+pub fn check() -> Result<()> {
+    for name in check_vars(std::env::vars_os())? {
+        tracing::warn!("{name} is set, but minilab reads no such variable (it reads {})", names());
+    }
+    Ok(())
+}
+
+/// [`check`] over `vars`; returns the unknown `MINILAB_*` names.
+fn check_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Vec<String>> {
+    let mut unknown = Vec::new();
+    for (name, value) in vars {
+        let Some(name) = name.to_str().filter(|n| n.starts_with("MINILAB_")) else { continue };
+        let Some(var) = VARS.iter().find(|v| v.name == name) else {
+            unknown.push(name.to_string());
+            continue;
+        };
+        let Some(value) = value.to_str() else {
+            return Err(Error::input(format!("{name} is not valid UTF-8")));
+        };
+        if !value.is_empty() && !var.takes.accepts(value) {
+            let shown: String = value.chars().take(40).collect();
+            return Err(Error::input(format!("{name}={shown:?} is not {}", var.takes.describe())));
+        }
+    }
+    Ok(unknown)
+}
+
+impl Takes {
+    fn accepts(self, value: &str) -> bool {
+        match self {
+            Takes::OneOf(words) => words.contains(&value),
+            Takes::Seconds => value.trim().parse::<f64>().is_ok_and(|s| s.is_finite() && s > 0.0),
+            Takes::Any => true,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Takes::OneOf(words) => format!("one of {}", words.join(", ")),
+            Takes::Seconds => "a number of seconds above 0".into(),
+            Takes::Any => "anything".into(),
+        }
+    }
+}
+
+fn names() -> String {
+    VARS.iter().map(|v| v.name).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
+    }
+
+    #[test]
+    fn every_value_the_readers_act_on_is_accepted() {
+        let ok = [
+            ("MINILAB_KERNELS", "plain"),
+            ("MINILAB_CUDA_GRAPH", "off"),
+            ("MINILAB_ATTENTION", "split"),
+            ("MINILAB_METRICS", "host"),
+            ("MINILAB_ISA", "portable"),
+            ("MINILAB_PDL", "1"),
+            ("MINILAB_FUSE_ROPE", "0"),
+            ("MINILAB_FUSE_NORM", ""),
+            ("MINILAB_HUB_TIMEOUT_S", "2.5"),
+            ("MINILAB_KEEP_PLOTS", "/tmp/plots"),
+            ("PATH", "/bin"),
+            ("HF_HUB_OFFLINE", "anything"),
+        ];
+        assert_eq!(check_vars(vars(&ok)).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_value_its_variable_does_not_take_is_bad_input() {
+        for (name, value) in [
+            ("MINILAB_ATTENTION", "Split"),
+            ("MINILAB_FUSE_NORM", "true"),
+            ("MINILAB_PDL", "yes"),
+            ("MINILAB_KERNELS", "off"),
+            ("MINILAB_HUB_TIMEOUT_S", "0"),
+            ("MINILAB_HUB_TIMEOUT_S", "-1"),
+            ("MINILAB_HUB_TIMEOUT_S", "nan"),
+            ("MINILAB_HUB_TIMEOUT_S", "inf"),
+            ("MINILAB_HUB_TIMEOUT_S", "soon"),
+        ] {
+            let err = check_vars(vars(&[(name, value)])).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{name}={value}");
+            let msg = err.to_string();
+            assert!(msg.contains(name) && msg.contains(value), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_hostile_value_is_shown_short_and_on_one_line() {
+        let value = format!("split\n{}", "x".repeat(10_000));
+        let msg = check_vars(vars(&[("MINILAB_ATTENTION", &value)])).unwrap_err().to_string();
+        assert!(!msg.contains('\n') && msg.len() < 200, "{msg}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_value_that_is_not_utf8_is_bad_input() {
+        use std::os::unix::ffi::OsStringExt;
+        let v = vec![(OsString::from("MINILAB_ISA"), OsString::from_vec(vec![0xff, 0xfe]))];
+        assert_eq!(check_vars(v).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn an_unknown_name_is_reported_not_refused() {
+        let unknown = check_vars(vars(&[("MINILAB_FUSE_NROM", "1"), ("MINILAB_PDL", "0")])).unwrap();
+        assert_eq!(unknown, vec!["MINILAB_FUSE_NROM".to_string()]);
+    }
+}
