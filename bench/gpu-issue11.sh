@@ -42,6 +42,9 @@
 #            MODELS (default llama-3.2-3b) in f16/int8/nf4: the base build (.gpu/minilab-base.xz), this
 #            build ("new") and this build with MINILAB_PDL=1 ("pdl"), alternating.
 #            (Session 6 ran it when PDL was the default: its "nopdl" is today's "new", its "new" "pdl".)
+#   prefetch [MODELS]: `device_check cuda prefetch` (the step whose GEMV launches ask L2 for the next
+#            launch's weights, every way, against the step without: equal logits, then ms a token per
+#            way), then the same benches with MINILAB_PREFETCH=${WAY:-bulk}.
 #   rope|norm|fused [MODELS]: the same for RoPE and the KV append done by the q/k/v launch
 #            (MINILAB_FUSE_ROPE=1), for the norms and residual adds folded into the GEMVs
 #            (MINILAB_FUSE_NORM=1), or both (built in session 6, not yet run on a GPU): the checks with the
@@ -201,14 +204,19 @@ for f in sorted(glob.glob(f"{out}/torch-*.json")):
             print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
   ;;
-pdl|rope|norm|fused)
+pdl|rope|norm|fused|prefetch)
   # pdl: programmatic dependent launch (MINILAB_PDL=1); rope: RoPE and the KV append in the q/k/v
   # launch (MINILAB_FUSE_ROPE=1); norm: norms and residual adds folded into the GEMVs
   # (MINILAB_FUSE_NORM=1); fused: rope and norm. The checks run with the opt-in set; the benches
   # alternate the base build, this build and this build with the opt-in.
   unpack minilab minilab-base device_check
   case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=1 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
-    *) opt="MINILAB_FUSE_ROPE=1 MINILAB_FUSE_NORM=1" ;; esac
+    prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; *) opt="MINILAB_FUSE_ROPE=1 MINILAB_FUSE_NORM=1" ;; esac
+  if [ $1 = prefetch ]; then
+    # every way in one process: logits bit-equal to the step without, then the 3B step's time per way
+    timeout 300 /tmp/bin/device_check cuda prefetch > "$OUT/prefetch.md" 2>&1; echo "device_check prefetch: exit $?"
+    cat "$OUT/prefetch.md"
+  fi
   env $opt timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "$opt device_check graph: exit $?"
   tail -5 "$OUT/graph_check.md"
   env $opt timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "$opt device_check: exit $?"
@@ -237,7 +245,7 @@ pdl|rope|norm|fused)
     done
   done
   python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
-  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md -delete
+  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md -delete
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way

@@ -38,6 +38,7 @@ pub const VARS: &[Var] = &[
     Var { name: "MINILAB_PDL", takes: Takes::OneOf(ON_OFF) },
     Var { name: "MINILAB_FUSE_ROPE", takes: Takes::OneOf(ON_OFF) },
     Var { name: "MINILAB_FUSE_NORM", takes: Takes::OneOf(ON_OFF) },
+    Var { name: "MINILAB_PREFETCH", takes: Takes::OneOf(&["off", "line", "bulk"]) },
     Var { name: "MINILAB_HUB_TIMEOUT_S", takes: Takes::Seconds },
     // where the plot tests keep their SVGs (the binary ignores it)
     Var { name: "MINILAB_KEEP_PLOTS", takes: Takes::Any },

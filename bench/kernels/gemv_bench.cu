@@ -662,37 +662,13 @@ int pdl_main(cudaStream_t s, double bw, const bf16* xs, void** ys) {
 // - line: every thread of the grid issues prefetch.global.L2 for its share of 128-byte lines;
 // - bulk: thread 0 of each block issues cp.async.bulk.prefetch.L2 (sm_90) for its block's slice.
 // At most `cap` bytes of the next launch are asked for (L2 holds this launch's weights too).
-struct Prefetch {
-    const char* p[6];
-    size_t n[6];
-    int count, how;  // how: 0 none, 1 line, 2 bulk
-};
-
-__device__ __forceinline__ void prefetch_next(const Prefetch& pf) {
-    const size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x, threads = (size_t)gridDim.x * blockDim.x;
-    if (pf.how == 1) {
-#pragma unroll
-        for (int r = 0; r < 6; r++)  // fixed bounds: the regions stay in registers, not on a stack
-            for (size_t off = t * 128; r < pf.count && off < pf.n[r]; off += threads * 128)
-                asm volatile("prefetch.global.L2 [%0];" ::"l"(pf.p[r] + off));
-    } else if (pf.how == 2 && threadIdx.x == 0) {
-#pragma unroll
-        for (int r = 0; r < 6; r++) {
-            if (r >= pf.count) break;
-            const size_t per = ((pf.n[r] + gridDim.x - 1) / gridDim.x + 15) & ~(size_t)15;
-            const size_t end = min(pf.n[r], (blockIdx.x + 1) * per);
-            for (size_t o = blockIdx.x * per; o + 16 <= end; o += 65536) {
-                const uint32_t len = (uint32_t)(min((size_t)65536, end - o) & ~(size_t)15);
-                asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(pf.p[r] + o), "r"(len) : "memory");
-            }
-        }
-    }
-}
+// The prefetch itself is gemv.cuh's (gemv::Prefetch, gemv::prefetch_next), which minilab's gemv_pf_
+// kernels run with MINILAB_PREFETCH=line|bulk.
 
 // The shipped m = 1 kernels (linear.cu's GEMVS: same R and register cap) with the prefetch first.
 template <int F, int R, int MINB>
-__global__ void __launch_bounds__(128, MINB) kpf(const bf16* xs, gemv::Parts ps, Prefetch pf) {
-    prefetch_next(pf);
+__global__ void __launch_bounds__(128, MINB) kpf(const bf16* xs, gemv::Parts ps, gemv::Prefetch pf) {
+    gemv::prefetch_next(pf);
     gemv::gemv_parts<bf16, F, 1, R>(xs, ps);
 }
 
@@ -709,7 +685,7 @@ void launch_pf(cudaStream_t s, const std::vector<const Weight*>& ws, const std::
         ps.p[i] = gemv::Part{ws[i]->ac(0), ws[i]->bc(0), ys[i], ws[i]->n};
         warps += (ws[i]->n + r - 1) / r;
     }
-    Prefetch pf{};
+    gemv::Prefetch pf{};
     pf.how = how;
     for (auto w : next) {
         for (int j = 0; j < 2 && cap > 0; j++) {

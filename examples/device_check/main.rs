@@ -16,6 +16,9 @@
 //!   predictions of uniform plans against measured tg128.
 //! - `device_check cuda folds`: the norm and residual add folded into GEMV launches against the plain
 //!   path (run it with `MINILAB_FUSE_NORM=1`).
+//! - `device_check cuda prefetch [MODEL]`: the decode step asking L2 for each next launch's weights
+//!   (every way of `kernels::prefetch`) against the step without: logits equal bit for bit, then
+//!   MODEL's step (default the 3B) timed per way.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -27,6 +30,7 @@ use minilab::quant::{Precision, SwitchableLinear};
 use std::time::Instant;
 
 mod folds;
+mod prefetch;
 
 fn logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec<f32>>> {
     let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::F32)?;
@@ -458,6 +462,7 @@ fn main() -> minilab::Result<()> {
         Some("attention") => check_attention(&dev),
         Some("softmax") => check_softmax(&dev),
         Some("folds") => folds::check_folds(&dev),
+        Some("prefetch") => prefetch::check_prefetch(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());

@@ -29,6 +29,19 @@ impl WeightRef<'_> {
         }
     }
 
+    /// The stored tensors: the weight, then its scales.
+    pub(crate) fn tensors(&self) -> Vec<&Tensor> {
+        match *self {
+            Self::Dense(w) => vec![w],
+            Self::Int8 { codes, scales } => vec![codes, scales],
+            Self::Nf4 { packed, absmax, .. } => vec![packed, absmax],
+        }
+    }
+
+    pub(crate) fn device(&self) -> &candle_core::Device {
+        self.tensors()[0].device()
+    }
+
     /// `(n, k)`.
     fn dims(&self) -> Result<(usize, usize)> {
         match self {

@@ -10,6 +10,7 @@ pub mod decode;
 mod many;
 mod op;
 mod params;
+pub mod prefetch;
 pub mod softmax;
 
 pub use decode::MAX_CONTEXT;
@@ -17,3 +18,14 @@ pub use many::{
     fold_norms, linear_many, linear_qkv_rope, linear_residual, linear_silu_mul, NormRef, RopeKvRefs, WeightRef,
 };
 pub use op::{dense, enabled, int8, nf4, set_enabled};
+
+/// The device address and byte length of a contiguous tensor on the GPU.
+#[cfg(feature = "cuda")]
+fn cuda_range(t: &candle_core::Tensor) -> candle_core::Result<(u64, u64)> {
+    cuda::device_range(t)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_range(_: &candle_core::Tensor) -> candle_core::Result<(u64, u64)> {
+    candle_core::bail!("built without CUDA")
+}

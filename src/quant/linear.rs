@@ -329,6 +329,13 @@ impl SwitchableLinear {
         res + self.forward(xs)?
     }
 
+    /// While the returned scope lives, the one-row GPU launches of this thread also ask L2 for the
+    /// weights of `next`, the layers the following launch reads ([`kernels::prefetch`], opt-in).
+    pub fn prefetch(next: &[&SwitchableLinear]) -> Result<kernels::prefetch::Scope> {
+        let refs: Vec<kernels::WeightRef<'_>> = next.iter().filter_map(|l| l.weight_ref()).collect();
+        kernels::prefetch::next(&refs)
+    }
+
     /// The stored weight as the fused kernels take it; `None` for a layer with a bias.
     fn weight_ref(&self) -> Option<kernels::WeightRef<'_>> {
         if self.bias.is_some() {

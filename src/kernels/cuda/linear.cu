@@ -79,6 +79,21 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
     GEMV(T, NAME, gemv::NF4, nf4, 4, 2, 1)              \
     GEMV(T, NAME, gemv::NF4, nf4, 8, 2, 1)
 
+// gemv_pf_<format>_<dtype>_m1_r<R>: the one-row kernels that first ask L2 for the next launch's
+// weights (gemv.cuh's Prefetch), for the decode step with MINILAB_PREFETCH. Separate kernels, so the
+// shipped ones keep their registers.
+#define GEMV_PF(T, NAME, F, FNAME, R, MINB)                                                                  \
+    extern "C" __global__ void __launch_bounds__(128, MINB)                                                  \
+        gemv_pf_##FNAME##_##NAME##_m1_r##R(const T* xs, gemv::Parts ps, gemv::Prefetch pf) {                \
+        gemv::prefetch_next(pf);                                                                             \
+        gemv::gemv_parts<T, F, 1, R>(xs, ps);                                                                \
+    }
+#define GEMVS_PF(T, NAME)                     \
+    GEMV_PF(T, NAME, gemv::DENSE, dense, 2, 8) \
+    GEMV_PF(T, NAME, gemv::INT8, int8, 2, 8)   \
+    GEMV_PF(T, NAME, gemv::NF4, nf4, 2, 8)     \
+    GEMV_PF(T, NAME, gemv::NF4, nf4, 4, 6)
+
 // f32 activations (the CPU-exact check path, never fast): one kernel a format, M = 8.
 GEMV(float, f32, gemv::DENSE, dense, 8, 1, 1)
 GEMV(float, f32, gemv::INT8, int8, 8, 1, 1)
@@ -89,6 +104,8 @@ GEMV(float, f32, gemv::INT8, int8, 8, 2, 1)
 GEMV(float, f32, gemv::NF4, nf4, 8, 2, 1)
 GEMVS(__half, f16)
 GEMVS(__nv_bfloat16, bf16)
+GEMVS_PF(__half, f16)
+GEMVS_PF(__nv_bfloat16, bf16)
 
 #define INSTANTIATE(T, NAME)                                                                                  \
     extern "C" __global__ void dequant_int8_##NAME(const uint8_t* codes, const float* scales, T* w, int n,     \

@@ -37,6 +37,25 @@ fn suffix(dtype: DType) -> Result<&'static str> {
     })
 }
 
+/// The device address and byte length of a contiguous tensor on the GPU (its memory stays owned
+/// by the tensor: the address holds while the tensor lives).
+pub(crate) fn device_range(t: &candle_core::Tensor) -> Result<(u64, u64)> {
+    let (st, l) = t.storage_and_layout();
+    let candle_core::Storage::Cuda(c) = &*st else { candle_core::bail!("CUDA kernel: tensor not on the GPU") };
+    let r = range(l)?;
+    let stream = c.device.cuda_stream();
+    let base = match t.dtype() {
+        DType::U8 => c.as_cuda_slice::<u8>()?.device_ptr(&stream).0,
+        DType::U32 => c.as_cuda_slice::<u32>()?.device_ptr(&stream).0,
+        DType::F32 => c.as_cuda_slice::<f32>()?.device_ptr(&stream).0,
+        DType::F16 => c.as_cuda_slice::<f16>()?.device_ptr(&stream).0,
+        DType::BF16 => c.as_cuda_slice::<bf16>()?.device_ptr(&stream).0,
+        d => candle_core::bail!("CUDA kernel: no address for {d:?} tensors"),
+    };
+    let size = t.dtype().size_in_bytes();
+    Ok((base + (r.start * size) as u64, (r.len() * size) as u64))
+}
+
 /// One weight of a GEMV launch: its stored tensor(s) on the device and its output rows. `a`:
 /// dense weights (xs' dtype), int8 codes or NF4 packed bytes; `b`: int8 scales or NF4 absmax.
 pub(crate) struct GemvPart<'a> {
@@ -223,10 +242,18 @@ pub(crate) fn gemv_parts(
             offset += m * part.n;
         }
         let (name, cfg) = launch_config(&spec, m, parts)?;
+        // The one-row 16-bit kernels also come as gemv_pf_, which first ask L2 for the next
+        // launch's weights (kernels::prefetch).
+        let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
+        let name = if pf.is_some() { name.replacen("gemv_", "gemv_pf_", 1) } else { name };
         let kernel = launch::Func { name: &name, module: MODULE, ptx: PTX };
-        // SAFETY: the arguments match the kernel's (const T* xs, gemv::Parts); every pointer was
-        // checked to cover the rows the kernel reads.
-        unsafe { launch::launch(dev, &kernel, cfg, &mut [launch::arg(&x_ptr), launch::arg(&arg)]) }?;
+        let pf_arg = pf.unwrap_or_default();
+        let mut args = [launch::arg(&x_ptr), launch::arg(&arg), launch::arg(&pf_arg)];
+        let args = if pf.is_some() { &mut args[..] } else { &mut args[..2] };
+        // SAFETY: the arguments match the kernel's (const T* xs, gemv::Parts[, gemv::Prefetch]);
+        // every pointer was checked to cover the rows the kernel reads, and the prefetched regions
+        // lie in live weights (prefetch::next).
+        unsafe { launch::launch(dev, &kernel, cfg, args) }?;
         drop((syncs, x_sync, y_sync));
         Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
     }

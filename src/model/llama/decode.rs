@@ -70,14 +70,29 @@ impl Model {
         let mut res = self.embed(tokens)?;
         let mut ys = candle_nn::ops::rms_norm(&res, &first.attn_norm, eps)?;
         for (n, (blk, kv)) in self.blocks.iter().zip(cache.kvs.iter().flatten()).enumerate() {
-            let attn = blk.attn.decode(&ys, pos, &self.rope, kv)?;
+            let next = self.next_launches(n);
+            let attn = blk.attn.decode(&ys, &DecodeAt { pos, rope: &self.rope, kv }, &next)?;
             let (r, y) = kernels::decode::add_rms_norm(&res, &attn, &blk.ffn_norm, eps)?;
-            let mlp = blk.mlp.decode(&y)?;
+            let mlp = blk.mlp.decode(&y, &next)?;
             // The residual add, then the next block's attention norm (the final norm after the last).
-            let next = self.blocks.get(n + 1).map_or(&self.norm, |b| &b.attn_norm);
-            (res, ys) = kernels::decode::add_rms_norm(&r, &mlp, next, eps)?;
+            let norm = self.blocks.get(n + 1).map_or(&self.norm, |b| &b.attn_norm);
+            (res, ys) = kernels::decode::add_rms_norm(&r, &mlp, norm, eps)?;
         }
+        let _pf = SwitchableLinear::prefetch(&first.attn.qkv())?;
         self.lm_head.forward(&ys)?.to_dtype(DType::F32)
+    }
+
+    /// What the launch after each GEMV launch of block `n` reads, for [`SwitchableLinear::prefetch`]:
+    /// o_proj after q/k/v, gate/up after o_proj, down_proj after gate/up, and after down_proj the next
+    /// block's q/k/v or the head.
+    fn next_launches(&self, n: usize) -> NextLaunches<'_> {
+        let blk = &self.blocks[n];
+        NextLaunches {
+            after_qkv: vec![&blk.attn.o_proj],
+            after_o: vec![&blk.mlp.gate_proj, &blk.mlp.up_proj],
+            after_gate_up: vec![&blk.mlp.down_proj],
+            after_down: self.blocks.get(n + 1).map_or_else(|| vec![&self.lm_head], |b| b.attn.qkv().to_vec()),
+        }
     }
 
     /// [`Self::decode_step`] with each norm folded into the launch after it and each residual add
@@ -86,17 +101,40 @@ impl Model {
     fn decode_step_folded(&self, tokens: &Tensor, pos: &Tensor, cache: &Cache) -> Result<Tensor> {
         let eps = self.eps as f32;
         let mut res = self.embed(tokens)?;
-        for (blk, kv) in self.blocks.iter().zip(cache.kvs.iter().flatten()) {
+        for (n, (blk, kv)) in self.blocks.iter().zip(cache.kvs.iter().flatten()).enumerate() {
+            let next = self.next_launches(n);
             let norm = kernels::NormRef { weight: &blk.attn_norm, eps };
-            let ys = blk.attn.attend_decode(&res, Some(norm), &DecodeAt { pos, rope: &self.rope, kv })?;
-            res = blk.attn.o_proj.forward_residual(&ys, &res)?;
+            let ys = {
+                let _pf = SwitchableLinear::prefetch(&next.after_qkv)?;
+                blk.attn.attend_decode(&res, Some(norm), &DecodeAt { pos, rope: &self.rope, kv })?
+            };
+            res = {
+                let _pf = SwitchableLinear::prefetch(&next.after_o)?;
+                blk.attn.o_proj.forward_residual(&ys, &res)?
+            };
             let norm = kernels::NormRef { weight: &blk.ffn_norm, eps };
-            let act = SwitchableLinear::forward_silu_mul(&blk.mlp.gate_proj, &blk.mlp.up_proj, &res, Some(norm))?;
+            let act = {
+                let _pf = SwitchableLinear::prefetch(&next.after_gate_up)?;
+                SwitchableLinear::forward_silu_mul(&blk.mlp.gate_proj, &blk.mlp.up_proj, &res, Some(norm))?
+            };
+            let _pf = SwitchableLinear::prefetch(&next.after_down)?;
             res = blk.mlp.down_proj.forward_residual(&act, &res)?;
         }
         let ys = candle_nn::ops::rms_norm(&res, &self.norm, eps)?;
+        let _pf = match self.blocks.first() {
+            Some(first) => Some(SwitchableLinear::prefetch(&first.attn.qkv())?),
+            None => None,
+        };
         self.lm_head.forward(&ys)?.to_dtype(DType::F32)
     }
+}
+
+/// The layers that the launch after each GEMV launch of a block reads ([`Model::next_launches`]).
+struct NextLaunches<'a> {
+    after_qkv: Vec<&'a SwitchableLinear>,
+    after_o: Vec<&'a SwitchableLinear>,
+    after_gate_up: Vec<&'a SwitchableLinear>,
+    after_down: Vec<&'a SwitchableLinear>,
 }
 
 /// Where a block's decode attention works: the position (`[1]` u32 on the device), the RoPE tables
@@ -108,17 +146,27 @@ struct DecodeAt<'a> {
 }
 
 impl Attention {
-    /// Attention of one new token `xs` `[b, 1, hidden]` at `*pos`, its keys and values written into
-    /// `kv`'s buffers → `[b, 1, hidden]`.
-    fn decode(&self, xs: &Tensor, pos: &Tensor, rope: &super::Rope, kv: &Kv) -> Result<Tensor> {
-        self.o_proj.forward(&self.attend_decode(xs, None, &DecodeAt { pos, rope, kv })?)
+    /// Attention of one new token `xs` `[b, 1, hidden]` at `*at.pos`, its keys and values written
+    /// into `at.kv`'s buffers → `[b, 1, hidden]`.
+    fn decode(&self, xs: &Tensor, at: &DecodeAt<'_>, next: &NextLaunches<'_>) -> Result<Tensor> {
+        let ys = {
+            let _pf = SwitchableLinear::prefetch(&next.after_qkv)?;
+            self.attend_decode(xs, None, at)?
+        };
+        let _pf = SwitchableLinear::prefetch(&next.after_o)?;
+        self.o_proj.forward(&ys)
+    }
+
+    /// q, k and v, the layers of the step's first launch in a block.
+    fn qkv(&self) -> [&SwitchableLinear; 3] {
+        [&self.q_proj, &self.k_proj, &self.v_proj]
     }
 
     /// q with RoPE at `*pos`, k and v written into `kv`'s buffers: one launch where the fused
     /// kernels take it (with `norm`, of RMSNorm(xs)·weight) → q `[b, heads, 1, head_dim]`.
     fn qkv_decode(&self, xs: &Tensor, norm: Option<kernels::NormRef<'_>>, at: &DecodeAt<'_>) -> Result<Tensor> {
         let DecodeAt { pos, rope, kv } = *at;
-        let layers = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let layers = self.qkv();
         let refs = kernels::RopeKvRefs { heads: self.n_heads, tables: rope.tables(), pos, caches: [&kv.k, &kv.v] };
         if let Some(q) = SwitchableLinear::forward_qkv_rope(layers, xs, refs, norm)? {
             return Ok(q);
@@ -155,8 +203,13 @@ impl Attention {
 
 impl Mlp {
     /// The MLP of one new token `xs` `[b, 1, hidden]`.
-    fn decode(&self, xs: &Tensor) -> Result<Tensor> {
-        self.down_proj.forward(&SwitchableLinear::forward_silu_mul(&self.gate_proj, &self.up_proj, xs, None)?)
+    fn decode(&self, xs: &Tensor, next: &NextLaunches<'_>) -> Result<Tensor> {
+        let act = {
+            let _pf = SwitchableLinear::prefetch(&next.after_gate_up)?;
+            SwitchableLinear::forward_silu_mul(&self.gate_proj, &self.up_proj, xs, None)?
+        };
+        let _pf = SwitchableLinear::prefetch(&next.after_down)?;
+        self.down_proj.forward(&act)
     }
 }
 
