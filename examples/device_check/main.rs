@@ -427,10 +427,24 @@ fn time_step(dev: &Device, name: &str, p: &str, prompt_len: u32) -> minilab::Res
         loaded.model.set_precision(id, q)?;
     }
     loaded.model.drop_masters();
-    let m = &loaded.model;
     let prompt: Vec<u32> = (0..prompt_len).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
+    let (ms, g) = replay_ms(dev, &loaded.model, &prompt)?;
+    let (kernels, nodes) = g.nodes();
+    println!(
+        "{name} {p}: {ms:.3} ms a token ({:.1} tok/s) at positions {}-{}, cache of {}, {kernels} kernels / {nodes} nodes",
+        1e3 / ms,
+        prompt.len() + 8,
+        prompt.len() + 71,
+        g.capacity()
+    );
+    Ok(())
+}
+
+/// `prompt` prefilled, the step captured as a graph, 8 replays to warm up, then the ms a token of 64
+/// timed replays (decoding at positions `prompt.len() + 8 …`), and the graph.
+fn replay_ms<'m>(dev: &Device, m: &'m model::Model, prompt: &[u32]) -> minilab::Result<(f64, model::DecodeGraph<'m>)> {
     let mut cache = Cache::new(m.n_blocks());
-    m.forward(&Tensor::new(prompt.as_slice(), dev)?.unsqueeze(0)?, 0, &mut cache)?;
+    m.forward(&Tensor::new(prompt, dev)?.unsqueeze(0)?, 0, &mut cache)?;
     let g = model::DecodeGraph::capture(m, &mut cache, prompt.len() + 80)?;
     for tok in 0..8 {
         g.step(1 + tok, &mut cache)?;
@@ -441,16 +455,7 @@ fn time_step(dev: &Device, name: &str, p: &str, prompt_len: u32) -> minilab::Res
         g.step(100 + tok, &mut cache)?;
     }
     dev.synchronize()?;
-    let ms = t.elapsed().as_secs_f64() * 1e3 / 64.0;
-    let (kernels, nodes) = g.nodes();
-    println!(
-        "{name} {p}: {ms:.3} ms a token ({:.1} tok/s) at positions {}-{}, cache of {}, {kernels} kernels / {nodes} nodes",
-        1e3 / ms,
-        prompt.len() + 8,
-        prompt.len() + 71,
-        g.capacity()
-    );
-    Ok(())
+    Ok((t.elapsed().as_secs_f64() * 1e3 / 64.0, g))
 }
 
 fn main() -> minilab::Result<()> {

@@ -4,12 +4,11 @@
 //! graph-replayed step (default the 3B) is timed per way, the ways alternating three times, ms a
 //! token (median).
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use minilab::kernels::prefetch::{set_way, Way};
-use minilab::model::{self, Cache, ModelSpec};
+use minilab::model::{self, ModelSpec};
 use minilab::plan::PrecisionPlan;
 use minilab::quant::Precision;
-use std::time::Instant;
 
 const WAYS: [Way; 3] = [Way::Off, Way::Line, Way::Bulk];
 
@@ -50,34 +49,21 @@ pub fn check_prefetch(dev: &Device, name: &str) -> minilab::Result<()> {
     Ok(())
 }
 
-/// The median ms a token of graph replays of `name`'s step in `p`, per way of [`WAYS`]: a step is
-/// captured for each way (its launches keep their prefetch arguments), 8 warm-up replays, 64 timed,
-/// the ways alternating three times.
+/// The median ms a token of graph replays of `name`'s step in `p`, per way of [`WAYS`]: the step is
+/// captured again for each way (its launches keep their prefetch arguments), the ways alternating
+/// three times.
 fn time_ways(dev: &Device, name: &str, p: Precision) -> minilab::Result<Vec<f64>> {
     let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
     for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
         loaded.model.set_precision(id, q)?;
     }
     loaded.model.drop_masters();
-    let m = &loaded.model;
     let prompt: Vec<u32> = (0..64u32).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
     let mut samples = vec![Vec::new(); WAYS.len()];
     for _ in 0..3 {
         for (w, way) in WAYS.into_iter().enumerate() {
             set_way(way);
-            let mut cache = Cache::new(m.n_blocks());
-            m.forward(&Tensor::new(prompt.as_slice(), dev)?.unsqueeze(0)?, 0, &mut cache)?;
-            let g = model::DecodeGraph::capture(m, &mut cache, prompt.len() + 80)?;
-            for tok in 0..8 {
-                g.step(1 + tok, &mut cache)?;
-            }
-            dev.synchronize()?;
-            let t = Instant::now();
-            for tok in 0..64 {
-                g.step(100 + tok, &mut cache)?;
-            }
-            dev.synchronize()?;
-            samples[w].push(t.elapsed().as_secs_f64() * 1e3 / 64.0);
+            samples[w].push(super::replay_ms(dev, &loaded.model, &prompt)?.0);
         }
     }
     Ok(samples
