@@ -45,6 +45,8 @@
 #   prefetch [MODELS]: `device_check cuda prefetch` (the step whose GEMV launches ask L2 for the next
 #            launch's weights, every way, against the step without: equal logits, then ms a token per
 #            way), then the same benches with MINILAB_PREFETCH=${WAY:-bulk}.
+#   chunk [MODELS]: the same for prefill dequantizing int8/NF4 weights in row chunks of ${MB:-16} MB
+#            (MINILAB_PREFILL_CHUNK_MB; `device_check cuda kernels` checks the 64-row products with it).
 #   rope|norm|fused [MODELS]: the same for RoPE and the KV append done by the q/k/v launch
 #            (MINILAB_FUSE_ROPE=1), for the norms and residual adds folded into the GEMVs
 #            (MINILAB_FUSE_NORM=1), or both (built in session 6, not yet run on a GPU): the checks with the
@@ -204,14 +206,15 @@ for f in sorted(glob.glob(f"{out}/torch-*.json")):
             print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
   ;;
-pdl|rope|norm|fused|prefetch)
+pdl|rope|norm|fused|prefetch|chunk)
   # pdl: programmatic dependent launch (MINILAB_PDL=1); rope: RoPE and the KV append in the q/k/v
   # launch (MINILAB_FUSE_ROPE=1); norm: norms and residual adds folded into the GEMVs
   # (MINILAB_FUSE_NORM=1); fused: rope and norm. The checks run with the opt-in set; the benches
   # alternate the base build, this build and this build with the opt-in.
   unpack minilab minilab-base device_check
   case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=1 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
-    prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; *) opt="MINILAB_FUSE_ROPE=1 MINILAB_FUSE_NORM=1" ;; esac
+    prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
+    *) opt="MINILAB_FUSE_ROPE=1 MINILAB_FUSE_NORM=1" ;; esac
   if [ $1 = prefetch ]; then
     # every way in one process: logits bit-equal to the step without, then the 3B step's time per way
     timeout 300 /tmp/bin/device_check cuda prefetch > "$OUT/prefetch.md" 2>&1; echo "device_check prefetch: exit $?"

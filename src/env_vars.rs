@@ -15,6 +15,8 @@ enum Takes {
     OneOf(&'static [&'static str]),
     /// A finite number of seconds above 0.
     Seconds,
+    /// A whole number from 1 to 65536 (megabytes).
+    Megabytes,
     /// Anything (a path).
     Any,
 }
@@ -39,6 +41,7 @@ pub const VARS: &[Var] = &[
     Var { name: "MINILAB_FUSE_ROPE", takes: Takes::OneOf(ON_OFF) },
     Var { name: "MINILAB_FUSE_NORM", takes: Takes::OneOf(ON_OFF) },
     Var { name: "MINILAB_PREFETCH", takes: Takes::OneOf(&["off", "line", "bulk"]) },
+    Var { name: "MINILAB_PREFILL_CHUNK_MB", takes: Takes::Megabytes },
     Var { name: "MINILAB_HUB_TIMEOUT_S", takes: Takes::Seconds },
     // where the plot tests keep their SVGs (the binary ignores it)
     Var { name: "MINILAB_KEEP_PLOTS", takes: Takes::Any },
@@ -78,6 +81,7 @@ impl Takes {
         match self {
             Takes::OneOf(words) => words.contains(&value),
             Takes::Seconds => value.trim().parse::<f64>().is_ok_and(|s| s.is_finite() && s > 0.0),
+            Takes::Megabytes => value.trim().parse::<u32>().is_ok_and(|mb| (1..=65536).contains(&mb)),
             Takes::Any => true,
         }
     }
@@ -86,6 +90,7 @@ impl Takes {
         match self {
             Takes::OneOf(words) => format!("one of {}", words.join(", ")),
             Takes::Seconds => "a number of seconds above 0".into(),
+            Takes::Megabytes => "a whole number of megabytes from 1 to 65536".into(),
             Takes::Any => "anything".into(),
         }
     }
@@ -116,6 +121,7 @@ mod tests {
             ("MINILAB_FUSE_NORM", ""),
             ("MINILAB_HUB_TIMEOUT_S", "2.5"),
             ("MINILAB_KEEP_PLOTS", "/tmp/plots"),
+            ("MINILAB_PREFILL_CHUNK_MB", "16"),
             ("PATH", "/bin"),
             ("HF_HUB_OFFLINE", "anything"),
         ];
@@ -134,6 +140,9 @@ mod tests {
             ("MINILAB_HUB_TIMEOUT_S", "nan"),
             ("MINILAB_HUB_TIMEOUT_S", "inf"),
             ("MINILAB_HUB_TIMEOUT_S", "soon"),
+            ("MINILAB_PREFILL_CHUNK_MB", "0"),
+            ("MINILAB_PREFILL_CHUNK_MB", "1.5"),
+            ("MINILAB_PREFILL_CHUNK_MB", "100000"),
         ] {
             let err = check_vars(vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{name}={value}");

@@ -11,6 +11,7 @@ mod many;
 mod op;
 mod params;
 pub mod prefetch;
+mod prefill;
 pub mod softmax;
 
 pub use decode::MAX_CONTEXT;

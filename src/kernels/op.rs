@@ -76,7 +76,7 @@ impl LinearOp {
     }
 
     /// A quantized product: the fused kernel for decode rows; on CUDA, prefill dequantizes the
-    /// weight in one pass and multiplies with cuBLAS.
+    /// weight in one pass (whole, or in row chunks: [`super::prefill`]) and multiplies with cuBLAS.
     fn run(&self, xs: &Tensor, a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         if !self.applies(xs) {
             return Ok(None);
@@ -87,8 +87,12 @@ impl LinearOp {
                 return Ok(None);
             }
             if rows > cpu::GEMV_MAX_ROWS {
-                let w = a.apply_op2_no_bwd(b, &DequantOp { linear: *self, dtype: xs.dtype() })?;
-                return xs.matmul(&w.t()?).map(Some);
+                let chunk = super::prefill::chunk_rows(self.n, self.k, xs.dtype());
+                let product = super::prefill::chunked(xs, self.n, chunk, |n0, n| {
+                    let (a, b) = super::prefill::encoded_rows(self.format, (a, b), self.k, n0, n)?;
+                    a.apply_op2_no_bwd(&b, &DequantOp { linear: LinearOp { n, ..*self }, dtype: xs.dtype() })
+                })?;
+                return Ok(Some(product));
             }
         }
         aligned(xs)?.apply_op3_no_bwd(a, b, self).map(Some)
