@@ -26,25 +26,35 @@ enum Takes {
 pub struct Var {
     pub name: &'static str,
     takes: Takes,
+    /// Whether it changes which kernels run, so a measurement must name it ([`in_effect`]).
+    pub kernel: bool,
+}
+
+const fn knob(name: &'static str, takes: Takes) -> Var {
+    Var { name, takes, kernel: true }
+}
+
+const fn other(name: &'static str, takes: Takes) -> Var {
+    Var { name, takes, kernel: false }
 }
 
 const ON_OFF: &[&str] = &["0", "1"];
 
 /// Every variable minilab reads.
 pub const VARS: &[Var] = &[
-    Var { name: "MINILAB_KERNELS", takes: Takes::OneOf(&["plain", "fused"]) },
-    Var { name: "MINILAB_CUDA_GRAPH", takes: Takes::OneOf(&["off", "0", "on", "1"]) },
-    Var { name: "MINILAB_ATTENTION", takes: Takes::OneOf(&["simple", "single", "split"]) },
-    Var { name: "MINILAB_METRICS", takes: Takes::OneOf(&["host", "device"]) },
-    Var { name: "MINILAB_ISA", takes: Takes::OneOf(&["avx512", "avx2", "portable"]) },
-    Var { name: "MINILAB_PDL", takes: Takes::OneOf(ON_OFF) },
-    Var { name: "MINILAB_FUSE_ROPE", takes: Takes::OneOf(ON_OFF) },
-    Var { name: "MINILAB_FUSE_NORM", takes: Takes::OneOf(ON_OFF) },
-    Var { name: "MINILAB_PREFETCH", takes: Takes::OneOf(&["off", "line", "bulk"]) },
-    Var { name: "MINILAB_PREFILL_CHUNK_MB", takes: Takes::Megabytes },
-    Var { name: "MINILAB_HUB_TIMEOUT_S", takes: Takes::Seconds },
+    knob("MINILAB_KERNELS", Takes::OneOf(&["plain", "fused"])),
+    knob("MINILAB_CUDA_GRAPH", Takes::OneOf(&["off", "0", "on", "1"])),
+    knob("MINILAB_ATTENTION", Takes::OneOf(&["simple", "single", "split"])),
+    knob("MINILAB_METRICS", Takes::OneOf(&["host", "device"])),
+    knob("MINILAB_ISA", Takes::OneOf(&["avx512", "avx2", "portable"])),
+    knob("MINILAB_PDL", Takes::OneOf(ON_OFF)),
+    knob("MINILAB_FUSE_ROPE", Takes::OneOf(ON_OFF)),
+    knob("MINILAB_FUSE_NORM", Takes::OneOf(ON_OFF)),
+    knob("MINILAB_PREFETCH", Takes::OneOf(&["off", "line", "bulk"])),
+    knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
+    other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
-    Var { name: "MINILAB_KEEP_PLOTS", takes: Takes::Any },
+    other("MINILAB_KEEP_PLOTS", Takes::Any),
 ];
 
 /// Checks every `MINILAB_*` variable of this process: an error (bad input) for a value its
@@ -54,6 +64,19 @@ pub fn check() -> Result<()> {
         tracing::warn!("{name} is set, but minilab reads no such variable (it reads {})", names());
     }
     Ok(())
+}
+
+/// The kernel settings of this process that differ from the defaults, as `NAME=value` in
+/// [`VARS`]' order: what a benchmark must record beside its figures.
+pub fn in_effect() -> Vec<String> {
+    in_effect_of(|name| std::env::var(name).ok())
+}
+
+fn in_effect_of(get: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    VARS.iter()
+        .filter(|v| v.kernel)
+        .filter_map(|v| get(v.name).filter(|value| !value.is_empty()).map(|value| format!("{}={value}", v.name)))
+        .collect()
 }
 
 /// [`check`] over `vars`; returns the unknown `MINILAB_*` names.
@@ -164,6 +187,19 @@ mod tests {
         use std::os::unix::ffi::OsStringExt;
         let v = vec![(OsString::from("MINILAB_ISA"), OsString::from_vec(vec![0xff, 0xfe]))];
         assert_eq!(check_vars(v).unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn in_effect_names_the_kernel_settings_only() {
+        let env = [
+            ("MINILAB_PREFETCH", "bulk"),
+            ("MINILAB_HUB_TIMEOUT_S", "5"),
+            ("MINILAB_PDL", ""),
+            ("MINILAB_ISA", "avx2"),
+        ];
+        let got = in_effect_of(|name| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()));
+        assert_eq!(got, vec!["MINILAB_ISA=avx2".to_string(), "MINILAB_PREFETCH=bulk".to_string()]);
+        assert!(in_effect_of(|_| None).is_empty());
     }
 
     #[test]

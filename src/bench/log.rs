@@ -3,6 +3,8 @@
 //! Columns: `timestamp` (UTC, RFC 3339), `model`, `precision`, `device`, `dtype`, `threads`,
 //! `test`, `n_prompt`, `n_gen`, `depth`, `reps`, `avg_ts`, `stddev_ts`, `ttft_ms`,
 //! `weight_bytes`, `device_bytes`, `device_peak_bytes`, `bandwidth_gbs`, `roofline_pct`, `version`.
+//! `version` is the crate version, followed by `+NAME=value` for each kernel setting of the
+//! environment in effect (`env_vars::in_effect`), so that rows measured with a knob set say so.
 
 use super::BenchRecord;
 use crate::error::{Error, Result};
@@ -43,8 +45,16 @@ pub fn line(r: &BenchRecord, timestamp: &str) -> String {
         r.device_peak_bytes,
         r.bandwidth / 1e9,
         opt(r.roofline_pct),
-        env!("CARGO_PKG_VERSION")
+        field(&version(r))
     )
+}
+
+/// The crate version and the run's kernel settings: `0.1.0+MINILAB_PREFETCH=bulk`.
+fn version(r: &BenchRecord) -> String {
+    std::iter::once(env!("CARGO_PKG_VERSION").to_string())
+        .chain(r.settings.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// The results log, opened for appending before the benchmark runs, so that a log that cannot

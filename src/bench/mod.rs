@@ -51,6 +51,8 @@ pub struct BenchRecord {
     pub dtype: String,
     pub threads: usize,
     pub reps: usize,
+    /// The kernel settings in effect that differ from the defaults (`MINILAB_*=value`).
+    pub settings: Vec<String>,
 }
 
 impl BenchRecord {
@@ -79,6 +81,7 @@ impl BenchRecord {
             dtype: format!("{dtype:?}").to_lowercase(),
             threads: candle_core::utils::get_num_threads(),
             reps: 0,
+            settings: crate::env_vars::in_effect(),
         }
     }
 }

@@ -95,6 +95,9 @@ fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
             r0.dtype
         );
     }
+    if !r0.settings.is_empty() {
+        outln!(out, "kernel settings (environment): {}", r0.settings.join(" "));
+    }
     if r0.device != "cpu" {
         match records.iter().filter_map(|r| r.cuda_graph).reduce(|a, b| a && b) {
             Some(true) => outln!(out, "decode: each step replayed as one CUDA graph (captured inside the clock)"),
@@ -132,6 +135,7 @@ mod tests {
             dtype: "bf16".into(),
             threads: 1,
             reps: 1,
+            settings: vec![],
         }
     }
 
@@ -161,5 +165,22 @@ mod tests {
         assert!(render(&[pp.clone()], Output::Markdown, 1, "now").unwrap().contains("matmul peak: 790.0 TFLOP/s"));
         pp.matmul_flops = 0.0;
         assert!(!render(&[pp], Output::Markdown, 1, "now").unwrap().contains("matmul peak"));
+    }
+
+    /// A run with kernel knobs set says so in the table, the JSON and the log's version column.
+    #[test]
+    fn the_kernel_settings_in_effect_are_recorded() {
+        let mut r = record("cuda:0", "tg4", Some(true));
+        r.settings = vec!["MINILAB_PREFETCH=bulk".into(), "MINILAB_PDL=1".into()];
+        let md = render(std::slice::from_ref(&r), Output::Markdown, 1, "now").unwrap();
+        assert!(md.contains("kernel settings (environment): MINILAB_PREFETCH=bulk MINILAB_PDL=1"), "{md}");
+        let json = render(std::slice::from_ref(&r), Output::Json, 1, "now").unwrap();
+        assert!(json.contains("\"MINILAB_PREFETCH=bulk\""), "{json}");
+        let csv = render(&[r], Output::Csv, 1, "now").unwrap();
+        let row = csv.lines().nth(1).unwrap();
+        assert!(row.ends_with(&format!("{}+MINILAB_PREFETCH=bulk+MINILAB_PDL=1", env!("CARGO_PKG_VERSION"))), "{row}");
+        assert_eq!(row.split(',').count(), super::log::HEADER.split(',').count());
+        let plain = render(&[record("cuda:0", "tg4", Some(true))], Output::Markdown, 1, "now").unwrap();
+        assert!(!plain.contains("kernel settings"));
     }
 }
