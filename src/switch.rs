@@ -1,27 +1,36 @@
-//! Process-wide on/off switches that an environment variable can start off (the fused kernels,
-//! the decode graph), so that a comparison needs no rebuild.
+//! Process-wide on/off switches that an environment variable can flip at start (the fused kernels
+//! and the decode graph start on, the experimental fusions off), so that a comparison needs no
+//! rebuild.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
-/// A switch that starts on unless `var` holds one of `off`; [`Switch::set`] overrides both.
+/// A switch that starts in its default state unless `var` holds one of `flip`; [`Switch::set`]
+/// overrides both.
 #[derive(Debug)]
 pub struct Switch {
     on: AtomicBool,
     read_env: Once,
     var: &'static str,
-    off: &'static [&'static str],
+    flip: &'static [&'static str],
 }
 
 impl Switch {
+    /// On unless `var` holds one of `off`.
     pub const fn new(var: &'static str, off: &'static [&'static str]) -> Self {
-        Self { on: AtomicBool::new(true), read_env: Once::new(), var, off }
+        Self { on: AtomicBool::new(true), read_env: Once::new(), var, flip: off }
+    }
+
+    /// Off unless `var` holds one of `on` (an opt-in).
+    pub const fn opt_in(var: &'static str, on: &'static [&'static str]) -> Self {
+        Self { on: AtomicBool::new(false), read_env: Once::new(), var, flip: on }
     }
 
     fn init(&self) {
         self.read_env.call_once(|| {
-            if std::env::var(self.var).is_ok_and(|v| self.off.contains(&v.as_str())) {
-                self.on.store(false, Ordering::Relaxed);
+            // runs before any `set`, so `on` still holds the default here
+            if std::env::var(self.var).is_ok_and(|v| self.flip.contains(&v.as_str())) {
+                self.on.fetch_xor(true, Ordering::Relaxed);
             }
         });
     }
@@ -57,5 +66,19 @@ mod tests {
         std::env::set_var("MINILAB_TEST_SWITCH_OTHER", "on");
         static U: Switch = Switch::new("MINILAB_TEST_SWITCH_OTHER", &["off"]);
         assert!(U.get(), "only the listed values turn it off");
+    }
+
+    #[test]
+    fn an_opt_in_starts_off_until_the_variable_turns_it_on() {
+        static S: Switch = Switch::opt_in("MINILAB_TEST_OPT_IN_UNSET", &["1"]);
+        assert!(!S.get());
+        std::env::set_var("MINILAB_TEST_OPT_IN_ON", "1");
+        static T: Switch = Switch::opt_in("MINILAB_TEST_OPT_IN_ON", &["1"]);
+        assert!(T.get());
+        T.set(false);
+        assert!(!T.get());
+        std::env::set_var("MINILAB_TEST_OPT_IN_OTHER", "yes");
+        static U: Switch = Switch::opt_in("MINILAB_TEST_OPT_IN_OTHER", &["1"]);
+        assert!(!U.get(), "only the listed values turn it on");
     }
 }

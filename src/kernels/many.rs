@@ -7,6 +7,7 @@ use super::cpu;
 use super::cpu::NF4_BLOCK;
 use super::op::{aligned, enabled, is_float};
 use super::params::Format;
+use crate::switch::Switch;
 use candle_core::{Result, Tensor};
 
 /// A linear layer's stored weight, for [`linear_many`].
@@ -74,7 +75,7 @@ pub struct NormRef<'a> {
 /// rounded as [`super::decode::add_rms_norm`] rounds it). Opt-in with `MINILAB_FUSE_NORM=1`; `None`
 /// where it does not apply.
 pub fn linear_residual(xs: &Tensor, w: WeightRef<'_>, res: &Tensor) -> Result<Option<Tensor>> {
-    if !opted_in("MINILAB_FUSE_NORM") {
+    if !FUSE_NORM.get() {
         return Ok(None);
     }
     let Some((dims, k)) = many_applies(xs, &[w], None)? else { return Ok(None) };
@@ -88,20 +89,13 @@ pub fn linear_residual(xs: &Tensor, w: WeightRef<'_>, res: &Tensor) -> Result<Op
 /// Whether a decode step on `device` folds its norms and residual adds into the launches next to
 /// them ([`NormRef`], [`linear_residual`]): on the GPU with `MINILAB_FUSE_NORM=1`.
 pub fn fold_norms(device: &candle_core::Device) -> bool {
-    device.is_cuda() && enabled() && opted_in("MINILAB_FUSE_NORM")
+    device.is_cuda() && enabled() && FUSE_NORM.get()
 }
 
-/// Whether the opt-in environment variable `name` is `1` (read once a process).
-fn opted_in(name: &'static str) -> bool {
-    static FLAGS: std::sync::Mutex<Vec<(&'static str, bool)>> = std::sync::Mutex::new(Vec::new());
-    let Ok(mut flags) = FLAGS.lock() else { return false };
-    if let Some(&(_, on)) = flags.iter().find(|(n, _)| *n == name) {
-        return on;
-    }
-    let on = std::env::var(name).as_deref() == Ok("1");
-    flags.push((name, on));
-    on
-}
+/// RoPE and the KV append in the q/k/v launch, opt-in with `MINILAB_FUSE_ROPE=1`.
+static FUSE_ROPE: Switch = Switch::opt_in("MINILAB_FUSE_ROPE", &["1"]);
+/// Norms and residual adds in the launches beside them, opt-in with `MINILAB_FUSE_NORM=1`.
+static FUSE_NORM: Switch = Switch::opt_in("MINILAB_FUSE_NORM", &["1"]);
 
 /// `silu(xs·gateᵀ)·(xs·upᵀ)` `[…, n]`, the MLP's gate/up and its activation in one GPU launch.
 /// `None` where that launch does not apply ([`linear_many`]'s cases, and weights of two shapes).
@@ -143,7 +137,7 @@ pub fn linear_qkv_rope(
     rope: RopeKvRefs<'_>,
     norm: Option<NormRef<'_>>,
 ) -> Result<Option<Tensor>> {
-    if !opted_in("MINILAB_FUSE_ROPE") {
+    if !FUSE_ROPE.get() {
         return Ok(None);
     }
     let Some((dims, k)) = many_applies(xs, &ws, norm)? else { return Ok(None) };
@@ -212,7 +206,7 @@ fn many_applies(xs: &Tensor, ws: &[WeightRef<'_>], norm: Option<NormRef<'_>>) ->
         && dims.iter().all(|&(_, wk)| wk == k)
         && ws.iter().all(|w| !matches!(w, WeightRef::Dense(t) if t.dtype() != xs.dtype()));
     let norm_ok = norm.is_none_or(|n| {
-        opted_in("MINILAB_FUSE_NORM")
+        FUSE_NORM.get()
             && norm_fits(xs.dtype(), rows, k)
             && n.weight.elem_count() == k
             && n.weight.dtype() == xs.dtype()
