@@ -149,15 +149,18 @@ impl Drop for Scope {
     }
 }
 
-/// The scope of a launch that the launch reading `next` follows: inactive with the way off or
-/// weights that are not on a GPU.
-pub fn next(next: &[WeightRef<'_>]) -> candle_core::Result<Scope> {
+/// The scope of a launch that the launch reading `next` follows: inactive with the way off (then
+/// `next` is not walked) or weights that are not on a GPU.
+pub fn next<'a>(next: impl IntoIterator<Item = WeightRef<'a>>) -> candle_core::Result<Scope> {
     let way = way();
-    if way == Way::Off || !next.first().is_some_and(|w| w.device().is_cuda()) {
+    if way == Way::Off {
         return Ok(Scope::inactive());
     }
     let mut regions = Vec::with_capacity(MAX_REGIONS);
     for w in next {
+        if !w.device().is_cuda() {
+            return Ok(Scope::inactive());
+        }
         for t in w.tensors() {
             regions.push(super::cuda_range(t)?);
         }
@@ -213,7 +216,7 @@ mod tests {
     fn weights_on_the_cpu_ask_for_nothing() -> candle_core::Result<()> {
         set_way(Way::Bulk);
         let w = candle_core::Tensor::zeros((4, 16), candle_core::DType::F32, &candle_core::Device::Cpu)?;
-        let scope = next(&[WeightRef::Dense(&w)])?;
+        let scope = next([WeightRef::Dense(&w)])?;
         assert_eq!(current(), None);
         drop(scope);
         set_way(Way::Off);

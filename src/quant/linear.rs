@@ -332,8 +332,7 @@ impl SwitchableLinear {
     /// While the returned scope lives, the one-row GPU launches of this thread also ask L2 for the
     /// weights of `next`, the layers the following launch reads ([`kernels::prefetch`], opt-in).
     pub fn prefetch(next: &[&SwitchableLinear]) -> Result<kernels::prefetch::Scope> {
-        let refs: Vec<kernels::WeightRef<'_>> = next.iter().filter_map(|l| l.weight_ref()).collect();
-        kernels::prefetch::next(&refs)
+        kernels::prefetch::next(next.iter().filter_map(|l| l.weight_ref()))
     }
 
     /// The stored weight as the fused kernels take it; `None` for a layer with a bias.

@@ -171,7 +171,7 @@ pub(crate) fn rope_kv(
     by_dtype!(dtype, run(s, [q, k, v], [cos, sin], pos, [k_cache, v_cache]))
 }
 
-/// The device addresses of `tensors` (contiguous; f32, f16, bf16 or u32 on the GPU); `f` runs
+/// The device addresses of `tensors` (contiguous; f32, f16, bf16, u32 or u8 on the GPU); `f` runs
 /// while they hold.
 pub(crate) fn with_addresses<R>(tensors: &[&Tensor], f: impl FnOnce(&[u64]) -> Result<R>) -> Result<R> {
     let Some(first) = tensors.first() else { return f(&[]) };
@@ -185,6 +185,7 @@ pub(crate) fn with_addresses<R>(tensors: &[&Tensor], f: impl FnOnce(&[u64]) -> R
             DType::F16 => dptr::<f16>(st, l, &stream, &mut syncs)?,
             DType::BF16 => dptr::<bf16>(st, l, &stream, &mut syncs)?,
             DType::U32 => dptr::<u32>(st, l, &stream, &mut syncs)?,
+            DType::U8 => dptr::<u8>(st, l, &stream, &mut syncs)?,
             d => candle_core::bail!("decode kernel: no CUDA kernel for {d:?}"),
         });
     }

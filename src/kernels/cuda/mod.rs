@@ -40,20 +40,8 @@ fn suffix(dtype: DType) -> Result<&'static str> {
 /// The device address and byte length of a contiguous tensor on the GPU (its memory stays owned
 /// by the tensor: the address holds while the tensor lives).
 pub(crate) fn device_range(t: &candle_core::Tensor) -> Result<(u64, u64)> {
-    let (st, l) = t.storage_and_layout();
-    let candle_core::Storage::Cuda(c) = &*st else { candle_core::bail!("CUDA kernel: tensor not on the GPU") };
-    let r = range(l)?;
-    let stream = c.device.cuda_stream();
-    let base = match t.dtype() {
-        DType::U8 => c.as_cuda_slice::<u8>()?.device_ptr(&stream).0,
-        DType::U32 => c.as_cuda_slice::<u32>()?.device_ptr(&stream).0,
-        DType::F32 => c.as_cuda_slice::<f32>()?.device_ptr(&stream).0,
-        DType::F16 => c.as_cuda_slice::<f16>()?.device_ptr(&stream).0,
-        DType::BF16 => c.as_cuda_slice::<bf16>()?.device_ptr(&stream).0,
-        d => candle_core::bail!("CUDA kernel: no address for {d:?} tensors"),
-    };
-    let size = t.dtype().size_in_bytes();
-    Ok((base + (r.start * size) as u64, (r.len() * size) as u64))
+    let bytes = (t.elem_count() * t.dtype().size_in_bytes()) as u64;
+    decode::with_addresses(&[t], |p| Ok((p[0], bytes)))
 }
 
 /// One weight of a GEMV launch: its stored tensor(s) on the device and its output rows. `a`:
