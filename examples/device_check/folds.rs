@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use minilab::kernels::{set_enabled, NormRef};
 use minilab::quant::{Precision, SwitchableLinear};
 
-use super::rel_err;
+use super::{rel_err, within, worse};
 
 /// Random `[n, k]` layers on `dev`.
 fn layers(shapes: &[(usize, usize)], dev: &Device, dtype: DType) -> minilab::Result<Vec<SwitchableLinear>> {
@@ -52,14 +52,11 @@ pub fn check_folds(dev: &Device) -> minilab::Result<()> {
             rows.push(("o_proj + residual", rel_err(&with_res[0], &plain_res[0])?));
             rows.push(("down_proj + residual", rel_err(&with_res[1], &plain_res[1])?));
             for (name, e) in rows {
-                worst = if e.is_nan() { f32::NAN } else { worst.max(e) };
+                worst = worse(worst, e);
                 println!("| {name} | {p} | {dtype:?} | {e:.2e} |");
             }
         }
     }
     println!();
-    if worst.is_nan() || worst > 1e-2 {
-        return Err(minilab::Error::Runtime(format!("folded launches: worst error {worst:.2e}")));
-    }
-    Ok(())
+    within(worst, 1e-2, "folded launches")
 }

@@ -32,12 +32,42 @@ use std::time::Instant;
 mod folds;
 mod prefetch;
 
+/// Every layer of `model` in `p`.
+fn set_uniform(model: &mut model::Model, p: Precision) -> minilab::Result<()> {
+    for (id, q) in PrecisionPlan::uniform(p).resolve(&model.layer_ids(), "check")? {
+        model.set_precision(id, q)?;
+    }
+    Ok(())
+}
+
+/// The synthetic model `name` in bf16, every layer in `p`, masters dropped: a model to time.
+fn timed_model(dev: &Device, name: &str, p: Precision) -> minilab::Result<model::Loaded> {
+    let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
+    set_uniform(&mut loaded.model, p)?;
+    loaded.model.drop_masters();
+    Ok(loaded)
+}
+
+/// The worse of two errors; NaN once either is (`f32::max` would drop a NaN).
+fn worse(worst: f32, e: f32) -> f32 {
+    if worst.is_nan() || e.is_nan() {
+        f32::NAN
+    } else {
+        worst.max(e)
+    }
+}
+
+/// Fails when the worst error of `what` is NaN or past `limit`.
+fn within(worst: f32, limit: f32, what: &str) -> minilab::Result<()> {
+    if worst.is_nan() || worst > limit {
+        return Err(minilab::Error::Runtime(format!("{what}: worst error {worst:.2e}")));
+    }
+    Ok(())
+}
+
 fn logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec<f32>>> {
     let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::F32)?;
-    let plan = PrecisionPlan::uniform(p);
-    for (id, q) in plan.resolve(&loaded.model.layer_ids(), "check")? {
-        loaded.model.set_precision(id, q)?;
-    }
+    set_uniform(&mut loaded.model, p)?;
     let ids = Tensor::new(tokens, dev)?.unsqueeze(0)?;
     let out = loaded.model.forward(&ids, 0, &mut Cache::new(loaded.model.n_blocks()))?;
     Ok(out.squeeze(0)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
@@ -47,9 +77,7 @@ fn logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec
 /// fused decode attention.
 fn decode_logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec<f32>>> {
     let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::F32)?;
-    for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
-        loaded.model.set_precision(id, q)?;
-    }
+    set_uniform(&mut loaded.model, p)?;
     let mut cache = Cache::new(loaded.model.n_blocks());
     let prompt = Tensor::new(&tokens[..8], dev)?.unsqueeze(0)?;
     loaded.model.forward(&prompt, 0, &mut cache)?;
@@ -128,7 +156,7 @@ fn check_kernels(dev: &Device) -> minilab::Result<()> {
                     minilab::kernels::set_enabled(true);
                     let e = rel_err(&fused, &plain)?;
                     if dtype == DType::F32 {
-                        worst = worst.max(e);
+                        worst = worse(worst, e);
                     }
                     println!("| {n}x{k} | {p} | {dtype:?} | {m} | {e:.2e} |");
                 }
@@ -196,16 +224,13 @@ fn check_silu(dev: &Device) -> minilab::Result<()> {
                 let plain = (candle_nn::ops::silu(&layers[0].forward(&xs)?)? * layers[1].forward(&xs)?)?;
                 minilab::kernels::set_enabled(true);
                 let e = rel_err(&fused, &plain)?;
-                worst = if e.is_nan() { f32::NAN } else { worst.max(e) };
+                worst = worse(worst, e);
                 println!("| 8192+8192x3072 | {p} | {dtype:?} | {m} | {e:.2e} |");
             }
         }
     }
     println!();
-    if worst.is_nan() || worst > 1e-2 {
-        return Err(minilab::Error::Runtime(format!("gate/up + silu·up: worst error {worst:.2e}")));
-    }
-    Ok(())
+    within(worst, 1e-2, "gate/up + silu·up")
 }
 
 /// q/k/v of Llama-3.2-3B read in one launch (`SwitchableLinear::forward_many`) against each layer
@@ -250,9 +275,7 @@ type Decoded = (Vec<Vec<f32>>, (usize, usize));
 /// otherwise eager, with the kernels as set. Also the graph's node count.
 fn bf16_decode(dev: &Device, p: Precision, tokens: &[u32], graph: bool) -> minilab::Result<Decoded> {
     let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::BF16)?;
-    for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
-        loaded.model.set_precision(id, q)?;
-    }
+    set_uniform(&mut loaded.model, p)?;
     let m = &loaded.model;
     let mut cache = Cache::new(m.n_blocks());
     m.forward(&Tensor::new(&tokens[..8], dev)?.unsqueeze(0)?, 0, &mut cache)?;
@@ -346,7 +369,7 @@ fn check_attention(dev: &Device) -> minilab::Result<()> {
                     let finite =
                         fused.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.iter().all(|x| x.is_finite());
                     let e = if finite { rel_err(&fused, &plain)? } else { f32::INFINITY };
-                    worst[di] = worst[di].max(e);
+                    worst[di] = worse(worst[di], e);
                     errs.push(format!("{total}: {e:.1e}"));
                 }
                 println!("| {heads} / {kv_heads} × {d} | {dtype:?} | {b} | {cap} | {} |", errs.join(", "));
@@ -383,7 +406,7 @@ fn check_softmax(dev: &Device) -> minilab::Result<()> {
                 .map(|(r, row)| row[start + r % t + 1..].iter().filter(|&&p| p != 0.0).count())
                 .sum::<usize>();
             let e = if leaks > 0 || !e.is_finite() { f32::INFINITY } else { e };
-            worst = worst.max(e);
+            worst = worse(worst, e);
             println!("| {b}×{kv_heads}×{}×{total} | {t} | {start} | {dtype:?} | {e:.2e} | {leaks} |", group * t);
         }
     }
@@ -403,9 +426,7 @@ fn check_time_model(dev: &Device, name: &str) -> minilab::Result<()> {
     let tm = TimeModel::measure(&mut loaded.model, &formats, &feed, 128, 3, &pb)?;
     println!("{name}: f16 step {:.1} µs, fixed {:.1} µs", tm.f16_step_us, tm.fixed_us);
     for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
-        for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
-            loaded.model.set_precision(id, q)?;
-        }
+        set_uniform(&mut loaded.model, p)?;
         let predicted = tm.predict_model_us(&loaded.model).unwrap_or(f64::NAN);
         let t = minilab::bench::time_decode(&loaded.model, &[], &feed[..128], 3, &pb)?;
         let mut us: Vec<f64> = t.samples_ns.iter().map(|&ns| ns as f64 / 1e3 / 128.0).collect();
@@ -421,12 +442,8 @@ fn check_time_model(dev: &Device, name: &str) -> minilab::Result<()> {
 }
 
 fn time_step(dev: &Device, name: &str, p: &str, prompt_len: u32) -> minilab::Result<()> {
-    let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
     let p: Precision = p.parse().map_err(|e: minilab::quant::UnknownPrecision| minilab::Error::input(e.to_string()))?;
-    for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
-        loaded.model.set_precision(id, q)?;
-    }
-    loaded.model.drop_masters();
+    let loaded = timed_model(dev, name, p)?;
     let prompt: Vec<u32> = (0..prompt_len).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
     let (ms, g) = replay_ms(dev, &loaded.model, &prompt)?;
     let (kernels, nodes) = g.nodes();

@@ -4,10 +4,8 @@
 //! graph-replayed step (default the 3B) is timed per way, the ways alternating three times, ms a
 //! token (median).
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use minilab::kernels::prefetch::{set_way, Way};
-use minilab::model::{self, ModelSpec};
-use minilab::plan::PrecisionPlan;
 use minilab::quant::Precision;
 
 const WAYS: [Way; 3] = [Way::Off, Way::Line, Way::Bulk];
@@ -53,11 +51,7 @@ pub fn check_prefetch(dev: &Device, name: &str) -> minilab::Result<()> {
 /// captured again for each way (its launches keep their prefetch arguments), the ways alternating
 /// three times.
 fn time_ways(dev: &Device, name: &str, p: Precision) -> minilab::Result<Vec<f64>> {
-    let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
-    for (id, q) in PrecisionPlan::uniform(p).resolve(&loaded.model.layer_ids(), "check")? {
-        loaded.model.set_precision(id, q)?;
-    }
-    loaded.model.drop_masters();
+    let loaded = super::timed_model(dev, name, p)?;
     let prompt: Vec<u32> = (0..64u32).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
     let mut samples = vec![Vec::new(); WAYS.len()];
     for _ in 0..3 {
