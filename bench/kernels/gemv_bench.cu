@@ -96,8 +96,9 @@ void free_weight(Weight& w) { cudaFree(w.a); cudaFree(w.b); }
 // Whether launch_shipped asks for programmatic dependent launch (--pdl).
 static bool g_pdl = false;
 
-// Launch of the new kernel over parts [w0, w1, …] (all of one format), copy c.
-void launch_new(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys, int m, int r) {
+// The Parts of one launch over [w0, w1, …] (all of one format, copy c) into ys[i], m rows of xs,
+// r rows a warp; its blocks of four warps go to *blocks.
+gemv::Parts parts_of(const std::vector<const Weight*>& ws, int c, std::vector<void*>& ys, int m, int r, int* blocks) {
     gemv::Parts ps{};
     ps.count = (int)ws.size(); ps.m = m; ps.k = ws[0]->k;
     int warps = 0;
@@ -105,7 +106,21 @@ void launch_new(cudaStream_t s, const std::vector<const Weight*>& ws, int c, con
         ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
         warps += (ws[i]->n + r - 1) / r;
     }
-    pick(ws[0]->fmt, m, r)<<<(warps + 3) / 4, 128, 0, s>>>(xs, ps);
+    *blocks = (warps + 3) / 4;
+    return ps;
+}
+// The most rows of any of ws.
+int rows_max(const std::vector<const Weight*>& ws) {
+    int n = 0;
+    for (auto w : ws) n = std::max(n, w->n);
+    return n;
+}
+
+// Launch of the new kernel over parts [w0, w1, …] (all of one format), copy c.
+void launch_new(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys, int m, int r) {
+    int blocks;
+    const gemv::Parts ps = parts_of(ws, c, ys, m, r, &blocks);
+    pick(ws[0]->fmt, m, r)<<<blocks, 128, 0, s>>>(xs, ps);
 }
 // The kernels minilab ships (linear.cu), with src/kernels/cuda/mod.rs's choice of (M, R).
 Kern shipped(int f, int m, int n_max, int* r) {
@@ -118,25 +133,18 @@ Kern shipped(int f, int m, int n_max, int* r) {
     return table[f][mm == 1 ? 0 : mm == 2 ? 1 : mm == 4 ? 2 : 3];
 }
 void launch_shipped(cudaStream_t s, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys, int m) {
-    gemv::Parts ps{};
-    ps.count = (int)ws.size(); ps.m = m; ps.k = ws[0]->k;
-    int n_max = 0, r = 2;
-    for (auto w : ws) n_max = std::max(n_max, w->n);
-    Kern k = shipped(ws[0]->fmt, m, n_max, &r);
-    int warps = 0;
-    for (size_t i = 0; i < ws.size(); i++) {
-        ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
-        warps += (ws[i]->n + r - 1) / r;
-    }
+    int r = 2, blocks;
+    Kern k = shipped(ws[0]->fmt, m, rows_max(ws), &r);
+    const gemv::Parts ps = parts_of(ws, c, ys, m, r, &blocks);
     if (!g_pdl) {
-        k<<<(warps + 3) / 4, 128, 0, s>>>(xs, ps);
+        k<<<blocks, 128, 0, s>>>(xs, ps);
         return;
     }
     cudaLaunchAttribute attr{};
     attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr.val.programmaticStreamSerializationAllowed = 1;
     cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3((warps + 3) / 4);
+    cfg.gridDim = dim3(blocks);
     cfg.blockDim = dim3(128);
     cfg.stream = s;
     cfg.attrs = &attr;
@@ -148,14 +156,8 @@ void launch_dec(cudaStream_t s, const std::vector<const Weight*>& ws, int c, con
 }
 void launch_variant(cudaStream_t s, const Variant& v, const std::vector<const Weight*>& ws, int c, const bf16* xs,
                     std::vector<void*>& ys) {
-    gemv::Parts ps{};
-    ps.count = (int)ws.size(); ps.m = 1; ps.k = ws[0]->k;
-    int warps = 0;
-    for (size_t i = 0; i < ws.size(); i++) {
-        ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
-        warps += (ws[i]->n + v.r - 1) / v.r;
-    }
-    const int blocks = (warps + 3) / 4;
+    int blocks;
+    const gemv::Parts ps = parts_of(ws, c, ys, 1, v.r, &blocks);
     v.k[ws[0]->fmt]<<<v.cap ? std::min(blocks, v.cap * g_sms) : blocks, 128, 0, s>>>(xs, ps);
 }
 void launch_old(cudaStream_t s, const Weight& w, int c, const bf16* xs, void* ys, int m) {
@@ -282,16 +284,9 @@ template <int R> __global__ void __launch_bounds__(128) loads_kernel(gemv::Parts
 void launch_floor(cudaStream_t s, int kind, const std::vector<const Weight*>& ws, int c, const bf16* xs,
                   std::vector<void*>& ys, uint32_t* sink) {
     if (kind == 2) return launch_shipped(s, ws, c, xs, ys, 1);
-    gemv::Parts ps{};
-    ps.count = (int)ws.size(); ps.m = 1; ps.k = ws[0]->k;
-    int n_max = 0, r = 2, warps = 0;
-    for (auto w : ws) n_max = std::max(n_max, w->n);
-    shipped(2, 1, n_max, &r);
-    for (size_t i = 0; i < ws.size(); i++) {
-        ps.p[i] = gemv::Part{ws[i]->ac(c), ws[i]->bc(c), ys[i], ws[i]->n};
-        warps += (ws[i]->n + r - 1) / r;
-    }
-    const int blocks = (warps + 3) / 4;
+    int r = 2, blocks;
+    shipped(2, 1, rows_max(ws), &r);
+    const gemv::Parts ps = parts_of(ws, c, ys, 1, r, &blocks);
     if (kind == 0) empty_kernel<<<blocks, 128, 0, s>>>(ps);
     else if (r == 4) loads_kernel<4><<<blocks, 128, 0, s>>>(ps, sink);
     else loads_kernel<2><<<blocks, 128, 0, s>>>(ps, sink);
@@ -675,16 +670,9 @@ __global__ void __launch_bounds__(128, MINB) kpf(const bf16* xs, gemv::Parts ps,
 // One launch of the step: its parts, and the regions (weights and scales) it asks L2 for.
 void launch_pf(cudaStream_t s, const std::vector<const Weight*>& ws, const std::vector<const Weight*>& next,
                const bf16* xs, std::vector<void*>& ys, int how, size_t cap) {
-    gemv::Parts ps{};
-    ps.count = (int)ws.size(); ps.m = 1; ps.k = ws[0]->k;
-    int n_max = 0, r = 2;
-    for (auto w : ws) n_max = std::max(n_max, w->n);
-    shipped(ws[0]->fmt, 1, n_max, &r);
-    int warps = 0;
-    for (size_t i = 0; i < ws.size(); i++) {
-        ps.p[i] = gemv::Part{ws[i]->ac(0), ws[i]->bc(0), ys[i], ws[i]->n};
-        warps += (ws[i]->n + r - 1) / r;
-    }
+    int r = 2, blocks;
+    shipped(ws[0]->fmt, 1, rows_max(ws), &r);
+    const gemv::Parts ps = parts_of(ws, 0, ys, 1, r, &blocks);
     gemv::Prefetch pf{};
     pf.how = how;
     for (auto w : next) {
@@ -696,7 +684,7 @@ void launch_pf(cudaStream_t s, const std::vector<const Weight*>& ws, const std::
             cap -= bytes;
         }
     }
-    const int f = ws[0]->fmt, blocks = (warps + 3) / 4;
+    const int f = ws[0]->fmt;
     if (f == 0) kpf<gemv::DENSE, 2, 8><<<blocks, 128, 0, s>>>(xs, ps, pf);
     else if (f == 1) kpf<gemv::INT8, 2, 8><<<blocks, 128, 0, s>>>(xs, ps, pf);
     else if (r == 4) kpf<gemv::NF4, 4, 6><<<blocks, 128, 0, s>>>(xs, ps, pf);
