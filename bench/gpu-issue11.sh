@@ -9,6 +9,10 @@
 #            (`kernels --pdl`: a step's linears with and without programmatic dependent launch.)
 #            (`kernels --prefetch`: a step's linears where each launch first asks L2 for the next
 #            launch's weights, per-line or bulk, at several caps, against the shipped kernels.)
+#            (`kernels --staged`: the one-row kernels with their weights staged through shared memory
+#            by cp.async, per shape and per step, bit-equal to the shipped kernels' outputs.)
+#            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
+#            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
 #   prefill-ways: the prefill harness (bench/kernels/prefill_bench.cu, built by bench/kernels/build.sh):
 #            a prompt's linears (m = 512) with bf16 weights against int8/NF4 dequantized then multiplied
 #            (the shipped way), in chunks that fit L2, and on two streams; the dequantize pass alone.
@@ -259,7 +263,15 @@ prefill-ways)
   echo "prefill_bench: exit $?"; tail -5 "$OUT/prefill.err"; cat "$OUT/prefill.md"
   ;;
 kernels)
+  nvidia-smi --query-gpu=clocks.sm,clocks.mem --format=csv,noheader,nounits -lms 100 > "$OUT/clocks.csv" 2>/dev/null &
+  sampler=$!
   LD_LIBRARY_PATH=.gpu timeout 400 ./.gpu/gemv_bench ${2:-} > "$OUT/gemv.md" 2> "$OUT/gemv.err"; echo "gemv_bench: exit $?"
+  kill $sampler 2>/dev/null
+  python3 - "$OUT/clocks.csv" <<'PY'
+import statistics, sys
+sm = [int(l.split(",")[0]) for l in open(sys.argv[1]) if l.split(",")[0].strip().isdigit()]
+print(f"SM clock while running: median {statistics.median(sm)} MHz, min {min(sm)}, max {max(sm)} ({len(sm)} samples)" if sm else "SM clock: no samples")
+PY
   cat "$OUT/gemv.err" | tail -5
   cat "$OUT/gemv.md"
   ;;

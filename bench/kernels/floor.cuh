@@ -1,0 +1,130 @@
+// gemv_bench --floor: where an NF4 GEMV's time goes, and U steps of the k loop in flight.
+#pragma once
+#include "gemv_core.cuh"
+
+// The floors under a GEMV launch of the shipped grid (R rows a warp, 4 warps a block): `empty` does
+// nothing; `loads` streams the weight bytes and scales with the same per-lane 16-byte pattern and
+// keeps an xor of them live, so its time is the memory pattern and the launch without any decode.
+__global__ void empty_kernel(gemv::Parts) {}
+template <int R> __global__ void __launch_bounds__(128) loads_kernel(gemv::Parts ps, uint32_t* sink) {
+    const int lane = threadIdx.x & 31, row_bytes = ps.k / 2;  // NF4: k/2 bytes a row
+    const int g0 = (ps.p[0].n + R - 1) / R, g1 = ps.count > 1 ? (ps.p[1].n + R - 1) / R : 0;
+    const int total = g0 + g1 + (ps.count > 2 ? (ps.p[2].n + R - 1) / R : 0);
+    const int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (g >= total) return;
+    const int part = g < g0 ? 0 : g < g0 + g1 ? 1 : 2, row0 = (g - (part == 0 ? 0 : part == 1 ? g0 : g0 + g1)) * R;
+    const gemv::Part& p = ps.p[part];
+    uint32_t acc = 0;
+    for (int j = lane * 16; j < row_bytes; j += 32 * 16) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const size_t row = (size_t)min(row0 + r, p.n - 1);
+            const uint4 w = gemv::ld_stream(p.a + row * row_bytes + j);
+            acc ^= w.x ^ w.y ^ w.z ^ w.w ^ __float_as_uint(__ldg(p.b + (row * row_bytes + j) / 32));
+        }
+    }
+    acc = __reduce_xor_sync(0xffffffffu, acc);
+    if (lane == 0) sink[g] = acc;
+}
+
+// Launches kind 0 (empty), 1 (loads) or 2 (the shipped NF4 kernel) over parts [w0, …], copy c.
+void launch_floor(cudaStream_t s, int kind, const std::vector<const Weight*>& ws, int c, const bf16* xs,
+                  std::vector<void*>& ys, uint32_t* sink) {
+    if (kind == 2) return launch_shipped(s, ws, c, xs, ys, 1);
+    int r = 2, blocks;
+    shipped(2, 1, rows_max(ws), &r);
+    const gemv::Parts ps = parts_of(ws, c, ys, 1, r, &blocks);
+    if (kind == 0) empty_kernel<<<blocks, 128, 0, s>>>(ps);
+    else if (r == 4) loads_kernel<4><<<blocks, 128, 0, s>>>(ps, sink);
+    else loads_kernel<2><<<blocks, 128, 0, s>>>(ps, sink);
+}
+
+// m = 1 with U steps of the k loop in flight (gemv.cuh's default is 2): more bytes in flight a warp.
+template <int F, int R, int MINB, int U> __global__ void __launch_bounds__(128, MINB) ku(const bf16* xs, gemv::Parts ps) {
+    gemv::gemv_parts<bf16, F, 1, R, U>(xs, ps);
+}
+#define UV(R, B, U) Variant{"R" #R "/U" #U, R, 0, {ku<0, R, B, U>, ku<1, R, B, U>, ku<2, R, B, U>}}
+static Variant UNROLLS[] = {UV(2, 4, 4), UV(2, 2, 8), UV(4, 3, 4), UV(1, 8, 4), UV(1, 4, 8)};
+
+// --floor: per NF4 shape (m = 1, each launch on another copy past L2) and for a 3B / 8B step's NF4
+// linears (q/k/v and gate/up fused, one graph): the empty launch, the loads alone and the shipped
+// kernel, in µs a launch (ms a step), with the loads' and the kernel's GB/s.
+int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::vector<Shape>& shapes) {
+    const int F = 2;
+    uint32_t* sink;
+    CK(cudaMalloc(&sink, (size_t)128256 * 4));
+    printf("## Where an NF4 GEMV's time goes (m = 1; copy bandwidth %.0f GB/s)\n\n", bw / 1e9);
+    printf("| shape | empty µs | loads µs | kernel µs | loads GB/s | kernel GB/s | kernel − loads µs |\n");
+    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (auto& sh : shapes) {
+        const int copies = copies_past_l2(F, sh.n, sh.k);
+        Weight w = make_weight(F, sh.n, sh.k, copies, 51);
+        const int launches = std::max(copies, 24);
+        std::vector<void*> y1 = {ys[0]};
+        double t[3];
+        for (int kind = 0; kind < 3; kind++)
+            t[kind] = time_graph(s, launches, [&](int i) { launch_floor(s, kind, {&w}, i % copies, xs, y1, sink); });
+        printf("| %s %dx%d | %.2f | %.2f | %.2f | %.0f | %.0f | %.2f |\n", sh.name, sh.n, sh.k, t[0] * 1e6, t[1] * 1e6,
+               t[2] * 1e6, w.bytes() / t[1] / 1e9, w.bytes() / t[2] / 1e9, (t[2] - t[1]) * 1e6);
+        free_weight(w);
+    }
+    printf("\n| step | empty ms | loads ms | kernel ms | weight GB | loads GB/s | kernel GB/s |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for (const Model& md : MODELS) {
+        size_t bytes;
+        std::vector<Weight> ws = step_weights(md, F, 200, &bytes);
+        double t[3];
+        for (int kind = 0; kind < 3; kind++) {
+            t[kind] = time_graph(s, 1, [&](int) {
+                std::vector<void*> y1 = {ys[0]}, y3(ys, ys + 3);
+                for (int b = 0; b < md.blocks; b++) {
+                    Weight* w = &ws[b * 7];
+                    launch_floor(s, kind, {&w[0], &w[1], &w[2]}, 0, xs, y3, sink);
+                    launch_floor(s, kind, {&w[3]}, 0, xs, y1, sink);
+                    launch_floor(s, kind, {&w[4], &w[5]}, 0, xs, y3, sink);
+                    launch_floor(s, kind, {&w[6]}, 0, xs, y1, sink);
+                }
+                launch_floor(s, kind, {&ws.back()}, 0, xs, y1, sink);
+            });
+        }
+        printf("| %s | %.3f | %.3f | %.3f | %.3f | %.0f | %.0f |\n", md.name, t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, bytes / 1e9,
+               bytes / t[1] / 1e9, bytes / t[2] / 1e9);
+        for (auto& w : ws) free_weight(w);
+    }
+    // Unrolled variants against the shipped kernel, every format, checked against the reference.
+    printf("\n## m = 1, U steps of the k loop in flight (GB/s; the shipped kernels unroll 2)\n\n| shape | format | shipped |");
+    for (auto& v : UNROLLS) printf(" %s |", v.name);
+    printf(" worst error |\n| --- | --- | ---: |");
+    for (size_t i = 0; i <= sizeof(UNROLLS) / sizeof(UNROLLS[0]); i++) printf(" ---: |");
+    printf("\n");
+    float* ref;
+    CK(cudaMalloc(&ref, (size_t)128256 * 4));
+    double worst_all = 0;
+    for (auto& sh : shapes) {
+        for (int f = 0; f < 3; f++) {
+            const int copies = copies_past_l2(f, sh.n, sh.k);
+            Weight w = make_weight(f, sh.n, sh.k, copies, 61);
+            const int launches = std::max(copies, 24);
+            std::vector<void*> y1 = {ys[0]};
+            reference<<<dim3((sh.n + 127) / 128, 1), 128, 0, s>>>(f, xs, w.a, w.b, ref, 1, sh.n, sh.k);
+            const double t0 = time_graph(s, launches, [&](int i) { launch_shipped(s, {&w}, i % copies, xs, y1, 1); });
+            printf("| %s | %s | %.0f |", sh.name, FMT[f], w.bytes() / t0 / 1e9);
+            double worst = 0;
+            for (auto& v : UNROLLS) {
+                CK(cudaMemsetAsync(ys[0], 0xff, (size_t)sh.n * 2, s));
+                launch_variant(s, v, {&w}, 0, xs, y1);
+                CK(cudaStreamSynchronize(s));
+                const double e = rel_err((bf16*)ys[0], ref, sh.n);
+                worst = std::isnan(e) || std::isnan(worst) ? NAN : std::max(worst, e);
+                const double t = time_graph(s, launches, [&](int i) { launch_variant(s, v, {&w}, i % copies, xs, y1); });
+                printf(" %.0f |", w.bytes() / t / 1e9);
+            }
+            printf(" %.2e%s |\n", worst, worst < 4e-3 ? "" : " FAIL");
+            worst_all = std::isnan(worst) || std::isnan(worst_all) ? NAN : std::max(worst_all, worst);
+            free_weight(w);
+        }
+    }
+    cudaFree(ref);
+    CK(cudaGetLastError());
+    cudaFree(sink);
+    return worst_all < 4e-3 ? 0 : 3;
+}
