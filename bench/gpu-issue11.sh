@@ -49,6 +49,8 @@
 #   prefetch [MODELS]: `device_check cuda prefetch` (the step whose GEMV launches ask L2 for the next
 #            launch's weights, every way, against the step without: equal logits, then ms a token per
 #            way), then the same benches with MINILAB_PREFETCH=${WAY:-bulk}.
+#   staged [MODELS]: the same for the one-row GEMVs staging their weights through shared memory by
+#            cp.async (MINILAB_GEMV_STAGED=1; `device_check cuda staged`: equal logits, then ms a token).
 #   chunk [MODELS]: the same for prefill dequantizing int8/NF4 weights in row chunks of ${MB:-16} MB
 #            (MINILAB_PREFILL_CHUNK_MB; `device_check cuda kernels` checks the 64-row products with it).
 #   rope|norm|fused [MODELS]: the same for RoPE and the KV append done by the q/k/v launch
@@ -210,19 +212,21 @@ for f in sorted(glob.glob(f"{out}/torch-*.json")):
             print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
   ;;
-pdl|rope|norm|fused|prefetch|chunk)
-  # pdl: programmatic dependent launch (MINILAB_PDL=1); rope: RoPE and the KV append in the q/k/v
+pdl|rope|norm|fused|prefetch|chunk|staged)
+  # pdl: programmatic dependent launch (MINILAB_PDL=1); staged: the one-row GEMVs staging their
+  # weights through shared memory (MINILAB_GEMV_STAGED=1); rope: RoPE and the KV append in the q/k/v
   # launch (MINILAB_FUSE_ROPE=1); norm: norms and residual adds folded into the GEMVs
   # (MINILAB_FUSE_NORM=1); fused: rope and norm. The checks run with the opt-in set; the benches
   # alternate the base build, this build and this build with the opt-in.
   unpack minilab minilab-base device_check
   case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=1 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
     prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
+    staged) opt=MINILAB_GEMV_STAGED=1 ;;
     *) opt="MINILAB_FUSE_ROPE=1 MINILAB_FUSE_NORM=1" ;; esac
-  if [ $1 = prefetch ]; then
+  if [ $1 = prefetch ] || [ $1 = staged ]; then
     # every way in one process: logits bit-equal to the step without, then the 3B step's time per way
-    timeout 300 /tmp/bin/device_check cuda prefetch > "$OUT/prefetch.md" 2>&1; echo "device_check prefetch: exit $?"
-    cat "$OUT/prefetch.md"
+    timeout 300 /tmp/bin/device_check cuda $1 > "$OUT/$1.md" 2>&1; echo "device_check $1: exit $?"
+    cat "$OUT/$1.md"
   fi
   env $opt timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "$opt device_check graph: exit $?"
   tail -5 "$OUT/graph_check.md"
@@ -252,7 +256,7 @@ pdl|rope|norm|fused|prefetch|chunk)
     done
   done
   python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
-  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md -delete
+  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md -delete
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way

@@ -51,6 +51,7 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_FUSE_ROPE", Takes::OneOf(ON_OFF)),
     knob("MINILAB_FUSE_NORM", Takes::OneOf(ON_OFF)),
     knob("MINILAB_PREFETCH", Takes::OneOf(&["off", "line", "bulk"])),
+    knob("MINILAB_GEMV_STAGED", Takes::OneOf(ON_OFF)),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
@@ -82,6 +83,7 @@ fn in_effect_of(get: impl Fn(&str) -> Option<String>) -> Vec<String> {
 /// [`check`] over `vars`; returns the unknown `MINILAB_*` names.
 fn check_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Vec<String>> {
     let mut unknown = Vec::new();
+    let mut set: Vec<(&str, String)> = Vec::new();
     for (name, value) in vars {
         let Some(name) = name.to_str().filter(|n| n.starts_with("MINILAB_")) else { continue };
         let Some(var) = VARS.iter().find(|v| v.name == name) else {
@@ -95,8 +97,22 @@ fn check_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Ve
             let shown: String = value.chars().take(40).collect();
             return Err(Error::input(format!("{name}={shown:?} is not {}", var.takes.describe())));
         }
+        set.push((var.name, value.to_string()));
     }
+    check_alternatives(&set)?;
     Ok(unknown)
+}
+
+/// Settings that pick different kernels for the same launch: a one-row GEMV either stages its
+/// weights or asks L2 for the next launch's, and no kernel does both.
+fn check_alternatives(set: &[(&str, String)]) -> Result<()> {
+    let value = |name: &str| set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+    if let (Some("1"), Some(way @ ("line" | "bulk"))) = (value("MINILAB_GEMV_STAGED"), value("MINILAB_PREFETCH")) {
+        return Err(Error::input(format!(
+            "MINILAB_GEMV_STAGED=1 and MINILAB_PREFETCH={way} are alternatives for the decode GEMVs: set one"
+        )));
+    }
+    Ok(())
 }
 
 impl Takes {
@@ -145,6 +161,8 @@ mod tests {
             ("MINILAB_HUB_TIMEOUT_S", "2.5"),
             ("MINILAB_KEEP_PLOTS", "/tmp/plots"),
             ("MINILAB_PREFILL_CHUNK_MB", "16"),
+            ("MINILAB_GEMV_STAGED", "1"),
+            ("MINILAB_PREFETCH", "off"),
             ("PATH", "/bin"),
             ("HF_HUB_OFFLINE", "anything"),
         ];
@@ -171,6 +189,22 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{name}={value}");
             let msg = err.to_string();
             assert!(msg.contains(name) && msg.contains(value), "{msg}");
+        }
+    }
+
+    #[test]
+    fn staging_and_prefetching_together_are_bad_input() {
+        for way in ["line", "bulk"] {
+            let err = check_vars(vars(&[("MINILAB_PREFETCH", way), ("MINILAB_GEMV_STAGED", "1")])).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(&format!("MINILAB_PREFETCH={way}")), "{err}");
+        }
+        // either alone, or one of them off, is fine
+        for pair in [
+            [("MINILAB_PREFETCH", "bulk"), ("MINILAB_GEMV_STAGED", "0")],
+            [("MINILAB_PREFETCH", "off"), ("MINILAB_GEMV_STAGED", "1")],
+        ] {
+            assert!(check_vars(vars(&pair)).is_ok(), "{pair:?}");
         }
     }
 

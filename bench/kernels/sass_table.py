@@ -6,7 +6,8 @@ fraction of the copy bandwidth a kernel can reach, whatever the DRAM does:
   mio:   shared memory and L1 answer 128 bytes a clock per SM, and xs (read through L1) and the NF4
          codebook lookups (shared memory) both go through them.
 The hot loop is the innermost loop (a backward branch with no other inside it) that holds the most
-streaming weight loads (ld.global.nc.L1::no_allocate: LDG.E.NA.128).
+streaming weight loads (ld.global.nc.L1::no_allocate: LDG.E.NA.128; in the gemv_st_ kernels the
+cp.async copies into shared memory, LDGSTS, whose bytes then also count as MIO traffic).
 
 Usage: python3 bench/kernels/sass_table.py SASS PTXAS [--filter RE] [--bw-tbs 4.24] [--sms 132]
        [--clock-ghz 1.98]
@@ -20,7 +21,7 @@ INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[0-7T]\s+)?([A-Z][A-Z0-9_.]
 BRANCH = re.compile(r"0x([0-9a-f]+)")
 # elements of one 16-byte weight load, by the format and activation dtype in the kernel's name
 ELEMS = {"dense": {"f32": 4, "f16": 8, "bf16": 8}, "int8": 16, "nf4": 32}
-NAME = re.compile(r"gemv_(?:pf_)?(dense|int8|nf4)_(f32|f16|bf16)_m(\d)_r(\d)")
+NAME = re.compile(r"gemv_(?:pf_|st_)?(dense|int8|nf4)_(f32|f16|bf16)_m(\d)_r(\d)")
 
 
 def functions(path):
@@ -70,6 +71,9 @@ def innermost_loops(code):
 
 
 def classify(op):
+    if op.startswith("LDGSTS"):
+        # cp.async into shared memory (the gemv_st_ kernels): 16-byte weights or 4-byte absmax
+        return "wload" if ".128" in op else "sload"
     if op.startswith("LDG") and ".NA." in op:
         return "wload"
     if op.startswith(("LDG", "LD.")) or op == "LD":
@@ -95,7 +99,9 @@ def hot_loop(code):
         c = collections.Counter(classify(op) for _, op, _ in body)
         c["all"] = e - s + 1
         # bytes a lane moves through L1 and shared memory (the MIO pipe), weights aside
-        c["mio"] = sum(width(op) for _, op, _ in body if classify(op) in ("xload", "sload", "lds"))
+        c["mio"] = sum(
+            width(op) for _, op, _ in body if classify(op) in ("xload", "sload", "lds") or op.startswith("LDGSTS")
+        )
         # the schedule: loads issued before the loop's first product (the rest wait on an earlier
         # round trip: a load issued after the first FFMA starts only once the data it needs is in)
         first = next((i for i, (_, op, _) in enumerate(body) if op.startswith("FFMA")), len(body))

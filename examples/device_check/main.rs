@@ -19,6 +19,8 @@
 //! - `device_check cuda prefetch [MODEL]`: the decode step asking L2 for each next launch's weights
 //!   (every way of `kernels::prefetch`) against the step without: logits equal bit for bit, then
 //!   MODEL's step (default the 3B) timed per way.
+//! - `device_check cuda staged [MODEL]`: the same for the one-row GEMVs staging their weights
+//!   through shared memory (`kernels::staging`) against the plain kernels.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -30,7 +32,7 @@ use minilab::quant::{Precision, SwitchableLinear};
 use std::time::Instant;
 
 mod folds;
-mod prefetch;
+mod ways;
 
 /// Every layer of `model` in `p`.
 fn set_uniform(model: &mut model::Model, p: Precision) -> minilab::Result<()> {
@@ -484,7 +486,8 @@ fn main() -> minilab::Result<()> {
         Some("attention") => check_attention(&dev),
         Some("softmax") => check_softmax(&dev),
         Some("folds") => folds::check_folds(&dev),
-        Some("prefetch") => prefetch::check_prefetch(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("prefetch") => ways::check_prefetch(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("staged") => ways::check_staged(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());

@@ -13,6 +13,7 @@ mod params;
 pub mod prefetch;
 mod prefill;
 pub mod softmax;
+pub mod staging;
 
 pub use decode::MAX_CONTEXT;
 pub use many::{

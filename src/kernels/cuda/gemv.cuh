@@ -270,6 +270,136 @@ __device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Par
     }
 }
 
+// Staging (the gemv_st_ kernels, MINILAB_GEMV_STAGED=1; one row of xs, 16-bit activations). The
+// SASS of the kernels above (bench/kernels/sass.sh) shows ptxas issuing only half of an NF4 loop
+// iteration's weight loads, and none of its absmax loads, before the products begin, at every
+// register cap tried: each iteration then waits on DRAM round trips in turn. Here each lane copies S
+// steps of the warp's R rows (and their absmax) into shared memory with cp.async, then the next S
+// steps while it multiplies these (two stages a warp). A cp.async cannot be sunk past the wait that
+// needs it. The arithmetic is accumulate's, step for step: the outputs are equal bit for bit.
+template <int F, int R, int S> struct Stage {
+    uint4 w[2][S][R][32];
+    float sc[2][S][R][F == NF4 ? 32 : 1];
+};
+
+// A staged kernel's shared memory: the NF4 table and four warps' stages in one object (kept apart,
+// ptxas gave the NF4 R = 2 kernel 96 registers and an add before every table lookup).
+template <int F, int R, int S> struct StagedSmem {
+    float table[F == NF4 ? NF4_TABLE_WORDS : 4];
+    Stage<F, R, S> stages[4];
+};
+template <int F, int R, int S> __device__ __forceinline__ StagedSmem<F, R, S>& staged_smem() {
+    __shared__ StagedSmem<F, R, S> sm;
+    return sm;
+}
+// This warp's stage; one per kernel, whatever the launch's mode.
+template <int F, int R, int S> __device__ __forceinline__ Stage<F, R, S>& warp_stage() {
+    return staged_smem<F, R, S>().stages[threadIdx.x >> 5];
+}
+
+// 16 (weights) or 4 (absmax) bytes from global to shared memory, asynchronously; with ok false the
+// destination is zero-filled and nothing is read.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool ok) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(ok ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, bool ok) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src), "r"(ok ? 4 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+// Waits until at most N of this thread's committed groups are in flight.
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+// accumulate for one row of xs through the warp's stage (same rows, same sums, same order). Each lane
+// reads back only what it copied itself, so the warp needs no synchronization.
+template <typename T, int F, int R, int S, bool SILU>
+__device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, const Part* up, int k, int row0, int stride,
+                                                  const char* table, float (&acc)[R][1]) {
+    static_assert(sizeof(T) == 2 && S > 0, "staging takes 16-bit activations");
+    constexpr int E = step_elems<F>(), SUBS = E / 8, H = SILU ? R / 2 : R;
+    Stage<F, R, S>& st = warp_stage<F, R, S>();
+    const int lane = threadIdx.x & 31;
+    const uint32_t lane_off = lane * 4;
+    const auto row_bytes = [&](size_t n) { return F == NF4 ? n / 2 : n * (F == DENSE ? sizeof(T) : 1); };
+    // where the lane's first step of row r starts: its 16 weight bytes and (NF4) its absmax; step i
+    // lies 512 bytes (32 lanes × 16) and, for NF4, 16 absmax further on
+    const uint8_t* wp[R];
+    const float* sp[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const Part& pr = SILU && r >= H ? *up : p;
+        // tail rows repeat the last and are never stored
+        const size_t row = (size_t)min(SILU ? row0 + (r >= H ? r - H : r) : row0 + r * stride, p.n - 1);
+        const int j0 = lane * E < k ? lane * E : 0;  // a lane past a short row stays at its start
+        wp[r] = pr.a + row_bytes(row * k + j0);
+        sp[r] = F == NF4 ? pr.b + (row * k + j0) / 64 : nullptr;
+    }
+    const int steps = (k + 32 * E - 1) / (32 * E), chunks = (steps + S - 1) / S;
+    // chunk c (steps c·S …) into stage c & 1; a step past k reads nothing (its first step's address
+    // stands in) and is never read back
+    const auto issue = [&](int c) {
+#pragma unroll
+        for (int t = 0; t < S; t++) {
+            const int i = c * S + t;
+            const bool ok = lane * E + i * 32 * E < k;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                cp_async16(&st.w[c & 1][t][r][lane], ok ? wp[r] + (size_t)i * 512 : wp[r], ok);
+                if constexpr (F == NF4) cp_async4(&st.sc[c & 1][t][r][lane], ok ? sp[r] + (size_t)i * 16 : sp[r], ok);
+            }
+        }
+        cp_commit();
+    };
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r][0] = 0.f;
+    issue(0);
+    for (int c = 0; c < chunks; c++) {
+        if (c + 1 < chunks) {
+            issue(c + 1);
+            cp_wait<1>();
+        } else {
+            cp_wait<0>();
+        }
+#pragma unroll
+        for (int t = 0; t < S; t++) {
+            // the warp leaves together (a lane-dependent exit costs the table lookups their uniform
+            // base register); a lane whose step lies past a short row reads xs in the row and drops
+            // its products
+            if (c * S + t >= steps) break;
+            const int j = lane * E + (c * S + t) * 32 * E;
+            const bool ok = j < k;
+            const int jx = ok ? j : k - E;
+            uint4 w[R];
+            float sums[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                w[r] = st.w[c & 1][t][r][lane];
+                sums[r] = 0.f;
+            }
+#pragma unroll
+            for (int s = 0; s < SUBS; s++) {
+                float x[8];
+                load_x8(xs + jx + 8 * s, x);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    float wf[8];
+                    decode8<T, F>(&w[r], s, wf, table, lane_off);
+#pragma unroll
+                    for (int e = 0; e < 8; e++) sums[r] = fmaf(wf[e], x[e], sums[r]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float v;
+                if constexpr (F == NF4) v = fmaf(sums[r], st.sc[c & 1][t][r][lane], acc[r][0]);
+                else v = acc[r][0] + sums[r];
+                acc[r][0] = ok ? v : acc[r][0];
+            }
+        }
+    }
+}
+
 // The int8 row scale of `row` (1 for the other formats and past the rows).
 template <int F> __device__ __forceinline__ float row_scale(const Part& p, int row) {
     return (F == INT8 && row < p.n) ? __ldg(p.b + row) : 1.f;
@@ -352,15 +482,18 @@ __device__ __forceinline__ void store_rows(const float (&acc)[R][M], const Part&
 
 // The warp's R rows of part `p` against the m rows of xs, written as OUT says (see accumulate for
 // which rows; OUT_ROPE_*: stride d/2, OUT_V_CACHE: stride 1).
-template <typename T, int F, int M, int R, int U = default_unroll<M>(), int OUT = OUT_PLAIN>
+// S > 0: through the warp's stage (accumulate_staged; M = 1).
+template <typename T, int F, int M, int R, int U = default_unroll<M>(), int OUT = OUT_PLAIN, int S = 0>
 __device__ __forceinline__ void rows(const T* xs, const Part& p, int m, int k, int row0, const char* table,
                                      const Part* up = nullptr, int stride = 1, const Rope* rope = nullptr,
                                      const T* res = nullptr) {
     constexpr bool SILU = OUT == OUT_SILU;
     static_assert(!SILU || R >= 2, "a SILU warp takes at least one row of each part");
     static_assert(R == 2 || OUT == OUT_PLAIN || OUT == OUT_SILU || OUT == OUT_RESID, "RoPE pairs take two rows a warp");
+    static_assert(S == 0 || M == 1, "staging takes one row of xs");
     float acc[R][M];
-    accumulate<T, F, M, R, U, SILU>(xs, p, up, m, k, row0, stride, table, acc);
+    if constexpr (S > 0) accumulate_staged<T, F, R, S, SILU>(xs, p, up, k, row0, stride, table, acc);
+    else accumulate<T, F, M, R, U, SILU>(xs, p, up, m, k, row0, stride, table, acc);
     if constexpr (OUT == OUT_ROPE_Q || OUT == OUT_ROPE_K || OUT == OUT_V_CACHE) {
         store_rope<T, F, M, OUT>(acc, p, m, row0, row0 + stride, *rope);
     } else if constexpr (SILU) {
@@ -393,9 +526,11 @@ __device__ __forceinline__ void norm_into(const T* xs, const T* w, float eps, in
 
 // Warps take row groups grid-stride (a grid smaller than the groups is allowed). With ps.norm the
 // launch brings k·sizeof(T) bytes of dynamic shared memory for the normalized xs.
-template <typename T, int F, int M, int R, int U = default_unroll<M>()>
+template <typename T, int F, int M, int R, int U = default_unroll<M>(), int S = 0>
 __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
-    __shared__ __align__(16) float table[F == NF4 ? NF4_TABLE_WORDS : 4];
+    __shared__ __align__(16) float table_own[F == NF4 && S == 0 ? NF4_TABLE_WORDS : 4];
+    float* table = table_own;
+    if constexpr (S > 0) table = staged_smem<F, R, S>().table;
     extern __shared__ __align__(16) unsigned char normed[];
     pdl_trigger();
     const int g0 = (ps.p[0].n + R - 1) / R, g1 = ps.count > 1 ? (ps.p[1].n + R - 1) / R : 0;
@@ -413,7 +548,7 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
             constexpr int H = R / 2;
             const int groups = (ps.p[0].n + H - 1) / H;
             for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < groups; g += warps)
-                rows<T, F, M, R, U, OUT_SILU>(xs, ps.p[0], ps.m, ps.k, g * H, tb, &ps.p[1]);
+                rows<T, F, M, R, U, OUT_SILU, S>(xs, ps.p[0], ps.m, ps.k, g * H, tb, &ps.p[1]);
             return;
         }
     }
@@ -423,12 +558,12 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
             const int half = ps.rope.d / 2, gq = ps.p[0].n / 2, gk = ps.p[1].n / 2, gv = (ps.p[2].n + 1) / 2;
             for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < gq + gk + gv; g += warps) {
                 if (g < gq) {
-                    rows<T, F, M, R, U, OUT_ROPE_Q>(xs, ps.p[0], ps.m, ps.k, g / half * 2 * half + g % half, tb, nullptr, half, &ps.rope);
+                    rows<T, F, M, R, U, OUT_ROPE_Q, S>(xs, ps.p[0], ps.m, ps.k, g / half * 2 * half + g % half, tb, nullptr, half, &ps.rope);
                 } else if (g < gq + gk) {
                     const int h = g - gq;
-                    rows<T, F, M, R, U, OUT_ROPE_K>(xs, ps.p[1], ps.m, ps.k, h / half * 2 * half + h % half, tb, nullptr, half, &ps.rope);
+                    rows<T, F, M, R, U, OUT_ROPE_K, S>(xs, ps.p[1], ps.m, ps.k, h / half * 2 * half + h % half, tb, nullptr, half, &ps.rope);
                 } else {
-                    rows<T, F, M, R, U, OUT_V_CACHE>(xs, ps.p[2], ps.m, ps.k, (g - gq - gk) * 2, tb, nullptr, 1, &ps.rope);
+                    rows<T, F, M, R, U, OUT_V_CACHE, S>(xs, ps.p[2], ps.m, ps.k, (g - gq - gk) * 2, tb, nullptr, 1, &ps.rope);
                 }
             }
             return;
@@ -436,13 +571,13 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     }
     if (ps.mode == RESID) {
         for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < g0; g += warps)
-            rows<T, F, M, R, U, OUT_RESID>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr, static_cast<const T*>(ps.res));
+            rows<T, F, M, R, U, OUT_RESID, S>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr, static_cast<const T*>(ps.res));
         return;
     }
     for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
-        if (g < g0) rows<T, F, M, R, U>(xs, ps.p[0], ps.m, ps.k, g * R, tb);
-        else if (g < g0 + g1) rows<T, F, M, R, U>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, tb);
-        else rows<T, F, M, R, U>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, tb);
+        if (g < g0) rows<T, F, M, R, U, OUT_PLAIN, S>(xs, ps.p[0], ps.m, ps.k, g * R, tb);
+        else if (g < g0 + g1) rows<T, F, M, R, U, OUT_PLAIN, S>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, tb);
+        else rows<T, F, M, R, U, OUT_PLAIN, S>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, tb);
     }
 }
 

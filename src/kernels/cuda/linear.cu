@@ -94,6 +94,23 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
     GEMV_PF(T, NAME, gemv::NF4, nf4, 2, 8)     \
     GEMV_PF(T, NAME, gemv::NF4, nf4, 4, 6)
 
+// gemv_st_<format>_<dtype>_m1_r<R>: the one-row kernels that stage their weights through shared
+// memory (gemv.cuh's accumulate_staged), for MINILAB_GEMV_STAGED: two steps a stage at R = 2, one at
+// R = 4, so a block's stages take 20 KB (NF4) and a normalized xs of up to 16 KB still fits in 48 KB.
+// The NF4 R = 2 kernel takes 4 blocks an SM: under a tighter register cap ptxas drops the table's
+// uniform base register and spends an add on every lookup (bench/kernels/sass.sh: 5.8 instructions
+// a weight against 4.75); its copies, not its warps, keep the bytes in flight.
+#define GEMV_ST(T, NAME, F, FNAME, R, S, MINB)                                                               \
+    extern "C" __global__ void __launch_bounds__(128, MINB) gemv_st_##FNAME##_##NAME##_m1_r##R(const T* xs, \
+                                                                                            gemv::Parts ps) { \
+        gemv::gemv_parts<T, F, 1, R, 1, S>(xs, ps);                                                          \
+    }
+#define GEMVS_ST(T, NAME)                        \
+    GEMV_ST(T, NAME, gemv::DENSE, dense, 2, 2, 8) \
+    GEMV_ST(T, NAME, gemv::INT8, int8, 2, 2, 8)   \
+    GEMV_ST(T, NAME, gemv::NF4, nf4, 2, 2, 4)     \
+    GEMV_ST(T, NAME, gemv::NF4, nf4, 4, 1, 6)
+
 // f32 activations (the CPU-exact check path, never fast): one kernel a format, M = 8.
 GEMV(float, f32, gemv::DENSE, dense, 8, 1, 1)
 GEMV(float, f32, gemv::INT8, int8, 8, 1, 1)
@@ -106,6 +123,8 @@ GEMVS(__half, f16)
 GEMVS(__nv_bfloat16, bf16)
 GEMVS_PF(__half, f16)
 GEMVS_PF(__nv_bfloat16, bf16)
+GEMVS_ST(__half, f16)
+GEMVS_ST(__nv_bfloat16, bf16)
 
 #define INSTANTIATE(T, NAME)                                                                                  \
     extern "C" __global__ void dequant_int8_##NAME(const uint8_t* codes, const float* scales, T* w, int n,     \

@@ -125,6 +125,19 @@ pub(crate) struct NormArg {
 /// table and the reduction's).
 const NORM_SHARED_MAX: usize = 40 << 10;
 
+/// The most shared memory a normalized xs may take beside a gemv_st_ kernel's stages (20.5 KB with
+/// the NF4 table): 48 KB in all without opting in.
+const STAGED_NORM_MAX: usize = 16 << 10;
+
+/// Whether a launch takes a gemv_st_ kernel: staging asked for, one row of 16-bit xs, and room for
+/// the normalized xs beside the stages.
+fn staged_fits(spec: &LaunchSpec, m: usize) -> bool {
+    crate::kernels::staging::staged()
+        && m == 1
+        && matches!(spec.dtype, DType::F16 | DType::BF16)
+        && spec.norm.is_none_or(|_| spec.k * spec.dtype.size_in_bytes() <= STAGED_NORM_MAX)
+}
+
 /// Whether a launch of `m` rows of `k` elements in `dtype` can normalize them first.
 pub(crate) fn norm_fits(dtype: DType, m: usize, k: usize) -> bool {
     m == 1 && k * dtype.size_in_bytes() <= NORM_SHARED_MAX
@@ -231,9 +244,16 @@ pub(crate) fn gemv_parts(
         }
         let (name, cfg) = launch_config(&spec, m, parts)?;
         // The one-row 16-bit kernels also come as gemv_pf_, which first ask L2 for the next
-        // launch's weights (kernels::prefetch).
+        // launch's weights (kernels::prefetch), and as gemv_st_, which stage them through shared
+        // memory (kernels::staging); start-up rules out asking for both.
         let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
-        let name = if pf.is_some() { name.replacen("gemv_", "gemv_pf_", 1) } else { name };
+        let name = if pf.is_some() {
+            name.replacen("gemv_", "gemv_pf_", 1)
+        } else if staged_fits(&spec, m) {
+            name.replacen("gemv_", "gemv_st_", 1)
+        } else {
+            name
+        };
         let kernel = launch::Func { name: &name, module: MODULE, ptx: PTX };
         let pf_arg = pf.unwrap_or_default();
         let mut args = [launch::arg(&x_ptr), launch::arg(&arg), launch::arg(&pf_arg)];

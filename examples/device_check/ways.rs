@@ -1,0 +1,97 @@
+//! `device_check cuda prefetch|staged [MODEL]`: the ways of a process-wide GEMV setting against its
+//! first (off). Neither setting changes the arithmetic (a prefetch is only a cache hint; the staged
+//! kernels sum in the plain kernels' order), so the decode logits of every way must equal the first
+//! way's bit for bit. Then MODEL's graph-replayed step (default the 3B) is timed per way, the ways
+//! alternating three times, ms a token (median).
+
+use candle_core::Device;
+use minilab::kernels::prefetch::{set_way, Way};
+use minilab::kernels::staging::set_staged;
+use minilab::quant::Precision;
+
+/// One way of a setting: its name and how to put the process in it.
+struct Setting {
+    name: &'static str,
+    set: fn(),
+}
+
+const FORMATS: [Precision; 3] = [Precision::F16, Precision::Int8, Precision::Nf4];
+
+/// `kernels::prefetch`: each GEMV launch of the step asks L2 for the next launch's weights.
+pub fn check_prefetch(dev: &Device, name: &str) -> minilab::Result<()> {
+    let ways = [
+        Setting { name: "off", set: || set_way(Way::Off) },
+        Setting { name: "line", set: || set_way(Way::Line) },
+        Setting { name: "bulk", set: || set_way(Way::Bulk) },
+    ];
+    check_ways(dev, name, "prefetching", &ways)
+}
+
+/// `kernels::staging`: the one-row GEMVs stage their weights through shared memory.
+pub fn check_staged(dev: &Device, name: &str) -> minilab::Result<()> {
+    let ways =
+        [Setting { name: "off", set: || set_staged(false) }, Setting { name: "staged", set: || set_staged(true) }];
+    check_ways(dev, name, "staged", &ways)
+}
+
+fn check_ways(dev: &Device, name: &str, what: &str, ways: &[Setting]) -> minilab::Result<()> {
+    let tokens: Vec<u32> = (0..40u32).map(|i| 1 + (i * 7919 + 13) % 128_000).collect();
+    let others = &ways[1..];
+    println!(
+        "| format |{}",
+        others.iter().map(|w| format!(" {}: logits equal to {} |", w.name, ways[0].name)).collect::<String>()
+    );
+    println!("| --- |{}", " --- |".repeat(others.len()));
+    let mut unequal = 0;
+    for p in FORMATS {
+        let mut runs = Vec::new();
+        for way in ways {
+            (way.set)();
+            runs.push(super::bf16_decode(dev, p, &tokens, true)?.0);
+        }
+        let same =
+            |i: usize| runs[i].iter().flatten().zip(runs[0].iter().flatten()).all(|(a, b)| a.to_bits() == b.to_bits());
+        let row: String = (1..ways.len()).map(|i| if same(i) { " yes |" } else { " NO |" }).collect();
+        unequal += (1..ways.len()).filter(|&i| !same(i)).count();
+        println!("| {p} |{row}");
+    }
+    println!();
+    println!(
+        "| model | format |{}{}",
+        ways.iter().map(|w| format!(" {} ms |", w.name)).collect::<String>(),
+        others.iter().map(|w| format!(" {} / {} |", w.name, ways[0].name)).collect::<String>()
+    );
+    println!("| --- | --- |{}", " ---: |".repeat(2 * ways.len() - 1));
+    for p in FORMATS {
+        let ms = time_ways(dev, name, p, ways)?;
+        let ratios: String = ms[1..].iter().map(|m| format!(" {:.3} |", m / ms[0])).collect();
+        println!("| {name} | {p} |{}{ratios}", ms.iter().map(|m| format!(" {m:.3} |")).collect::<String>());
+    }
+    (ways[0].set)();
+    if unequal > 0 {
+        return Err(minilab::Error::Runtime(format!("{unequal} {what} decode(s) changed the logits")));
+    }
+    Ok(())
+}
+
+/// The median ms a token of graph replays of `name`'s step in `p`, per way: the step is captured
+/// again for each way (its launches keep the kernels and arguments of their capture), the ways
+/// alternating three times.
+fn time_ways(dev: &Device, name: &str, p: Precision, ways: &[Setting]) -> minilab::Result<Vec<f64>> {
+    let loaded = super::timed_model(dev, name, p)?;
+    let prompt: Vec<u32> = (0..64u32).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
+    let mut samples = vec![Vec::new(); ways.len()];
+    for _ in 0..3 {
+        for (w, way) in ways.iter().enumerate() {
+            (way.set)();
+            samples[w].push(super::replay_ms(dev, &loaded.model, &prompt)?.0);
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect())
+}
