@@ -169,6 +169,13 @@ fn cases(inp: &Path) -> Vec<Case> {
             env: vec![(var, value)],
         });
     }
+    // two settings that pick different kernels for the same launch
+    out.push(Case {
+        name: "staging and prefetching the decode GEMVs at once",
+        args: eval_args(&[]),
+        wants: vec!["MINILAB_GEMV_STAGED=1".into(), "MINILAB_PREFETCH=bulk".into()],
+        env: vec![("MINILAB_GEMV_STAGED", "1"), ("MINILAB_PREFETCH", "bulk")],
+    });
     out
 }
 
