@@ -97,6 +97,11 @@ struct Prefetch {
     int how;
 };
 
+// The kernels take Parts and Prefetch by value from Rust (src/kernels/cuda/mod.rs's PartsArg,
+// src/kernels/prefetch.rs's PrefetchArg), which assert the same sizes.
+static_assert(sizeof(Part) == 32 && sizeof(Rope) == 56 && sizeof(Parts) == 192, "Parts as PartsArg lays it out");
+static_assert(sizeof(Prefetch) == 104, "Prefetch as PrefetchArg lays it out");
+
 __device__ __forceinline__ void prefetch_next(const Prefetch& pf) {
     const size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x, threads = (size_t)gridDim.x * blockDim.x;
     if (pf.how == 1) {

@@ -79,6 +79,13 @@ struct PartsArg {
     norm: i32,
 }
 
+// gemv.cuh asserts the same sizes for Part, Rope and Parts.
+const _: () = assert!(
+    std::mem::size_of::<PartArg>() == 32
+        && std::mem::size_of::<RopeArg>() == 56
+        && std::mem::size_of::<PartsArg>() == 192
+);
+
 // SAFETY: plain old data laid out as the C structs the kernels take.
 unsafe impl DeviceRepr for PartsArg {}
 
