@@ -71,6 +71,8 @@ def innermost_loops(code):
 
 
 def classify(op):
+    if op.startswith("LDGDEPBAR"):
+        return "LDGDEPBAR"  # commits the cp.async group: no load
     if op.startswith("LDGSTS"):
         # cp.async into shared memory (the gemv_st_ kernels): 16-byte weights or 4-byte absmax
         return "wload" if ".128" in op else "sload"
@@ -91,6 +93,28 @@ def width(op):
     return 16 if ".128" in op else 8 if ".64" in op else 4
 
 
+REG = re.compile(r"\bR(\d+)\b")
+
+
+def first_use(body):
+    """Index of the loop's first instruction that must wait for one of its own global loads: one that
+    reads a register a weight or scale load of this iteration writes, or (cp.async) the first wait.
+    Loads issued after it start only once that data is in, a DRAM round trip later."""
+    pending = set()
+    for i, (_, op, args) in enumerate(body):
+        kind = classify(op)
+        if op.startswith("DEPBAR") and "LDGSTS" in {o.split(".")[0] for _, o, _ in body[:i]}:
+            return i
+        dest, _, rest = args.partition(",")
+        if any(int(r) in pending for r in REG.findall(rest)):
+            return i
+        if kind in ("wload", "sload") and not op.startswith("LDGSTS"):
+            d = REG.findall(dest)
+            if d:
+                pending.update(range(int(d[0]), int(d[0]) + width(op) // 4))
+    return len(body)
+
+
 def hot_loop(code):
     """Counts of the loop with the most weight loads, or None."""
     best = None
@@ -102,9 +126,7 @@ def hot_loop(code):
         c["mio"] = sum(
             width(op) for _, op, _ in body if classify(op) in ("xload", "sload", "lds") or op.startswith("LDGSTS")
         )
-        # the schedule: loads issued before the loop's first product (the rest wait on an earlier
-        # round trip: a load issued after the first FFMA starts only once the data it needs is in)
-        first = next((i for i, (_, op, _) in enumerate(body) if op.startswith("FFMA")), len(body))
+        first = first_use(body)
         c["wload_early"] = sum(1 for _, op, _ in body[:first] if classify(op) == "wload")
         c["sload_early"] = sum(1 for _, op, _ in body[:first] if classify(op) == "sload")
         if c["wload"] and (best is None or c["wload"] > best["wload"]):
@@ -155,7 +177,7 @@ def main():
     )
     print(
         "| kernel | registers | spill bytes | local ld/st | weight loads | xs loads | scale loads | "
-        "weight loads before the first FMA | scale loads before it | LDS | instructions a weight | "
+        "weight loads before the first wait on one | scale loads before it | LDS | instructions a weight | "
         "MIO bytes a weight | issue ceiling | MIO ceiling |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
