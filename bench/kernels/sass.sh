@@ -16,7 +16,7 @@ if [ ! -x "$bin/cuobjdump" ]; then
 fi
 out=bench/results/gpu-issue11/sass
 mkdir -p "$out"
-nvcc -cubin -O3 -arch=sm_90 -Xptxas -v src/kernels/cuda/linear.cu -o /tmp/linear.cubin 2> "$out/linear.ptxas.txt"
+nvcc -cubin -O3 -arch=sm_90 -Xptxas -v src/kernels/cuda/linear.cu -o /tmp/linear.cubin 2>&1 | grep -v "Compile time" > "$out/linear.ptxas.txt"
 "$bin/cuobjdump" -sass /tmp/linear.cubin > /tmp/linear.sass
 {
   echo "# The decode GEMVs as compiled (sm_90, nvcc $(nvcc --version | grep -o 'release [0-9.]*'), $(git rev-parse --short HEAD))"
