@@ -105,22 +105,12 @@ int prefetch_main(cudaStream_t s, double bw, const bf16* xs, void** ys) {
     printf("## A decode step's linears, each launch prefetching the next one's weights into L2 (m = 1, copy %.0f GB/s)\n\n", bw / 1e9);
     printf("| model | format | weight GB | shipped ms | way | ms (min–max) | way / shipped | GB/s | %% of copy | head equal |\n");
     printf("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |\n");
-    std::vector<uint16_t> want(128256), got(128256);
     int failures = 0;
     for (const Model& md : MODELS) {
         for (int f = 0; f < 3; f++) {
             size_t bytes;
             std::vector<Weight> ws = step_weights(md, f, 500, &bytes);
-            // the step's launches, in order, as lists of parts
-            std::vector<std::vector<const Weight*>> launches;
-            for (int b = 0; b < md.blocks; b++) {
-                const Weight* w = &ws[b * 7];
-                launches.push_back({&w[0], &w[1], &w[2]});
-                launches.push_back({&w[3]});
-                launches.push_back({&w[4], &w[5]});
-                launches.push_back({&w[6]});
-            }
-            launches.push_back({&ws.back()});
+            const std::vector<std::vector<const Weight*>> launches = step_launches(md, ws);
             auto step_with = [&](int way) {
                 return [&, way](int) {
                     std::vector<void*> y3(ys, ys + 3);
@@ -130,18 +120,9 @@ int prefetch_main(cudaStream_t s, double bw, const bf16* xs, void** ys) {
                     }
                 };
             };
-            std::vector<std::vector<double>> t(W + 1);
-            std::vector<bool> equal(W, true);
-            for (int rep = 0; rep < 3; rep++) {
-                for (int way = -1; way < W; way++) {
-                    CK(cudaMemsetAsync(ys[0], 0xff, (size_t)128256 * 2, s));
-                    t[way + 1].push_back(time_graph(s, 1, step_with(way)));
-                    CK(cudaGetLastError());
-                    CK(cudaMemcpy((way < 0 ? want : got).data(), ys[0], (size_t)128256 * 2, cudaMemcpyDeviceToHost));
-                    if (way >= 0) equal[way] = equal[way] && want == got;
-                }
-            }
-            for (auto& v : t) std::sort(v.begin(), v.end());
+            std::vector<std::vector<double>> t;
+            std::vector<bool> equal;
+            alternate_ways(s, W, step_with, ys[0], t, equal);
             const double base = t[0][1];
             for (int way = 0; way < W; way++) {
                 const double a = t[way + 1][1];

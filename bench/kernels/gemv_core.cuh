@@ -239,3 +239,39 @@ std::vector<Weight> step_weights(const Model& md, int f, uint64_t seed, size_t* 
     CK(cudaDeviceSynchronize());
     return ws;
 }
+
+// A step's launches in order, as lists of parts: per block q/k/v in one launch, o, gate/up in one,
+// down; then the head.
+std::vector<std::vector<const Weight*>> step_launches(const Model& md, const std::vector<Weight>& ws) {
+    std::vector<std::vector<const Weight*>> launches;
+    for (int b = 0; b < md.blocks; b++) {
+        const Weight* w = &ws[b * 7];
+        launches.push_back({&w[0], &w[1], &w[2]});
+        launches.push_back({&w[3]});
+        launches.push_back({&w[4], &w[5]});
+        launches.push_back({&w[6]});
+    }
+    launches.push_back({&ws.back()});
+    return launches;
+}
+
+// A step in `ways` ways besides the reference (way −1), alternating 3 times with the reference first
+// each time. times[w + 1]: the seconds a step of way w, sorted; equal[w]: whether way w's head
+// output (in y0) equaled the reference's bit for bit every time.
+template <typename StepWith>
+void alternate_ways(cudaStream_t s, int ways, StepWith step_with, void* y0, std::vector<std::vector<double>>& times,
+                    std::vector<bool>& equal) {
+    times.assign(ways + 1, {});
+    equal.assign(ways, true);
+    std::vector<uint16_t> want(128256), got(128256);
+    for (int rep = 0; rep < 3; rep++) {
+        for (int w = -1; w < ways; w++) {
+            CK(cudaMemsetAsync(y0, 0xff, (size_t)128256 * 2, s));
+            times[w + 1].push_back(time_graph(s, 1, step_with(w)));
+            CK(cudaGetLastError());
+            CK(cudaMemcpy((w < 0 ? want : got).data(), y0, (size_t)128256 * 2, cudaMemcpyDeviceToHost));
+            if (w >= 0) equal[w] = equal[w] && want == got;
+        }
+    }
+    for (auto& v : times) std::sort(v.begin(), v.end());
+}

@@ -82,34 +82,16 @@ double shape_row(cudaStream_t s, const Shape& sh, int f, const bf16* xs, void** 
 void step_rows(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs, void** ys, int* failures) {
     size_t bytes;
     std::vector<Weight> ws = step_weights(md, f, 700, &bytes);
-    std::vector<std::vector<const Weight*>> launches;
-    for (int b = 0; b < md.blocks; b++) {
-        const Weight* w = &ws[b * 7];
-        launches.push_back({&w[0], &w[1], &w[2]});
-        launches.push_back({&w[3]});
-        launches.push_back({&w[4], &w[5]});
-        launches.push_back({&w[6]});
-    }
-    launches.push_back({&ws.back()});
+    const std::vector<std::vector<const Weight*>> launches = step_launches(md, ws);
     const auto step_with = [&](int v) {
         return [&, v](int) {
             std::vector<void*> y3(ys, ys + 3);
             for (auto& l : launches) launch_way(s, v, l, 0, xs, y3);
         };
     };
-    std::vector<std::vector<double>> t(NV + 2);
-    std::vector<uint16_t> want(128256), got(128256);
-    std::vector<bool> equal(NV + 1, true);
-    for (int rep = 0; rep < 3; rep++) {
-        for (int v = -1; v <= NV; v++) {
-            CK(cudaMemsetAsync(ys[0], 0xff, (size_t)128256 * 2, s));
-            t[v + 1].push_back(time_graph(s, 1, step_with(v)));
-            CK(cudaGetLastError());
-            CK(cudaMemcpy((v < 0 ? want : got).data(), ys[0], (size_t)128256 * 2, cudaMemcpyDeviceToHost));
-            if (v >= 0) equal[v] = equal[v] && want == got;
-        }
-    }
-    for (auto& x : t) std::sort(x.begin(), x.end());
+    std::vector<std::vector<double>> t;
+    std::vector<bool> equal;
+    alternate_ways(s, NV + 1, step_with, ys[0], t, equal);
     printf("| %s | %s | %.3f | %.3f (%.1f %%) |", md.name, FMT[f], bytes / 1e9, t[0][1] * 1e3, 100 * bytes / t[0][1] / bw);
     for (int v = 0; v <= NV; v++) {
         printf(" %.3f (%.1f %%)%s |", t[v + 1][1] * 1e3, 100 * bytes / t[v + 1][1] / bw, equal[v] ? "" : " NOT EQUAL");
