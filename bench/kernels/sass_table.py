@@ -98,20 +98,24 @@ REG = re.compile(r"\bR(\d+)\b")
 
 def first_use(body):
     """Index of the loop's first instruction that must wait for one of its own global loads: one that
-    reads a register a weight or scale load of this iteration writes, or (cp.async) the first wait.
-    Loads issued after it start only once that data is in, a DRAM round trip later."""
+    reads a register that a weight or scale load of this iteration wrote (and nothing rewrote since),
+    or (cp.async) the first wait. Loads issued after it start only once that data is in, a DRAM
+    round trip later."""
     pending = set()
     for i, (_, op, args) in enumerate(body):
         kind = classify(op)
         if op.startswith("DEPBAR") and "LDGSTS" in {o.split(".")[0] for _, o, _ in body[:i]}:
             return i
         dest, _, rest = args.partition(",")
-        if any(int(r) in pending for r in REG.findall(rest)):
+        # stores, reductions and cp.async have no register destination: every operand is read
+        no_dest = op.startswith(("ST", "RED", "ATOM", "LDGSTS"))
+        if any(int(r) in pending for r in REG.findall(args if no_dest else rest)):
             return i
-        if kind in ("wload", "sload") and not op.startswith("LDGSTS"):
-            d = REG.findall(dest)
-            if d:
-                pending.update(range(int(d[0]), int(d[0]) + width(op) // 4))
+        written = [] if no_dest else REG.findall(dest)
+        if kind in ("wload", "sload") and not op.startswith("LDGSTS") and written:
+            pending.update(range(int(written[0]), int(written[0]) + width(op) // 4))
+        elif written:
+            pending.discard(int(written[0]))
     return len(body)
 
 
