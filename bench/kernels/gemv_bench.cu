@@ -45,42 +45,25 @@ int profile(cudaStream_t s, const bf16* xs, std::vector<void*>& ys) {
     return 0;
 }
 
-int main(int argc, char** argv) {
-    bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-    bool prof = argc > 1 && std::string(argv[1]) == "--profile";
-    bool floors = argc > 1 && std::string(argv[1]) == "--floor";
-    bool pdl = argc > 1 && std::string(argv[1]) == "--pdl";
-    bool prefetch = argc > 1 && std::string(argv[1]) == "--prefetch";
-    bool staged_run = argc > 1 && std::string(argv[1]) == "--staged";
-    cudaDeviceProp prop;
-    CK(cudaGetDeviceProperties(&prop, 0));
-    g_sms = prop.multiProcessorCount;
+// What the sections of the default run share.
+struct Run {
     cudaStream_t s;
-    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    const double bw = copy_bandwidth(s);
-    printf("# %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s\n\n", prop.name, g_sms, prop.l2CacheSize >> 20, bw / 1e9);
-    const int KMAX = 14336, MMAX = 8;
-    bf16* xs;
+    double bw;
+    const bf16* xs;
     float* ref;
-    void* ys[3];
-    CK(cudaMalloc(&xs, (size_t)MMAX * KMAX * 2));
-    fill_bf16<<<256, 256>>>(xs, (size_t)MMAX * KMAX, 7, -1.f, 1.f);
-    CK(cudaMalloc(&ref, (size_t)MMAX * 128256 * 4));
-    for (auto& y : ys) CK(cudaMalloc(&y, (size_t)MMAX * 128256 * 2));
-    CK(cudaDeviceSynchronize());
-    if (prof) {
-        std::vector<void*> y1 = {ys[0]};
-        return profile(s, xs, y1);
-    }
+    void** ys;
+    bool quick;
+    std::vector<Shape> shapes;
+};
+typedef std::vector<std::vector<int>> PerShape;  // [shape][format]
 
-    std::vector<Shape> shapes = {
-        {"3B q/o", 3072, 3072}, {"3B k/v", 1024, 3072}, {"3B gate/up", 8192, 3072}, {"3B down", 3072, 8192},
-        {"3B head", 128256, 3072}, {"8B q/o", 4096, 4096}, {"8B k/v", 1024, 4096}, {"8B gate/up", 14336, 4096},
-        {"8B down", 4096, 14336}, {"8B head", 128256, 4096}};
-    if (floors) return floor_main(s, bw, xs, ys, shapes);
-    if (pdl) return pdl_main(s, bw, xs, ys);
-    if (prefetch) return prefetch_main(s, bw, xs, ys);
-    if (staged_run) return staged::staged_main(s, bw, xs, ys, shapes);
+// Every format, R and m against the reference, on every shape; the worst error.
+double check_shapes(const Run& run) {
+    cudaStream_t s = run.s;
+    const bf16* xs = run.xs;
+    float* ref = run.ref;
+    void** ys = run.ys;
+    const std::vector<Shape>& shapes = run.shapes;
     // Correctness first: every format, R and m against the reference, on every shape.
     printf("## Correctness: max |kernel − reference| / max |reference| (bf16 out; limit 4e-3)\n\n");
     printf("| shape | format | shipped m=1 | worst (m = 1,2,3,5,8; R = 1,2,4; decode kernel at m = 1) |\n| --- | --- | ---: | ---: |\n");
@@ -111,7 +94,16 @@ int main(int argc, char** argv) {
             free_weight(w);
         }
     }
-    // The fused launch: q, k, v as three parts of one launch against three separate references.
+    return worst_all;
+}
+
+// q, k, v as three parts of one launch against three separate references; the worst error.
+double check_qkv(const Run& run) {
+    cudaStream_t s = run.s;
+    const bf16* xs = run.xs;
+    float* ref = run.ref;
+    void** ys = run.ys;
+    double worst_all = 0;
     for (int f = 0; f < 3; f++) {
         Weight q = make_weight(f, 3072, 3072, 1, 21), kk = make_weight(f, 1024, 3072, 1, 22), v = make_weight(f, 1024, 3072, 1, 23);
         double worst = 0;
@@ -134,15 +126,25 @@ int main(int argc, char** argv) {
         printf("| 3B q+k+v in one launch | %s | | %.2e%s |\n", FMT[f], worst, !(worst < 4e-3) ? " FAIL" : "");
         free_weight(q); free_weight(kk); free_weight(v);
     }
-    printf("\nworst relative error of the new kernels: %.2e (%s)\n\n", worst_all, worst_all < 4e-3 ? "pass" : "FAIL");
+    return worst_all;
+}
 
+// The occupancy sweep at m = 1 (each variant checked against the reference first): the best variant
+// per shape and format into best_var; the worst error (0, or NaN when a variant fails).
+double sweep_variants(const Run& run, PerShape& best_var) {
+    cudaStream_t s = run.s;
+    const bf16* xs = run.xs;
+    float* ref = run.ref;
+    void** ys = run.ys;
+    const std::vector<Shape>& shapes = run.shapes;
+    double worst_all = 0;
     // Occupancy sweep at m = 1 (checked against the reference first).
     printf("## m = 1: rows per warp R / minimum blocks per SM (GB/s)\n\n| shape | format |");
     for (auto& v : VARIANTS) printf(" %s |", v.name);
     printf("\n| --- | --- |");
     for (size_t i = 0; i < sizeof(VARIANTS) / sizeof(VARIANTS[0]); i++) printf(" ---: |");
     printf("\n");
-    std::vector<std::vector<int>> best_var(shapes.size(), std::vector<int>(3, 0));
+    best_var.assign(shapes.size(), std::vector<int>(3, 0));
     for (size_t si = 0; si < shapes.size(); si++) {
         auto& sh = shapes[si];
         for (int f = 0; f < 3; f++) {
@@ -168,11 +170,22 @@ int main(int argc, char** argv) {
         }
     }
     printf("\n");
+    return worst_all;
+}
+
+// GB/s one shape at a time, every R and m; the best R per shape and format at m = 1 into best_r.
+void speed_table(const Run& run, PerShape& best_r) {
+    cudaStream_t s = run.s;
+    const bf16* xs = run.xs;
+    void** ys = run.ys;
+    const std::vector<Shape>& shapes = run.shapes;
+    const double bw = run.bw;
+    const bool quick = run.quick;
     // Speed, one shape at a time.
     printf("## One weight per launch, each launch on another copy (GB/s of weight bytes; %% of copy bandwidth)\n\n");
     printf("| shape | format | m | shipped | R=1 | R=2 | R=4 | shipped | best %% |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     // best R per (shape, format, m=1) for the step
-    std::vector<std::vector<int>> best_r(shapes.size(), std::vector<int>(3, 1));
+    best_r.assign(shapes.size(), std::vector<int>(3, 1));
     for (size_t si = 0; si < shapes.size(); si++) {
         auto& sh = shapes[si];
         for (int f = 0; f < 3; f++) {
@@ -201,7 +214,15 @@ int main(int argc, char** argv) {
         }
     }
 
-    // A decode step's linears: every linear of every block, distinct weights, one graph.
+}
+
+// A decode step's linears: every linear of every block, distinct weights, one graph.
+void step_table(const Run& run, const PerShape& best_r, const PerShape& best_var) {
+    cudaStream_t s = run.s;
+    const bf16* xs = run.xs;
+    void** ys = run.ys;
+    const double bw = run.bw;
+    const bool quick = run.quick;
     printf("\n## The linears of one decode step (m = 1), distinct weights, one graph (--quick: the best variant per shape above)\n\n");
     printf("| model | format | shipped ms | best-R ms | best-R fused ms | weight GB | new fused GB/s | %% of copy |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (const Model& md : MODELS) {
@@ -239,6 +260,52 @@ int main(int argc, char** argv) {
             for (auto& w : ws) free_weight(w);
         }
     }
+}
+
+int main(int argc, char** argv) {
+    bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+    bool prof = argc > 1 && std::string(argv[1]) == "--profile";
+    bool floors = argc > 1 && std::string(argv[1]) == "--floor";
+    bool pdl = argc > 1 && std::string(argv[1]) == "--pdl";
+    bool prefetch = argc > 1 && std::string(argv[1]) == "--prefetch";
+    bool staged_run = argc > 1 && std::string(argv[1]) == "--staged";
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    g_sms = prop.multiProcessorCount;
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    const double bw = copy_bandwidth(s);
+    printf("# %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s\n\n", prop.name, g_sms, prop.l2CacheSize >> 20, bw / 1e9);
+    const int KMAX = 14336, MMAX = 8;
+    bf16* xs;
+    float* ref;
+    void* ys[3];
+    CK(cudaMalloc(&xs, (size_t)MMAX * KMAX * 2));
+    fill_bf16<<<256, 256>>>(xs, (size_t)MMAX * KMAX, 7, -1.f, 1.f);
+    CK(cudaMalloc(&ref, (size_t)MMAX * 128256 * 4));
+    for (auto& y : ys) CK(cudaMalloc(&y, (size_t)MMAX * 128256 * 2));
+    CK(cudaDeviceSynchronize());
+    if (prof) {
+        std::vector<void*> y1 = {ys[0]};
+        return profile(s, xs, y1);
+    }
+
+    std::vector<Shape> shapes = {
+        {"3B q/o", 3072, 3072}, {"3B k/v", 1024, 3072}, {"3B gate/up", 8192, 3072}, {"3B down", 3072, 8192},
+        {"3B head", 128256, 3072}, {"8B q/o", 4096, 4096}, {"8B k/v", 1024, 4096}, {"8B gate/up", 14336, 4096},
+        {"8B down", 4096, 14336}, {"8B head", 128256, 4096}};
+    if (floors) return floor_main(s, bw, xs, ys, shapes);
+    if (pdl) return pdl_main(s, bw, xs, ys);
+    if (prefetch) return prefetch_main(s, bw, xs, ys);
+    if (staged_run) return staged::staged_main(s, bw, xs, ys, shapes);
+    const Run run{s, bw, xs, ref, ys, quick, shapes};
+    const double e_shapes = check_shapes(run), e_qkv = check_qkv(run);
+    double worst_all = std::isnan(e_shapes) || std::isnan(e_qkv) ? NAN : std::max(e_shapes, e_qkv);
+    printf("\nworst relative error of the new kernels: %.2e (%s)\n\n", worst_all, worst_all < 4e-3 ? "pass" : "FAIL");
+    PerShape best_var, best_r;
+    if (std::isnan(sweep_variants(run, best_var))) worst_all = NAN;
+    speed_table(run, best_r);
+    step_table(run, best_r, best_var);
     CK(cudaGetLastError());
     return worst_all < 4e-3 ? 0 : 3;
 }
