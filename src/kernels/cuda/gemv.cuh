@@ -23,7 +23,12 @@
 
 namespace gemv {
 
-enum Format { DENSE = 0, INT8 = 1, NF4 = 2 };
+// NF4_PAIRS: NF4 bytes decoded through a table of f16 code pairs, one lookup for two weights (an
+// experiment of bench/kernels/pairs.cuh: it halves the lookups' shared-memory bytes, but it rounds
+// the codebook to f16, so it is not minilab's NF4 arithmetic).
+enum Format { DENSE = 0, INT8 = 1, NF4 = 2, NF4_PAIRS = 3 };
+// Formats stored as NF4: packed codes and an absmax per 64.
+template <int F> __host__ __device__ constexpr bool nf4_like() { return F == NF4 || F == NF4_PAIRS; }
 
 // The NF4 codebook (bitsandbytes'), index = 4-bit code.
 __constant__ float NF4_CODES[16] = {
@@ -34,6 +39,11 @@ __constant__ float NF4_CODES[16] = {
 
 // Shared-memory codebook: 16 entries of 256 bytes, lane l reads word l of an entry.
 constexpr int NF4_TABLE_WORDS = 16 * 64;
+// NF4_PAIRS' table: byte b's two codes (high nibble first) as f16, at byte b·128 + lane·4 (32 KB).
+constexpr int NF4_PAIR_WORDS = 256 * 32;
+template <int F> __host__ __device__ constexpr int table_words() {
+    return F == NF4 ? NF4_TABLE_WORDS : F == NF4_PAIRS ? NF4_PAIR_WORDS : 4;
+}
 
 // One weight of a launch. `a`: dense weights in T, int8 codes (q + 128) or NF4 packed bytes (byte i =
 // elements 2i (high nibble) and 2i+1); `b`: int8 scales [n] or NF4 absmax [n·k/64]; `ys`: [m, n] in T.
@@ -187,6 +197,16 @@ __device__ __forceinline__ void decode8(const uint4* w, int s, float* out, const
 #pragma unroll
             for (int j = 0; j < 4; j++) out[4 * h + j] = __uint_as_float(__byte_perm(v, 0x4b, 0x4550 + j)) - 8388736.0f;
         }
+    } else if constexpr (F == NF4_PAIRS) {
+        const uint32_t v = word(w[0], s);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            // byte j of v above this lane's 8·lane, halved: b·128 + lane·4, the lane's word of entry b
+            const uint32_t at = __byte_perm(v, lane_off << 1, 0x5504 + (j << 4)) >> 1;
+            const float2 f = __half22float2(*reinterpret_cast<const __half2*>(table + at));
+            out[2 * j] = f.x;
+            out[2 * j + 1] = f.y;
+        }
     } else {
         const uint32_t v = word(w[0], s);
         const uint32_t lo = v & 0x0f0f0f0fu, hi = (v >> 4) & 0x0f0f0f0fu;
@@ -225,7 +245,7 @@ __device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Par
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
     // bytes of a row: k·sizeof(T) dense, k int8, k/2 NF4
-    const auto row_bytes = [&](size_t n) { return F == NF4 ? n / 2 : n * (F == DENSE ? sizeof(T) : 1); };
+    const auto row_bytes = [&](size_t n) { return nf4_like<F>() ? n / 2 : n * (F == DENSE ? sizeof(T) : 1); };
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -244,7 +264,7 @@ __device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Par
             const size_t off = row_bytes(j);
 #pragma unroll
             for (int l = 0; l < WL; l++) w[r][l] = ld_stream(base[r] + off + 16 * l);
-            if constexpr (F == NF4) scale[r] = __ldg(part(r).b + (row_of(r) * k + j) / 64);
+            if constexpr (nf4_like<F>()) scale[r] = __ldg(part(r).b + (row_of(r) * k + j) / 64);
         }
         float sums[R][M];
 #pragma unroll
@@ -271,7 +291,7 @@ __device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Par
 #pragma unroll
         for (int r = 0; r < R; r++)
 #pragma unroll
-            for (int i = 0; i < M; i++) acc[r][i] = F == NF4 ? fmaf(sums[r][i], scale[r], acc[r][i]) : acc[r][i] + sums[r][i];
+            for (int i = 0; i < M; i++) acc[r][i] = nf4_like<F>() ? fmaf(sums[r][i], scale[r], acc[r][i]) : acc[r][i] + sums[r][i];
     }
 }
 
@@ -284,13 +304,13 @@ __device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Par
 // needs it. The arithmetic is accumulate's, step for step: the outputs are equal bit for bit.
 template <int F, int R, int S> struct Stage {
     uint4 w[2][S][R][32];
-    float sc[2][S][R][F == NF4 ? 32 : 1];
+    float sc[2][S][R][nf4_like<F>() ? 32 : 1];
 };
 
 // A staged kernel's shared memory: the NF4 table and four warps' stages in one object (kept apart,
 // ptxas gave the NF4 R = 2 kernel 96 registers and an add before every table lookup).
 template <int F, int R, int S> struct StagedSmem {
-    float table[F == NF4 ? NF4_TABLE_WORDS : 4];
+    float table[table_words<F>()];
     Stage<F, R, S> stages[4];
 };
 template <int F, int R, int S> __device__ __forceinline__ StagedSmem<F, R, S>& staged_smem() {
@@ -326,7 +346,7 @@ __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, co
     Stage<F, R, S>& st = warp_stage<F, R, S>();
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
-    const auto row_bytes = [&](size_t n) { return F == NF4 ? n / 2 : n * (F == DENSE ? sizeof(T) : 1); };
+    const auto row_bytes = [&](size_t n) { return nf4_like<F>() ? n / 2 : n * (F == DENSE ? sizeof(T) : 1); };
     // where the lane's first step of row r starts: its 16 weight bytes and (NF4) its absmax; step i
     // lies 512 bytes (32 lanes × 16) and, for NF4, 16 absmax further on
     const uint8_t* wp[R];
@@ -338,7 +358,7 @@ __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, co
         const size_t row = (size_t)min(SILU ? row0 + (r >= H ? r - H : r) : row0 + r * stride, p.n - 1);
         const int j0 = lane * E < k ? lane * E : 0;  // a lane past a short row stays at its start
         wp[r] = pr.a + row_bytes(row * k + j0);
-        sp[r] = F == NF4 ? pr.b + (row * k + j0) / 64 : nullptr;
+        sp[r] = nf4_like<F>() ? pr.b + (row * k + j0) / 64 : nullptr;
     }
     const int steps = (k + 32 * E - 1) / (32 * E), chunks = (steps + S - 1) / S;
     // chunk c (steps c·S …) into stage c & 1; a step past k reads nothing (its first step's address
@@ -351,7 +371,7 @@ __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, co
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 cp_async16(&st.w[c & 1][t][r][lane], ok ? wp[r] + (size_t)i * 512 : wp[r], ok);
-                if constexpr (F == NF4) cp_async4(&st.sc[c & 1][t][r][lane], ok ? sp[r] + (size_t)i * 16 : sp[r], ok);
+                if constexpr (nf4_like<F>()) cp_async4(&st.sc[c & 1][t][r][lane], ok ? sp[r] + (size_t)i * 16 : sp[r], ok);
             }
         }
         cp_commit();
@@ -397,7 +417,7 @@ __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, co
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 float v;
-                if constexpr (F == NF4) v = fmaf(sums[r], st.sc[c & 1][t][r][lane], acc[r][0]);
+                if constexpr (nf4_like<F>()) v = fmaf(sums[r], st.sc[c & 1][t][r][lane], acc[r][0]);
                 else v = acc[r][0] + sums[r];
                 acc[r][0] = ok ? v : acc[r][0];
             }
@@ -508,9 +528,16 @@ __device__ __forceinline__ void rows(const T* xs, const Part& p, int m, int k, i
     }
 }
 
-// Fills the block's NF4 table; every thread must call it (it synchronizes).
-__device__ __forceinline__ void fill_table(float* table) {
-    for (int i = threadIdx.x; i < NF4_TABLE_WORDS; i += blockDim.x) table[i] = NF4_CODES[i >> 6];
+// Fills the block's NF4 table (F = NF4 or NF4_PAIRS); every thread must call it (it synchronizes).
+template <int F> __device__ __forceinline__ void fill_table(float* table) {
+    if constexpr (F == NF4) {
+        for (int i = threadIdx.x; i < NF4_TABLE_WORDS; i += blockDim.x) table[i] = NF4_CODES[i >> 6];
+    } else {
+        for (int i = threadIdx.x; i < NF4_PAIR_WORDS; i += blockDim.x) {
+            const __half2 h = __floats2half2_rn(NF4_CODES[i >> 9], NF4_CODES[(i >> 5) & 15]);
+            table[i] = *reinterpret_cast<const float*>(&h);
+        }
+    }
     __syncthreads();
 }
 
@@ -533,7 +560,7 @@ __device__ __forceinline__ void norm_into(const T* xs, const T* w, float eps, in
 // launch brings k·sizeof(T) bytes of dynamic shared memory for the normalized xs.
 template <typename T, int F, int M, int R, int U = default_unroll<M>(), int S = 0>
 __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
-    __shared__ __align__(16) float table_own[F == NF4 && S == 0 ? NF4_TABLE_WORDS : 4];
+    __shared__ __align__(16) float table_own[S == 0 ? table_words<F>() : 4];
     float* table = table_own;
     if constexpr (S > 0) table = staged_smem<F, R, S>().table;
     extern __shared__ __align__(16) unsigned char normed[];
@@ -541,7 +568,7 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     const int g0 = (ps.p[0].n + R - 1) / R, g1 = ps.count > 1 ? (ps.p[1].n + R - 1) / R : 0;
     const int total = g0 + g1 + (ps.count > 2 ? (ps.p[2].n + R - 1) / R : 0);
     const int warps = gridDim.x * (blockDim.x >> 5);
-    if constexpr (F == NF4) fill_table(table);
+    if constexpr (nf4_like<F>()) fill_table<F>(table);
     pdl_wait();
     if (ps.norm) {
         norm_into(xs, static_cast<const T*>(ps.norm_w), ps.eps, ps.k, reinterpret_cast<T*>(normed));
