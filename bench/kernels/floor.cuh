@@ -6,14 +6,24 @@
 // nothing; `loads` streams the weight bytes and scales with the same per-lane 16-byte pattern and
 // keeps an xor of them live, so its time is the memory pattern and the launch without any decode.
 __global__ void empty_kernel(gemv::Parts) {}
-template <int R> __global__ void __launch_bounds__(128) loads_kernel(gemv::Parts ps, uint32_t* sink) {
-    const int lane = threadIdx.x & 31, row_bytes = ps.k / 2;  // NF4: k/2 bytes a row
+
+// The part whose rows row0 … row0 + R − 1 this warp takes (one group of R rows a warp, part after
+// part), or nullptr for a warp past the last group.
+template <int R> __device__ __forceinline__ const gemv::Part* warp_rows(const gemv::Parts& ps, int* row0) {
     const int g0 = (ps.p[0].n + R - 1) / R, g1 = ps.count > 1 ? (ps.p[1].n + R - 1) / R : 0;
     const int total = g0 + g1 + (ps.count > 2 ? (ps.p[2].n + R - 1) / R : 0);
     const int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    if (g >= total) return;
-    const int part = g < g0 ? 0 : g < g0 + g1 ? 1 : 2, row0 = (g - (part == 0 ? 0 : part == 1 ? g0 : g0 + g1)) * R;
-    const gemv::Part& p = ps.p[part];
+    if (g >= total) return nullptr;
+    const int part = g < g0 ? 0 : g < g0 + g1 ? 1 : 2;
+    *row0 = (g - (part == 0 ? 0 : part == 1 ? g0 : g0 + g1)) * R;
+    return &ps.p[part];
+}
+template <int R> __global__ void __launch_bounds__(128) loads_kernel(gemv::Parts ps, uint32_t* sink) {
+    const int lane = threadIdx.x & 31, row_bytes = ps.k / 2;  // NF4: k/2 bytes a row
+    int row0;
+    const gemv::Part* pp = warp_rows<R>(ps, &row0);
+    if (!pp) return;
+    const gemv::Part& p = *pp;
     uint32_t acc = 0;
     for (int j = lane * 16; j < row_bytes; j += 32 * 16) {
 #pragma unroll
@@ -24,7 +34,7 @@ template <int R> __global__ void __launch_bounds__(128) loads_kernel(gemv::Parts
         }
     }
     acc = __reduce_xor_sync(0xffffffffu, acc);
-    if (lane == 0) sink[g] = acc;
+    if (lane == 0) sink[(blockIdx.x * blockDim.x + threadIdx.x) >> 5] = acc;
 }
 
 // `loads` as bench/kernels/sass.sh reads it uses its first value after 2 of its 8 loads, so it waits
@@ -36,12 +46,10 @@ template <int R, int T> __global__ void __launch_bounds__(128) flight_kernel(gem
     __shared__ uint4 w[4][T][R][32];
     __shared__ float sc[4][T][R][32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, row_bytes = ps.k / 2;
-    const int g0 = (ps.p[0].n + R - 1) / R, g1 = ps.count > 1 ? (ps.p[1].n + R - 1) / R : 0;
-    const int total = g0 + g1 + (ps.count > 2 ? (ps.p[2].n + R - 1) / R : 0);
-    const int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5;
-    if (g >= total) return;
-    const int part = g < g0 ? 0 : g < g0 + g1 ? 1 : 2, row0 = (g - (part == 0 ? 0 : part == 1 ? g0 : g0 + g1)) * R;
-    const gemv::Part& p = ps.p[part];
+    int row0;
+    const gemv::Part* pp = warp_rows<R>(ps, &row0);
+    if (!pp) return;
+    const gemv::Part& p = *pp;
     uint32_t acc = 0;
     for (int j0 = lane * 16; j0 < row_bytes; j0 += T * 32 * 16) {
 #pragma unroll
@@ -66,7 +74,7 @@ template <int R, int T> __global__ void __launch_bounds__(128) flight_kernel(gem
             }
     }
     acc = __reduce_xor_sync(0xffffffffu, acc);
-    if (lane == 0) sink[g] = acc;
+    if (lane == 0) sink[(blockIdx.x * blockDim.x + threadIdx.x) >> 5] = acc;
 }
 
 // Launches kind 0 (empty), 1 (loads), 2 (the shipped NF4 kernel) or 3 (flight) over parts [w0, …],
