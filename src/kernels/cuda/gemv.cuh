@@ -138,6 +138,10 @@ __device__ __forceinline__ void prefetch_next(const Prefetch& pf) {
 // Elements of one weight row a lane takes per step, and its 16-byte loads: one (two for f32 weights).
 template <int F> __host__ __device__ constexpr int step_elems() { return F == DENSE ? 8 : (F == INT8 ? 16 : 32); }
 template <typename T, int F> __host__ __device__ constexpr int step_loads() { return F == DENSE && sizeof(T) == 4 ? 2 : 1; }
+// Bytes of n weights as stored: n·sizeof(T) dense, n int8, n/2 NF4.
+template <typename T, int F> __host__ __device__ constexpr size_t weight_bytes(size_t n) {
+    return nf4_like<F>() ? n / 2 : n * (F == DENSE ? sizeof(T) : 1);
+}
 template <typename T> __host__ __device__ constexpr bool is_bf16() { return std::is_same<T, __nv_bfloat16>::value; }
 
 __device__ __forceinline__ uint4 ld_stream(const void* p) {
@@ -244,8 +248,7 @@ __device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Par
     const auto row_of = [&](int r) { return (size_t)min(SILU ? row0 + (r >= H ? r - H : r) : row0 + r * stride, p.n - 1); };
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
-    // bytes of a row: k·sizeof(T) dense, k int8, k/2 NF4
-    const auto row_bytes = [&](size_t n) { return nf4_like<F>() ? n / 2 : n * (F == DENSE ? sizeof(T) : 1); };
+    const auto row_bytes = [](size_t n) { return weight_bytes<T, F>(n); };
 #pragma unroll
     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -346,7 +349,7 @@ __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, co
     Stage<F, R, S>& st = warp_stage<F, R, S>();
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
-    const auto row_bytes = [&](size_t n) { return nf4_like<F>() ? n / 2 : n * (F == DENSE ? sizeof(T) : 1); };
+    const auto row_bytes = [](size_t n) { return weight_bytes<T, F>(n); };
     // where the lane's first step of row r starts: its 16 weight bytes and (NF4) its absmax; step i
     // lies 512 bytes (32 lanes × 16) and, for NF4, 16 absmax further on
     const uint8_t* wp[R];
