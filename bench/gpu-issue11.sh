@@ -53,11 +53,11 @@
 #            cp.async (MINILAB_GEMV_STAGED=1; `device_check cuda staged`: equal logits, then ms a token).
 #   chunk [MODELS]: the same for prefill dequantizing int8/NF4 weights in row chunks of ${MB:-16} MB
 #            (MINILAB_PREFILL_CHUNK_MB; `device_check cuda kernels` checks the 64-row products with it).
-#   rope|norm|fused [MODELS]: the same for RoPE and the KV append done by the q/k/v launch
-#            (MINILAB_FUSE_ROPE=1), for the norms and residual adds folded into the GEMVs
-#            (MINILAB_FUSE_NORM=1), or both (built in session 6, not yet run on a GPU): the checks with the
-#            opt-in on (device_check cuda graph, cuda, kernels, and folds for norm/fused), then base / new /
-#            the opt-in.
+#   rope [MODELS]: the same for RoPE and the KV append in a kernel of their own (MINILAB_FUSE_ROPE=0)
+#            against the default, the q/k/v launch doing them (`device_check cuda rope`: equal logits,
+#            then ms a token each way).
+#   norm [MODELS]: the same for the norms and residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1;
+#            also `device_check cuda folds`). Session 9: correct, 13-16 % slower.
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -212,18 +212,17 @@ for f in sorted(glob.glob(f"{out}/torch-*.json")):
             print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
   ;;
-pdl|rope|norm|fused|prefetch|chunk|staged)
+pdl|rope|norm|prefetch|chunk|staged)
   # pdl: programmatic dependent launch (MINILAB_PDL=1); staged: the one-row GEMVs staging their
-  # weights through shared memory (MINILAB_GEMV_STAGED=1); rope: RoPE and the KV append in the q/k/v
-  # launch (MINILAB_FUSE_ROPE=1); norm: norms and residual adds folded into the GEMVs
-  # (MINILAB_FUSE_NORM=1); fused: rope and norm. The checks run with the opt-in set; the benches
-  # alternate the base build, this build and this build with the opt-in.
+  # weights through shared memory (MINILAB_GEMV_STAGED=1); rope: RoPE and the KV append in a kernel
+  # of their own (MINILAB_FUSE_ROPE=0, the q/k/v launch does them by default); norm: norms and
+  # residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1). The checks run with the setting; the
+  # benches alternate the base build, this build and this build with the setting.
   unpack minilab minilab-base device_check
-  case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=1 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
+  case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=0 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
     prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
-    staged) opt=MINILAB_GEMV_STAGED=1 ;;
-    *) opt="MINILAB_FUSE_ROPE=1 MINILAB_FUSE_NORM=1" ;; esac
-  if [ $1 = prefetch ] || [ $1 = staged ]; then
+    *) opt=MINILAB_GEMV_STAGED=1 ;; esac
+  if [ $1 = prefetch ] || [ $1 = staged ] || [ $1 = rope ]; then
     # every way in one process: logits bit-equal to the step without, then the 3B step's time per way
     timeout 300 /tmp/bin/device_check cuda $1 > "$OUT/$1.md" 2>&1; echo "device_check $1: exit $?"
     cat "$OUT/$1.md"
@@ -235,7 +234,7 @@ pdl|rope|norm|fused|prefetch|chunk|staged)
   # every GEMV launch (the silu·up and, with the opt-ins, the RoPE and residual ones) against the plain path
   env $opt timeout 200 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "$opt device_check kernels: exit $?"
   grep -E "worst|silu|rope|residual" "$OUT/kernels.md" | tail -6
-  if [ $1 = norm ] || [ $1 = fused ]; then
+  if [ $1 = norm ]; then
     env $opt timeout 120 /tmp/bin/device_check cuda folds > "$OUT/folds.md" 2>&1; echo "$opt device_check folds: exit $?"
     tail -4 "$OUT/folds.md"
   fi
@@ -256,7 +255,7 @@ pdl|rope|norm|fused|prefetch|chunk|staged)
     done
   done
   python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
-  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md -delete
+  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md ! -name rope.md -delete
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way

@@ -1,11 +1,13 @@
-//! `device_check cuda prefetch|staged [MODEL]`: the ways of a process-wide GEMV setting against its
-//! first (off). Neither setting changes the arithmetic (a prefetch is only a cache hint; the staged
-//! kernels sum in the plain kernels' order), so the decode logits of every way must equal the first
+//! `device_check cuda prefetch|staged|rope [MODEL]`: the ways of a process-wide GEMV setting against
+//! its first (off). No setting changes the arithmetic (a prefetch is only a cache hint; the staged
+//! kernels sum in the plain kernels' order; the q/k/v launch rounds q and k before rotating them, as
+//! the separate RoPE kernel reads them), so the decode logits of every way must equal the first
 //! way's bit for bit. Then MODEL's graph-replayed step (default the 3B) is timed per way, the ways
 //! alternating three times, ms a token (median).
 
 use candle_core::Device;
 use minilab::kernels::prefetch::{set_way, Way};
+use minilab::kernels::set_fuse_rope;
 use minilab::kernels::staging::set_staged;
 use minilab::quant::Precision;
 
@@ -32,6 +34,17 @@ pub fn check_staged(dev: &Device, name: &str) -> minilab::Result<()> {
     let ways =
         [Setting { name: "off", set: || set_staged(false) }, Setting { name: "staged", set: || set_staged(true) }];
     check_ways(dev, name, "staged", &ways)
+}
+
+/// `kernels::many`: RoPE and the KV append in the q/k/v launch against the separate `rope_kv` kernel.
+pub fn check_rope(dev: &Device, name: &str) -> minilab::Result<()> {
+    let ways = [
+        Setting { name: "separate", set: || set_fuse_rope(false) },
+        Setting { name: "fused", set: || set_fuse_rope(true) },
+    ];
+    let checked = check_ways(dev, name, "RoPE-fused", &ways);
+    set_fuse_rope(true);
+    checked
 }
 
 fn check_ways(dev: &Device, name: &str, what: &str, ways: &[Setting]) -> minilab::Result<()> {

@@ -64,7 +64,8 @@ pub fn linear_many(xs: &Tensor, ws: &[WeightRef<'_>], norm: Option<NormRef<'_>>)
 
 /// RMSNorm folded into a decode launch: xs is the residual stream `[1, k]`, normalized with `eps`
 /// and scaled by `weight` `[k]` (xs' dtype) before the products, as [`super::decode::add_rms_norm`]
-/// rounds it. Opt-in with `MINILAB_FUSE_NORM=1` (built, not yet checked on a GPU).
+/// rounds it. Opt-in with `MINILAB_FUSE_NORM=1`: correct on the H200, but 13–16 % slower there
+/// (issue 11 session 9).
 #[derive(Debug, Clone, Copy)]
 pub struct NormRef<'a> {
     pub weight: &'a Tensor,
@@ -92,8 +93,15 @@ pub fn fold_norms(device: &candle_core::Device) -> bool {
     device.is_cuda() && enabled() && FUSE_NORM.get()
 }
 
-/// RoPE and the KV append in the q/k/v launch, opt-in with `MINILAB_FUSE_ROPE=1`.
-static FUSE_ROPE: Switch = Switch::opt_in("MINILAB_FUSE_ROPE", &["1"]);
+/// RoPE and the KV append in the q/k/v launch, on unless `MINILAB_FUSE_ROPE=0`: 1–2 % faster decode
+/// on the H200 with the same logits (BENCHMARKS.md, issue 11 session 9).
+static FUSE_ROPE: Switch = Switch::new("MINILAB_FUSE_ROPE", &["0"]);
+
+/// Turns the RoPE fusion of [`linear_qkv_rope`] on or off for the rest of the process, whatever the
+/// variable says.
+pub fn set_fuse_rope(on: bool) {
+    FUSE_ROPE.set(on);
+}
 /// Norms and residual adds in the launches beside them, opt-in with `MINILAB_FUSE_NORM=1`.
 static FUSE_NORM: Switch = Switch::opt_in("MINILAB_FUSE_NORM", &["1"]);
 
@@ -128,7 +136,7 @@ pub struct RopeKvRefs<'a> {
 
 /// q/k/v of one new token per sequence in one GPU launch that also rotates q and k at `*pos` and
 /// writes k and v into the caches there, as [`super::decode::rope_kv`] does → q `[b, heads, 1, d]`.
-/// Opt-in with `MINILAB_FUSE_ROPE=1` (built, not yet checked on a GPU); `None` where it does not
+/// Off with `MINILAB_FUSE_ROPE=0`; `None` where it does not
 /// apply ([`linear_many`]'s cases, shapes that are not q/k/v of these caches): the caller then takes
 /// [`linear_many`] and `rope_kv`. With `norm`, as [`linear_many`].
 pub fn linear_qkv_rope(

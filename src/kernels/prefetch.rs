@@ -10,8 +10,9 @@
 //! launches on this thread take the scope's regions while it lives. A prefetch is only a hint to
 //! the cache: the arithmetic and the results are the same with or without it.
 //!
-//! Built without a GPU run; `device_check cuda prefetch` compares the logits bit for bit and times the
-//! step with each way.
+//! On the H200 (issue 11 session 9, `device_check cuda prefetch` and `gemv_bench --prefetch`) the
+//! logits are equal bit for bit, but every way is slower (3B tg128 0.86–0.88×): the extra L2 traffic
+//! costs more than the gaps it fills. Kept opt-in, for the record.
 
 use super::many::WeightRef;
 use std::cell::Cell;
