@@ -9,6 +9,9 @@
 #            (`kernels --pdl`: a step's linears with and without programmatic dependent launch.)
 #            (`kernels --prefetch`: a step's linears where each launch first asks L2 for the next
 #            launch's weights, per-line or bulk, at several caps, against the shipped kernels.)
+#            (`kernels --merged`: a step's linears as one launch, dependencies ignored, at R = 2 and 4,
+#            one warp a row group or a persistent grid: what the launch boundaries cost; every output
+#            against the shipped step's.)
 #            (`kernels --staged`: the one-row kernels with their weights staged through shared memory
 #            by cp.async, per shape and per step, bit-equal to the shipped kernels' outputs.)
 #            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and

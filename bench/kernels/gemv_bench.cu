@@ -9,13 +9,14 @@
 //   the launches captured in one CUDA graph so host launch cost is not measured; median of 9 replays.
 // - A decode step: every linear of the model once, in order, distinct weights, as one graph.
 //
-// Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs]. Prints markdown tables. --floor: where an
+// Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs | --merged]. Prints markdown tables. --floor: where an
 // NF4 GEMV's time goes (launch floor, the loads alone, the whole kernel), per shape and for a decode
 // step's linears. --pdl: a decode step's linears (shipped kernels) launched plainly and with
 // programmatic dependent launch, in one process. --prefetch: the same step where each launch first
 // asks L2 for the next launch's weights (see prefetch_main). --staged: the one-row kernels with their
 // weights staged through shared memory by cp.async, per shape and per step (see staged.cuh).
 // --pairs: NF4 decoded through a table of f16 code pairs, half the lookup bytes (see pairs.cuh).
+// --merged: a decode step's linears as one launch, what the launch boundaries cost (see merged.cuh).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #include "cross_launch.cuh"
 #include "floor.cuh"
 #include "gemv_core.cuh"
+#include "merged.cuh"
 #include "pairs.cuh"
 #include "staged.cuh"
 
@@ -272,6 +274,7 @@ int main(int argc, char** argv) {
     bool prefetch = argc > 1 && std::string(argv[1]) == "--prefetch";
     bool staged_run = argc > 1 && std::string(argv[1]) == "--staged";
     bool pairs_run = argc > 1 && std::string(argv[1]) == "--pairs";
+    bool merged_run = argc > 1 && std::string(argv[1]) == "--merged";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
@@ -302,6 +305,7 @@ int main(int argc, char** argv) {
     if (prefetch) return prefetch_main(s, bw, xs, ys);
     if (staged_run) return staged::staged_main(s, bw, xs, ys, shapes);
     if (pairs_run) return pairs::pairs_main(s, bw, xs, ys, shapes);
+    if (merged_run) return merged::merged_main(s, bw, xs);
     const Run run{s, bw, xs, ref, ys, quick, shapes};
     const double e_shapes = check_shapes(run), e_qkv = check_qkv(run);
     double worst_all = std::isnan(e_shapes) || std::isnan(e_qkv) ? NAN : std::max(e_shapes, e_qkv);

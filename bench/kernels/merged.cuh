@@ -1,0 +1,173 @@
+// gemv_bench --merged: how much of a decode step's GEMV time its launch boundaries cost. Session 9's
+// floor put the 3B NF4 step's memory pattern alone at 39 % of the copy bandwidth with every load in
+// flight, and the loop's decode at 14 % of the kernel's time: what is left is the launches (113 for
+// the 3B, 129 for the 8B, most of 2–25 MB). Here the step's linears run as ONE launch whose warps walk
+// every weight in step order, with the shipped kernels' per-warp code (gemv.cuh's rows). The linears'
+// dependencies are ignored (all read the same xs), so this bounds from above what a step of fewer,
+// longer launches could reach (a persistent kernel waiting between dependent GEMVs, or PDL with the
+// weight loads issued before its wait). Two grids: a warp per row group, as the shipped launches, and
+// a persistent grid of as many blocks as fit on the SMs at once, striding over the groups.
+//
+// Checked in the same run: every weight's output against the shipped step's, bit for bit where the
+// shipped launch took the same rows a warp (R); else within one bf16 ulp of the largest output
+// (max |Δ| / max |shipped| ≤ 2^-7: a different order of the sums may round the other way).
+#pragma once
+#include <cstring>
+#include <string>
+
+#include "gemv_core.cuh"
+
+namespace merged {
+
+// One weight of the step: its Part, its k, and the first warp (row group) of the launch it takes.
+struct Seg {
+    gemv::Part p;
+    int k, warp0;
+};
+
+template <int F, int R>
+__global__ void __launch_bounds__(128, R == 2 ? 8 : 6)
+    kernel(const bf16* xs, const Seg* segs, const int* warp0, int count, int total) {
+    __shared__ __align__(16) float table[gemv::table_words<F>()];
+    if constexpr (gemv::nf4_like<F>()) gemv::fill_table<F>(table);
+    const int warps = gridDim.x * (blockDim.x >> 5);
+    for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
+        int lo = 0, hi = count - 1;  // the last weight whose first group is at or before g
+        while (lo < hi) {
+            const int mid = (lo + hi + 1) >> 1;
+            if (__ldg(warp0 + mid) <= g) lo = mid;
+            else hi = mid - 1;
+        }
+        const Seg& s = segs[lo];
+        gemv::rows<bf16, F, 1, R>(xs, s.p, 1, s.k, (g - s.warp0) * R, reinterpret_cast<const char*>(table));
+    }
+}
+typedef void (*MergedKern)(const bf16*, const Seg*, const int*, int, int);
+template <int R> MergedKern pick(int f) { return f == 0 ? kernel<0, R> : f == 1 ? kernel<1, R> : kernel<2, R>; }
+
+// The step's weights as one launch at R rows a warp, weight i writing y + off[i].
+struct Plan {
+    int r, total, count, grid_one, grid_persistent;
+    MergedKern k;
+    Seg* segs;
+    int* warp0;
+};
+Plan plan_of(const std::vector<Weight>& ws, const std::vector<size_t>& off, bf16* y, int r) {
+    std::vector<Seg> segs;
+    std::vector<int> warp0;
+    int total = 0;
+    for (size_t i = 0; i < ws.size(); i++) {
+        segs.push_back(Seg{gemv::Part{ws[i].a, ws[i].b, y + off[i], ws[i].n}, ws[i].k, total});
+        warp0.push_back(total);
+        total += (ws[i].n + r - 1) / r;
+    }
+    Plan p{r, total, (int)ws.size(), (total + 3) / 4, 0, r == 2 ? pick<2>(ws[0].fmt) : pick<4>(ws[0].fmt), nullptr, nullptr};
+    int per_sm = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, p.k, 128, 0));
+    p.grid_persistent = std::min(p.grid_one, per_sm * g_sms);
+    CK(cudaMalloc(&p.segs, segs.size() * sizeof(Seg)));
+    CK(cudaMalloc(&p.warp0, warp0.size() * sizeof(int)));
+    CK(cudaMemcpy(p.segs, segs.data(), segs.size() * sizeof(Seg), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(p.warp0, warp0.data(), warp0.size() * sizeof(int), cudaMemcpyHostToDevice));
+    return p;
+}
+void launch(cudaStream_t s, const Plan& p, bool persistent, const bf16* xs) {
+    p.k<<<persistent ? p.grid_persistent : p.grid_one, 128, 0, s>>>(xs, p.segs, p.warp0, p.count, p.total);
+}
+
+// The shipped step (step_launches) with weight i writing y + off[i].
+void shipped_step(cudaStream_t s, const Model& md, const std::vector<Weight>& ws, const std::vector<size_t>& off,
+                  bf16* y, const bf16* xs) {
+    for (auto& l : step_launches(md, ws)) {
+        std::vector<void*> ys;
+        for (const Weight* w : l) ys.push_back(y + off[w - ws.data()]);
+        launch_shipped(s, l, 0, xs, ys, 1);
+    }
+}
+
+// Weights whose merged output equals the shipped one bit for bit, and the worst other difference;
+// NaN when an output is NaN (the buffers are poisoned before each run).
+struct Agreement { int equal; double worst; };
+Agreement compare(const std::vector<Weight>& ws, const std::vector<size_t>& off, const bf16* got, const bf16* want) {
+    const size_t count = off.back() + ws.back().n;
+    std::vector<uint16_t> g(count), w(count);
+    CK(cudaMemcpy(g.data(), got, count * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(w.data(), want, count * 2, cudaMemcpyDeviceToHost));
+    const auto f = [](uint16_t h) { uint32_t u = (uint32_t)h << 16; float x; memcpy(&x, &u, 4); return x; };
+    Agreement a{0, 0};
+    for (size_t i = 0; i < ws.size(); i++) {
+        double d = 0, mx = 0;
+        bool same = true;
+        for (size_t j = off[i]; j < off[i] + ws[i].n; j++) {
+            const float x = f(g[j]), y = f(w[j]);
+            if (std::isnan(x) || std::isnan(y)) return Agreement{a.equal, NAN};
+            same = same && g[j] == w[j];
+            d = std::max(d, (double)std::fabs(x - y));
+            mx = std::max(mx, (double)std::fabs(y));
+        }
+        a.equal += same;
+        a.worst = std::max(a.worst, mx > 0 ? d / mx : d);
+    }
+    return a;
+}
+
+// One model and format: the shipped step against the four merged ways, alternating three times.
+bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs) {
+    size_t bytes;
+    std::vector<Weight> ws = step_weights(md, f, 900 + f, &bytes);
+    std::vector<size_t> off;
+    size_t rows = 0;
+    for (auto& w : ws) { off.push_back(rows); rows += w.n; }
+    bf16 *y, *y_ref;
+    CK(cudaMalloc(&y, rows * 2));
+    CK(cudaMalloc(&y_ref, rows * 2));
+    const Plan plans[2] = {plan_of(ws, off, y, 2), plan_of(ws, off, y, 4)};
+    const auto way = [&](int w) { return [&, w](int) {
+        if (w < 0) shipped_step(s, md, ws, off, y, xs);
+        else launch(s, plans[w & 1], w >= 2, xs);
+    }; };
+    CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
+    shipped_step(s, md, ws, off, y_ref, xs);
+    std::vector<std::vector<double>> t(5);
+    bool ok = true;
+    std::string agreement;
+    for (int rep = 0; rep < 3; rep++) {
+        for (int w = -1; w < 4; w++) {
+            CK(cudaMemsetAsync(y, 0xff, rows * 2, s));
+            t[w + 1].push_back(time_graph(s, 1, way(w)));
+            CK(cudaGetLastError());
+            if (rep > 0 || w < 0) continue;
+            // R = 2 everywhere but the shipped NF4 launches of 8192 rows or more (R = 4)
+            const Agreement a = compare(ws, off, y, y_ref);
+            const bool pass = a.worst <= 0x1p-7;
+            ok = ok && pass;
+            char cell[96];
+            snprintf(cell, sizeof cell, " %d / %zu, %.1e%s |", a.equal, ws.size(), a.worst, pass ? "" : " FAIL");
+            agreement += cell;
+        }
+    }
+    for (auto& v : t) std::sort(v.begin(), v.end());
+    const auto ms = [&](int i) { return t[i][1]; };
+    printf("| %s | %s | %.3f | %.3f (%.1f %%) |", md.name, FMT[f], bytes / 1e9, ms(0) * 1e3, 100 * bytes / ms(0) / bw);
+    for (int w = 1; w <= 4; w++) printf(" %.3f (%.1f %%, %.2f×) |", ms(w) * 1e3, 100 * bytes / ms(w) / bw, ms(0) / ms(w));
+    printf("%s\n", agreement.c_str());
+    for (auto& p : plans) { cudaFree(p.segs); cudaFree(p.warp0); }
+    cudaFree(y); cudaFree(y_ref);
+    for (auto& w : ws) free_weight(w);
+    return ok;
+}
+
+// --merged: exit 3 if a merged output is NaN or differs from the shipped one past 2^-7.
+int merged_main(cudaStream_t s, double bw, const bf16* xs) {
+    printf("## A decode step's linears as one launch (m = 1, dependencies ignored), ms (%% of copy %.0f GB/s, "
+           "shipped / merged)\n\n", bw / 1e9);
+    printf("| model | format | weight GB | shipped | one launch R2 | one launch R4 | persistent R2 | persistent R4 |"
+           " equal to shipped, worst Δ: one R2 | one R4 | persistent R2 | persistent R4 |\n");
+    printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |\n");
+    bool ok = true;
+    for (const Model& md : MODELS)
+        for (int f = 0; f < 3; f++) ok = step_row(s, md, f, bw, xs) && ok;
+    return ok ? 0 : 3;
+}
+
+}  // namespace merged
