@@ -9,9 +9,10 @@
 #            (`kernels --pdl`: a step's linears with and without programmatic dependent launch.)
 #            (`kernels --prefetch`: a step's linears where each launch first asks L2 for the next
 #            launch's weights, per-line or bulk, at several caps, against the shipped kernels.)
-#            (`kernels --merged`: a step's linears as one launch, dependencies ignored, at R = 2 and 4,
-#            one warp a row group or a persistent grid: what the launch boundaries cost; every output
-#            against the shipped step's.)
+#            (`kernels --merged`: the shipped kernels on resident grids (at most the blocks the GPU
+#            holds at once, warps striding over the row groups), per shape and per step; and a step's
+#            linears as one launch, dependencies ignored, at R = 2 and 4: what short-lived warps and
+#            launch boundaries cost; every output against the shipped step's.)
 #            (`kernels --staged`: the one-row kernels with their weights staged through shared memory
 #            by cp.async, per shape and per step, bit-equal to the shipped kernels' outputs.)
 #            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
@@ -59,6 +60,8 @@
 #   rope [MODELS]: the same for RoPE and the KV append in a kernel of their own (MINILAB_FUSE_ROPE=0)
 #            against the default, the q/k/v launch doing them (`device_check cuda rope`: equal logits,
 #            then ms a token each way).
+#   grid [MODELS]: the same for GEMV launches on resident grids (MINILAB_GEMV_GRID=resident;
+#            `device_check cuda grid`: equal logits, then ms a token each way).
 #   norm [MODELS]: the same for the norms and residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1;
 #            also `device_check cuda folds`). Session 9: correct, 13-16 % slower.
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
@@ -215,17 +218,18 @@ for f in sorted(glob.glob(f"{out}/torch-*.json")):
             print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
   ;;
-pdl|rope|norm|prefetch|chunk|staged)
+pdl|rope|norm|prefetch|chunk|staged|grid)
   # pdl: programmatic dependent launch (MINILAB_PDL=1); staged: the one-row GEMVs staging their
   # weights through shared memory (MINILAB_GEMV_STAGED=1); rope: RoPE and the KV append in a kernel
   # of their own (MINILAB_FUSE_ROPE=0, the q/k/v launch does them by default); norm: norms and
-  # residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1). The checks run with the setting; the
+  # residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1); grid: GEMV launches on resident grids
+  # (MINILAB_GEMV_GRID=resident). The checks run with the setting; the
   # benches alternate the base build, this build and this build with the setting.
   unpack minilab minilab-base device_check
   case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=0 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
     prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
-    *) opt=MINILAB_GEMV_STAGED=1 ;; esac
-  if [ $1 = prefetch ] || [ $1 = staged ] || [ $1 = rope ]; then
+    staged) opt=MINILAB_GEMV_STAGED=1 ;; *) opt=MINILAB_GEMV_GRID=resident ;; esac
+  if [ $1 = prefetch ] || [ $1 = staged ] || [ $1 = rope ] || [ $1 = grid ]; then
     # every way in one process: logits bit-equal to the step without, then the 3B step's time per way
     timeout 300 /tmp/bin/device_check cuda $1 > "$OUT/$1.md" 2>&1; echo "device_check $1: exit $?"
     cat "$OUT/$1.md"
@@ -258,7 +262,7 @@ pdl|rope|norm|prefetch|chunk|staged)
     done
   done
   python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
-  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md ! -name rope.md -delete
+  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md ! -name rope.md ! -name grid.md -delete
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way

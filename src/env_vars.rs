@@ -52,6 +52,7 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_FUSE_NORM", Takes::OneOf(ON_OFF)),
     knob("MINILAB_PREFETCH", Takes::OneOf(&["off", "line", "bulk"])),
     knob("MINILAB_GEMV_STAGED", Takes::OneOf(ON_OFF)),
+    knob("MINILAB_GEMV_GRID", Takes::OneOf(&["rows", "resident"])),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
@@ -163,6 +164,7 @@ mod tests {
             ("MINILAB_PREFILL_CHUNK_MB", "16"),
             ("MINILAB_GEMV_STAGED", "1"),
             ("MINILAB_PREFETCH", "off"),
+            ("MINILAB_GEMV_GRID", "resident"),
             ("PATH", "/bin"),
             ("HF_HUB_OFFLINE", "anything"),
         ];
@@ -184,6 +186,8 @@ mod tests {
             ("MINILAB_PREFILL_CHUNK_MB", "0"),
             ("MINILAB_PREFILL_CHUNK_MB", "1.5"),
             ("MINILAB_PREFILL_CHUNK_MB", "100000"),
+            ("MINILAB_GEMV_GRID", "Resident"),
+            ("MINILAB_GEMV_GRID", "1"),
         ] {
             let err = check_vars(vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{name}={value}");

@@ -16,7 +16,8 @@
 // asks L2 for the next launch's weights (see prefetch_main). --staged: the one-row kernels with their
 // weights staged through shared memory by cp.async, per shape and per step (see staged.cuh).
 // --pairs: NF4 decoded through a table of f16 code pairs, half the lookup bytes (see pairs.cuh).
-// --merged: a decode step's linears as one launch, what the launch boundaries cost (see merged.cuh).
+// --merged: the shipped kernels on a resident grid, and a decode step's linears as one launch: what
+// short-lived warps and launch boundaries cost (see merged.cuh).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -305,7 +306,7 @@ int main(int argc, char** argv) {
     if (prefetch) return prefetch_main(s, bw, xs, ys);
     if (staged_run) return staged::staged_main(s, bw, xs, ys, shapes);
     if (pairs_run) return pairs::pairs_main(s, bw, xs, ys, shapes);
-    if (merged_run) return merged::merged_main(s, bw, xs);
+    if (merged_run) return merged::merged_main(s, bw, xs, ys, shapes);
     const Run run{s, bw, xs, ref, ys, quick, shapes};
     const double e_shapes = check_shapes(run), e_qkv = check_qkv(run);
     double worst_all = std::isnan(e_shapes) || std::isnan(e_qkv) ? NAN : std::max(e_shapes, e_qkv);

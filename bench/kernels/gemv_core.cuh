@@ -79,6 +79,14 @@ void free_weight(Weight& w) { cudaFree(w.a); cudaFree(w.b); }
 
 // Whether launch_shipped asks for programmatic dependent launch (--pdl).
 static bool g_pdl = false;
+// Whether launch_shipped caps its grid at the blocks the GPU holds at once, so that warps stride over
+// the row groups (gemv_parts allows it) and each block fills its NF4 table once (--merged).
+static bool g_resident = false;
+int resident_blocks(Kern k) {
+    int per_sm = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, 128, 0));
+    return std::max(per_sm, 1) * g_sms;
+}
 
 // The Parts of one launch over [w0, w1, …] (all of one format, copy c) into ys[i], m rows of xs,
 // r rows a warp; its blocks of four warps go to *blocks.
@@ -120,6 +128,7 @@ void launch_shipped(cudaStream_t s, const std::vector<const Weight*>& ws, int c,
     int r = 2, blocks;
     Kern k = shipped(ws[0]->fmt, m, rows_max(ws), &r);
     const gemv::Parts ps = parts_of(ws, c, ys, m, r, &blocks);
+    if (g_resident) blocks = std::min(blocks, resident_blocks(k));
     if (!g_pdl) {
         k<<<blocks, 128, 0, s>>>(xs, ps);
         return;

@@ -1,16 +1,19 @@
 // gemv_bench --merged: how much of a decode step's GEMV time its launch boundaries cost. Session 9's
-// floor put the 3B NF4 step's memory pattern alone at 39 % of the copy bandwidth with every load in
-// flight, and the loop's decode at 14 % of the kernel's time: what is left is the launches (113 for
-// the 3B, 129 for the 8B, most of 2–25 MB). Here the step's linears run as ONE launch whose warps walk
-// every weight in step order, with the shipped kernels' per-warp code (gemv.cuh's rows). The linears'
-// dependencies are ignored (all read the same xs), so this bounds from above what a step of fewer,
-// longer launches could reach (a persistent kernel waiting between dependent GEMVs, or PDL with the
-// weight loads issued before its wait). Two grids: a warp per row group, as the shipped launches, and
-// a persistent grid of as many blocks as fit on the SMs at once, striding over the groups.
+// floor put the NF4 memory pattern alone, every load in flight, at 39 % of the copy bandwidth for a
+// 3B step and only 58 % even for the 197 MB head, where launch overhead is nothing: each warp of the
+// shipped grid takes one group of rows (1.5 KB a row in NF4) and exits, and each block first fills
+// its 4 KB NF4 table. Two ways out are measured here, with the shipped kernels' per-warp code:
+// - a resident grid: the shipped kernels launched with at most as many blocks as the GPU holds at
+//   once (occupancy × SMs), their warps striding over the row groups (gemv_parts allows it), per
+//   shape and per step, in every format; bit-equal to the shipped grid by construction, and checked;
+// - a step's linears as ONE launch whose warps walk every weight in step order (gemv.cuh's rows), a
+//   warp per row group or a resident grid, at R = 2 and 4. The linears' dependencies are ignored (all
+//   read the same xs), so this bounds from above what a step of fewer, longer launches could reach (a
+//   persistent kernel waiting between dependent GEMVs, or PDL with the weight loads before its wait).
 //
 // Checked in the same run: every weight's output against the shipped step's, bit for bit where the
-// shipped launch took the same rows a warp (R); else within one bf16 ulp of the largest output
-// (max |Δ| / max |shipped| ≤ 2^-7: a different order of the sums may round the other way).
+// way took the same rows a warp (R) as the shipped launch; else within one bf16 ulp of the largest
+// output (max |Δ| / max |shipped| ≤ 2^-7: a different order of the sums may round the other way).
 #pragma once
 #include <cstring>
 #include <string>
@@ -111,7 +114,9 @@ Agreement compare(const std::vector<Weight>& ws, const std::vector<size_t>& off,
     return a;
 }
 
-// One model and format: the shipped step against the four merged ways, alternating three times.
+constexpr int WAYS = 5;
+
+// One model and format: the shipped step against the five other ways, alternating three times.
 bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs) {
     size_t bytes;
     std::vector<Weight> ws = step_weights(md, f, 900 + f, &bytes);
@@ -122,24 +127,29 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs)
     CK(cudaMalloc(&y, rows * 2));
     CK(cudaMalloc(&y_ref, rows * 2));
     const Plan plans[2] = {plan_of(ws, off, y, 2), plan_of(ws, off, y, 4)};
+    // −1 the shipped step; 0–3 one launch at R = 2, 4, then resident at R = 2, 4; 4 the shipped step
+    // with resident grids
     const auto way = [&](int w) { return [&, w](int) {
-        if (w < 0) shipped_step(s, md, ws, off, y, xs);
+        g_resident = w == WAYS - 1;
+        if (w < 0 || w == WAYS - 1) shipped_step(s, md, ws, off, y, xs);
         else launch(s, plans[w & 1], w >= 2, xs);
+        g_resident = false;
     }; };
     CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
     shipped_step(s, md, ws, off, y_ref, xs);
-    std::vector<std::vector<double>> t(5);
+    std::vector<std::vector<double>> t(WAYS + 1);
     bool ok = true;
     std::string agreement;
     for (int rep = 0; rep < 3; rep++) {
-        for (int w = -1; w < 4; w++) {
+        for (int w = -1; w < WAYS; w++) {
             CK(cudaMemsetAsync(y, 0xff, rows * 2, s));
             t[w + 1].push_back(time_graph(s, 1, way(w)));
             CK(cudaGetLastError());
             if (rep > 0 || w < 0) continue;
             // R = 2 everywhere but the shipped NF4 launches of 8192 rows or more (R = 4)
             const Agreement a = compare(ws, off, y, y_ref);
-            const bool pass = a.worst <= 0x1p-7;
+            // the resident shipped grid runs the shipped warps' code on the same rows: every bit equal
+            const bool pass = a.worst <= 0x1p-7 && (w < WAYS - 1 || a.equal == (int)ws.size());
             ok = ok && pass;
             char cell[96];
             snprintf(cell, sizeof cell, " %d / %zu, %.1e%s |", a.equal, ws.size(), a.worst, pass ? "" : " FAIL");
@@ -149,7 +159,7 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs)
     for (auto& v : t) std::sort(v.begin(), v.end());
     const auto ms = [&](int i) { return t[i][1]; };
     printf("| %s | %s | %.3f | %.3f (%.1f %%) |", md.name, FMT[f], bytes / 1e9, ms(0) * 1e3, 100 * bytes / ms(0) / bw);
-    for (int w = 1; w <= 4; w++) printf(" %.3f (%.1f %%, %.2f×) |", ms(w) * 1e3, 100 * bytes / ms(w) / bw, ms(0) / ms(w));
+    for (int w = 1; w <= WAYS; w++) printf(" %.3f (%.1f %%, %.2f×) |", ms(w) * 1e3, 100 * bytes / ms(w) / bw, ms(0) / ms(w));
     printf("%s\n", agreement.c_str());
     for (auto& p : plans) { cudaFree(p.segs); cudaFree(p.warp0); }
     cudaFree(y); cudaFree(y_ref);
@@ -157,14 +167,57 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs)
     return ok;
 }
 
-// --merged: exit 3 if a merged output is NaN or differs from the shipped one past 2^-7.
-int merged_main(cudaStream_t s, double bw, const bf16* xs) {
-    printf("## A decode step's linears as one launch (m = 1, dependencies ignored), ms (%% of copy %.0f GB/s, "
-           "shipped / merged)\n\n", bw / 1e9);
-    printf("| model | format | weight GB | shipped | one launch R2 | one launch R4 | persistent R2 | persistent R4 |"
-           " equal to shipped, worst Δ: one R2 | one R4 | persistent R2 | persistent R4 |\n");
-    printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- |\n");
+// One shape and format, a launch on another copy past L2 each time: the shipped grid against the
+// resident one, GB/s, and whether the outputs are equal bit for bit.
+bool shape_row(cudaStream_t s, const Shape& sh, int f, double bw, const bf16* xs, void* y, void* y_ref) {
+    const int copies = copies_past_l2(f, sh.n, sh.k), launches = std::max(copies, 24);
+    Weight w = make_weight(f, sh.n, sh.k, copies, 61 + f);
+    std::vector<void*> y1 = {y}, y1_ref = {y_ref};
+    CK(cudaMemsetAsync(y_ref, 0xff, (size_t)sh.n * 2, s));
+    CK(cudaMemsetAsync(y, 0xff, (size_t)sh.n * 2, s));
+    launch_shipped(s, {&w}, 0, xs, y1_ref, 1);
+    g_resident = true;
+    launch_shipped(s, {&w}, 0, xs, y1, 1);
+    g_resident = false;
+    CK(cudaStreamSynchronize(s));
+    CK(cudaGetLastError());
+    std::vector<uint16_t> a(sh.n), b(sh.n);
+    CK(cudaMemcpy(a.data(), y, (size_t)sh.n * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(b.data(), y_ref, (size_t)sh.n * 2, cudaMemcpyDeviceToHost));
+    const bool nan = std::any_of(b.begin(), b.end(), [](uint16_t h) { return (h & 0x7f80) == 0x7f80 && (h & 0x7f); });
+    const bool equal = a == b && !nan;
+    double t[2];
+    for (int way = 0; way < 2; way++) {
+        g_resident = way == 1;
+        t[way] = time_graph(s, launches, [&](int i) { launch_shipped(s, {&w}, i % copies, xs, y1, 1); });
+        g_resident = false;
+    }
+    int r = 2;
+    const Kern k = shipped(f, 1, sh.n, &r);
+    const int blocks = ((sh.n + r - 1) / r + 3) / 4;
+    printf("| %s | %s | %d → %d | %.0f (%.1f %%) | %.0f (%.1f %%) | %.2f | %s |\n", sh.name, FMT[f], blocks,
+           std::min(blocks, resident_blocks(k)), w.bytes() / t[0] / 1e9, 100 * w.bytes() / t[0] / bw, w.bytes() / t[1] / 1e9, 100 * w.bytes() / t[1] / bw,
+           t[0] / t[1], equal ? "yes" : "NO");
+    free_weight(w);
+    return equal;
+}
+
+// --merged: exit 3 if a resident-grid output differs from the shipped one, or a merged output is NaN
+// or differs past 2^-7.
+int merged_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::vector<Shape>& shapes) {
+    printf("## m = 1, the shipped kernels on their grid (a warp per row group) or a resident one (GB/s, %% of copy "
+           "%.0f GB/s)\n\n", bw / 1e9);
+    printf("| shape | format | blocks: shipped → resident | shipped grid | resident grid | shipped / resident time | outputs equal |\n");
+    printf("| --- | --- | ---: | ---: | ---: | ---: | --- |\n");
     bool ok = true;
+    for (const Shape& sh : shapes)
+        for (int f = 0; f < 3; f++) ok = shape_row(s, sh, f, bw, xs, ys[0], ys[1]) && ok;
+    printf("\n## A decode step's linears, shipped, as one launch (dependencies ignored), or shipped on resident grids "
+           "(m = 1), ms (%% of copy, shipped / way)\n\n");
+    printf("| model | format | weight GB | shipped | one launch R2 | one launch R4 | resident one launch R2 |"
+           " resident one launch R4 | shipped, resident grids | equal to shipped, worst Δ: one R2 | one R4 |"
+           " resident R2 | resident R4 | shipped resident |\n");
+    printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | --- | --- |\n");
     for (const Model& md : MODELS)
         for (int f = 0; f < 3; f++) ok = step_row(s, md, f, bw, xs) && ok;
     return ok ? 0 : 3;

@@ -23,6 +23,8 @@
 //!   through shared memory (`kernels::staging`) against the plain kernels.
 //! - `device_check cuda rope [MODEL]`: the same for the q/k/v launch that also applies RoPE and
 //!   writes the KV cache (the default) against the separate `rope_kv` kernel.
+//! - `device_check cuda grid [MODEL]`: the same for GEMV launches on resident grids
+//!   (`kernels::grid`) against a warp per row group.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -510,6 +512,7 @@ fn main() -> minilab::Result<()> {
         Some("prefetch") => ways::check_prefetch(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("staged") => ways::check_staged(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("rope") => ways::check_rope(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());

@@ -1,11 +1,13 @@
-//! `device_check cuda prefetch|staged|rope [MODEL]`: the ways of a process-wide GEMV setting against
-//! its first (off). No setting changes the arithmetic (a prefetch is only a cache hint; the staged
-//! kernels sum in the plain kernels' order; the q/k/v launch rounds q and k before rotating them, as
-//! the separate RoPE kernel reads them), so the decode logits of every way must equal the first
+//! `device_check cuda prefetch|staged|rope|grid [MODEL]`: the ways of a process-wide GEMV setting
+//! against its first (off). No setting changes the arithmetic (a prefetch is only a cache hint; the
+//! staged kernels sum in the plain kernels' order; the q/k/v launch rounds q and k before rotating
+//! them, as the separate RoPE kernel reads them; a resident grid runs the same warps' code on the same
+//! rows), so the decode logits of every way must equal the first
 //! way's bit for bit. Then MODEL's graph-replayed step (default the 3B) is timed per way, the ways
 //! alternating three times, ms a token (median).
 
 use candle_core::Device;
+use minilab::kernels::grid::set_resident;
 use minilab::kernels::prefetch::{set_way, Way};
 use minilab::kernels::set_fuse_rope;
 use minilab::kernels::staging::set_staged;
@@ -45,6 +47,15 @@ pub fn check_rope(dev: &Device, name: &str) -> minilab::Result<()> {
     let checked = check_ways(dev, name, "RoPE-fused", &ways);
     set_fuse_rope(true);
     checked
+}
+
+/// `kernels::grid`: GEMV launches on resident grids against a warp per row group.
+pub fn check_grid(dev: &Device, name: &str) -> minilab::Result<()> {
+    let ways = [
+        Setting { name: "rows", set: || set_resident(false) },
+        Setting { name: "resident", set: || set_resident(true) },
+    ];
+    check_ways(dev, name, "resident-grid", &ways)
 }
 
 fn check_ways(dev: &Device, name: &str, what: &str, ways: &[Setting]) -> minilab::Result<()> {

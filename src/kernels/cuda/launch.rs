@@ -32,6 +32,18 @@ pub(crate) fn pdl_enabled(dev: &CudaDevice) -> bool {
     })
 }
 
+/// The most blocks of `kernel` with `cfg`'s block size and shared memory that the device holds at
+/// once: its occupancy per SM times the SMs (at least one block).
+pub(crate) fn resident_blocks(dev: &CudaDevice, kernel: &Func<'_>, cfg: &LaunchConfig) -> Result<u32> {
+    use sys::CUdevice_attribute_enum as Attr;
+    let func = dev.get_or_load_custom_func(kernel.name, kernel.module, kernel.ptx)?.into_cuda_function();
+    let per_sm = func
+        .occupancy_max_active_blocks_per_multiprocessor(cfg.block_dim.0, cfg.shared_mem_bytes as usize, None)
+        .w()?;
+    let sms = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
+    Ok(per_sm.max(1).saturating_mul(u32::try_from(sms).unwrap_or(1).max(1)))
+}
+
 /// The argument pointer the driver takes for one kernel parameter.
 pub(crate) fn arg<T>(value: &T) -> *mut c_void {
     value as *const T as *mut c_void

@@ -262,6 +262,11 @@ pub(crate) fn gemv_parts(
             name
         };
         let kernel = launch::Func { name: &name, module: MODULE, ptx: PTX };
+        let mut cfg = cfg;
+        if crate::kernels::grid::resident() {
+            // gemv_parts strides its warps over the row groups, so fewer blocks still cover them all
+            cfg.grid_dim.0 = cfg.grid_dim.0.min(launch::resident_blocks(dev, &kernel, &cfg)?);
+        }
         let pf_arg = pf.unwrap_or_default();
         let mut args = [launch::arg(&x_ptr), launch::arg(&arg), launch::arg(&pf_arg)];
         let args = if pf.is_some() { &mut args[..] } else { &mut args[..2] };
