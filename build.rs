@@ -7,7 +7,9 @@ fn main() {
     println!("cargo:rerun-if-changed=src/kernels/cuda/attention.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/decode.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/common.cuh");
-    println!("cargo:rerun-if-changed=src/kernels/cuda/gemv.cuh");
+    for header in ["gemv.cuh", "gemv_accumulate.cuh", "gemv_prefetch.cuh", "gemv_staged.cuh"] {
+        println!("cargo:rerun-if-changed=src/kernels/cuda/{header}");
+    }
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
     if env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;

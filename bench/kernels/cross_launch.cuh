@@ -59,7 +59,7 @@ int pdl_main(cudaStream_t s, double bw, const bf16* xs, void** ys) {
 // - line: every thread of the grid issues prefetch.global.L2 for its share of 128-byte lines;
 // - bulk: thread 0 of each block issues cp.async.bulk.prefetch.L2 (sm_90) for its block's slice.
 // At most `cap` bytes of the next launch are asked for (L2 holds this launch's weights too).
-// The prefetch itself is gemv.cuh's (gemv::Prefetch, gemv::prefetch_next), which minilab's gemv_pf_
+// The prefetch itself is gemv_prefetch.cuh's (gemv::Prefetch, gemv::prefetch_next), which minilab's gemv_pf_
 // kernels run with MINILAB_PREFETCH=line|bulk.
 
 // The shipped m = 1 kernels (linear.cu's GEMVS: same R and register cap) with the prefetch first.

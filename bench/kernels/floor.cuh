@@ -92,7 +92,7 @@ void launch_floor(cudaStream_t s, int kind, const std::vector<const Weight*>& ws
     else loads_kernel<2><<<blocks, 128, 0, s>>>(ps, sink);
 }
 
-// m = 1 with U steps of the k loop in flight (gemv.cuh's default is 2): more bytes in flight a warp.
+// m = 1 with U steps of the k loop in flight (gemv_accumulate.cuh's default is 2): more bytes in flight a warp.
 template <int F, int R, int MINB, int U> __global__ void __launch_bounds__(128, MINB) ku(const bf16* xs, gemv::Parts ps) {
     gemv::gemv_parts<bf16, F, 1, R, U>(xs, ps);
 }

@@ -1,7 +1,7 @@
 // gemv_bench --pairs: what the NF4 table lookups cost. bench/kernels/sass.sh puts the shipped NF4
 // one-row kernels' static ceiling at 77 % (R = 2) and 85 % (R = 4) of the copy bandwidth, because
 // each weight takes a 4-byte shared-memory lookup, and shared memory and L1 move 128 bytes a clock
-// per SM. gemv.cuh's NF4_PAIRS decode looks up a packed byte's two codes as one f16 pair (2 bytes a
+// per SM. gemv_accumulate.cuh's NF4_PAIRS decode looks up a packed byte's two codes as one f16 pair (2 bytes a
 // weight, 3.5 instructions a weight against 4.5). It rounds the codebook to f16 (2^-11 of a code at
 // most), so its outputs are checked against the plain reference, not against the shipped bits.
 //

@@ -1,5 +1,5 @@
 // gemv_bench --staged: the one-row decode GEMV with its weights staged through shared memory by
-// cp.async (gemv.cuh's accumulate_staged), so that a warp has many steps of its rows in flight.
+// cp.async (gemv_staged.cuh's accumulate_staged), so that a warp has many steps of its rows in flight.
 //
 // Why: the SASS of the shipped kernels (bench/kernels/sass.sh) shows ptxas issuing only half of an
 // NF4 loop iteration's weight loads, and none of its absmax loads, before the products begin, at

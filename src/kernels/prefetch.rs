@@ -3,7 +3,7 @@
 //! A step's GEMVs each read 2–50 MB. A launch that small spends most of its time ramping up and
 //! draining, not streaming: on the H200 the loads of a 3B NF4 step's linears alone reach 1.1–1.8
 //! TB/s of the 4.2 (BENCHMARKS.md, issue 11 session 6). So while one launch runs, it asks L2 for
-//! the next launch's weights (gemv.cuh's `Prefetch`, in the `gemv_pf_` kernels). The next launch then
+//! the next launch's weights (gemv_prefetch.cuh's `Prefetch`, in the `gemv_pf_` kernels). The next launch then
 //! reads them from L2 while the DRAM streams the weights of the launch after it.
 //!
 //! The model says what comes next with a [`Scope`] around each launch ([`next`]). One-row GEMV
@@ -36,7 +36,7 @@ pub const CAP_BYTES: u64 = 24 << 20;
 /// Regions a launch can ask for: three weights and their scales.
 const MAX_REGIONS: usize = 6;
 
-/// gemv.cuh's `Prefetch`, passed by value.
+/// gemv_prefetch.cuh's `Prefetch`, passed by value.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PrefetchArg {

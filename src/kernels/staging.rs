@@ -3,7 +3,7 @@
 //! The SASS of the decode GEMVs (`bench/kernels/sass.sh`) shows ptxas issuing only half of an NF4
 //! loop iteration's weight loads, and none of its absmax loads, before the products begin, at every
 //! register cap tried: each iteration then waits on DRAM round trips in turn. The `gemv_st_` kernels
-//! (gemv.cuh's `accumulate_staged`) copy the next steps of a warp's rows into shared memory with
+//! (gemv_staged.cuh's `accumulate_staged`) copy the next steps of a warp's rows into shared memory with
 //! `cp.async` while they multiply the current ones, so the copies cannot be put off. Their arithmetic
 //! is the plain kernels', step for step: the outputs are equal bit for bit.
 //!

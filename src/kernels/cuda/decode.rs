@@ -194,7 +194,7 @@ pub(crate) fn with_addresses<R>(tensors: &[&Tensor], f: impl FnOnce(&[u64]) -> R
     out
 }
 
-/// gemv.cuh's `Rope` for a q/k/v launch that also does [`rope_kv`]'s work (`s.b` rows of xs), from
+/// gemv_accumulate.cuh's `Rope` for a q/k/v launch that also does [`rope_kv`]'s work (`s.b` rows of xs), from
 /// the tensors `rope_kv` takes, checked the same way; `f` launches while their addresses hold.
 pub(crate) fn with_rope_arg<R>(
     s: &RopeKv,

@@ -80,7 +80,7 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
     GEMV(T, NAME, gemv::NF4, nf4, 8, 2, 1)
 
 // gemv_pf_<format>_<dtype>_m1_r<R>: the one-row kernels that first ask L2 for the next launch's
-// weights (gemv.cuh's Prefetch), for the decode step with MINILAB_PREFETCH. Separate kernels, so the
+// weights (gemv_prefetch.cuh's Prefetch), for the decode step with MINILAB_PREFETCH. Separate kernels, so the
 // shipped ones keep their registers.
 #define GEMV_PF(T, NAME, F, FNAME, R, MINB)                                                                  \
     extern "C" __global__ void __launch_bounds__(128, MINB)                                                  \
@@ -95,7 +95,7 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
     GEMV_PF(T, NAME, gemv::NF4, nf4, 4, 6)
 
 // gemv_st_<format>_<dtype>_m1_r<R>: the one-row kernels that stage their weights through shared
-// memory (gemv.cuh's accumulate_staged), for MINILAB_GEMV_STAGED: two steps a stage at R = 2, one at
+// memory (gemv_staged.cuh's accumulate_staged), for MINILAB_GEMV_STAGED: two steps a stage at R = 2, one at
 // R = 4, so a block's stages take 20 KB (NF4) and a normalized xs of up to 16 KB still fits in 48 KB.
 // The NF4 R = 2 kernel takes 4 blocks an SM: under a tighter register cap ptxas drops the table's
 // uniform base register and spends an add on every lookup (bench/kernels/sass.sh: 5.8 instructions

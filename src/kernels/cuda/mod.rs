@@ -52,7 +52,7 @@ pub(crate) struct GemvPart<'a> {
     pub n: usize,
 }
 
-/// `gemv::Part` of gemv.cuh.
+/// `gemv::Part` of gemv_accumulate.cuh.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 struct PartArg {
@@ -63,7 +63,7 @@ struct PartArg {
     pad: i32,
 }
 
-/// `gemv::Parts` of gemv.cuh, passed by value.
+/// `gemv::Parts` of gemv_accumulate.cuh, passed by value.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 struct PartsArg {
@@ -79,7 +79,7 @@ struct PartsArg {
     norm: i32,
 }
 
-// gemv.cuh asserts the same sizes for Part, Rope and Parts.
+// gemv_accumulate.cuh asserts the same sizes for Part, Rope and Parts.
 const _: () = assert!(
     std::mem::size_of::<PartArg>() == 32
         && std::mem::size_of::<RopeArg>() == 56
@@ -89,7 +89,7 @@ const _: () = assert!(
 // SAFETY: plain old data laid out as the C structs the kernels take.
 unsafe impl DeviceRepr for PartsArg {}
 
-/// `gemv::Rope` of gemv.cuh: device addresses of the RoPE tables `[max_pos, d/2]`, the position
+/// `gemv::Rope` of gemv_accumulate.cuh: device addresses of the RoPE tables `[max_pos, d/2]`, the position
 /// (u32) and the caches `[m, kv_heads, cap, d]`.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -105,7 +105,7 @@ pub(crate) struct RopeArg {
     pub pad: i32,
 }
 
-/// What a GEMV launch writes (gemv.cuh's `Parts::mode`).
+/// What a GEMV launch writes (gemv_accumulate.cuh's `Parts::mode`).
 #[derive(Clone, Copy)]
 pub(crate) enum Epilogue {
     /// Each part's `[m, n_i]`, part after part.
@@ -119,7 +119,7 @@ pub(crate) enum Epilogue {
     Residual(u64),
 }
 
-/// RMSNorm before the product (gemv.cuh's `Parts::norm`): xs is the residual stream, normalized
+/// RMSNorm before the product (gemv_accumulate.cuh's `Parts::norm`): xs is the residual stream, normalized
 /// with `eps` and scaled by the weight at device address `w` (`[k]`, xs' dtype) first. One row of
 /// xs, and `k` elements must fit the block's shared memory ([`norm_fits`]).
 #[derive(Clone, Copy)]
