@@ -3,9 +3,10 @@
 #   kernels: the GEMV harness (bench/kernels/gemv_bench.cu, built by bench/kernels/build.sh):
 #            every kernel against the plain reference, then GB/s per shape and a decode step's linears.
 #            (`kernels --quick`: the m = 1 variant sweep and the decode step only.)
-#            (`kernels --floor`: per NF4 shape and step, the empty launch, the loads alone and the
-#            shipped kernel: how much of its time is launch, memory pattern or decode; then every
-#            format at m = 1 with 4 or 8 steps of the k loop in flight against the shipped 2.)
+#            (`kernels --floor`: per NF4 shape and step, the empty launch, the loads alone (every load
+#            of a warp's group in flight, or streamed by a resident grid across rows) and the shipped
+#            kernel: how much of its time is launch, memory pattern or decode; then every format at
+#            m = 1 with 4 or 8 steps of the k loop in flight against the shipped 2.)
 #            (`kernels --pdl`: a step's linears with and without programmatic dependent launch.)
 #            (`kernels --prefetch`: a step's linears where each launch first asks L2 for the next
 #            launch's weights, per-line or bulk, at several caps, against the shipped kernels.)

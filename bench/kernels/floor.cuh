@@ -77,14 +77,63 @@ template <int R, int T> __global__ void __launch_bounds__(128) flight_kernel(gem
     if (lane == 0) sink[(blockIdx.x * blockDim.x + threadIdx.x) >> 5] = acc;
 }
 
-// Launches kind 0 (empty), 1 (loads), 2 (the shipped NF4 kernel) or 3 (flight) over parts [w0, …],
-// copy c.
+// `stream`: the same bytes and absmax again, but each warp of a resident grid (as many blocks as the
+// GPU holds at once) takes a contiguous run of 512-byte steps of the launch's rows, part after part
+// (a row's steps are contiguous, and so are a part's rows), and keeps U of them in flight through
+// cp.async into shared memory across row boundaries: no warp exits after one group of rows. The
+// memory pattern that a kernel streaming across rows could approach. Rows must be whole steps
+// (k / 2 a multiple of 512), as every Llama shape here is.
+template <int U> __global__ void __launch_bounds__(128) stream_kernel(gemv::Parts ps, uint32_t* sink) {
+    __shared__ uint4 w[4][U][32];
+    __shared__ float sc[4][U][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, row_bytes = ps.k / 2, spr = row_bytes / 512;
+    const long long warps = (long long)gridDim.x * 4, gw = blockIdx.x * 4LL + warp;
+    const long long n0 = ps.p[0].n, n1 = ps.count > 1 ? ps.p[1].n : 0, n2 = ps.count > 2 ? ps.p[2].n : 0;
+    const long long steps = (n0 + n1 + n2) * spr, first = steps * gw / warps, last = steps * (gw + 1) / warps;
+    // step s of the launch: row s / spr of the parts' rows laid end to end, bytes (s % spr)·512 + lane·16
+    const auto issue = [&](long long st, int slot) {
+        long long row = st / spr;
+        const gemv::Part& p = row < n0 ? ps.p[0] : row < n0 + n1 ? ps.p[1] : ps.p[2];
+        row -= row < n0 ? 0 : row < n0 + n1 ? n0 : n0 + n1;
+        const size_t at = (size_t)row * row_bytes + (size_t)(st % spr) * 512 + lane * 16;
+        gemv::cp_async16(&w[warp][slot][lane], p.a + at, true);
+        gemv::cp_async4(&sc[warp][slot][lane], p.b + at / 32, true);
+    };
+    uint32_t acc = 0;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        if (first + u < last) issue(first + u, u);
+        gemv::cp_commit();  // one group a step, empty past the run, so the wait counts stay exact
+    }
+    for (long long st = first; st < last; st++) {
+        const int slot = (int)((st - first) % U);
+        gemv::cp_wait<U - 1>();
+        const uint4 v = w[warp][slot][lane];
+        acc ^= v.x ^ v.y ^ v.z ^ v.w ^ __float_as_uint(sc[warp][slot][lane]);
+        // the slot's value is in acc before the copy that reuses it is issued
+        if (st + U < last) issue(st + U, slot);
+        gemv::cp_commit();
+    }
+    acc = __reduce_xor_sync(0xffffffffu, acc);
+    if (lane == 0) sink[gw] = acc;  // a resident grid has far fewer warps than the sink's 128256 words
+}
+
+// Launches kind 0 (empty), 1 (loads), 2 (the shipped NF4 kernel), 3 (flight) or 4 (stream) over parts
+// [w0, …], copy c.
 void launch_floor(cudaStream_t s, int kind, const std::vector<const Weight*>& ws, int c, const bf16* xs,
                   std::vector<void*>& ys, uint32_t* sink) {
     if (kind == 2) return launch_shipped(s, ws, c, xs, ys, 1);
     int r = 2, blocks;
     shipped(2, 1, rows_max(ws), &r);
     const gemv::Parts ps = parts_of(ws, c, ys, 1, r, &blocks);
+    if (kind == 4) {
+        static int resident = 0;
+        if (!resident) {
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, stream_kernel<8>, 128, 0));
+            resident = std::max(resident, 1) * g_sms;
+        }
+        return stream_kernel<8><<<resident, 128, 0, s>>>(ps, sink);
+    }
     if (kind == 0) empty_kernel<<<blocks, 128, 0, s>>>(ps);
     else if (kind == 3 && r == 4) flight_kernel<4, 4><<<blocks, 128, 0, s>>>(ps, sink);
     else if (kind == 3) flight_kernel<2, 8><<<blocks, 128, 0, s>>>(ps, sink);
@@ -107,36 +156,37 @@ int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::
     uint32_t* sink;
     CK(cudaMalloc(&sink, (size_t)128256 * 4));
     printf("## Where an NF4 GEMV's time goes (m = 1; copy bandwidth %.0f GB/s)\n\n", bw / 1e9);
-    printf("| shape | empty µs | loads µs | flight µs | kernel µs | loads GB/s | flight GB/s | kernel GB/s | kernel − flight µs |\n");
-    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("| shape | empty µs | loads µs | flight µs | stream µs | kernel µs | loads GB/s | flight GB/s | stream GB/s | kernel GB/s | kernel − flight µs |\n");
+    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (auto& sh : shapes) {
         const int copies = copies_past_l2(F, sh.n, sh.k);
         Weight w = make_weight(F, sh.n, sh.k, copies, 51);
         const int launches = std::max(copies, 24);
         std::vector<void*> y1 = {ys[0]};
-        double t[4];
-        for (int kind = 0; kind < 4; kind++)
+        double t[5];
+        for (int kind = 0; kind < 5; kind++)
             t[kind] = time_graph(s, launches, [&](int i) { launch_floor(s, kind, {&w}, i % copies, xs, y1, sink); });
-        printf("| %s %dx%d | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f | %.2f |\n", sh.name, sh.n, sh.k, t[0] * 1e6,
-               t[1] * 1e6, t[3] * 1e6, t[2] * 1e6, w.bytes() / t[1] / 1e9, w.bytes() / t[3] / 1e9, w.bytes() / t[2] / 1e9,
-               (t[2] - t[3]) * 1e6);
+        printf("| %s %dx%d | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f | %.0f | %.2f |\n", sh.name, sh.n, sh.k,
+               t[0] * 1e6, t[1] * 1e6, t[3] * 1e6, t[4] * 1e6, t[2] * 1e6, w.bytes() / t[1] / 1e9, w.bytes() / t[3] / 1e9,
+               w.bytes() / t[4] / 1e9, w.bytes() / t[2] / 1e9, (t[2] - t[3]) * 1e6);
         free_weight(w);
     }
-    printf("\n| step | empty ms | loads ms | flight ms | kernel ms | weight GB | loads GB/s | flight GB/s | kernel GB/s |\n");
-    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    printf("\n| step | empty ms | loads ms | flight ms | stream ms | kernel ms | weight GB | loads GB/s | flight GB/s | stream GB/s | kernel GB/s |\n");
+    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (const Model& md : MODELS) {
         size_t bytes;
         std::vector<Weight> ws = step_weights(md, F, 200, &bytes);
         const std::vector<std::vector<const Weight*>> launches = step_launches(md, ws);
-        double t[4];
-        for (int kind = 0; kind < 4; kind++) {
+        double t[5];
+        for (int kind = 0; kind < 5; kind++) {
             t[kind] = time_graph(s, 1, [&](int) {
                 std::vector<void*> y3(ys, ys + 3);
                 for (auto& l : launches) launch_floor(s, kind, l, 0, xs, y3, sink);
             });
         }
-        printf("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f | %.0f | %.0f |\n", md.name, t[0] * 1e3, t[1] * 1e3, t[3] * 1e3,
-               t[2] * 1e3, bytes / 1e9, bytes / t[1] / 1e9, bytes / t[3] / 1e9, bytes / t[2] / 1e9);
+        printf("| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f | %.0f | %.0f | %.0f |\n", md.name, t[0] * 1e3, t[1] * 1e3,
+               t[3] * 1e3, t[4] * 1e3, t[2] * 1e3, bytes / 1e9, bytes / t[1] / 1e9, bytes / t[3] / 1e9, bytes / t[4] / 1e9,
+               bytes / t[2] / 1e9);
         for (auto& w : ws) free_weight(w);
     }
     // Unrolled variants against the shipped kernel, every format, checked against the reference.

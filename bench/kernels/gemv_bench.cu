@@ -9,10 +9,11 @@
 //   the launches captured in one CUDA graph so host launch cost is not measured; median of 9 replays.
 // - A decode step: every linear of the model once, in order, distinct weights, as one graph.
 //
-// Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs | --merged]. Prints markdown tables. --floor: where an
-// NF4 GEMV's time goes (launch floor, the loads alone, the whole kernel), per shape and for a decode
-// step's linears. --pdl: a decode step's linears (shipped kernels) launched plainly and with
-// programmatic dependent launch, in one process. --prefetch: the same step where each launch first
+// Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs | --merged]. Prints
+// markdown tables. --floor: where an NF4 GEMV's time goes (launch floor, the loads alone as grouped or
+// streamed across rows, the whole kernel), per shape and for a decode step's linears. --pdl: a decode
+// step's linears (shipped kernels) launched plainly and with programmatic dependent launch, in one
+// process. --prefetch: the same step where each launch first
 // asks L2 for the next launch's weights (see prefetch_main). --staged: the one-row kernels with their
 // weights staged through shared memory by cp.async, per shape and per step (see staged.cuh).
 // --pairs: NF4 decoded through a table of f16 code pairs, half the lookup bytes (see pairs.cuh).
