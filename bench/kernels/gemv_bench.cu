@@ -9,7 +9,7 @@
 //   the launches captured in one CUDA graph so host launch cost is not measured; median of 9 replays.
 // - A decode step: every linear of the model once, in order, distinct weights, as one graph.
 //
-// Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs | --merged]. Prints
+// Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs | --merged | --stream]. Prints
 // markdown tables. --floor: where an NF4 GEMV's time goes (launch floor, the loads alone as grouped or
 // streamed across rows, the whole kernel), per shape and for a decode step's linears. --pdl: a decode
 // step's linears (shipped kernels) launched plainly and with programmatic dependent launch, in one
@@ -18,7 +18,8 @@
 // weights staged through shared memory by cp.async, per shape and per step (see staged.cuh).
 // --pairs: NF4 decoded through a table of f16 code pairs, half the lookup bytes (see pairs.cuh).
 // --merged: the shipped kernels on a resident grid, and a decode step's linears as one launch: what
-// short-lived warps and launch boundaries cost (see merged.cuh).
+// short-lived warps and launch boundaries cost (see merged.cuh). --stream: an NF4 GEMV whose warps
+// stream across rows on a resident grid, bit-equal to the shipped one (see stream.cuh).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -33,6 +34,7 @@
 #include "merged.cuh"
 #include "pairs.cuh"
 #include "staged.cuh"
+#include "stream.cuh"
 
 // --profile: a few launches of chosen kernels, without graphs, for Nsight Compute.
 int profile(cudaStream_t s, const bf16* xs, std::vector<void*>& ys) {
@@ -277,6 +279,7 @@ int main(int argc, char** argv) {
     bool staged_run = argc > 1 && std::string(argv[1]) == "--staged";
     bool pairs_run = argc > 1 && std::string(argv[1]) == "--pairs";
     bool merged_run = argc > 1 && std::string(argv[1]) == "--merged";
+    bool stream_run = argc > 1 && std::string(argv[1]) == "--stream";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
@@ -308,6 +311,7 @@ int main(int argc, char** argv) {
     if (staged_run) return staged::staged_main(s, bw, xs, ys, shapes);
     if (pairs_run) return pairs::pairs_main(s, bw, xs, ys, shapes);
     if (merged_run) return merged::merged_main(s, bw, xs, ys, shapes);
+    if (stream_run) return stream::stream_main(s, bw, xs, ys, shapes);
     const Run run{s, bw, xs, ref, ys, quick, shapes};
     const double e_shapes = check_shapes(run), e_qkv = check_qkv(run);
     double worst_all = std::isnan(e_shapes) || std::isnan(e_qkv) ? NAN : std::max(e_shapes, e_qkv);
