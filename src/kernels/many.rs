@@ -94,7 +94,8 @@ pub fn fold_norms(device: &candle_core::Device) -> bool {
 }
 
 /// RoPE and the KV append in the q/k/v launch, on unless `MINILAB_FUSE_ROPE=0`: 1–2 % faster decode
-/// on the H200 with the same logits (BENCHMARKS.md, issue 11 session 9).
+/// on the H200, its logits as far from the plain path as the separate kernel's to four digits
+/// (BENCHMARKS.md, issue 11 session 9; `device_check cuda rope` compares them bit for bit).
 static FUSE_ROPE: Switch = Switch::new("MINILAB_FUSE_ROPE", &["0"]);
 
 /// Turns the RoPE fusion of [`linear_qkv_rope`] on or off for the rest of the process, whatever the
