@@ -18,6 +18,9 @@
 #            by cp.async, per shape and per step, bit-equal to the shipped kernels' outputs.)
 #            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
 #            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
+#   launches: `gemv_bench --merged`, `--floor` and `--stream` in one call, into one tar.
+#   resident: device_check cuda kernels, rope and grid (on the 1B), then 3B tg128 in f16/int8/nf4 with
+#            MINILAB_GEMV_GRID=rows, resident, and resident with MINILAB_FUSE_NORM=1.
 #   prefill-ways: the prefill harness (bench/kernels/prefill_bench.cu, built by bench/kernels/build.sh):
 #            a prompt's linears (m = 512) with bf16 weights against int8/NF4 dequantized then multiplied
 #            (the shipped way), in chunks that fit L2, and on two streams; the dequantize pass alone.
@@ -272,6 +275,38 @@ prefill-ways)
   libs=$(python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'lib'))" 2>/dev/null)
   LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 300 ./.gpu/prefill_bench > "$OUT/prefill.md" 2> "$OUT/prefill.err"
   echo "prefill_bench: exit $?"; tail -5 "$OUT/prefill.err"; cat "$OUT/prefill.md"
+  ;;
+launches)
+  # what short-lived warps and launch boundaries cost the decode GEMVs: the shipped kernels on resident
+  # grids and a step as one launch (--merged), the stream floor (--floor), the streaming NF4 kernel
+  # (--stream); every output against the shipped kernels', all in one tar
+  for m in merged floor stream; do
+    LD_LIBRARY_PATH=.gpu timeout 240 ./.gpu/gemv_bench --$m > "$OUT/$m.md" 2> "$OUT/$m.err"; echo "gemv_bench --$m: exit $?"
+    tail -2 "$OUT/$m.err"
+  done
+  grep -A16 "decode step" "$OUT/merged.md"; sed -n '/| step/,/^$/p' "$OUT/floor.md"; cat "$OUT/stream.md"
+  tar czf "$OUT/launches.tgz" -C "$OUT" --exclude launches.tgz . && find "$OUT" -type f ! -name launches.tgz -delete
+  ;;
+resident)
+  # the rebuilt checks (silu·up against an f32 reference; RoPE fused against separate and resident
+  # grids against a warp per row group, logits bit for bit, on the 1B), then 3B tg128 with GEMV grids
+  # rows / resident / resident with the norm fold (a block's norm then paid once a launch)
+  unpack minilab device_check
+  timeout 60 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "device_check kernels: exit $?"
+  grep -A22 "silu·up in one" "$OUT/kernels.md" | tail -20
+  for w in rope grid; do
+    timeout 120 /tmp/bin/device_check cuda $w llama-3.2-1b > "$OUT/$w.md" 2>&1; echo "device_check $w: exit $?"; tail -9 "$OUT/$w.md"
+  done
+  for p in f16 int8 nf4; do
+    for w in rows resident norm; do
+      e="MINILAB_GEMV_GRID=$w"; [ $w = norm ] && e="MINILAB_GEMV_GRID=resident MINILAB_FUSE_NORM=1"
+      env $e timeout 50 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision $p \
+        -p 512 -n 128 -r 3 --no-log --output json > "$OUT/bench-3.2-3b-$p-$w.json" 2> "$OUT/bench-3.2-3b-$p-$w.err"
+      echo "$p $w: exit $?"
+    done
+  done
+  python3 bench/builds_table.py "$OUT" rows resident norm | tee "$OUT/table.md"
+  tar czf "$OUT/resident.tgz" -C "$OUT" --exclude resident.tgz . && find "$OUT" -type f ! -name resident.tgz ! -name table.md -delete
   ;;
 kernels)
   nvidia-smi --query-gpu=clocks.sm,clocks.mem --format=csv,noheader,nounits -lms 100 > "$OUT/clocks.csv" 2>/dev/null &
