@@ -118,6 +118,16 @@ template <int U> __global__ void __launch_bounds__(128) stream_kernel(gemv::Part
     if (lane == 0) sink[gw] = acc;  // a resident grid has far fewer warps than the sink's 128256 words
 }
 
+// The stream kernel's resident grid, asked of the driver once, before any capture (floor_main).
+int stream_grid() {
+    static int blocks = 0;
+    if (!blocks) {
+        CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, stream_kernel<8>, 128, 0));
+        blocks = std::max(blocks, 1) * g_sms;
+    }
+    return blocks;
+}
+
 // Launches kind 0 (empty), 1 (loads), 2 (the shipped NF4 kernel), 3 (flight) or 4 (stream) over parts
 // [w0, …], copy c.
 void launch_floor(cudaStream_t s, int kind, const std::vector<const Weight*>& ws, int c, const bf16* xs,
@@ -126,14 +136,7 @@ void launch_floor(cudaStream_t s, int kind, const std::vector<const Weight*>& ws
     int r = 2, blocks;
     shipped(2, 1, rows_max(ws), &r);
     const gemv::Parts ps = parts_of(ws, c, ys, 1, r, &blocks);
-    if (kind == 4) {
-        static int resident = 0;
-        if (!resident) {
-            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, stream_kernel<8>, 128, 0));
-            resident = std::max(resident, 1) * g_sms;
-        }
-        return stream_kernel<8><<<resident, 128, 0, s>>>(ps, sink);
-    }
+    if (kind == 4) return stream_kernel<8><<<stream_grid(), 128, 0, s>>>(ps, sink);
     if (kind == 0) empty_kernel<<<blocks, 128, 0, s>>>(ps);
     else if (kind == 3 && r == 4) flight_kernel<4, 4><<<blocks, 128, 0, s>>>(ps, sink);
     else if (kind == 3) flight_kernel<2, 8><<<blocks, 128, 0, s>>>(ps, sink);
@@ -153,6 +156,7 @@ static Variant UNROLLS[] = {UV(2, 4, 4), UV(2, 2, 8), UV(4, 3, 4), UV(1, 8, 4), 
 // them, and with their loads in flight) and the shipped kernel, in µs a launch (ms a step), with GB/s.
 int floor_main(cudaStream_t s, double bw, const bf16* xs, void** ys, const std::vector<Shape>& shapes) {
     const int F = 2;
+    stream_grid();
     uint32_t* sink;
     CK(cudaMalloc(&sink, (size_t)128256 * 4));
     printf("## Where an NF4 GEMV's time goes (m = 1; copy bandwidth %.0f GB/s)\n\n", bw / 1e9);

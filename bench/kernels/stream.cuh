@@ -69,6 +69,7 @@ __global__ void __launch_bounds__(128) nf4_kernel(const bf16* xs, gemv::Parts ps
     }
 }
 
+// Asked of the driver once, before any capture (stream_main's title asks first).
 int resident_grid() {
     static int blocks = 0;
     if (!blocks) {

@@ -33,15 +33,28 @@ pub(crate) fn pdl_enabled(dev: &CudaDevice) -> bool {
 }
 
 /// The most blocks of `kernel` with `cfg`'s block size and shared memory that the device holds at
-/// once: its occupancy per SM times the SMs (at least one block).
+/// once: its occupancy per SM times the SMs (at least one block). Asked of the driver once per
+/// kernel and shape of block: minilab drives one GPU a process, and a decode step is first run
+/// eagerly before its capture, so no query runs while a graph is captured.
 pub(crate) fn resident_blocks(dev: &CudaDevice, kernel: &Func<'_>, cfg: &LaunchConfig) -> Result<u32> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
     use sys::CUdevice_attribute_enum as Attr;
+    type Known = Mutex<HashMap<(String, u32, u32), u32>>;
+    static KNOWN: OnceLock<Known> = OnceLock::new();
+    let key = (kernel.name.to_string(), cfg.block_dim.0, cfg.shared_mem_bytes);
+    let known = KNOWN.get_or_init(Known::default);
+    if let Some(&blocks) = known.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(blocks);
+    }
     let func = dev.get_or_load_custom_func(kernel.name, kernel.module, kernel.ptx)?.into_cuda_function();
     let per_sm = func
         .occupancy_max_active_blocks_per_multiprocessor(cfg.block_dim.0, cfg.shared_mem_bytes as usize, None)
         .w()?;
     let sms = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
-    Ok(per_sm.max(1).saturating_mul(u32::try_from(sms).unwrap_or(1).max(1)))
+    let blocks = per_sm.max(1).saturating_mul(u32::try_from(sms).unwrap_or(1).max(1));
+    known.lock().unwrap_or_else(|e| e.into_inner()).insert(key, blocks);
+    Ok(blocks)
 }
 
 /// The argument pointer the driver takes for one kernel parameter.
