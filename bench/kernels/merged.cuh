@@ -114,6 +114,16 @@ Agreement compare(const std::vector<Weight>& ws, const std::vector<size_t>& off,
     return a;
 }
 
+// Weight i of a step writes its n rows at off[i] of two buffers (a way's and the shipped step's),
+// allocated here; returns the rows of all.
+size_t step_outputs(const std::vector<Weight>& ws, std::vector<size_t>& off, bf16** y, bf16** y_ref) {
+    size_t rows = 0;
+    for (auto& w : ws) { off.push_back(rows); rows += w.n; }
+    CK(cudaMalloc(y, rows * 2));
+    CK(cudaMalloc(y_ref, rows * 2));
+    return rows;
+}
+
 constexpr int WAYS = 5;
 
 // One model and format: the shipped step against the five other ways, alternating three times.
@@ -121,11 +131,8 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs)
     size_t bytes;
     std::vector<Weight> ws = step_weights(md, f, 900 + f, &bytes);
     std::vector<size_t> off;
-    size_t rows = 0;
-    for (auto& w : ws) { off.push_back(rows); rows += w.n; }
     bf16 *y, *y_ref;
-    CK(cudaMalloc(&y, rows * 2));
-    CK(cudaMalloc(&y_ref, rows * 2));
+    const size_t rows = step_outputs(ws, off, &y, &y_ref);
     const Plan plans[2] = {plan_of(ws, off, y, 2), plan_of(ws, off, y, 4)};
     // −1 the shipped step; 0–3 one launch at R = 2, 4, then resident at R = 2, 4; 4 the shipped step
     // with resident grids

@@ -113,11 +113,8 @@ bool step_row(cudaStream_t s, const Model& md, double bw, const bf16* xs) {
     size_t bytes;
     std::vector<Weight> ws = step_weights(md, 2, 700, &bytes);
     std::vector<size_t> off;
-    size_t rows = 0;
-    for (auto& w : ws) { off.push_back(rows); rows += w.n; }
     bf16 *y, *y_ref;
-    CK(cudaMalloc(&y, rows * 2));
-    CK(cudaMalloc(&y_ref, rows * 2));
+    const size_t rows = merged::step_outputs(ws, off, &y, &y_ref);
     const auto streamed = [&](bf16* out) {
         for (auto& l : step_launches(md, ws)) {
             std::vector<void*> ys;
