@@ -86,34 +86,14 @@ template <int R, int T> __global__ void __launch_bounds__(128) flight_kernel(gem
 template <int U> __global__ void __launch_bounds__(128) stream_kernel(gemv::Parts ps, uint32_t* sink) {
     __shared__ uint4 w[4][U][32];
     __shared__ float sc[4][U][32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, row_bytes = ps.k / 2, spr = row_bytes / 512;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const long long warps = (long long)gridDim.x * 4, gw = blockIdx.x * 4LL + warp;
-    const long long n0 = ps.p[0].n, n1 = ps.count > 1 ? ps.p[1].n : 0, n2 = ps.count > 2 ? ps.p[2].n : 0;
-    const long long steps = (n0 + n1 + n2) * spr, first = steps * gw / warps, last = steps * (gw + 1) / warps;
-    // step s of the launch: row s / spr of the parts' rows laid end to end, bytes (s % spr)·512 + lane·16
-    const auto issue = [&](long long st, int slot) {
-        long long row = st / spr;
-        const gemv::Part& p = row < n0 ? ps.p[0] : row < n0 + n1 ? ps.p[1] : ps.p[2];
-        row -= row < n0 ? 0 : row < n0 + n1 ? n0 : n0 + n1;
-        const size_t at = (size_t)row * row_bytes + (size_t)(st % spr) * 512 + lane * 16;
-        gemv::cp_async16(&w[warp][slot][lane], p.a + at, true);
-        gemv::cp_async4(&sc[warp][slot][lane], p.b + at / 32, true);
-    };
+    const NF4Steps at(ps);
+    const long long steps = at.rows() * at.spr, first = steps * gw / warps, last = steps * (gw + 1) / warps;
     uint32_t acc = 0;
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-        if (first + u < last) issue(first + u, u);
-        gemv::cp_commit();  // one group a step, empty past the run, so the wait counts stay exact
-    }
-    for (long long st = first; st < last; st++) {
-        const int slot = (int)((st - first) % U);
-        gemv::cp_wait<U - 1>();
-        const uint4 v = w[warp][slot][lane];
-        acc ^= v.x ^ v.y ^ v.z ^ v.w ^ __float_as_uint(sc[warp][slot][lane]);
-        // the slot's value is in acc before the copy that reuses it is issued
-        if (st + U < last) issue(st + U, slot);
-        gemv::cp_commit();
-    }
+    stream_steps<U>(at, first, last, w[warp], sc[warp], [&](long long, uint4 v, float scale) {
+        acc ^= v.x ^ v.y ^ v.z ^ v.w ^ __float_as_uint(scale);
+    });
     acc = __reduce_xor_sync(0xffffffffu, acc);
     if (lane == 0) sink[gw] = acc;  // a resident grid has far fewer warps than the sink's 128256 words
 }

@@ -18,34 +18,15 @@ __global__ void __launch_bounds__(128) nf4_kernel(const bf16* xs, gemv::Parts ps
     __shared__ uint4 w[4][U][32];
     __shared__ float sc[4][U][32];
     gemv::fill_table<gemv::NF4>(table);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, k = ps.k, row_bytes = k / 2, spr = row_bytes / 512;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const long long warps = (long long)gridDim.x * 4, gw = blockIdx.x * 4LL + warp;
-    const long long n0 = ps.p[0].n, n1 = ps.count > 1 ? ps.p[1].n : 0, n2 = ps.count > 2 ? ps.p[2].n : 0;
-    const long long rows = n0 + n1 + n2, first = rows * gw / warps * spr, last = rows * (gw + 1) / warps * spr;
-    const auto part_row = [&](long long row, int* part) {
-        *part = row < n0 ? 0 : row < n0 + n1 ? 1 : 2;
-        return row - (*part == 0 ? 0 : *part == 1 ? n0 : n0 + n1);
-    };
-    // step st: row st / spr of the rows laid end to end, bytes (st % spr)·512 + lane·16 of it
-    const auto issue = [&](long long st, int slot) {
-        int part;
-        const long long row = part_row(st / spr, &part);
-        const size_t at = (size_t)row * row_bytes + (size_t)(st % spr) * 512 + lane * 16;
-        gemv::cp_async16(&w[warp][slot][lane], ps.p[part].a + at, true);
-        gemv::cp_async4(&sc[warp][slot][lane], ps.p[part].b + at / 32, true);
-    };
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-        if (first + u < last) issue(first + u, u);
-        gemv::cp_commit();  // one group a step, empty past the run, so the wait counts stay exact
-    }
+    const NF4Steps at(ps);
+    // whole rows a warp, so that each row's sum is one warp's
+    const long long first = at.rows() * gw / warps * at.spr, last = at.rows() * (gw + 1) / warps * at.spr;
     const char* tb = reinterpret_cast<const char*>(table);
     float acc = 0.f;
-    for (long long st = first; st < last; st++) {
-        const int slot = (int)((st - first) % U), t = (int)(st % spr), j = t * 1024 + lane * 32;
-        gemv::cp_wait<U - 1>();
-        const uint4 wq = w[warp][slot][lane];
-        const float scale = sc[warp][slot][lane];
+    stream_steps<U>(at, first, last, w[warp], sc[warp], [&](long long st, uint4 wq, float scale) {
+        const int t = (int)(st % at.spr), j = t * 1024 + lane * 32;
         float sums = 0.f;
 #pragma unroll
         for (int s = 0; s < 4; s++) {
@@ -56,17 +37,14 @@ __global__ void __launch_bounds__(128) nf4_kernel(const bf16* xs, gemv::Parts ps
             for (int e = 0; e < 8; e++) sums = fmaf(wf[e], x[e], sums);
         }
         acc = fmaf(sums, scale, acc);
-        // the slot's values are used above before the copy that reuses the slot is issued
-        if (st + U < last) issue(st + U, slot);
-        gemv::cp_commit();
-        if (t == spr - 1) {
+        if (t == at.spr - 1) {
             const float v = warp_sum(acc);
             int part;
-            const long long row = part_row(st / spr, &part);
+            const long long row = at.part_row(st / at.spr, &part);
             if (lane == 0) reinterpret_cast<bf16*>(ps.p[part].ys)[row] = from_f<bf16>(v);
             acc = 0.f;
         }
-    }
+    });
 }
 
 // Asked of the driver once, before any capture (stream_main's title asks first).

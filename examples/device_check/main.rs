@@ -21,8 +21,8 @@
 //!   MODEL's step (default the 3B) timed per way.
 //! - `device_check cuda staged [MODEL]`: the same for the one-row GEMVs staging their weights
 //!   through shared memory (`kernels::staging`) against the plain kernels.
-//! - `device_check cuda rope [MODEL]`: the same for the q/k/v launch that also applies RoPE and
-//!   writes the KV cache (the default) against the separate `rope_kv` kernel.
+//! - `device_check cuda rope [MODEL]`: the same for the separate `rope_kv` kernel against the q/k/v
+//!   launch that also applies RoPE and writes the KV cache (the default).
 //! - `device_check cuda grid [MODEL]`: the same for GEMV launches on resident grids
 //!   (`kernels::grid`) against a warp per row group.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,

@@ -1,5 +1,5 @@
 //! `device_check cuda prefetch|staged|rope|grid [MODEL]`: the ways of a process-wide GEMV setting
-//! against its first (off). No setting changes the arithmetic (a prefetch is only a cache hint; the
+//! against its first (the default), which the check leaves the process in. No setting changes the arithmetic (a prefetch is only a cache hint; the
 //! staged kernels sum in the plain kernels' order; the q/k/v launch rounds q and k before rotating
 //! them, as the separate RoPE kernel reads them; a resident grid runs the same warps' code on the same
 //! rows), so the decode logits of every way must equal the first
@@ -38,15 +38,14 @@ pub fn check_staged(dev: &Device, name: &str) -> minilab::Result<()> {
     check_ways(dev, name, "staged", &ways)
 }
 
-/// `kernels::many`: RoPE and the KV append in the q/k/v launch against the separate `rope_kv` kernel.
+/// `kernels::many`: the separate `rope_kv` kernel against RoPE and the KV append in the q/k/v launch
+/// (the default, first, so that the check leaves the process in it).
 pub fn check_rope(dev: &Device, name: &str) -> minilab::Result<()> {
     let ways = [
-        Setting { name: "separate", set: || set_fuse_rope(false) },
         Setting { name: "fused", set: || set_fuse_rope(true) },
+        Setting { name: "separate", set: || set_fuse_rope(false) },
     ];
-    let checked = check_ways(dev, name, "RoPE-fused", &ways);
-    set_fuse_rope(true);
-    checked
+    check_ways(dev, name, "separate-RoPE", &ways)
 }
 
 /// `kernels::grid`: GEMV launches on resident grids against a warp per row group.
