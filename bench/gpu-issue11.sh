@@ -19,8 +19,10 @@
 #            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
 #            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
 #   launches: `gemv_bench --merged`, `--floor` and `--stream` in one call, into one tar.
-#   resident: device_check cuda kernels, rope and grid (on the 1B), then 3B tg128 in f16/int8/nf4 with
-#            MINILAB_GEMV_GRID=rows, resident, and resident with MINILAB_FUSE_NORM=1.
+#   resident: device_check cuda kernels and rope (on the 1B), device_check cuda grid (rows, resident
+#            and streaming GEMV grids, logits bit for bit, on the 1B) without and with MINILAB_PDL=1,
+#            then 3B tg128 in f16/int8/nf4 with MINILAB_GEMV_GRID=rows, resident, stream, stream with
+#            MINILAB_PDL=1, and that with MINILAB_FUSE_NORM=1.
 #   prefill-ways: the prefill harness (bench/kernels/prefill_bench.cu, built by bench/kernels/build.sh):
 #            a prompt's linears (m = 512) with bf16 weights against int8/NF4 dequantized then multiplied
 #            (the shipped way), in chunks that fit L2, and on two streams; the dequantize pass alone.
@@ -64,8 +66,8 @@
 #   rope [MODELS]: the same for RoPE and the KV append in a kernel of their own (MINILAB_FUSE_ROPE=0)
 #            against the default, the q/k/v launch doing them (`device_check cuda rope`: equal logits,
 #            then ms a token each way).
-#   grid [MODELS]: the same for GEMV launches on resident grids (MINILAB_GEMV_GRID=resident;
-#            `device_check cuda grid`: equal logits, then ms a token each way).
+#   grid [MODELS]: the same for GEMV launches on resident grids (MINILAB_GEMV_GRID=${GRID:-resident};
+#            `device_check cuda grid`: rows, resident and stream, equal logits, then ms a token each way).
 #   norm [MODELS]: the same for the norms and residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1;
 #            also `device_check cuda folds`). Session 9: correct, 13-16 % slower.
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
@@ -232,7 +234,7 @@ pdl|rope|norm|prefetch|chunk|staged|grid)
   unpack minilab minilab-base device_check
   case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=0 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
     prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
-    staged) opt=MINILAB_GEMV_STAGED=1 ;; *) opt=MINILAB_GEMV_GRID=resident ;; esac
+    staged) opt=MINILAB_GEMV_STAGED=1 ;; *) opt=MINILAB_GEMV_GRID=${GRID:-resident} ;; esac
   if [ $1 = prefetch ] || [ $1 = staged ] || [ $1 = rope ] || [ $1 = grid ]; then
     # every way in one process: logits bit-equal to the step without, then the 3B step's time per way
     timeout 300 /tmp/bin/device_check cuda $1 > "$OUT/$1.md" 2>&1; echo "device_check $1: exit $?"
@@ -277,35 +279,39 @@ prefill-ways)
   echo "prefill_bench: exit $?"; tail -5 "$OUT/prefill.err"; cat "$OUT/prefill.md"
   ;;
 launches)
-  # what short-lived warps and launch boundaries cost the decode GEMVs: the shipped kernels on resident
-  # grids and a step as one launch (--merged), the stream floor (--floor), the streaming NF4 kernel
-  # (--stream); every output against the shipped kernels', all in one tar
-  for m in merged floor stream; do
-    LD_LIBRARY_PATH=.gpu timeout 240 ./.gpu/gemv_bench --$m > "$OUT/$m.md" 2> "$OUT/$m.err"; echo "gemv_bench --$m: exit $?"
-    tail -2 "$OUT/$m.err"
+  # what short-lived warps and launch boundaries cost the decode GEMVs: minilab's streaming kernels
+  # against the shipped ones, with and without PDL (--stream), the shipped kernels on resident grids
+  # and a step as one launch (--merged), the stream floor (--floor); every output against the
+  # shipped kernels', all in one tar; the most telling first, the caps summing to under 600 s
+  for m in stream:200 merged:200 floor:150; do
+    LD_LIBRARY_PATH=.gpu timeout ${m#*:} ./.gpu/gemv_bench --${m%:*} > "$OUT/${m%:*}.md" 2> "$OUT/${m%:*}.err"; echo "gemv_bench --${m%:*}: exit $?"
+    tail -2 "$OUT/${m%:*}.err"
   done
-  grep -A16 "decode step" "$OUT/merged.md"; sed -n '/| step/,/^$/p' "$OUT/floor.md"; cat "$OUT/stream.md"
+  cat "$OUT/stream.md"; grep -A16 "decode step" "$OUT/merged.md"; sed -n '/| step/,/^$/p' "$OUT/floor.md"
   tar czf "$OUT/launches.tgz" -C "$OUT" --exclude launches.tgz . && find "$OUT" -type f ! -name launches.tgz -delete
   ;;
 resident)
-  # the rebuilt checks (silu·up against an f32 reference; RoPE fused against separate and resident
-  # grids against a warp per row group, logits bit for bit, on the 1B), then 3B tg128 with GEMV grids
-  # rows / resident / resident with the norm fold (a block's norm then paid once a launch)
+  # the rebuilt checks (silu·up against an f32 reference; RoPE fused against separate on the 1B), then
+  # the GEMV grids (rows, resident, streaming kernels) against each other, logits bit for bit on the
+  # 1B, without and with PDL; then 3B tg128 per grid way: rows, resident, stream, stream with PDL
+  # (the streaming kernels' first copies overlap the previous kernel), and stream with PDL and the
+  # norm fold (a block normalizes once a launch, after its first copies are out)
   unpack minilab device_check
   timeout 60 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "device_check kernels: exit $?"
   grep -A22 "silu·up in one" "$OUT/kernels.md" | tail -20
-  for w in rope grid; do
-    timeout 120 /tmp/bin/device_check cuda $w llama-3.2-1b > "$OUT/$w.md" 2>&1; echo "device_check $w: exit $?"; tail -9 "$OUT/$w.md"
-  done
+  timeout 100 /tmp/bin/device_check cuda rope llama-3.2-1b > "$OUT/rope.md" 2>&1; echo "device_check rope: exit $?"; tail -9 "$OUT/rope.md"
+  timeout 120 /tmp/bin/device_check cuda grid llama-3.2-1b > "$OUT/grid.md" 2>&1; echo "device_check grid: exit $?"; tail -9 "$OUT/grid.md"
+  MINILAB_PDL=1 timeout 120 /tmp/bin/device_check cuda grid llama-3.2-1b > "$OUT/grid-pdl.md" 2>&1; echo "PDL device_check grid: exit $?"; tail -9 "$OUT/grid-pdl.md"
   for p in f16 int8 nf4; do
-    for w in rows resident norm; do
-      e="MINILAB_GEMV_GRID=$w"; [ $w = norm ] && e="MINILAB_GEMV_GRID=resident MINILAB_FUSE_NORM=1"
+    for w in rows resident stream streampdl streamnorm; do
+      case $w in rows|resident|stream) e="MINILAB_GEMV_GRID=$w" ;; streampdl) e="MINILAB_GEMV_GRID=stream MINILAB_PDL=1" ;;
+        *) e="MINILAB_GEMV_GRID=stream MINILAB_PDL=1 MINILAB_FUSE_NORM=1" ;; esac
       env $e timeout 50 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision $p \
         -p 512 -n 128 -r 3 --no-log --output json > "$OUT/bench-3.2-3b-$p-$w.json" 2> "$OUT/bench-3.2-3b-$p-$w.err"
       echo "$p $w: exit $?"
     done
   done
-  python3 bench/builds_table.py "$OUT" rows resident norm | tee "$OUT/table.md"
+  python3 bench/builds_table.py "$OUT" rows resident stream streampdl streamnorm | tee "$OUT/table.md"
   tar czf "$OUT/resident.tgz" -C "$OUT" --exclude resident.tgz . && find "$OUT" -type f ! -name resident.tgz ! -name table.md -delete
   ;;
 kernels)

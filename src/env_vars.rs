@@ -52,7 +52,7 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_FUSE_NORM", Takes::OneOf(ON_OFF)),
     knob("MINILAB_PREFETCH", Takes::OneOf(&["off", "line", "bulk"])),
     knob("MINILAB_GEMV_STAGED", Takes::OneOf(ON_OFF)),
-    knob("MINILAB_GEMV_GRID", Takes::OneOf(&["rows", "resident"])),
+    knob("MINILAB_GEMV_GRID", Takes::OneOf(&["rows", "resident", "stream"])),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
@@ -105,13 +105,19 @@ fn check_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Ve
 }
 
 /// Settings that pick different kernels for the same launch: a one-row GEMV either stages its
-/// weights or asks L2 for the next launch's, and no kernel does both.
+/// weights, asks L2 for the next launch's or streams them across row groups, and no kernel does two.
 fn check_alternatives(set: &[(&str, String)]) -> Result<()> {
     let value = |name: &str| set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
-    if let (Some("1"), Some(way @ ("line" | "bulk"))) = (value("MINILAB_GEMV_STAGED"), value("MINILAB_PREFETCH")) {
-        return Err(Error::input(format!(
-            "MINILAB_GEMV_STAGED=1 and MINILAB_PREFETCH={way} are alternatives for the decode GEMVs: set one"
-        )));
+    let asked: Vec<String> = [
+        (value("MINILAB_GEMV_STAGED") == Some("1")).then(|| "MINILAB_GEMV_STAGED=1".to_string()),
+        value("MINILAB_PREFETCH").filter(|w| matches!(*w, "line" | "bulk")).map(|w| format!("MINILAB_PREFETCH={w}")),
+        (value("MINILAB_GEMV_GRID") == Some("stream")).then(|| "MINILAB_GEMV_GRID=stream".to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if asked.len() > 1 {
+        return Err(Error::input(format!("{} are alternatives for the decode GEMVs: set one", asked.join(" and "))));
     }
     Ok(())
 }
@@ -188,6 +194,7 @@ mod tests {
             ("MINILAB_PREFILL_CHUNK_MB", "100000"),
             ("MINILAB_GEMV_GRID", "Resident"),
             ("MINILAB_GEMV_GRID", "1"),
+            ("MINILAB_GEMV_GRID", "streamed"),
         ] {
             let err = check_vars(vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{name}={value}");
@@ -197,16 +204,28 @@ mod tests {
     }
 
     #[test]
-    fn staging_and_prefetching_together_are_bad_input() {
+    fn two_alternative_gemv_kernels_together_are_bad_input() {
+        let staged = ("MINILAB_GEMV_STAGED", "1");
+        let stream = ("MINILAB_GEMV_GRID", "stream");
         for way in ["line", "bulk"] {
-            let err = check_vars(vars(&[("MINILAB_PREFETCH", way), ("MINILAB_GEMV_STAGED", "1")])).unwrap_err();
-            assert_eq!(err.exit_code(), 2);
-            assert!(err.to_string().contains(&format!("MINILAB_PREFETCH={way}")), "{err}");
+            let prefetch = ("MINILAB_PREFETCH", way);
+            for pair in [[prefetch, staged], [prefetch, stream]] {
+                let err = check_vars(vars(&pair)).unwrap_err();
+                assert_eq!(err.exit_code(), 2);
+                assert!(err.to_string().contains(&format!("MINILAB_PREFETCH={way}")), "{err}");
+            }
         }
-        // either alone, or one of them off, is fine
+        let err = check_vars(vars(&[staged, stream])).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("MINILAB_GEMV_STAGED=1") && msg.contains("MINILAB_GEMV_GRID=stream"), "{msg}");
+        // either alone, one of them off, or a resident grid beside one, is fine
         for pair in [
             [("MINILAB_PREFETCH", "bulk"), ("MINILAB_GEMV_STAGED", "0")],
-            [("MINILAB_PREFETCH", "off"), ("MINILAB_GEMV_STAGED", "1")],
+            [("MINILAB_PREFETCH", "off"), staged],
+            [("MINILAB_PREFETCH", "off"), stream],
+            [("MINILAB_GEMV_STAGED", "0"), stream],
+            [("MINILAB_GEMV_GRID", "resident"), staged],
+            [("MINILAB_GEMV_GRID", "resident"), ("MINILAB_PREFETCH", "line")],
         ] {
             assert!(check_vars(vars(&pair)).is_ok(), "{pair:?}");
         }

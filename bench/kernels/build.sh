@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the GEMV harness for the GPU machine (sm_90) into .gpu/gemv_bench, with the compiler's
 # register and spill report in .gpu/gemv_bench.ptxas.txt, and the prefill harness (cuBLAS) into
-# .gpu/prefill_bench. Needs the CUDA toolchain of
+# .gpu/prefill_bench; then builds and runs bench/kernels/stream_walk.cu here (the streaming GEMVs' walk
+# over their steps, checked on the CPU: a failure stops the build). Needs the CUDA toolchain of
 # ../shared/cuda/setup-toolchain.sh (nvcc on PATH after `. /tmp/cuda-toolchain/env.sh`).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,3 +18,7 @@ echo "built .gpu/gemv_bench ($(stat -c %s .gpu/gemv_bench) bytes)"
 nvcc -c -O3 -std=c++17 -arch=sm_90 bench/kernels/prefill_bench.cu -o /tmp/prefill_bench.o
 g++ /tmp/prefill_bench.o -o .gpu/prefill_bench -L"$CUDA_ROOT/lib64" -lcublas -lcudart -Wl,-rpath-link,"$(dirname "$(readlink -f "$CUDA_ROOT/lib64/libcublas.so")")" -Wl,-rpath,'$ORIGIN'
 echo "built .gpu/prefill_bench ($(stat -c %s .gpu/prefill_bench) bytes)"
+nvcc -c -O2 -std=c++17 -arch=sm_90 bench/kernels/stream_walk.cu -o /tmp/stream_walk.o
+g++ /tmp/stream_walk.o -o /tmp/stream_walk -L"$CUDA_ROOT/lib64" -lcudart
+# the runtime library is linked, never called: it comes from the toolchain's pip wheel
+LD_LIBRARY_PATH="$(dirname "$(find /tmp/cuda-toolchain -name 'libcudart.so.1*' | head -1)"):${LD_LIBRARY_PATH:-}" /tmp/stream_walk

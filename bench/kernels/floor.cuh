@@ -2,6 +2,52 @@
 #pragma once
 #include "gemv_core.cuh"
 
+// A launch's NF4 rows laid end to end over its parts, cut into steps of 512 bytes (spr a row; rows
+// must be whole steps, k / 2 a multiple of 512, as every Llama shape here is): step st is row st / spr,
+// bytes (st % spr)·512 + lane·16 of it for this lane.
+struct NF4Steps {
+    const gemv::Parts& ps;
+    int row_bytes, spr;
+    long long n0, n1;
+    __device__ explicit NF4Steps(const gemv::Parts& parts)
+        : ps(parts), row_bytes(parts.k / 2), spr(parts.k / 1024), n0(parts.p[0].n),
+          n1(parts.count > 1 ? parts.p[1].n : 0) {}
+    __device__ long long rows() const { return n0 + n1 + (ps.count > 2 ? ps.p[2].n : 0); }
+    // The part of row `row` (counted over all parts) and the row within it.
+    __device__ long long part_row(long long row, int* part) const {
+        *part = row < n0 ? 0 : row < n0 + n1 ? 1 : 2;
+        return row - (*part == 0 ? 0 : *part == 1 ? n0 : n0 + n1);
+    }
+};
+
+// Runs this warp's steps [first, last) of `at`, U in flight through the warp's slots w and sc
+// (cp.async, one commit group a step, empty past the run so the wait counts stay exact), calling
+// consume(st, weights, absmax) for each in order. A slot is refilled only after consume has used it.
+template <int U, typename Consume>
+__device__ __forceinline__ void stream_steps(const NF4Steps& at, long long first, long long last, uint4 (&w)[U][32],
+                                             float (&sc)[U][32], Consume consume) {
+    const int lane = threadIdx.x & 31;
+    const auto issue = [&](long long st, int slot) {
+        int part;
+        const long long row = at.part_row(st / at.spr, &part);
+        const size_t off = (size_t)row * at.row_bytes + (size_t)(st % at.spr) * 512 + lane * 16;
+        gemv::cp_async16(&w[slot][lane], at.ps.p[part].a + off, true);
+        gemv::cp_async4(&sc[slot][lane], at.ps.p[part].b + off / 32, true);
+    };
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        if (first + u < last) issue(first + u, u);
+        gemv::cp_commit();
+    }
+    for (long long st = first; st < last; st++) {
+        const int slot = (int)((st - first) % U);
+        gemv::cp_wait<U - 1>();
+        consume(st, w[slot][lane], sc[slot][lane]);
+        if (st + U < last) issue(st + U, slot);
+        gemv::cp_commit();
+    }
+}
+
 // The floors under a GEMV launch of the shipped grid (R rows a warp, 4 warps a block): `empty` does
 // nothing; `loads` streams the weight bytes and scales with the same per-lane 16-byte pattern and
 // keeps an xor of them live, so its time is the memory pattern and the launch without any decode.

@@ -18,8 +18,9 @@
 // weights staged through shared memory by cp.async, per shape and per step (see staged.cuh).
 // --pairs: NF4 decoded through a table of f16 code pairs, half the lookup bytes (see pairs.cuh).
 // --merged: the shipped kernels on a resident grid, and a decode step's linears as one launch: what
-// short-lived warps and launch boundaries cost (see merged.cuh). --stream: an NF4 GEMV whose warps
-// stream across rows on a resident grid, bit-equal to the shipped one (see stream.cuh).
+// short-lived warps and launch boundaries cost (see merged.cuh). --stream: minilab's streaming one-row
+// GEMVs (MINILAB_GEMV_GRID=stream) against the shipped kernels, with and without PDL, in every format,
+// bit-equal to the shipped ones (see stream.cuh).
 #include <cuda_runtime.h>
 
 #include <algorithm>

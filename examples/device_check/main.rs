@@ -23,8 +23,8 @@
 //!   through shared memory (`kernels::staging`) against the plain kernels.
 //! - `device_check cuda rope [MODEL]`: the same for the separate `rope_kv` kernel against the q/k/v
 //!   launch that also applies RoPE and writes the KV cache (the default).
-//! - `device_check cuda grid [MODEL]`: the same for GEMV launches on resident grids
-//!   (`kernels::grid`) against a warp per row group.
+//! - `device_check cuda grid [MODEL]`: the same for GEMV launches on resident grids and for the
+//!   streaming one-row kernels (`kernels::grid`) against a warp per row group.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.

@@ -1,13 +1,14 @@
 //! `device_check cuda prefetch|staged|rope|grid [MODEL]`: the ways of a process-wide GEMV setting
-//! against its first (the default), which the check leaves the process in. No setting changes the arithmetic (a prefetch is only a cache hint; the
-//! staged kernels sum in the plain kernels' order; the q/k/v launch rounds q and k before rotating
-//! them, as the separate RoPE kernel reads them; a resident grid runs the same warps' code on the same
-//! rows), so the decode logits of every way must equal the first
-//! way's bit for bit. Then MODEL's graph-replayed step (default the 3B) is timed per way, the ways
-//! alternating three times, ms a token (median).
+//! against its first (the default), which the check leaves the process in. No setting changes the
+//! arithmetic (a prefetch is only a cache hint; the staged kernels sum in the plain kernels' order;
+//! the q/k/v launch rounds q and k before rotating them, as the separate RoPE kernel reads them; a
+//! resident grid runs the same warps' code on the same rows; the streaming kernels sum each row as
+//! the shipped ones do), so the decode logits of every way must equal the first way's bit for bit.
+//! Then MODEL's graph-replayed step (default the 3B) is timed per way, the ways alternating three
+//! times, ms a token (median).
 
 use candle_core::Device;
-use minilab::kernels::grid::set_resident;
+use minilab::kernels::grid::{self, Grid};
 use minilab::kernels::prefetch::{set_way, Way};
 use minilab::kernels::set_fuse_rope;
 use minilab::kernels::staging::set_staged;
@@ -48,13 +49,15 @@ pub fn check_rope(dev: &Device, name: &str) -> minilab::Result<()> {
     check_ways(dev, name, "separate-RoPE", &ways)
 }
 
-/// `kernels::grid`: GEMV launches on resident grids against a warp per row group.
+/// `kernels::grid`: GEMV launches on resident grids, and the streaming one-row kernels, against a
+/// warp per row group.
 pub fn check_grid(dev: &Device, name: &str) -> minilab::Result<()> {
     let ways = [
-        Setting { name: "rows", set: || set_resident(false) },
-        Setting { name: "resident", set: || set_resident(true) },
+        Setting { name: "rows", set: || grid::set(Grid::Rows) },
+        Setting { name: "resident", set: || grid::set(Grid::Resident) },
+        Setting { name: "stream", set: || grid::set(Grid::Stream) },
     ];
-    check_ways(dev, name, "resident-grid", &ways)
+    check_ways(dev, name, "GEMV-grid", &ways)
 }
 
 fn check_ways(dev: &Device, name: &str, what: &str, ways: &[Setting]) -> minilab::Result<()> {

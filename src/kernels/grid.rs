@@ -1,28 +1,138 @@
-//! The grids of the GEMV launches (opt-in `MINILAB_GEMV_GRID=resident`).
+//! The grids of the GEMV launches (opt-in `MINILAB_GEMV_GRID=resident|stream`).
 //!
 //! By default a GEMV launch has a warp for each group of rows: the warp takes its group and exits,
 //! and every block first fills its NF4 table (and, with a folded norm, normalizes xs). An NF4 row of
 //! a 3B model is 1.5 KB, so a warp's work is one or two rounds of loads, and on the H200 even the
 //! 197 MB NF4 head streams at only 58 % of the copy bandwidth with every load in flight (BENCHMARKS.md,
-//! issue 11 session 9). With `resident` a launch has at most as many blocks as the GPU holds at once
-//! (the kernel's occupancy times the SMs), and their warps stride over the groups (gemv.cuh's
-//! `gemv_parts` allows a grid smaller than the groups): each block pays its prologue once and its
-//! warps stream for the whole launch. A row's arithmetic is the same either way, so the outputs are
-//! equal bit for bit.
+//! issue 11 session 9).
 //!
-//! Built without a GPU run: `gemv_bench --merged` times it per shape and per step against the shipped
-//! grid, and `device_check cuda grid` compares the decode logits bit for bit and times the step.
+//! - `resident`: a launch has at most as many blocks as the GPU holds at once (the kernel's occupancy
+//!   times the SMs), and their warps stride over the groups (gemv.cuh's `gemv_parts` allows a grid
+//!   smaller than the groups): each block pays its prologue once and its warps live for the whole
+//!   launch. The kernels are the shipped ones.
+//! - `stream`: the one-row launches of 16-bit activations take the `gemv_sm_` kernels
+//!   (gemv_stream.cuh) on a resident grid: each warp takes a run of whole row groups and keeps 4 KB of
+//!   weights in flight through `cp.async` across the groups' boundaries, and issues its first copies
+//!   before it waits on the previous kernel (which pays with `MINILAB_PDL=1`). Launches it cannot take
+//!   ([`streams`]) keep the shipped kernels.
+//!
+//! A row's arithmetic is the same every way, so the outputs are equal bit for bit.
+//!
+//! Built without a GPU run: `gemv_bench --merged` and `--stream` time them per shape and per step
+//! against the shipped grid, and `device_check cuda grid` compares the decode logits bit for bit and
+//! times the step.
 
-use crate::switch::Switch;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-static RESIDENT: Switch = Switch::opt_in("MINILAB_GEMV_GRID", &["resident"]);
-
-/// Whether GEMV launches are capped at the blocks the GPU holds at once.
-pub fn resident() -> bool {
-    RESIDENT.get()
+/// How a GEMV launch lays out its grid (ordered: each way caps the grid at least as much as the one
+/// before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Grid {
+    /// A warp for each group of rows (the default).
+    Rows,
+    /// At most the blocks the GPU holds at once, warps striding over the groups.
+    Resident,
+    /// The streaming one-row kernels on a resident grid, where [`streams`] holds.
+    Stream,
 }
 
-/// Turns resident grids on or off for the rest of the process, whatever the variable says.
-pub fn set_resident(on: bool) {
-    RESIDENT.set(on);
+/// 0: not read yet; else 1 + the [`Grid`] index.
+static GRID: AtomicU8 = AtomicU8::new(0);
+
+fn code(g: Grid) -> u8 {
+    match g {
+        Grid::Rows => 1,
+        Grid::Resident => 2,
+        Grid::Stream => 3,
+    }
+}
+
+/// The grid in force: [`set`]'s, else `MINILAB_GEMV_GRID` (`resident`, `stream`; anything else is
+/// rows, and the binary refuses values other than `rows` at start-up).
+pub fn current() -> Grid {
+    match GRID.load(Ordering::Relaxed) {
+        0 => {
+            let g = match std::env::var("MINILAB_GEMV_GRID").as_deref() {
+                Ok("resident") => Grid::Resident,
+                Ok("stream") => Grid::Stream,
+                _ => Grid::Rows,
+            };
+            // a set() racing this read wins
+            let _ = GRID.compare_exchange(0, code(g), Ordering::Relaxed, Ordering::Relaxed);
+            current()
+        }
+        2 => Grid::Resident,
+        3 => Grid::Stream,
+        _ => Grid::Rows,
+    }
+}
+
+/// Sets the grid for the rest of the process, whatever the variable says.
+pub fn set(g: Grid) {
+    GRID.store(code(g), Ordering::Relaxed);
+}
+
+/// Whether GEMV launches are capped at the blocks the GPU holds at once (both opt-ins are).
+pub fn resident() -> bool {
+    current() != Grid::Rows
+}
+
+/// Bytes of one row's step for one warp: 16 a lane.
+const STEP_BYTES: usize = 512;
+/// The most bytes of normalized xs a streaming block brings beside its 24 KB of table and slots (48 KB
+/// in all without opting in).
+pub const STREAM_NORM_MAX: usize = 16 << 10;
+
+/// Whether a GEMV launch can take a streaming kernel: one row of 16-bit xs (`xs_bytes` 2), rows of
+/// whole 512-byte steps (`weight_bits` 16, 8 or 4 a weight: k a multiple of 256, 512 or 1024), and a
+/// normalized xs (`norm`) that fits beside the slots.
+pub fn streams(m: usize, xs_bytes: usize, weight_bits: usize, k: usize, norm: bool) -> bool {
+    let step_elems = STEP_BYTES * 8 / weight_bits.max(1);
+    m == 1
+        && xs_bytes == 2
+        && matches!(weight_bits, 4 | 8 | 16)
+        && k > 0
+        && k.is_multiple_of(step_elems)
+        && (!norm || k * xs_bytes <= STREAM_NORM_MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_wins_and_resident_covers_both_opt_ins() {
+        set(Grid::Stream);
+        assert_eq!(current(), Grid::Stream);
+        assert!(resident());
+        set(Grid::Resident);
+        assert!(resident());
+        set(Grid::Rows);
+        assert!(!resident());
+    }
+
+    #[test]
+    fn streaming_takes_one_row_of_16_bit_xs_and_whole_steps() {
+        // every Llama shape: k = 2048, 3072, 4096, 8192, 14336 in each format
+        for k in [2048, 3072, 4096, 8192, 14336] {
+            for bits in [4, 8, 16] {
+                assert!(streams(1, 2, bits, k, false), "k {k}, {bits} bits");
+            }
+        }
+        // a step of NF4 is 1024 weights, of int8 512, of bf16 256
+        assert!(!streams(1, 2, 4, 1536, false));
+        assert!(streams(1, 2, 8, 1536, false));
+        assert!(!streams(1, 2, 8, 768, false));
+        assert!(streams(1, 2, 16, 768, false));
+        assert!(!streams(1, 2, 16, 200, false));
+        // more rows, f32 xs, other widths, no k
+        assert!(!streams(2, 2, 4, 4096, false));
+        assert!(!streams(1, 4, 4, 4096, false));
+        assert!(!streams(1, 2, 32, 4096, false));
+        assert!(!streams(1, 2, 0, 4096, false));
+        assert!(!streams(1, 2, 4, 0, false));
+        // a folded norm brings k · 2 bytes
+        assert!(streams(1, 2, 4, 8192, true));
+        assert!(!streams(1, 2, 4, 9216, true));
+    }
 }

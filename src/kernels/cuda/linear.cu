@@ -9,6 +9,7 @@
 
 #include "common.cuh"
 #include "gemv.cuh"
+#include "gemv_stream.cuh"
 
 // Prefill: the whole weight in T, 8 elements a thread, written as 16-byte vectors (the stores are
 // two thirds of the traffic). k % 8 == 0, so the 8 elements share a row.
@@ -111,6 +112,20 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
     GEMV_ST(T, NAME, gemv::NF4, nf4, 2, 2, 4)     \
     GEMV_ST(T, NAME, gemv::NF4, nf4, 4, 1, 6)
 
+// gemv_sm_<format>_<dtype>_m1_r<R>: the streaming one-row kernels (gemv_stream.cuh) for
+// MINILAB_GEMV_GRID=stream, launched on a resident grid, with the shipped kernels' R. No register cap:
+// the slots, not the warps, keep the bytes in flight.
+#define GEMV_SM(T, NAME, F, FNAME, R)                                                                        \
+    extern "C" __global__ void __launch_bounds__(128) gemv_sm_##FNAME##_##NAME##_m1_r##R(const T* xs,       \
+                                                                                       gemv::Parts ps) {    \
+        gemv::gemv_stream<T, F, R>(xs, ps);                                                                  \
+    }
+#define GEMVS_SM(T, NAME)                    \
+    GEMV_SM(T, NAME, gemv::DENSE, dense, 2) \
+    GEMV_SM(T, NAME, gemv::INT8, int8, 2)   \
+    GEMV_SM(T, NAME, gemv::NF4, nf4, 2)     \
+    GEMV_SM(T, NAME, gemv::NF4, nf4, 4)
+
 // f32 activations (the CPU-exact check path, never fast): one kernel a format, M = 8.
 GEMV(float, f32, gemv::DENSE, dense, 8, 1, 1)
 GEMV(float, f32, gemv::INT8, int8, 8, 1, 1)
@@ -125,6 +140,8 @@ GEMVS_PF(__half, f16)
 GEMVS_PF(__nv_bfloat16, bf16)
 GEMVS_ST(__half, f16)
 GEMVS_ST(__nv_bfloat16, bf16)
+GEMVS_SM(__half, f16)
+GEMVS_SM(__nv_bfloat16, bf16)
 
 #define INSTANTIATE(T, NAME)                                                                                  \
     extern "C" __global__ void dequant_int8_##NAME(const uint8_t* codes, const float* scales, T* w, int n,     \

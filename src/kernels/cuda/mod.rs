@@ -2,6 +2,7 @@
 //! of one format in one launch), one-pass dequantize for prefill (whose product then goes to cuBLAS
 //! through candle's matmul); `decode` launches the small fused ops of a decode step.
 
+use super::grid::Grid;
 use super::params::Format;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -250,21 +251,12 @@ pub(crate) fn gemv_parts(
             offset += m * part.n;
         }
         let (name, cfg) = launch_config(&spec, m, parts)?;
-        // The one-row 16-bit kernels also come as gemv_pf_, which first ask L2 for the next
-        // launch's weights (kernels::prefetch), and as gemv_st_, which stage them through shared
-        // memory (kernels::staging); start-up rules out asking for both.
         let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
-        let name = if pf.is_some() {
-            name.replacen("gemv_", "gemv_pf_", 1)
-        } else if staged_fits(&spec, m) {
-            name.replacen("gemv_", "gemv_st_", 1)
-        } else {
-            name
-        };
+        let (name, grid) = kernel_way(&spec, m, name, pf.is_some());
         let kernel = launch::Func { name: &name, module: MODULE, ptx: PTX };
         let mut cfg = cfg;
-        if crate::kernels::grid::resident() {
-            // gemv_parts strides its warps over the row groups, so fewer blocks still cover them all
+        if grid != Grid::Rows {
+            // the kernels stride their warps over the row groups, so fewer blocks still cover them all
             cfg.grid_dim.0 = cfg.grid_dim.0.min(launch::resident_blocks(dev, &kernel, &cfg)?);
         }
         let pf_arg = pf.unwrap_or_default();
@@ -282,6 +274,30 @@ pub(crate) fn gemv_parts(
         DType::F16 => run::<f16>(format, (xs, lx), parts, k, (epi, norm)),
         DType::BF16 => run::<bf16>(format, (xs, lx), parts, k, (epi, norm)),
         d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
+    }
+}
+
+/// The kernel a launch takes and its grid. The one-row 16-bit kernels also come as gemv_pf_, which
+/// first ask L2 for the next launch's weights (kernels::prefetch, `pf`), as gemv_st_, which stage
+/// them through shared memory (kernels::staging), and as gemv_sm_, which stream them across row
+/// groups on a resident grid (kernels::grid); start-up rules out asking for two of them.
+fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, Grid) {
+    let grid = crate::kernels::grid::current();
+    let bits = match spec.format {
+        Format::Dense => 8 * spec.dtype.size_in_bytes(),
+        Format::Int8 => 8,
+        Format::Nf4 => 4,
+    };
+    if pf {
+        (name.replacen("gemv_", "gemv_pf_", 1), grid.min(Grid::Resident))
+    } else if staged_fits(spec, m) {
+        (name.replacen("gemv_", "gemv_st_", 1), grid.min(Grid::Resident))
+    } else if grid == Grid::Stream
+        && crate::kernels::grid::streams(m, spec.dtype.size_in_bytes(), bits, spec.k, spec.norm.is_some())
+    {
+        (name.replacen("gemv_", "gemv_sm_", 1), grid)
+    } else {
+        (name, grid.min(Grid::Resident))
     }
 }
 
