@@ -6,8 +6,10 @@ fraction of the copy bandwidth a kernel can reach, whatever the DRAM does:
   mio:   shared memory and L1 answer 128 bytes a clock per SM, and xs (read through L1) and the NF4
          codebook lookups (shared memory) both go through them.
 The hot loop is the innermost loop (a backward branch with no other inside it) that holds the most
-streaming weight loads (ld.global.nc.L1::no_allocate: LDG.E.NA.128; in the gemv_st_ kernels the
-cp.async copies into shared memory, LDGSTS, whose bytes then also count as MIO traffic).
+streaming weight loads (ld.global.nc.L1::no_allocate: LDG.E.NA.128; in the gemv_st_ and gemv_sm_
+kernels the cp.async copies into shared memory, LDGSTS, whose bytes then also count as MIO traffic),
+counted on its fast path: code a forward branch skips that holds no weight load and no slot read (the
+gemv_sm_ kernels' move to the next row group, their stores at a group's end) is left out.
 
 Usage: python3 bench/kernels/sass_table.py SASS PTXAS [--filter RE] [--bw-tbs 4.24] [--sms 132]
        [--clock-ghz 1.98]
@@ -119,13 +121,31 @@ def first_use(body):
     return len(body)
 
 
+def fast_path(body):
+    """The loop body less its cold code: what a forward branch inside the loop skips over when the
+    skipped code holds no weight load and no 16-byte shared load (the streaming kernels' slot reads),
+    such as the gemv_sm_ kernels' search for the next row group and their stores at a group's end,
+    which run once in several steps."""
+    at = {addr: i for i, (addr, _, _) in enumerate(body)}
+    cold = set()
+    for i, (addr, op, args) in enumerate(body):
+        m = BRANCH.search(args) if op.startswith("BRA") else None
+        j = at.get(int(m.group(1), 16)) if m else None
+        if j is None or j <= i + 1:
+            continue
+        skipped = body[i + 1 : j]
+        if not any(classify(o) == "wload" or (o.startswith("LDS") and ".128" in o) for _, o, _ in skipped):
+            cold.update(range(i + 1, j))
+    return [ins for i, ins in enumerate(body) if i not in cold]
+
+
 def hot_loop(code):
-    """Counts of the loop with the most weight loads, or None."""
+    """Counts of the loop with the most weight loads, or None (on the loop's fast path)."""
     best = None
     for s, e in innermost_loops(code):
-        body = code[s : e + 1]
+        body = fast_path(code[s : e + 1])
         c = collections.Counter(classify(op) for _, op, _ in body)
-        c["all"] = e - s + 1
+        c["all"] = len(body)
         # bytes a lane moves through L1 and shared memory (the MIO pipe), weights aside
         c["mio"] = sum(
             width(op) for _, op, _ in body if classify(op) in ("xload", "sload", "lds") or op.startswith("LDGSTS")
