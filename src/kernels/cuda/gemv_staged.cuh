@@ -45,13 +45,39 @@ __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_grou
 // Waits until at most N of this thread's committed groups are in flight.
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
+// The sums of one step of R rows staged in shared memory (this lane's 16 bytes of row r at w[r][lane])
+// against xs_at, the step's xs: accumulate's products in accumulate's order.
+template <typename T, int F, int R>
+__device__ __forceinline__ void step_sums(const uint4 (&w)[R][32], int lane, const T* xs_at, const char* table,
+                                          uint32_t lane_off, float (&sums)[R]) {
+    constexpr int SUBS = step_elems<F>() / 8;
+    uint4 wq[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        wq[r] = w[r][lane];
+        sums[r] = 0.f;
+    }
+#pragma unroll
+    for (int s = 0; s < SUBS; s++) {
+        float x[8];
+        load_x8(xs_at + 8 * s, x);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float wf[8];
+            decode8<T, F>(&wq[r], s, wf, table, lane_off);
+#pragma unroll
+            for (int e = 0; e < 8; e++) sums[r] = fmaf(wf[e], x[e], sums[r]);
+        }
+    }
+}
+
 // accumulate for one row of xs through the warp's stage (same rows, same sums, same order). Each lane
 // reads back only what it copied itself, so the warp needs no synchronization.
 template <typename T, int F, int R, int S, bool SILU>
 __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, const Part* up, int k, int row0, int stride,
                                                   const char* table, float (&acc)[R][1]) {
     static_assert(sizeof(T) == 2 && S > 0, "staging takes 16-bit activations");
-    constexpr int E = step_elems<F>(), SUBS = E / 8, H = SILU ? R / 2 : R;
+    constexpr int E = step_elems<F>(), H = SILU ? R / 2 : R;
     Stage<F, R, S>& st = warp_stage<F, R, S>();
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
@@ -104,25 +130,8 @@ __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, co
             const int j = lane * E + (c * S + t) * 32 * E;
             const bool ok = j < k;
             const int jx = ok ? j : k - E;
-            uint4 w[R];
             float sums[R];
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                w[r] = st.w[c & 1][t][r][lane];
-                sums[r] = 0.f;
-            }
-#pragma unroll
-            for (int s = 0; s < SUBS; s++) {
-                float x[8];
-                load_x8(xs + jx + 8 * s, x);
-#pragma unroll
-                for (int r = 0; r < R; r++) {
-                    float wf[8];
-                    decode8<T, F>(&w[r], s, wf, table, lane_off);
-#pragma unroll
-                    for (int e = 0; e < 8; e++) sums[r] = fmaf(wf[e], x[e], sums[r]);
-                }
-            }
+            step_sums<T, F, R>(st.w[c & 1][t], lane, xs + jx, table, lane_off, sums);
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 float v;

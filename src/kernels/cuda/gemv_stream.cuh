@@ -132,7 +132,7 @@ __device__ __forceinline__ void store_unit(const Parts& ps, const Units<R>& un, 
 // The launch's units split evenly over the grid's warps, a run of whole units each.
 template <typename T, int F, int R> __device__ __forceinline__ void gemv_stream(const T* xs, const Parts& ps) {
     static_assert(sizeof(T) == 2, "streaming takes 16-bit activations");
-    constexpr int E = step_elems<F>(), SUBS = E / 8, U = stream_depth<R>();
+    constexpr int E = step_elems<F>(), U = stream_depth<R>();
     __shared__ StreamSmem<F, R> sm;
     extern __shared__ __align__(16) unsigned char normed[];
     pdl_trigger();
@@ -179,25 +179,8 @@ template <typename T, int F, int R> __device__ __forceinline__ void gemv_stream(
         cp_commit();
         cp_wait<U - 1>();
         const int slot = i % U, j = t * 32 * E + lane * E;
-        uint4 wq[R];
         float sums[R];
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            wq[r] = w[slot][r][lane];
-            sums[r] = 0.f;
-        }
-#pragma unroll
-        for (int s = 0; s < SUBS; s++) {
-            float x[8];
-            load_x8(xs + j + 8 * s, x);
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                float wf[8];
-                decode8<T, F>(&wq[r], s, wf, tb, lane_off);
-#pragma unroll
-                for (int e = 0; e < 8; e++) sums[r] = fmaf(wf[e], x[e], sums[r]);
-            }
-        }
+        step_sums<T, F, R>(w[slot], lane, xs + j, tb, lane_off, sums);
 #pragma unroll
         for (int r = 0; r < R; r++) {
             if constexpr (nf4_like<F>()) acc[r][0] = fmaf(sums[r], sc[slot][r][lane], acc[r][0]);
