@@ -19,10 +19,11 @@
 #            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
 #            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
 #   launches: `gemv_bench --merged`, `--floor` and `--stream` in one call, into one tar.
-#   resident: device_check cuda kernels and rope (on the 1B), device_check cuda grid (rows, resident
-#            and streaming GEMV grids, logits bit for bit, on the 1B) without and with MINILAB_PDL=1,
-#            then 3B tg128 in f16/int8/nf4 with MINILAB_GEMV_GRID=rows, resident, stream, stream with
-#            MINILAB_PDL=1, and that with MINILAB_FUSE_NORM=1.
+#   resident: device_check cuda grid (rows, resident and both streaming GEMV grids, logits bit for bit,
+#            on the 1B), then 3B tg128 in f16/int8/nf4 with MINILAB_GEMV_GRID=rows, resident, stream,
+#            stream-regs, and both streams with MINILAB_PDL=1; then, while the call has time, the grid
+#            check under MINILAB_PDL=1, stream+PDL with MINILAB_FUSE_NORM=1, device_check cuda kernels
+#            and rope (on the 1B).
 #   prefill-ways: the prefill harness (bench/kernels/prefill_bench.cu, built by bench/kernels/build.sh):
 #            a prompt's linears (m = 512) with bf16 weights against int8/NF4 dequantized then multiplied
 #            (the shipped way), in chunks that fit L2, and on two streams; the dequantize pass alone.
@@ -291,27 +292,43 @@ launches)
   tar czf "$OUT/launches.tgz" -C "$OUT" --exclude launches.tgz . && find "$OUT" -type f ! -name launches.tgz -delete
   ;;
 resident)
-  # the rebuilt checks (silu·up against an f32 reference; RoPE fused against separate on the 1B), then
-  # the GEMV grids (rows, resident, streaming kernels) against each other, logits bit for bit on the
-  # 1B, without and with PDL; then 3B tg128 per grid way: rows, resident, stream, stream with PDL
-  # (the streaming kernels' first copies overlap the previous kernel), and stream with PDL and the
-  # norm fold (a block normalizes once a launch, after its first copies are out)
+  # the GEMV grids against each other (rows, resident, both streaming kernels: logits bit for bit on
+  # the 1B), then 3B tg128 per way: rows, resident, stream, stream-regs, both with PDL (the streaming
+  # kernels' first loads overlap the previous kernel); then, while the call has time (each step
+  # starts only before ${BUDGET:-470} s), the grid check under PDL, stream with PDL and the norm
+  # fold (a block normalizes once a launch, after its first copies are out), the silu·up check and
+  # RoPE fused against separate; all in one tar
   unpack minilab device_check
-  timeout 60 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "device_check kernels: exit $?"
-  grep -A22 "silu·up in one" "$OUT/kernels.md" | tail -20
-  timeout 100 /tmp/bin/device_check cuda rope llama-3.2-1b > "$OUT/rope.md" 2>&1; echo "device_check rope: exit $?"; tail -9 "$OUT/rope.md"
-  timeout 120 /tmp/bin/device_check cuda grid llama-3.2-1b > "$OUT/grid.md" 2>&1; echo "device_check grid: exit $?"; tail -9 "$OUT/grid.md"
-  MINILAB_PDL=1 timeout 120 /tmp/bin/device_check cuda grid llama-3.2-1b > "$OUT/grid-pdl.md" 2>&1; echo "PDL device_check grid: exit $?"; tail -9 "$OUT/grid-pdl.md"
-  for p in f16 int8 nf4; do
-    for w in rows resident stream streampdl streamnorm; do
-      case $w in rows|resident|stream) e="MINILAB_GEMV_GRID=$w" ;; streampdl) e="MINILAB_GEMV_GRID=stream MINILAB_PDL=1" ;;
-        *) e="MINILAB_GEMV_GRID=stream MINILAB_PDL=1 MINILAB_FUSE_NORM=1" ;; esac
-      env $e timeout 50 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision $p \
-        -p 512 -n 128 -r 3 --no-log --output json > "$OUT/bench-3.2-3b-$p-$w.json" 2> "$OUT/bench-3.2-3b-$p-$w.err"
-      echo "$p $w: exit $?"
+  budget=${BUDGET:-470}
+  timeout 150 /tmp/bin/device_check cuda grid llama-3.2-1b > "$OUT/grid.md" 2>&1; echo "device_check grid: exit $?"; tail -9 "$OUT/grid.md"
+  bench_way() {  # bench_way NAME ENV...: 3B tg128 in f16/int8/nf4 with ENV
+    local name=$1; shift
+    for p in f16 int8 nf4; do
+      env "$@" timeout 50 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision $p \
+        -p 512 -n 128 -r 3 --no-log --output json > "$OUT/bench-3.2-3b-$p-$name.json" 2> "$OUT/bench-3.2-3b-$p-$name.err"
+      echo "$p $name: exit $?"
     done
+  }
+  ways="rows resident stream regs streampdl regspdl"
+  for w in $ways; do
+    case $w in rows|resident|stream) bench_way $w MINILAB_GEMV_GRID=$w ;; regs) bench_way $w MINILAB_GEMV_GRID=stream-regs ;;
+      streampdl) bench_way $w MINILAB_GEMV_GRID=stream MINILAB_PDL=1 ;; regspdl) bench_way $w MINILAB_GEMV_GRID=stream-regs MINILAB_PDL=1 ;; esac
   done
-  python3 bench/builds_table.py "$OUT" rows resident stream streampdl streamnorm | tee "$OUT/table.md"
+  if [ $SECONDS -lt $budget ]; then
+    MINILAB_PDL=1 timeout 120 /tmp/bin/device_check cuda grid llama-3.2-1b > "$OUT/grid-pdl.md" 2>&1; echo "PDL device_check grid: exit $?"; tail -9 "$OUT/grid-pdl.md"
+  fi
+  if [ $SECONDS -lt $budget ]; then
+    bench_way streamnorm MINILAB_GEMV_GRID=stream MINILAB_PDL=1 MINILAB_FUSE_NORM=1; ways="$ways streamnorm"
+  fi
+  if [ $SECONDS -lt $budget ]; then
+    timeout 60 /tmp/bin/device_check cuda kernels > "$OUT/kernels.md" 2>&1; echo "device_check kernels: exit $?"
+    grep -A22 "silu·up in one" "$OUT/kernels.md" | tail -20
+  fi
+  if [ $SECONDS -lt $budget ]; then
+    timeout 60 /tmp/bin/device_check cuda rope llama-3.2-1b > "$OUT/rope.md" 2>&1; echo "device_check rope: exit $?"; tail -9 "$OUT/rope.md"
+  fi
+  echo "resident: ${SECONDS} s"
+  python3 bench/builds_table.py "$OUT" $ways | tee "$OUT/table.md"
   tar czf "$OUT/resident.tgz" -C "$OUT" --exclude resident.tgz . && find "$OUT" -type f ! -name resident.tgz ! -name table.md -delete
   ;;
 kernels)

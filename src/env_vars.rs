@@ -52,7 +52,7 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_FUSE_NORM", Takes::OneOf(ON_OFF)),
     knob("MINILAB_PREFETCH", Takes::OneOf(&["off", "line", "bulk"])),
     knob("MINILAB_GEMV_STAGED", Takes::OneOf(ON_OFF)),
-    knob("MINILAB_GEMV_GRID", Takes::OneOf(&["rows", "resident", "stream"])),
+    knob("MINILAB_GEMV_GRID", Takes::OneOf(&["rows", "resident", "stream", "stream-regs"])),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
@@ -111,7 +111,7 @@ fn check_alternatives(set: &[(&str, String)]) -> Result<()> {
     let asked: Vec<String> = [
         (value("MINILAB_GEMV_STAGED") == Some("1")).then(|| "MINILAB_GEMV_STAGED=1".to_string()),
         value("MINILAB_PREFETCH").filter(|w| matches!(*w, "line" | "bulk")).map(|w| format!("MINILAB_PREFETCH={w}")),
-        (value("MINILAB_GEMV_GRID") == Some("stream")).then(|| "MINILAB_GEMV_GRID=stream".to_string()),
+        value("MINILAB_GEMV_GRID").filter(|g| g.starts_with("stream")).map(|g| format!("MINILAB_GEMV_GRID={g}")),
     ]
     .into_iter()
     .flatten()
@@ -195,6 +195,7 @@ mod tests {
             ("MINILAB_GEMV_GRID", "Resident"),
             ("MINILAB_GEMV_GRID", "1"),
             ("MINILAB_GEMV_GRID", "streamed"),
+            ("MINILAB_GEMV_GRID", "stream_regs"),
         ] {
             let err = check_vars(vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{name}={value}");
@@ -215,6 +216,9 @@ mod tests {
                 assert!(err.to_string().contains(&format!("MINILAB_PREFETCH={way}")), "{err}");
             }
         }
+        let regs = ("MINILAB_GEMV_GRID", "stream-regs");
+        assert_eq!(check_vars(vars(&[regs, staged])).unwrap_err().exit_code(), 2);
+        assert_eq!(check_vars(vars(&[("MINILAB_PREFETCH", "bulk"), regs])).unwrap_err().exit_code(), 2);
         let err = check_vars(vars(&[staged, stream])).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("MINILAB_GEMV_STAGED=1") && msg.contains("MINILAB_GEMV_GRID=stream"), "{msg}");
@@ -224,6 +228,7 @@ mod tests {
             [("MINILAB_PREFETCH", "off"), staged],
             [("MINILAB_PREFETCH", "off"), stream],
             [("MINILAB_GEMV_STAGED", "0"), stream],
+            [("MINILAB_PREFETCH", "off"), ("MINILAB_GEMV_GRID", "stream-regs")],
             [("MINILAB_GEMV_GRID", "resident"), staged],
             [("MINILAB_GEMV_GRID", "resident"), ("MINILAB_PREFETCH", "line")],
         ] {

@@ -23,7 +23,7 @@ INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[0-7T]\s+)?([A-Z][A-Z0-9_.]
 BRANCH = re.compile(r"0x([0-9a-f]+)")
 # elements of one 16-byte weight load, by the format and activation dtype in the kernel's name
 ELEMS = {"dense": {"f32": 4, "f16": 8, "bf16": 8}, "int8": 16, "nf4": 32}
-NAME = re.compile(r"gemv_(?:pf_|st_|sm_)?(dense|int8|nf4)_(f32|f16|bf16)_m(\d)(?:_r(\d))?")
+NAME = re.compile(r"gemv_(?:pf_|st_|sm_|sr_)?(dense|int8|nf4)_(f32|f16|bf16)_m(\d)(?:_r(\d))?")
 
 
 def functions(path):

@@ -3,10 +3,12 @@
 // decode step, in every format. The shipped grid gives a warp one group of rows and the warp exits;
 // the streaming kernels run on a resident grid, each warp taking a run of whole row groups and keeping
 // 4 KB of weights in flight by cp.async across the groups' boundaries, and put their first copies out
-// before they wait on the previous kernel. Five ways, side by side in one run:
-//   shipped; shipped on a resident grid (g_resident); streamed; and the shipped and streamed kernels
-//   launched with programmatic dependent launch (PDL), where a launch may start while the previous
-//   one finishes (the streaming kernels' early copies then overlap it).
+// before they wait on the previous kernel; the gemv_sr_ kernels (MINILAB_GEMV_GRID=stream-regs) hold
+// those steps in registers instead of shared memory. Seven ways, side by side in one run:
+//   shipped; shipped on a resident grid (g_resident); streamed (shared slots); streamed (register
+//   slots); and the shipped and both streamed kernels launched with programmatic dependent launch
+//   (PDL), where a launch may start while the previous one finishes (the streaming kernels' early
+//   loads then overlap it).
 // A row's arithmetic is the shipped kernels' step for step, so every output must equal the shipped
 // one bit for bit, and is checked for each way, each shape and each weight of a 3B and an 8B step.
 #pragma once
@@ -14,35 +16,39 @@
 
 namespace stream {
 
-constexpr int WAYS = 5;
-static const char* WAY_NAMES[WAYS] = {"shipped", "resident", "streamed", "shipped PDL", "streamed PDL"};
+constexpr int WAYS = 7;
+static const char* WAY_NAMES[WAYS] = {"shipped", "resident", "streamed", "streamed regs", "shipped PDL", "streamed PDL",
+                                      "streamed regs PDL"};
 
-// The streaming kernel of format f with the R the shipped kernel of these rows takes.
-Kern kernel(int f, int n_max, int* r) {
+// The streaming kernel of format f (shared slots, or register slots with regs) with the R the
+// shipped kernel of these rows takes.
+Kern kernel(int f, int n_max, bool regs, int* r) {
     shipped(f, 1, n_max, r);
-    if (f == 0) return gemv_sm_dense_bf16_m1_r2;
-    if (f == 1) return gemv_sm_int8_bf16_m1_r2;
-    return *r == 4 ? gemv_sm_nf4_bf16_m1_r4 : gemv_sm_nf4_bf16_m1_r2;
+    if (f == 0) return regs ? gemv_sr_dense_bf16_m1_r2 : gemv_sm_dense_bf16_m1_r2;
+    if (f == 1) return regs ? gemv_sr_int8_bf16_m1_r2 : gemv_sm_int8_bf16_m1_r2;
+    if (*r == 4) return regs ? gemv_sr_nf4_bf16_m1_r4 : gemv_sm_nf4_bf16_m1_r4;
+    return regs ? gemv_sr_nf4_bf16_m1_r2 : gemv_sm_nf4_bf16_m1_r2;
 }
 // Their resident grids, asked of the driver before any capture.
 void warm() {
     int r;
     resident_warm();
     for (int f = 0; f < 3; f++)
-        for (int n : {1024, 8192}) resident_blocks(kernel(f, n, &r));
+        for (int n : {1024, 8192})
+            for (bool regs : {false, true}) resident_blocks(kernel(f, n, regs, &r));
 }
 
 // One launch over parts [w0, w1, …] (copy c) the way `way` says.
 void launch_way(cudaStream_t s, int way, const std::vector<const Weight*>& ws, int c, const bf16* xs, std::vector<void*>& ys) {
-    if (way == 2 || way == 4) {
+    if (way == 2 || way == 3 || way == 5 || way == 6) {
         int r, blocks;
-        const Kern k = kernel(ws[0]->fmt, rows_max(ws), &r);
+        const Kern k = kernel(ws[0]->fmt, rows_max(ws), way == 3 || way == 6, &r);
         const gemv::Parts ps = parts_of(ws, c, ys, 1, r, &blocks);
-        launch_kern(s, k, std::min(blocks, resident_blocks(k)), way == 4, xs, ps);
+        launch_kern(s, k, std::min(blocks, resident_blocks(k)), way >= 5, xs, ps);
         return;
     }
     g_resident = way == 1;
-    g_pdl = way == 3;
+    g_pdl = way == 4;
     launch_shipped(s, ws, c, xs, ys, 1);
     g_resident = g_pdl = false;
 }

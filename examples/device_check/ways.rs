@@ -56,6 +56,7 @@ pub fn check_grid(dev: &Device, name: &str) -> minilab::Result<()> {
         Setting { name: "rows", set: || grid::set(Grid::Rows) },
         Setting { name: "resident", set: || grid::set(Grid::Resident) },
         Setting { name: "stream", set: || grid::set(Grid::Stream) },
+        Setting { name: "stream-regs", set: || grid::set(Grid::StreamRegs) },
     ];
     check_ways(dev, name, "GEMV-grid", &ways)
 }

@@ -1,4 +1,4 @@
-//! The grids of the GEMV launches (opt-in `MINILAB_GEMV_GRID=resident|stream`).
+//! The grids of the GEMV launches (opt-in `MINILAB_GEMV_GRID=resident|stream|stream-regs`).
 //!
 //! By default a GEMV launch has a warp for each group of rows: the warp takes its group and exits,
 //! and every block first fills its NF4 table (and, with a folded norm, normalizes xs). An NF4 row of
@@ -15,6 +15,10 @@
 //!   weights in flight through `cp.async` across the groups' boundaries, and issues its first copies
 //!   before it waits on the previous kernel (which pays with `MINILAB_PDL=1`). Launches it cannot take
 //!   ([`streams`]) keep the shipped kernels.
+//! - `stream-regs`: the same walk with the steps in flight held in registers (the `gemv_sr_` kernels,
+//!   loads past L1 in a loop unrolled by the slots) instead of shared memory: each weight byte then
+//!   passes through no shared memory, about 1.25 fewer L1/shared bytes a weight (the NF4 kernels'
+//!   static MIO ceilings 77 % and 85 % against 61 % and 68 %), for 96–128 registers a thread.
 //!
 //! A row's arithmetic is the same every way, so the outputs are equal bit for bit.
 //!
@@ -34,6 +38,8 @@ pub enum Grid {
     Resident,
     /// The streaming one-row kernels on a resident grid, where [`streams`] holds.
     Stream,
+    /// The same with the steps in flight in registers.
+    StreamRegs,
 }
 
 /// 0: not read yet; else 1 + the [`Grid`] index.
@@ -44,17 +50,19 @@ fn code(g: Grid) -> u8 {
         Grid::Rows => 1,
         Grid::Resident => 2,
         Grid::Stream => 3,
+        Grid::StreamRegs => 4,
     }
 }
 
-/// The grid in force: [`set`]'s, else `MINILAB_GEMV_GRID` (`resident`, `stream`; anything else is
-/// rows, and the binary refuses values other than `rows` at start-up).
+/// The grid in force: [`set`]'s, else `MINILAB_GEMV_GRID` (`resident`, `stream`, `stream-regs`;
+/// anything else is rows, and the binary refuses values other than `rows` at start-up).
 pub fn current() -> Grid {
     match GRID.load(Ordering::Relaxed) {
         0 => {
             let g = match std::env::var("MINILAB_GEMV_GRID").as_deref() {
                 Ok("resident") => Grid::Resident,
                 Ok("stream") => Grid::Stream,
+                Ok("stream-regs") => Grid::StreamRegs,
                 _ => Grid::Rows,
             };
             // a set() racing this read wins
@@ -63,6 +71,7 @@ pub fn current() -> Grid {
         }
         2 => Grid::Resident,
         3 => Grid::Stream,
+        4 => Grid::StreamRegs,
         _ => Grid::Rows,
     }
 }
@@ -72,7 +81,7 @@ pub fn set(g: Grid) {
     GRID.store(code(g), Ordering::Relaxed);
 }
 
-/// Whether GEMV launches are capped at the blocks the GPU holds at once (both opt-ins are).
+/// Whether GEMV launches are capped at the blocks the GPU holds at once (every opt-in is).
 pub fn resident() -> bool {
     current() != Grid::Rows
 }
@@ -80,7 +89,7 @@ pub fn resident() -> bool {
 /// Bytes of one row's step for one warp: 16 a lane.
 const STEP_BYTES: usize = 512;
 /// The most bytes of normalized xs a streaming block brings beside its 24 KB of table and slots (48 KB
-/// in all without opting in).
+/// in all without opting in; the register kernels' 4 KB leave more, but one rule serves both).
 pub const STREAM_NORM_MAX: usize = 16 << 10;
 
 /// Whether a GEMV launch can take a streaming kernel: one row of 16-bit xs (`xs_bytes` 2), rows of
@@ -101,7 +110,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn set_wins_and_resident_covers_both_opt_ins() {
+    fn set_wins_and_resident_covers_every_opt_in() {
+        set(Grid::StreamRegs);
+        assert_eq!(current(), Grid::StreamRegs);
+        assert!(resident());
         set(Grid::Stream);
         assert_eq!(current(), Grid::Stream);
         assert!(resident());

@@ -119,6 +119,21 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
     return r;
 }
 
+// ld_stream and an f32 load that the compiler keeps where they are written (asm volatile): the
+// streaming kernels put them out steps before their use, and must not have them sunk towards it.
+__device__ __forceinline__ uint4 ld_stream_early(const void* p) {
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+}
+__device__ __forceinline__ float ld_f32_early(const float* p) {
+    float r;
+    asm volatile("ld.global.nc.f32 %0, [%1];" : "=f"(r) : "l"(p));
+    return r;
+}
+
 // 32-bit word i (< 4) of a 16-byte vector; i is a compile-time constant after unrolling.
 __device__ __forceinline__ uint32_t word(const uint4& w, int i) { return i == 0 ? w.x : i == 1 ? w.y : i == 2 ? w.z : w.w; }
 

@@ -45,18 +45,14 @@ __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_grou
 // Waits until at most N of this thread's committed groups are in flight.
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
-// The sums of one step of R rows staged in shared memory (this lane's 16 bytes of row r at w[r][lane])
-// against xs_at, the step's xs: accumulate's products in accumulate's order.
+// The sums of one step of R rows (this lane's 16 bytes of row r in w[r]) against xs_at, the step's
+// xs: accumulate's products in accumulate's order.
 template <typename T, int F, int R>
-__device__ __forceinline__ void step_sums(const uint4 (&w)[R][32], int lane, const T* xs_at, const char* table,
-                                          uint32_t lane_off, float (&sums)[R]) {
+__device__ __forceinline__ void step_sums(const uint4 (&w)[R], const T* xs_at, const char* table, uint32_t lane_off,
+                                          float (&sums)[R]) {
     constexpr int SUBS = step_elems<F>() / 8;
-    uint4 wq[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        wq[r] = w[r][lane];
-        sums[r] = 0.f;
-    }
+    for (int r = 0; r < R; r++) sums[r] = 0.f;
 #pragma unroll
     for (int s = 0; s < SUBS; s++) {
         float x[8];
@@ -64,7 +60,7 @@ __device__ __forceinline__ void step_sums(const uint4 (&w)[R][32], int lane, con
 #pragma unroll
         for (int r = 0; r < R; r++) {
             float wf[8];
-            decode8<T, F>(&wq[r], s, wf, table, lane_off);
+            decode8<T, F>(&w[r], s, wf, table, lane_off);
 #pragma unroll
             for (int e = 0; e < 8; e++) sums[r] = fmaf(wf[e], x[e], sums[r]);
         }
@@ -130,8 +126,11 @@ __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, co
             const int j = lane * E + (c * S + t) * 32 * E;
             const bool ok = j < k;
             const int jx = ok ? j : k - E;
+            uint4 w[R];
             float sums[R];
-            step_sums<T, F, R>(st.w[c & 1][t], lane, xs + jx, table, lane_off, sums);
+#pragma unroll
+            for (int r = 0; r < R; r++) w[r] = st.w[c & 1][t][r][lane];
+            step_sums<T, F, R>(w, xs + jx, table, lane_off, sums);
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 float v;

@@ -129,69 +129,143 @@ __device__ __forceinline__ void store_unit(const Parts& ps, const Units<R>& un, 
     }
 }
 
-// The launch's units split evenly over the grid's warps, a run of whole units each.
-template <typename T, int F, int R> __device__ __forceinline__ void gemv_stream(const T* xs, const Parts& ps) {
-    static_assert(sizeof(T) == 2, "streaming takes 16-bit activations");
-    constexpr int E = step_elems<F>(), U = stream_depth<R>();
-    __shared__ StreamSmem<F, R> sm;
-    extern __shared__ __align__(16) unsigned char normed[];
-    pdl_trigger();
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const Units<R> un(ps);
-    const long long warps = (long long)gridDim.x * (blockDim.x >> 5), gw = blockIdx.x * (long long)(blockDim.x >> 5) + warp;
-    const int spr = ps.k / (32 * E);
-    const int u0 = (int)(un.count * gw / warps), u1 = (int)(un.count * (gw + 1) / warps);
-    const int steps = (u1 - u0) * spr;
-    auto& w = sm.w[warp];
-    auto& sc = sm.sc[warp];
-    StreamAt<T, F, R> in{u0, 0, spr, u1, lane, {}, {}};
-    if (steps > 0) in.locate(ps, un);
-    const auto issue = [&](int slot) {
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            cp_async16(&w[slot][r][lane], in.w[r], true);
-            if constexpr (nf4_like<F>()) cp_async4(&sc[slot][r][lane], in.sc[r], true);
-        }
-        in.next(ps, un);
-    };
-    // Step i goes to slot i % U. Weights only before the wait: no kernel writes them.
-#pragma unroll
-    for (int i = 0; i < U - 1; i++) {
-        if (i < steps) issue(i);
-        cp_commit();
-    }
-    if constexpr (nf4_like<F>()) fill_table<F>(sm.table);
-    pdl_wait();
-    if (ps.norm) {
-        norm_into(xs, static_cast<const T*>(ps.norm_w), ps.eps, ps.k, reinterpret_cast<T*>(normed));
-        xs = reinterpret_cast<const T*>(normed);
-    }
-    const char* tb = reinterpret_cast<const char*>(sm.table);
-    const uint32_t lane_off = lane * 4;
-    int u = u0, t = 0;
+// A warp's run: the launch's units split evenly over the grid's warps, a run of whole units each;
+// the issuing walk (in), and the consuming side's unit u, step t and sums.
+template <typename T, int F, int R> struct StreamRun {
+    Units<R> un;
+    int spr, steps, u, t;
+    StreamAt<T, F, R> in;
     float acc[R][1];
+    __device__ __forceinline__ StreamRun(const Parts& ps, int lane, long long gw, long long warps) : un(ps) {
+        spr = ps.k / (32 * step_elems<F>());
+        const int u0 = (int)(un.count * gw / warps), u1 = (int)(un.count * (gw + 1) / warps);
+        steps = (u1 - u0) * spr;
+        u = u0;
+        t = 0;
+        in = StreamAt<T, F, R>{u0, 0, spr, u1, lane, {}, {}};
+        if (steps > 0) in.locate(ps, un);
 #pragma unroll
-    for (int r = 0; r < R; r++) acc[r][0] = 0.f;
-    for (int i = 0; i < steps; i++) {
-        // Refill the slot the previous step used: its products have read it (one commit group a
-        // step, empty past the run, so that the wait counts stay exact).
-        if (i + U - 1 < steps) issue((i + U - 1) % U);
-        cp_commit();
-        cp_wait<U - 1>();
-        const int slot = i % U, j = t * 32 * E + lane * E;
-        float sums[R];
-        step_sums<T, F, R>(w[slot], lane, xs + j, tb, lane_off, sums);
+        for (int r = 0; r < R; r++) acc[r][0] = 0.f;
+    }
+    // Where this lane's xs of the step being consumed start.
+    __device__ __forceinline__ int x_at(int lane) const { return t * 32 * step_elems<F>() + lane * step_elems<F>(); }
+    // The step's sums (and NF4 absmax) into the unit's; its stores at the unit's last step.
+    __device__ __forceinline__ void consumed(const Parts& ps, const float (&sums)[R], const float (&scale)[R]) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            if constexpr (nf4_like<F>()) acc[r][0] = fmaf(sums[r], sc[slot][r][lane], acc[r][0]);
+            if constexpr (nf4_like<F>()) acc[r][0] = fmaf(sums[r], scale[r], acc[r][0]);
             else acc[r][0] += sums[r];
         }
-        if (++t < spr) continue;
+        if (++t < spr) return;
         store_unit<T, F, R>(ps, un, u, acc);
         t = 0;
         ++u;
 #pragma unroll
         for (int r = 0; r < R; r++) acc[r][0] = 0.f;
+    }
+};
+
+// What comes between a streaming warp's first copies and its loop: the block's NF4 table, the wait
+// on the previous kernel, and the folded norm; returns the xs to read.
+template <typename T, int F> __device__ __forceinline__ const T* stream_inputs(const T* xs, const Parts& ps, float* table, T* normed) {
+    if constexpr (nf4_like<F>()) fill_table<F>(table);
+    pdl_wait();
+    if (!ps.norm) return xs;
+    norm_into(xs, static_cast<const T*>(ps.norm_w), ps.eps, ps.k, normed);
+    return normed;
+}
+
+// The slots in shared memory, filled by cp.async (the gemv_sm_ kernels).
+template <typename T, int F, int R> __device__ __forceinline__ void gemv_stream(const T* xs, const Parts& ps) {
+    static_assert(sizeof(T) == 2, "streaming takes 16-bit activations");
+    constexpr int U = stream_depth<R>();
+    __shared__ StreamSmem<F, R> sm;
+    extern __shared__ __align__(16) unsigned char normed[];
+    pdl_trigger();
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long long warps = (long long)gridDim.x * (blockDim.x >> 5), gw = blockIdx.x * (long long)(blockDim.x >> 5) + warp;
+    StreamRun<T, F, R> run(ps, lane, gw, warps);
+    auto& w = sm.w[warp];
+    auto& sc = sm.sc[warp];
+    const auto issue = [&](int slot) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            cp_async16(&w[slot][r][lane], run.in.w[r], true);
+            if constexpr (nf4_like<F>()) cp_async4(&sc[slot][r][lane], run.in.sc[r], true);
+        }
+        run.in.next(ps, run.un);
+    };
+    // Step i goes to slot i % U. Weights only before the wait: no kernel writes them.
+#pragma unroll
+    for (int i = 0; i < U - 1; i++) {
+        if (i < run.steps) issue(i);
+        cp_commit();
+    }
+    xs = stream_inputs<T, F>(xs, ps, sm.table, reinterpret_cast<T*>(normed));
+    const char* tb = reinterpret_cast<const char*>(sm.table);
+    for (int i = 0; i < run.steps; i++) {
+        // Refill the slot the previous step used: its products have read it (one commit group a
+        // step, empty past the run, so that the wait counts stay exact).
+        if (i + U - 1 < run.steps) issue((i + U - 1) % U);
+        cp_commit();
+        cp_wait<U - 1>();
+        const int slot = i % U;
+        uint4 wq[R];
+        float sums[R], scale[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            wq[r] = w[slot][r][lane];
+            scale[r] = 1.f;
+            if constexpr (nf4_like<F>()) scale[r] = sc[slot][r][lane];
+        }
+        step_sums<T, F, R>(wq, xs + run.x_at(lane), tb, lane * 4, sums);
+        run.consumed(ps, sums, scale);
+    }
+}
+
+// The slots in registers, filled by 16-byte loads past L1 (the gemv_sr_ kernels): no shared-memory
+// pass for the weights, so about 1.25 fewer L1/shared bytes a weight than gemv_stream; the loop is
+// unrolled by the slots, so that each slot is a register array of its own.
+template <typename T, int F, int R> __device__ __forceinline__ void gemv_stream_regs(const T* xs, const Parts& ps) {
+    static_assert(sizeof(T) == 2, "streaming takes 16-bit activations");
+    constexpr int U = stream_depth<R>();
+    __shared__ __align__(16) float table[table_words<F>()];
+    extern __shared__ __align__(16) unsigned char normed[];
+    pdl_trigger();
+    const int lane = threadIdx.x & 31;
+    const long long warps = (long long)gridDim.x * (blockDim.x >> 5), gw = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5;
+    StreamRun<T, F, R> run(ps, lane, gw, warps);
+    uint4 w[U][R];
+    float sc[U][R];
+    const auto load = [&](int slot) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            w[slot][r] = ld_stream_early(run.in.w[r]);
+            sc[slot][r] = 1.f;
+            if constexpr (nf4_like<F>()) sc[slot][r] = ld_f32_early(run.in.sc[r]);
+        }
+        run.in.next(ps, run.un);
+    };
+#pragma unroll
+    for (int s = 0; s < U; s++)
+        if (s < run.steps) load(s);
+    xs = stream_inputs<T, F>(xs, ps, table, reinterpret_cast<T*>(normed));
+    const char* tb = reinterpret_cast<const char*>(table);
+    for (int i0 = 0; i0 < run.steps; i0 += U) {
+#pragma unroll
+        for (int s = 0; s < U; s++) {
+            if (i0 + s >= run.steps) break;
+            uint4 wq[R];
+            float scale[R], sums[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                wq[r] = w[s][r];
+                scale[r] = sc[s][r];
+            }
+            if (i0 + s + U < run.steps) load(s);
+            step_sums<T, F, R>(wq, xs + run.x_at(lane), tb, lane * 4, sums);
+            run.consumed(ps, sums, scale);
+        }
     }
 }
 

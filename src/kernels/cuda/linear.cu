@@ -120,11 +120,21 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
                                                                                        gemv::Parts ps) {    \
         gemv::gemv_stream<T, F, R>(xs, ps);                                                                  \
     }
+// gemv_sr_<format>_<dtype>_m1_r<R>: the same with the slots in registers (gemv_stream_regs).
+#define GEMV_SR(T, NAME, F, FNAME, R)                                                                        \
+    extern "C" __global__ void __launch_bounds__(128) gemv_sr_##FNAME##_##NAME##_m1_r##R(const T* xs,       \
+                                                                                       gemv::Parts ps) {    \
+        gemv::gemv_stream_regs<T, F, R>(xs, ps);                                                             \
+    }
 #define GEMVS_SM(T, NAME)                    \
     GEMV_SM(T, NAME, gemv::DENSE, dense, 2) \
     GEMV_SM(T, NAME, gemv::INT8, int8, 2)   \
     GEMV_SM(T, NAME, gemv::NF4, nf4, 2)     \
-    GEMV_SM(T, NAME, gemv::NF4, nf4, 4)
+    GEMV_SM(T, NAME, gemv::NF4, nf4, 4)     \
+    GEMV_SR(T, NAME, gemv::DENSE, dense, 2) \
+    GEMV_SR(T, NAME, gemv::INT8, int8, 2)   \
+    GEMV_SR(T, NAME, gemv::NF4, nf4, 2)     \
+    GEMV_SR(T, NAME, gemv::NF4, nf4, 4)
 
 // f32 activations (the CPU-exact check path, never fast): one kernel a format, M = 8.
 GEMV(float, f32, gemv::DENSE, dense, 8, 1, 1)

@@ -279,8 +279,8 @@ pub(crate) fn gemv_parts(
 
 /// The kernel a launch takes and its grid. The one-row 16-bit kernels also come as gemv_pf_, which
 /// first ask L2 for the next launch's weights (kernels::prefetch, `pf`), as gemv_st_, which stage
-/// them through shared memory (kernels::staging), and as gemv_sm_, which stream them across row
-/// groups on a resident grid (kernels::grid); start-up rules out asking for two of them.
+/// them through shared memory (kernels::staging), and as gemv_sm_ and gemv_sr_, which stream them
+/// across row groups on a resident grid (kernels::grid); start-up rules out asking for two of them.
 fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, Grid) {
     let grid = crate::kernels::grid::current();
     let bits = match spec.format {
@@ -292,10 +292,11 @@ fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, G
         (name.replacen("gemv_", "gemv_pf_", 1), grid.min(Grid::Resident))
     } else if staged_fits(spec, m) {
         (name.replacen("gemv_", "gemv_st_", 1), grid.min(Grid::Resident))
-    } else if grid == Grid::Stream
+    } else if grid >= Grid::Stream
         && crate::kernels::grid::streams(m, spec.dtype.size_in_bytes(), bits, spec.k, spec.norm.is_some())
     {
-        (name.replacen("gemv_", "gemv_sm_", 1), grid)
+        let family = if grid == Grid::Stream { "gemv_sm_" } else { "gemv_sr_" };
+        (name.replacen("gemv_", family, 1), grid)
     } else {
         (name, grid.min(Grid::Resident))
     }
