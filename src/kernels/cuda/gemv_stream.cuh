@@ -1,4 +1,5 @@
-// The streaming one-row GEMVs (the gemv_sm_ kernels, MINILAB_GEMV_GRID=stream; one row of 16-bit xs).
+// The streaming one-row GEMVs (MINILAB_GEMV_GRID=stream: the gemv_sm_ kernels; stream-regs: the
+// gemv_sr_ kernels; one row of 16-bit xs).
 //
 // The shipped grid gives a warp one group of rows and the warp exits after it. A 3B row is 1.5 KB in
 // NF4, 3 KB in int8, 6 KB in bf16: one to six rounds of loads, then the sums, the store and the exit,
@@ -7,10 +8,11 @@
 // session 9). Here the grid is resident (as many blocks as the GPU holds at once), each warp takes a
 // run of whole units laid end to end over the launch's parts (a unit: the R rows a warp of the shipped
 // grid takes, so that one xs load still serves R rows), and keeps 4 KB of steps (512 bytes of each of
-// its R rows, and their NF4 absmax) in flight through cp.async into shared memory across the unit
-// boundaries, so its loads do not stop between units. All but one slot go out before the kernel waits on the
-// previous one (pdl_wait) and before the table and the norm: weights are never written by a kernel,
-// so with MINILAB_PDL=1 they stream while the previous kernel finishes.
+// its R rows, and their NF4 absmax) in flight across the unit boundaries, so its loads do not stop
+// between units: in shared memory through cp.async (gemv_stream), or in registers (gemv_stream_regs).
+// The first slots go out before the kernel waits on the previous one (pdl_wait) and before the table
+// and the norm: weights are never written by a kernel, so with MINILAB_PDL=1 they stream while the
+// previous kernel finishes.
 //
 // A row's arithmetic is accumulate's, step for step (same lanes, same decode, same sums in the same
 // order, the same warp reduction and stores), so the outputs equal the shipped kernels' bit for bit.
