@@ -272,6 +272,8 @@ void step_table(const Run& run, const PerShape& best_r, const PerShape& best_var
 }
 
 int main(int argc, char** argv) {
+    // line by line, so that a run cut short by its time limit keeps the rows it printed
+    setvbuf(stdout, nullptr, _IOLBF, 0);
     bool quick = argc > 1 && std::string(argv[1]) == "--quick";
     bool prof = argc > 1 && std::string(argv[1]) == "--profile";
     bool floors = argc > 1 && std::string(argv[1]) == "--floor";

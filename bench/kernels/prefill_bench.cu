@@ -193,6 +193,8 @@ double gemm_peak(Ctx& c) {
 }
 
 int main() {
+    // line by line, so that a run cut short by its time limit keeps the rows it printed
+    setvbuf(stdout, nullptr, _IOLBF, 0);
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     Ctx c{};
