@@ -105,6 +105,22 @@ pub fn streams(m: usize, xs_bytes: usize, weight_bits: usize, k: usize, norm: bo
         && (!norm || k * xs_bytes <= STREAM_NORM_MAX)
 }
 
+/// The kernel family (the name's prefix) a GEMV launch takes, and its grid: a launch that asks L2
+/// for the next weights (`prefetch`, gemv_pf_) or stages its own (`staged`, gemv_st_) keeps that
+/// kernel, start-up allowing only one of them beside a stream; else the streaming kernels where the
+/// launch [`streams`]; else the shipped ones. Every opt-in grid caps the others at the resident
+/// blocks, since all of them stride their warps over the row groups.
+pub fn pick(grid: Grid, prefetch: bool, staged: bool, streams: bool) -> (&'static str, Grid) {
+    let capped = grid.min(Grid::Resident);
+    match (prefetch, staged, streams, grid) {
+        (true, ..) => ("gemv_pf_", capped),
+        (_, true, ..) => ("gemv_st_", capped),
+        (_, _, true, Grid::Stream) => ("gemv_sm_", grid),
+        (_, _, true, Grid::StreamRegs) => ("gemv_sr_", grid),
+        _ => ("gemv_", capped),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +137,28 @@ mod tests {
         assert!(resident());
         set(Grid::Rows);
         assert!(!resident());
+    }
+
+    #[test]
+    fn each_launch_picks_one_kernel_family_and_its_grid() {
+        use Grid::*;
+        // the default: the shipped kernels, a warp a group, whatever the launch could take
+        for streams in [false, true] {
+            assert_eq!(pick(Rows, false, false, streams), ("gemv_", Rows));
+        }
+        assert_eq!(pick(Rows, true, false, true), ("gemv_pf_", Rows));
+        assert_eq!(pick(Rows, false, true, true), ("gemv_st_", Rows));
+        // a resident grid keeps each kernel, capped
+        assert_eq!(pick(Resident, false, false, true), ("gemv_", Resident));
+        assert_eq!(pick(Resident, true, false, false), ("gemv_pf_", Resident));
+        // the streams where the launch streams, else the shipped kernels on a resident grid
+        assert_eq!(pick(Stream, false, false, true), ("gemv_sm_", Stream));
+        assert_eq!(pick(StreamRegs, false, false, true), ("gemv_sr_", StreamRegs));
+        assert_eq!(pick(Stream, false, false, false), ("gemv_", Resident));
+        assert_eq!(pick(StreamRegs, false, false, false), ("gemv_", Resident));
+        // prefetching or staging set by hand (device_check) beside a stream wins, resident
+        assert_eq!(pick(Stream, true, false, true), ("gemv_pf_", Resident));
+        assert_eq!(pick(StreamRegs, false, true, true), ("gemv_st_", Resident));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! of one format in one launch), one-pass dequantize for prefill (whose product then goes to cuBLAS
 //! through candle's matmul); `decode` launches the small fused ops of a decode step.
 
-use super::grid::Grid;
+use super::grid::{self, Grid};
 use super::params::Format;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -277,29 +277,19 @@ pub(crate) fn gemv_parts(
     }
 }
 
-/// The kernel a launch takes and its grid. The one-row 16-bit kernels also come as gemv_pf_, which
-/// first ask L2 for the next launch's weights (kernels::prefetch, `pf`), as gemv_st_, which stage
-/// them through shared memory (kernels::staging), and as gemv_sm_ and gemv_sr_, which stream them
-/// across row groups on a resident grid (kernels::grid); start-up rules out asking for two of them.
+/// The kernel a launch takes and its grid (`kernels::grid::pick`). The one-row 16-bit kernels also
+/// come as gemv_pf_, which first ask L2 for the next launch's weights (kernels::prefetch, `pf`), as
+/// gemv_st_, which stage them through shared memory (kernels::staging), and as gemv_sm_ and gemv_sr_,
+/// which stream them across row groups on a resident grid (kernels::grid).
 fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, Grid) {
-    let grid = crate::kernels::grid::current();
     let bits = match spec.format {
         Format::Dense => 8 * spec.dtype.size_in_bytes(),
         Format::Int8 => 8,
         Format::Nf4 => 4,
     };
-    if pf {
-        (name.replacen("gemv_", "gemv_pf_", 1), grid.min(Grid::Resident))
-    } else if staged_fits(spec, m) {
-        (name.replacen("gemv_", "gemv_st_", 1), grid.min(Grid::Resident))
-    } else if grid >= Grid::Stream
-        && crate::kernels::grid::streams(m, spec.dtype.size_in_bytes(), bits, spec.k, spec.norm.is_some())
-    {
-        let family = if grid == Grid::Stream { "gemv_sm_" } else { "gemv_sr_" };
-        (name.replacen("gemv_", family, 1), grid)
-    } else {
-        (name, grid.min(Grid::Resident))
-    }
+    let streams = grid::streams(m, spec.dtype.size_in_bytes(), bits, spec.k, spec.norm.is_some());
+    let (family, grid) = grid::pick(grid::current(), pf, staged_fits(spec, m), streams);
+    (name.replacen("gemv_", family, 1), grid)
 }
 
 /// What one GEMV launch computes, besides the addresses it reads and writes.
