@@ -20,10 +20,10 @@
 #            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
 #   launches: `gemv_bench --merged`, `--floor` and `--stream` in one call, into one tar.
 #   resident: device_check cuda grid (rows, resident and both streaming GEMV grids, logits bit for bit,
-#            on the 1B), then 3B tg128 in f16/int8/nf4 with MINILAB_GEMV_GRID=rows, resident, stream,
-#            stream-regs, and both streams with MINILAB_PDL=1; then, while the call has time, the grid
-#            check under MINILAB_PDL=1, stream+PDL with MINILAB_FUSE_NORM=1, device_check cuda kernels
-#            and rope (on the 1B).
+#            on the 1B), then 3B tg128 in f16/int8/nf4 with MINILAB_GEMV_GRID=rows and each way that
+#            passed (resident, stream, stream-regs); the grid check under MINILAB_PDL=1, then the
+#            streams that pass it with MINILAB_PDL=1; then, while the call has time, stream+PDL with
+#            MINILAB_FUSE_NORM=1, device_check cuda kernels and rope (on the 1B).
 #   prefill-ways: the prefill harness (bench/kernels/prefill_bench.cu, built by bench/kernels/build.sh):
 #            a prompt's linears (m = 512) with bf16 weights against int8/NF4 dequantized then multiplied
 #            (the shipped way), in chunks that fit L2, and on two streams; the dequantize pass alone.
@@ -293,15 +293,13 @@ launches)
   ;;
 resident)
   # the GEMV grids against each other (rows, resident, both streaming kernels: logits bit for bit on
-  # the 1B), then 3B tg128 per way: rows, resident, stream, stream-regs, both with PDL (the streaming
-  # kernels' first loads overlap the previous kernel); then, while the call has time (each step
-  # starts only before ${BUDGET:-470} s), the grid check under PDL, stream with PDL and the norm
-  # fold (a block normalizes once a launch, after its first copies are out), the silu·up check and
-  # RoPE fused against separate; all in one tar
+  # the 1B), then 3B tg128 per way that equals the rows: rows, resident, stream, stream-regs; the
+  # same check under PDL, then the streams that pass it with PDL (their first loads overlap the
+  # previous kernel); then, while the call has time (each step starts only before ${BUDGET:-470} s),
+  # stream with PDL and the norm fold (a block normalizes once a launch, after its first copies are
+  # out), the silu·up check and RoPE fused against separate; all in one tar
   unpack minilab device_check
   budget=${BUDGET:-470}
-  timeout 150 /tmp/bin/device_check cuda grid llama-3.2-1b > "$OUT/grid.md" 2>&1; rc=$?
-  echo "device_check grid: exit $rc"; tail -9 "$OUT/grid.md"
   bench_way() {  # bench_way NAME ENV...: 3B tg128 in f16/int8/nf4 with ENV
     local name=$1; shift
     for p in f16 int8 nf4; do
@@ -310,9 +308,13 @@ resident)
       echo "$p $name: exit $?"
     done
   }
-  # a grid way that changed the logits times nothing worth having: bench only the ways whose logits
-  # equal the rows' in every format (none of the streams if the check hung or crashed)
-  equal=$(python3 - "$OUT/grid.md" <<'PY'
+  grid_check() {  # grid_check FILE [ENV...]: device_check cuda grid; prints the ways whose logits equal
+    # the rows' in every format (none if the check hung or crashed): a way that changed the logits
+    # times nothing worth having
+    local file=$1; shift
+    env "$@" timeout 150 /tmp/bin/device_check cuda grid llama-3.2-1b > "$file" 2>&1
+    echo "device_check grid $*: exit $?" >&2; tail -9 "$file" >&2
+    python3 - "$file" <<'PY'
 import sys
 head, ok = None, {}
 for line in open(sys.argv[1], errors="replace"):
@@ -324,22 +326,20 @@ for line in open(sys.argv[1], errors="replace"):
             ok[name] = ok.get(name, True) and cell == "yes"
 print(" ".join(n for n, good in ok.items() if good))
 PY
-)
+  }
+  has() { case " $1 " in *" $2 "*) true ;; *) false ;; esac; }
+  equal=$(grid_check "$OUT/grid.md"); echo "equal to rows: ${equal:-none}"
   ways="rows"
-  for w in resident stream stream-regs; do
-    case " $equal " in *" $w "*) ways="$ways ${w/stream-regs/regs}" ;; esac
-  done
-  case " $ways " in *" stream "*) ways="$ways streampdl" ;; esac
-  case " $ways " in *" regs "*) ways="$ways regspdl" ;; esac
-  echo "grid ways with logits equal to rows: ${equal:-none}; benches: $ways"
+  for w in resident stream stream-regs; do has "$equal" $w && ways="$ways ${w/stream-regs/regs}"; done
   for w in $ways; do
-    case $w in rows|resident|stream) bench_way $w MINILAB_GEMV_GRID=$w ;; regs) bench_way $w MINILAB_GEMV_GRID=stream-regs ;;
-      streampdl) bench_way $w MINILAB_GEMV_GRID=stream MINILAB_PDL=1 ;; regspdl) bench_way $w MINILAB_GEMV_GRID=stream-regs MINILAB_PDL=1 ;; esac
+    case $w in regs) bench_way $w MINILAB_GEMV_GRID=stream-regs ;; *) bench_way $w MINILAB_GEMV_GRID=$w ;; esac
   done
-  if [ $SECONDS -lt $budget ]; then
-    MINILAB_PDL=1 timeout 120 /tmp/bin/device_check cuda grid llama-3.2-1b > "$OUT/grid-pdl.md" 2>&1; echo "PDL device_check grid: exit $?"; tail -9 "$OUT/grid-pdl.md"
+  if has "$ways" stream || has "$ways" regs; then
+    pdl_equal=$(grid_check "$OUT/grid-pdl.md" MINILAB_PDL=1); echo "equal to rows under PDL: ${pdl_equal:-none}"
+    if has "$ways" stream && has "$pdl_equal" stream; then bench_way streampdl MINILAB_GEMV_GRID=stream MINILAB_PDL=1; ways="$ways streampdl"; fi
+    if has "$ways" regs && has "$pdl_equal" stream-regs; then bench_way regspdl MINILAB_GEMV_GRID=stream-regs MINILAB_PDL=1; ways="$ways regspdl"; fi
   fi
-  if case " $ways " in *" stream "*) true ;; *) false ;; esac && [ $SECONDS -lt $budget ]; then
+  if has "$ways" streampdl && [ $SECONDS -lt $budget ]; then
     bench_way streamnorm MINILAB_GEMV_GRID=stream MINILAB_PDL=1 MINILAB_FUSE_NORM=1; ways="$ways streamnorm"
   fi
   if [ $SECONDS -lt $budget ]; then
