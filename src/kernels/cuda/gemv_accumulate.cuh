@@ -218,16 +218,24 @@ __device__ __forceinline__ size_t cache_at(int s, int row, int kv_heads, int cap
     return (((size_t)s * kv_heads + row / d) * cap + pos) * d + row % d;
 }
 
+// Row r of a warp's R rows of a part of n rows: row0 + r·stride, or (silu) row0 + r of gate for
+// r < R/2 and the same rows of up for the others (r ≥ R/2 then reads the up part). Rows past n repeat
+// the last one (a part's tail rows, never stored). Host code too (bench/kernels/stream_walk.cu).
+template <int R>
+__host__ __device__ __forceinline__ int warp_row(bool silu, int row0, int stride, int r, int n) {
+    return min(silu ? row0 + (r >= R / 2 ? r - R / 2 : r) : row0 + r * stride, n - 1);
+}
+
 // This lane's share of the products of the warp's R rows with the m rows of xs, in acc: rows row0,
 // row0 + stride, … of `p`, or (SILU) rows row0 … of `p` (gate) for r < R/2 and the same rows of
 // `*up` for the others.
 template <typename T, int F, int M, int R, int U, bool SILU>
 __device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Part* up, int m, int k, int row0,
                                            int stride, const char* table, float (&acc)[R][M]) {
-    constexpr int E = step_elems<F>(), WL = step_loads<T, F>(), SUBS = E / 8, H = SILU ? R / 2 : R;
+    constexpr int E = step_elems<F>(), WL = step_loads<T, F>(), SUBS = E / 8;
     // part and row of the warp's row r; tail rows repeat the last and are never stored
-    const auto part = [&](int r) -> const Part& { return SILU && r >= H ? *up : p; };
-    const auto row_of = [&](int r) { return (size_t)min(SILU ? row0 + (r >= H ? r - H : r) : row0 + r * stride, p.n - 1); };
+    const auto part = [&](int r) -> const Part& { return SILU && r >= R / 2 ? *up : p; };
+    const auto row_of = [&](int r) { return (size_t)warp_row<R>(SILU, row0, stride, r, p.n); };
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
     const auto row_bytes = [](size_t n) { return weight_bytes<T, F>(n); };

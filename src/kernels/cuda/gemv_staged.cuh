@@ -73,7 +73,7 @@ template <typename T, int F, int R, int S, bool SILU>
 __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, const Part* up, int k, int row0, int stride,
                                                   const char* table, float (&acc)[R][1]) {
     static_assert(sizeof(T) == 2 && S > 0, "staging takes 16-bit activations");
-    constexpr int E = step_elems<F>(), H = SILU ? R / 2 : R;
+    constexpr int E = step_elems<F>();
     Stage<F, R, S>& st = warp_stage<F, R, S>();
     const int lane = threadIdx.x & 31;
     const uint32_t lane_off = lane * 4;
@@ -84,9 +84,8 @@ __device__ __forceinline__ void accumulate_staged(const T* xs, const Part& p, co
     const float* sp[R];
 #pragma unroll
     for (int r = 0; r < R; r++) {
-        const Part& pr = SILU && r >= H ? *up : p;
-        // tail rows repeat the last and are never stored
-        const size_t row = (size_t)min(SILU ? row0 + (r >= H ? r - H : r) : row0 + r * stride, p.n - 1);
+        const Part& pr = SILU && r >= R / 2 ? *up : p;
+        const size_t row = warp_row<R>(SILU, row0, stride, r, p.n);
         const int j0 = lane * E < k ? lane * E : 0;  // a lane past a short row stays at its start
         wp[r] = pr.a + row_bytes(row * k + j0);
         sp[r] = nf4_like<F>() ? pr.b + (row * k + j0) / 64 : nullptr;

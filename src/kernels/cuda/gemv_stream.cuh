@@ -89,11 +89,9 @@ template <typename T, int F, int R> struct StreamAt {
         const int part = un.at(u, &row0, &stride);
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            // as accumulate's row_of: SILU's second half are up's rows; past n, the last row again
-            const bool up = ps.mode == SILU && r >= R / 2;
-            const Part& p = ps.p[up ? 1 : part];
-            const int row = min(up ? row0 + r - R / 2 : row0 + r * stride, p.n - 1);
-            const size_t first = (size_t)row * ps.k;
+            const bool silu = ps.mode == SILU;
+            const Part& p = ps.p[silu && r >= R / 2 ? 1 : part];
+            const size_t first = (size_t)warp_row<R>(silu, row0, stride, r, ps.p[part].n) * ps.k;
             w[r] = p.a + weight_bytes<T, F>(first) + lane * 16;
             // a lane's 32 NF4 weights share one absmax of 64
             if constexpr (nf4_like<F>()) sc[r] = p.b + first / 64 + lane / 2;
