@@ -1,8 +1,8 @@
 //! Process-wide on/off switches that an environment variable can flip at start (the fused kernels
-//! and the decode graph start on, the experimental fusions off), so that a comparison needs no
-//! rebuild.
+//! and the decode graph start on, the experimental fusions off), and choices among several ways
+//! that one can pick, so that a comparison needs no rebuild.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Once;
 
 /// A switch that starts in its default state unless `var` holds one of `flip`; [`Switch::set`]
@@ -48,6 +48,42 @@ impl Switch {
     }
 }
 
+/// A choice among `ways` (at most 255): the index of the one `var` names at start, else 0 (the
+/// default; start-up's check refuses other values); [`Choice::set`] overrides both.
+#[derive(Debug)]
+pub struct Choice {
+    /// 0: not read yet; else 1 + the index.
+    at: AtomicU8,
+    var: &'static str,
+    ways: &'static [&'static str],
+}
+
+impl Choice {
+    /// The choice `var` picks among `ways`, `ways[0]` by default.
+    pub const fn new(var: &'static str, ways: &'static [&'static str]) -> Self {
+        Self { at: AtomicU8::new(0), var, ways }
+    }
+
+    /// The index of the way in force.
+    pub fn get(&self) -> usize {
+        match self.at.load(Ordering::Relaxed) {
+            0 => {
+                let v = std::env::var(self.var).ok();
+                let i = self.ways.iter().position(|w| v.as_deref() == Some(*w)).unwrap_or(0);
+                // a set() racing this read wins
+                let _ = self.at.compare_exchange(0, 1 + i as u8, Ordering::Relaxed, Ordering::Relaxed);
+                self.get()
+            }
+            at => usize::from(at - 1),
+        }
+    }
+
+    /// Picks way `i` (clamped to the ways) for the rest of the process, whatever the variable says.
+    pub fn set(&self, i: usize) {
+        self.at.store(1 + i.min(self.ways.len().saturating_sub(1)) as u8, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +116,24 @@ mod tests {
         std::env::set_var("MINILAB_TEST_OPT_IN_OTHER", "yes");
         static U: Switch = Switch::opt_in("MINILAB_TEST_OPT_IN_OTHER", &["1"]);
         assert!(!U.get(), "only the listed values turn it on");
+    }
+
+    #[test]
+    fn a_choice_reads_its_variable_once_and_set_wins() {
+        static WAYS: &[&str] = &["a", "b", "c"];
+        static UNSET: Choice = Choice::new("MINILAB_TEST_CHOICE_UNSET", WAYS);
+        assert_eq!(UNSET.get(), 0);
+        std::env::set_var("MINILAB_TEST_CHOICE_C", "c");
+        static C: Choice = Choice::new("MINILAB_TEST_CHOICE_C", WAYS);
+        assert_eq!(C.get(), 2);
+        std::env::set_var("MINILAB_TEST_CHOICE_C", "b");
+        assert_eq!(C.get(), 2, "read once");
+        C.set(1);
+        assert_eq!(C.get(), 1);
+        C.set(99);
+        assert_eq!(C.get(), 2, "clamped to the last way");
+        std::env::set_var("MINILAB_TEST_CHOICE_OTHER", "C");
+        static OTHER: Choice = Choice::new("MINILAB_TEST_CHOICE_OTHER", WAYS);
+        assert_eq!(OTHER.get(), 0, "only the listed values pick");
     }
 }

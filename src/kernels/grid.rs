@@ -26,7 +26,7 @@
 //! against the shipped grid, and `device_check cuda grid` compares the decode logits bit for bit and
 //! times the step.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use crate::switch::Choice;
 
 /// How a GEMV launch lays out its grid (ordered: each way caps the grid at least as much as the one
 /// before).
@@ -42,43 +42,19 @@ pub enum Grid {
     StreamRegs,
 }
 
-/// 0: not read yet; else 1 + the [`Grid`] index.
-static GRID: AtomicU8 = AtomicU8::new(0);
-
-fn code(g: Grid) -> u8 {
-    match g {
-        Grid::Rows => 1,
-        Grid::Resident => 2,
-        Grid::Stream => 3,
-        Grid::StreamRegs => 4,
-    }
-}
+/// The grids in `MINILAB_GEMV_GRID`'s words, in [`Grid`]'s order.
+const GRIDS: [Grid; 4] = [Grid::Rows, Grid::Resident, Grid::Stream, Grid::StreamRegs];
+static GRID: Choice = Choice::new("MINILAB_GEMV_GRID", &["rows", "resident", "stream", "stream-regs"]);
 
 /// The grid in force: [`set`]'s, else `MINILAB_GEMV_GRID` (`resident`, `stream`, `stream-regs`;
-/// anything else is rows, and the binary refuses values other than `rows` at start-up).
+/// anything else is rows, and the binary refuses other values than `rows` at start-up).
 pub fn current() -> Grid {
-    match GRID.load(Ordering::Relaxed) {
-        0 => {
-            let g = match std::env::var("MINILAB_GEMV_GRID").as_deref() {
-                Ok("resident") => Grid::Resident,
-                Ok("stream") => Grid::Stream,
-                Ok("stream-regs") => Grid::StreamRegs,
-                _ => Grid::Rows,
-            };
-            // a set() racing this read wins
-            let _ = GRID.compare_exchange(0, code(g), Ordering::Relaxed, Ordering::Relaxed);
-            current()
-        }
-        2 => Grid::Resident,
-        3 => Grid::Stream,
-        4 => Grid::StreamRegs,
-        _ => Grid::Rows,
-    }
+    GRIDS[GRID.get()]
 }
 
 /// Sets the grid for the rest of the process, whatever the variable says.
 pub fn set(g: Grid) {
-    GRID.store(code(g), Ordering::Relaxed);
+    GRID.set(g as usize);
 }
 
 /// Whether GEMV launches are capped at the blocks the GPU holds at once (every opt-in is).

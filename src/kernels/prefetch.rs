@@ -15,8 +15,8 @@
 //! costs more than the gaps it fills. Kept opt-in, for the record.
 
 use super::many::WeightRef;
+use crate::switch::Choice;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 /// How a launch asks L2 for the next launch's weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,43 +76,20 @@ impl PrefetchArg {
     }
 }
 
-/// 0: not read yet; else 1 + the [`Way`] index.
-static WAY: AtomicU8 = AtomicU8::new(0);
+/// The ways in `MINILAB_PREFETCH`'s words, in [`Way`]'s order.
+const WAYS: [Way; 3] = [Way::Off, Way::Line, Way::Bulk];
+static WAY: Choice = Choice::new("MINILAB_PREFETCH", &["off", "line", "bulk"]);
 
 /// The way in force: [`set_way`]'s, else `MINILAB_PREFETCH` (`line`, `bulk`; anything else is off,
 /// and the binary refuses values other than `off` at start-up).
 pub fn way() -> Way {
-    let from = |v: u8| match v {
-        2 => Way::Line,
-        3 => Way::Bulk,
-        _ => Way::Off,
-    };
-    match WAY.load(Ordering::Relaxed) {
-        0 => {
-            let w = match std::env::var("MINILAB_PREFETCH").as_deref() {
-                Ok("line") => Way::Line,
-                Ok("bulk") => Way::Bulk,
-                _ => Way::Off,
-            };
-            let _ = WAY.compare_exchange(0, code(w), Ordering::Relaxed, Ordering::Relaxed);
-            from(WAY.load(Ordering::Relaxed))
-        }
-        v => from(v),
-    }
-}
-
-fn code(w: Way) -> u8 {
-    match w {
-        Way::Off => 1,
-        Way::Line => 2,
-        Way::Bulk => 3,
-    }
+    WAYS[WAY.get()]
 }
 
 /// Sets the way for the rest of the process (for comparisons in one process), whatever
 /// `MINILAB_PREFETCH` says.
 pub fn set_way(w: Way) {
-    WAY.store(code(w), Ordering::Relaxed);
+    WAY.set(w as usize);
 }
 
 thread_local! {
