@@ -50,9 +50,9 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_PDL", Takes::OneOf(ON_OFF)),
     knob("MINILAB_FUSE_ROPE", Takes::OneOf(ON_OFF)),
     knob("MINILAB_FUSE_NORM", Takes::OneOf(ON_OFF)),
-    knob("MINILAB_PREFETCH", Takes::OneOf(&["off", "line", "bulk"])),
+    knob("MINILAB_PREFETCH", Takes::OneOf(crate::kernels::prefetch::WORDS)),
     knob("MINILAB_GEMV_STAGED", Takes::OneOf(ON_OFF)),
-    knob("MINILAB_GEMV_GRID", Takes::OneOf(&["rows", "resident", "stream", "stream-regs"])),
+    knob("MINILAB_GEMV_GRID", Takes::OneOf(crate::kernels::grid::WORDS)),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)

@@ -42,9 +42,11 @@ pub enum Grid {
     StreamRegs,
 }
 
-/// The grids in `MINILAB_GEMV_GRID`'s words, in [`Grid`]'s order.
+/// The grids in [`WORDS`]' order.
 const GRIDS: [Grid; 4] = [Grid::Rows, Grid::Resident, Grid::Stream, Grid::StreamRegs];
-static GRID: Choice = Choice::new("MINILAB_GEMV_GRID", &["rows", "resident", "stream", "stream-regs"]);
+/// The words `MINILAB_GEMV_GRID` takes, one a way (start-up checks against these).
+pub const WORDS: &[&str] = &["rows", "resident", "stream", "stream-regs"];
+static GRID: Choice = Choice::new("MINILAB_GEMV_GRID", WORDS);
 
 /// The grid in force: [`set`]'s, else `MINILAB_GEMV_GRID` (`resident`, `stream`, `stream-regs`;
 /// anything else is rows, and the binary refuses other values than `rows` at start-up).

@@ -76,9 +76,11 @@ impl PrefetchArg {
     }
 }
 
-/// The ways in `MINILAB_PREFETCH`'s words, in [`Way`]'s order.
+/// The ways in [`WORDS`]' order.
 const WAYS: [Way; 3] = [Way::Off, Way::Line, Way::Bulk];
-static WAY: Choice = Choice::new("MINILAB_PREFETCH", &["off", "line", "bulk"]);
+/// The words `MINILAB_PREFETCH` takes, one a way (start-up checks against these).
+pub const WORDS: &[&str] = &["off", "line", "bulk"];
+static WAY: Choice = Choice::new("MINILAB_PREFETCH", WORDS);
 
 /// The way in force: [`set_way`]'s, else `MINILAB_PREFETCH` (`line`, `bulk`; anything else is off,
 /// and the binary refuses values other than `off` at start-up).
