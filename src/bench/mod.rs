@@ -96,7 +96,8 @@ fn row(tokens: &[u32], model: &Model) -> Result<Tensor> {
     Ok(Tensor::new(tokens, model.device())?.unsqueeze(0)?)
 }
 
-/// Wall times of `reps` prompt forwards over `prompt` (after one warm-up), device synchronized.
+/// Wall times of `reps` prompt forwards over `prompt` up to the last position's logits, the time to
+/// first token (after one warm-up), device synchronized.
 pub fn time_prefill(model: &Model, prompt: &[u32], reps: usize, pb: &indicatif::ProgressBar) -> Result<Vec<u64>> {
     let ids = row(prompt, model)?;
     let mut samples = Vec::with_capacity(reps);
@@ -104,7 +105,7 @@ pub fn time_prefill(model: &Model, prompt: &[u32], reps: usize, pb: &indicatif::
         let mut cache = Cache::new(model.n_blocks());
         sync(model.device())?;
         let t = Instant::now();
-        let logits = model.forward(&ids, 0, &mut cache)?;
+        let logits = model.forward_last(&ids, 0, &mut cache)?;
         sync(model.device())?;
         let ns = t.elapsed().as_nanos() as u64;
         drop(logits);
@@ -141,7 +142,7 @@ pub fn time_decode(
     for i in 0..=reps {
         let mut cache = Cache::new(model.n_blocks());
         if !prompt.is_empty() {
-            model.forward(&row(prompt, model)?, 0, &mut cache)?;
+            model.forward_last(&row(prompt, model)?, 0, &mut cache)?;
         }
         sync(model.device())?;
         let t = Instant::now();

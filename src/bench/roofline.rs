@@ -101,15 +101,16 @@ pub fn measure_matmul_peak(device: &Device, dtype: DType) -> Result<f64> {
     Ok(median(samples))
 }
 
-/// FLOPs of one `n`-token prompt forward from an empty cache as minilab runs it: every linear, the
-/// head over all `n` positions, and the attention's two matmuls over the whole `n × n` scores (the
-/// causal mask applies after them). Norms, RoPE and the softmax are left out.
+/// FLOPs of one `n`-token prompt forward from an empty cache as minilab runs it for ppN: every
+/// linear over all `n` positions, the head over the last one ([`crate::model::Model::forward_last`]),
+/// and the attention's two matmuls over the whole `n × n` scores (the causal mask applies after them).
+/// Norms, RoPE and the softmax are left out.
 pub fn prefill_flops(cfg: &LlamaConfig, n: usize) -> f64 {
     let (h, n) = (cfg.hidden_size as f64, n as f64);
     let linear = cfg.block_linear_params() as f64;
     // q·kᵀ and scores·v: 2·n·n·head_dim each, for every query head
     let attention = 4.0 * n * n * (cfg.num_attention_heads * cfg.head_dim) as f64;
-    cfg.num_hidden_layers as f64 * (2.0 * n * linear + attention) + 2.0 * n * h * cfg.vocab_size as f64
+    cfg.num_hidden_layers as f64 * (2.0 * n * linear + attention) + 2.0 * h * cfg.vocab_size as f64
 }
 
 /// Prefill at `tokens_per_s` on `n`-token prompts as a percentage of the matmul `peak`.
@@ -148,9 +149,10 @@ mod tests {
         // attention of one query against one key (4 · q)
         let weights = l * (h * q + 2 * h * kv + q * h + 3 * h * i) + v * h;
         assert_eq!(prefill_flops(&cfg, 1), (2 * weights + 4 * l * q) as f64);
-        // the linears grow with n, the attention with n²
-        let linear = prefill_flops(&cfg, 1) - (4 * l * q) as f64;
-        assert_eq!(prefill_flops(&cfg, 8), 8.0 * linear + (4 * l * q * 64) as f64);
+        // the block linears grow with n, the attention with n², the head stays at one position
+        let head = (2 * v * h) as f64;
+        let linear = prefill_flops(&cfg, 1) - (4 * l * q) as f64 - head;
+        assert_eq!(prefill_flops(&cfg, 8), 8.0 * linear + (4 * l * q * 64) as f64 + head);
         // 1 TFLOP a 512-token prompt at 1000 tokens/s on a 4 TFLOP/s peak: 50 %
         assert!((compute_pct(1000.0, 1e12, 512, 4e12) - 100.0 * 1000.0 / 512.0 * 1e12 / 4e12).abs() < 1e-9);
     }

@@ -91,7 +91,7 @@ fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
         };
         outln!(
             out,
-            "measured matmul peak: {peak} ({}); roofline = prompt FLOPs/s (linears, head, attention matmuls) ÷ peak",
+            "measured matmul peak: {peak} ({}); roofline = prompt FLOPs/s (linears, last position's head, attention matmuls) ÷ peak",
             r0.dtype
         );
     }

@@ -280,6 +280,30 @@ mod tests {
         Ok(())
     }
 
+    /// The time-to-first-token forward gives the full forward's last row (to rounding), leaves the cache as long,
+    /// and refuses an empty prompt instead of reaching for position -1.
+    #[test]
+    fn forward_last_is_the_forwards_last_row() -> Result<()> {
+        let model = tiny();
+        let dev = Device::Cpu;
+        let prompt = Tensor::new(&[[3u32, 7, 1, 9, 4], [2, 2, 8, 0, 6]], &dev)?;
+        let (mut all, mut last) = (Cache::new(model.n_blocks()), Cache::new(model.n_blocks()));
+        let want = model.forward(&prompt, 0, &mut all)?.narrow(1, 4, 1)?.squeeze(1)?;
+        let got = model.forward_last(&prompt, 0, &mut last)?;
+        assert_eq!(got.dims(), &[2, model.config().vocab_size]);
+        // the head's matmul over one row may round apart from the same row among five
+        let d = max_diff(&got, &want);
+        assert!(d < 1e-5, "last row differs by {d}");
+        assert_eq!(last.seq_len(), all.seq_len());
+        let next = Tensor::new(&[[5u32], [1]], &dev)?;
+        let want = model.forward(&next, 5, &mut all)?.squeeze(1)?;
+        let d = max_diff(&model.forward_last(&next, 5, &mut last)?, &want);
+        assert!(d < 1e-5, "next token differs by {d}");
+        let empty = Tensor::zeros((1, 0), DType::U32, &dev)?;
+        assert!(model.forward_last(&empty, 0, &mut Cache::new(model.n_blocks())).is_err());
+        Ok(())
+    }
+
     /// A step needs buffers, and a scoring cache has none to give.
     #[test]
     fn decode_step_refuses_caches_without_buffers() -> Result<()> {

@@ -176,6 +176,24 @@ impl Model {
         self.head(&xs)
     }
 
+    /// Logits `[b, vocab]` (f32) of the last position of `tokens` `[b, seq_len]` only: the blocks run
+    /// over every position as in [`Model::forward`], the head over the last one. This is what a
+    /// generation's first token needs, and what llama.cpp computes for a prompt; scoring every
+    /// position (perplexity) needs [`Model::forward`].
+    pub fn forward_last(&self, tokens: &Tensor, start_pos: usize, cache: &mut Cache) -> Result<Tensor> {
+        if self.takes_decode_step(tokens, start_pos, cache)? {
+            return self.decode(tokens, start_pos, cache)?.squeeze(1);
+        }
+        let Some(last) = tokens.dim(1)?.checked_sub(1) else {
+            candle_core::bail!("an empty prompt has no last position")
+        };
+        let xs = self.embed(tokens)?;
+        let xs = self.forward_blocks(&xs, 0, start_pos, cache)?;
+        // [b, seq_len, hidden] → [b, 1, hidden]
+        let xs = xs.narrow(1, last, 1)?.contiguous()?;
+        self.head(&xs)?.squeeze(1)
+    }
+
     /// Hidden states `[b, seq_len, hidden]` of `tokens` `[b, seq_len]`.
     pub fn embed(&self, tokens: &Tensor) -> Result<Tensor> {
         let (b, t) = tokens.dims2()?;
