@@ -50,6 +50,7 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_PDL", Takes::OneOf(ON_OFF)),
     knob("MINILAB_FUSE_ROPE", Takes::OneOf(ON_OFF)),
     knob("MINILAB_FUSE_NORM", Takes::OneOf(ON_OFF)),
+    knob("MINILAB_FUSE_PREFILL", Takes::OneOf(ON_OFF)),
     knob("MINILAB_PREFETCH", Takes::OneOf(crate::kernels::prefetch::WORDS)),
     knob("MINILAB_GEMV_STAGED", Takes::OneOf(ON_OFF)),
     knob("MINILAB_GEMV_GRID", Takes::OneOf(crate::kernels::grid::WORDS)),

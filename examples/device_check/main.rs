@@ -25,6 +25,9 @@
 //!   launch that also applies RoPE and writes the KV cache (the default).
 //! - `device_check cuda grid [MODEL]`: the same for GEMV launches on resident grids and for the
 //!   streaming one-row kernels (`kernels::grid`) against a warp per row group.
+//! - `device_check cuda prefill [MODEL]`: the fused prefill (`MINILAB_FUSE_PREFILL=1`) against the
+//!   plain path: its layout kernel bit for bit, the 1B's logits in f32 within 1e-4, MODEL's in bf16
+//!   (max |Δ|, argmax), and pp512 timed both ways.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -37,6 +40,7 @@ use std::time::Instant;
 
 mod folds;
 mod kernels;
+mod prefill;
 mod ways;
 
 /// Every layer of `model` in `p`.
@@ -347,6 +351,7 @@ fn main() -> minilab::Result<()> {
         Some("prefetch") => ways::check_prefetch(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("staged") => ways::check_staged(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("rope") => ways::check_rope(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("prefill") => prefill::check_prefill(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {

@@ -1,6 +1,7 @@
 //! The small ops of one decode step, fused: on the GPU the kernels of `cuda/decode.cu`, which read
 //! the position from device memory so that a captured step replays at every position; elsewhere
-//! the same results from candle's ops, the reference the kernels are checked against.
+//! the same results from candle's ops, the reference the kernels are checked against. The fused
+//! prefill ([`super::prefill_ops`]) runs them over a whole prompt.
 
 use super::op::enabled;
 use candle_core::{DType, Result, Tensor};
@@ -22,7 +23,7 @@ fn fused(t: &Tensor) -> bool {
 /// `(xs + ys, RMSNorm(xs + ys)·w)`: a residual add and the next norm, one launch on the GPU.
 pub fn add_rms_norm(xs: &Tensor, ys: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
     #[cfg(feature = "cuda")]
-    if fused(xs) {
+    if fused(xs) && xs.elem_count() / w.elem_count().max(1) <= u32::MAX as usize {
         return gpu::add_rms_norm(xs, ys, w, eps);
     }
     let res = (xs + ys)?;
@@ -33,7 +34,7 @@ pub fn add_rms_norm(xs: &Tensor, ys: &Tensor, w: &Tensor, eps: f32) -> Result<(T
 /// `silu(gate)·up`, one launch on the GPU.
 pub fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if fused(gate) {
+    if fused(gate) && gate.elem_count() <= i32::MAX as usize {
         return gpu::silu_mul(gate, up);
     }
     candle_nn::ops::silu(gate)? * up
@@ -44,10 +45,11 @@ pub fn host_pos(pos: &Tensor) -> Result<usize> {
     Ok(pos.flatten_all()?.to_vec1::<u32>()?.first().copied().unwrap_or(0) as usize)
 }
 
-/// RoPE on q `[b, 1, heads·d]` and k `[b, 1, kv_heads·d]` at position `*pos`; writes k and v into
-/// the caches `[b, kv_heads, cap, d]` (whose shape gives `kv_heads` and `d`) at `*pos` and returns
-/// q `[b, heads, 1, d]`. `cos`, `sin`: the tables `[max_pos, d/2]`; the caller keeps `*pos` below
-/// both `cap` and `max_pos`.
+/// RoPE on q `[b, t, heads·d]` and k `[b, t, kv_heads·d]` at positions `*pos..*pos + t`; writes k
+/// and v into the caches `[b, kv_heads, cap, d]` (whose shape gives `kv_heads` and `d`) there and
+/// returns q `[b, heads, t, d]`. A decode step has t = 1; a prefill rotates and stores its whole
+/// prompt in this one pass. `cos`, `sin`: the tables `[max_pos, d/2]`; the caller keeps
+/// `*pos + t` within both `cap` and `max_pos`.
 pub fn rope_kv(
     heads: usize,
     [q, k, v]: [&Tensor; 3],
@@ -56,18 +58,19 @@ pub fn rope_kv(
     [k_cache, v_cache]: [&Tensor; 2],
 ) -> Result<Tensor> {
     let (b, kv_heads, cap, d) = k_cache.dims4()?;
+    let (_, t, _) = q.dims3()?;
     #[cfg(feature = "cuda")]
     if fused(q) {
-        let s = gpu::RopeKv { b, heads, kv_heads, cap, d };
+        let s = gpu::RopeKv { b, t, heads, kv_heads, cap, d };
         return gpu::rope_kv(&s, [q, k, v], [cos, sin], pos, [k_cache, v_cache]);
     }
     let p = host_pos(pos)?;
-    if p >= cap {
-        candle_core::bail!("decode: position {p} is past the cache's {cap}");
+    if p + t > cap {
+        candle_core::bail!("rope_kv: positions {p}..{} are past the cache's {cap}", p + t);
     }
-    // (b, 1, n·d) → (b, n, 1, d)
-    let split = |x: &Tensor, n: usize| x.reshape((b, 1, n, d))?.transpose(1, 2)?.contiguous();
-    let (c, s) = (cos.narrow(0, p, 1)?, sin.narrow(0, p, 1)?);
+    // (b, t, n·d) → (b, n, t, d)
+    let split = |x: &Tensor, n: usize| x.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous();
+    let (c, s) = (cos.narrow(0, p, t)?, sin.narrow(0, p, t)?);
     let q = candle_nn::rotary_emb::rope(&split(q, heads)?, &c, &s)?;
     let k = candle_nn::rotary_emb::rope(&split(k, kv_heads)?, &c, &s)?;
     k_cache.slice_set(&k, 2, p)?;

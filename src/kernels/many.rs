@@ -282,7 +282,7 @@ fn many_cuda(
             Epi::Residual(_) => launch(Epilogue::Residual(ptrs[ptrs.len() - 1])),
             Epi::Rope(r) => {
                 let (_, kv_heads, cap, d) = r.caches[0].dims4()?;
-                let s = gpu::RopeKv { b: rows, heads: r.heads, kv_heads, cap, d };
+                let s = gpu::RopeKv { b: rows, t: 1, heads: r.heads, kv_heads, cap, d };
                 gpu::with_rope_arg(&s, r.tables, r.pos, r.caches, |arg| launch(Epilogue::Rope(arg)))
             }
         }

@@ -13,6 +13,7 @@ mod op;
 mod params;
 pub mod prefetch;
 mod prefill;
+pub mod prefill_ops;
 pub mod softmax;
 pub mod staging;
 

@@ -10,7 +10,7 @@ pub fn causal_softmax(scores: &Tensor, scale: f64, t: usize, start: usize) -> Re
     check(scores, t)?;
     #[cfg(feature = "cuda")]
     if scores.device().is_cuda() && super::op::enabled() && scores.is_contiguous() {
-        return super::cuda::decode::causal_softmax(scores, scale as f32, t, start);
+        return super::cuda::prefill::causal_softmax(scores, scale as f32, t, start);
     }
     causal_softmax_reference(scores, scale, t, start)
 }

@@ -8,6 +8,9 @@ use candle_core::{DType, Device, Result, Tensor};
 pub struct Rope {
     cos: Tensor,
     sin: Tensor,
+    /// `0..max_pos` (u32) on the device: a kernel reads its start position from here, with no
+    /// upload a call.
+    positions: Tensor,
 }
 
 /// The inverse frequencies, scaled as Llama 3.1+ does for long contexts.
@@ -42,10 +45,11 @@ impl Rope {
         let inv = inv_freqs(cfg);
         let half = inv.len();
         let inv = Tensor::from_vec(inv, (1, half), device)?;
-        let pos = Tensor::arange(0u32, max_pos as u32, device)?.to_dtype(DType::F32)?.reshape((max_pos, 1))?;
+        let positions = Tensor::arange(0u32, max_pos as u32, device)?;
+        let pos = positions.to_dtype(DType::F32)?.reshape((max_pos, 1))?;
         // (max_pos, 1) × (1, half) → (max_pos, half)
         let freqs = pos.matmul(&inv)?;
-        Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)? })
+        Ok(Self { cos: freqs.cos()?.to_dtype(dtype)?, sin: freqs.sin()?.to_dtype(dtype)?, positions })
     }
 
     /// Rotates `xs` `[b, heads, seq_len, head_dim]` for positions `start_pos..start_pos+seq_len`.
@@ -54,6 +58,11 @@ impl Rope {
         let cos = self.cos.narrow(0, start_pos, seq_len)?;
         let sin = self.sin.narrow(0, start_pos, seq_len)?;
         candle_nn::rotary_emb::rope(&xs.contiguous()?, &cos, &sin)
+    }
+
+    /// `[1]` (u32, on the device) holding `pos`, which must be below [`Rope::max_pos`].
+    pub fn position(&self, pos: usize) -> Result<Tensor> {
+        self.positions.narrow(0, pos, 1)
     }
 
     /// The `cos` and `sin` tables `[max_pos, head_dim / 2]`.

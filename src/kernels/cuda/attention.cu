@@ -376,3 +376,17 @@ __device__ void causal_softmax(const T* scores, T* probs, long long rows, int to
 INSTANTIATE(float, f32)
 INSTANTIATE(__half, f16)
 INSTANTIATE(__nv_bfloat16, bf16)
+
+// ys: [b, heads, t, d] → out: [b, t, heads·d], moved 16 bytes a thread (`vecs` = d·sizeof(T)/16, so
+// one kernel serves every dtype). The attention's last product leaves a head's rows together and
+// o_proj wants a token's heads together; a strided copy did this at a tenth of the bandwidth.
+extern "C" __global__ void heads_to_rows(const uint4* ys, uint4* out, long long b, int heads, int t, int vecs) {
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)b * heads * t * vecs) return;
+    const size_t row = idx / vecs;  // (s · heads + h) · t + j
+    const int c = idx % vecs, j = row % t;
+    const size_t sh = row / t;  // s · heads + h
+    const int h = sh % heads;
+    const size_t s = sh / heads;
+    out[((s * t + j) * heads + h) * vecs + c] = ys[idx];
+}

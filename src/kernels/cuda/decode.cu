@@ -3,7 +3,7 @@
 // can be captured once as a CUDA graph and replayed for every token:
 //
 // - add_rms_norm: res = xs + ys (rounded to T, as a separate add would store it), out = RMSNorm(res)·w;
-// - rope_kv: rotates q and k ("rotate half", Hugging Face layout) at position *pos, writes the rotated
+// - rope_kv: rotates q and k ("rotate half", Hugging Face layout) at positions *pos.., writes the rotated
 //   k and the plain v into the KV cache at *pos, and q to its own buffer;
 // - silu_mul: silu(gate)·up for the MLP, where the gate/up GEMV cannot do it (gemv.cuh's SILU mode).
 //
@@ -63,23 +63,28 @@ __device__ void add_rms_norm(const T* xs, const T* ys, const T* w, T* res, T* ou
     }
 }
 
-// q: [b, heads·d], k, v: [b, kv_heads·d] (one new token); cos, sin: [max_pos, d/2];
-// q_out: [b, heads, d]; k_cache, v_cache: [b, kv_heads, cap, d]. One thread per pair (i, i + d/2)
-// of a head, q heads first, then k heads, then v heads.
-// A position past the tables or the cache writes nothing (the host checks before it launches; this
-// keeps a bad position from writing out of bounds).
+// q: [b, t, heads·d], k, v: [b, t, kv_heads·d] (t new tokens, at positions *pos .. *pos + t);
+// cos, sin: [max_pos, d/2]; q_out: [b, heads, t, d]; k_cache, v_cache: [b, kv_heads, cap, d]. One
+// thread per pair (i, i + d/2) of a head of a token, q heads first, then k heads, then v heads, so
+// that neighbouring threads read neighbouring elements of a token's row. A decode step has t = 1; a
+// prefill writes its whole prompt into the cache in the same pass that rotates it and lays q out by
+// head.
+// Tokens past the tables or the cache write nothing (the host checks before it launches; this keeps
+// a bad position from writing out of bounds).
 template <typename T>
 __device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const T* sin, const uint32_t* pos, T* q_out,
-                        T* k_cache, T* v_cache, int b, int heads, int kv_heads, int cap, int d, int max_pos) {
-    const int half = d / 2, per_seq = (heads + 2 * kv_heads) * half;
-    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= b * per_seq) return;
-    const int s = idx / per_seq, r = idx % per_seq, head = r / half, i = r % half;
-    const uint32_t p = *pos;
+                        T* k_cache, T* v_cache, int b, int t, int heads, int kv_heads, int cap, int d, int max_pos) {
+    const int half = d / 2, per_tok = (heads + 2 * kv_heads) * half;
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)b * t * per_tok) return;
+    const size_t tok = idx / per_tok;  // s · t + j
+    const int r = idx % per_tok, head = r / half, i = r % half;
+    const int s = tok / t, j = tok % t;
+    const uint32_t p = *pos + j;
     if (p >= (uint32_t)cap || p >= (uint32_t)max_pos) return;
     if (head >= heads + kv_heads) {
         const int h = head - heads - kv_heads;
-        const T* src = v + ((size_t)s * kv_heads + h) * d;
+        const T* src = v + (tok * kv_heads + h) * d;
         T* dst = v_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
         dst[i] = src[i];
         dst[i + half] = src[i + half];
@@ -87,8 +92,8 @@ __device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const 
     }
     const bool is_q = head < heads;
     const int h = is_q ? head : head - heads;
-    const T* src = is_q ? q + ((size_t)s * heads + h) * d : k + ((size_t)s * kv_heads + h) * d;
-    T* dst = is_q ? q_out + ((size_t)s * heads + h) * d : k_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
+    const T* src = is_q ? q + (tok * heads + h) * d : k + (tok * kv_heads + h) * d;
+    T* dst = is_q ? q_out + (((size_t)s * heads + h) * t + j) * d : k_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
     const float c = to_f(cos[(size_t)p * half + i]), sn = to_f(sin[(size_t)p * half + i]);
     const float x1 = to_f(src[i]), x2 = to_f(src[i + half]);
     dst[i] = from_f<T>(x1 * c - x2 * sn);
@@ -112,9 +117,9 @@ __device__ void silu_mul(const T* gate, const T* up, T* out, int n) {
     }                                                                                                            \
     extern "C" __global__ void rope_kv_##NAME(const T* q, const T* k, const T* v, const T* cos, const T* sin,    \
                                               const uint32_t* pos, T* q_out, T* k_cache, T* v_cache, int b,      \
-                                              int heads, int kv_heads, int cap, int d, int max_pos) {            \
+                                              int t, int heads, int kv_heads, int cap, int d, int max_pos) {     \
         pdl_begin();                                                                                             \
-        rope_kv<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, heads, kv_heads, cap, d, max_pos);        \
+        rope_kv<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, t, heads, kv_heads, cap, d, max_pos);     \
     }                                                                                                            \
     extern "C" __global__ void silu_mul_##NAME(const T* gate, const T* up, T* out, int n) {                      \
         pdl_begin();                                                                                             \

@@ -1,10 +1,8 @@
 //! CUDA launches of decode.cu: the fused small ops of a decode step. Each reads its position from
-//! device memory, so that a captured step replays for every token. Also attention.cu's kernels:
-//! the decode attention and the prefill's masked softmax.
+//! device memory, so that a captured step replays for every token. Also attention.cu's decode
+//! attention; its prefill kernels are launched by `prefill.rs`.
 
-use candle_core::cuda_backend::cudarc::driver::{
-    CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg, SyncOnDrop,
-};
+use candle_core::cuda_backend::cudarc::driver::{CudaStream, DevicePtr, DeviceRepr, LaunchConfig, SyncOnDrop};
 use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Device, Layout, Result, Shape, Storage, Tensor};
@@ -15,19 +13,19 @@ use super::suffix;
 use crate::kernels::params::{AttnDecode, SPLIT_THREADS};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
-const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
+pub(super) const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
 const MODULE: &str = "minilab_decode";
-const ATTENTION_MODULE: &str = "minilab_attention";
+pub(super) const ATTENTION_MODULE: &str = "minilab_attention";
 
 fn decode_kernel(name: &str) -> Func<'_> {
     Func { name, module: MODULE, ptx: PTX }
 }
 
-fn attention_kernel(name: &str) -> Func<'_> {
+pub(super) fn attention_kernel(name: &str) -> Func<'_> {
     Func { name, module: ATTENTION_MODULE, ptx: ATTENTION_PTX }
 }
 
-fn cuda_device(t: &Tensor) -> Result<&CudaDevice> {
+pub(super) fn cuda_device(t: &Tensor) -> Result<&CudaDevice> {
     match t.device() {
         Device::Cuda(d) => Ok(d),
         _ => candle_core::bail!("decode kernel: tensor not on the GPU"),
@@ -35,7 +33,7 @@ fn cuda_device(t: &Tensor) -> Result<&CudaDevice> {
 }
 
 /// The device address of a contiguous tensor of `T` (its sync guard goes to `syncs`).
-fn dptr<'a, T: CudaDType + DeviceRepr + 'a>(
+pub(super) fn dptr<'a, T: CudaDType + DeviceRepr + 'a>(
     s: &'a Storage,
     l: &Layout,
     stream: &'a CudaStream,
@@ -49,7 +47,7 @@ fn dptr<'a, T: CudaDType + DeviceRepr + 'a>(
 }
 
 /// A fresh `[len]` buffer of `T` as a tensor of `shape`, with its address.
-fn output<T: CudaDType + DeviceRepr>(dev: &CudaDevice, shape: &Shape) -> Result<(Tensor, u64)> {
+pub(super) fn output<T: CudaDType + DeviceRepr>(dev: &CudaDevice, shape: &Shape) -> Result<(Tensor, u64)> {
     // SAFETY: every element is written by the kernel that receives the address.
     let buf = unsafe { dev.alloc::<T>(shape.elem_count())? };
     let storage = CudaStorage::wrap_cuda_slice(buf, dev.clone());
@@ -74,6 +72,7 @@ macro_rules! by_dtype {
         }
     };
 }
+pub(super) use by_dtype;
 
 /// `(xs + ys, RMSNorm(xs + ys)·w)` for `xs`, `ys` `[…, h]`, `w` `[h]`.
 pub(crate) fn add_rms_norm(xs: &Tensor, ys: &Tensor, w: &Tensor, eps: f32) -> Result<(Tensor, Tensor)> {
@@ -108,14 +107,16 @@ pub(crate) fn add_rms_norm(xs: &Tensor, ys: &Tensor, w: &Tensor, eps: f32) -> Re
 /// The shapes of one [`rope_kv`] launch.
 pub(crate) struct RopeKv {
     pub b: usize,
+    /// Tokens a sequence: 1 in a decode step, the prompt's length in a prefill.
+    pub t: usize,
     pub heads: usize,
     pub kv_heads: usize,
     pub cap: usize,
     pub d: usize,
 }
 
-/// Rotates q `[b, heads·d]` and k `[b, kv_heads·d]` at `*pos`, writes k and v into the caches
-/// `[b, kv_heads, cap, d]` at `*pos` and returns q `[b, heads, 1, d]`.
+/// Rotates q `[b, t, heads·d]` and k `[b, t, kv_heads·d]` at `*pos..*pos + t`, writes k and v into
+/// the caches `[b, kv_heads, cap, d]` there and returns q `[b, heads, t, d]`.
 pub(crate) fn rope_kv(
     s: &RopeKv,
     [q, k, v]: [&Tensor; 3],
@@ -132,34 +133,34 @@ pub(crate) fn rope_kv(
     ) -> Result<Tensor> {
         let dev = cuda_device(pos)?;
         let stream = dev.cuda_stream();
-        let (q_out, p_out) = output::<T>(dev, &Shape::from((s.b, s.heads, 1, s.d)))?;
+        let (q_out, p_out) = output::<T>(dev, &Shape::from((s.b, s.heads, s.t, s.d)))?;
         let guards: Vec<_> = qkv.iter().chain(&tables).chain(&caches).map(|t| t.storage_and_layout()).collect();
         let (sp, lp) = pos.storage_and_layout();
         let mut syncs = Vec::new();
         let ptrs = guards.iter().map(|(st, l)| dptr::<T>(st, l, &stream, &mut syncs)).collect::<Result<Vec<_>>>()?;
         let p_pos = dptr::<u32>(&sp, lp, &stream, &mut syncs)?;
         let name = format!("rope_kv_{}", suffix(qkv[0].dtype())?);
-        let threads = s.b * (s.heads + 2 * s.kv_heads) * (s.d / 2);
+        let threads = s.b * s.t * (s.heads + 2 * s.kv_heads) * (s.d / 2);
         let cfg = LaunchConfig {
             grid_dim: (threads.div_ceil(256) as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
         let max_pos = tables[0].dim(0)?;
-        let ints = [s.b, s.heads, s.kv_heads, s.cap, s.d, max_pos].map(|x| x as i32);
+        let ints = [s.b, s.t, s.heads, s.kv_heads, s.cap, s.d, max_pos].map(|x| x as i32);
         let mut args: Vec<_> = ptrs[..5].iter().chain([&p_pos, &p_out]).chain(&ptrs[5..7]).map(arg).collect();
         args.extend(ints.iter().map(arg));
         // SAFETY: the arguments match rope_kv's; the shapes were checked against `s`, and the kernel
-        // writes the caches only at *pos, and only when it is below `cap` and `max_pos`.
+        // writes the caches only at *pos + j, and only where that is below `cap` and `max_pos`.
         unsafe { launch(dev, &decode_kernel(&name), cfg, &mut args) }?;
         drop(syncs);
         Ok(q_out)
     }
     let dtype = q.dtype();
     let want = [
-        s.b * s.heads * s.d,
-        s.b * s.kv_heads * s.d,
-        s.b * s.kv_heads * s.d,
+        s.b * s.t * s.heads * s.d,
+        s.b * s.t * s.kv_heads * s.d,
+        s.b * s.t * s.kv_heads * s.d,
         s.b * s.kv_heads * s.cap * s.d,
         s.b * s.kv_heads * s.cap * s.d,
     ];
@@ -167,6 +168,10 @@ pub(crate) fn rope_kv(
     let same = [k, v, cos, sin, k_cache, v_cache].iter().all(|t| t.dtype() == dtype);
     if got != want || !same || pos.dtype() != DType::U32 || cos.dim(1)? != s.d / 2 || !s.d.is_multiple_of(2) {
         candle_core::bail!("rope_kv: sizes {got:?} (want {want:?}) or dtypes do not match");
+    }
+    let blocks = (s.b * s.t * (s.heads + 2 * s.kv_heads) * (s.d / 2)).div_ceil(256);
+    if [s.b, s.t, s.cap, cos.dim(0)?].iter().any(|&x| x > i32::MAX as usize) || blocks > u32::MAX as usize {
+        candle_core::bail!("rope_kv: {} tokens of {} heads is past the kernel's grid", s.b * s.t, s.heads);
     }
     by_dtype!(dtype, run(s, [q, k, v], [cos, sin], pos, [k_cache, v_cache]))
 }
@@ -406,39 +411,4 @@ fn single(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str, 
     // positions, and the shared memory holds q, cap scores and the partial sums.
     unsafe { launch(dev, &attention_kernel(&name), cfg, &mut args) }?;
     Ok(())
-}
-
-/// Softmax of `scale · scores` over the last dim with the causal mask, for `scores`
-/// `[…, rows, total]` whose row r is query `r % t` at position `start + r % t` (attention.cu's
-/// causal_softmax).
-pub(crate) fn causal_softmax(scores: &Tensor, scale: f32, t: usize, start: usize) -> Result<Tensor> {
-    fn run<T: CudaDType + DeviceRepr>(scores: &Tensor, scale: f32, t: usize, start: usize) -> Result<Tensor> {
-        let dev = cuda_device(scores)?;
-        let stream = dev.cuda_stream();
-        let total = scores.dim(candle_core::D::Minus1)?;
-        let rows = scores.elem_count() / total;
-        let (out, p_out) = output::<T>(dev, scores.shape())?;
-        let (st, l) = scores.storage_and_layout();
-        let mut syncs = Vec::new();
-        let p_in = dptr::<T>(&st, l, &stream, &mut syncs)?;
-        let func = dev.get_or_load_custom_func(
-            &format!("causal_softmax_{}", suffix(scores.dtype())?),
-            ATTENTION_MODULE,
-            ATTENTION_PTX,
-        )?;
-        const WARPS: usize = 8;
-        let cfg = LaunchConfig {
-            grid_dim: (rows.div_ceil(WARPS) as u32, 1, 1),
-            block_dim: (32 * WARPS as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let (r, n, ti, si) = (rows as i64, total as i32, t as i32, start as i32);
-        let mut b = func.builder();
-        b.arg(&p_in).arg(&p_out).arg(&r).arg(&n).arg(&ti).arg(&si).arg(&scale);
-        // SAFETY: the arguments match causal_softmax's; both buffers hold rows · total elements.
-        unsafe { b.launch(cfg) }.w()?;
-        drop(syncs);
-        Ok(out)
-    }
-    by_dtype!(scores.dtype(), run(scores, scale, t, start))
 }

@@ -3,7 +3,8 @@
 //! and silu·up in one), with the position read from device memory, so that the same step can be
 //! captured once as a CUDA graph ([`crate::model::graph`]) and replayed for every token.
 
-use super::{Attention, Cache, Kv, Mlp, Model};
+use super::cache::Kv;
+use super::{Attention, Cache, Mlp, Model};
 use crate::kernels::{self, MAX_CONTEXT};
 use crate::quant::SwitchableLinear;
 use candle_core::{DType, Module, Result, Tensor};

@@ -1,68 +1,20 @@
 //! The llama-family forward: RMSNorm, RoPE, grouped-query attention, SwiGLU, tied or untied head.
 //! Every linear is a [`SwitchableLinear`]; there is one forward whatever the formats.
 
+mod attention;
 mod cache;
 mod decode;
 
+use attention::Attention;
 pub use cache::Cache;
-use cache::Kv;
 
 use super::config::LlamaConfig;
 use super::layer_id::{LayerId, LayerKind};
 use super::rope::Rope;
 use super::weights::WeightSource;
+use crate::kernels;
 use crate::quant::{Precision, SwitchableLinear};
 use candle_core::{DType, Device, Module, Result, Tensor};
-
-#[derive(Debug, Clone)]
-struct Attention {
-    q_proj: SwitchableLinear,
-    k_proj: SwitchableLinear,
-    v_proj: SwitchableLinear,
-    o_proj: SwitchableLinear,
-    n_heads: usize,
-    n_kv_heads: usize,
-    head_dim: usize,
-}
-
-impl Attention {
-    fn forward(&self, xs: &Tensor, start_pos: usize, rope: &Rope, kv: &mut Option<Kv>, keep: bool) -> Result<Tensor> {
-        let (b, t, _) = xs.dims3()?;
-        let heads = |x: Tensor, n: usize| x.reshape((b, t, n, self.head_dim))?.transpose(1, 2);
-        // (b, t, hidden) → (b, heads, t, head_dim)
-        let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], xs)?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
-        let q = rope.apply(&heads(q, self.n_heads)?, start_pos)?;
-        let k = rope.apply(&heads(k, self.n_kv_heads)?, start_pos)?;
-        let v = heads(v, self.n_kv_heads)?.contiguous()?;
-        let (k, v) = if keep {
-            // The GPU's buffers grow by doubling, so that decode steps (decode.rs) write in place.
-            Kv::append(kv, k, v, xs.device().is_cuda())?;
-            let Some(kv) = kv.as_ref() else { candle_core::bail!("attention: empty KV cache") };
-            kv.filled()?
-        } else {
-            (k.contiguous()?, v)
-        };
-        self.o_proj.forward(&self.attend(&q, &k, &v, start_pos)?)
-    }
-
-    /// `softmax(q·kᵀ/√d + mask)·v` (the softmax one kernel on the GPU): q `[b, heads, t, d]` at positions
-    /// `start_pos..`, k, v `[b, kv_heads, total, d]` → `[b, t, heads·d]`.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, start_pos: usize) -> Result<Tensor> {
-        let (b, _, t, _) = q.dims4()?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let group = self.n_heads / self.n_kv_heads;
-        // Grouped-query attention without copying K/V: fold the query heads of a group into rows.
-        // q: (b, kv_heads, group·t, head_dim); k, v: (b, kv_heads, total, head_dim)
-        let q = q.reshape((b, self.n_kv_heads, group * t, self.head_dim))?;
-        // (b, kv_heads, group·t, total); row g·t + i is query i of the group's head g
-        let att = crate::kernels::softmax::causal_softmax(&q.matmul(&k.t()?)?, scale, t, start_pos)?;
-        // (b, kv_heads, group·t, head_dim) → (b, t, hidden)
-        let ys = att.matmul(v)?.reshape((b, self.n_heads, t, self.head_dim))?;
-        ys.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Mlp {
@@ -73,6 +25,10 @@ struct Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if kernels::prefill_ops::enabled() {
+            let act = SwitchableLinear::forward_silu_mul(&self.gate_proj, &self.up_proj, xs, None)?;
+            return self.down_proj.forward(&act);
+        }
         let [gate, up]: [Tensor; 2] = SwitchableLinear::forward_many(&[&self.gate_proj, &self.up_proj], xs)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg("mlp: gate/up projections".into()))?;
@@ -226,8 +182,14 @@ impl Model {
         let blk = &self.blocks[n];
         let eps = self.eps as f32;
         let ys = candle_nn::ops::rms_norm(xs, &blk.attn_norm, eps)?;
-        let xs = (xs + blk.attn.forward(&ys, start_pos, &self.rope, &mut cache.kvs[n], !cache.scoring)?)?;
-        let ys = candle_nn::ops::rms_norm(&xs, &blk.ffn_norm, eps)?;
+        let attn = blk.attn.forward(&ys, start_pos, &self.rope, &mut cache.kvs[n], !cache.scoring)?;
+        let (xs, ys) = if kernels::prefill_ops::enabled() {
+            kernels::decode::add_rms_norm(xs, &attn, &blk.ffn_norm, eps)?
+        } else {
+            let xs = (xs + attn)?;
+            let ys = candle_nn::ops::rms_norm(&xs, &blk.ffn_norm, eps)?;
+            (xs, ys)
+        };
         xs + blk.mlp.forward(&ys)?
     }
 

@@ -1,0 +1,130 @@
+//! `device_check cuda prefill [MODEL]`: the fused prefill (`MINILAB_FUSE_PREFILL=1`,
+//! `kernels::prefill_ops`) against the plain path on the same GPU.
+//!
+//! 1. `heads_to_rows` against candle's transpose, bit for bit (it only moves bytes).
+//! 2. The synthetic 1B in f32, every format: a 2 × 64-token prompt, 7 more tokens after it, one
+//!    decode step, and a 96-token window scored without a cache; logits within 1e-4 of the plain
+//!    path's (relative to the largest), which only rounding can explain in f32.
+//! 3. MODEL (default the 3B) in bf16, every format: the prompt's logits both ways (max |Δ|, argmax
+//!    agreement), then pp512 to the last position's logits timed both ways, alternating, ms (median).
+
+use candle_core::{DType, Device, Tensor};
+use minilab::kernels::prefill_ops;
+use minilab::model::{self, Cache, ModelSpec};
+use minilab::quant::Precision;
+use std::time::Instant;
+
+use super::{rel_err, set_uniform, timed_model, within, worse};
+
+const FORMATS: [Precision; 3] = [Precision::F16, Precision::Int8, Precision::Nf4];
+
+/// `[rows, n]` token ids below `vocab`, spread as real text's are.
+fn ids(dev: &Device, vocab: usize, (rows, n): (usize, usize), salt: u32) -> candle_core::Result<Tensor> {
+    let top = vocab.clamp(2, 100_000) as u32 - 1;
+    let v: Vec<u32> = (0..(rows * n) as u32).map(|i| 1 + ((i + salt) * 7919 + 13) % top).collect();
+    Tensor::from_vec(v, (rows, n), dev)
+}
+
+fn check_heads_to_rows(dev: &Device) -> minilab::Result<()> {
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        for (b, heads, t, d) in [(1, 24, 512, 128), (2, 32, 7, 128), (1, 9, 33, 64), (3, 2, 1, 8)] {
+            let ys = Tensor::randn(0f32, 1.0, (b, heads, t, d), dev)?.to_dtype(dtype)?;
+            let got = prefill_ops::heads_to_rows(&ys)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let want = ys.transpose(1, 2)?.reshape((b, t, heads * d))?;
+            let want = want.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let differ = got.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            println!("heads_to_rows {dtype:?} {b}×{heads}×{t}×{d}: {differ} of {} elements differ", want.len());
+            if differ > 0 {
+                return Err(minilab::Error::Runtime("heads_to_rows moved elements wrongly".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Logits of the calls in the module's item 2, fused or not.
+fn f32_calls(m: &model::Model, dev: &Device, fused: bool) -> minilab::Result<Vec<Tensor>> {
+    prefill_ops::set_enabled(fused);
+    let vocab = m.config().vocab_size;
+    let mut cache = Cache::new(m.n_blocks());
+    let mut out = vec![m.forward(&ids(dev, vocab, (2, 64), 0)?, 0, &mut cache)?];
+    out.push(m.forward(&ids(dev, vocab, (2, 7), 1)?, 64, &mut cache)?);
+    out.push(m.forward(&ids(dev, vocab, (2, 1), 2)?, 71, &mut cache)?);
+    out.push(m.forward(&ids(dev, vocab, (1, 96), 3)?, 0, &mut Cache::scoring())?);
+    Ok(out)
+}
+
+fn check_f32(dev: &Device) -> minilab::Result<()> {
+    let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::F32)?;
+    let mut worst = 0f32;
+    for p in FORMATS {
+        set_uniform(&mut loaded.model, p)?;
+        let plain = f32_calls(&loaded.model, dev, false)?;
+        let fused = f32_calls(&loaded.model, dev, true)?;
+        let errs = fused.iter().zip(&plain).map(|(f, q)| rel_err(f, q)).collect::<minilab::Result<Vec<_>>>()?;
+        errs.iter().for_each(|&e| worst = worse(worst, e));
+        println!(
+            "1B f32 {p}: prompt / continuation / step / scored window {:.1e} / {:.1e} / {:.1e} / {:.1e}",
+            errs[0], errs[1], errs[2], errs[3]
+        );
+    }
+    prefill_ops::set_enabled(false);
+    within(worst, 1e-4, "fused prefill, f32")
+}
+
+/// ms of one pp512 to the last position's logits (median of 5 after a warm-up).
+fn pp_ms(m: &model::Model, dev: &Device, prompt: &Tensor, fused: bool) -> minilab::Result<f64> {
+    prefill_ops::set_enabled(fused);
+    let mut ms = Vec::new();
+    for i in 0..6 {
+        let mut cache = Cache::new(m.n_blocks());
+        dev.synchronize()?;
+        let t = Instant::now();
+        drop(m.forward_last(prompt, 0, &mut cache)?);
+        dev.synchronize()?;
+        if i > 0 {
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms[ms.len() / 2])
+}
+
+fn check_bf16(dev: &Device, name: &str) -> minilab::Result<()> {
+    println!("| {name} bf16 | max |Δlogit| | max |logit| | argmax agrees | pp512 plain ms | fused ms | plain/fused |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for p in FORMATS {
+        let loaded = timed_model(dev, name, p)?;
+        let m = &loaded.model;
+        let prompt = ids(dev, m.config().vocab_size, (1, 512), 5)?;
+        let logits = |fused| -> minilab::Result<Vec<Vec<f32>>> {
+            prefill_ops::set_enabled(fused);
+            let out = m.forward(&prompt, 0, &mut Cache::new(m.n_blocks()))?;
+            Ok(out.squeeze(0)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+        };
+        let (plain, fused) = (logits(false)?, logits(true)?);
+        let argmax =
+            |r: &[f32]| r.iter().enumerate().fold((0, f32::MIN), |m, (i, &x)| if x > m.1 { (i, x) } else { m }).0;
+        let agree = plain.iter().zip(&fused).filter(|(a, b)| argmax(a) == argmax(b)).count();
+        let diff = plain.iter().flatten().zip(fused.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, worse);
+        let top = plain.iter().flatten().map(|x| x.abs()).fold(0f32, worse);
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..3 {
+            times[0].push(pp_ms(m, dev, &prompt, false)?);
+            times[1].push(pp_ms(m, dev, &prompt, true)?);
+        }
+        let [a, b] = times.map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[1]
+        });
+        println!("| {p} | {diff:.3e} | {top:.2} | {agree}/512 | {a:.3} | {b:.3} | {:.3} |", a / b);
+    }
+    prefill_ops::set_enabled(false);
+    Ok(())
+}
+
+pub fn check_prefill(dev: &Device, name: &str) -> minilab::Result<()> {
+    check_heads_to_rows(dev)?;
+    check_f32(dev)?;
+    check_bf16(dev, name)
+}

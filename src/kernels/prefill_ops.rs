@@ -1,0 +1,33 @@
+//! The small ops of a prompt's forward, fused on the GPU (opt-in, `MINILAB_FUSE_PREFILL=1`, until
+//! it is measured there): RoPE, the layout by head and the KV cache writes in one pass
+//! ([`super::decode::rope_kv`] over the whole prompt), the attention's output laid out by token in
+//! one 16-byte-vector copy ([`heads_to_rows`]), the residual add with the next norm
+//! ([`super::decode::add_rms_norm`]) and silu·up ([`super::decode::silu_mul`]). With the switch on
+//! and off the GPU, the same wiring runs on candle's ops: the reference it is checked against.
+
+use crate::switch::Switch;
+use candle_core::{Result, Tensor};
+
+static FUSE_PREFILL: Switch = Switch::opt_in("MINILAB_FUSE_PREFILL", &["1"]);
+
+/// Whether a prompt's forward takes the fused wiring (`MINILAB_FUSE_PREFILL=1`).
+pub fn enabled() -> bool {
+    FUSE_PREFILL.get()
+}
+
+/// Turns the fused prefill on or off for the rest of the process, whatever the variable says.
+pub fn set_enabled(on: bool) {
+    FUSE_PREFILL.set(on);
+}
+
+/// `ys` `[b, heads, t, d]` → `[b, t, heads·d]`.
+pub fn heads_to_rows(ys: &Tensor) -> Result<Tensor> {
+    let (b, heads, t, d) = ys.dims4()?;
+    #[cfg(feature = "cuda")]
+    if ys.device().is_cuda() && super::op::enabled() {
+        if let Some(out) = super::cuda::prefill::heads_to_rows(ys)? {
+            return Ok(out);
+        }
+    }
+    ys.transpose(1, 2)?.reshape((b, t, heads * d))
+}

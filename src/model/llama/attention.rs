@@ -1,0 +1,130 @@
+//! Grouped-query attention over a prompt (or an eager decode step): the plain path by candle's
+//! ops, and the fused one (`MINILAB_FUSE_PREFILL=1`, [`kernels::prefill_ops`]) that rotates q and k,
+//! lays q out by head and writes k and v into the cache in one pass.
+
+use super::cache::Kv;
+use crate::kernels;
+use crate::model::rope::Rope;
+use crate::quant::SwitchableLinear;
+use candle_core::{Module, Result, Tensor};
+
+#[derive(Debug, Clone)]
+pub(super) struct Attention {
+    pub(super) q_proj: SwitchableLinear,
+    pub(super) k_proj: SwitchableLinear,
+    pub(super) v_proj: SwitchableLinear,
+    pub(super) o_proj: SwitchableLinear,
+    pub(super) n_heads: usize,
+    pub(super) n_kv_heads: usize,
+    pub(super) head_dim: usize,
+}
+
+impl Attention {
+    /// `xs` `[b, t, hidden]` at positions `start_pos..` → `[b, t, hidden]`; appends k and v to `kv`
+    /// when `keep`, else attends over this call's own keys alone (scoring).
+    pub(super) fn forward(
+        &self,
+        xs: &Tensor,
+        start_pos: usize,
+        rope: &Rope,
+        kv: &mut Option<Kv>,
+        keep: bool,
+    ) -> Result<Tensor> {
+        let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], xs)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
+        let len = kv.as_ref().map_or(0, |kv| kv.len);
+        let ys = if kernels::prefill_ops::enabled() && (if keep { len == start_pos } else { start_pos == 0 }) {
+            self.attend_fused([&q, &k, &v], start_pos, rope, kv, keep)?
+        } else {
+            self.attend_plain([q, k, v], start_pos, rope, kv, keep)?
+        };
+        self.o_proj.forward(&ys)
+    }
+
+    /// q, k, v `[b, t, n·head_dim]` → `[b, t, heads·head_dim]` by candle's ops.
+    fn attend_plain(
+        &self,
+        [q, k, v]: [Tensor; 3],
+        start_pos: usize,
+        rope: &Rope,
+        kv: &mut Option<Kv>,
+        keep: bool,
+    ) -> Result<Tensor> {
+        let (b, t, _) = q.dims3()?;
+        // (b, t, n·head_dim) → (b, n, t, head_dim)
+        let heads = |x: Tensor, n: usize| x.reshape((b, t, n, self.head_dim))?.transpose(1, 2);
+        let q = rope.apply(&heads(q, self.n_heads)?, start_pos)?;
+        let k = rope.apply(&heads(k, self.n_kv_heads)?, start_pos)?;
+        let v = heads(v, self.n_kv_heads)?.contiguous()?;
+        let (k, v) = if keep {
+            // The GPU's buffers grow by doubling, so that decode steps (decode.rs) write in place.
+            Kv::append(kv, k, v, q.device().is_cuda())?;
+            let Some(kv) = kv.as_ref() else { candle_core::bail!("attention: empty KV cache") };
+            kv.filled()?
+        } else {
+            (k.contiguous()?, v)
+        };
+        self.attend(&q, &k, &v, start_pos)
+    }
+
+    /// [`Self::attend_plain`] with RoPE, q's layout by head and the cache writes in one pass
+    /// ([`kernels::decode::rope_kv`]) into buffers: the cache's, grown by doubling as decode steps
+    /// need, which must hold exactly `start_pos` positions; or, when scoring from position 0, a
+    /// call's own of exactly `t`.
+    fn attend_fused(
+        &self,
+        [q, k, v]: [&Tensor; 3],
+        start_pos: usize,
+        rope: &Rope,
+        kv: &mut Option<Kv>,
+        keep: bool,
+    ) -> Result<Tensor> {
+        let (b, t, _) = q.dims3()?;
+        let mut own;
+        let slot = if keep {
+            Kv::reserve(kv, (b, self.n_kv_heads, self.head_dim), start_pos + t, q.dtype(), q.device())?;
+            kv
+        } else {
+            let buf = || Tensor::zeros((b, self.n_kv_heads, t, self.head_dim), q.dtype(), q.device());
+            own = Some(Kv { k: buf()?, v: buf()?, len: 0 });
+            &mut own
+        };
+        let Some(buf) = slot.as_mut() else { candle_core::bail!("attention: no KV buffers") };
+        let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+        // q: (b, heads, t, head_dim)
+        let q = kernels::decode::rope_kv(
+            self.n_heads,
+            [&q, &k, &v],
+            rope.tables(),
+            &rope.position(start_pos)?,
+            [&buf.k, &buf.v],
+        )?;
+        buf.len = start_pos + t;
+        let (k, v) = buf.filled()?;
+        kernels::prefill_ops::heads_to_rows(&self.attend_heads(&q, &k, &v, start_pos)?)
+    }
+
+    /// [`Self::attend_heads`] laid out by token: `[b, t, heads·d]`.
+    pub(super) fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, start_pos: usize) -> Result<Tensor> {
+        let (b, _, t, _) = q.dims4()?;
+        // (b, heads, t, head_dim) → (b, t, hidden)
+        let ys = self.attend_heads(q, k, v, start_pos)?;
+        ys.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))
+    }
+
+    /// `softmax(q·kᵀ/√d + mask)·v` (the softmax one kernel on the GPU): q `[b, heads, t, d]` at
+    /// positions `start_pos..`, k, v `[b, kv_heads, total, d]` → `[b, heads, t, d]`.
+    fn attend_heads(&self, q: &Tensor, k: &Tensor, v: &Tensor, start_pos: usize) -> Result<Tensor> {
+        let (b, _, t, _) = q.dims4()?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let group = self.n_heads / self.n_kv_heads;
+        // Grouped-query attention without copying K/V: fold the query heads of a group into rows.
+        // q: (b, kv_heads, group·t, head_dim); k, v: (b, kv_heads, total, head_dim)
+        let q = q.reshape((b, self.n_kv_heads, group * t, self.head_dim))?;
+        // (b, kv_heads, group·t, total); row g·t + i is query i of the group's head g
+        let att = kernels::softmax::causal_softmax(&q.matmul(&k.t()?)?, scale, t, start_pos)?;
+        // (b, kv_heads, group·t, head_dim) → (b, heads, t, head_dim)
+        att.matmul(v)?.reshape((b, self.n_heads, t, self.head_dim))
+    }
+}
