@@ -71,9 +71,10 @@
 #            `device_check cuda grid`: rows, resident and stream, equal logits, then ms a token each way).
 #   norm [MODELS]: the same for the norms and residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1;
 #            also `device_check cuda folds`). Session 9: correct, 13-16 % slower.
-#   fusedprefill [MODELS]: the same for the prompt's small ops fused (MINILAB_FUSE_PREFILL=1: RoPE, the
-#            layout by head and the KV writes in one pass, the attention output by token, add + norm,
-#            silu·up; `device_check cuda prefill` checks it against the plain path and times pp512).
+#   fusedprefill [MODELS]: the same for the prompt's small ops unfused (MINILAB_FUSE_PREFILL=0; the
+#            default fuses RoPE, the layout by head and the KV writes in one pass, the attention output
+#            by token, add + norm, silu·up; `device_check cuda prefill` checks the fused prefill against
+#            the plain one and times pp512 both ways).
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -233,13 +234,13 @@ pdl|rope|norm|prefetch|chunk|staged|grid|fusedprefill)
   # weights through shared memory (MINILAB_GEMV_STAGED=1); rope: RoPE and the KV append in a kernel
   # of their own (MINILAB_FUSE_ROPE=0, the q/k/v launch does them by default); norm: norms and
   # residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1); grid: GEMV launches on resident grids
-  # (MINILAB_GEMV_GRID=resident); fusedprefill: the prompt's small ops fused (MINILAB_FUSE_PREFILL=1,
+  # (MINILAB_GEMV_GRID=resident); fusedprefill: the prompt's small ops unfused (MINILAB_FUSE_PREFILL=0;
   # `device_check cuda prefill`: f32 logits within 1e-4, bf16 argmax, pp512 both ways). The checks
   # run with the setting; the benches alternate the base build, this build and this build with it.
   unpack minilab minilab-base device_check
   case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=0 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
     prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
-    staged) opt=MINILAB_GEMV_STAGED=1 ;; fusedprefill) opt=MINILAB_FUSE_PREFILL=1 ;;
+    staged) opt=MINILAB_GEMV_STAGED=1 ;; fusedprefill) opt=MINILAB_FUSE_PREFILL=0 ;;
     *) opt=MINILAB_GEMV_GRID=${GRID:-resident} ;; esac
   if [ $1 = prefetch ] || [ $1 = staged ] || [ $1 = rope ] || [ $1 = grid ]; then
     # every way in one process: logits bit-equal to the step without, then the 3B step's time per way

@@ -1,4 +1,4 @@
-//! The fused prefill's wiring (`MINILAB_FUSE_PREFILL=1`: RoPE, q's layout by head and the KV cache
+//! The fused prefill's wiring (the default; `MINILAB_FUSE_PREFILL=0` turns it off: RoPE, q's layout by head and the KV cache
 //! writes in one pass, the attention's output laid out by token, the residual add with the next
 //! norm, silu·up) against the plain path. On the CPU both run candle's ops in the same order, so
 //! their logits must be equal bit for bit; a wrong position, cache slot or layout would not be.

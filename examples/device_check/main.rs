@@ -25,8 +25,8 @@
 //!   launch that also applies RoPE and writes the KV cache (the default).
 //! - `device_check cuda grid [MODEL]`: the same for GEMV launches on resident grids and for the
 //!   streaming one-row kernels (`kernels::grid`) against a warp per row group.
-//! - `device_check cuda prefill [MODEL]`: the fused prefill (`MINILAB_FUSE_PREFILL=1`) against the
-//!   plain path: its layout kernel bit for bit, the 1B's logits in f32 within 1e-4, MODEL's in bf16
+//! - `device_check cuda prefill [MODEL]`: the fused prefill (the default) against the plain path
+//!   (`MINILAB_FUSE_PREFILL=0`): its layout kernel bit for bit, the 1B's logits in f32 within 1e-4, MODEL's in bf16
 //!   (max |Δ|, argmax), and pp512 timed both ways.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each

@@ -1,5 +1,5 @@
-//! `device_check cuda prefill [MODEL]`: the fused prefill (`MINILAB_FUSE_PREFILL=1`,
-//! `kernels::prefill_ops`) against the plain path on the same GPU.
+//! `device_check cuda prefill [MODEL]`: the fused prefill (the default, `kernels::prefill_ops`)
+//! against the plain path (`MINILAB_FUSE_PREFILL=0`) on the same GPU; it leaves the process fused.
 //!
 //! 1. `heads_to_rows` against candle's transpose, bit for bit (it only moves bytes).
 //! 2. The synthetic 1B in f32, every format: a 2 × 64-token prompt, 7 more tokens after it, one
@@ -68,7 +68,7 @@ fn check_f32(dev: &Device) -> minilab::Result<()> {
             errs[0], errs[1], errs[2], errs[3]
         );
     }
-    prefill_ops::set_enabled(false);
+    prefill_ops::set_enabled(true);
     within(worst, 1e-4, "fused prefill, f32")
 }
 
@@ -119,7 +119,7 @@ fn check_bf16(dev: &Device, name: &str) -> minilab::Result<()> {
         });
         println!("| {p} | {diff:.3e} | {top:.2} | {agree}/512 | {a:.3} | {b:.3} | {:.3} |", a / b);
     }
-    prefill_ops::set_enabled(false);
+    prefill_ops::set_enabled(true);
     Ok(())
 }
 

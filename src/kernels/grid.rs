@@ -22,9 +22,12 @@
 //!
 //! A row's arithmetic is the same every way, so the outputs are equal bit for bit.
 //!
-//! Built without a GPU run: `gemv_bench --merged` and `--stream` time them per shape and per step
-//! against the shipped grid, and `device_check cuda grid` compares the decode logits bit for bit and
-//! times the step.
+//! Measured on an H100 (BENCHMARKS.md, issue 11 session 11): every way's outputs equal the shipped
+//! ones bit for bit, and none is faster. The 1B's decode step took 1.00×, 1.06–1.23× and 1.04–1.17×
+//! the time of `rows`; in `gemv_bench --stream` only stream-regs under `MINILAB_PDL=1` matched the
+//! shipped step (3B NF4 1.03× faster, int8 0.92×). `gemv_bench --merged` puts the limit elsewhere: a
+//! step's linears as one launch are 1.35× (int8) to 1.75× (NF4) faster than the shipped launches, so
+//! the launch boundaries, not the warps' memory pattern, hold the quantized steps. They stay opt-in.
 
 use crate::switch::Choice;
 

@@ -1,5 +1,6 @@
-//! The small ops of a prompt's forward, fused on the GPU (opt-in, `MINILAB_FUSE_PREFILL=1`, until
-//! it is measured there): RoPE, the layout by head and the KV cache writes in one pass
+//! The small ops of a prompt's forward, fused on the GPU (on unless `MINILAB_FUSE_PREFILL=0`; 3B
+//! pp512 1.18–1.22× and 8B 1.12–1.20× the plain path on an H100, BENCHMARKS.md issue 11 session 11):
+//! RoPE, the layout by head and the KV cache writes in one pass
 //! ([`super::decode::rope_kv`] over the whole prompt), the attention's output laid out by token in
 //! one 16-byte-vector copy ([`heads_to_rows`]), the residual add with the next norm
 //! ([`super::decode::add_rms_norm`]) and silu·up ([`super::decode::silu_mul`]). With the switch on
@@ -8,9 +9,9 @@
 use crate::switch::Switch;
 use candle_core::{Result, Tensor};
 
-static FUSE_PREFILL: Switch = Switch::opt_in("MINILAB_FUSE_PREFILL", &["1"]);
+static FUSE_PREFILL: Switch = Switch::new("MINILAB_FUSE_PREFILL", &["0"]);
 
-/// Whether a prompt's forward takes the fused wiring (`MINILAB_FUSE_PREFILL=1`).
+/// Whether a prompt's forward takes the fused wiring (unless `MINILAB_FUSE_PREFILL=0`).
 pub fn enabled() -> bool {
     FUSE_PREFILL.get()
 }

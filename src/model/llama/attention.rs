@@ -1,5 +1,5 @@
 //! Grouped-query attention over a prompt (or an eager decode step): the plain path by candle's
-//! ops, and the fused one (`MINILAB_FUSE_PREFILL=1`, [`kernels::prefill_ops`]) that rotates q and k,
+//! ops, and the fused one (the default, [`kernels::prefill_ops`]) that rotates q and k,
 //! lays q out by head and writes k and v into the cache in one pass.
 
 use super::cache::Kv;
