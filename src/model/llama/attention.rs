@@ -19,6 +19,15 @@ pub(super) struct Attention {
     pub(super) head_dim: usize,
 }
 
+/// Where a call's tokens go: their first position, the RoPE tables, and whether k and v are kept in
+/// the cache (else the call attends over its own keys alone, scoring).
+#[derive(Clone, Copy)]
+struct At<'a> {
+    start_pos: usize,
+    rope: &'a Rope,
+    keep: bool,
+}
+
 impl Attention {
     /// `xs` `[b, t, hidden]` at positions `start_pos..` → `[b, t, hidden]`; appends k and v to `kv`
     /// when `keep`, else attends over this call's own keys alone (scoring).
@@ -34,23 +43,18 @@ impl Attention {
             .try_into()
             .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
         let len = kv.as_ref().map_or(0, |kv| kv.len);
+        let at = At { start_pos, rope, keep };
         let ys = if kernels::prefill_ops::enabled() && (if keep { len == start_pos } else { start_pos == 0 }) {
-            self.attend_fused([&q, &k, &v], start_pos, rope, kv, keep)?
+            self.attend_fused([&q, &k, &v], &at, kv)?
         } else {
-            self.attend_plain([q, k, v], start_pos, rope, kv, keep)?
+            self.attend_plain([q, k, v], &at, kv)?
         };
         self.o_proj.forward(&ys)
     }
 
     /// q, k, v `[b, t, n·head_dim]` → `[b, t, heads·head_dim]` by candle's ops.
-    fn attend_plain(
-        &self,
-        [q, k, v]: [Tensor; 3],
-        start_pos: usize,
-        rope: &Rope,
-        kv: &mut Option<Kv>,
-        keep: bool,
-    ) -> Result<Tensor> {
+    fn attend_plain(&self, [q, k, v]: [Tensor; 3], at: &At<'_>, kv: &mut Option<Kv>) -> Result<Tensor> {
+        let At { start_pos, rope, keep } = *at;
         let (b, t, _) = q.dims3()?;
         // (b, t, n·head_dim) → (b, n, t, head_dim)
         let heads = |x: Tensor, n: usize| x.reshape((b, t, n, self.head_dim))?.transpose(1, 2);
@@ -72,14 +76,8 @@ impl Attention {
     /// ([`kernels::decode::rope_kv`]) into buffers: the cache's, grown by doubling as decode steps
     /// need, which must hold exactly `start_pos` positions; or, when scoring from position 0, a
     /// call's own of exactly `t`.
-    fn attend_fused(
-        &self,
-        [q, k, v]: [&Tensor; 3],
-        start_pos: usize,
-        rope: &Rope,
-        kv: &mut Option<Kv>,
-        keep: bool,
-    ) -> Result<Tensor> {
+    fn attend_fused(&self, [q, k, v]: [&Tensor; 3], at: &At<'_>, kv: &mut Option<Kv>) -> Result<Tensor> {
+        let At { start_pos, rope, keep } = *at;
         let (b, t, _) = q.dims3()?;
         let mut own;
         let slot = if keep {
