@@ -161,17 +161,49 @@ impl Model {
         xs.reshape((b, t, self.cfg.hidden_size))
     }
 
-    /// Runs blocks `from..` on hidden states `xs` `[b, seq_len, hidden]`.
+    /// Runs blocks `from..` on hidden states `xs` `[b, seq_len, hidden]`. With the fused prefill
+    /// ([`kernels::prefill_ops`]) each block's last residual add runs with the next block's first norm.
     pub fn forward_blocks(&self, xs: &Tensor, from: usize, start_pos: usize, cache: &mut Cache) -> Result<Tensor> {
         let mut xs = xs.clone();
+        let Some(first) = self.blocks.get(from) else { return Ok(xs) };
+        if !kernels::prefill_ops::enabled() {
+            for n in from..self.blocks.len() {
+                xs = self.forward_block(n, &xs, start_pos, cache)?;
+            }
+            return Ok(xs);
+        }
+        let eps = self.eps as f32;
+        let mut ys = candle_nn::ops::rms_norm(&xs, &first.attn_norm, eps)?;
         for n in from..self.blocks.len() {
-            xs = self.forward_block(n, &xs, start_pos, cache)?;
+            let (h, mlp) = self.block_after_norm(n, &xs, &ys, start_pos, cache)?;
+            match self.blocks.get(n + 1) {
+                Some(next) => (xs, ys) = kernels::decode::add_rms_norm(&h, &mlp, &next.attn_norm, eps)?,
+                None => xs = (h + mlp)?,
+            }
         }
         Ok(xs)
     }
 
     /// Runs block `n` alone.
     pub fn forward_block(&self, n: usize, xs: &Tensor, start_pos: usize, cache: &mut Cache) -> Result<Tensor> {
+        let Some(blk) = self.blocks.get(n) else {
+            candle_core::bail!("block {n} of a model with {} blocks", self.blocks.len())
+        };
+        let ys = candle_nn::ops::rms_norm(xs, &blk.attn_norm, self.eps as f32)?;
+        let (h, mlp) = self.block_after_norm(n, xs, &ys, start_pos, cache)?;
+        h + mlp
+    }
+
+    /// Block `n` on `xs`, given `ys` = its attention norm of `xs`: `(xs + attention, mlp output)`,
+    /// whose sum is the block's output.
+    fn block_after_norm(
+        &self,
+        n: usize,
+        xs: &Tensor,
+        ys: &Tensor,
+        start_pos: usize,
+        cache: &mut Cache,
+    ) -> Result<(Tensor, Tensor)> {
         if cache.kvs.len() != self.blocks.len() {
             cache.kvs = vec![None; self.blocks.len()];
         }
@@ -179,18 +211,17 @@ impl Model {
         if end > self.rope.max_pos() {
             candle_core::bail!("position {end} is past the model's context of {}", self.rope.max_pos());
         }
-        let blk = &self.blocks[n];
+        let Some(blk) = self.blocks.get(n) else { candle_core::bail!("block {n} of {}", self.blocks.len()) };
         let eps = self.eps as f32;
-        let ys = candle_nn::ops::rms_norm(xs, &blk.attn_norm, eps)?;
-        let attn = blk.attn.forward(&ys, start_pos, &self.rope, &mut cache.kvs[n], !cache.scoring)?;
-        let (xs, ys) = if kernels::prefill_ops::enabled() {
+        let attn = blk.attn.forward(ys, start_pos, &self.rope, &mut cache.kvs[n], !cache.scoring)?;
+        let (h, ys) = if kernels::prefill_ops::enabled() {
             kernels::decode::add_rms_norm(xs, &attn, &blk.ffn_norm, eps)?
         } else {
-            let xs = (xs + attn)?;
-            let ys = candle_nn::ops::rms_norm(&xs, &blk.ffn_norm, eps)?;
-            (xs, ys)
+            let h = (xs + attn)?;
+            let ys = candle_nn::ops::rms_norm(&h, &blk.ffn_norm, eps)?;
+            (h, ys)
         };
-        xs + blk.mlp.forward(&ys)?
+        Ok((h, blk.mlp.forward(&ys)?))
     }
 
     /// Final norm and LM head: hidden `[b, seq_len, hidden]` → f32 logits `[b, seq_len, vocab]`.
