@@ -166,6 +166,7 @@ mod tests {
             ("MINILAB_PDL", "1"),
             ("MINILAB_FUSE_ROPE", "0"),
             ("MINILAB_FUSE_NORM", ""),
+            ("MINILAB_FUSE_PREFILL", "0"),
             ("MINILAB_HUB_TIMEOUT_S", "2.5"),
             ("MINILAB_KEEP_PLOTS", "/tmp/plots"),
             ("MINILAB_PREFILL_CHUNK_MB", "16"),
@@ -183,6 +184,7 @@ mod tests {
         for (name, value) in [
             ("MINILAB_ATTENTION", "Split"),
             ("MINILAB_FUSE_NORM", "true"),
+            ("MINILAB_FUSE_PREFILL", "off"),
             ("MINILAB_PDL", "yes"),
             ("MINILAB_KERNELS", "off"),
             ("MINILAB_HUB_TIMEOUT_S", "0"),
