@@ -19,6 +19,9 @@
 #            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
 #            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
 #   launches: `gemv_bench --merged`, `--floor` and `--stream` in one call, into one tar.
+#   barriers: `gemv_bench --barriers`: a step's linears in one resident launch, with a grid barrier
+#            where each shipped launch starts, with and without asking L2 for the next weights first
+#            (what a persistent decode step's waits cost against --merged's no-barrier bound).
 #   resident: device_check cuda grid (rows, resident and both streaming GEMV grids, logits bit for bit,
 #            on the 1B), then 3B tg128 in f16/int8/nf4 with MINILAB_GEMV_GRID=rows and each way that
 #            passed (resident, stream, stream-regs); the grid check under MINILAB_PDL=1, then the
@@ -300,6 +303,10 @@ launches)
   done
   cat "$OUT/stream.md"; grep -A16 "decode step" "$OUT/merged.md"; sed -n '/| step/,/^$/p' "$OUT/floor.md"
   tar czf "$OUT/launches.tgz" -C "$OUT" --exclude launches.tgz . && find "$OUT" -type f ! -name launches.tgz -delete
+  ;;
+barriers)
+  LD_LIBRARY_PATH=.gpu timeout 240 ./.gpu/gemv_bench --barriers > "$OUT/barriers.md" 2> "$OUT/barriers.err"
+  echo "gemv_bench --barriers: exit $?"; tail -2 "$OUT/barriers.err"; cat "$OUT/barriers.md"
   ;;
 resident)
   # the GEMV grids against each other (rows, resident, both streaming kernels: logits bit for bit on

@@ -9,7 +9,8 @@
 //   the launches captured in one CUDA graph so host launch cost is not measured; median of 9 replays.
 // - A decode step: every linear of the model once, in order, distinct weights, as one graph.
 //
-// Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs | --merged | --stream]. Prints
+// Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs | --merged | --stream |
+// --barriers]. Prints
 // markdown tables. --floor: where an NF4 GEMV's time goes (launch floor, the loads alone as grouped or
 // streamed across rows, the whole kernel), per shape and for a decode step's linears. --pdl: a decode
 // step's linears (shipped kernels) launched plainly and with programmatic dependent launch, in one
@@ -20,7 +21,9 @@
 // --merged: the shipped kernels on a resident grid, and a decode step's linears as one launch: what
 // short-lived warps and launch boundaries cost (see merged.cuh). --stream: minilab's streaming one-row
 // GEMVs (MINILAB_GEMV_GRID=stream) against the shipped kernels, with and without PDL, in every format,
-// bit-equal to the shipped ones (see stream.cuh).
+// bit-equal to the shipped ones (see stream.cuh). --barriers: a step's linears in one resident launch
+// with a grid barrier where each shipped launch starts: what a persistent step's waits cost (see
+// barriers.cuh).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -33,6 +36,7 @@
 #include "floor.cuh"
 #include "gemv_core.cuh"
 #include "merged.cuh"
+#include "barriers.cuh"
 #include "pairs.cuh"
 #include "staged.cuh"
 #include "stream.cuh"
@@ -283,6 +287,7 @@ int main(int argc, char** argv) {
     bool pairs_run = argc > 1 && std::string(argv[1]) == "--pairs";
     bool merged_run = argc > 1 && std::string(argv[1]) == "--merged";
     bool stream_run = argc > 1 && std::string(argv[1]) == "--stream";
+    bool barriers_run = argc > 1 && std::string(argv[1]) == "--barriers";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
@@ -315,6 +320,7 @@ int main(int argc, char** argv) {
     if (pairs_run) return pairs::pairs_main(s, bw, xs, ys, shapes);
     if (merged_run) return merged::merged_main(s, bw, xs, ys, shapes);
     if (stream_run) return stream::stream_main(s, bw, xs, ys, shapes);
+    if (barriers_run) return barriers::barriers_main(s, bw, xs);
     const Run run{s, bw, xs, ref, ys, quick, shapes};
     const double e_shapes = check_shapes(run), e_qkv = check_qkv(run);
     double worst_all = std::isnan(e_shapes) || std::isnan(e_qkv) ? NAN : std::max(e_shapes, e_qkv);

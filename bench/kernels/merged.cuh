@@ -28,6 +28,17 @@ struct Seg {
     int k, warp0;
 };
 
+// The weight that row group g belongs to: the last whose first group is at or before g.
+__device__ __forceinline__ int seg_of(const int* warp0, int count, int g) {
+    int lo = 0, hi = count - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if (__ldg(warp0 + mid) <= g) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
 template <int F, int R>
 __global__ void __launch_bounds__(128, R == 2 ? 8 : 6)
     kernel(const bf16* xs, const Seg* segs, const int* warp0, int count, int total) {
@@ -35,13 +46,7 @@ __global__ void __launch_bounds__(128, R == 2 ? 8 : 6)
     if constexpr (gemv::nf4_like<F>()) gemv::fill_table<F>(table);
     const int warps = gridDim.x * (blockDim.x >> 5);
     for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
-        int lo = 0, hi = count - 1;  // the last weight whose first group is at or before g
-        while (lo < hi) {
-            const int mid = (lo + hi + 1) >> 1;
-            if (__ldg(warp0 + mid) <= g) lo = mid;
-            else hi = mid - 1;
-        }
-        const Seg& s = segs[lo];
+        const Seg& s = segs[seg_of(warp0, count, g)];
         gemv::rows<bf16, F, 1, R>(xs, s.p, 1, s.k, (g - s.warp0) * R, reinterpret_cast<const char*>(table));
     }
 }
