@@ -129,6 +129,34 @@ size_t step_outputs(const std::vector<Weight>& ws, std::vector<size_t>& off, bf1
     return rows;
 }
 
+// Times `ways` ways of a step after the shipped one (way −1), alternating 3 times, y poisoned before
+// each; in the first round each way's outputs are compared with the shipped step's (y_ref) and
+// `pass(w, agreement)` judges them. `t[w + 1]`: the sorted seconds of way w; `cells`: a table cell a
+// way. Returns whether every way passed.
+template <typename Way, typename Pass>
+bool alternate_checked(cudaStream_t s, int ways, Way way, bf16* y, size_t rows, std::vector<std::vector<double>>& t,
+                       std::string& cells, Pass pass, const std::vector<Weight>& ws, const std::vector<size_t>& off,
+                       const bf16* y_ref) {
+    t.assign(ways + 1, {});
+    bool ok = true;
+    for (int rep = 0; rep < 3; rep++) {
+        for (int w = -1; w < ways; w++) {
+            CK(cudaMemsetAsync(y, 0xff, rows * 2, s));
+            t[w + 1].push_back(time_graph(s, 1, way(w)));
+            CK(cudaGetLastError());
+            if (rep > 0 || w < 0) continue;
+            const Agreement a = compare(ws, off, y, y_ref);
+            const bool good = pass(w, a);
+            ok = ok && good;
+            char cell[96];
+            snprintf(cell, sizeof cell, " %d / %zu, %.1e%s |", a.equal, ws.size(), a.worst, good ? "" : " FAIL");
+            cells += cell;
+        }
+    }
+    for (auto& v : t) std::sort(v.begin(), v.end());
+    return ok;
+}
+
 constexpr int WAYS = 5;
 
 // One model and format: the shipped step against the five other ways, alternating three times.
@@ -149,26 +177,13 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs)
     }; };
     CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
     shipped_step(s, md, ws, off, y_ref, xs);
-    std::vector<std::vector<double>> t(WAYS + 1);
-    bool ok = true;
+    std::vector<std::vector<double>> t;
     std::string agreement;
-    for (int rep = 0; rep < 3; rep++) {
-        for (int w = -1; w < WAYS; w++) {
-            CK(cudaMemsetAsync(y, 0xff, rows * 2, s));
-            t[w + 1].push_back(time_graph(s, 1, way(w)));
-            CK(cudaGetLastError());
-            if (rep > 0 || w < 0) continue;
-            // R = 2 everywhere but the shipped NF4 launches of 8192 rows or more (R = 4)
-            const Agreement a = compare(ws, off, y, y_ref);
-            // the resident shipped grid runs the shipped warps' code on the same rows: every bit equal
-            const bool pass = a.worst <= 0x1p-7 && (w < WAYS - 1 || a.equal == (int)ws.size());
-            ok = ok && pass;
-            char cell[96];
-            snprintf(cell, sizeof cell, " %d / %zu, %.1e%s |", a.equal, ws.size(), a.worst, pass ? "" : " FAIL");
-            agreement += cell;
-        }
-    }
-    for (auto& v : t) std::sort(v.begin(), v.end());
+    // R = 2 everywhere but the shipped NF4 launches of 8192 rows or more (R = 4); the resident
+    // shipped grid runs the shipped warps' code on the same rows: every bit equal
+    const bool ok = alternate_checked(s, WAYS, way, y, rows, t, agreement, [&](int w, const Agreement& a) {
+        return a.worst <= 0x1p-7 && (w < WAYS - 1 || a.equal == (int)ws.size());
+    }, ws, off, y_ref);
     const auto ms = [&](int i) { return t[i][1]; };
     printf("| %s | %s | %.3f | %.3f (%.1f %%) |", md.name, FMT[f], bytes / 1e9, ms(0) * 1e3, 100 * bytes / ms(0) / bw);
     for (int w = 1; w <= WAYS; w++) printf(" %.3f (%.1f %%, %.2f×) |", ms(w) * 1e3, 100 * bytes / ms(w) / bw, ms(0) / ms(w));
