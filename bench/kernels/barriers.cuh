@@ -106,15 +106,21 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs,
         CK(cudaMalloc(&g0[i], st.size() * sizeof(int)));
         CK(cudaMemcpy(g0[i], st.data(), st.size() * sizeof(int), cudaMemcpyHostToDevice));
     }
+    // each way's kernel and resident grid, asked of the driver here: no query inside a graph capture
+    BarrierKern kerns[NWAYS];
+    int grids[NWAYS];
+    for (int w = 0; w < NWAYS; w++) {
+        kerns[w] = WAYS[w].r == 2 ? pick<2>(f, WAYS[w].prefetch) : pick<4>(f, WAYS[w].prefetch);
+        int per_sm = 0;
+        CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kerns[w], 128, 0));
+        grids[w] = per_sm * g_sms;
+    }
     const auto way = [&](int w) { return [&, w](int) {
         if (w < 0) return merged::shipped_step(s, md, ws, off, y, xs);
         const Way& wy = WAYS[w];
         const merged::Plan& p = plans[wy.r == 4];
-        const BarrierKern k = wy.r == 2 ? pick<2>(f, wy.prefetch) : pick<4>(f, wy.prefetch);
-        int per_sm = 0;
-        CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, 128, 0));
         CK(cudaMemsetAsync(bar, 0, sizeof(unsigned), s));
-        k<<<per_sm * g_sms, 128, 0, s>>>(xs, p.segs, p.warp0, p.count, g0[wy.r == 4], stages, wy.barriers, bar, stuck);
+        kerns[w]<<<grids[w], 128, 0, s>>>(xs, p.segs, p.warp0, p.count, g0[wy.r == 4], stages, wy.barriers, bar, stuck);
     }; };
     CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
     merged::shipped_step(s, md, ws, off, y_ref, xs);
