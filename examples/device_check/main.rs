@@ -68,6 +68,11 @@ fn worse(worst: f32, e: f32) -> f32 {
     }
 }
 
+/// The index of the first largest logit of `r` (0 for an empty row).
+fn argmax(r: &[f32]) -> usize {
+    r.iter().enumerate().fold((0, f32::MIN), |m, (i, &x)| if x > m.1 { (i, x) } else { m }).0
+}
+
 /// Fails when the worst error of `what` is NaN or past `limit`.
 fn within(worst: f32, limit: f32, what: &str) -> minilab::Result<()> {
     if worst.is_nan() || worst > limit {
@@ -107,10 +112,7 @@ fn check_logits(dev: &Device) -> minilab::Result<()> {
         let (a, b) = (logits(&Device::Cpu, p, &tokens)?, logits(dev, p, &tokens)?);
         let (mut max_d, mut max_abs, mut same) = (0f32, 0f32, 0);
         for (ra, rb) in a.iter().zip(&b) {
-            let am = |r: &Vec<f32>| {
-                r.iter().enumerate().fold((0, f32::MIN), |m, (i, &x)| if x > m.1 { (i, x) } else { m }).0
-            };
-            same += usize::from(am(ra) == am(rb));
+            same += usize::from(argmax(ra) == argmax(rb));
             for (x, y) in ra.iter().zip(rb) {
                 max_d = max_d.max((x - y).abs());
                 max_abs = max_abs.max(x.abs());
@@ -160,8 +162,6 @@ fn check_graph(dev: &Device) -> minilab::Result<()> {
     let diff = |a: &[Vec<f32>], b: &[Vec<f32>]| {
         a.iter().zip(b).flat_map(|(x, y)| x.iter().zip(y).map(|(u, w)| (u - w).abs())).fold(0f32, f32::max)
     };
-    let argmax =
-        |r: &Vec<f32>| r.iter().enumerate().fold((0, f32::MIN), |m, (i, &x)| if x > m.1 { (i, x) } else { m }).0;
     let agree = |a: &[Vec<f32>], b: &[Vec<f32>]| a.iter().zip(b).filter(|(x, y)| argmax(x) == argmax(y)).count();
     println!("| format | fused eager vs plain max |Δ| | argmax | graph vs fused eager max |Δ| | argmax | graph kernels / nodes |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");

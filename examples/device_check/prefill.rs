@@ -14,7 +14,7 @@ use minilab::model::{self, Cache, ModelSpec};
 use minilab::quant::Precision;
 use std::time::Instant;
 
-use super::{rel_err, set_uniform, timed_model, within, worse};
+use super::{argmax, rel_err, set_uniform, timed_model, within, worse};
 
 const FORMATS: [Precision; 3] = [Precision::F16, Precision::Int8, Precision::Nf4];
 
@@ -103,8 +103,6 @@ fn check_bf16(dev: &Device, name: &str) -> minilab::Result<()> {
             Ok(out.squeeze(0)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
         };
         let (plain, fused) = (logits(false)?, logits(true)?);
-        let argmax =
-            |r: &[f32]| r.iter().enumerate().fold((0, f32::MIN), |m, (i, &x)| if x > m.1 { (i, x) } else { m }).0;
         let agree = plain.iter().zip(&fused).filter(|(a, b)| argmax(a) == argmax(b)).count();
         let diff = plain.iter().flatten().zip(fused.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, worse);
         let top = plain.iter().flatten().map(|x| x.abs()).fold(0f32, worse);
