@@ -74,7 +74,7 @@
 #            `device_check cuda grid`: rows, resident and stream, equal logits, then ms a token each way).
 #   norm [MODELS]: the same for the norms and residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1;
 #            also `device_check cuda folds`). Session 9: correct, 13-16 % slower.
-#   fusedprefill [MODELS]: the same for the prompt's small ops unfused (MINILAB_FUSE_PREFILL=0; the
+#   plainprefill [MODELS]: the same for the prompt's small ops unfused (MINILAB_FUSE_PREFILL=0; the
 #            default fuses RoPE, the layout by head and the KV writes in one pass, the attention output
 #            by token, add + norm, silu·up; `device_check cuda prefill` checks the fused prefill against
 #            the plain one and times pp512 both ways).
@@ -232,25 +232,25 @@ for f in sorted(glob.glob(f"{out}/torch-*.json")):
             print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
   ;;
-pdl|rope|norm|prefetch|chunk|staged|grid|fusedprefill)
+pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill)
   # pdl: programmatic dependent launch (MINILAB_PDL=1); staged: the one-row GEMVs staging their
   # weights through shared memory (MINILAB_GEMV_STAGED=1); rope: RoPE and the KV append in a kernel
   # of their own (MINILAB_FUSE_ROPE=0, the q/k/v launch does them by default); norm: norms and
   # residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1); grid: GEMV launches on resident grids
-  # (MINILAB_GEMV_GRID=resident); fusedprefill: the prompt's small ops unfused (MINILAB_FUSE_PREFILL=0;
+  # (MINILAB_GEMV_GRID=resident); plainprefill: the prompt's small ops unfused (MINILAB_FUSE_PREFILL=0;
   # `device_check cuda prefill`: f32 logits within 1e-4, bf16 argmax, pp512 both ways). The checks
   # run with the setting; the benches alternate the base build, this build and this build with it.
   unpack minilab minilab-base device_check
   case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=0 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
     prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
-    staged) opt=MINILAB_GEMV_STAGED=1 ;; fusedprefill) opt=MINILAB_FUSE_PREFILL=0 ;;
+    staged) opt=MINILAB_GEMV_STAGED=1 ;; plainprefill) opt=MINILAB_FUSE_PREFILL=0 ;;
     *) opt=MINILAB_GEMV_GRID=${GRID:-resident} ;; esac
   if [ $1 = prefetch ] || [ $1 = staged ] || [ $1 = rope ] || [ $1 = grid ]; then
     # every way in one process: logits bit-equal to the step without, then the 3B step's time per way
     timeout 300 /tmp/bin/device_check cuda $1 > "$OUT/$1.md" 2>&1; echo "device_check $1: exit $?"
     cat "$OUT/$1.md"
   fi
-  if [ $1 = fusedprefill ]; then
+  if [ $1 = plainprefill ]; then
     timeout 200 /tmp/bin/device_check cuda prefill > "$OUT/$1.md" 2>&1; echo "device_check prefill: exit $?"
     grep -vE "^heads_to_rows .*: 0 of" "$OUT/$1.md"
   fi
@@ -282,7 +282,7 @@ pdl|rope|norm|prefetch|chunk|staged|grid|fusedprefill)
     done
   done
   python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
-  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md ! -name rope.md ! -name grid.md ! -name fusedprefill.md -delete
+  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md ! -name rope.md ! -name grid.md ! -name plainprefill.md -delete
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way
