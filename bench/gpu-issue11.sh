@@ -29,7 +29,8 @@
 #            MINILAB_FUSE_NORM=1, device_check cuda kernels and rope (on the 1B).
 #   prefill-ways: the prefill harness (bench/kernels/prefill_bench.cu, built by bench/kernels/build.sh):
 #            a prompt's linears (m = 512) with bf16 weights against int8/NF4 dequantized then multiplied
-#            (the shipped way), in chunks that fit L2, and on two streams; the dequantize pass alone.
+#            (the shipped way), in chunks that fit L2, on two streams, and by the qgemm GEMM; the
+#            dequantize pass alone.
 #   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
 #   minilab: .gpu/{minilab,minilab-base,device_check}.xz: device_check (every kernel and the fused
 #            q/k/v launch against the plain path; GPU logits against the CPU's), then `minilab bench`
@@ -78,6 +79,10 @@
 #            default fuses RoPE, the layout by head and the KV writes in one pass, the attention output
 #            by token, add + norm, silu·up; `device_check cuda prefill` checks the fused prefill against
 #            the plain one and times pp512 both ways).
+#   qgemm [MODELS]: the same for the prefill GEMM that dequantizes int8/NF4 tiles in shared memory
+#            (MINILAB_QGEMM=on; `device_check cuda qgemm` checks it against an f32 reference on every
+#            3B/8B shape, times it against the shipped dequantize + cuBLAS, then the 3B's logits and
+#            pp512 both ways). `prefill-ways` times it in the harness too (qgemm, bm64, bm128 rows).
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -232,22 +237,28 @@ for f in sorted(glob.glob(f"{out}/torch-*.json")):
             print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
   ;;
-pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill)
+pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm)
   # pdl: programmatic dependent launch (MINILAB_PDL=1); staged: the one-row GEMVs staging their
   # weights through shared memory (MINILAB_GEMV_STAGED=1); rope: RoPE and the KV append in a kernel
   # of their own (MINILAB_FUSE_ROPE=0, the q/k/v launch does them by default); norm: norms and
   # residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1); grid: GEMV launches on resident grids
   # (MINILAB_GEMV_GRID=resident); plainprefill: the prompt's small ops unfused (MINILAB_FUSE_PREFILL=0;
-  # `device_check cuda prefill`: f32 logits within 1e-4, bf16 argmax, pp512 both ways). The checks
+  # `device_check cuda prefill`: f32 logits within 1e-4, bf16 argmax, pp512 both ways); qgemm: the
+  # prefill GEMM that dequantizes in shared memory (MINILAB_QGEMM=on; `device_check cuda qgemm`:
+  # every 3B/8B shape against an f32 reference and timed, the 3B's logits and pp512). The checks
   # run with the setting; the benches alternate the base build, this build and this build with it.
   unpack minilab minilab-base device_check
   case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=0 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
     prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
-    staged) opt=MINILAB_GEMV_STAGED=1 ;; plainprefill) opt=MINILAB_FUSE_PREFILL=0 ;;
+    staged) opt=MINILAB_GEMV_STAGED=1 ;; plainprefill) opt=MINILAB_FUSE_PREFILL=0 ;; qgemm) opt=MINILAB_QGEMM=on ;;
     *) opt=MINILAB_GEMV_GRID=${GRID:-resident} ;; esac
   if [ $1 = prefetch ] || [ $1 = staged ] || [ $1 = rope ] || [ $1 = grid ]; then
     # every way in one process: logits bit-equal to the step without, then the 3B step's time per way
     timeout 300 /tmp/bin/device_check cuda $1 > "$OUT/$1.md" 2>&1; echo "device_check $1: exit $?"
+    cat "$OUT/$1.md"
+  fi
+  if [ $1 = qgemm ]; then
+    timeout 240 /tmp/bin/device_check cuda qgemm > "$OUT/$1.md" 2>&1; echo "device_check qgemm: exit $?"
     cat "$OUT/$1.md"
   fi
   if [ $1 = plainprefill ]; then
@@ -282,7 +293,7 @@ pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill)
     done
   done
   python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
-  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md ! -name rope.md ! -name grid.md ! -name plainprefill.md -delete
+  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md ! -name rope.md ! -name grid.md ! -name plainprefill.md ! -name qgemm.md -delete
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way

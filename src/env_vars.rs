@@ -55,6 +55,7 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_GEMV_STAGED", Takes::OneOf(ON_OFF)),
     knob("MINILAB_GEMV_GRID", Takes::OneOf(crate::kernels::grid::WORDS)),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
+    knob("MINILAB_QGEMM", Takes::OneOf(crate::kernels::qgemm::WORDS)),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
     other("MINILAB_KEEP_PLOTS", Takes::Any),
@@ -106,7 +107,9 @@ fn check_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Result<Ve
 }
 
 /// Settings that pick different kernels for the same launch: a one-row GEMV either stages its
-/// weights, asks L2 for the next launch's or streams them across row groups, and no kernel does two.
+/// weights, asks L2 for the next launch's or streams them across row groups, and no kernel does two;
+/// a prompt's quantized weight is either dequantized in row chunks or multiplied by the GEMM that
+/// dequantizes in shared memory.
 fn check_alternatives(set: &[(&str, String)]) -> Result<()> {
     let value = |name: &str| set.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
     let asked: Vec<String> = [
@@ -119,6 +122,13 @@ fn check_alternatives(set: &[(&str, String)]) -> Result<()> {
     .collect();
     if asked.len() > 1 {
         return Err(Error::input(format!("{} are alternatives for the decode GEMVs: set one", asked.join(" and "))));
+    }
+    if let (Some(chunk), Some(way)) =
+        (value("MINILAB_PREFILL_CHUNK_MB"), value("MINILAB_QGEMM").filter(|w| *w != "off"))
+    {
+        return Err(Error::input(format!(
+            "MINILAB_PREFILL_CHUNK_MB={chunk} and MINILAB_QGEMM={way} are alternatives for the prefill of int8 and NF4 weights: set one"
+        )));
     }
     Ok(())
 }
@@ -173,6 +183,7 @@ mod tests {
             ("MINILAB_GEMV_STAGED", "1"),
             ("MINILAB_PREFETCH", "off"),
             ("MINILAB_GEMV_GRID", "resident"),
+            ("MINILAB_QGEMM", "off"),
             ("PATH", "/bin"),
             ("HF_HUB_OFFLINE", "anything"),
         ];
@@ -199,6 +210,9 @@ mod tests {
             ("MINILAB_GEMV_GRID", "1"),
             ("MINILAB_GEMV_GRID", "streamed"),
             ("MINILAB_GEMV_GRID", "stream_regs"),
+            ("MINILAB_QGEMM", "1"),
+            ("MINILAB_QGEMM", "96"),
+            ("MINILAB_QGEMM", "ON"),
         ] {
             let err = check_vars(vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{name}={value}");
@@ -237,6 +251,22 @@ mod tests {
         ] {
             assert!(check_vars(vars(&pair)).is_ok(), "{pair:?}");
         }
+    }
+
+    #[test]
+    fn chunked_dequantizing_beside_the_qgemm_is_bad_input() {
+        let chunk = ("MINILAB_PREFILL_CHUNK_MB", "32");
+        for way in ["on", "64", "128"] {
+            let err = check_vars(vars(&[chunk, ("MINILAB_QGEMM", way)])).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            let msg = err.to_string();
+            assert!(
+                msg.contains("MINILAB_PREFILL_CHUNK_MB=32") && msg.contains(&format!("MINILAB_QGEMM={way}")),
+                "{msg}"
+            );
+        }
+        assert!(check_vars(vars(&[chunk, ("MINILAB_QGEMM", "off")])).is_ok());
+        assert!(check_vars(vars(&[("MINILAB_QGEMM", "on")])).is_ok());
     }
 
     #[test]

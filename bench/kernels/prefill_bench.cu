@@ -10,7 +10,9 @@
 // - chunked C MB: row chunks of at most C MB dequantized into one reused buffer and multiplied at
 //   once (ldc = n), so that the GEMM may read the chunk from L2 and the buffer's lines stay there;
 // - two streams: the next weight dequantized on a second stream into the other of two buffers while
-//   cuBLAS multiplies this one (events order them).
+//   cuBLAS multiplies this one (events order them);
+// - qgemm: qgemm.cuh's GEMM, the weight dequantized tile by tile in shared memory (the tile rows
+//   src/kernels/qgemm.rs picks, then 64 and 128 forced).
 // Correct first: each way's output of the last linear against the shipped way's, max |diff| / max |ref|
 // (cuBLAS may pick other algorithms for other shapes: limit 1e-2), and no NaN (outputs poisoned first).
 // Then the dequantize kernel alone (GB/s against the copy bandwidth) and the bf16 GEMM peak (8192³).
@@ -90,14 +92,29 @@ void gemm(cublasHandle_t h, const bf16* w, int rows, int k, const bf16* xs, bf16
 }
 
 struct Ctx {
+    int sms;
     cudaStream_t s, s2;
     cublasHandle_t h;
     bf16 *xs, *ys, *buf[2];
     cudaEvent_t deq[2], used[2];
 };
 
+// ys[M, n] = xs·Wᵀ by qgemm.cuh's GEMM, bm rows of xs a block (0: the rule of src/kernels/qgemm.rs's
+// tile_rows, with 132 SMs).
+void qgemm_launch(cudaStream_t s, const Weight& w, const bf16* xs, bf16* ys, int bm, int sms) {
+    if (bm == 0) bm = ((M + 127) / 128) * (w.n / 128) >= 2 * sms ? 128 : 64;
+    const dim3 grid((M + bm - 1) / bm, w.n / qgemm::BN);
+    const bool i8 = w.fmt == 1;
+    auto kernel = i8 ? (bm == 64 ? qgemm_int8_bf16_bm64 : qgemm_int8_bf16_bm128)
+                     : (bm == 64 ? qgemm_nf4_bf16_bm64 : qgemm_nf4_bf16_bm128);
+    const int smem = i8 ? (bm == 64 ? qgemm::smem_bytes<qgemm::INT8, 64>() : qgemm::smem_bytes<qgemm::INT8, 128>())
+                        : (bm == 64 ? qgemm::smem_bytes<qgemm::NF4, 64>() : qgemm::smem_bytes<qgemm::NF4, 128>());
+    CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    kernel<<<grid, qgemm::THREADS, smem, s>>>(xs, w.a, w.b, ys, M, w.n, w.k);
+}
+
 // The prompt's linears in one way: 0 bf16 (fmt 0 weights), 1 dequant+gemm, 2 chunked (cap bytes),
-// 3 two streams.
+// 3 two streams, 4 qgemm (cap = its block rows, 0 for the shipped rule).
 void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
     for (size_t i = 0; i < ws.size(); i++) {
         const Weight& w = ws[i];
@@ -106,6 +123,8 @@ void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
         } else if (way == 1) {
             dequant(c.s, w, 0, w.n, c.buf[0]);
             gemm(c.h, c.buf[0], w.n, w.k, c.xs, c.ys, w.n, 0);
+        } else if (way == 4) {
+            qgemm_launch(c.s, w, c.xs, c.ys, (int)cap, c.sms);
         } else if (way == 2) {
             const int step = std::max(64, (int)(cap / (2 * (size_t)w.k)) / 64 * 64);
             for (int r0 = 0; r0 < w.n; r0 += step) {
@@ -198,6 +217,7 @@ int main() {
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     Ctx c{};
+    c.sms = prop.multiProcessorCount;
     CK(cudaStreamCreateWithFlags(&c.s, cudaStreamNonBlocking));
     CK(cudaStreamCreateWithFlags(&c.s2, cudaStreamNonBlocking));
     CB(cublasCreate(&c.h));
@@ -220,7 +240,8 @@ int main() {
 
     struct Way { const char* name; int way; size_t cap; };
     const Way ways[] = {{"dequant+gemm", 1, 0}, {"chunked 8MB", 2, 8u << 20}, {"chunked 16MB", 2, 16u << 20},
-                        {"chunked 32MB", 2, 32u << 20}, {"two streams", 3, 0}};
+                        {"chunked 32MB", 2, 32u << 20}, {"two streams", 3, 0}, {"qgemm", 4, 0},
+                        {"qgemm bm64", 4, 64}, {"qgemm bm128", 4, 128}};
     const int W = sizeof(ways) / sizeof(ways[0]);
     printf("## The linears of a %d-token prompt (every linear once, distinct weights)\n\n", M);
     printf("| model | format | bf16 ms | way | ms (min–max of 3 rounds) | bf16 / way | TFLOP/s | last output vs shipped |\n");

@@ -28,6 +28,9 @@
 //! - `device_check cuda prefill [MODEL]`: the fused prefill (the default) against the plain path
 //!   (`MINILAB_FUSE_PREFILL=0`): its layout kernel bit for bit, the 1B's logits in f32 within 1e-4, MODEL's in bf16
 //!   (max |Δ|, argmax), and pp512 timed both ways.
+//! - `device_check cuda qgemm [MODEL]`: the prefill GEMM that dequantizes in shared memory
+//!   (`MINILAB_QGEMM`) against the shipped prefill and an f32 CPU reference on random weights of
+//!   the 3B's and 8B's shapes, each shape timed both ways, then MODEL's logits and pp512 both ways.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -41,6 +44,7 @@ use std::time::Instant;
 mod folds;
 mod kernels;
 mod prefill;
+mod qgemm;
 mod ways;
 
 /// Every layer of `model` in `p`.
@@ -352,6 +356,7 @@ fn main() -> minilab::Result<()> {
         Some("staged") => ways::check_staged(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("rope") => ways::check_rope(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("prefill") => prefill::check_prefill(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("qgemm") => qgemm::check_qgemm(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {

@@ -19,7 +19,7 @@ use super::{argmax, rel_err, set_uniform, timed_model, within, worse};
 const FORMATS: [Precision; 3] = [Precision::F16, Precision::Int8, Precision::Nf4];
 
 /// `[rows, n]` token ids below `vocab`, spread as real text's are.
-fn ids(dev: &Device, vocab: usize, (rows, n): (usize, usize), salt: u32) -> candle_core::Result<Tensor> {
+pub(super) fn ids(dev: &Device, vocab: usize, (rows, n): (usize, usize), salt: u32) -> candle_core::Result<Tensor> {
     let top = vocab.clamp(2, 100_000) as u32 - 1;
     let v: Vec<u32> = (0..(rows * n) as u32).map(|i| 1 + ((i + salt) * 7919 + 13) % top).collect();
     Tensor::from_vec(v, (rows, n), dev)
@@ -72,9 +72,8 @@ fn check_f32(dev: &Device) -> minilab::Result<()> {
     within(worst, 1e-4, "fused prefill, f32")
 }
 
-/// ms of one pp512 to the last position's logits (median of 5 after a warm-up).
-fn pp_ms(m: &model::Model, dev: &Device, prompt: &Tensor, fused: bool) -> minilab::Result<f64> {
-    prefill_ops::set_enabled(fused);
+/// ms of one pp512 to the last position's logits (median of 5 after a warm-up), the switches as set.
+pub(super) fn pp_ms(m: &model::Model, dev: &Device, prompt: &Tensor) -> minilab::Result<f64> {
     let mut ms = Vec::new();
     for i in 0..6 {
         let mut cache = Cache::new(m.n_blocks());
@@ -108,8 +107,10 @@ fn check_bf16(dev: &Device, name: &str) -> minilab::Result<()> {
         let top = plain.iter().flatten().map(|x| x.abs()).fold(0f32, worse);
         let mut times = [Vec::new(), Vec::new()];
         for _ in 0..3 {
-            times[0].push(pp_ms(m, dev, &prompt, false)?);
-            times[1].push(pp_ms(m, dev, &prompt, true)?);
+            for (fused, t) in [false, true].into_iter().zip(&mut times) {
+                prefill_ops::set_enabled(fused);
+                t.push(pp_ms(m, dev, &prompt)?);
+            }
         }
         let [a, b] = times.map(|mut v| {
             v.sort_by(f64::total_cmp);

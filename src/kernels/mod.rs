@@ -14,6 +14,7 @@ mod params;
 pub mod prefetch;
 mod prefill;
 pub mod prefill_ops;
+pub mod qgemm;
 pub mod softmax;
 pub mod staging;
 

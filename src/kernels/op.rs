@@ -76,7 +76,8 @@ impl LinearOp {
     }
 
     /// A quantized product: the fused kernel for decode rows; on CUDA, prefill dequantizes the
-    /// weight in one pass (whole, or in row chunks: [`super::prefill`]) and multiplies with cuBLAS.
+    /// weight in one pass (whole, or in row chunks: [`super::prefill`]) and multiplies with cuBLAS,
+    /// or with `MINILAB_QGEMM` runs the GEMM that dequantizes in shared memory ([`super::qgemm`]).
     fn run(&self, xs: &Tensor, a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         if !self.applies(xs) {
             return Ok(None);
@@ -87,6 +88,13 @@ impl LinearOp {
                 return Ok(None);
             }
             if rows > cpu::GEMV_MAX_ROWS {
+                #[cfg(feature = "cuda")]
+                if let Some(tile) = super::qgemm::current() {
+                    let xs = aligned(xs)?;
+                    if let Some(ys) = super::cuda::qgemm::qgemm(self.format, &xs, (a, b), (self.n, self.k), tile)? {
+                        return Ok(Some(ys));
+                    }
+                }
                 let chunk = super::prefill::chunk_rows(self.n, self.k, xs.dtype());
                 let product = super::prefill::chunked(xs, self.n, chunk, |n0, n| {
                     let (a, b) = super::prefill::encoded_rows(self.format, (a, b), self.k, n0, n)?;

@@ -1,6 +1,7 @@
 // The linear-layer kernels, built to PTX by build.rs: the decode GEMVs of gemv.cuh (1-8 rows of xs,
-// dense, int8 or NF4 weights, up to three weights a launch), and one-pass dequantize kernels for
-// prefill (the 16-bit weight then goes to cuBLAS).
+// dense, int8 or NF4 weights, up to three weights a launch), one-pass dequantize kernels for
+// prefill (the 16-bit weight then goes to cuBLAS), and qgemm.cuh's prefill GEMM that dequantizes
+// in shared memory.
 //
 // Layouts (see src/quant): int8 codes [n, k] u8 = q + 128, scales [n] f32, w = q * scale.
 // NF4: packed [n*k/2] u8, byte i = elements 2i (high nibble) and 2i+1 (low), absmax [n*k/64] f32.
@@ -10,6 +11,7 @@
 #include "common.cuh"
 #include "gemv.cuh"
 #include "gemv_stream.cuh"
+#include "qgemm.cuh"
 
 // Prefill: the whole weight in T, 8 elements a thread, written as 16-byte vectors (the stores are
 // two thirds of the traffic). k % 8 == 0, so the 8 elements share a row.
@@ -166,3 +168,19 @@ GEMVS_SM(__nv_bfloat16, bf16)
 INSTANTIATE(float, f32)
 INSTANTIATE(__half, f16)
 INSTANTIATE(__nv_bfloat16, bf16)
+
+// qgemm_<format>_<dtype>_bm<BM>: qgemm.cuh's prefill GEMM (16-bit dtypes: the tensor cores take no
+// f32), two blocks an SM.
+#define QGEMM(T, NAME, F, FNAME, BM)                                                                          \
+    extern "C" __global__ void __launch_bounds__(qgemm::THREADS, 2)                                           \
+        qgemm_##FNAME##_##NAME##_bm##BM(const T* xs, const uint8_t* wq, const float* wb, T* ys, int m, int n, \
+                                        int k) {                                                              \
+        qgemm::qgemm<T, F, BM>(xs, wq, wb, ys, m, n, k);                                                      \
+    }
+#define QGEMMS(T, NAME)                    \
+    QGEMM(T, NAME, qgemm::INT8, int8, 64)  \
+    QGEMM(T, NAME, qgemm::INT8, int8, 128) \
+    QGEMM(T, NAME, qgemm::NF4, nf4, 64)    \
+    QGEMM(T, NAME, qgemm::NF4, nf4, 128)
+QGEMMS(__half, f16)
+QGEMMS(__nv_bfloat16, bf16)

@@ -15,6 +15,7 @@ use half::{bf16, f16};
 pub(crate) mod decode;
 mod launch;
 pub(crate) mod prefill;
+pub(crate) mod qgemm;
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/linear.ptx"));
 const MODULE: &str = "minilab_linear";

@@ -1,0 +1,127 @@
+# Emulates src/kernels/cuda/qgemm.cuh thread by thread in numpy (f32): the same shared-memory
+# offsets, cp.async chunks, dequantize split, mma fragment layouts (PTX ISA m16n8k16) and epilogue,
+# with NaN-poisoned shared memory and output, against X·Wᵀ in f64. It checks the index arithmetic
+# (a read that misses a written element gives NaN, a wrong offset a wrong sum) on a machine without
+# a GPU; it cannot check the PTX itself, the barriers or the speed: device_check cuda qgemm does.
+# Run: python3 bench/kernels/qgemm_emu.py (numpy). Keep it in step with qgemm.cuh.
+import numpy as np
+BN, BK, THREADS, STAGES = 128, 32, 256, 3
+LDS = BK + 8
+CODES = np.array([-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+  -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
+  0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0], np.float32)
+
+def run(fmt, BM, m, n, k, rng):
+    xs = rng.standard_normal((m, k)).astype(np.float32)
+    if fmt == 'int8':
+        wq = rng.integers(0, 256, n * k, dtype=np.uint8)
+        wb = rng.uniform(0.001, 0.004, n).astype(np.float32)
+        W = (wq.reshape(n, k).astype(np.float32) - 128) * wb[:, None]
+        qrow = BK
+    else:
+        wq = rng.integers(0, 256, n * k // 2, dtype=np.uint8)
+        wb = rng.uniform(0.5, 2, n * k // 64).astype(np.float32)
+        hi, lo = wq >> 4, wq & 15
+        codes = np.stack([hi, lo], 1).reshape(-1)  # element 2i high nibble
+        W = (CODES[codes] * np.repeat(wb, 64)).reshape(n, k)
+        qrow = BK // 2
+    xsf = xs.reshape(-1); ys = np.full(m * n, np.nan, np.float32)
+    MT = BM // 32
+    for bx in range((m + BM - 1) // BM):
+        for by in range(n // BN):
+            As = np.full(STAGES * BM * LDS, np.nan, np.float32)
+            Bq = np.zeros(STAGES * BN * qrow, np.int64) - 1
+            Bsc = np.full(STAGES * BN, np.nan, np.float32)
+            Bs = np.full(BN * LDS, np.nan, np.float32)
+            m0, n0, tiles = bx * BM, by * BN, k // BK
+            def load(s, k0):
+                aoff, qoff, soff = s * BM * LDS, s * BN * qrow, s * BN
+                for tid in range(THREADS):
+                    c = tid
+                    while c < BM * BK // 8:
+                        r, col = c >> 2, (c & 3) * 8
+                        inn = m0 + r < m
+                        src = (m0 + r if inn else 0) * k + k0 + col
+                        As[aoff + r * LDS + col: aoff + r * LDS + col + 8] = xsf[src:src + 8] if inn else 0
+                        c += THREADS
+                    if fmt == 'int8':
+                        r, col = tid >> 1, (tid & 1) * 16
+                        src = (n0 + r) * k + k0 + col
+                        Bq[qoff + r * BK + col: qoff + r * BK + col + 16] = wq[src:src + 16]
+                    elif tid < BN:
+                        r = tid; src = ((n0 + r) * k + k0) // 2
+                        assert src % 16 == 0
+                        Bq[qoff + r * 16: qoff + r * 16 + 16] = wq[src:src + 16]
+                    else:
+                        r = tid - BN
+                        Bsc[soff + r] = wb[((n0 + r) * k + k0) // 64]
+            for s in range(STAGES - 1):
+                if s < tiles: load(s, s * BK)
+            acc = np.zeros((8, 32, MT, 4, 4), np.float32)
+            for kt in range(tiles):
+                nxt = kt + STAGES - 1; sn = nxt % STAGES; s = kt % STAGES
+                if nxt < tiles: load(sn, nxt * BK)
+                qoff = s * BN * qrow
+                for tid in range(THREADS):
+                    r, half = tid >> 1, tid & 1
+                    if fmt == 'int8':
+                        b = Bq[qoff + r * BK + half * 16: qoff + r * BK + half * 16 + 16]
+                        out = (b - 128).astype(np.float32)
+                    else:
+                        b = Bq[qoff + r * 16 + half * 8: qoff + r * 16 + half * 8 + 8]
+                        a = Bsc[s * BN + r]
+                        out = np.empty(16, np.float32)
+                        out[0::2] = CODES[b >> 4] * a; out[1::2] = CODES[b & 15] * a
+                    assert (b >= 0).all()
+                    Bs[r * LDS + half * 16: r * LDS + half * 16 + 16] = out
+                for warp in range(8):
+                    wm, wn = warp >> 2, warp & 3
+                    abase = s * BM * LDS + wm * (BM // 2) * LDS
+                    bbase = wn * 32 * LDS
+                    for kk in (0, 16):
+                        for i in range(MT):
+                            A = np.zeros((16, 16), np.float32)
+                            for lane in range(32):
+                                g, t = lane >> 2, lane & 3
+                                p = abase + (i * 16 + g) * LDS + kk + 2 * t
+                                # a0 rows g cols 2t,2t+1; a1 row g+8; a2 cols +8; a3 both
+                                A[g, 2*t:2*t+2] = As[p:p+2]; A[g+8, 2*t:2*t+2] = As[p+8*LDS:p+8*LDS+2]
+                                A[g, 2*t+8:2*t+10] = As[p+8:p+10]; A[g+8, 2*t+8:2*t+10] = As[p+8*LDS+8:p+8*LDS+10]
+                            for j in range(4):
+                                B = np.zeros((16, 8), np.float32)
+                                for lane in range(32):
+                                    g, t = lane >> 2, lane & 3
+                                    q = bbase + (j * 8 + g) * LDS + kk + 2 * t
+                                    B[2*t:2*t+2, g] = Bs[q:q+2]; B[2*t+8:2*t+10, g] = Bs[q+8:q+10]
+                                C = A @ B
+                                for lane in range(32):
+                                    g, t = lane >> 2, lane & 3
+                                    acc[warp, lane, i, j] += [C[g, 2*t], C[g, 2*t+1], C[g+8, 2*t], C[g+8, 2*t+1]]
+            for warp in range(8):
+                wm, wn = warp >> 2, warp & 3
+                for lane in range(32):
+                    g, t = lane >> 2, lane & 3
+                    for i in range(MT):
+                        row = m0 + wm * (BM // 2) + i * 16 + g
+                        for j in range(4):
+                            col = n0 + wn * 32 + j * 8 + 2 * t
+                            s0, s1 = (wb[col], wb[col + 1]) if fmt == 'int8' else (1, 1)
+                            a4 = acc[warp, lane, i, j]
+                            if row < m: ys[row * n + col: row * n + col + 2] = [a4[0] * s0, a4[1] * s1]
+                            if row + 8 < m: ys[(row + 8) * n + col: (row + 8) * n + col + 2] = [a4[2] * s0, a4[3] * s1]
+    return xs, W, ys
+
+
+rng = np.random.default_rng(1)
+bad = 0
+for fmt in ('int8', 'nf4'):
+    for BM in (64, 128):
+        for (m, n, k) in [(70, 256, 128), (130, 128, 64), (9, 128, 192)]:
+            xs, W, ys = run(fmt, BM, m, n, k, rng)
+            ref = xs.astype(np.float64) @ W.T.astype(np.float64)
+            got = ys.reshape(m, n)
+            err = np.abs(got - ref).max() / np.abs(ref).max()
+            ok = not np.isnan(got).any() and err < 1e-5
+            bad += not ok
+            print(fmt, BM, (m, n, k), 'nan' if np.isnan(got).any() else f'{err:.2e}', '' if ok else 'FAIL')
+raise SystemExit(1 if bad else 0)

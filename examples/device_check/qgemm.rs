@@ -1,0 +1,149 @@
+//! `device_check cuda qgemm [MODEL]`: the prefill GEMM that dequantizes in shared memory
+//! (`MINILAB_QGEMM`, `kernels::qgemm`) against the shipped prefill (dequantize, then cuBLAS) and an
+//! f32 reference on the CPU; it leaves the process on the shipped way.
+//!
+//! 1. Random weights of the 3B's and 8B's linear shapes, int8 and NF4, bf16 and f16, 9 to 1000 rows
+//!    of xs (partial tiles included), every tile: max |Δ| / max |ref| against the CPU's product of
+//!    xs and the layer's own dequantized weight. Both GPU ways round that weight to 16 bits (NF4) or
+//!    apply the int8 scale after or before the sum, accumulate in f32 and round the output: a few
+//!    units of 2⁻⁸; it fails past 1e-2 or on a non-finite output.
+//! 2. Each shape at 512 rows timed both ways (median of 3 rounds of 20), TFLOP/s.
+//! 3. MODEL (default the 3B) in bf16, int8 and NF4: the prompt's logits both ways (max |Δ|, argmax
+//!    agreement), then pp512 timed both ways and beside f16.
+
+use candle_core::{DType, Device, Module, Tensor};
+use minilab::kernels::qgemm::{self, Tile};
+use minilab::model::Cache;
+use minilab::quant::{Precision, SwitchableLinear};
+use std::time::Instant;
+
+use super::prefill::{ids, pp_ms};
+use super::{argmax, timed_model, worse};
+
+const TILES: [Tile; 3] = [Tile::Auto, Tile::Rows64, Tile::Rows128];
+
+/// max |a − b| / max |b|, a on the GPU, b the CPU reference in f32; NaN if a holds one.
+fn err_vs(a: &Tensor, reference: &Tensor) -> minilab::Result<f32> {
+    let a = a.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let r = reference.flatten_all()?.to_vec1::<f32>()?;
+    let top = r.iter().fold(0f32, |m, x| m.max(x.abs()));
+    Ok(a.iter().zip(&r).map(|(x, y)| if x.is_finite() { (x - y).abs() / top } else { f32::NAN }).fold(0f32, worse))
+}
+
+/// Seconds of one forward of `layer` on `xs` (median of 3 rounds of 20 after a warm-up).
+fn time_forward(layer: &SwitchableLinear, xs: &Tensor, dev: &Device) -> minilab::Result<f64> {
+    let mut rounds = Vec::new();
+    for round in 0..4 {
+        dev.synchronize()?;
+        let t = Instant::now();
+        for _ in 0..20 {
+            layer.forward(xs)?;
+        }
+        dev.synchronize()?;
+        if round > 0 {
+            rounds.push(t.elapsed().as_secs_f64() / 20.0);
+        }
+    }
+    rounds.sort_by(f64::total_cmp);
+    Ok(rounds[1])
+}
+
+/// Part 1 and 2 for one shape `(n, k)`; the worst error it saw.
+fn check_shape(dev: &Device, (n, k): (usize, usize)) -> minilab::Result<f32> {
+    let master = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?;
+    let mut worst = 0f32;
+    for dtype in [DType::BF16, DType::F16] {
+        let mut layer = SwitchableLinear::new(master.to_dtype(dtype)?, None, dev, dtype)?;
+        for p in [Precision::Int8, Precision::Nf4] {
+            layer.set_precision(p)?;
+            let w = layer.weight()?.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+            let mut errs = Vec::new();
+            for m in [9usize, 64, 77, 512, 1000] {
+                let xs = Tensor::randn(0f32, 1.0, (m, k), dev)?.to_dtype(dtype)?;
+                // [m, k]·[k, n] → [m, n]
+                let reference = xs.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.matmul(&w.t()?)?;
+                qgemm::set(None);
+                let shipped = err_vs(&layer.forward(&xs)?, &reference)?;
+                let mut e = Vec::new();
+                for tile in TILES {
+                    qgemm::set(Some(tile));
+                    e.push(err_vs(&layer.forward(&xs)?, &reference)?);
+                }
+                qgemm::set(None);
+                worst = e.iter().fold(worst, |a, &b| worse(a, b));
+                errs.push(format!("{m}: {shipped:.1e} / {:.1e} {:.1e} {:.1e}", e[0], e[1], e[2]));
+            }
+            let xs = Tensor::randn(0f32, 1.0, (512, k), dev)?.to_dtype(dtype)?;
+            let flops = 2.0 * 512.0 * n as f64 * k as f64;
+            let mut secs = Vec::new();
+            for way in [None, Some(Tile::Auto), Some(Tile::Rows64), Some(Tile::Rows128)] {
+                qgemm::set(way);
+                secs.push(time_forward(&layer, &xs, dev)?);
+            }
+            qgemm::set(None);
+            println!(
+                "| {n}x{k} | {p} | {dtype:?} | {} | {:.1} | {:.1} / {:.1} / {:.1} | {:.2}× | {:.0} |",
+                errs.join("; "),
+                secs[0] * 1e6,
+                secs[1] * 1e6,
+                secs[2] * 1e6,
+                secs[3] * 1e6,
+                secs[0] / secs[1],
+                flops / secs[1] / 1e12
+            );
+        }
+    }
+    Ok(worst)
+}
+
+/// Part 3: `name`'s prompt logits and pp512 with and without the GEMM.
+fn check_model(dev: &Device, name: &str) -> minilab::Result<()> {
+    println!("| {name} bf16 | max |Δlogit| | argmax agrees | pp512 shipped ms | qgemm ms | shipped/qgemm | f16 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let f16_ms = {
+        let loaded = timed_model(dev, name, Precision::F16)?;
+        let prompt = ids(dev, loaded.model.config().vocab_size, (1, 512), 5)?;
+        pp_ms(&loaded.model, dev, &prompt)?
+    };
+    for p in [Precision::Int8, Precision::Nf4] {
+        let loaded = timed_model(dev, name, p)?;
+        let m = &loaded.model;
+        let prompt = ids(dev, m.config().vocab_size, (1, 512), 5)?;
+        let logits = |way| -> minilab::Result<Vec<Vec<f32>>> {
+            qgemm::set(way);
+            let out = m.forward(&prompt, 0, &mut Cache::new(m.n_blocks()))?;
+            Ok(out.squeeze(0)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+        };
+        let (shipped, fused) = (logits(None)?, logits(Some(Tile::Auto))?);
+        let agree = shipped.iter().zip(&fused).filter(|(a, b)| argmax(a) == argmax(b)).count();
+        let diff = shipped.iter().flatten().zip(fused.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, worse);
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..3 {
+            for (way, t) in [None, Some(Tile::Auto)].into_iter().zip(&mut times) {
+                qgemm::set(way);
+                t.push(pp_ms(m, dev, &prompt)?);
+            }
+        }
+        qgemm::set(None);
+        let [a, b] = times.map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[1]
+        });
+        println!("| {p} | {diff:.3e} | {agree}/512 | {a:.3} | {b:.3} | {:.3} | {f16_ms:.3} |", a / b);
+    }
+    Ok(())
+}
+
+pub fn check_qgemm(dev: &Device, name: &str) -> minilab::Result<()> {
+    println!("| shape | format | dtype | rows: shipped / qgemm auto, 64, 128 (max |Δ| / max |ref|) | m=512 shipped µs | qgemm auto / 64 / 128 µs | shipped/auto | auto TFLOP/s |");
+    println!("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |");
+    let mut worst = 0f32;
+    // (out, in): the 3B's q/o, k/v, gate/up and down; the 8B's gate/up and down
+    for shape in [(3072, 3072), (1024, 3072), (8192, 3072), (3072, 8192), (14336, 4096), (4096, 14336)] {
+        worst = worse(worst, check_shape(dev, shape)?);
+    }
+    println!("worst qgemm error: {worst:.2e}");
+    println!();
+    check_model(dev, name)?;
+    super::within(worst, 1e-2, "qgemm against the f32 reference")
+}

@@ -1,0 +1,197 @@
+// Prefill of an int8 or NF4 weight in one kernel: ys[m, n] = xs[m, k]·Wᵀ with W dequantized tile by
+// tile in shared memory and multiplied on the tensor cores (mma.sync m16n8k16, f32 accumulation).
+// The shipped prefill dequantizes the whole weight to 16 bits in HBM first and hands it to cuBLAS:
+// that pass moves 3× the int8 bytes (read codes, write and re-read bf16) and kept the 3B's int8/nf4
+// pp512 at 0.72/0.74× f16 (BENCHMARKS.md, issue 11 session 11). Here the weight's bytes cross HBM
+// once, as stored.
+//
+// A block computes a BM × BN tile of ys (BM = 64 or 128 tokens, BN = 128 weight rows) in steps of
+// BK = 32 along k. Each step's xs tile and quantized weight tile arrive by cp.async, STAGES steps
+// ahead; the weight tile is then dequantized into one 16-bit buffer (int8: the integer code, exact in
+// bf16 and f16, the row's scale applied to the f32 sum at the end; NF4: code × absmax rounded to T,
+// as linear.cu's dequant_nf4 writes it), which the 8 warps (2 along m × 4 along n, each BM/2 × 32)
+// read as mma fragments. Layouts: linear.cu's header. Needs n % 128 == 0, k % 64 == 0, xs
+// 16-byte aligned; src/kernels/cuda/qgemm.rs checks that and falls back otherwise.
+#pragma once
+#include <stdint.h>
+
+#include "common.cuh"
+#include "gemv.cuh"
+
+namespace qgemm {
+
+constexpr int BN = 128, BK = 32, THREADS = 256, STAGES = 3;
+// Row stride of the 16-bit tiles in shared memory, in elements: 80-byte rows put the 8 rows one
+// fragment load touches (4 bytes at column 2t of rows g = 0..7) in distinct banks.
+constexpr int LDS = BK + 8;
+constexpr int INT8 = 1, NF4 = 2;
+
+// Bytes of one weight row's BK codes.
+template <int FMT> __host__ __device__ constexpr int qrow() { return FMT == INT8 ? BK : BK / 2; }
+
+// Dynamic shared memory of a block; src/kernels/cuda/qgemm.rs computes the same.
+template <int FMT, int BM> __host__ __device__ constexpr int smem_bytes() {
+    return STAGES * BM * LDS * 2 + STAGES * BN * qrow<FMT>() + STAGES * BN * 4 + BN * LDS * 2;
+}
+
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool full) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    // src-size 0 fills the 16 bytes with zeros and reads nothing (rows of xs past m)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(full ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async4(void* dst, const void* src) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+// c += a·b for one m16n8k16 tile (PTX ISA fragment layouts: a0..a3 rows g, g+8 × columns 2t, 2t+8;
+// b0, b1 rows 2t, 2t+8 of column g; c0..c3 rows g, g+8 × columns 2t, 2t+1; g = lane / 4, t = lane % 4).
+template <typename T> __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+template <> __device__ __forceinline__ void mma<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+template <> __device__ __forceinline__ void mma<__half>(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ uint32_t ld32(const void* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+template <typename T> __device__ __forceinline__ void store2(T* p, float a, float b);
+template <> __device__ __forceinline__ void store2<__nv_bfloat16>(__nv_bfloat16* p, float a, float b) {
+    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+}
+template <> __device__ __forceinline__ void store2<__half>(__half* p, float a, float b) {
+    *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
+}
+
+// Step k0's tiles into one stage: xs [BM, BK] (16-byte chunks, 4 a row; rows past m zero-filled),
+// the weight's codes [BN, qrow] and, for NF4, each row's absmax of the 64-block holding k0.
+template <typename T, int FMT, int BM>
+__device__ __forceinline__ void load_stage(T* as, uint8_t* bq, float* bsc, const T* xs, const uint8_t* wq,
+                                           const float* wb, int m, int k, int m0, int n0, int k0) {
+#pragma unroll
+    for (int c = threadIdx.x; c < BM * BK / 8; c += THREADS) {
+        const int r = c >> 2, col = (c & 3) * 8;
+        const bool in = m0 + r < m;
+        cp_async16(as + r * LDS + col, xs + (size_t)(in ? m0 + r : 0) * k + k0 + col, in);
+    }
+    if (FMT == INT8) {
+        // THREADS == 2·BN: two 16-byte chunks a row
+        const int r = threadIdx.x >> 1, col = (threadIdx.x & 1) * 16;
+        cp_async16(bq + r * BK + col, wq + (size_t)(n0 + r) * k + k0 + col, true);
+    } else if (threadIdx.x < BN) {
+        const int r = threadIdx.x;
+        cp_async16(bq + r * (BK / 2), wq + ((size_t)(n0 + r) * k + k0) / 2, true);
+    } else {
+        const int r = threadIdx.x - BN;
+        cp_async4(bsc + r, wb + ((size_t)(n0 + r) * k + k0) / 64);
+    }
+}
+
+// One stage's codes → bs [BN, LDS] in T, 16 elements a thread (row threadIdx / 2, half threadIdx % 2).
+template <typename T, int FMT>
+__device__ __forceinline__ void dequant_stage(T* bs, const uint8_t* bq, const float* bsc, const float* codes) {
+    const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
+    alignas(16) T out[16];
+    if (FMT == INT8) {
+        const uint4 raw = *reinterpret_cast<const uint4*>(bq + r * BK + half * 16);
+        const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
+#pragma unroll
+        for (int e = 0; e < 16; e++) out[e] = from_f<T>((float)((int)b[e] - 128));
+    } else {
+        const uint2 raw = *reinterpret_cast<const uint2*>(bq + r * (BK / 2) + half * 8);
+        const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
+        const float a = bsc[r];
+#pragma unroll
+        for (int e = 0; e < 8; e++) {
+            out[2 * e] = from_f<T>(codes[b[e] >> 4] * a);
+            out[2 * e + 1] = from_f<T>(codes[b[e] & 15] * a);
+        }
+    }
+    uint4* dst = reinterpret_cast<uint4*>(bs + r * LDS + half * 16);
+    dst[0] = reinterpret_cast<const uint4*>(out)[0];
+    dst[1] = reinterpret_cast<const uint4*>(out)[1];
+}
+
+// One BK step of a warp's BM/2 × 32 tile: two k16 slices, MT × 4 mma each.
+template <typename T, int MT>
+__device__ __forceinline__ void mma_step(float (&acc)[MT][4][4], const T* as, const T* bs, int g, int t) {
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += 16) {
+        uint32_t a[MT][4], b[4][2];
+#pragma unroll
+        for (int i = 0; i < MT; i++) {
+            const T* p = as + (i * 16 + g) * LDS + kk + 2 * t;
+            a[i][0] = ld32(p);
+            a[i][1] = ld32(p + 8 * LDS);
+            a[i][2] = ld32(p + 8);
+            a[i][3] = ld32(p + 8 * LDS + 8);
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const T* q = bs + (j * 8 + g) * LDS + kk + 2 * t;
+            b[j][0] = ld32(q);
+            b[j][1] = ld32(q + 8);
+        }
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) mma<T>(acc[i][j], a[i], b[j]);
+    }
+}
+
+// The whole kernel; grid (ceil(m / BM), n / BN), THREADS threads, smem_bytes<FMT, BM>() of dynamic
+// shared memory. Blocks along m are adjacent in launch order, so the blocks that share a weight
+// tile run together and read it from L2.
+template <typename T, int FMT, int BM>
+__device__ void qgemm(const T* __restrict__ xs, const uint8_t* __restrict__ wq, const float* __restrict__ wb,
+                      T* __restrict__ ys, int m, int n, int k) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ float codes[16];
+    constexpr int MT = BM / 32;
+    T* as = reinterpret_cast<T*>(smem);
+    uint8_t* bq = reinterpret_cast<uint8_t*>(as + STAGES * BM * LDS);
+    float* bsc = reinterpret_cast<float*>(bq + STAGES * BN * qrow<FMT>());
+    T* bs = reinterpret_cast<T*>(bsc + STAGES * BN);
+    if (FMT == NF4 && threadIdx.x < 16) codes[threadIdx.x] = gemv::NF4_CODES[threadIdx.x];
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN, tiles = k / BK;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int wm = warp >> 2, wn = warp & 3;
+    float acc[MT][4][4] = {};
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < tiles) load_stage<T, FMT, BM>(as + s * BM * LDS, bq + s * BN * qrow<FMT>(), bsc + s * BN, xs, wq, wb, m, k, m0, n0, s * BK);
+        cp_commit();
+    }
+    for (int kt = 0; kt < tiles; kt++) {
+        // step kt's copies are done, and every warp is past step kt − 1: its stage and bs are free
+        cp_wait<STAGES - 2>();
+        __syncthreads();
+        const int next = kt + STAGES - 1, sn = next % STAGES, s = kt % STAGES;
+        if (next < tiles)
+            load_stage<T, FMT, BM>(as + sn * BM * LDS, bq + sn * BN * qrow<FMT>(), bsc + sn * BN, xs, wq, wb, m, k, m0, n0, next * BK);
+        cp_commit();
+        dequant_stage<T, FMT>(bs, bq + s * BN * qrow<FMT>(), bsc + s * BN, codes);
+        __syncthreads();
+        mma_step<T, MT>(acc, as + s * BM * LDS + wm * (BM / 2) * LDS, bs + wn * 32 * LDS, g, t);
+    }
+#pragma unroll
+    for (int i = 0; i < MT; i++) {
+        const int row = m0 + wm * (BM / 2) + i * 16 + g;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const int col = n0 + wn * 32 + j * 8 + 2 * t;
+            const float s0 = FMT == INT8 ? wb[col] : 1.f, s1 = FMT == INT8 ? wb[col + 1] : 1.f;
+            if (row < m) store2<T>(ys + (size_t)row * n + col, acc[i][j][0] * s0, acc[i][j][1] * s1);
+            if (row + 8 < m) store2<T>(ys + (size_t)(row + 8) * n + col, acc[i][j][2] * s0, acc[i][j][3] * s1);
+        }
+    }
+}
+
+}  // namespace qgemm

@@ -1,0 +1,82 @@
+//! How a prompt multiplies an int8 or NF4 weight on the GPU. The shipped way dequantizes the whole
+//! weight to 16 bits in HBM, then calls cuBLAS ([`super::prefill`]); `MINILAB_QGEMM` picks instead
+//! the GEMM that dequantizes tile by tile in shared memory and multiplies on the tensor cores
+//! (`cuda/qgemm.cuh`), so the weight crosses HBM once, as stored. It is opt-in until it has been
+//! checked and timed on the GPU (`device_check cuda qgemm`, `bench/kernels/prefill_bench.cu`).
+
+use crate::switch::Choice;
+
+/// Rows of xs (tokens) a block of the GEMM computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tile {
+    /// 128 where that fills the GPU twice over, else 64 ([`tile_rows`]).
+    Auto,
+    Rows64,
+    Rows128,
+}
+
+/// The words `MINILAB_QGEMM` takes (start-up checks against these): `off` (the default: dequantize,
+/// then cuBLAS), `on` (the GEMM, tile picked by shape), `64` or `128` (the GEMM, that tile).
+pub const WORDS: &[&str] = &["off", "on", "64", "128"];
+const WAYS: [Option<Tile>; 4] = [None, Some(Tile::Auto), Some(Tile::Rows64), Some(Tile::Rows128)];
+static WAY: Choice = Choice::new("MINILAB_QGEMM", WORDS);
+
+/// The way in force: `None` for dequantize + cuBLAS.
+pub fn current() -> Option<Tile> {
+    WAYS[WAY.get()]
+}
+
+/// Sets the way for the rest of the process, whatever the variable says.
+pub fn set(way: Option<Tile>) {
+    WAY.set(WAYS.iter().position(|w| *w == way).unwrap_or(0));
+}
+
+/// Weight rows a block computes (the kernel's BN).
+pub const BLOCK_N: usize = 128;
+
+/// Whether the GEMM takes an `[n, k]` weight: whole 128-row blocks and whole 64-element NF4 blocks.
+pub fn fits(n: usize, k: usize) -> bool {
+    n > 0 && k > 0 && n.is_multiple_of(BLOCK_N) && k.is_multiple_of(64)
+}
+
+/// Rows of xs a block takes for `m` rows and `n` weight rows on a GPU of `sms` SMs: 128-row tiles
+/// halve the xs traffic a weight tile costs, but only pay where they still give every SM two blocks
+/// (the kernel runs two a SM); otherwise 64.
+pub fn tile_rows(tile: Tile, m: usize, n: usize, sms: usize) -> usize {
+    match tile {
+        Tile::Rows64 => 64,
+        Tile::Rows128 => 128,
+        Tile::Auto if m.div_ceil(128) * (n / BLOCK_N) >= 2 * sms => 128,
+        Tile::Auto => 64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tile_fills_the_gpu_before_it_grows() {
+        // the 3B's pp512 on 132 SMs: 4 · 24 = 96 blocks of 128 would leave SMs idle
+        assert_eq!(tile_rows(Tile::Auto, 512, 3072, 132), 64);
+        // an 8B FFN at 2048 tokens: 16 · 112 blocks
+        assert_eq!(tile_rows(Tile::Auto, 2048, 14336, 132), 128);
+        assert_eq!(tile_rows(Tile::Auto, 9, 128, 132), 64);
+        assert_eq!(tile_rows(Tile::Rows128, 9, 128, 132), 128);
+        assert_eq!(tile_rows(Tile::Rows64, 4096, 14336, 132), 64);
+    }
+
+    #[test]
+    fn only_whole_blocks_fit() {
+        assert!(fits(3072, 8192) && fits(128256, 3072) && fits(128, 64));
+        assert!(!fits(1000, 4096) && !fits(3072, 96) && !fits(0, 64) && !fits(128, 0));
+    }
+
+    #[test]
+    fn set_picks_a_way_and_off_is_none() {
+        set(Some(Tile::Rows128));
+        assert_eq!(current(), Some(Tile::Rows128));
+        set(None);
+        assert_eq!(current(), None);
+    }
+}
