@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn bench(extra: &[&str]) -> Vec<serde_json::Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_minilab"))
         .args(["bench", "--model", "synthetic:tiny", "-p", "16", "-n", "4", "-r", "1", "--no-log", "-o", "json"])
@@ -46,4 +48,21 @@ fn measuring_the_ceilings_leaves_the_peak_memory_alone() {
     let peak = |extra: &[&str]| test(&bench(extra), "pp16")["device_peak_bytes"].as_u64().expect("device_peak_bytes");
     let (with, without) = (peak(&[]), peak(&["--no-roofline"]));
     assert!(with < without + (128 << 20), "peak {with} B with the roofline, {without} B without");
+}
+
+/// A one-token prompt on a model with a tokenizer takes the text's first token (the text check,
+/// which wants two tokens to score one, once refused it).
+#[test]
+fn a_one_token_prompt_reads_the_text() {
+    let model = common::demo_model();
+    let out = Command::new(env!("CARGO_BIN_EXE_minilab"))
+        .args(["bench", "--model"])
+        .arg(&model)
+        .args(["-p", "1", "-n", "0", "-r", "1", "--no-log", "--no-roofline", "-o", "json"])
+        .output()
+        .expect("minilab runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let pp1 = test(&records, "pp1");
+    assert!(pp1["avg_ts"].as_f64().is_some_and(|t| t.is_finite() && t > 0.0) && pp1["n_prompt"] == 1, "{pp1}");
 }

@@ -62,7 +62,8 @@ impl Lengths {
 pub fn feed_tokens(loaded: &Loaded, text: &Path, n: usize) -> Result<Vec<u32>> {
     let vocab = loaded.model.config().vocab_size as u64;
     let mut ids = match &loaded.tokenizer {
-        Some(tok) => crate::eval::text::tokenize_file(tok, text, Some(n))?,
+        // at least 2: the text check wants a token to score, though a one-token prompt needs one
+        Some(tok) => crate::eval::text::tokenize_file(tok, text, Some(n.max(2)))?,
         None => {
             (0..n as u64).map(|i| (1 + (i.wrapping_mul(0x9E37_79B9) ^ (i >> 3)) % (vocab - 1).max(1)) as u32).collect()
         }
