@@ -89,33 +89,47 @@ pub(super) fn pp_ms(m: &model::Model, dev: &Device, prompt: &Tensor) -> minilab:
     Ok(ms[ms.len() / 2])
 }
 
+/// A model's 512-token prompt two ways, `set(false)` then `set(true)`: the logits' max |Δ|, the
+/// largest |logit| of the first way, argmax agreement of the 512 positions, then pp512 ms each way
+/// (alternating, median of 3). The switch is left as `set(true)` left it.
+pub(super) struct PromptAb {
+    pub diff: f32,
+    pub top: f32,
+    pub agree: usize,
+    pub ms: [f64; 2],
+}
+
+pub(super) fn prompt_ab(m: &model::Model, dev: &Device, set: impl Fn(bool)) -> minilab::Result<PromptAb> {
+    let prompt = ids(dev, m.config().vocab_size, (1, 512), 5)?;
+    let logits = |on| -> minilab::Result<Vec<Vec<f32>>> {
+        set(on);
+        let out = m.forward(&prompt, 0, &mut Cache::new(m.n_blocks()))?;
+        Ok(out.squeeze(0)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+    };
+    let (off, on) = (logits(false)?, logits(true)?);
+    let agree = off.iter().zip(&on).filter(|(a, b)| argmax(a) == argmax(b)).count();
+    let diff = off.iter().flatten().zip(on.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, worse);
+    let top = off.iter().flatten().map(|x| x.abs()).fold(0f32, worse);
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..3 {
+        for (on, t) in [false, true].into_iter().zip(&mut times) {
+            set(on);
+            t.push(pp_ms(m, dev, &prompt)?);
+        }
+    }
+    let ms = times.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[1]
+    });
+    Ok(PromptAb { diff, top, agree, ms })
+}
+
 fn check_bf16(dev: &Device, name: &str) -> minilab::Result<()> {
     println!("| {name} bf16 | max |Δlogit| | max |logit| | argmax agrees | pp512 plain ms | fused ms | plain/fused |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for p in FORMATS {
         let loaded = timed_model(dev, name, p)?;
-        let m = &loaded.model;
-        let prompt = ids(dev, m.config().vocab_size, (1, 512), 5)?;
-        let logits = |fused| -> minilab::Result<Vec<Vec<f32>>> {
-            prefill_ops::set_enabled(fused);
-            let out = m.forward(&prompt, 0, &mut Cache::new(m.n_blocks()))?;
-            Ok(out.squeeze(0)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
-        };
-        let (plain, fused) = (logits(false)?, logits(true)?);
-        let agree = plain.iter().zip(&fused).filter(|(a, b)| argmax(a) == argmax(b)).count();
-        let diff = plain.iter().flatten().zip(fused.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, worse);
-        let top = plain.iter().flatten().map(|x| x.abs()).fold(0f32, worse);
-        let mut times = [Vec::new(), Vec::new()];
-        for _ in 0..3 {
-            for (fused, t) in [false, true].into_iter().zip(&mut times) {
-                prefill_ops::set_enabled(fused);
-                t.push(pp_ms(m, dev, &prompt)?);
-            }
-        }
-        let [a, b] = times.map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            v[1]
-        });
+        let PromptAb { diff, top, agree, ms: [a, b] } = prompt_ab(&loaded.model, dev, prefill_ops::set_enabled)?;
         println!("| {p} | {diff:.3e} | {top:.2} | {agree}/512 | {a:.3} | {b:.3} | {:.3} |", a / b);
     }
     prefill_ops::set_enabled(true);

@@ -13,12 +13,11 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use minilab::kernels::qgemm::{self, Tile};
-use minilab::model::Cache;
 use minilab::quant::{Precision, SwitchableLinear};
 use std::time::Instant;
 
-use super::prefill::{ids, pp_ms};
-use super::{argmax, timed_model, worse};
+use super::prefill::{ids, pp_ms, prompt_ab, PromptAb};
+use super::{timed_model, worse};
 
 const TILES: [Tile; 3] = [Tile::Auto, Tile::Rows64, Tile::Rows128];
 
@@ -107,28 +106,9 @@ fn check_model(dev: &Device, name: &str) -> minilab::Result<()> {
     };
     for p in [Precision::Int8, Precision::Nf4] {
         let loaded = timed_model(dev, name, p)?;
-        let m = &loaded.model;
-        let prompt = ids(dev, m.config().vocab_size, (1, 512), 5)?;
-        let logits = |way| -> minilab::Result<Vec<Vec<f32>>> {
-            qgemm::set(way);
-            let out = m.forward(&prompt, 0, &mut Cache::new(m.n_blocks()))?;
-            Ok(out.squeeze(0)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
-        };
-        let (shipped, fused) = (logits(None)?, logits(Some(Tile::Auto))?);
-        let agree = shipped.iter().zip(&fused).filter(|(a, b)| argmax(a) == argmax(b)).count();
-        let diff = shipped.iter().flatten().zip(fused.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, worse);
-        let mut times = [Vec::new(), Vec::new()];
-        for _ in 0..3 {
-            for (way, t) in [None, Some(Tile::Auto)].into_iter().zip(&mut times) {
-                qgemm::set(way);
-                t.push(pp_ms(m, dev, &prompt)?);
-            }
-        }
+        let ab = prompt_ab(&loaded.model, dev, |on| qgemm::set(on.then_some(Tile::Auto)))?;
         qgemm::set(None);
-        let [a, b] = times.map(|mut v| {
-            v.sort_by(f64::total_cmp);
-            v[1]
-        });
+        let PromptAb { diff, agree, ms: [a, b], .. } = ab;
         println!("| {p} | {diff:.3e} | {agree}/512 | {a:.3} | {b:.3} | {:.3} | {f16_ms:.3} |", a / b);
     }
     Ok(())

@@ -25,6 +25,18 @@ fn smem_bytes(format: Format, bm: usize) -> usize {
     STAGES * bm * LDS * 2 + STAGES * BLOCK_N * qrow + STAGES * BLOCK_N * 4 + BLOCK_N * LDS * 2
 }
 
+/// One product to launch: `xs[…, k]·Wᵀ` for the weight `(a, b)` of `n` rows, `bm` rows of xs a block.
+struct Launch<'a> {
+    format: Format,
+    xs: &'a Tensor,
+    a: &'a Tensor,
+    b: &'a Tensor,
+    m: usize,
+    n: usize,
+    k: usize,
+    bm: usize,
+}
+
 /// `xs[…, k]·Wᵀ` → `[…, n]` for a weight stored as `a` (int8 codes `[n, k]` / NF4 bytes `[n·k/2]`)
 /// and `b` (scales `[n]` / absmax `[n·k/64]`); `None` where the kernel does not apply (an f32 model,
 /// a shape of partial blocks, xs not 16-byte aligned, a grid past the launch limits).
@@ -35,72 +47,69 @@ pub(crate) fn qgemm(
     (n, k): (usize, usize),
     tile: Tile,
 ) -> Result<Option<Tensor>> {
-    fn run<T: CudaDType + DeviceRepr>(
-        format: Format,
-        xs: &Tensor,
-        (a, b): (&Tensor, &Tensor),
-        (n, k): (usize, usize),
-        tile: Tile,
-    ) -> Result<Option<Tensor>> {
-        let m = xs.elem_count() / k;
-        let dev = cuda_device(xs)?;
-        let stream = dev.cuda_stream();
-        let sms = stream.context().attribute(CUdevice_attribute_enum::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
-        let bm = qgemm::tile_rows(tile, m, n, usize::try_from(sms).unwrap_or(1));
-        if m.div_ceil(bm) > i32::MAX as usize || n / BLOCK_N > 65535 || m.max(n).max(k) > i32::MAX as usize {
-            return Ok(None);
-        }
-        let want = if format == Format::Int8 { (n * k, n) } else { (n * k / 2, n * k / 64) };
-        if (a.elem_count(), b.elem_count()) != want {
-            candle_core::bail!(
-                "qgemm: a {n}x{k} weight stored in {} codes and {} scales",
-                a.elem_count(),
-                b.elem_count()
-            );
-        }
-        let ((sx, lx), (sa, la), (sb, lb)) = (xs.storage_and_layout(), a.storage_and_layout(), b.storage_and_layout());
-        let mut syncs = Vec::new();
-        let p_xs = dptr::<T>(&sx, lx, &stream, &mut syncs)?;
-        if p_xs % 16 != 0 {
-            return Ok(None);
-        }
-        let p_a = dptr::<u8>(&sa, la, &stream, &mut syncs)?;
-        let p_b = dptr::<f32>(&sb, lb, &stream, &mut syncs)?;
-        let mut dims = xs.dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last = n;
-        }
-        let (ys, p_ys) = output::<T>(dev, &dims.into())?;
-        let kind = if format == Format::Int8 { "int8" } else { "nf4" };
-        let name = format!("qgemm_{kind}_{}_bm{bm}", suffix(xs.dtype())?);
-        let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
-        let shared = smem_bytes(format, bm);
-        // past 48 KB a block's dynamic shared memory must be asked for; cheap, and idempotent
-        func.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
-            .w()?;
-        let cfg = LaunchConfig {
-            grid_dim: (m.div_ceil(bm) as u32, (n / BLOCK_N) as u32, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: shared as u32,
-        };
-        let (mi, ni, ki) = (m as i32, n as i32, k as i32);
-        let mut builder = func.builder();
-        builder.arg(&p_xs).arg(&p_a).arg(&p_b).arg(&p_ys).arg(&mi).arg(&ni).arg(&ki);
-        // SAFETY: the arguments match qgemm's; xs holds m·k elements of T from a 16-byte aligned
-        // start, the weight n·k codes (checked above) and ys m·n elements; the kernel reads xs rows
-        // below m only and k, n are whole tiles (`qgemm::fits`, checked by the caller).
-        unsafe { builder.launch(cfg) }.w()?;
-        drop(syncs);
-        Ok(Some(ys))
-    }
     if !qgemm::fits(n, k) || !xs.is_contiguous() || xs.dims().last() != Some(&k) {
         return Ok(None);
     }
+    let want = if format == Format::Int8 { (n * k, n) } else { (n * k / 2, n * k / 64) };
+    if (a.elem_count(), b.elem_count()) != want {
+        candle_core::bail!("qgemm: a {n}x{k} weight stored in {} codes and {} scales", a.elem_count(), b.elem_count());
+    }
+    let m = xs.elem_count() / k;
+    let sms = cuda_device(xs)?
+        .cuda_stream()
+        .context()
+        .attribute(CUdevice_attribute_enum::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .w()?;
+    let bm = qgemm::tile_rows(tile, m, n, usize::try_from(sms).unwrap_or(1));
+    if m.div_ceil(bm) > i32::MAX as usize || n / BLOCK_N > 65535 || m.max(n).max(k) > i32::MAX as usize {
+        return Ok(None);
+    }
+    let launch = Launch { format, xs, a, b, m, n, k, bm };
     match xs.dtype() {
-        DType::BF16 => run::<bf16>(format, xs, (a, b), (n, k), tile),
-        DType::F16 => run::<f16>(format, xs, (a, b), (n, k), tile),
+        DType::BF16 => run::<bf16>(&launch),
+        DType::F16 => run::<f16>(&launch),
         _ => Ok(None),
     }
+}
+
+fn run<T: CudaDType + DeviceRepr>(l: &Launch<'_>) -> Result<Option<Tensor>> {
+    let dev = cuda_device(l.xs)?;
+    let stream = dev.cuda_stream();
+    let ((sx, lx), (sa, la), (sb, lb)) =
+        (l.xs.storage_and_layout(), l.a.storage_and_layout(), l.b.storage_and_layout());
+    let mut syncs = Vec::new();
+    let p_xs = dptr::<T>(&sx, lx, &stream, &mut syncs)?;
+    if p_xs % 16 != 0 {
+        return Ok(None);
+    }
+    let p_a = dptr::<u8>(&sa, la, &stream, &mut syncs)?;
+    let p_b = dptr::<f32>(&sb, lb, &stream, &mut syncs)?;
+    let mut dims = l.xs.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = l.n;
+    }
+    let (ys, p_ys) = output::<T>(dev, &dims.into())?;
+    let kind = if l.format == Format::Int8 { "int8" } else { "nf4" };
+    let name = format!("qgemm_{kind}_{}_bm{}", suffix(l.xs.dtype())?, l.bm);
+    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let shared = smem_bytes(l.format, l.bm);
+    // past 48 KB a block's dynamic shared memory must be asked for; cheap, and idempotent
+    func.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
+        .w()?;
+    let cfg = LaunchConfig {
+        grid_dim: (l.m.div_ceil(l.bm) as u32, (l.n / BLOCK_N) as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: shared as u32,
+    };
+    let (mi, ni, ki) = (l.m as i32, l.n as i32, l.k as i32);
+    let mut builder = func.builder();
+    builder.arg(&p_xs).arg(&p_a).arg(&p_b).arg(&p_ys).arg(&mi).arg(&ni).arg(&ki);
+    // SAFETY: the arguments match qgemm's; xs holds m·k elements of T from a 16-byte aligned start,
+    // the weight n·k codes (checked by `qgemm`) and ys m·n elements; the kernel reads xs rows below m
+    // only, and k, n are whole tiles (`qgemm::fits`).
+    unsafe { builder.launch(cfg) }.w()?;
+    drop(syncs);
+    Ok(Some(ys))
 }
 
 #[cfg(test)]
