@@ -39,7 +39,7 @@ struct Launch<'a> {
 
 /// `xs[…, k]·Wᵀ` → `[…, n]` for a weight stored as `a` (int8 codes `[n, k]` / NF4 bytes `[n·k/2]`)
 /// and `b` (scales `[n]` / absmax `[n·k/64]`); `None` where the kernel does not apply (an f32 model,
-/// a shape of partial blocks, xs not 16-byte aligned, a grid past the launch limits).
+/// a shape of partial blocks, xs or the codes not 16-byte aligned, a grid past the launch limits).
 pub(crate) fn qgemm(
     format: Format,
     xs: &Tensor,
@@ -84,6 +84,10 @@ fn run<T: CudaDType + DeviceRepr>(l: &Launch<'_>) -> Result<Option<Tensor>> {
     }
     let p_a = dptr::<u8>(&sa, la, &stream, &mut syncs)?;
     let p_b = dptr::<f32>(&sb, lb, &stream, &mut syncs)?;
+    // the codes arrive in 16-byte copies (a view of a weight could start anywhere)
+    if p_a % 16 != 0 || p_b % 4 != 0 {
+        return Ok(None);
+    }
     let mut dims = l.xs.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = l.n;
