@@ -159,8 +159,12 @@ fn cases(inp: &Path) -> Vec<Case> {
     add("unknown synthetic model", eval_args(&["--model", "synthetic:nope"]), &["nope"]);
     add("eval refuses synthetic weights", eval_args(&["--model", "synthetic:tiny"]), &["synthetic"]);
     // A mistyped setting in the environment, which the kernels would otherwise ignore silently.
-    for (var, value) in [("MINILAB_ATTENTION", "Split"), ("MINILAB_FUSE_NORM", "true"), ("MINILAB_HUB_TIMEOUT_S", "0")]
-    {
+    for (var, value) in [
+        ("MINILAB_ATTENTION", "Split"),
+        ("MINILAB_FUSE_NORM", "true"),
+        ("MINILAB_HUB_TIMEOUT_S", "0"),
+        ("MINILAB_QGEMM", "256"),
+    ] {
         let wants = vec![var.to_string(), value.to_string()];
         out.push(Case {
             name: "a MINILAB_ variable with a bad value",
@@ -175,6 +179,12 @@ fn cases(inp: &Path) -> Vec<Case> {
         args: eval_args(&[]),
         wants: vec!["MINILAB_GEMV_STAGED=1".into(), "MINILAB_PREFETCH=bulk".into()],
         env: vec![("MINILAB_GEMV_STAGED", "1"), ("MINILAB_PREFETCH", "bulk")],
+    });
+    out.push(Case {
+        name: "chunked dequantizing and the qgemm prefill at once",
+        args: eval_args(&[]),
+        wants: vec!["MINILAB_PREFILL_CHUNK_MB=8".into(), "MINILAB_QGEMM=on".into()],
+        env: vec![("MINILAB_PREFILL_CHUNK_MB", "8"), ("MINILAB_QGEMM", "on")],
     });
     out
 }
