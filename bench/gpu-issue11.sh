@@ -32,6 +32,8 @@
 #            (the shipped way), in chunks that fit L2, on two streams, and by the qgemm GEMM; the
 #            dequantize pass alone.
 #   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
+#   qgemm-profile: Nsight Compute on the qgemm prefill kernels and cuBLAS bf16 at the 3B's gate and
+#            down shapes (`prefill_bench --profile`).
 #   minilab: .gpu/{minilab,minilab-base,device_check}.xz: device_check (every kernel and the fused
 #            q/k/v launch against the plain path; GPU logits against the CPU's), then `minilab bench`
 #            for the synthetic 3B and 8B in f16, int8 and nf4, this build and the base build
@@ -393,6 +395,18 @@ print(f"SM clock while running: median {statistics.median(sm)} MHz, min {min(sm)
 PY
   cat "$OUT/gemv.err" | tail -5
   cat "$OUT/gemv.md"
+  ;;
+qgemm-profile)
+  # Nsight Compute on `prefill_bench --profile`: cuBLAS bf16 and the qgemm kernels (int8/NF4, 64 and
+  # 128 rows a block) on the 3B's gate and down shapes, the second launch of each (after a warm-up).
+  NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  libs=$(python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'lib'))" 2>/dev/null)
+  LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 400 $NCU --kernel-name regex:"qgemm|gemm|sm90" \
+    --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
+    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats \
+    ./.gpu/prefill_bench --profile > "$OUT/ncu-qgemm.txt" 2> "$OUT/ncu-qgemm.err"; echo "ncu: exit $?"
+  tail -3 "$OUT/ncu-qgemm.err"
+  grep -E "^  [A-Za-z_].*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Shared Memory|Bank|Registers Per|Theoretical Occ|Block Limit|Stall|Tensor|pipe" "$OUT/ncu-qgemm.txt" | head -200
   ;;
 profile)
   NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)

@@ -211,9 +211,28 @@ double gemm_peak(Ctx& c) {
     return 2.0 * n * (double)n * n / (ms * 1e-3);
 }
 
-int main() {
+// `--profile`: for Nsight Compute, one launch each (after a warm-up) of the 3B's gate (8192×3072)
+// and down (3072×8192) shapes: cuBLAS on bf16 weights, then qgemm int8 and NF4 at 64 and 128 rows.
+void profile(Ctx& c) {
+    for (auto [n, k] : {std::pair{8192, 3072}, std::pair{3072, 8192}}) {
+        Weight dense = make_weight(0, n, k, 1);
+        for (int rep = 0; rep < 2; rep++) gemm(c.h, (const bf16*)dense.a, n, k, c.xs, c.ys, n, 0);
+        for (int f = 1; f < 3; f++) {
+            Weight w = make_weight(f, n, k, 2 + f);
+            for (int bm : {64, 128})
+                for (int rep = 0; rep < 2; rep++) qgemm_launch(c.s, w, c.xs, c.ys, bm, c.sms);
+            cudaFree(w.a); cudaFree(w.b);
+        }
+        cudaFree(dense.a); cudaFree(dense.b);
+    }
+    CK(cudaDeviceSynchronize());
+    CK(cudaGetLastError());
+}
+
+int main(int argc, char** argv) {
     // line by line, so that a run cut short by its time limit keeps the rows it printed
     setvbuf(stdout, nullptr, _IOLBF, 0);
+    const bool profiling = argc > 1 && std::string(argv[1]) == "--profile";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     Ctx c{};
@@ -234,6 +253,10 @@ int main() {
     for (auto& b : c.buf) CK(cudaMalloc(&b, (size_t)NMAX * KMAX * 2));
     fill_bf16<<<1024, 256>>>(c.xs, (size_t)M * KMAX, 7, -1.f, 1.f);
     CK(cudaDeviceSynchronize());
+    if (profiling) {
+        profile(c);
+        return 0;
+    }
     const double bw = copy_bandwidth(c.s), peak = gemm_peak(c);
     printf("# %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s; bf16 GEMM 8192³ %.0f TFLOP/s\n\n", prop.name,
            prop.multiProcessorCount, prop.l2CacheSize >> 20, bw / 1e9, peak / 1e12);
