@@ -11,8 +11,8 @@
 //   once (ldc = n), so that the GEMM may read the chunk from L2 and the buffer's lines stay there;
 // - two streams: the next weight dequantized on a second stream into the other of two buffers while
 //   cuBLAS multiplies this one (events order them);
-// - qgemm: qgemm.cuh's GEMM, the weight dequantized tile by tile in shared memory (the tile rows
-//   src/kernels/qgemm.rs picks, then 64 and 128 forced).
+// - qgemm: qgemm.cuh's GEMM, the weight dequantized tile by tile in shared memory (the block rows
+//   src/kernels/qgemm.rs picks with the shipped steps of 32 along k, then rows × step 64/128 × 32/64).
 // Correct first: each way's output of the last linear against the shipped way's, max |diff| / max |ref|
 // (cuBLAS may pick other algorithms for other shapes: limit 1e-2), and no NaN (outputs poisoned first).
 // Then the dequantize kernel alone (GB/s against the copy bandwidth) and the bf16 GEMM peak (8192³).
@@ -99,22 +99,42 @@ struct Ctx {
     cudaEvent_t deq[2], used[2];
 };
 
+// qgemm.cuh's GEMM in steps of 64 along k, beside linear.cu's steps of 32 (bf16 only).
+#define QGEMM64(F, FNAME, BM)                                                                              \
+    extern "C" __global__ void __launch_bounds__(qgemm::THREADS, 2)                                        \
+        qgemm_##FNAME##_bf16_bm##BM##_bk64(const bf16* xs, const uint8_t* wq, const float* wb, bf16* ys, int m, \
+                                           int n, int k) {                                                 \
+        qgemm::qgemm<bf16, F, BM, 64>(xs, wq, wb, ys, m, n, k);                                            \
+    }
+QGEMM64(qgemm::INT8, int8, 64)
+QGEMM64(qgemm::INT8, int8, 128)
+QGEMM64(qgemm::NF4, nf4, 64)
+QGEMM64(qgemm::NF4, nf4, 128)
+
+using QgemmFn = void (*)(const bf16*, const uint8_t*, const float*, bf16*, int, int, int);
+
 // ys[M, n] = xs·Wᵀ by qgemm.cuh's GEMM, bm rows of xs a block (0: the rule of src/kernels/qgemm.rs's
-// tile_rows, with 132 SMs).
-void qgemm_launch(cudaStream_t s, const Weight& w, const bf16* xs, bf16* ys, int bm, int sms) {
+// tile_rows), steps of bk along k.
+void qgemm_launch(cudaStream_t s, const Weight& w, const bf16* xs, bf16* ys, int bm, int bk, int sms) {
     if (bm == 0) bm = ((M + 127) / 128) * (w.n / 128) >= 2 * sms ? 128 : 64;
+    const int i8 = w.fmt == 1, big = bm == 128, deep = bk == 64;
+    // [int8][bm128][bk64]
+    const QgemmFn kernels[2][2][2] = {
+        {{qgemm_nf4_bf16_bm64, qgemm_nf4_bf16_bm64_bk64}, {qgemm_nf4_bf16_bm128, qgemm_nf4_bf16_bm128_bk64}},
+        {{qgemm_int8_bf16_bm64, qgemm_int8_bf16_bm64_bk64}, {qgemm_int8_bf16_bm128, qgemm_int8_bf16_bm128_bk64}}};
+    const int smem[2][2][2] = {
+        {{qgemm::smem_bytes<qgemm::NF4, 64, 32>(), qgemm::smem_bytes<qgemm::NF4, 64, 64>()},
+         {qgemm::smem_bytes<qgemm::NF4, 128, 32>(), qgemm::smem_bytes<qgemm::NF4, 128, 64>()}},
+        {{qgemm::smem_bytes<qgemm::INT8, 64, 32>(), qgemm::smem_bytes<qgemm::INT8, 64, 64>()},
+         {qgemm::smem_bytes<qgemm::INT8, 128, 32>(), qgemm::smem_bytes<qgemm::INT8, 128, 64>()}}};
+    const QgemmFn kernel = kernels[i8][big][deep];
+    CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem[i8][big][deep]));
     const dim3 grid((M + bm - 1) / bm, w.n / qgemm::BN);
-    const bool i8 = w.fmt == 1;
-    auto kernel = i8 ? (bm == 64 ? qgemm_int8_bf16_bm64 : qgemm_int8_bf16_bm128)
-                     : (bm == 64 ? qgemm_nf4_bf16_bm64 : qgemm_nf4_bf16_bm128);
-    const int smem = i8 ? (bm == 64 ? qgemm::smem_bytes<qgemm::INT8, 64>() : qgemm::smem_bytes<qgemm::INT8, 128>())
-                        : (bm == 64 ? qgemm::smem_bytes<qgemm::NF4, 64>() : qgemm::smem_bytes<qgemm::NF4, 128>());
-    CK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    kernel<<<grid, qgemm::THREADS, smem, s>>>(xs, w.a, w.b, ys, M, w.n, w.k);
+    kernel<<<grid, qgemm::THREADS, smem[i8][big][deep], s>>>(xs, w.a, w.b, ys, M, w.n, w.k);
 }
 
 // The prompt's linears in one way: 0 bf16 (fmt 0 weights), 1 dequant+gemm, 2 chunked (cap bytes),
-// 3 two streams, 4 qgemm (cap = its block rows, 0 for the shipped rule).
+// 3 two streams, 4 qgemm (cap = block rows + 256 · k step; block rows 0: the shipped rule).
 void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
     for (size_t i = 0; i < ws.size(); i++) {
         const Weight& w = ws[i];
@@ -124,7 +144,7 @@ void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
             dequant(c.s, w, 0, w.n, c.buf[0]);
             gemm(c.h, c.buf[0], w.n, w.k, c.xs, c.ys, w.n, 0);
         } else if (way == 4) {
-            qgemm_launch(c.s, w, c.xs, c.ys, (int)cap, c.sms);
+            qgemm_launch(c.s, w, c.xs, c.ys, (int)(cap & 255), (int)(cap >> 8), c.sms);
         } else if (way == 2) {
             const int step = std::max(64, (int)(cap / (2 * (size_t)w.k)) / 64 * 64);
             for (int r0 = 0; r0 < w.n; r0 += step) {
@@ -212,7 +232,8 @@ double gemm_peak(Ctx& c) {
 }
 
 // `--profile`: for Nsight Compute, one launch each (after a warm-up) of the 3B's gate (8192×3072)
-// and down (3072×8192) shapes: cuBLAS on bf16 weights, then qgemm int8 and NF4 at 64 and 128 rows.
+// and down (3072×8192) shapes: cuBLAS on bf16 weights, then qgemm int8 and NF4 at 64 and 128 rows
+// a block, steps of 32 and 64 along k.
 void profile(Ctx& c) {
     for (auto [n, k] : {std::pair{8192, 3072}, std::pair{3072, 8192}}) {
         Weight dense = make_weight(0, n, k, 1);
@@ -220,7 +241,8 @@ void profile(Ctx& c) {
         for (int f = 1; f < 3; f++) {
             Weight w = make_weight(f, n, k, 2 + f);
             for (int bm : {64, 128})
-                for (int rep = 0; rep < 2; rep++) qgemm_launch(c.s, w, c.xs, c.ys, bm, c.sms);
+                for (int bk : {32, 64})
+                    for (int rep = 0; rep < 2; rep++) qgemm_launch(c.s, w, c.xs, c.ys, bm, bk, c.sms);
             cudaFree(w.a); cudaFree(w.b);
         }
         cudaFree(dense.a); cudaFree(dense.b);
@@ -263,8 +285,9 @@ int main(int argc, char** argv) {
 
     struct Way { const char* name; int way; size_t cap; };
     const Way ways[] = {{"dequant+gemm", 1, 0}, {"chunked 8MB", 2, 8u << 20}, {"chunked 16MB", 2, 16u << 20},
-                        {"chunked 32MB", 2, 32u << 20}, {"two streams", 3, 0}, {"qgemm", 4, 0},
-                        {"qgemm bm64", 4, 64}, {"qgemm bm128", 4, 128}};
+                        {"chunked 32MB", 2, 32u << 20}, {"two streams", 3, 0}, {"qgemm (shipped)", 4, 32 << 8},
+                        {"qgemm 64x32", 4, 64 + (32 << 8)}, {"qgemm 128x32", 4, 128 + (32 << 8)},
+                        {"qgemm 64x64", 4, 64 + (64 << 8)}, {"qgemm 128x64", 4, 128 + (64 << 8)}};
     const int W = sizeof(ways) / sizeof(ways[0]);
     printf("## The linears of a %d-token prompt (every linear once, distinct weights)\n\n", M);
     printf("| model | format | bf16 ms | way | ms (min–max of 3 rounds) | bf16 / way | TFLOP/s | last output vs shipped |\n");

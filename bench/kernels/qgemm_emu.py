@@ -5,13 +5,13 @@
 # a GPU; it cannot check the PTX itself, the barriers or the speed: device_check cuda qgemm does.
 # Run: python3 bench/kernels/qgemm_emu.py (numpy). Keep it in step with qgemm.cuh.
 import numpy as np
-BN, BK, THREADS, STAGES = 128, 32, 256, 3
-LDS = BK + 8
+BN, THREADS, STAGES = 128, 256, 3
 CODES = np.array([-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
   -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
   0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0], np.float32)
 
-def run(fmt, BM, m, n, k, rng):
+def run(fmt, BM, BK, m, n, k, rng):
+    LDS = BK + 8
     xs = rng.standard_normal((m, k)).astype(np.float32)
     if fmt == 'int8':
         wq = rng.integers(0, 256, n * k, dtype=np.uint8)
@@ -36,25 +36,22 @@ def run(fmt, BM, m, n, k, rng):
             m0, n0, tiles = bx * BM, by * BN, k // BK
             def load(s, k0):
                 aoff, qoff, soff = s * BM * LDS, s * BN * qrow, s * BN
+                XCH, QCH = BK // 8, qrow // 16
                 for tid in range(THREADS):
-                    c = tid
-                    while c < BM * BK // 8:
-                        r, col = c >> 2, (c & 3) * 8
+                    for c in range(tid, BM * XCH, THREADS):
+                        r, col = c // XCH, (c % XCH) * 8
                         inn = m0 + r < m
                         src = (m0 + r if inn else 0) * k + k0 + col
                         As[aoff + r * LDS + col: aoff + r * LDS + col + 8] = xsf[src:src + 8] if inn else 0
-                        c += THREADS
-                    if fmt == 'int8':
-                        r, col = tid >> 1, (tid & 1) * 16
-                        src = (n0 + r) * k + k0 + col
-                        Bq[qoff + r * BK + col: qoff + r * BK + col + 16] = wq[src:src + 16]
-                    elif tid < BN:
-                        r = tid; src = ((n0 + r) * k + k0) // 2
-                        assert src % 16 == 0
-                        Bq[qoff + r * 16: qoff + r * 16 + 16] = wq[src:src + 16]
-                    else:
-                        r = tid - BN
-                        Bsc[soff + r] = wb[((n0 + r) * k + k0) // 64]
+                    for c in range(tid, BN * QCH, THREADS):
+                        r, col = c // QCH, (c % QCH) * 16
+                        at = (n0 + r) * k + k0 if fmt == 'int8' else ((n0 + r) * k + k0) // 2
+                        assert (at + col) % 16 == 0
+                        Bq[qoff + r * qrow + col: qoff + r * qrow + col + 16] = wq[at + col: at + col + 16]
+                    if fmt == 'nf4':
+                        r = (tid + THREADS - BN) % THREADS
+                        if r < BN:
+                            Bsc[soff + r] = wb[((n0 + r) * k + k0) // 64]
             for s in range(STAGES - 1):
                 if s < tiles: load(s, s * BK)
             acc = np.zeros((8, 32, MT, 4, 4), np.float32)
@@ -62,23 +59,25 @@ def run(fmt, BM, m, n, k, rng):
                 nxt = kt + STAGES - 1; sn = nxt % STAGES; s = kt % STAGES
                 if nxt < tiles: load(sn, nxt * BK)
                 qoff = s * BN * qrow
+                SEGS = BK // 16
                 for tid in range(THREADS):
-                    r, half = tid >> 1, tid & 1
-                    if fmt == 'int8':
-                        b = Bq[qoff + r * BK + half * 16: qoff + r * BK + half * 16 + 16]
-                        out = (b - 128).astype(np.float32)
-                    else:
-                        b = Bq[qoff + r * 16 + half * 8: qoff + r * 16 + half * 8 + 8]
-                        a = Bsc[s * BN + r]
-                        out = np.empty(16, np.float32)
-                        out[0::2] = CODES[b >> 4] * a; out[1::2] = CODES[b & 15] * a
-                    assert (b >= 0).all()
-                    Bs[r * LDS + half * 16: r * LDS + half * 16 + 16] = out
+                    for c in range(tid, BN * SEGS, THREADS):
+                        r, seg = c // SEGS, c % SEGS
+                        if fmt == 'int8':
+                            b = Bq[qoff + r * BK + seg * 16: qoff + r * BK + seg * 16 + 16]
+                            out = (b - 128).astype(np.float32)
+                        else:
+                            b = Bq[qoff + r * (BK // 2) + seg * 8: qoff + r * (BK // 2) + seg * 8 + 8]
+                            a = Bsc[s * BN + r]
+                            out = np.empty(16, np.float32)
+                            out[0::2] = CODES[b >> 4] * a; out[1::2] = CODES[b & 15] * a
+                        assert (b >= 0).all()
+                        Bs[r * LDS + seg * 16: r * LDS + seg * 16 + 16] = out
                 for warp in range(8):
                     wm, wn = warp >> 2, warp & 3
                     abase = s * BM * LDS + wm * (BM // 2) * LDS
                     bbase = wn * 32 * LDS
-                    for kk in (0, 16):
+                    for kk in range(0, BK, 16):
                         for i in range(MT):
                             A = np.zeros((16, 16), np.float32)
                             for lane in range(32):
@@ -115,13 +114,13 @@ def run(fmt, BM, m, n, k, rng):
 rng = np.random.default_rng(1)
 bad = 0
 for fmt in ('int8', 'nf4'):
-    for BM in (64, 128):
+    for BM, BK in [(64, 32), (128, 32), (64, 64), (128, 64)]:
         for (m, n, k) in [(70, 256, 128), (130, 128, 64), (9, 128, 192)]:
-            xs, W, ys = run(fmt, BM, m, n, k, rng)
+            xs, W, ys = run(fmt, BM, BK, m, n, k, rng)
             ref = xs.astype(np.float64) @ W.T.astype(np.float64)
             got = ys.reshape(m, n)
             err = np.abs(got - ref).max() / np.abs(ref).max()
             ok = not np.isnan(got).any() and err < 1e-5
             bad += not ok
-            print(fmt, BM, (m, n, k), 'nan' if np.isnan(got).any() else f'{err:.2e}', '' if ok else 'FAIL')
+            print(fmt, BM, BK, (m, n, k), 'nan' if np.isnan(got).any() else f'{err:.2e}', '' if ok else 'FAIL')
 raise SystemExit(1 if bad else 0)

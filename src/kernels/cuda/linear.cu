@@ -169,13 +169,13 @@ INSTANTIATE(float, f32)
 INSTANTIATE(__half, f16)
 INSTANTIATE(__nv_bfloat16, bf16)
 
-// qgemm_<format>_<dtype>_bm<BM>: qgemm.cuh's prefill GEMM (16-bit dtypes: the tensor cores take no
-// f32), two blocks an SM.
+// qgemm_<format>_<dtype>_bm<BM>: qgemm.cuh's prefill GEMM in steps of 32 along k (16-bit dtypes: the
+// tensor cores take no f32), two blocks an SM.
 #define QGEMM(T, NAME, F, FNAME, BM)                                                                          \
     extern "C" __global__ void __launch_bounds__(qgemm::THREADS, 2)                                           \
         qgemm_##FNAME##_##NAME##_bm##BM(const T* xs, const uint8_t* wq, const float* wb, T* ys, int m, int n, \
                                         int k) {                                                              \
-        qgemm::qgemm<T, F, BM>(xs, wq, wb, ys, m, n, k);                                                      \
+        qgemm::qgemm<T, F, BM, 32>(xs, wq, wb, ys, m, n, k);                                                      \
     }
 #define QGEMMS(T, NAME)                    \
     QGEMM(T, NAME, qgemm::INT8, int8, 64)  \

@@ -6,11 +6,12 @@
 // once, as stored.
 //
 // A block computes a BM × BN tile of ys (BM = 64 or 128 tokens, BN = 128 weight rows) in steps of
-// BK = 32 along k. Each step's xs tile and quantized weight tile arrive by cp.async, STAGES steps
-// ahead; the weight tile is then dequantized into one 16-bit buffer (int8: the integer code, exact in
-// bf16 and f16, the row's scale applied to the f32 sum at the end; NF4: code × absmax rounded to T,
-// as linear.cu's dequant_nf4 writes it), which the 8 warps (2 along m × 4 along n, each BM/2 × 32)
-// read as mma fragments. Layouts: linear.cu's header. Needs n % 128 == 0, k % 64 == 0, xs
+// BK = 32 or 64 along k (minilab ships BK = 32; bench/kernels/prefill_bench.cu times both). Each
+// step's xs tile and quantized weight tile arrive by cp.async two steps ahead (3 stages); the weight tile
+// is then dequantized into one 16-bit buffer (int8: the integer code, exact in bf16 and f16, the
+// row's scale applied to the f32 sum at the end; NF4: code × absmax rounded to T, as linear.cu's
+// dequant_nf4 writes it), which the 8 warps (2 along m × 4 along n, each BM/2 × 32) read as mma
+// fragments. Layouts: linear.cu's header. Needs n % 128 == 0, k % 64 == 0, xs and the codes
 // 16-byte aligned; src/kernels/cuda/qgemm.rs checks that and falls back otherwise.
 #pragma once
 #include <stdint.h>
@@ -20,18 +21,19 @@
 
 namespace qgemm {
 
-constexpr int BN = 128, BK = 32, THREADS = 256, STAGES = 3;
-// Row stride of the 16-bit tiles in shared memory, in elements: 80-byte rows put the 8 rows one
-// fragment load touches (4 bytes at column 2t of rows g = 0..7) in distinct banks.
-constexpr int LDS = BK + 8;
+constexpr int BN = 128, THREADS = 256, STAGES = 3;
 constexpr int INT8 = 1, NF4 = 2;
+// Row stride of the 16-bit tiles in shared memory, in elements: 80-byte (BK = 32) or 144-byte
+// (BK = 64) rows put the 8 rows one fragment load touches (4 bytes at column 2t of rows g = 0..7)
+// in distinct banks.
+template <int BK> __host__ __device__ constexpr int lds() { return BK + 8; }
 
 // Bytes of one weight row's BK codes.
-template <int FMT> __host__ __device__ constexpr int qrow() { return FMT == INT8 ? BK : BK / 2; }
+template <int FMT, int BK> __host__ __device__ constexpr int qrow() { return FMT == INT8 ? BK : BK / 2; }
 
 // Dynamic shared memory of a block; src/kernels/cuda/qgemm.rs computes the same.
-template <int FMT, int BM> __host__ __device__ constexpr int smem_bytes() {
-    return STAGES * BM * LDS * 2 + STAGES * BN * qrow<FMT>() + STAGES * BN * 4 + BN * LDS * 2;
+template <int FMT, int BM, int BK> __host__ __device__ constexpr int smem_bytes() {
+    return STAGES * BM * lds<BK>() * 2 + STAGES * BN * qrow<FMT, BK>() + STAGES * BN * 4 + BN * lds<BK>() * 2;
 }
 
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool full) {
@@ -70,58 +72,66 @@ template <> __device__ __forceinline__ void store2<__half>(__half* p, float a, f
     *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b);
 }
 
-// Step k0's tiles into one stage: xs [BM, BK] (16-byte chunks, 4 a row; rows past m zero-filled),
-// the weight's codes [BN, qrow] and, for NF4, each row's absmax of the 64-block holding k0.
-template <typename T, int FMT, int BM>
+// Step k0's tiles into one stage: xs [BM, BK] (16-byte chunks; rows past m zero-filled), the
+// weight's codes [BN, qrow] and, for NF4, each row's absmax of the 64-block holding k0 (BK ≤ 64
+// and k0 a multiple of BK: the step lies within one block).
+template <typename T, int FMT, int BM, int BK>
 __device__ __forceinline__ void load_stage(T* as, uint8_t* bq, float* bsc, const T* xs, const uint8_t* wq,
                                            const float* wb, int m, int k, int m0, int n0, int k0) {
+    constexpr int XCH = BK / 8, QCH = qrow<FMT, BK>() / 16;
 #pragma unroll
-    for (int c = threadIdx.x; c < BM * BK / 8; c += THREADS) {
-        const int r = c >> 2, col = (c & 3) * 8;
+    for (int c = threadIdx.x; c < BM * XCH; c += THREADS) {
+        const int r = c / XCH, col = (c % XCH) * 8;
         const bool in = m0 + r < m;
-        cp_async16(as + r * LDS + col, xs + (size_t)(in ? m0 + r : 0) * k + k0 + col, in);
+        cp_async16(as + r * lds<BK>() + col, xs + (size_t)(in ? m0 + r : 0) * k + k0 + col, in);
     }
-    if (FMT == INT8) {
-        // THREADS == 2·BN: two 16-byte chunks a row
-        const int r = threadIdx.x >> 1, col = (threadIdx.x & 1) * 16;
-        cp_async16(bq + r * BK + col, wq + (size_t)(n0 + r) * k + k0 + col, true);
-    } else if (threadIdx.x < BN) {
-        const int r = threadIdx.x;
-        cp_async16(bq + r * (BK / 2), wq + ((size_t)(n0 + r) * k + k0) / 2, true);
-    } else {
-        const int r = threadIdx.x - BN;
-        cp_async4(bsc + r, wb + ((size_t)(n0 + r) * k + k0) / 64);
+    // a row's codes start at byte (row·k + k0)·(bits / 8)
+#pragma unroll
+    for (int c = threadIdx.x; c < BN * QCH; c += THREADS) {
+        const int r = c / QCH, col = (c % QCH) * 16;
+        const size_t at = FMT == INT8 ? (size_t)(n0 + r) * k + k0 : ((size_t)(n0 + r) * k + k0) / 2;
+        cp_async16(bq + r * qrow<FMT, BK>() + col, wq + at + col, true);
+    }
+    // the absmax copies go to the threads with the fewest code chunks
+    if (FMT == NF4) {
+        const int r = (threadIdx.x + THREADS - BN) % THREADS;
+        if (r < BN) cp_async4(bsc + r, wb + ((size_t)(n0 + r) * k + k0) / 64);
     }
 }
 
-// One stage's codes → bs [BN, LDS] in T, 16 elements a thread (row threadIdx / 2, half threadIdx % 2).
-template <typename T, int FMT>
+// One stage's codes → bs [BN, lds] in T, 16 elements at a time.
+template <typename T, int FMT, int BK>
 __device__ __forceinline__ void dequant_stage(T* bs, const uint8_t* bq, const float* bsc, const float* codes) {
-    const int r = threadIdx.x >> 1, half = threadIdx.x & 1;
-    alignas(16) T out[16];
-    if (FMT == INT8) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(bq + r * BK + half * 16);
-        const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
+    constexpr int SEGS = BK / 16;
 #pragma unroll
-        for (int e = 0; e < 16; e++) out[e] = from_f<T>((float)((int)b[e] - 128));
-    } else {
-        const uint2 raw = *reinterpret_cast<const uint2*>(bq + r * (BK / 2) + half * 8);
-        const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
-        const float a = bsc[r];
+    for (int c = threadIdx.x; c < BN * SEGS; c += THREADS) {
+        const int r = c / SEGS, seg = c % SEGS;
+        alignas(16) T out[16];
+        if (FMT == INT8) {
+            const uint4 raw = *reinterpret_cast<const uint4*>(bq + r * BK + seg * 16);
+            const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
 #pragma unroll
-        for (int e = 0; e < 8; e++) {
-            out[2 * e] = from_f<T>(codes[b[e] >> 4] * a);
-            out[2 * e + 1] = from_f<T>(codes[b[e] & 15] * a);
+            for (int e = 0; e < 16; e++) out[e] = from_f<T>((float)((int)b[e] - 128));
+        } else {
+            const uint2 raw = *reinterpret_cast<const uint2*>(bq + r * (BK / 2) + seg * 8);
+            const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
+            const float a = bsc[r];
+#pragma unroll
+            for (int e = 0; e < 8; e++) {
+                out[2 * e] = from_f<T>(codes[b[e] >> 4] * a);
+                out[2 * e + 1] = from_f<T>(codes[b[e] & 15] * a);
+            }
         }
+        uint4* dst = reinterpret_cast<uint4*>(bs + r * lds<BK>() + seg * 16);
+        dst[0] = reinterpret_cast<const uint4*>(out)[0];
+        dst[1] = reinterpret_cast<const uint4*>(out)[1];
     }
-    uint4* dst = reinterpret_cast<uint4*>(bs + r * LDS + half * 16);
-    dst[0] = reinterpret_cast<const uint4*>(out)[0];
-    dst[1] = reinterpret_cast<const uint4*>(out)[1];
 }
 
-// One BK step of a warp's BM/2 × 32 tile: two k16 slices, MT × 4 mma each.
-template <typename T, int MT>
+// One BK step of a warp's BM/2 × 32 tile: BK / 16 k16 slices, MT × 4 mma each.
+template <typename T, int MT, int BK>
 __device__ __forceinline__ void mma_step(float (&acc)[MT][4][4], const T* as, const T* bs, int g, int t) {
+    constexpr int LDS = lds<BK>();
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 16) {
         uint32_t a[MT][4], b[4][2];
@@ -146,18 +156,20 @@ __device__ __forceinline__ void mma_step(float (&acc)[MT][4][4], const T* as, co
     }
 }
 
-// The whole kernel; grid (ceil(m / BM), n / BN), THREADS threads, smem_bytes<FMT, BM>() of dynamic
-// shared memory. Blocks along m are adjacent in launch order, so the blocks that share a weight
-// tile run together and read it from L2.
-template <typename T, int FMT, int BM>
+// The whole kernel; grid (ceil(m / BM), n / BN), THREADS threads, smem_bytes<FMT, BM, BK>() of
+// dynamic shared memory. Blocks along m are adjacent in launch order, so the blocks that share a
+// weight tile run together and read it from L2.
+template <typename T, int FMT, int BM, int BK>
 __device__ void qgemm(const T* __restrict__ xs, const uint8_t* __restrict__ wq, const float* __restrict__ wb,
                       T* __restrict__ ys, int m, int n, int k) {
+    static_assert(BK == 32 || BK == 64, "a step within one NF4 block, whole 16-byte code chunks");
+    static_assert(BM == 64 || BM == 128, "two warps along m, m16 tiles");
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float codes[16];
-    constexpr int MT = BM / 32;
+    constexpr int MT = BM / 32, LDS = lds<BK>(), QROW = qrow<FMT, BK>();
     T* as = reinterpret_cast<T*>(smem);
     uint8_t* bq = reinterpret_cast<uint8_t*>(as + STAGES * BM * LDS);
-    float* bsc = reinterpret_cast<float*>(bq + STAGES * BN * qrow<FMT>());
+    float* bsc = reinterpret_cast<float*>(bq + STAGES * BN * QROW);
     T* bs = reinterpret_cast<T*>(bsc + STAGES * BN);
     if (FMT == NF4 && threadIdx.x < 16) codes[threadIdx.x] = gemv::NF4_CODES[threadIdx.x];
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN, tiles = k / BK;
@@ -166,7 +178,9 @@ __device__ void qgemm(const T* __restrict__ xs, const uint8_t* __restrict__ wq, 
     float acc[MT][4][4] = {};
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < tiles) load_stage<T, FMT, BM>(as + s * BM * LDS, bq + s * BN * qrow<FMT>(), bsc + s * BN, xs, wq, wb, m, k, m0, n0, s * BK);
+        if (s < tiles)
+            load_stage<T, FMT, BM, BK>(as + s * BM * LDS, bq + s * BN * QROW, bsc + s * BN, xs, wq, wb, m, k, m0, n0,
+                                       s * BK);
         cp_commit();
     }
     for (int kt = 0; kt < tiles; kt++) {
@@ -175,11 +189,12 @@ __device__ void qgemm(const T* __restrict__ xs, const uint8_t* __restrict__ wq, 
         __syncthreads();
         const int next = kt + STAGES - 1, sn = next % STAGES, s = kt % STAGES;
         if (next < tiles)
-            load_stage<T, FMT, BM>(as + sn * BM * LDS, bq + sn * BN * qrow<FMT>(), bsc + sn * BN, xs, wq, wb, m, k, m0, n0, next * BK);
+            load_stage<T, FMT, BM, BK>(as + sn * BM * LDS, bq + sn * BN * QROW, bsc + sn * BN, xs, wq, wb, m, k, m0,
+                                       n0, next * BK);
         cp_commit();
-        dequant_stage<T, FMT>(bs, bq + s * BN * qrow<FMT>(), bsc + s * BN, codes);
+        dequant_stage<T, FMT, BK>(bs, bq + s * BN * QROW, bsc + s * BN, codes);
         __syncthreads();
-        mma_step<T, MT>(acc, as + s * BM * LDS + wm * (BM / 2) * LDS, bs + wn * 32 * LDS, g, t);
+        mma_step<T, MT, BK>(acc, as + s * BM * LDS + wm * (BM / 2) * LDS, bs + wn * 32 * LDS, g, t);
     }
 #pragma unroll
     for (int i = 0; i < MT; i++) {
