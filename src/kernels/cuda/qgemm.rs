@@ -55,12 +55,7 @@ pub(crate) fn qgemm(
         candle_core::bail!("qgemm: a {n}x{k} weight stored in {} codes and {} scales", a.elem_count(), b.elem_count());
     }
     let m = xs.elem_count() / k;
-    let sms = cuda_device(xs)?
-        .cuda_stream()
-        .context()
-        .attribute(CUdevice_attribute_enum::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-        .w()?;
-    let bm = qgemm::tile_rows(tile, m, n, usize::try_from(sms).unwrap_or(1));
+    let bm = qgemm::tile_rows(tile, m, n, sm_count(xs)?);
     if m.div_ceil(bm) > i32::MAX as usize || n / BLOCK_N > 65535 || m.max(n).max(k) > i32::MAX as usize {
         return Ok(None);
     }
@@ -70,6 +65,20 @@ pub(crate) fn qgemm(
         DType::F16 => run::<f16>(&launch),
         _ => Ok(None),
     }
+}
+
+/// The GPU's SMs, asked of the driver once: minilab drives one GPU a process.
+fn sm_count(xs: &Tensor) -> Result<usize> {
+    static SMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if let Some(&sms) = SMS.get() {
+        return Ok(sms);
+    }
+    let sms = cuda_device(xs)?
+        .cuda_stream()
+        .context()
+        .attribute(CUdevice_attribute_enum::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .w()?;
+    Ok(*SMS.get_or_init(|| usize::try_from(sms).unwrap_or(1).max(1)))
 }
 
 fn run<T: CudaDType + DeviceRepr>(l: &Launch<'_>) -> Result<Option<Tensor>> {
