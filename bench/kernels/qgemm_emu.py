@@ -1,5 +1,6 @@
 # Emulates src/kernels/cuda/qgemm.cuh thread by thread in numpy (f32): the same shared-memory
-# offsets, cp.async chunks, dequantize split, mma fragment layouts (PTX ISA m16n8k16) and epilogue,
+# offsets, cp.async chunks, dequantize split, ldmatrix row addresses, mma fragment layouts (PTX ISA
+# m8n8.x4 and m16n8k16) and epilogue,
 # with NaN-poisoned shared memory and output, against X·Wᵀ in f64. It checks the index arithmetic
 # (a read that misses a written element gives NaN, a wrong offset a wrong sum) on a machine without
 # a GPU; it cannot check the PTX itself, the barriers or the speed: device_check cuda qgemm does.
@@ -9,6 +10,16 @@ BN, THREADS, STAGES = 128, 256, 3
 CODES = np.array([-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
   -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
   0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0], np.float32)
+
+def ldmatrix_x4(smem, rows):
+    """ldmatrix.sync.aligned.m8n8.x4.b16: rows[l] is the element offset of the 8-element row that lane
+    l gives (matrix l // 8, row l % 8); lane l receives, of each matrix j, row l // 4 at columns
+    2·(l % 4) and 2·(l % 4) + 1."""
+    for r in rows:
+        assert (r * 2) % 16 == 0, "ldmatrix rows are 16-byte aligned"
+    return [[smem[rows[8 * j + (l >> 2)] + 2 * (l & 3): rows[8 * j + (l >> 2)] + 2 * (l & 3) + 2] for j in range(4)]
+            for l in range(32)]
+
 
 def run(fmt, BM, BK, m, n, k, rng):
     LDS = BK + 8
@@ -78,20 +89,30 @@ def run(fmt, BM, BK, m, n, k, rng):
                     abase = s * BM * LDS + wm * (BM // 2) * LDS
                     bbase = wn * 32 * LDS
                     for kk in range(0, BK, 16):
+                        # ldmatrix.x4: lane l gives the row address of matrix l // 8, row l % 8
+                        a_rows = [abase + (i * 16 + (l & 7) + ((l >> 3) & 1) * 8) * LDS + kk + (l >> 4) * 8
+                                  for i in range(MT) for l in range(32)]
+                        b_rows = [bbase + (j * 8 + (l & 7) + (l >> 4) * 8) * LDS + kk + ((l >> 3) & 1) * 8
+                                  for j in (0, 2) for l in range(32)]
+                        afr = [ldmatrix_x4(As, a_rows[32 * i: 32 * i + 32]) for i in range(MT)]
+                        bq4 = [ldmatrix_x4(Bs, b_rows[32 * h: 32 * h + 32]) for h in range(2)]
+                        # b[j] = (r0, r1) of the first n8 tile of a pair, (r2, r3) of the second
+                        bfr = [[(bq4[j // 2][l][2 * (j % 2)], bq4[j // 2][l][2 * (j % 2) + 1]) for l in range(32)]
+                               for j in range(4)]
                         for i in range(MT):
-                            A = np.zeros((16, 16), np.float32)
+                            # the mma's A operand from the lanes' a0..a3 (PTX ISA m16n8k16 layout)
+                            A = np.full((16, 16), np.nan, np.float32)
                             for lane in range(32):
                                 g, t = lane >> 2, lane & 3
-                                p = abase + (i * 16 + g) * LDS + kk + 2 * t
-                                # a0 rows g cols 2t,2t+1; a1 row g+8; a2 cols +8; a3 both
-                                A[g, 2*t:2*t+2] = As[p:p+2]; A[g+8, 2*t:2*t+2] = As[p+8*LDS:p+8*LDS+2]
-                                A[g, 2*t+8:2*t+10] = As[p+8:p+10]; A[g+8, 2*t+8:2*t+10] = As[p+8*LDS+8:p+8*LDS+10]
+                                a0, a1, a2, a3 = afr[i][lane]
+                                A[g, 2*t:2*t+2] = a0; A[g+8, 2*t:2*t+2] = a1
+                                A[g, 2*t+8:2*t+10] = a2; A[g+8, 2*t+8:2*t+10] = a3
                             for j in range(4):
-                                B = np.zeros((16, 8), np.float32)
+                                B = np.full((16, 8), np.nan, np.float32)
                                 for lane in range(32):
                                     g, t = lane >> 2, lane & 3
-                                    q = bbase + (j * 8 + g) * LDS + kk + 2 * t
-                                    B[2*t:2*t+2, g] = Bs[q:q+2]; B[2*t+8:2*t+10, g] = Bs[q+8:q+10]
+                                    b0, b1 = bfr[j][lane]
+                                    B[2*t:2*t+2, g] = b0; B[2*t+8:2*t+10, g] = b1
                                 C = A @ B
                                 for lane in range(32):
                                     g, t = lane >> 2, lane & 3

@@ -11,7 +11,7 @@
 // is then dequantized into one 16-bit buffer (int8: the integer code, exact in bf16 and f16, the
 // row's scale applied to the f32 sum at the end; NF4: code × absmax rounded to T, as linear.cu's
 // dequant_nf4 writes it), which the 8 warps (2 along m × 4 along n, each BM/2 × 32) read as mma
-// fragments. Layouts: linear.cu's header. Needs n % 128 == 0, k % 64 == 0, xs and the codes
+// fragments (ldmatrix). Layouts: linear.cu's header. Needs n % 128 == 0, k % 64 == 0, xs and the codes
 // 16-byte aligned; src/kernels/cuda/qgemm.rs checks that and falls back otherwise.
 #pragma once
 #include <stdint.h>
@@ -24,8 +24,8 @@ namespace qgemm {
 constexpr int BN = 128, THREADS = 256, STAGES = 3;
 constexpr int INT8 = 1, NF4 = 2;
 // Row stride of the 16-bit tiles in shared memory, in elements: 80-byte (BK = 32) or 144-byte
-// (BK = 64) rows put the 8 rows one fragment load touches (4 bytes at column 2t of rows g = 0..7)
-// in distinct banks.
+// (BK = 64) rows put the 8 rows of one ldmatrix phase (16 bytes each) in distinct banks, and keep
+// every row 16-byte aligned.
 template <int BK> __host__ __device__ constexpr int lds() { return BK + 8; }
 
 // Bytes of one weight row's BK codes.
@@ -62,7 +62,6 @@ template <> __device__ __forceinline__ void mma<__half>(float (&c)[4], const uin
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-__device__ __forceinline__ uint32_t ld32(const void* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 template <typename T> __device__ __forceinline__ void store2(T* p, float a, float b);
 template <> __device__ __forceinline__ void store2<__nv_bfloat16>(__nv_bfloat16* p, float a, float b) {
@@ -78,19 +77,22 @@ template <> __device__ __forceinline__ void store2<__half>(__half* p, float a, f
 template <typename T, int FMT, int BM, int BK>
 __device__ __forceinline__ void load_stage(T* as, uint8_t* bq, float* bsc, const T* xs, const uint8_t* wq,
                                            const float* wb, int m, int k, int m0, int n0, int k0) {
-    constexpr int XCH = BK / 8, QCH = qrow<FMT, BK>() / 16;
+    // chunk c of thread t in round i is t + i·THREADS: trip counts known at compile time, so the
+    // rounds unroll and their addresses stay out of the k loop
+    constexpr int XCH = BK / 8, QCH = qrow<FMT, BK>() / 16, XN = BM * XCH, QN = BN * QCH;
+    static_assert(XN % THREADS == 0, "whole rounds of xs chunks");
 #pragma unroll
-    for (int c = threadIdx.x; c < BM * XCH; c += THREADS) {
-        const int r = c / XCH, col = (c % XCH) * 8;
+    for (int i = 0; i < XN / THREADS; i++) {
+        const int c = threadIdx.x + i * THREADS, r = c / XCH, col = (c % XCH) * 8;
         const bool in = m0 + r < m;
         cp_async16(as + r * lds<BK>() + col, xs + (size_t)(in ? m0 + r : 0) * k + k0 + col, in);
     }
     // a row's codes start at byte (row·k + k0)·(bits / 8)
 #pragma unroll
-    for (int c = threadIdx.x; c < BN * QCH; c += THREADS) {
-        const int r = c / QCH, col = (c % QCH) * 16;
+    for (int i = 0; i < (QN + THREADS - 1) / THREADS; i++) {
+        const int c = threadIdx.x + i * THREADS, r = c / QCH, col = (c % QCH) * 16;
         const size_t at = FMT == INT8 ? (size_t)(n0 + r) * k + k0 : ((size_t)(n0 + r) * k + k0) / 2;
-        cp_async16(bq + r * qrow<FMT, BK>() + col, wq + at + col, true);
+        if (QN % THREADS == 0 || c < QN) cp_async16(bq + r * qrow<FMT, BK>() + col, wq + at + col, true);
     }
     // the absmax copies go to the threads with the fewest code chunks
     if (FMT == NF4) {
@@ -103,9 +105,10 @@ __device__ __forceinline__ void load_stage(T* as, uint8_t* bq, float* bsc, const
 template <typename T, int FMT, int BK>
 __device__ __forceinline__ void dequant_stage(T* bs, const uint8_t* bq, const float* bsc, const float* codes) {
     constexpr int SEGS = BK / 16;
+    static_assert(BN * SEGS % THREADS == 0, "whole rounds of 16-code segments");
 #pragma unroll
-    for (int c = threadIdx.x; c < BN * SEGS; c += THREADS) {
-        const int r = c / SEGS, seg = c % SEGS;
+    for (int i = 0; i < BN * SEGS / THREADS; i++) {
+        const int c = threadIdx.x + i * THREADS, r = c / SEGS, seg = c % SEGS;
         alignas(16) T out[16];
         if (FMT == INT8) {
             const uint4 raw = *reinterpret_cast<const uint4*>(bq + r * BK + seg * 16);
@@ -128,26 +131,40 @@ __device__ __forceinline__ void dequant_stage(T* bs, const uint8_t* bq, const fl
     }
 }
 
-// One BK step of a warp's BM/2 × 32 tile: BK / 16 k16 slices, MT × 4 mma each.
+// Four 8×8 matrices of 16-bit elements from shared memory: lanes 8j..8j+7 give the row addresses
+// (16 bytes each) of matrix j, and each lane receives, of every matrix, the two elements of row
+// lane / 4 at columns 2·(lane % 4) — the mma fragment layout.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(row);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+// One BK step of a warp's BM/2 × 32 tile: BK / 16 k16 slices, MT × 4 mma each. Fragments come by
+// ldmatrix: for A (rows of xs, k contiguous) the four matrices are rows 0–7 / 8–15 × k 0–7 / 8–15 in
+// a0..a3 order; for B (rows of the weight, k contiguous, so each 8×8 is already the "col" operand)
+// two n8 tiles at once, k 0–7 and 8–15 of each.
 template <typename T, int MT, int BK>
-__device__ __forceinline__ void mma_step(float (&acc)[MT][4][4], const T* as, const T* bs, int g, int t) {
+__device__ __forceinline__ void mma_step(float (&acc)[MT][4][4], const T* as, const T* bs, int lane) {
     constexpr int LDS = lds<BK>();
+    // this lane's row address within a matrix quad: matrix lane / 8, row lane % 8
+    const int quad = lane >> 3, row = lane & 7;
+    const int a_row = row + (quad & 1) * 8, a_col = (quad >> 1) * 8;
+    const int b_row = row + (quad >> 1) * 8, b_col = (quad & 1) * 8;
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 16) {
         uint32_t a[MT][4], b[4][2];
 #pragma unroll
-        for (int i = 0; i < MT; i++) {
-            const T* p = as + (i * 16 + g) * LDS + kk + 2 * t;
-            a[i][0] = ld32(p);
-            a[i][1] = ld32(p + 8 * LDS);
-            a[i][2] = ld32(p + 8);
-            a[i][3] = ld32(p + 8 * LDS + 8);
-        }
+        for (int i = 0; i < MT; i++) ldmatrix_x4(a[i], as + (i * 16 + a_row) * LDS + kk + a_col);
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const T* q = bs + (j * 8 + g) * LDS + kk + 2 * t;
-            b[j][0] = ld32(q);
-            b[j][1] = ld32(q + 8);
+        for (int j = 0; j < 4; j += 2) {
+            uint32_t r[4];
+            ldmatrix_x4(r, bs + (j * 8 + b_row) * LDS + kk + b_col);
+            b[j][0] = r[0];
+            b[j][1] = r[1];
+            b[j + 1][0] = r[2];
+            b[j + 1][1] = r[3];
         }
 #pragma unroll
         for (int i = 0; i < MT; i++)
@@ -194,7 +211,7 @@ __device__ void qgemm(const T* __restrict__ xs, const uint8_t* __restrict__ wq, 
         cp_commit();
         dequant_stage<T, FMT, BK>(bs, bq + s * BN * QROW, bsc + s * BN, codes);
         __syncthreads();
-        mma_step<T, MT, BK>(acc, as + s * BM * LDS + wm * (BM / 2) * LDS, bs + wn * 32 * LDS, g, t);
+        mma_step<T, MT, BK>(acc, as + s * BM * LDS + wm * (BM / 2) * LDS, bs + wn * 32 * LDS, lane);
     }
 #pragma unroll
     for (int i = 0; i < MT; i++) {
