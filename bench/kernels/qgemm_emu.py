@@ -11,6 +11,18 @@ CODES = np.array([-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809
   -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
   0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0], np.float32)
 
+def byte_perm(x, y, s):
+    """CUDA's __byte_perm: result byte n is byte (s >> 4n) & 7 of the 8 bytes y:x (x = bytes 0-3)."""
+    both = (y << 32) | x
+    return sum(((both >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n) for n in range(4))
+
+
+def code_value(w, e):
+    """qgemm.cuh's code_value: byte e of w into the low mantissa of 2^23, minus 2^23 + 128, in f32."""
+    f = np.frombuffer(np.uint32(byte_perm(w, 0x4B000000, 0x7440 | e)).tobytes(), np.float32)[0]
+    return np.float32(f - np.float32(8388736.0))
+
+
 def ldmatrix_x4(smem, rows):
     """ldmatrix.sync.aligned.m8n8.x4.b16: rows[l] is the element offset of the 8-element row that lane
     l gives (matrix l // 8, row l % 8); lane l receives, of each matrix j, row l // 4 at columns
@@ -76,7 +88,9 @@ def run(fmt, BM, BK, m, n, k, rng):
                         r, seg = c // SEGS, c % SEGS
                         if fmt == 'int8':
                             b = Bq[qoff + r * BK + seg * 16: qoff + r * BK + seg * 16 + 16]
-                            out = (b - 128).astype(np.float32)
+                            words = [int(b[4*q]) | int(b[4*q+1]) << 8 | int(b[4*q+2]) << 16 | int(b[4*q+3]) << 24
+                                     for q in range(4)]
+                            out = np.array([code_value(words[e >> 2], e & 3) for e in range(16)], np.float32)
                         else:
                             b = Bq[qoff + r * (BK // 2) + seg * 8: qoff + r * (BK // 2) + seg * 8 + 8]
                             a = Bsc[s * BN + r]
@@ -132,8 +146,10 @@ def run(fmt, BM, BK, m, n, k, rng):
     return xs, W, ys
 
 
+# code_value on every byte in every position of a word: exactly byte - 128
+bad = sum(code_value(b << (8 * e) | 0x5A5A5A5A & ~(0xFF << (8 * e)), e) != b - 128 for b in range(256) for e in range(4))
+print("code_value: %d of 1024 wrong" % bad)
 rng = np.random.default_rng(1)
-bad = 0
 for fmt in ('int8', 'nf4'):
     for BM, BK in [(64, 32), (128, 32), (64, 64), (128, 64)]:
         for (m, n, k) in [(70, 256, 128), (130, 128, 64), (9, 128, 192)]:

@@ -101,6 +101,13 @@ __device__ __forceinline__ void load_stage(T* as, uint8_t* bq, float* bsc, const
     }
 }
 
+// Code byte e of word w (q + 128) as the float q, in two instructions where a byte extract and an
+// integer convert take about four: the byte goes into the low mantissa of 2²³ (0x4B0000bb is
+// 2²³ + bb), and subtracting 2²³ + 128 leaves q exactly.
+__device__ __forceinline__ float code_value(uint32_t w, int e) {
+    return __uint_as_float(__byte_perm(w, 0x4B000000u, 0x7440 | e)) - 8388736.f;
+}
+
 // One stage's codes → bs [BN, lds] in T, 16 elements at a time.
 template <typename T, int FMT, int BK>
 __device__ __forceinline__ void dequant_stage(T* bs, const uint8_t* bq, const float* bsc, const float* codes) {
@@ -112,9 +119,9 @@ __device__ __forceinline__ void dequant_stage(T* bs, const uint8_t* bq, const fl
         alignas(16) T out[16];
         if (FMT == INT8) {
             const uint4 raw = *reinterpret_cast<const uint4*>(bq + r * BK + seg * 16);
-            const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
+            const uint32_t* w = reinterpret_cast<const uint32_t*>(&raw);
 #pragma unroll
-            for (int e = 0; e < 16; e++) out[e] = from_f<T>((float)((int)b[e] - 128));
+            for (int e = 0; e < 16; e++) out[e] = from_f<T>(code_value(w[e >> 2], e & 3));
         } else {
             const uint2 raw = *reinterpret_cast<const uint2*>(bq + r * (BK / 2) + seg * 8);
             const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw);
