@@ -3,7 +3,7 @@
 //! attention; its prefill kernels are launched by `prefill.rs`.
 
 use candle_core::cuda_backend::cudarc::driver::{CudaStream, DevicePtr, DeviceRepr, LaunchConfig, SyncOnDrop};
-use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
+use candle_core::cuda_backend::{CudaDType, CudaDevice};
 use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Device, Layout, Result, Shape, Storage, Tensor};
 use half::{bf16, f16};
@@ -347,16 +347,7 @@ struct Addrs {
 
 /// attn_split then attn_combine, through an f32 scratch of the partials.
 fn split(dev: &CudaDevice, op: &AttnDecode, rows: usize, a: &Addrs, sfx: &str) -> Result<()> {
-    use candle_core::cuda_backend::cudarc::driver::sys::CUdevice_attribute_enum as Attr;
-    // minilab drives one GPU a process
-    static SMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let sms = match SMS.get() {
-        Some(&n) => n,
-        None => {
-            let n = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
-            *SMS.get_or_init(|| n.max(1) as usize)
-        }
-    };
+    let sms = super::launch::sm_count(dev)?;
     let b = rows / op.heads;
     let Some(grid) = op.split_grid(b, sms) else {
         candle_core::bail!("attention: head too large for the split kernel")

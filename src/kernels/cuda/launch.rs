@@ -32,6 +32,17 @@ pub(crate) fn pdl_enabled(dev: &CudaDevice) -> bool {
     })
 }
 
+/// The GPU's SMs, asked of the driver once: minilab drives one GPU a process.
+pub(crate) fn sm_count(dev: &CudaDevice) -> Result<usize> {
+    use sys::CUdevice_attribute_enum as Attr;
+    static SMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    if let Some(&sms) = SMS.get() {
+        return Ok(sms);
+    }
+    let sms = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
+    Ok(*SMS.get_or_init(|| usize::try_from(sms).unwrap_or(1).max(1)))
+}
+
 /// The most blocks of `kernel` with `cfg`'s block size and shared memory that the device holds at
 /// once: its occupancy per SM times the SMs (at least one block). Asked of the driver once per
 /// kernel and shape of block: minilab drives one GPU a process, and a decode step is first run
@@ -39,7 +50,6 @@ pub(crate) fn pdl_enabled(dev: &CudaDevice) -> bool {
 pub(crate) fn resident_blocks(dev: &CudaDevice, kernel: &Func<'_>, cfg: &LaunchConfig) -> Result<u32> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    use sys::CUdevice_attribute_enum as Attr;
     type Known = Mutex<HashMap<(String, u32, u32), u32>>;
     static KNOWN: OnceLock<Known> = OnceLock::new();
     let key = (kernel.name.to_string(), cfg.block_dim.0, cfg.shared_mem_bytes);
@@ -51,8 +61,7 @@ pub(crate) fn resident_blocks(dev: &CudaDevice, kernel: &Func<'_>, cfg: &LaunchC
     let per_sm = func
         .occupancy_max_active_blocks_per_multiprocessor(cfg.block_dim.0, cfg.shared_mem_bytes as usize, None)
         .w()?;
-    let sms = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).w()?;
-    let blocks = per_sm.max(1).saturating_mul(u32::try_from(sms).unwrap_or(1).max(1));
+    let blocks = per_sm.max(1).saturating_mul(u32::try_from(sm_count(dev)?).unwrap_or(u32::MAX));
     known.lock().unwrap_or_else(|e| e.into_inner()).insert(key, blocks);
     Ok(blocks)
 }

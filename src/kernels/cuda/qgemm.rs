@@ -1,14 +1,14 @@
 //! Launches of qgemm.cuh's prefill GEMM: `xs[…, k]·Wᵀ` for an int8 or NF4 weight `[n, k]`, the weight
 //! dequantized tile by tile in shared memory.
 
-use candle_core::cuda_backend::cudarc::driver::sys::{CUdevice_attribute_enum, CUfunction_attribute_enum};
+use candle_core::cuda_backend::cudarc::driver::sys::CUfunction_attribute_enum;
 use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Result, Storage, Tensor};
 use half::{bf16, f16};
 
 use super::decode::{cuda_device, dptr, output};
-use super::{suffix, MODULE, PTX};
+use super::{part_pointers, suffix, GemvPart, MODULE, PTX};
 use crate::kernels::params::Format;
 use crate::kernels::qgemm::{self, Tile, BLOCK_N};
 
@@ -39,7 +39,8 @@ struct Launch<'a> {
 
 /// `xs[…, k]·Wᵀ` → `[…, n]` for a weight stored as `a` (int8 codes `[n, k]` / NF4 bytes `[n·k/2]`)
 /// and `b` (scales `[n]` / absmax `[n·k/64]`); `None` where the kernel does not apply (an f32 model,
-/// a shape of partial blocks, xs or the codes not 16-byte aligned, a grid past the launch limits).
+/// a shape of partial blocks, xs not 16-byte aligned, a grid past the launch limits). A weight of
+/// the wrong size or not 16-byte aligned is an error, as for the decode GEMVs (`part_pointers`).
 pub(crate) fn qgemm(
     format: Format,
     xs: &Tensor,
@@ -50,12 +51,8 @@ pub(crate) fn qgemm(
     if !qgemm::fits(n, k) || !xs.is_contiguous() || xs.dims().last() != Some(&k) {
         return Ok(None);
     }
-    let want = if format == Format::Int8 { (n * k, n) } else { (n * k / 2, n * k / 64) };
-    if (a.elem_count(), b.elem_count()) != want {
-        candle_core::bail!("qgemm: a {n}x{k} weight stored in {} codes and {} scales", a.elem_count(), b.elem_count());
-    }
     let m = xs.elem_count() / k;
-    let bm = qgemm::tile_rows(tile, m, n, sm_count(xs)?);
+    let bm = qgemm::tile_rows(tile, m, n, super::launch::sm_count(cuda_device(xs)?)?);
     if m.div_ceil(bm) > i32::MAX as usize || n / BLOCK_N > 65535 || m.max(n).max(k) > i32::MAX as usize {
         return Ok(None);
     }
@@ -65,20 +62,6 @@ pub(crate) fn qgemm(
         DType::F16 => run::<f16>(&launch),
         _ => Ok(None),
     }
-}
-
-/// The GPU's SMs, asked of the driver once: minilab drives one GPU a process.
-fn sm_count(xs: &Tensor) -> Result<usize> {
-    static SMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    if let Some(&sms) = SMS.get() {
-        return Ok(sms);
-    }
-    let sms = cuda_device(xs)?
-        .cuda_stream()
-        .context()
-        .attribute(CUdevice_attribute_enum::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-        .w()?;
-    Ok(*SMS.get_or_init(|| usize::try_from(sms).unwrap_or(1).max(1)))
 }
 
 fn run<T: CudaDType + DeviceRepr>(l: &Launch<'_>) -> Result<Option<Tensor>> {
@@ -91,12 +74,12 @@ fn run<T: CudaDType + DeviceRepr>(l: &Launch<'_>) -> Result<Option<Tensor>> {
     if p_xs % 16 != 0 {
         return Ok(None);
     }
-    let p_a = dptr::<u8>(&sa, la, &stream, &mut syncs)?;
-    let p_b = dptr::<f32>(&sb, lb, &stream, &mut syncs)?;
-    // the codes arrive in 16-byte copies (a view of a weight could start anywhere)
-    if p_a % 16 != 0 || p_b % 4 != 0 {
-        return Ok(None);
-    }
+    let (Storage::Cuda(ca), Storage::Cuda(cb)) = (&*sa, &*sb) else {
+        candle_core::bail!("qgemm: the weight is not on the GPU")
+    };
+    // the same sizes and alignment the decode GEMVs ask of this weight
+    let part = GemvPart { a: (ca, la), b: Some((cb, lb)), n: l.n };
+    let (p_a, p_b) = part_pointers::<T>(l.format, &part, l.k, &stream, &mut syncs)?;
     let mut dims = l.xs.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = l.n;
