@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use super::{rel_err, worse};
 
-fn time_forward(layer: &SwitchableLinear, xs: &Tensor, dev: &Device) -> minilab::Result<f64> {
+/// Seconds of one forward of `layer` on `xs` (mean of 200 after 10 warm-ups).
+pub(super) fn time_forward(layer: &SwitchableLinear, xs: &Tensor, dev: &Device) -> minilab::Result<f64> {
     for _ in 0..10 {
         layer.forward(xs)?;
     }

@@ -7,45 +7,19 @@
 //!    xs and the layer's own dequantized weight. Both GPU ways round that weight to 16 bits (NF4) or
 //!    apply the int8 scale after or before the sum, accumulate in f32 and round the output: a few
 //!    units of 2⁻⁸; it fails past 1e-2 or on a non-finite output.
-//! 2. Each shape at 512 rows timed both ways (median of 3 rounds of 20), TFLOP/s.
+//! 2. Each shape at 512 rows timed both ways (`kernels::time_forward`), TFLOP/s.
 //! 3. MODEL (default the 3B) in bf16, int8 and NF4: the prompt's logits both ways (max |Δ|, argmax
 //!    agreement), then pp512 timed both ways and beside f16.
 
 use candle_core::{DType, Device, Module, Tensor};
 use minilab::kernels::qgemm::{self, Tile};
 use minilab::quant::{Precision, SwitchableLinear};
-use std::time::Instant;
 
+use super::kernels::time_forward;
 use super::prefill::{ids, pp_ms, prompt_ab, PromptAb};
-use super::{timed_model, worse};
+use super::{rel_err, timed_model, worse};
 
 const TILES: [Tile; 3] = [Tile::Auto, Tile::Rows64, Tile::Rows128];
-
-/// max |a − b| / max |b|, a on the GPU, b the CPU reference in f32; NaN if a holds one.
-fn err_vs(a: &Tensor, reference: &Tensor) -> minilab::Result<f32> {
-    let a = a.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let r = reference.flatten_all()?.to_vec1::<f32>()?;
-    let top = r.iter().fold(0f32, |m, x| m.max(x.abs()));
-    Ok(a.iter().zip(&r).map(|(x, y)| if x.is_finite() { (x - y).abs() / top } else { f32::NAN }).fold(0f32, worse))
-}
-
-/// Seconds of one forward of `layer` on `xs` (median of 3 rounds of 20 after a warm-up).
-fn time_forward(layer: &SwitchableLinear, xs: &Tensor, dev: &Device) -> minilab::Result<f64> {
-    let mut rounds = Vec::new();
-    for round in 0..4 {
-        dev.synchronize()?;
-        let t = Instant::now();
-        for _ in 0..20 {
-            layer.forward(xs)?;
-        }
-        dev.synchronize()?;
-        if round > 0 {
-            rounds.push(t.elapsed().as_secs_f64() / 20.0);
-        }
-    }
-    rounds.sort_by(f64::total_cmp);
-    Ok(rounds[1])
-}
 
 /// Part 1 and 2 for one shape `(n, k)`; the worst error it saw.
 fn check_shape(dev: &Device, (n, k): (usize, usize)) -> minilab::Result<f32> {
@@ -62,11 +36,11 @@ fn check_shape(dev: &Device, (n, k): (usize, usize)) -> minilab::Result<f32> {
                 // [m, k]·[k, n] → [m, n]
                 let reference = xs.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.matmul(&w.t()?)?;
                 qgemm::set(None);
-                let shipped = err_vs(&layer.forward(&xs)?, &reference)?;
+                let shipped = rel_err(&layer.forward(&xs)?, &reference)?;
                 let mut e = Vec::new();
                 for tile in TILES {
                     qgemm::set(Some(tile));
-                    e.push(err_vs(&layer.forward(&xs)?, &reference)?);
+                    e.push(rel_err(&layer.forward(&xs)?, &reference)?);
                 }
                 qgemm::set(None);
                 worst = e.iter().fold(worst, |a, &b| worse(a, b));
