@@ -90,6 +90,16 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/bin
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+# Nsight Compute's binary; the directory of libcublas.so.13 in PyTorch's nvidia wheels (the system's
+# comes first where it has one).
+ncu_bin() { command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1; }
+cublas_libs() { python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'lib'))" 2>/dev/null; }
+# pack NAME [FILE…]: everything under $OUT into $OUT/NAME.tgz, then only it and the FILEs stay there
+# (a call brings back at most 8 files). The archive is written outside $OUT and moved in: written
+# inside, tar sees the folder change as it reads it and exits 1.
+pack() { local name=$1; shift
+  local keep=(! -name "$name.tgz"); for f in "$@"; do keep+=(! -name "$f"); done
+  tar czf "/tmp/$name.tgz" -C "$OUT" . && mv "/tmp/$name.tgz" "$OUT/" && find "$OUT" -type f "${keep[@]}" -delete; }
 unpack() { for f in "$@"; do
   [ -x /tmp/bin/$f ] || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" .gpu/$f.xz /tmp/bin/$f
   chmod +x /tmp/bin/$f; done; }
@@ -121,7 +131,7 @@ step)
   # step from Nsight Compute (per-node durations of two replays, warm caches, clocks left alone).
   unpack device_check
   for p in ${3:-f16}; do timeout 120 /tmp/bin/device_check cuda step ${2:-llama-3.2-3b} $p 2>&1 | tail -2; done
-  NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  NCU=$(ncu_bin)
   p=$(echo ${3:-f16} | cut -d' ' -f1)
   # kernels a step: 9 a block (the split attention takes two; silu·up is in the gate/up GEMV) and one for the head
   n=$(( $(python3 -c "print({'llama-3.2-3b':28,'llama-3.1-8b':32,'llama-3.2-1b':16}.get('${2:-llama-3.2-3b}',28))") * ${PER_BLOCK:-9} + 1 ))
@@ -133,7 +143,7 @@ step)
   ;;
 prefill)
   unpack minilab
-  NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  NCU=$(ncu_bin)
   timeout ${NCU_LIMIT:-200} $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
     /tmp/bin/minilab bench --model synthetic:${2:-llama-3.2-3b} --device cuda --dtype bf16 --precision ${3:-f16} -p 512 -n 0 -r 1 \
     --no-roofline --no-log > "$OUT/ncu-prefill-${3:-f16}.csv" 2> "$OUT/ncu-prefill-${3:-f16}.err"
@@ -170,7 +180,7 @@ decode)
     done
   done
   python3 bench/builds_table.py "$OUT" $builds | tee "$OUT/table.md"
-  tar czf "$OUT/decode.tgz" -C "$OUT" --exclude decode.tgz . && find "$OUT" -type f ! -name decode.tgz ! -name table.md -delete
+  pack decode table.md
   ;;
 minilab)
   unpack minilab minilab-base device_check
@@ -190,7 +200,7 @@ minilab)
     done
   done
   table | tee "$OUT/table.md"
-  tar czf "$OUT/minilab.tgz" -C "$OUT" --exclude minilab.tgz . && find "$OUT" -type f ! -name minilab.tgz -delete
+  pack minilab
   ;;
 llamacpp)
   m=${3:-llama-3.2-3b}
@@ -295,13 +305,12 @@ pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm)
     done
   done
   python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
-  tar czf "$OUT/$1.tgz" -C "$OUT" --exclude $1.tgz . ; find "$OUT" -type f ! -name $1.tgz ! -name table.md ! -name pdl.md ! -name prefetch.md ! -name staged.md ! -name rope.md ! -name grid.md ! -name plainprefill.md ! -name qgemm.md -delete
+  pack $1 table.md pdl.md prefetch.md staged.md rope.md grid.md plainprefill.md qgemm.md
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way
   # (dequantize, then cuBLAS), in L2-sized chunks, and on two streams; the dequantize pass alone.
-  # libcublas.so.13 from the system or, failing that, from PyTorch's nvidia wheels.
-  libs=$(python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'lib'))" 2>/dev/null)
+  libs=$(cublas_libs)
   LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 300 ./.gpu/prefill_bench > "$OUT/prefill.md" 2> "$OUT/prefill.err"
   echo "prefill_bench: exit $?"; tail -5 "$OUT/prefill.err"; cat "$OUT/prefill.md"
   ;;
@@ -315,7 +324,7 @@ launches)
     tail -2 "$OUT/${m%:*}.err"
   done
   cat "$OUT/stream.md"; grep -A16 "decode step" "$OUT/merged.md"; sed -n '/| step/,/^$/p' "$OUT/floor.md"
-  tar czf "$OUT/launches.tgz" -C "$OUT" --exclude launches.tgz . && find "$OUT" -type f ! -name launches.tgz -delete
+  pack launches
   ;;
 barriers)
   LD_LIBRARY_PATH=.gpu timeout 240 ./.gpu/gemv_bench --barriers > "$OUT/barriers.md" 2> "$OUT/barriers.err"
@@ -381,7 +390,7 @@ PY
   fi
   echo "resident: ${SECONDS} s"
   python3 bench/builds_table.py "$OUT" $ways | tee "$OUT/table.md"
-  tar czf "$OUT/resident.tgz" -C "$OUT" --exclude resident.tgz . && find "$OUT" -type f ! -name resident.tgz ! -name table.md -delete
+  pack resident table.md
   ;;
 kernels)
   nvidia-smi --query-gpu=clocks.sm,clocks.mem --format=csv,noheader,nounits -lms 100 > "$OUT/clocks.csv" 2>/dev/null &
@@ -399,8 +408,8 @@ PY
 qgemm-profile)
   # Nsight Compute on `prefill_bench --profile`: cuBLAS bf16 and the qgemm kernels (int8/NF4, 64 and
   # 128 rows a block) on the 3B's gate and down shapes, the second launch of each (after a warm-up).
-  NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
-  libs=$(python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'lib'))" 2>/dev/null)
+  NCU=$(ncu_bin)
+  libs=$(cublas_libs)
   LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 400 $NCU --kernel-name regex:"qgemm|gemm|sm90" \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
     --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats \
@@ -409,7 +418,7 @@ qgemm-profile)
   grep -E "^  [A-Za-z_].*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Shared Memory|Bank|Registers Per|Theoretical Occ|Block Limit|Stall|Tensor|pipe" "$OUT/ncu-qgemm.txt" | head -200
   ;;
 profile)
-  NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  NCU=$(ncu_bin)
   echo "ncu: ${NCU:-none}"
   LD_LIBRARY_PATH=.gpu timeout 300 $NCU --kernel-name regex:"kern|dec|gemv_" --launch-count 18 \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \

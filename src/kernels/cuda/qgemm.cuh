@@ -7,12 +7,12 @@
 //
 // A block computes a BM × BN tile of ys (BM = 64 or 128 tokens, BN = 128 weight rows) in steps of
 // BK = 32 or 64 along k (minilab ships BK = 32; bench/kernels/prefill_bench.cu times both). Each
-// step's xs tile and quantized weight tile arrive by cp.async two steps ahead (3 stages); the weight tile
-// is then dequantized into one 16-bit buffer (int8: the integer code, exact in bf16 and f16, the
-// row's scale applied to the f32 sum at the end; NF4: code × absmax rounded to T, as linear.cu's
+// step's xs tile and quantized weight tile arrive by cp.async two steps ahead (3 stages); the weight
+// tile is then dequantized into one 16-bit buffer (int8: the integer code, exact in bf16 and f16,
+// the row's scale applied to the f32 sum at the end; NF4: code × absmax rounded to T, as linear.cu's
 // dequant_nf4 writes it), which the 8 warps (2 along m × 4 along n, each BM/2 × 32) read as mma
-// fragments (ldmatrix). Layouts: linear.cu's header. Needs n % 128 == 0, k % 64 == 0, xs and the codes
-// 16-byte aligned; src/kernels/cuda/qgemm.rs checks that and falls back otherwise.
+// fragments (ldmatrix). Layouts: linear.cu's header. Needs n % 128 == 0, k % 64 == 0 and xs 16-byte
+// aligned, else src/kernels/cuda/qgemm.rs falls back; a weight not 16-byte aligned is its error.
 #pragma once
 #include <stdint.h>
 
@@ -61,7 +61,6 @@ template <> __device__ __forceinline__ void mma<__half>(float (&c)[4], const uin
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
-
 
 template <typename T> __device__ __forceinline__ void store2(T* p, float a, float b);
 template <> __device__ __forceinline__ void store2<__nv_bfloat16>(__nv_bfloat16* p, float a, float b) {
