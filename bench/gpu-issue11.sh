@@ -85,6 +85,10 @@
 #            (MINILAB_QGEMM=on; `device_check cuda qgemm` checks it against an f32 reference on every
 #            3B/8B shape, times it against the shipped dequantize + cuBLAS, then the 3B's logits and
 #            pp512 both ways). `prefill-ways` times it in the harness too (qgemm, bm64, bm128 rows).
+#   qgemm-rows [MODELS]: where the qgemm GEMM pays: `device_check cuda qgemm-rows` (each 3B/8B shape at
+#            16 to 512 rows, bf16 against int8/NF4 shipped and by the GEMM), then pp16…pp512 of MODELS
+#            (default the 3B and 8B) in f16, int8 and NF4 shipped ("new") and with MINILAB_QGEMM=on
+#            ("qgemm"), then, while the call has time, the qgemm-profile below.
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -306,6 +310,26 @@ pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm)
   done
   python3 bench/builds_table.py "$OUT" base new $1 | tee "$OUT/table.md"
   pack $1 table.md pdl.md prefetch.md staged.md rope.md grid.md plainprefill.md qgemm.md
+  ;;
+qgemm-rows)
+  unpack minilab device_check
+  timeout 120 /tmp/bin/device_check cuda qgemm-rows > "$OUT/qgemm-rows.md" 2>&1; echo "device_check qgemm-rows: exit $?"
+  cat "$OUT/qgemm-rows.md"
+  for model in ${2:-llama-3.2-3b llama-3.1-8b}; do
+    for p in f16 int8 nf4; do
+      for build in new qgemm; do
+        [ $p = f16 ] && [ $build = qgemm ] && continue
+        env=""; [ $build = qgemm ] && env=MINILAB_QGEMM=on
+        env $env timeout 100 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+          -p 16,32,64,128,256,512 -n 0 -r 5 --no-log --output json > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
+        echo "$model $p $build: exit $?"
+      done
+    done
+  done
+  python3 bench/builds_table.py "$OUT" new qgemm | tee "$OUT/table.md"
+  echo "qgemm-rows: ${SECONDS} s"
+  [ $SECONDS -lt ${BUDGET:-300} ] && [ -x .gpu/prefill_bench ] && bash "$0" qgemm-profile | tail -80
+  pack qgemm-rows table.md qgemm-rows.md
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way

@@ -31,6 +31,8 @@
 //! - `device_check cuda qgemm [MODEL]`: the prefill GEMM that dequantizes in shared memory
 //!   (`MINILAB_QGEMM`) against the shipped prefill and an f32 CPU reference on random weights of
 //!   the 3B's and 8B's shapes, each shape timed both ways, then MODEL's logits and pp512 both ways.
+//! - `device_check cuda qgemm-rows`: the same shapes at 16 to 512 rows of xs, bf16 weights against
+//!   int8/NF4 the shipped way and by the GEMM at either tile: where each way pays.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -362,6 +364,7 @@ fn main() -> minilab::Result<()> {
         Some("rope") => ways::check_rope(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("prefill") => prefill::check_prefill(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("qgemm") => qgemm::check_qgemm(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("qgemm-rows") => qgemm::check_qgemm_rows(&dev),
         Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {

@@ -101,3 +101,60 @@ pub fn check_qgemm(dev: &Device, name: &str) -> minilab::Result<()> {
     check_model(dev, name)?;
     super::within(worst, 1e-2, "qgemm against the f32 reference")
 }
+
+/// Median and spread (min, max) of `batches` means of 50 forwards each, in µs, after 10 warm-ups.
+fn time_spread(layer: &SwitchableLinear, xs: &Tensor, dev: &Device) -> minilab::Result<[f64; 3]> {
+    for _ in 0..10 {
+        layer.forward(xs)?;
+    }
+    let mut means = Vec::new();
+    for _ in 0..5 {
+        dev.synchronize()?;
+        let t = std::time::Instant::now();
+        for _ in 0..50 {
+            layer.forward(xs)?;
+        }
+        dev.synchronize()?;
+        means.push(t.elapsed().as_secs_f64() * 1e6 / 50.0);
+    }
+    means.sort_by(f64::total_cmp);
+    Ok([means[2], means[0], means[4]])
+}
+
+/// `device_check cuda qgemm-rows`: where the GEMM pays. Per 3B/8B shape (bf16) and rows of xs from
+/// 16 to 512: µs of the bf16 weight (cuBLAS), of int8/NF4 the shipped way and by the GEMM at 64 and
+/// 128 rows a tile (median of 5 batches of 50, spread min–max), and the best GEMM over shipped.
+pub fn check_qgemm_rows(dev: &Device) -> minilab::Result<()> {
+    println!("| shape | rows | bf16 µs | format | shipped µs | qgemm 64 µs | qgemm 128 µs | shipped / best qgemm |");
+    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
+    let show = |t: [f64; 3]| format!("{:.1} ({:.1}–{:.1})", t[0], t[1], t[2]);
+    for (n, k) in [(3072, 3072), (1024, 3072), (8192, 3072), (3072, 8192), (14336, 4096), (4096, 14336)] {
+        let master = Tensor::randn(0f32, 0.02, (n, k), &Device::Cpu)?.to_dtype(DType::BF16)?;
+        let mut layer = SwitchableLinear::new(master, None, dev, DType::BF16)?;
+        for m in [16usize, 32, 64, 128, 256, 512] {
+            let xs = Tensor::randn(0f32, 1.0, (m, k), dev)?.to_dtype(DType::BF16)?;
+            layer.set_precision(Precision::F16)?;
+            qgemm::set(None);
+            let f16 = time_spread(&layer, &xs, dev)?;
+            for p in [Precision::Int8, Precision::Nf4] {
+                layer.set_precision(p)?;
+                let mut t = Vec::new();
+                for way in [None, Some(Tile::Rows64), Some(Tile::Rows128)] {
+                    qgemm::set(way);
+                    t.push(time_spread(&layer, &xs, dev)?);
+                }
+                qgemm::set(None);
+                let best = t[1][0].min(t[2][0]);
+                println!(
+                    "| {n}x{k} | {m} | {} | {p} | {} | {} | {} | {:.2}× |",
+                    show(f16),
+                    show(t[0]),
+                    show(t[1]),
+                    show(t[2]),
+                    t[0][0] / best
+                );
+            }
+        }
+    }
+    Ok(())
+}
