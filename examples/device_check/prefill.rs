@@ -89,8 +89,8 @@ pub(super) fn pp_ms(m: &model::Model, dev: &Device, prompt: &Tensor) -> minilab:
     Ok(ms[ms.len() / 2])
 }
 
-/// A model's 512-token prompt two ways, `set(false)` then `set(true)`: the logits' max |Δ|, the
-/// largest |logit| of the first way, argmax agreement of the 512 positions, then pp512 ms each way
+/// A model's `tokens`-token prompt two ways, `set(false)` then `set(true)`: the logits' max |Δ|, the
+/// largest |logit| of the first way, argmax agreement of the positions, then the prompt's ms each way
 /// (alternating, median of 3). The switch is left as `set(true)` left it.
 pub(super) struct PromptAb {
     pub diff: f32,
@@ -99,8 +99,13 @@ pub(super) struct PromptAb {
     pub ms: [f64; 2],
 }
 
-pub(super) fn prompt_ab(m: &model::Model, dev: &Device, set: impl Fn(bool)) -> minilab::Result<PromptAb> {
-    let prompt = ids(dev, m.config().vocab_size, (1, 512), 5)?;
+pub(super) fn prompt_ab(
+    m: &model::Model,
+    dev: &Device,
+    tokens: usize,
+    set: impl Fn(bool),
+) -> minilab::Result<PromptAb> {
+    let prompt = ids(dev, m.config().vocab_size, (1, tokens), 5)?;
     let logits = |on| -> minilab::Result<Vec<Vec<f32>>> {
         set(on);
         let out = m.forward(&prompt, 0, &mut Cache::new(m.n_blocks()))?;
@@ -129,7 +134,7 @@ fn check_bf16(dev: &Device, name: &str) -> minilab::Result<()> {
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for p in FORMATS {
         let loaded = timed_model(dev, name, p)?;
-        let PromptAb { diff, top, agree, ms: [a, b] } = prompt_ab(&loaded.model, dev, prefill_ops::set_enabled)?;
+        let PromptAb { diff, top, agree, ms: [a, b] } = prompt_ab(&loaded.model, dev, 512, prefill_ops::set_enabled)?;
         println!("| {p} | {diff:.3e} | {top:.2} | {agree}/512 | {a:.3} | {b:.3} | {:.3} |", a / b);
     }
     prefill_ops::set_enabled(true);
