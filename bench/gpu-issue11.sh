@@ -89,11 +89,6 @@
 #            16 to 512 rows, bf16 against int8/NF4 shipped and by the GEMM), then pp16…pp512 of MODELS
 #            (default the 3B and 8B) in f16, int8 and NF4 shipped ("new") and with MINILAB_QGEMM=on
 #            ("qgemm"), then, while the call has time, the qgemm-profile below.
-#   gemv-rows [MODELS]: short prompts through the decode GEMVs, 8 rows a launch (MINILAB_GEMV_PROMPT):
-#            `device_check cuda gemv-rows` (each 3B/8B shape at 9 to 128 rows against an f32 reference,
-#            timed against the prefill way; the 3B's 16/32/64-token logits both ways), then pp16…pp128
-#            of MODELS (default the 3B, then the 8B while the call has time) in f16, and int8/NF4 with
-#            MINILAB_GEMV_PROMPT=off ("off") and =128 ("gemv").
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -335,27 +330,6 @@ qgemm-rows)
   echo "qgemm-rows: ${SECONDS} s"
   [ $SECONDS -lt ${BUDGET:-300} ] && [ -x .gpu/prefill_bench ] && bash "$0" qgemm-profile | tail -80
   pack qgemm-rows table.md qgemm-rows.md
-  ;;
-gemv-rows)
-  unpack minilab device_check
-  timeout 150 /tmp/bin/device_check cuda gemv-rows > "$OUT/gemv-rows.md" 2>&1; echo "device_check gemv-rows: exit $?"
-  cat "$OUT/gemv-rows.md"
-  for model in ${2:-llama-3.2-3b llama-3.1-8b}; do
-    [ $SECONDS -lt ${BUDGET:-220} ] || { echo "$model: no time left"; continue; }
-    for p in f16 int8 nf4; do
-      for build in off gemv; do
-        [ $p = f16 ] && [ $build = gemv ] && continue
-        limit=off; [ $build = gemv ] && limit=128
-        MINILAB_GEMV_PROMPT=$limit timeout 100 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 \
-          --precision $p -p 16,24,32,48,64,96,128 -n 0 -r 5 --no-log --output json \
-          > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
-        echo "$model $p $build: exit $?"
-      done
-    done
-  done
-  python3 bench/builds_table.py "$OUT" off gemv | tee "$OUT/table.md"
-  echo "gemv-rows: ${SECONDS} s"
-  pack gemv-rows table.md gemv-rows.md
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way

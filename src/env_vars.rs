@@ -56,7 +56,6 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_GEMV_GRID", Takes::OneOf(crate::kernels::grid::WORDS)),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
     knob("MINILAB_QGEMM", Takes::OneOf(crate::kernels::qgemm::WORDS)),
-    knob("MINILAB_GEMV_PROMPT", Takes::OneOf(crate::kernels::short_prompt::WORDS)),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
     other("MINILAB_KEEP_PLOTS", Takes::Any),
@@ -185,7 +184,6 @@ mod tests {
             ("MINILAB_PREFETCH", "off"),
             ("MINILAB_GEMV_GRID", "resident"),
             ("MINILAB_QGEMM", "off"),
-            ("MINILAB_GEMV_PROMPT", "64"),
             ("PATH", "/bin"),
             ("HF_HUB_OFFLINE", "anything"),
         ];
@@ -215,9 +213,6 @@ mod tests {
             ("MINILAB_QGEMM", "1"),
             ("MINILAB_QGEMM", "96"),
             ("MINILAB_QGEMM", "ON"),
-            ("MINILAB_GEMV_PROMPT", "8"),
-            ("MINILAB_GEMV_PROMPT", "-1"),
-            ("MINILAB_GEMV_PROMPT", "on"),
         ] {
             let err = check_vars(vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{name}={value}");

@@ -33,9 +33,6 @@
 //!   the 3B's and 8B's shapes, each shape timed both ways, then MODEL's logits and pp512 both ways.
 //! - `device_check cuda qgemm-rows`: the same shapes at 16 to 512 rows of xs, bf16 weights against
 //!   int8/NF4 the shipped way and by the GEMM at either tile: where each way pays.
-//! - `device_check cuda gemv-rows [MODEL]`: short prompts through the decode GEMVs 8 rows a launch
-//!   (`MINILAB_GEMV_PROMPT`) against the prefill way: each shape at 9 to 128 rows against an f32
-//!   CPU reference and timed, then MODEL's 16/32/64-token prompts both ways.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -50,7 +47,6 @@ mod folds;
 mod kernels;
 mod prefill;
 mod qgemm;
-mod short_prompt;
 mod ways;
 
 /// Every layer of `model` in `p`.
@@ -369,7 +365,6 @@ fn main() -> minilab::Result<()> {
         Some("prefill") => prefill::check_prefill(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("qgemm") => qgemm::check_qgemm(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("qgemm-rows") => qgemm::check_qgemm_rows(&dev),
-        Some("gemv-rows") => short_prompt::check_gemv_rows(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {

@@ -89,8 +89,6 @@ fn check_model(dev: &Device, name: &str) -> minilab::Result<()> {
 }
 
 pub fn check_qgemm(dev: &Device, name: &str) -> minilab::Result<()> {
-    // short prompts would otherwise go through the GEMVs, whatever MINILAB_QGEMM says
-    minilab::kernels::short_prompt::set("off");
     println!("| shape | format | dtype | rows: shipped / qgemm auto, 64, 128 (max |Δ| / max |ref|) | m=512 shipped µs | qgemm auto / 64 / 128 µs | shipped/auto | auto TFLOP/s |");
     println!("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |");
     let mut worst = 0f32;
@@ -127,7 +125,6 @@ pub(super) fn time_spread(layer: &SwitchableLinear, xs: &Tensor, dev: &Device) -
 /// 16 to 512: µs of the bf16 weight (cuBLAS), of int8/NF4 the shipped way and by the GEMM at 64 and
 /// 128 rows a tile (median of 5 batches of 50, spread min–max), and the best GEMM over shipped.
 pub fn check_qgemm_rows(dev: &Device) -> minilab::Result<()> {
-    minilab::kernels::short_prompt::set("off");
     println!("| shape | rows | bf16 µs | format | shipped µs | qgemm 64 µs | qgemm 128 µs | shipped / best qgemm |");
     println!("| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
     let show = |t: [f64; 3]| format!("{:.1} ({:.1}–{:.1})", t[0], t[1], t[2]);

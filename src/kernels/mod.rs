@@ -15,7 +15,6 @@ pub mod prefetch;
 mod prefill;
 pub mod prefill_ops;
 pub mod qgemm;
-pub mod short_prompt;
 pub mod softmax;
 pub mod staging;
 

@@ -87,9 +87,6 @@ impl LinearOp {
             if !self.k.is_multiple_of(16) {
                 return Ok(None);
             }
-            if super::short_prompt::takes(self.format, rows) {
-                return self.in_row_chunks(xs, a, b).map(Some);
-            }
             if rows > cpu::GEMV_MAX_ROWS {
                 #[cfg(feature = "cuda")]
                 if let Some(tile) = super::qgemm::current() {
@@ -107,24 +104,6 @@ impl LinearOp {
             }
         }
         aligned(xs)?.apply_op3_no_bwd(a, b, self).map(Some)
-    }
-
-    /// A short prompt through the decode GEMVs, [`cpu::GEMV_MAX_ROWS`] rows of xs a launch.
-    fn in_row_chunks(&self, xs: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let rows = xs.elem_count() / self.k;
-        // […, k] → [rows, k]
-        let flat = xs.contiguous()?.reshape((rows, self.k))?;
-        let mut parts = Vec::with_capacity(rows.div_ceil(cpu::GEMV_MAX_ROWS));
-        for r0 in (0..rows).step_by(cpu::GEMV_MAX_ROWS) {
-            let chunk = aligned(&flat.narrow(0, r0, cpu::GEMV_MAX_ROWS.min(rows - r0))?)?;
-            parts.push(chunk.apply_op3_no_bwd(a, b, self)?);
-        }
-        let mut dims = xs.dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last = self.n;
-        }
-        // [rows, n] → […, n]
-        Tensor::cat(&parts, 0)?.reshape(dims)
     }
 
     fn out_shape(&self, xs: &Layout) -> Shape {
@@ -272,34 +251,5 @@ impl CustomOp3 for LinearOp {
         let part = super::cuda::GemvPart { a: (a, la), b: Some((b, lb)), n: self.n };
         let ys = super::cuda::gemv_parts(self.format, (xs, lx), &[part], self.k, super::cuda::Epilogue::Plain, None)?;
         Ok((ys, self.out_shape(lx)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::quant::{int8::Int8Weight, nf4::Nf4Weight};
-    use candle_core::Device;
-
-    /// The GEMV chunks of a short prompt put every row's product back where the whole product has
-    /// it, for row counts on and off the chunk size and a batch dimension.
-    #[test]
-    fn row_chunks_equal_the_whole_product() -> Result<()> {
-        let (n, k) = (48, 128);
-        let w: Vec<f32> = (0..n * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 200.0).collect();
-        let int8 = Int8Weight::quantize(&w, n, k).to_tensors(&Device::Cpu)?;
-        let nf4 = Nf4Weight::quantize(&w, n, k, false).to_tensors(&Device::Cpu)?;
-        for (format, (a, b)) in [(Format::Int8, int8), (Format::Nf4, nf4)] {
-            let op = LinearOp { format, n, k };
-            for dims in [vec![9, k], vec![16, k], vec![2, 13, k], vec![1, 29, k]] {
-                let xs = Tensor::randn(0f32, 1.0, dims.as_slice(), &Device::Cpu)?;
-                let whole = xs.apply_op3_no_bwd(&a, &b, &op)?;
-                let chunked = op.in_row_chunks(&xs, &a, &b)?;
-                assert_eq!(chunked.dims(), whole.dims());
-                let diff = (chunked - &whole)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-                assert!(diff < 1e-5, "{format:?} {dims:?}: max |Δ| {diff}");
-            }
-        }
-        Ok(())
     }
 }
