@@ -1,8 +1,9 @@
 //! How a prompt multiplies an int8 or NF4 weight on the GPU. The shipped way dequantizes the whole
 //! weight to 16 bits in HBM, then calls cuBLAS ([`super::prefill`]); `MINILAB_QGEMM` picks instead
 //! the GEMM that dequantizes tile by tile in shared memory and multiplies on the tensor cores
-//! (`cuda/qgemm.cuh`), so the weight crosses HBM once, as stored. It is opt-in until it has been
-//! checked and timed on the GPU (`device_check cuda qgemm`, `bench/kernels/prefill_bench.cu`).
+//! (`cuda/qgemm.cuh`), so the weight crosses HBM once, as stored. It stays opt-in: correct on an
+//! H100, but 0.25–0.58× the shipped way at 512 rows (`device_check cuda qgemm`, BENCHMARKS.md, issue
+//! 11 session 13), held by `mma.sync` issue and its barriers, not by memory.
 
 use crate::switch::Choice;
 
