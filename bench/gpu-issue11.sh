@@ -85,6 +85,10 @@
 #            (MINILAB_QGEMM=on; `device_check cuda qgemm` checks it against an f32 reference on every
 #            3B/8B shape, times it against the shipped dequantize + cuBLAS, then the 3B's logits and
 #            pp512 both ways). `prefill-ways` times it in the harness too (qgemm, bm64, bm128 rows).
+#   mixed: bench/kernels/mixed_bench.cu (CUTLASS 4.2's sm90 mixed-input GEMM, int8 × bf16 with row
+#            scales and int4 × bf16 with 64-element group scales, three tiles each, every 3B/8B shape at
+#            512, 128 and 2048 rows) against cuBLAS bf16, each checked against cuBLAS on the dequantized
+#            weight: would a wgmma GEMM reach the int8/NF4 prefill target?
 #   qgemm-rows [MODELS]: where the qgemm GEMM pays: `device_check cuda qgemm-rows` (each 3B/8B shape at
 #            16 to 512 rows, bf16 against int8/NF4 shipped and by the GEMM), then pp16…pp512 of MODELS
 #            (default the 3B and 8B) in f16, int8 and NF4 shipped ("new") and with MINILAB_QGEMM=on
@@ -330,6 +334,11 @@ qgemm-rows)
   echo "qgemm-rows: ${SECONDS} s"
   [ $SECONDS -lt ${BUDGET:-300} ] && [ -x .gpu/prefill_bench ] && bash "$0" qgemm-profile | tail -80
   pack qgemm-rows table.md qgemm-rows.md
+  ;;
+mixed)
+  libs=$(cublas_libs)
+  LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout ${LIMIT:-300} ./.gpu/mixed_bench 2> "$OUT/mixed.err" | tee "$OUT/mixed.md"
+  echo "mixed_bench: exit ${PIPESTATUS[0]}"; tail -5 "$OUT/mixed.err"
   ;;
 prefill-ways)
   # bench/kernels/prefill_bench.cu: a prompt's linears in bf16, and int8/nf4 the shipped way

@@ -4,9 +4,20 @@
 # .gpu/prefill_bench; then builds and runs bench/kernels/stream_walk.cu here (the streaming GEMVs' walk
 # over their steps, checked on the CPU: a failure stops the build). Needs the CUDA toolchain of
 # ../shared/cuda/setup-toolchain.sh (nvcc on PATH after `. /tmp/cuda-toolchain/env.sh`).
+# `build.sh mixed` builds only .gpu/mixed_bench (CUTLASS's sm90 mixed-input GEMM against cuBLAS; its
+# headers from PyPI by bench/kernels/fetch-cutlass.sh; about 2 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .gpu
+if [ "${1:-}" = mixed ]; then
+  cut=$(bash bench/kernels/fetch-cutlass.sh)
+  nvcc -c -O3 -std=c++17 -arch=sm_90a --expt-relaxed-constexpr -I"$cut/include" -I"$cut/tools/util/include" \
+    bench/kernels/mixed_bench.cu -o /tmp/mixed_bench.o
+  g++ /tmp/mixed_bench.o -o .gpu/mixed_bench -L"$CUDA_ROOT/lib64" -lcublas -lcudart \
+    -Wl,-rpath-link,"$(dirname "$(readlink -f "$CUDA_ROOT/lib64/libcublas.so")")" -Wl,-rpath,'$ORIGIN'
+  echo "built .gpu/mixed_bench ($(stat -c %s .gpu/mixed_bench) bytes)"
+  exit 0
+fi
 # Compiled with nvcc, linked with g++ against the shared runtime (the toolchain has no static one).
 nvcc -c -O3 -std=c++17 -arch=sm_90 -lineinfo -Xptxas -v bench/kernels/gemv_bench.cu -o /tmp/gemv_bench.o \
   2> .gpu/gemv_bench.ptxas.txt || { cat .gpu/gemv_bench.ptxas.txt; exit 1; }
