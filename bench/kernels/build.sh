@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 mkdir -p .gpu
 if [ "${1:-}" = mixed ]; then
   cut=$(bash bench/kernels/fetch-cutlass.sh)
-  nvcc -c -O3 -std=c++17 -arch=sm_90a --expt-relaxed-constexpr -I"$cut/include" -I"$cut/tools/util/include" \
+  nvcc -c -O3 -DNDEBUG -std=c++17 -arch=sm_90a --expt-relaxed-constexpr -I"$cut/include" -I"$cut/tools/util/include" \
     bench/kernels/mixed_bench.cu -o /tmp/mixed_bench.o
   g++ /tmp/mixed_bench.o -o .gpu/mixed_bench -L"$CUDA_ROOT/lib64" -lcublas -lcudart \
     -Wl,-rpath-link,"$(dirname "$(readlink -f "$CUDA_ROOT/lib64/libcublas.so")")" -Wl,-rpath,'$ORIGIN'

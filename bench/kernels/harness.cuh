@@ -4,8 +4,11 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -34,4 +37,19 @@ __global__ void fill_f32(float* p, size_t n, uint64_t seed, float lo, float hi) 
 __global__ void fill_bf16(bf16* p, size_t n, uint64_t seed, float lo, float hi) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         p[i] = __float2bfloat16(lo + (hi - lo) * (mix(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.0f / 16777216.0f));
+}
+
+// max |a − b| / max |b| over count bf16 values on the device; NaN if any value is not finite.
+inline double rel_err(const bf16* a, const bf16* b, size_t count) {
+    std::vector<bf16> ha(count), hb(count);
+    CK(cudaMemcpy(ha.data(), a, count * 2, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hb.data(), b, count * 2, cudaMemcpyDeviceToHost));
+    double d = 0, mx = 0;
+    for (size_t i = 0; i < count; i++) {
+        const float x = __bfloat162float(ha[i]), y = __bfloat162float(hb[i]);
+        if (!std::isfinite(x) || !std::isfinite(y)) return NAN;
+        d = std::max(d, (double)std::fabs(x - y));
+        mx = std::max(mx, (double)std::fabs(y));
+    }
+    return d / mx;
 }

@@ -191,21 +191,6 @@ template <typename F> double time_ms(cudaStream_t s, F body, int reps = 7) {
     return t[t.size() / 2];
 }
 
-// max |a − b| / max |b| over count bf16 values; NaN if any value is NaN.
-double rel_err(const bf16* a, const bf16* b, size_t count) {
-    std::vector<bf16> ha(count), hb(count);
-    CK(cudaMemcpy(ha.data(), a, count * 2, cudaMemcpyDeviceToHost));
-    CK(cudaMemcpy(hb.data(), b, count * 2, cudaMemcpyDeviceToHost));
-    double d = 0, mx = 0;
-    for (size_t i = 0; i < count; i++) {
-        const float x = __bfloat162float(ha[i]), y = __bfloat162float(hb[i]);
-        if (std::isnan(x) || std::isnan(y)) return NAN;
-        d = std::max(d, (double)std::fabs(x - y));
-        mx = std::max(mx, (double)std::fabs(y));
-    }
-    return d / mx;
-}
-
 double copy_bandwidth(cudaStream_t s) {
     const size_t bytes = 2ull << 30;
     void *a, *b;
