@@ -19,9 +19,10 @@
 #            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
 #            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
 #   launches: `gemv_bench --merged`, `--floor` and `--stream` in one call, into one tar.
-#   barriers: `gemv_bench --barriers`: a step's linears in one resident launch, with a grid barrier
-#            where each shipped launch starts, with and without asking L2 for the next weights first
-#            (what a persistent decode step's waits cost against --merged's no-barrier bound).
+#   barriers: `gemv_bench --barriers`: the grid barrier alone per block shape and kind, then a step's
+#            linears in one resident launch, with a grid barrier where each shipped launch starts
+#            (128-thread blocks with session 13's fenced barrier, and one block an SM with a
+#            release/acquire one), against --merged's no-barrier bound: what a persistent step's waits cost.
 #   resident: device_check cuda grid (rows, resident and both streaming GEMV grids, logits bit for bit,
 #            on the 1B), then 3B tg128 in f16/int8/nf4 with MINILAB_GEMV_GRID=rows and each way that
 #            passed (resident, stream, stream-regs); the grid check under MINILAB_PDL=1, then the
