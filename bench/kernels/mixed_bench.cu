@@ -22,14 +22,10 @@
 #include <string>
 #include <vector>
 
-#include "cute/tensor.hpp"
-#include "cutlass/cutlass.h"
 #include "cutlass/version.h"
-#include "cutlass/epilogue/collective/collective_builder.hpp"
-#include "cutlass/gemm/collective/collective_builder.hpp"
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
-#include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "cutlass/util/packed_stride.hpp"
+#include "mixed_config.cuh"
 
 #include "harness.cuh"
 
@@ -42,35 +38,8 @@
         }                                                                                         \
     } while (0)
 
-using namespace cute;
-using Mma = cutlass::bfloat16_t;
-
-// One CUTLASS GEMM: narrow weight Q (int8_t or cutlass::int4b_t) with bf16 group scales, tile and
-// schedules as given.
-template <typename Q, class Tile, class Schedule, class EpiSchedule>
-struct Mixed {
-    using LayoutA = cutlass::layout::RowMajor;
-    using LayoutB = cutlass::layout::ColumnMajor;
-    using LayoutD = cutlass::layout::ColumnMajor;
-    static constexpr int kAlignA = 128 / cutlass::sizeof_bits<Q>::value;
-    static constexpr int kAlign16 = 8;
-    using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
-        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Shape<_1, _1, _1>,
-        cutlass::epilogue::collective::EpilogueTileAuto, float, float, void, LayoutD, kAlign16, Mma, LayoutD,
-        kAlign16, EpiSchedule>::CollectiveOp;
-    using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, cute::tuple<Q, Mma>, LayoutA, kAlignA, Mma, LayoutB,
-        kAlign16, float, Tile, Shape<_1, _1, _1>,
-        cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
-        Schedule>::CollectiveOp;
-    using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop, Epilogue>;
-    using Gemm = cutlass::gemm::device::GemmUniversalAdapter<Kernel>;
-};
-
-using Coop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
-using CoopEpi = cutlass::epilogue::TmaWarpSpecializedCooperative;
-using Ping = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
-using PingEpi = cutlass::epilogue::TmaWarpSpecialized;
+// The device-level adapter (host launch through the CUDA runtime) over a config's kernel.
+template <class G> using GemmOf = cutlass::gemm::device::GemmUniversalAdapter<typename G::Kernel>;
 
 // ys[m, n] = xs[m, k]·(q·s)ᵀ for a weight of n rows; false where CUTLASS refuses the problem.
 struct Problem {
@@ -82,7 +51,7 @@ struct Problem {
 };
 
 template <class G> struct Runner {
-    typename G::Gemm gemm;
+    GemmOf<G> gemm;
     void* workspace = nullptr;
     bool ready = false;
 
@@ -97,12 +66,12 @@ template <class G> struct Runner {
         auto ss = cutlass::make_cute_packed_stride(typename G::Mainloop::StrideScale{},
                                                    make_shape(p.n, p.k / p.group, 1));
         using ElementA = typename G::Mainloop::ElementA;
-        typename G::Gemm::Arguments args{cutlass::gemm::GemmUniversalMode::kGemm,
+        typename GemmOf<G>::Arguments args{cutlass::gemm::GemmUniversalMode::kGemm,
                                          {p.n, p.m, p.k, 1},
                                          {static_cast<const ElementA*>(p.wq), sa, p.xs, sb, p.scales, ss, p.group},
                                          {{1.f, 0.f}, nullptr, sc, p.ys, sd}};
-        if (G::Gemm::can_implement(args) != cutlass::Status::kSuccess) return;
-        const size_t bytes = G::Gemm::get_workspace_size(args);
+        if (GemmOf<G>::can_implement(args) != cutlass::Status::kSuccess) return;
+        const size_t bytes = GemmOf<G>::get_workspace_size(args);
         if (bytes) CK(cudaMalloc(&workspace, bytes));
         ready = gemm.initialize(args, workspace) == cutlass::Status::kSuccess;
     }

@@ -1,0 +1,39 @@
+// CUTLASS 4.2's sm90 mixed-input GEMM as minilab would use it: the narrow weight [n, k] row-major as A
+// (K-major), xs [m, k] as B (column-major k × m), ys [m, n] as D (column-major n × m), bf16 MMA with
+// f32 accumulation, one bf16 scale a group. Shared by mixed_bench.cu (timing) and mixed_link/ (the
+// host-side Params without the CUDA runtime).
+#pragma once
+#include "cute/tensor.hpp"
+#include "cutlass/cutlass.h"
+#include "cutlass/epilogue/collective/collective_builder.hpp"
+#include "cutlass/gemm/collective/collective_builder.hpp"
+#include "cutlass/gemm/kernel/gemm_universal.hpp"
+
+using namespace cute;
+using Mma = cutlass::bfloat16_t;
+
+// One CUTLASS GEMM: narrow weight Q (int8_t or cutlass::int4b_t) with bf16 group scales, tile and
+// schedules as given.
+template <typename Q, class Tile, class Schedule, class EpiSchedule>
+struct Mixed {
+    using LayoutA = cutlass::layout::RowMajor;
+    using LayoutB = cutlass::layout::ColumnMajor;
+    using LayoutD = cutlass::layout::ColumnMajor;
+    static constexpr int kAlignA = 128 / cutlass::sizeof_bits<Q>::value;
+    static constexpr int kAlign16 = 8;
+    using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
+        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Tile, Shape<_1, _1, _1>,
+        cutlass::epilogue::collective::EpilogueTileAuto, float, float, void, LayoutD, kAlign16, Mma, LayoutD,
+        kAlign16, EpiSchedule>::CollectiveOp;
+    using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
+        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, cute::tuple<Q, Mma>, LayoutA, kAlignA, Mma, LayoutB,
+        kAlign16, float, Tile, Shape<_1, _1, _1>,
+        cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
+        Schedule>::CollectiveOp;
+    using Kernel = cutlass::gemm::kernel::GemmUniversal<Shape<int, int, int, int>, Mainloop, Epilogue>;
+};
+
+using Coop = cutlass::gemm::KernelTmaWarpSpecializedCooperative;
+using CoopEpi = cutlass::epilogue::TmaWarpSpecializedCooperative;
+using Ping = cutlass::gemm::KernelTmaWarpSpecializedPingpong;
+using PingEpi = cutlass::epilogue::TmaWarpSpecialized;
