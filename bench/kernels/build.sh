@@ -4,12 +4,15 @@
 # .gpu/prefill_bench; then builds and runs bench/kernels/stream_walk.cu here (the streaming GEMVs' walk
 # over their steps, checked on the CPU: a failure stops the build). Needs the CUDA toolchain of
 # ../shared/cuda/setup-toolchain.sh (nvcc on PATH after `. /tmp/cuda-toolchain/env.sh`).
-# `build.sh mixed` builds only .gpu/mixed_bench (CUTLASS's sm90 mixed-input GEMM against cuBLAS; its
-# headers from PyPI by bench/kernels/fetch-cutlass.sh; about 2 minutes on 2 cores).
+# `build.sh mixed` builds only .gpu/mixed_bench (CUTLASS's sm90 mixed-input GEMM against cuBLAS, int8,
+# int4 and NF4 through nf4_convert.cuh, whose lookups it first checks on the CPU; its headers from PyPI
+# by bench/kernels/fetch-cutlass.sh; about 3 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .gpu
 if [ "${1:-}" = mixed ]; then
+  # the NF4 codebook lookups that mixed_bench's NF4 ways use, checked on the CPU first (a miss stops the build)
+  g++ -O2 -std=c++17 bench/kernels/nf4_convert_check.cpp -o /tmp/nf4_convert_check && /tmp/nf4_convert_check
   cut=$(bash bench/kernels/fetch-cutlass.sh)
   nvcc -c -O3 -DNDEBUG -std=c++17 -arch=sm_90a --expt-relaxed-constexpr -I"$cut/include" -I"$cut/tools/util/include" \
     bench/kernels/mixed_bench.cu -o /tmp/mixed_bench.o

@@ -6,8 +6,11 @@
 // and 8B's linear shapes against cuBLAS on the bf16 weight, in the layout minilab stores:
 // - int8 × bf16, one bf16 scale a weight row (CUTLASS "scale only", group = k): minilab's int8 format
 //   with its row scale rounded to bf16;
-// - int4 × bf16, one bf16 scale a 64-block of a row (group 64): the shape and traffic of minilab's NF4,
-//   whose codebook CUTLASS cannot decode (a 4-bit integer is the closest it has).
+// - int4 × bf16, one bf16 scale a 64-block of a row (group 64): the shape and traffic of minilab's NF4
+//   with CUTLASS's own (cheapest) 4-bit conversion;
+// - NF4 itself through nf4_convert.cuh's codebook lookups (CUTLASS has no NF4): with a bf16 absmax
+//   (the codebook rounded to bf16, within a bf16 ulp of minilab's weight) and with an f32 absmax
+//   (minilab's weight bit for bit, at about twice the conversion instructions).
 // The weight [n, k] row-major is CUTLASS's A (K-major), xs [m, k] its B (K-major, column-major k × m),
 // ys [m, n] its D (column-major n × m): no copies. Each tile configuration is checked against cuBLAS on
 // the dequantized weight (max |Δ| / max |ref| ≤ 1e-2, output poisoned with NaN first), then timed
@@ -26,6 +29,7 @@
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/util/packed_stride.hpp"
 #include "mixed_config.cuh"
+#include "nf4_convert.cuh"
 
 #include "harness.cuh"
 
@@ -45,7 +49,7 @@ template <class G> using GemmOf = cutlass::gemm::device::GemmUniversalAdapter<ty
 struct Problem {
     int n, m, k, group;
     const void* wq;
-    const Mma* scales;  // [n, k / group], n contiguous (CUTLASS's scale layout)
+    const void* scales;  // [n, k / group] of the config's Scale, n contiguous (CUTLASS's scale layout)
     const Mma* xs;
     Mma* ys;
 };
@@ -68,7 +72,7 @@ template <class G> struct Runner {
         using ElementA = typename G::Mainloop::ElementA;
         typename GemmOf<G>::Arguments args{cutlass::gemm::GemmUniversalMode::kGemm,
                                          {p.n, p.m, p.k, 1},
-                                         {static_cast<const ElementA*>(p.wq), sa, p.xs, sb, p.scales, ss, p.group},
+                                         {static_cast<const ElementA*>(p.wq), sa, p.xs, sb, static_cast<const typename G::Scale*>(p.scales), ss, p.group},
                                          {{1.f, 0.f}, nullptr, sc, p.ys, sd}};
         if (GemmOf<G>::can_implement(args) != cutlass::Status::kSuccess) return;
         const size_t bytes = GemmOf<G>::get_workspace_size(args);
@@ -94,10 +98,40 @@ __global__ void dequant_int4(const uint8_t* q, const Mma* s, bf16* w, int n, int
         w[i] = __float2bfloat16((float)v * (float)s[row + (size_t)n * g]);
     }
 }
-__global__ void fill_scale(Mma* s, size_t count, uint64_t seed, float lo, float hi) {
+template <typename S> __global__ void fill_scale(S* s, size_t count, uint64_t seed, float lo, float hi) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x)
-        s[i] = Mma(lo + (hi - lo) * (mix(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.0f / 16777216.0f));
+        s[i] = S(lo + (hi - lo) * (mix(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.0f / 16777216.0f));
 }
+// NF4 codes as nf4_convert.cuh reads them (element 2j in the low nibble of byte j), scale [n, k / 64]
+// n-major. EXACT: bf16(code · s) with s in f32 (minilab's weight); else bf16(bf16(code) · s), s in bf16.
+__constant__ float NF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                              -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                              0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                              0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                              0.7229568362236023f, 1.0f};
+template <bool EXACT, typename S> __global__ void dequant_nf4(const uint8_t* q, const S* s, bf16* w, int n, int k) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)n * k; i += (size_t)gridDim.x * blockDim.x) {
+        const int nib = (q[i / 2] >> (4 * (i & 1))) & 15;
+        const float sc = (float)s[i / k + (size_t)n * ((i % k) / 64)];
+        w[i] = __float2bfloat16((EXACT ? NF4[nib] : __bfloat162float(__float2bfloat16(NF4[nib]))) * sc);
+    }
+}
+// nf4_convert.cuh's converters, as the mainloop calls them (8 codes a 32-bit word), against NF4[] for
+// every byte pair: the count of wrong values.
+__global__ void check_nf4_convert(int* wrong) {
+    const uint32_t v = blockIdx.x * blockDim.x + threadIdx.x;  // 65536 words' low halves
+    cutlass::Array<cutlass::uint4b_t, 8> src;
+    uint32_t word = v | (v << 16);
+    memcpy(&src, &word, 4);
+    const auto b = cutlass::NumericArrayConverter<Mma, cutlass::uint4b_t, 8>::convert(src);
+    const auto f = cutlass::NumericArrayConverter<float, cutlass::uint4b_t, 8>::convert(src);
+    for (int e = 0; e < 8; e++) {
+        const float want = NF4[(word >> (4 * e)) & 15];
+        if (__float_as_uint(f[e]) != __float_as_uint(want) || (float)b[e] != __bfloat162float(__float2bfloat16(want)))
+            atomicAdd(wrong, 1);
+    }
+}
+
 __global__ void poison(bf16* p, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
         p[i] = __float2bfloat16(NAN);
@@ -158,36 +192,56 @@ using T128 = Shape<_128, _128, _64>;
 using T128x256 = Shape<_128, _256, _64>;
 using T64 = Shape<_64, _128, _64>;
 
-void shape_row(Ctx& c, int n, int k, int m, bool int4) {
-    const int group = int4 ? 64 : k;
-    const size_t qbytes = int4 ? (size_t)n * k / 2 : (size_t)n * k;
+// The weight formats timed: minilab's int8 (row scale), int4 with a 64-group scale (NF4's traffic
+// with CUTLASS's own conversion), and NF4 through nf4_convert.cuh with a bf16 absmax (codebook rounded
+// to bf16) or an f32 one (minilab's weight bit for bit).
+enum Fmt { INT8, INT4, NF4_BF16, NF4_F32 };
+static const char* FMT_NAME[] = {"int8 row", "int4 g64", "nf4 bf16 table", "nf4 f32 (exact)"};
+
+// The weight's reference dequantization into c.w.
+void dequant(Ctx& c, Fmt f, const void* wq, const void* scales, int n, int k) {
+    const auto q = (const uint8_t*)wq;
+    if (f == INT8) dequant_int8<<<1024, 256, 0, c.s>>>((const int8_t*)wq, (const Mma*)scales, c.w, n, k);
+    if (f == INT4) dequant_int4<<<1024, 256, 0, c.s>>>(q, (const Mma*)scales, c.w, n, k);
+    if (f == NF4_BF16) dequant_nf4<false><<<1024, 256, 0, c.s>>>(q, (const Mma*)scales, c.w, n, k);
+    if (f == NF4_F32) dequant_nf4<true><<<1024, 256, 0, c.s>>>(q, (const float*)scales, c.w, n, k);
+}
+
+// The three tiles of config family Q/S, each "µs (rel)" or why not.
+template <typename Q, typename S = Mma> void tiles(Ctx& c, const Problem& p, double& best, std::string* out) {
+    out[0] = try_tile<Mixed<Q, T128, Coop, CoopEpi, S>>(c, p, best);
+    out[1] = try_tile<Mixed<Q, T128x256, Coop, CoopEpi, S>>(c, p, best);
+    out[2] = try_tile<Mixed<Q, T64, Ping, PingEpi, S>>(c, p, best);
+}
+
+void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
+    const bool four = f != INT8;
+    const int group = four ? 64 : k;
+    const size_t qbytes = four ? (size_t)n * k / 2 : (size_t)n * k, count = (size_t)n * (k / group);
     void* wq;
-    Mma* scales;
+    void* scales;
     CK(cudaMalloc(&wq, qbytes));
-    CK(cudaMalloc(&scales, (size_t)n * (k / group) * 2));
+    CK(cudaMalloc(&scales, count * 4));
     fill_bytes<<<1024, 256, 0, c.s>>>((uint8_t*)wq, qbytes, 3 + n + k);
-    fill_scale<<<1024, 256, 0, c.s>>>(scales, (size_t)n * (k / group), 5 + n, 0.0005f, 0.002f);
-    if (int4) dequant_int4<<<1024, 256, 0, c.s>>>((const uint8_t*)wq, scales, c.w, n, k);
-    else dequant_int8<<<1024, 256, 0, c.s>>>((const int8_t*)wq, scales, c.w, n, k);
+    // int codes reach ±127 or ±8, NF4 codes ±1: scales that give weights of a like size
+    const float lo = f >= NF4_BF16 ? 0.01f : 0.0005f, hi = f >= NF4_BF16 ? 0.08f : 0.002f;
+    if (f == NF4_F32) fill_scale<float><<<1024, 256, 0, c.s>>>((float*)scales, count, 5 + n, lo, hi);
+    else fill_scale<Mma><<<1024, 256, 0, c.s>>>((Mma*)scales, count, 5 + n, lo, hi);
+    dequant(c, f, wq, scales, n, k);
     gemm_bf16(c, c.w, c.ref, n, m, k);
     const double bf16_us = time_us(c.s, [&] { gemm_bf16(c, c.w, c.ys, n, m, k); });
     Problem p{n, m, k, group, wq, scales, (const Mma*)c.xs, (Mma*)c.ys};
     double best = 1e30;
-    std::string a, b, d;
-    if (int4) {
-        a = try_tile<Mixed<cutlass::int4b_t, T128, Coop, CoopEpi>>(c, p, best);
-        b = try_tile<Mixed<cutlass::int4b_t, T128x256, Coop, CoopEpi>>(c, p, best);
-        d = try_tile<Mixed<cutlass::int4b_t, T64, Ping, PingEpi>>(c, p, best);
-    } else {
-        a = try_tile<Mixed<int8_t, T128, Coop, CoopEpi>>(c, p, best);
-        b = try_tile<Mixed<int8_t, T128x256, Coop, CoopEpi>>(c, p, best);
-        d = try_tile<Mixed<int8_t, T64, Ping, PingEpi>>(c, p, best);
-    }
+    std::string t[3];
+    if (f == INT8) tiles<int8_t>(c, p, best, t);
+    if (f == INT4) tiles<cutlass::int4b_t>(c, p, best, t);
+    if (f == NF4_BF16) tiles<cutlass::uint4b_t>(c, p, best, t);
+    if (f == NF4_F32) tiles<cutlass::uint4b_t, float>(c, p, best, t);
     const double flops = 2.0 * m * (double)n * k;
     char tail[64] = "- | -";  // every tile refused
     if (best < 1e30) snprintf(tail, sizeof tail, "%.2f× | %.0f", bf16_us / best, flops / (best * 1e-6) / 1e12);
-    printf("| %dx%d | %s | %d | %.1f | %s | %s | %s | %s |\n", n, k, int4 ? "int4 g64" : "int8 row", m, bf16_us,
-           a.c_str(), b.c_str(), d.c_str(), tail);
+    printf("| %dx%d | %s | %d | %.1f | %s | %s | %s | %s |\n", n, k, FMT_NAME[f], m, bf16_us, t[0].c_str(),
+           t[1].c_str(), t[2].c_str(), tail);
     CK(cudaFree(wq));
     CK(cudaFree(scales));
 }
@@ -206,6 +260,14 @@ int main() {
     CK(cudaMalloc(&c.ys, (size_t)MMAX * NMAX * 2));
     CK(cudaMalloc(&c.w, (size_t)NMAX * KMAX * 2));
     fill_bf16<<<1024, 256, 0, c.s>>>(c.xs, (size_t)MMAX * KMAX, 7, -1.f, 1.f);
+    int* wrong;
+    CK(cudaMalloc(&wrong, sizeof(int)));
+    CK(cudaMemset(wrong, 0, sizeof(int)));
+    check_nf4_convert<<<256, 256>>>(wrong);
+    int nf4_wrong = 0;
+    CK(cudaMemcpy(&nf4_wrong, wrong, sizeof(int), cudaMemcpyDeviceToHost));
+    printf("NF4 converters on the GPU: %d of %d values wrong%s\n\n", nf4_wrong, 65536 * 16, nf4_wrong ? " (FAIL)" : "");
+    c.failures += nf4_wrong != 0;
     printf("# %s, %d SMs; CUTLASS %d.%d.%d mixed-input (sm90, TMA warp-specialized, register-sourced A)\n\n",
            prop.name, prop.multiProcessorCount, CUTLASS_MAJOR, CUTLASS_MINOR, CUTLASS_PATCH);
     printf("| weight n×k | format | rows | cuBLAS bf16 µs | coop 128×128 µs (rel) | coop 128×256 | pingpong 64×128 | bf16 / best | best TFLOP/s |\n");
@@ -214,7 +276,7 @@ int main() {
     const int shapes[][2] = {{3072, 3072}, {1024, 3072}, {8192, 3072}, {3072, 8192}, {14336, 4096}, {4096, 14336}};
     for (int m : {512, 128, 2048})
         for (auto& s : shapes)
-            for (bool int4 : {false, true}) shape_row(c, s[0], s[1], m, int4);
+            for (Fmt f : {INT8, INT4, NF4_BF16, NF4_F32}) shape_row(c, s[0], s[1], m, f);
     CK(cudaDeviceSynchronize());
     printf("\n%d tile run(s) outside 1e-2 of cuBLAS on the dequantized weight\n", c.failures);
     return c.failures ? 1 : 0;

@@ -12,10 +12,12 @@
 using namespace cute;
 using Mma = cutlass::bfloat16_t;
 
-// One CUTLASS GEMM: narrow weight Q (int8_t or cutlass::int4b_t) with bf16 group scales, tile and
-// schedules as given.
-template <typename Q, class Tile, class Schedule, class EpiSchedule>
+// One CUTLASS GEMM: narrow weight Q (int8_t, cutlass::int4b_t, or an NF4 code: nf4_convert.cuh) with
+// group scales of type S (bf16, or f32: each weight then rounds to bf16 once, after the scale), tile
+// and schedules as given.
+template <typename Q, class Tile, class Schedule, class EpiSchedule, typename S = Mma>
 struct Mixed {
+    using Scale = S;
     using LayoutA = cutlass::layout::RowMajor;
     using LayoutB = cutlass::layout::ColumnMajor;
     using LayoutD = cutlass::layout::ColumnMajor;
@@ -26,7 +28,7 @@ struct Mixed {
         cutlass::epilogue::collective::EpilogueTileAuto, float, float, void, LayoutD, kAlign16, Mma, LayoutD,
         kAlign16, EpiSchedule>::CollectiveOp;
     using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, cute::tuple<Q, Mma>, LayoutA, kAlignA, Mma, LayoutB,
+        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, cute::tuple<Q, S>, LayoutA, kAlignA, Mma, LayoutB,
         kAlign16, float, Tile, Shape<_1, _1, _1>,
         cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
         Schedule>::CollectiveOp;

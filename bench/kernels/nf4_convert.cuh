@@ -1,0 +1,128 @@
+// NF4 codes as CUTLASS's 4-bit weight type, for mixed_bench.cu's NF4 ways: in a translation unit that
+// includes this header, cutlass::uint4b_t holds an NF4 code index (element e of a packed word at bits
+// 4e, so a GPU copy of minilab's NF4, whose byte i holds element 2i in its HIGH nibble, would be
+// nibble-swapped at upload), and converting it gives the code's value:
+// - to bf16: bf16(code), the codebook rounded to bf16 (the mainloop then multiplies by a bf16 absmax:
+//   bf16(bf16(code) · bf16(absmax)), within a bf16 ulp of minilab's weight, not equal to it);
+// - to f32: the exact code (the mainloop multiplies by an f32 absmax and rounds once: bf16(code ·
+//   absmax), minilab's dequantized weight bit for bit).
+// A 16-entry table of bytes is four 32-bit words; `prmt` looks up four codes at once in each half
+// (codes 0–7, 8–15) and a third `prmt` picks per byte by the code's top bit: 3 instructions a byte
+// plane for 4 weights. bf16 has 2 planes, f32 4 (and 8 more `prmt` to reassemble the floats).
+// The planes are the codebook's bytes (generated from gemv::NF4_CODES; nf4_convert_check.cpp checks
+// every code on the CPU, mixed_bench on the GPU).
+#pragma once
+#include <stdint.h>
+#ifndef __CUDACC__
+#define __host__
+#define __device__
+#endif
+
+namespace nf4cvt {
+
+// __byte_perm, and its definition on the host (selectors here never set a nibble's bit 3).
+__host__ __device__ inline uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+#ifdef __CUDA_ARCH__
+    return __byte_perm(a, b, sel);
+#else
+    const uint64_t pool = (uint64_t)a | ((uint64_t)b << 32);
+    uint32_t r = 0;
+    for (int i = 0; i < 4; i++) r |= (uint32_t)((pool >> (8 * ((sel >> (4 * i)) & 7))) & 0xff) << (8 * i);
+    return r;
+#endif
+}
+
+// Byte plane p of the codebook: word w holds codes 4w … 4w + 3, byte j of it code 4w + j.
+// F32[p]: byte p of the f32 code; BF16[p]: byte p of the bf16-rounded code (round to nearest even).
+constexpr uint32_t F32[4][4] = {
+    {0xa030b100u, 0x00713f4du, 0x3adde3ffu, 0x00b3abb8u},
+    {0x326b3900u, 0x007835a2u, 0x0304cafau, 0x001307a4u},
+    {0xca063280u, 0x00ba3d91u, 0xad7c24a2u, 0x803910e1u},
+    {0xbebfbfbfu, 0x00bdbebeu, 0x3e3e3e3du, 0x3f3f3f3eu}};
+constexpr uint32_t BF16[2][4] = {
+    {0xca063280u, 0x00ba3d92u, 0xad7c25a3u, 0x803910e2u},
+    {0xbebfbfbfu, 0x00bdbebeu, 0x3e3e3e3du, 0x3f3f3f3eu}};
+
+// The four codes in the low 16 bits of `v` (a nibble each) looked up in one byte plane: byte j of the
+// result is the plane's byte for nibble j. idx: the nibbles without their top bit; pick: per byte j,
+// j (codes 0–7) or 4 + j (codes 8–15).
+__host__ __device__ inline uint32_t plane4(const uint32_t (&t)[4], uint32_t idx, uint32_t pick) {
+    return prmt(prmt(t[0], t[1], idx), prmt(t[2], t[3], idx), pick);
+}
+__host__ __device__ inline uint32_t pick_of(uint32_t v) { return ((v & 0x8888u) | 0x6420u) >> 1; }
+
+// Four codes (the low 16 bits of v) as two bf16x2 words (codes 0, 1 and 2, 3; low half first).
+__host__ __device__ inline void bf16x4(uint32_t v, uint32_t* out) {
+    const uint32_t idx = v & 0x7777u, pick = pick_of(v);
+    const uint32_t lo = plane4(BF16[0], idx, pick), hi = plane4(BF16[1], idx, pick);
+    out[0] = prmt(lo, hi, 0x5140);
+    out[1] = prmt(lo, hi, 0x7362);
+}
+
+// Four codes (the low 16 bits of v) as four f32 bit patterns.
+__host__ __device__ inline void f32x4(uint32_t v, uint32_t* out) {
+    const uint32_t idx = v & 0x7777u, pick = pick_of(v);
+    const uint32_t p0 = plane4(F32[0], idx, pick), p1 = plane4(F32[1], idx, pick);
+    const uint32_t p2 = plane4(F32[2], idx, pick), p3 = plane4(F32[3], idx, pick);
+    // bytes (p0[j], p1[j], p2[j], p3[j]) form code j's float
+    const uint32_t a = prmt(p0, p1, 0x5140), b = prmt(p0, p1, 0x7362);
+    const uint32_t c = prmt(p2, p3, 0x5140), d = prmt(p2, p3, 0x7362);
+    out[0] = prmt(a, c, 0x5410);
+    out[1] = prmt(a, c, 0x7632);
+    out[2] = prmt(b, d, 0x5410);
+    out[3] = prmt(b, d, 0x7632);
+}
+
+}  // namespace nf4cvt
+
+#ifdef __CUDACC__
+#include "cutlass/numeric_conversion.h"
+
+namespace cutlass {
+
+// N NF4 codes (as uint4b_t) to bf16 or f32, 4 at a time from the packed words, then 2 (one byte).
+template <int N>
+struct NumericArrayConverter<bfloat16_t, uint4b_t, N, FloatRoundStyle::round_to_nearest> {
+    using result_type = Array<bfloat16_t, N>;
+    using source_type = Array<uint4b_t, N>;
+    static_assert(N % 2 == 0, "NF4 codes convert a byte at a time");
+    CUTLASS_DEVICE static result_type convert(source_type const& source) {
+        result_type result;
+        const uint8_t* in = reinterpret_cast<const uint8_t*>(&source);
+        uint32_t* out = reinterpret_cast<uint32_t*>(&result);
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < N / 4; i++) nf4cvt::bf16x4((uint32_t)in[2 * i] | ((uint32_t)in[2 * i + 1] << 8), out + 2 * i);
+        if constexpr (N % 4 == 2) {
+            uint32_t two[2];
+            nf4cvt::bf16x4(in[N / 2 - 1], two);
+            out[N / 2 - 1] = two[0];
+        }
+        return result;
+    }
+    CUTLASS_DEVICE result_type operator()(source_type const& s) const { return convert(s); }
+};
+
+template <int N>
+struct NumericArrayConverter<float, uint4b_t, N, FloatRoundStyle::round_to_nearest> {
+    using result_type = Array<float, N>;
+    using source_type = Array<uint4b_t, N>;
+    static_assert(N % 2 == 0, "NF4 codes convert a byte at a time");
+    CUTLASS_DEVICE static result_type convert(source_type const& source) {
+        result_type result;
+        const uint8_t* in = reinterpret_cast<const uint8_t*>(&source);
+        uint32_t* out = reinterpret_cast<uint32_t*>(&result);
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < N / 4; i++) nf4cvt::f32x4((uint32_t)in[2 * i] | ((uint32_t)in[2 * i + 1] << 8), out + 4 * i);
+        if constexpr (N % 4 == 2) {
+            uint32_t four[4];
+            nf4cvt::f32x4(in[N / 2 - 1], four);
+            out[N - 2] = four[0];
+            out[N - 1] = four[1];
+        }
+        return result;
+    }
+    CUTLASS_DEVICE result_type operator()(source_type const& s) const { return convert(s); }
+};
+
+}  // namespace cutlass
+#endif
