@@ -3,6 +3,8 @@
 // f32 accumulation, one bf16 scale a group. Shared by mixed_bench.cu (timing) and mixed_link/ (the
 // host-side Params without the CUDA runtime).
 #pragma once
+#include <type_traits>
+
 #include "cute/tensor.hpp"
 #include "cutlass/cutlass.h"
 #include "cutlass/epilogue/collective/collective_builder.hpp"
@@ -12,12 +14,15 @@
 using namespace cute;
 using Mma = cutlass::bfloat16_t;
 
-// One CUTLASS GEMM: narrow weight Q (int8_t, cutlass::int4b_t, or an NF4 code: nf4_convert.cuh) with
-// group scales of type S (bf16, or f32: each weight then rounds to bf16 once, after the scale), tile
-// and schedules as given.
-template <typename Q, class Tile, class Schedule, class EpiSchedule, typename S = Mma>
+// One CUTLASS GEMM: narrow weight Q (int8_t, uint8_t, cutlass::int4b_t, or an NF4 code:
+// nf4_convert.cuh) with group scales of type S (bf16, or f32: each weight then rounds to bf16 once,
+// after the scale) and, with ZERO, a zero point of type S a group (weight = q · s + z), tile and
+// schedules as given.
+template <typename Q, class Tile, class Schedule, class EpiSchedule, typename S = Mma, bool ZERO = false>
 struct Mixed {
     using Scale = S;
+    static constexpr bool kZero = ZERO;
+    using WeightTuple = std::conditional_t<ZERO, cute::tuple<Q, S, S>, cute::tuple<Q, S>>;
     using LayoutA = cutlass::layout::RowMajor;
     using LayoutB = cutlass::layout::ColumnMajor;
     using LayoutD = cutlass::layout::ColumnMajor;
@@ -28,7 +33,7 @@ struct Mixed {
         cutlass::epilogue::collective::EpilogueTileAuto, float, float, void, LayoutD, kAlign16, Mma, LayoutD,
         kAlign16, EpiSchedule>::CollectiveOp;
     using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, cute::tuple<Q, S>, LayoutA, kAlignA, Mma, LayoutB,
+        cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, WeightTuple, LayoutA, kAlignA, Mma, LayoutB,
         kAlign16, float, Tile, Shape<_1, _1, _1>,
         cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(sizeof(typename Epilogue::SharedStorage))>,
         Schedule>::CollectiveOp;

@@ -32,17 +32,6 @@ __host__ __device__ inline uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
 #endif
 }
 
-// Byte plane p of the codebook: word w holds codes 4w … 4w + 3, byte j of it code 4w + j.
-// F32[p]: byte p of the f32 code; BF16[p]: byte p of the bf16-rounded code (round to nearest even).
-constexpr uint32_t F32[4][4] = {
-    {0xa030b100u, 0x00713f4du, 0x3adde3ffu, 0x00b3abb8u},
-    {0x326b3900u, 0x007835a2u, 0x0304cafau, 0x001307a4u},
-    {0xca063280u, 0x00ba3d91u, 0xad7c24a2u, 0x803910e1u},
-    {0xbebfbfbfu, 0x00bdbebeu, 0x3e3e3e3du, 0x3f3f3f3eu}};
-constexpr uint32_t BF16[2][4] = {
-    {0xca063280u, 0x00ba3d92u, 0xad7c25a3u, 0x803910e2u},
-    {0xbebfbfbfu, 0x00bdbebeu, 0x3e3e3e3du, 0x3f3f3f3eu}};
-
 // The four codes in the low 16 bits of `v` (a nibble each) looked up in one byte plane: byte j of the
 // result is the plane's byte for nibble j. idx: the nibbles without their top bit; pick: per byte j,
 // j (codes 0–7) or 4 + j (codes 8–15).
@@ -51,8 +40,14 @@ __host__ __device__ inline uint32_t plane4(const uint32_t (&t)[4], uint32_t idx,
 }
 __host__ __device__ inline uint32_t pick_of(uint32_t v) { return ((v & 0x8888u) | 0x6420u) >> 1; }
 
+// The codebook's byte planes: plane p, word w holds byte p of codes 4w … 4w + 3 (byte j: code 4w + j).
+// Local constants, so that device code may use them (namespace-scope constexpr arrays it may not).
+
 // Four codes (the low 16 bits of v) as two bf16x2 words (codes 0, 1 and 2, 3; low half first).
 __host__ __device__ inline void bf16x4(uint32_t v, uint32_t* out) {
+    // bf16(code), rounded to nearest even
+    constexpr uint32_t BF16[2][4] = {{0xca063280u, 0x00ba3d92u, 0xad7c25a3u, 0x803910e2u},
+                                     {0xbebfbfbfu, 0x00bdbebeu, 0x3e3e3e3du, 0x3f3f3f3eu}};
     const uint32_t idx = v & 0x7777u, pick = pick_of(v);
     const uint32_t lo = plane4(BF16[0], idx, pick), hi = plane4(BF16[1], idx, pick);
     out[0] = prmt(lo, hi, 0x5140);
@@ -61,6 +56,10 @@ __host__ __device__ inline void bf16x4(uint32_t v, uint32_t* out) {
 
 // Four codes (the low 16 bits of v) as four f32 bit patterns.
 __host__ __device__ inline void f32x4(uint32_t v, uint32_t* out) {
+    constexpr uint32_t F32[4][4] = {{0xa030b100u, 0x00713f4du, 0x3adde3ffu, 0x00b3abb8u},
+                                    {0x326b3900u, 0x007835a2u, 0x0304cafau, 0x001307a4u},
+                                    {0xca063280u, 0x00ba3d91u, 0xad7c24a2u, 0x803910e1u},
+                                    {0xbebfbfbfu, 0x00bdbebeu, 0x3e3e3e3du, 0x3f3f3f3eu}};
     const uint32_t idx = v & 0x7777u, pick = pick_of(v);
     const uint32_t p0 = plane4(F32[0], idx, pick), p1 = plane4(F32[1], idx, pick);
     const uint32_t p2 = plane4(F32[2], idx, pick), p3 = plane4(F32[3], idx, pick);
