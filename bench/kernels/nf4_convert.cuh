@@ -1,7 +1,10 @@
 // NF4 codes as CUTLASS's 4-bit weight type, for mixed_bench.cu's NF4 ways: in a translation unit that
-// includes this header, cutlass::uint4b_t holds an NF4 code index (element e of a packed word at bits
-// 4e, so a GPU copy of minilab's NF4, whose byte i holds element 2i in its HIGH nibble, would be
-// nibble-swapped at upload), and converting it gives the code's value:
+// includes this header, cutlass::uint4b_t holds an NF4 code index, and a packed byte holds two codes in
+// minilab's order (byte i: element 2i in its HIGH nibble, 2i + 1 in the low one; CUTLASS's own 4-bit
+// types put element 2i in the low nibble). The converters read the nibbles as they come and put each
+// pair's two values back in minilab's order when they assemble the outputs, at no extra instruction,
+// so the GPU copy that the decode GEMVs read serves the prefill GEMM as it is. Converting gives the
+// code's value:
 // - to bf16: bf16(code), the codebook rounded to bf16 (the mainloop then multiplies by a bf16 absmax:
 //   bf16(bf16(code) · bf16(absmax)), within a bf16 ulp of minilab's weight, not equal to it);
 // - to f32: the exact code (the mainloop multiplies by an f32 absmax and rounds once: bf16(code ·
@@ -9,8 +12,10 @@
 // A 16-entry table of bytes is four 32-bit words; `prmt` looks up four codes at once in each half
 // (codes 0–7, 8–15) and a third `prmt` picks per byte by the code's top bit: 3 instructions a byte
 // plane for 4 weights. bf16 has 2 planes, f32 4 (and 8 more `prmt` to reassemble the floats).
+// The pairing holds because the mainloop converts whole 32-bit words of codes copied verbatim from
+// memory (its converters take arrays of 8, contiguous in memory); an odd count cannot compile here.
 // The planes are the codebook's bytes (generated from gemv::NF4_CODES; nf4_convert_check.cpp checks
-// every code on the CPU, mixed_bench on the GPU).
+// every code on the CPU, mixed_bench on the GPU, and mixed_bench's GEMMs check the pairing).
 #pragma once
 #include <stdint.h>
 #ifndef __CUDACC__
@@ -43,18 +48,20 @@ __host__ __device__ inline uint32_t pick_of(uint32_t v) { return ((v & 0x8888u) 
 // The codebook's byte planes: plane p, word w holds byte p of codes 4w … 4w + 3 (byte j: code 4w + j).
 // Local constants, so that device code may use them (namespace-scope constexpr arrays it may not).
 
-// Four codes (the low 16 bits of v) as two bf16x2 words (codes 0, 1 and 2, 3; low half first).
+// Four codes (the low 16 bits of v: nibbles 0–3) as two bf16x2 words in minilab's order: elements
+// (nibble 1, nibble 0) and (nibble 3, nibble 2), the first of each in the low half.
 __host__ __device__ inline void bf16x4(uint32_t v, uint32_t* out) {
     // bf16(code), rounded to nearest even
     constexpr uint32_t BF16[2][4] = {{0xca063280u, 0x00ba3d92u, 0xad7c25a3u, 0x803910e2u},
                                      {0xbebfbfbfu, 0x00bdbebeu, 0x3e3e3e3du, 0x3f3f3f3eu}};
     const uint32_t idx = v & 0x7777u, pick = pick_of(v);
     const uint32_t lo = plane4(BF16[0], idx, pick), hi = plane4(BF16[1], idx, pick);
-    out[0] = prmt(lo, hi, 0x5140);
-    out[1] = prmt(lo, hi, 0x7362);
+    out[0] = prmt(lo, hi, 0x4051);
+    out[1] = prmt(lo, hi, 0x6273);
 }
 
-// Four codes (the low 16 bits of v) as four f32 bit patterns.
+// Four codes (the low 16 bits of v: nibbles 0–3) as four f32 bit patterns in minilab's order: the
+// values of nibbles 1, 0, 3, 2.
 __host__ __device__ inline void f32x4(uint32_t v, uint32_t* out) {
     constexpr uint32_t F32[4][4] = {{0xa030b100u, 0x00713f4du, 0x3adde3ffu, 0x00b3abb8u},
                                     {0x326b3900u, 0x007835a2u, 0x0304cafau, 0x001307a4u},
@@ -66,10 +73,10 @@ __host__ __device__ inline void f32x4(uint32_t v, uint32_t* out) {
     // bytes (p0[j], p1[j], p2[j], p3[j]) form code j's float
     const uint32_t a = prmt(p0, p1, 0x5140), b = prmt(p0, p1, 0x7362);
     const uint32_t c = prmt(p2, p3, 0x5140), d = prmt(p2, p3, 0x7362);
-    out[0] = prmt(a, c, 0x5410);
-    out[1] = prmt(a, c, 0x7632);
-    out[2] = prmt(b, d, 0x5410);
-    out[3] = prmt(b, d, 0x7632);
+    out[1] = prmt(a, c, 0x5410);
+    out[0] = prmt(a, c, 0x7632);
+    out[3] = prmt(b, d, 0x5410);
+    out[2] = prmt(b, d, 0x7632);
 }
 
 }  // namespace nf4cvt
@@ -91,7 +98,7 @@ struct NumericArrayConverter<bfloat16_t, uint4b_t, N, FloatRoundStyle::round_to_
         uint32_t* out = reinterpret_cast<uint32_t*>(&result);
         CUTLASS_PRAGMA_UNROLL
         for (int i = 0; i < N / 4; i++) nf4cvt::bf16x4((uint32_t)in[2 * i] | ((uint32_t)in[2 * i + 1] << 8), out + 2 * i);
-        if constexpr (N % 4 == 2) {
+        if constexpr (N % 4 == 2) {  // the last byte's pair: nibbles 0 and 1
             uint32_t two[2];
             nf4cvt::bf16x4(in[N / 2 - 1], two);
             out[N / 2 - 1] = two[0];

@@ -1,6 +1,6 @@
 // nf4_convert.cuh's lookups on the CPU (its prmt emulated as PTX defines it): every 16-bit group of
-// four codes converted to bf16 and to f32 must give each code's value, f32 bit for bit and bf16 as
-// f32 rounded to nearest even. Built and run by bench/kernels/build.sh (g++ only); exit 1 on a miss.
+// four codes converted to bf16 and to f32 must give each code's value in minilab's order (output j is
+// nibble j ^ 1: a byte's high nibble first), f32 bit for bit and bf16 as f32 rounded to nearest even. Built and run by bench/kernels/build.sh (g++ only); exit 1 on a miss.
 #include <cstdio>
 #include <cstring>
 
@@ -23,7 +23,7 @@ int main() {
         nf4cvt::bf16x4(v, b);
         nf4cvt::f32x4(v, f);
         for (int j = 0; j < 4; j++) {
-            const uint32_t code = (v >> (4 * j)) & 15, want = bits(CODES[code]);
+            const uint32_t code = (v >> (4 * (j ^ 1))) & 15, want = bits(CODES[code]);
             const uint32_t got_bf16 = (b[j / 2] >> (16 * (j % 2))) & 0xffffu;
             if (f[j] != want || got_bf16 != bf16_rne(want)) {
                 if (misses++ < 5) printf("miss: group %04x, code %u: f32 %08x want %08x, bf16 %04x want %04x\n", v, code,
