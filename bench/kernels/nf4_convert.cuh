@@ -84,51 +84,49 @@ __host__ __device__ inline void f32x4(uint32_t v, uint32_t* out) {
 #ifdef __CUDACC__
 #include "cutlass/numeric_conversion.h"
 
+namespace nf4cvt {
+
+// N codes from their packed bytes into words: W = 2 words (bf16 pairs) or 4 (f32) a group of four,
+// then a last byte's pair (N % 4 == 2) into the first W / 2 words of its group.
+template <int W, int N> __device__ inline void codes_to_words(const uint8_t* in, uint32_t* out) {
+    static_assert(N % 2 == 0, "NF4 codes convert a byte at a time");
+    const auto words4 = [](uint32_t v, uint32_t* o) {
+        if constexpr (W == 2) bf16x4(v, o);
+        else f32x4(v, o);
+    };
+#pragma unroll
+    for (int i = 0; i < N / 4; i++) words4((uint32_t)in[2 * i] | ((uint32_t)in[2 * i + 1] << 8), out + W * i);
+    if constexpr (N % 4 == 2) {
+        uint32_t last[W];
+        words4(in[N / 2 - 1], last);
+#pragma unroll
+        for (int j = 0; j < W / 2; j++) out[W * (N / 4) + j] = last[j];
+    }
+}
+
+// CUTLASS's converter interface over codes_to_words, for T = bf16 (W = 2) or f32 (W = 4).
+template <typename T, int W, int N> struct Converter {
+    using result_type = cutlass::Array<T, N>;
+    using source_type = cutlass::Array<cutlass::uint4b_t, N>;
+    static cutlass::FloatRoundStyle const round_style = cutlass::FloatRoundStyle::round_to_nearest;
+    CUTLASS_DEVICE static result_type convert(source_type const& source) {
+        result_type result;
+        codes_to_words<W, N>(reinterpret_cast<const uint8_t*>(&source), reinterpret_cast<uint32_t*>(&result));
+        return result;
+    }
+    CUTLASS_DEVICE result_type operator()(source_type const& s) const { return convert(s); }
+};
+
+}  // namespace nf4cvt
+
 namespace cutlass {
 
-// N NF4 codes (as uint4b_t) to bf16 or f32, 4 at a time from the packed words, then 2 (one byte).
+// N NF4 codes (as uint4b_t) to bf16 or f32.
 template <int N>
-struct NumericArrayConverter<bfloat16_t, uint4b_t, N, FloatRoundStyle::round_to_nearest> {
-    using result_type = Array<bfloat16_t, N>;
-    using source_type = Array<uint4b_t, N>;
-    static_assert(N % 2 == 0, "NF4 codes convert a byte at a time");
-    CUTLASS_DEVICE static result_type convert(source_type const& source) {
-        result_type result;
-        const uint8_t* in = reinterpret_cast<const uint8_t*>(&source);
-        uint32_t* out = reinterpret_cast<uint32_t*>(&result);
-        CUTLASS_PRAGMA_UNROLL
-        for (int i = 0; i < N / 4; i++) nf4cvt::bf16x4((uint32_t)in[2 * i] | ((uint32_t)in[2 * i + 1] << 8), out + 2 * i);
-        if constexpr (N % 4 == 2) {  // the last byte's pair: nibbles 0 and 1
-            uint32_t two[2];
-            nf4cvt::bf16x4(in[N / 2 - 1], two);
-            out[N / 2 - 1] = two[0];
-        }
-        return result;
-    }
-    CUTLASS_DEVICE result_type operator()(source_type const& s) const { return convert(s); }
-};
-
+struct NumericArrayConverter<bfloat16_t, uint4b_t, N, FloatRoundStyle::round_to_nearest>
+    : nf4cvt::Converter<bfloat16_t, 2, N> {};
 template <int N>
-struct NumericArrayConverter<float, uint4b_t, N, FloatRoundStyle::round_to_nearest> {
-    using result_type = Array<float, N>;
-    using source_type = Array<uint4b_t, N>;
-    static_assert(N % 2 == 0, "NF4 codes convert a byte at a time");
-    CUTLASS_DEVICE static result_type convert(source_type const& source) {
-        result_type result;
-        const uint8_t* in = reinterpret_cast<const uint8_t*>(&source);
-        uint32_t* out = reinterpret_cast<uint32_t*>(&result);
-        CUTLASS_PRAGMA_UNROLL
-        for (int i = 0; i < N / 4; i++) nf4cvt::f32x4((uint32_t)in[2 * i] | ((uint32_t)in[2 * i + 1] << 8), out + 4 * i);
-        if constexpr (N % 4 == 2) {
-            uint32_t four[4];
-            nf4cvt::f32x4(in[N / 2 - 1], four);
-            out[N - 2] = four[0];
-            out[N - 1] = four[1];
-        }
-        return result;
-    }
-    CUTLASS_DEVICE result_type operator()(source_type const& s) const { return convert(s); }
-};
+struct NumericArrayConverter<float, uint4b_t, N, FloatRoundStyle::round_to_nearest> : nf4cvt::Converter<float, 4, N> {};
 
 }  // namespace cutlass
 #endif
