@@ -1,5 +1,7 @@
 //! With the `cuda` feature, compiles the CUDA kernels (src/kernels/cuda/*.cu) to PTX with nvcc; the
-//! CPU build needs nothing.
+//! CPU build needs nothing. With `cutlass` too, compiles the CUTLASS prefill GEMMs
+//! (src/kernels/cuda/cutlass/): their kernels to PTX for sm_90a, and their host half into a static
+//! library whose CUDA references point at its own forwarders (see cutlass/driver.cpp).
 use std::{env, path::PathBuf, process::Command};
 
 fn main() {
@@ -17,6 +19,9 @@ fn main() {
         return;
     }
     let arch = compute_cap();
+    if env::var_os("CARGO_FEATURE_CUTLASS").is_some() {
+        cutlass();
+    }
     for name in ["linear", "attention", "decode"] {
         let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join(format!("{name}.ptx"));
         let src = format!("src/kernels/cuda/{name}.cu");
@@ -27,6 +32,77 @@ fn main() {
             .unwrap_or_else(|e| panic!("cannot run nvcc ({e}): put it on PATH or set NVCC"));
         assert!(status.success(), "nvcc failed on {src}");
     }
+}
+
+/// The CUDA references of params.cu's object, renamed to driver.cpp's forwarders.
+const RENAMED: [&str; 7] = [
+    "cuTensorMapEncodeTiled",
+    "cudaGetDevice",
+    "cudaDeviceGetAttribute",
+    "__cudaRegisterFatBinary",
+    "__cudaRegisterFatBinaryEnd",
+    "__cudaUnregisterFatBinary",
+    "__cudaRegisterVar",
+];
+
+/// The `cutlass` feature's GEMMs: kernels.cu to PTX, params.cu and driver.cpp into
+/// libminilab_cutlass.a. CUTLASS's headers come from `CUTLASS_DIR` (the folder holding `include/`
+/// and `tools/util/include/`).
+fn cutlass() {
+    for file in ["mixed.cuh", "nf4_convert.cuh", "gemms.cuh", "kernels.cu", "params.cu", "driver.cpp"] {
+        println!("cargo:rerun-if-changed=src/kernels/cuda/cutlass/{file}");
+    }
+    println!("cargo:rerun-if-env-changed=CUTLASS_DIR");
+    let root = env::var("CUTLASS_DIR").unwrap_or_else(|_| {
+        panic!(
+            "the cutlass feature needs CUTLASS_DIR, the folder of CUTLASS 4.2's include/ and tools/util/include/ \
+             (bash bench/kernels/fetch-cutlass.sh fetches it from PyPI and prints it)"
+        )
+    });
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    let nvcc = env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
+    let flags = [
+        "-O3".to_string(),
+        "-DNDEBUG".into(),
+        "-std=c++17".into(),
+        "-arch=sm_90a".into(),
+        "--expt-relaxed-constexpr".into(),
+        format!("-I{root}/include"),
+        format!("-I{root}/tools/util/include"),
+    ];
+    let dir = "src/kernels/cuda/cutlass";
+    run(Command::new(&nvcc)
+        .arg("--ptx")
+        .args(&flags)
+        .arg(format!("{dir}/kernels.cu"))
+        .arg("-o")
+        .arg(out.join("cutlass.ptx")));
+    let params = out.join("cutlass_params.o");
+    run(Command::new(&nvcc)
+        .args(["-c", "-Xcompiler", "-fPIC", "-DCUTLASS_ENABLE_DIRECT_CUDA_DRIVER_CALL=1"])
+        .args(&flags)
+        .arg(format!("{dir}/params.cu"))
+        .arg("-o")
+        .arg(&params));
+    let mut objcopy = Command::new("objcopy");
+    for name in RENAMED {
+        objcopy.arg(format!("--redefine-sym={name}=minilab_{name}"));
+    }
+    run(objcopy.arg(&params));
+    let driver = out.join("cutlass_driver.o");
+    run(Command::new("g++").args(["-c", "-O2", "-fPIC", &format!("{dir}/driver.cpp"), "-o"]).arg(&driver));
+    let lib = out.join("libminilab_cutlass.a");
+    let _ = std::fs::remove_file(&lib);
+    run(Command::new("ar").arg("crs").arg(&lib).arg(&params).arg(&driver));
+    println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=static=minilab_cutlass");
+    println!("cargo:rustc-link-lib=dylib=stdc++");
+}
+
+/// Runs a build step, panicking with the command if it fails.
+fn run(cmd: &mut Command) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {cmd:?} ({e})"));
+    assert!(status.success(), "build step failed: {cmd:?}");
 }
 
 /// `CUDA_COMPUTE_CAP` (e.g. 90), else the first GPU's as nvidia-smi reports it (as candle's build

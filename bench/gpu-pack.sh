@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packs what bench/gpu-issue11.sh needs into .gpu/ (gitignored), here on the development machine:
-#   .gpu/minilab.xz, .gpu/device_check.xz   this checkout's CUDA build (release, stripped, xz);
+#   .gpu/minilab.xz, .gpu/device_check.xz   this checkout's CUDA build (release, stripped, xz), with the
+#                                            `cutlass` feature (CUTLASS's headers fetched from PyPI);
 #   .gpu/minilab-base.xz                    the CUDA build of BASE (default c51b1d4, the last build
 #                                            measured on the H200), from a git worktree in /tmp, under
 #                                            a profile of its own and checked to embed its own kernels;
@@ -17,7 +18,8 @@ pack() {  # pack BINARY NAME: stripped and xz-compressed into .gpu/NAME.xz
   cp "$1" ".gpu/$2" && strip ".gpu/$2" && xz -T2 -6 -f ".gpu/$2"
   echo "packed .gpu/$2.xz ($(stat -c %s ".gpu/$2.xz") bytes)"
 }
-CARGO_TARGET_DIR=target-cuda cargo build --release --locked --features cuda --bin minilab --example device_check
+CUTLASS_DIR=$(bash bench/kernels/fetch-cutlass.sh) CARGO_TARGET_DIR=target-cuda \
+  cargo build --release --locked --features cutlass --bin minilab --example device_check
 pack target-cuda/release/minilab minilab
 pack target-cuda/release/examples/device_check device_check
 # The base build shares this checkout's target folder under a profile of its own. With the release

@@ -29,8 +29,8 @@
 #include "cutlass/version.h"
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/util/packed_stride.hpp"
-#include "mixed_config.cuh"
-#include "nf4_convert.cuh"
+#include "../../src/kernels/cuda/cutlass/mixed.cuh"
+#include "../../src/kernels/cuda/cutlass/nf4_convert.cuh"
 
 #include "harness.cuh"
 

@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "nf4_convert.cuh"
+#include "../../src/kernels/cuda/cutlass/nf4_convert.cuh"
 
 // bitsandbytes' NF4 codebook (src/quant/nf4.rs; gemv_accumulate.cuh's NF4_CODES), index = 4-bit code
 static const float CODES[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,

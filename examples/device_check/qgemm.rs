@@ -1,6 +1,7 @@
-//! `device_check cuda qgemm [MODEL]`: the prefill GEMM that dequantizes in shared memory
-//! (`MINILAB_QGEMM`, `kernels::qgemm`) against the shipped prefill (dequantize, then cuBLAS) and an
-//! f32 reference on the CPU; it leaves the process on the shipped way.
+//! `device_check cuda qgemm [MODEL]`: the prefill GEMMs that read the codes themselves
+//! (`MINILAB_QGEMM`, `kernels::qgemm`: minilab's at each tile, and CUTLASS's in a build with the
+//! `cutlass` feature) against the shipped prefill (dequantize, then cuBLAS) and an f32 reference on
+//! the CPU; it leaves the process on the shipped way.
 //!
 //! 1. Random weights of the 3B's and 8B's linear shapes, int8 and NF4, bf16 and f16, 9 to 1000 rows
 //!    of xs (partial tiles included), every tile: max |Δ| / max |ref| against the CPU's product of
@@ -9,17 +10,36 @@
 //!    units of 2⁻⁸; it fails past 1e-2 or on a non-finite output.
 //! 2. Each shape at 512 rows timed both ways (`kernels::time_forward`), TFLOP/s.
 //! 3. MODEL (default the 3B) in bf16, int8 and NF4: the prompt's logits both ways (max |Δ|, argmax
-//!    agreement), then pp512 timed both ways and beside f16.
+//!    agreement), then pp512 timed both ways and beside f16, for minilab's GEMM (tile by shape) and
+//!    CUTLASS's.
 
 use candle_core::{DType, Device, Module, Tensor};
-use minilab::kernels::qgemm::{self, Tile};
+use minilab::kernels::qgemm::{self, Tile, Way};
 use minilab::quant::{Precision, SwitchableLinear};
 
 use super::kernels::time_forward;
 use super::prefill::{ids, pp_ms, prompt_ab, PromptAb};
 use super::{rel_err, timed_model, worse};
 
-const TILES: [Tile; 3] = [Tile::Auto, Tile::Rows64, Tile::Rows128];
+/// The GEMMs checked for a `dtype` model: minilab's at each tile, then CUTLASS's where built (bf16
+/// only: its GEMMs are built for bf16 models, others fall back to the shipped way).
+fn ways(dtype: DType) -> Vec<Way> {
+    let mut ways = vec![Way::Own(Tile::Auto), Way::Own(Tile::Rows64), Way::Own(Tile::Rows128)];
+    if qgemm::WORDS.contains(&"cutlass") && dtype == DType::BF16 {
+        ways.push(Way::Cutlass);
+    }
+    ways
+}
+
+/// A way's column name.
+fn name_of(way: Way) -> &'static str {
+    match way {
+        Way::Own(Tile::Auto) => "auto",
+        Way::Own(Tile::Rows64) => "64",
+        Way::Own(Tile::Rows128) => "128",
+        Way::Cutlass => "cutlass",
+    }
+}
 
 /// Part 1 and 2 for one shape `(n, k)`; the worst error it saw.
 fn check_shape(dev: &Device, (n, k): (usize, usize)) -> minilab::Result<f32> {
@@ -38,41 +58,47 @@ fn check_shape(dev: &Device, (n, k): (usize, usize)) -> minilab::Result<f32> {
                 qgemm::set(None);
                 let shipped = rel_err(&layer.forward(&xs)?, &reference)?;
                 let mut e = Vec::new();
-                for tile in TILES {
-                    qgemm::set(Some(tile));
+                for way in ways(dtype) {
+                    qgemm::set(Some(way));
                     e.push(rel_err(&layer.forward(&xs)?, &reference)?);
                 }
                 qgemm::set(None);
                 worst = e.iter().fold(worst, |a, &b| worse(a, b));
-                errs.push(format!("{m}: {shipped:.1e} / {:.1e} {:.1e} {:.1e}", e[0], e[1], e[2]));
+                let e: Vec<String> = e.iter().map(|e| format!("{e:.1e}")).collect();
+                errs.push(format!("{m}: {shipped:.1e} / {}", e.join(" ")));
             }
             let xs = Tensor::randn(0f32, 1.0, (512, k), dev)?.to_dtype(dtype)?;
             let flops = 2.0 * 512.0 * n as f64 * k as f64;
+            qgemm::set(None);
+            let shipped = time_forward(&layer, &xs, dev)?;
             let mut secs = Vec::new();
-            for way in [None, Some(Tile::Auto), Some(Tile::Rows64), Some(Tile::Rows128)] {
-                qgemm::set(way);
+            for way in ways(dtype) {
+                qgemm::set(Some(way));
                 secs.push(time_forward(&layer, &xs, dev)?);
             }
             qgemm::set(None);
+            let best = secs.iter().copied().fold(f64::INFINITY, f64::min);
+            let us: Vec<String> = secs.iter().map(|s| format!("{:.1}", s * 1e6)).collect();
             println!(
-                "| {n}x{k} | {p} | {dtype:?} | {} | {:.1} | {:.1} / {:.1} / {:.1} | {:.2}× | {:.0} |",
+                "| {n}x{k} | {p} | {dtype:?} | {} | {:.1} | {} | {:.2}× | {:.0} |",
                 errs.join("; "),
-                secs[0] * 1e6,
-                secs[1] * 1e6,
-                secs[2] * 1e6,
-                secs[3] * 1e6,
-                secs[0] / secs[1],
-                flops / secs[1] / 1e12
+                shipped * 1e6,
+                us.join(" / "),
+                shipped / best,
+                flops / best / 1e12
             );
         }
     }
     Ok(worst)
 }
 
-/// Part 3: `name`'s prompt logits and pp512 with and without the GEMM.
+/// Part 3: `name`'s prompt logits and pp512 with and without each GEMM (minilab's at the tile its
+/// shape picks, CUTLASS's where built).
 fn check_model(dev: &Device, name: &str) -> minilab::Result<()> {
-    println!("| {name} bf16 | max |Δlogit| | argmax agrees | pp512 shipped ms | qgemm ms | shipped/qgemm | f16 ms |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {name} bf16 | GEMM | max |Δlogit| | argmax agrees | pp512 shipped ms | GEMM ms | shipped/GEMM | f16 ms |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     let f16_ms = {
         let loaded = timed_model(dev, name, Precision::F16)?;
         let prompt = ids(dev, loaded.model.config().vocab_size, (1, 512), 5)?;
@@ -80,16 +106,24 @@ fn check_model(dev: &Device, name: &str) -> minilab::Result<()> {
     };
     for p in [Precision::Int8, Precision::Nf4] {
         let loaded = timed_model(dev, name, p)?;
-        let ab = prompt_ab(&loaded.model, dev, 512, |on| qgemm::set(on.then_some(Tile::Auto)))?;
-        qgemm::set(None);
-        let PromptAb { diff, agree, ms: [a, b], .. } = ab;
-        println!("| {p} | {diff:.3e} | {agree}/512 | {a:.3} | {b:.3} | {:.3} | {f16_ms:.3} |", a / b);
+        for way in ways(DType::BF16).into_iter().filter(|w| matches!(w, Way::Own(Tile::Auto) | Way::Cutlass)) {
+            let ab = prompt_ab(&loaded.model, dev, 512, |on| qgemm::set(on.then_some(way)))?;
+            qgemm::set(None);
+            let PromptAb { diff, agree, ms: [a, b], .. } = ab;
+            let gemm = name_of(way);
+            println!("| {p} | {gemm} | {diff:.3e} | {agree}/512 | {a:.3} | {b:.3} | {:.3} | {f16_ms:.3} |", a / b);
+        }
     }
     Ok(())
 }
 
 pub fn check_qgemm(dev: &Device, name: &str) -> minilab::Result<()> {
-    println!("| shape | format | dtype | rows: shipped / qgemm auto, 64, 128 (max |Δ| / max |ref|) | m=512 shipped µs | qgemm auto / 64 / 128 µs | shipped/auto | auto TFLOP/s |");
+    let names: Vec<&str> = ways(DType::BF16).into_iter().map(name_of).collect();
+    println!(
+        "| shape | format | dtype | rows: shipped / {} (max |Δ| / max |ref|) | m=512 shipped µs | {} µs | shipped/best | best TFLOP/s |",
+        names.join(", "),
+        names.join(" / ")
+    );
     println!("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |");
     let mut worst = 0f32;
     // (out, in): the 3B's q/o, k/v, gate/up and down; the 8B's gate/up and down
@@ -139,7 +173,7 @@ pub fn check_qgemm_rows(dev: &Device) -> minilab::Result<()> {
             for p in [Precision::Int8, Precision::Nf4] {
                 layer.set_precision(p)?;
                 let mut t = Vec::new();
-                for way in [None, Some(Tile::Rows64), Some(Tile::Rows128)] {
+                for way in [None, Some(Way::Own(Tile::Rows64)), Some(Way::Own(Tile::Rows128))] {
                     qgemm::set(way);
                     t.push(time_spread(&layer, &xs, dev)?);
                 }

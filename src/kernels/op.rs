@@ -77,7 +77,7 @@ impl LinearOp {
 
     /// A quantized product: the fused kernel for decode rows; on CUDA, prefill dequantizes the
     /// weight in one pass (whole, or in row chunks: [`super::prefill`]) and multiplies with cuBLAS,
-    /// or with `MINILAB_QGEMM` runs the GEMM that dequantizes in shared memory ([`super::qgemm`]).
+    /// or with `MINILAB_QGEMM` runs a GEMM that reads the codes itself ([`super::qgemm`]).
     fn run(&self, xs: &Tensor, a: &Tensor, b: &Tensor) -> Result<Option<Tensor>> {
         if !self.applies(xs) {
             return Ok(None);
@@ -89,9 +89,8 @@ impl LinearOp {
             }
             if rows > cpu::GEMV_MAX_ROWS {
                 #[cfg(feature = "cuda")]
-                if let Some(tile) = super::qgemm::current() {
-                    let xs = aligned(xs)?;
-                    if let Some(ys) = super::cuda::qgemm::qgemm(self.format, &xs, (a, b), (self.n, self.k), tile)? {
+                if let Some(way) = super::qgemm::current() {
+                    if let Some(ys) = self.qgemm(way, &aligned(xs)?, (a, b))? {
                         return Ok(Some(ys));
                     }
                 }
@@ -104,6 +103,19 @@ impl LinearOp {
             }
         }
         aligned(xs)?.apply_op3_no_bwd(a, b, self).map(Some)
+    }
+
+    /// The prompt's product through the GEMM `way` picks; `None` where it does not apply.
+    #[cfg(feature = "cuda")]
+    fn qgemm(&self, way: super::qgemm::Way, xs: &Tensor, w: (&Tensor, &Tensor)) -> Result<Option<Tensor>> {
+        use super::qgemm::Way;
+        match way {
+            Way::Own(tile) => super::cuda::qgemm::qgemm(self.format, xs, w, (self.n, self.k), tile),
+            #[cfg(feature = "cutlass")]
+            Way::Cutlass => super::cuda::cutlass::gemm(self.format, xs, w, (self.n, self.k)),
+            #[cfg(not(feature = "cutlass"))]
+            Way::Cutlass => Ok(None),
+        }
     }
 
     fn out_shape(&self, xs: &Layout) -> Shape {

@@ -3,7 +3,9 @@
 //! the GEMM that dequantizes tile by tile in shared memory and multiplies on the tensor cores
 //! (`cuda/qgemm.cuh`), so the weight crosses HBM once, as stored. It stays opt-in: correct on an
 //! H100, but 0.25–0.58× the shipped way at 512 rows (`device_check cuda qgemm`, BENCHMARKS.md, issue
-//! 11 session 13), held by `mma.sync` issue and its barriers, not by memory.
+//! 11 session 13), held by `mma.sync` issue and its barriers, not by memory. In a build with the
+//! `cutlass` feature, `MINILAB_QGEMM=cutlass` picks CUTLASS's wgmma GEMM (`cuda/cutlass.rs`) instead:
+//! built, not yet run on a GPU (session 14).
 
 use crate::switch::Choice;
 
@@ -16,20 +18,36 @@ pub enum Tile {
     Rows128,
 }
 
+/// The GEMM a prompt's int8/NF4 products take instead of dequantize + cuBLAS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    /// minilab's own (`cuda/qgemm.cuh`), at that tile.
+    Own(Tile),
+    /// CUTLASS's sm90 mixed-input GEMM (the `cutlass` feature, `cuda/cutlass/`): bf16 models on
+    /// Hopper; elsewhere the shipped way runs.
+    Cutlass,
+}
+
 /// The words `MINILAB_QGEMM` takes (start-up checks against these): `off` (the default: dequantize,
-/// then cuBLAS), `on` (the GEMM, tile picked by shape), `64` or `128` (the GEMM, that tile).
+/// then cuBLAS), `on` (minilab's GEMM, tile picked by shape), `64` or `128` (minilab's GEMM, that
+/// tile), and in a build with the `cutlass` feature `cutlass` (CUTLASS's GEMM).
+#[cfg(not(feature = "cutlass"))]
 pub const WORDS: &[&str] = &["off", "on", "64", "128"];
-const WAYS: [Option<Tile>; 4] = [None, Some(Tile::Auto), Some(Tile::Rows64), Some(Tile::Rows128)];
+#[cfg(feature = "cutlass")]
+pub const WORDS: &[&str] = &["off", "on", "64", "128", "cutlass"];
+const WAYS: [Option<Way>; 5] =
+    [None, Some(Way::Own(Tile::Auto)), Some(Way::Own(Tile::Rows64)), Some(Way::Own(Tile::Rows128)), Some(Way::Cutlass)];
 static WAY: Choice = Choice::new("MINILAB_QGEMM", WORDS);
 
 /// The way in force: `None` for dequantize + cuBLAS.
-pub fn current() -> Option<Tile> {
+pub fn current() -> Option<Way> {
     WAYS[WAY.get()]
 }
 
-/// Sets the way for the rest of the process, whatever the variable says.
-pub fn set(way: Option<Tile>) {
-    WAY.set(WAYS.iter().position(|w| *w == way).unwrap_or(0));
+/// Sets the way for the rest of the process, whatever the variable says (`Way::Cutlass` only in a
+/// build with the `cutlass` feature; elsewhere it sets the shipped way).
+pub fn set(way: Option<Way>) {
+    WAY.set(WAYS[..WORDS.len()].iter().position(|w| *w == way).unwrap_or(0));
 }
 
 /// Weight rows a block computes (the kernel's BN).
@@ -75,9 +93,18 @@ mod tests {
 
     #[test]
     fn set_picks_a_way_and_off_is_none() {
-        set(Some(Tile::Rows128));
-        assert_eq!(current(), Some(Tile::Rows128));
+        set(Some(Way::Own(Tile::Rows128)));
+        assert_eq!(current(), Some(Way::Own(Tile::Rows128)));
+        set(Some(Way::Cutlass));
+        let cutlass = if cfg!(feature = "cutlass") { Some(Way::Cutlass) } else { None };
+        assert_eq!(current(), cutlass);
         set(None);
         assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn every_word_has_a_way() {
+        assert!(WORDS.len() <= WAYS.len());
+        assert_eq!(WORDS.contains(&"cutlass"), cfg!(feature = "cutlass"));
     }
 }

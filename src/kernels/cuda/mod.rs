@@ -12,6 +12,8 @@ use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CudaStorage, DType, Layout, Result};
 use half::{bf16, f16};
 
+#[cfg(feature = "cutlass")]
+pub(crate) mod cutlass;
 pub(crate) mod decode;
 mod launch;
 pub(crate) mod prefill;

@@ -1,7 +1,7 @@
-// CUTLASS 4.2's sm90 mixed-input GEMM as minilab would use it: the narrow weight [n, k] row-major as A
+// CUTLASS 4.2's sm90 mixed-input GEMM as minilab uses it: the narrow weight [n, k] row-major as A
 // (K-major), xs [m, k] as B (column-major k × m), ys [m, n] as D (column-major n × m), bf16 MMA with
-// f32 accumulation, one bf16 scale a group. Shared by mixed_bench.cu (timing) and mixed_link/ (the
-// host-side Params without the CUDA runtime).
+// f32 accumulation, a scale a group. Shared by the `cutlass` feature's prefill GEMMs (gemms.cuh) and
+// bench/kernels' mixed_bench.cu and mixed_link/.
 #pragma once
 #include <type_traits>
 
