@@ -3,7 +3,8 @@
 // back as bytes with the launch shape; src/kernels/cuda/cutlass.rs launches kernels.cu's kernel with
 // them. Compiled by nvcc with CUTLASS_ENABLE_DIRECT_CUDA_DRIVER_CALL: the only CUDA symbols it needs
 // are a driver call and two device queries (and the runtime's registration hooks), which build.rs
-// renames to driver.cpp's forwarders, so minilab links no CUDA library (cudarc loads the driver).
+// renames to driver.cpp's forwarders: CUTLASS's host calls then reach the driver entry points cudarc
+// resolved, and nothing registers with the CUDA runtime.
 #include <cstring>
 
 #include "cutlass/util/packed_stride.hpp"
