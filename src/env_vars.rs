@@ -270,6 +270,18 @@ mod tests {
     }
 
     #[test]
+    fn the_cutlass_gemm_is_a_word_only_where_it_is_built() {
+        let picked = check_vars(vars(&[("MINILAB_QGEMM", "cutlass")]));
+        if cfg!(feature = "cutlass") {
+            assert!(picked.is_ok());
+        } else {
+            let err = picked.unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains("MINILAB_QGEMM"), "{err}");
+        }
+    }
+
+    #[test]
     fn a_hostile_value_is_shown_short_and_on_one_line() {
         let value = format!("split\n{}", "x".repeat(10_000));
         let msg = check_vars(vars(&[("MINILAB_ATTENTION", &value)])).unwrap_err().to_string();
