@@ -86,8 +86,11 @@
 #            (MINILAB_QGEMM=on; `device_check cuda qgemm` checks it against an f32 reference on every
 #            3B/8B shape, times it against the shipped dequantize + cuBLAS, then the 3B's logits and
 #            pp512 both ways). `prefill-ways` times it in the harness too (qgemm, bm64, bm128 rows).
+#            QGEMM=cutlass runs the benches with CUTLASS's GEMM instead (a gpu-pack.sh build, which has
+#            the `cutlass` feature; device_check qgemm checks both GEMMs either way).
 #   mixed: bench/kernels/mixed_bench.cu (CUTLASS 4.2's sm90 mixed-input GEMM, int8 × bf16 with row
-#            scales and int4 × bf16 with 64-element group scales, three tiles each, every 3B/8B shape at
+#            scales (bf16, f32, and f32 with a zero point on the stored q + 128), int4 × bf16 and NF4
+#            (bf16 table, f32 exact) with 64-element group scales, three tiles each, every 3B/8B shape at
 #            512, 128 and 2048 rows) against cuBLAS bf16, each checked against cuBLAS on the dequantized
 #            weight: would a wgmma GEMM reach the int8/NF4 prefill target?
 #   qgemm-rows [MODELS]: where the qgemm GEMM pays: `device_check cuda qgemm-rows` (each 3B/8B shape at
@@ -271,7 +274,7 @@ pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm)
   unpack minilab minilab-base device_check
   case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=0 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
     prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
-    staged) opt=MINILAB_GEMV_STAGED=1 ;; plainprefill) opt=MINILAB_FUSE_PREFILL=0 ;; qgemm) opt=MINILAB_QGEMM=on ;;
+    staged) opt=MINILAB_GEMV_STAGED=1 ;; plainprefill) opt=MINILAB_FUSE_PREFILL=0 ;; qgemm) opt=MINILAB_QGEMM=${QGEMM:-on} ;;
     *) opt=MINILAB_GEMV_GRID=${GRID:-resident} ;; esac
   if [ $1 = prefetch ] || [ $1 = staged ] || [ $1 = rope ] || [ $1 = grid ]; then
     # every way in one process: logits bit-equal to the step without, then the 3B step's time per way
