@@ -31,6 +31,7 @@
 #include "cutlass/util/packed_stride.hpp"
 #include "../../src/kernels/cuda/cutlass/mixed.cuh"
 #include "../../src/kernels/cuda/cutlass/nf4_convert.cuh"
+#include "../../src/kernels/cuda/gemv_accumulate.cuh"  // gemv::NF4_CODES, the codebook minilab decodes with
 
 #include "harness.cuh"
 
@@ -111,21 +112,18 @@ template <typename S> __global__ void fill_scale(S* s, size_t count, uint64_t se
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x)
         s[i] = S(lo + (hi - lo) * (mix(seed * 0x9e3779b97f4a7c15ULL + i) >> 8) * (1.0f / 16777216.0f));
 }
-// NF4 codes in minilab's order (element 2j in the high nibble of byte j), scale [n, k / 64] n-major. EXACT: bf16(code · s) with s in f32 (minilab's weight); else bf16(bf16(code) · s), s in bf16.
-__constant__ float NF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-                              -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-                              0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
-                              0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
-                              0.7229568362236023f, 1.0f};
+// NF4 codes in minilab's order (element 2j in the high nibble of byte j), scale [n, k / 64] n-major.
+// EXACT: bf16(code · s) with s in f32 (minilab's weight); else bf16(bf16(code) · s), s in bf16.
 template <bool EXACT, typename S> __global__ void dequant_nf4(const uint8_t* q, const S* s, bf16* w, int n, int k) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)n * k; i += (size_t)gridDim.x * blockDim.x) {
         const int nib = (q[i / 2] >> (4 * (1 - (i & 1)))) & 15;
         const float sc = (float)s[i / k + (size_t)n * ((i % k) / 64)];
-        w[i] = __float2bfloat16((EXACT ? NF4[nib] : __bfloat162float(__float2bfloat16(NF4[nib]))) * sc);
+        const float code = gemv::NF4_CODES[nib];
+        w[i] = __float2bfloat16((EXACT ? code : __bfloat162float(__float2bfloat16(code))) * sc);
     }
 }
-// nf4_convert.cuh's converters, as the mainloop calls them (8 codes a 32-bit word), against NF4[] for
-// every byte pair: the count of wrong values.
+// nf4_convert.cuh's converters, as the mainloop calls them (8 codes a 32-bit word), against
+// gemv::NF4_CODES for every byte pair: the count of wrong values.
 __global__ void check_nf4_convert(int* wrong) {
     const uint32_t v = blockIdx.x * blockDim.x + threadIdx.x;  // 65536 words' low halves
     cutlass::Array<cutlass::uint4b_t, 8> src;
@@ -134,7 +132,7 @@ __global__ void check_nf4_convert(int* wrong) {
     const auto b = cutlass::NumericArrayConverter<Mma, cutlass::uint4b_t, 8>::convert(src);
     const auto f = cutlass::NumericArrayConverter<float, cutlass::uint4b_t, 8>::convert(src);
     for (int e = 0; e < 8; e++) {
-        const float want = NF4[(word >> (4 * (e ^ 1))) & 15];  // minilab's order: a byte's high nibble first
+        const float want = gemv::NF4_CODES[(word >> (4 * (e ^ 1))) & 15];  // minilab's order: a byte's high nibble first
         if (__float_as_uint(f[e]) != __float_as_uint(want) || (float)b[e] != __bfloat162float(__float2bfloat16(want)))
             atomicAdd(wrong, 1);
     }

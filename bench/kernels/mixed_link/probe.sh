@@ -15,9 +15,10 @@ out=${TMPDIR:-/tmp}/mixed_link
 mkdir -p "$out"
 nvcc -c -Xcompiler -fPIC -DCUTLASS_ENABLE_DIRECT_CUDA_DRIVER_CALL=1 -O3 -DNDEBUG -std=c++17 -arch=sm_90a \
   --expt-relaxed-constexpr -I"$cut/include" -I"$cut/tools/util/include" "$src/params.cu" -o "$out/params.o"
-# params.cu's undefined CUDA symbols (cu*, cuda*, __cuda*) must be the ones build.rs renames
+# params.cu's undefined CUDA symbols (cu*, cuda*, __cuda*) must be the ones build.rs renames,
 need=$(nm -u "$out/params.o" | awk '{print $2}' | grep -E '^(cu|__cuda)' | sort | tr '\n' ' ')
-want="__cudaRegisterFatBinary __cudaRegisterFatBinaryEnd __cudaRegisterVar __cudaUnregisterFatBinary cuTensorMapEncodeTiled cudaDeviceGetAttribute cudaGetDevice "
+# build.rs's RENAMED list, read from it: the probe renames exactly what the build renames
+want=$(sed -n '/^const RENAMED/,/^];/p' build.rs | grep -o '"[^"]*"' | tr -d '"' | sort | tr '\n' ' ')
 echo "CUDA symbols the host half needs: $need"
 [ "$need" = "$want" ] || { echo "link probe: FAIL: expected $want"; exit 1; }
 renames=()

@@ -63,23 +63,28 @@ fn entry_point(name: &CStr) -> Result<*mut c_void> {
     Ok(f)
 }
 
-/// Hands driver.cpp its entry points, once a process.
-fn set_driver() -> Result<()> {
-    static DONE: std::sync::OnceLock<std::result::Result<(), String>> = std::sync::OnceLock::new();
-    let done = DONE.get_or_init(|| {
-        let get = || -> Result<[*mut c_void; 3]> {
-            Ok([
-                entry_point(c"cuTensorMapEncodeTiled")?,
-                entry_point(c"cuCtxGetDevice")?,
-                entry_point(c"cuDeviceGetAttribute")?,
-            ])
+/// Whether the GEMMs run on `dev` (compute capability 9: they are built for sm_90a); the first time
+/// it says yes it hands driver.cpp its entry points. Asked of the driver once a process: minilab
+/// drives one GPU a process (as `launch::sm_count` assumes).
+fn ready(dev: &candle_core::CudaDevice) -> Result<bool> {
+    use sys::CUdevice_attribute_enum as Attr;
+    static READY: std::sync::OnceLock<std::result::Result<bool, String>> = std::sync::OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let set = || -> Result<bool> {
+            let major =
+                dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR).w()?;
+            if major != 9 {
+                return Ok(false);
+            }
+            let encode = entry_point(c"cuTensorMapEncodeTiled")?;
+            let (device, attribute) = (entry_point(c"cuCtxGetDevice")?, entry_point(c"cuDeviceGetAttribute")?);
+            // SAFETY: the three are the driver functions whose C signatures driver.cpp declares.
+            unsafe { minilab_mixed_set_driver(encode, device, attribute) };
+            Ok(true)
         };
-        let [encode, device, attribute] = get().map_err(|e| e.to_string())?;
-        // SAFETY: the three are the driver functions whose C signatures driver.cpp declares.
-        unsafe { minilab_mixed_set_driver(encode, device, attribute) };
-        Ok(())
+        set().map_err(|e| e.to_string())
     });
-    done.clone().map_err(candle_core::Error::Msg)
+    ready.clone().map_err(candle_core::Error::Msg)
 }
 
 /// `xs[…, k]·Wᵀ` → `[…, n]` for a weight stored as `a` (int8 codes q + 128 `[n, k]` / NF4 bytes
@@ -92,7 +97,6 @@ pub(crate) fn gemm(
     (a, b): (&Tensor, &Tensor),
     (n, k): (usize, usize),
 ) -> Result<Option<Tensor>> {
-    use sys::CUdevice_attribute_enum as Attr;
     if xs.dtype() != DType::BF16 || !xs.is_contiguous() || xs.dims().last() != Some(&k) || format == Format::Dense {
         return Ok(None);
     }
@@ -100,12 +104,9 @@ pub(crate) fn gemm(
     if m.max(n).max(k) > i32::MAX as usize || (format == Format::Nf4 && !k.is_multiple_of(64)) {
         return Ok(None);
     }
-    let dev = cuda_device(xs)?;
-    let major = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR).w()?;
-    if major != 9 {
+    if !ready(cuda_device(xs)?)? {
         return Ok(None);
     }
-    set_driver()?;
     // int8: the zero point −128·s a row (exact in f32); NF4: the absmax as CUTLASS lays scales out,
     // [k/64, n] with n contiguous
     let extra = match format {
