@@ -70,6 +70,46 @@ pub fn tile_rows(tile: Tile, m: usize, n: usize, sms: usize) -> usize {
     }
 }
 
+/// CUTLASS's tiles (weight rows × xs rows a block; `cuda/cutlass/gemms.cuh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutlassTile {
+    /// cooperative 128 × 128: two consumer warpgroups on one tile
+    Coop,
+    /// cooperative 128 × 256
+    Wide,
+    /// ping-pong 64 × 128: two consumer warpgroups on a tile each
+    Ping,
+}
+
+impl CutlassTile {
+    /// The kernel's name suffix and params.cu's tile number.
+    pub fn name_and_index(self) -> (&'static str, i32) {
+        match self {
+            CutlassTile::Coop => ("coop", 0),
+            CutlassTile::Wide => ("wide", 1),
+            CutlassTile::Ping => ("ping", 2),
+        }
+    }
+}
+
+/// The CUTLASS tile for `m` rows of xs and `n` weight rows on `sms` SMs: the widest whose tiles still
+/// give 70 % of the SMs one, and fewer of them than the next narrower (at 128 rows or fewer, a 256-row
+/// tile is half padding). A wider tile reads each weight tile for more rows, but where its tiles
+/// leave SMs idle the narrower one wins (`mixed_bench`, H100, issue 11 session 15: this rule picks the
+/// fastest of the three at each of the 18 measured shapes and row counts, `tests` below).
+pub fn cutlass_tile(m: usize, n: usize, sms: usize) -> CutlassTile {
+    let tiles = |rows: usize, cols: usize| n.div_ceil(rows) * m.div_ceil(cols);
+    let enough = |t: usize| 10 * t >= 7 * sms;
+    let (wide, coop) = (tiles(128, 256), tiles(128, 128));
+    if enough(wide) && wide < coop {
+        CutlassTile::Wide
+    } else if enough(coop) {
+        CutlassTile::Coop
+    } else {
+        CutlassTile::Ping
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +123,33 @@ mod tests {
         assert_eq!(tile_rows(Tile::Auto, 9, 128, 132), 64);
         assert_eq!(tile_rows(Tile::Rows128, 9, 128, 132), 128);
         assert_eq!(tile_rows(Tile::Rows64, 4096, 14336, 132), 64);
+    }
+
+    #[test]
+    fn the_cutlass_tile_is_the_fastest_measured() {
+        use CutlassTile::*;
+        // (n, m, the fastest of the three in mixed_bench on an H100, 132 SMs, for every k measured:
+        // 3072 × 3072 and 3072 × 8192 share n; int8 and NF4 agree)
+        let fastest = [
+            (3072, 512, Coop),
+            (1024, 512, Ping),
+            (8192, 512, Wide),
+            (14336, 512, Wide),
+            (4096, 512, Coop),
+            (3072, 128, Ping),
+            (1024, 128, Ping),
+            (8192, 128, Ping),
+            (14336, 128, Coop),
+            (4096, 128, Ping),
+            (3072, 2048, Wide),
+            (1024, 2048, Coop),
+            (8192, 2048, Wide),
+            (14336, 2048, Wide),
+            (4096, 2048, Wide),
+        ];
+        for (n, m, tile) in fastest {
+            assert_eq!(cutlass_tile(m, n, 132), tile, "{n} weight rows, {m} rows of xs");
+        }
     }
 
     #[test]

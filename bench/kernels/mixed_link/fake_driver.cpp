@@ -31,7 +31,7 @@ static int fake_device_get_attribute(int* v, int attr, int) { *v = attr == 16 ? 
 
 extern "C" {
 void minilab_mixed_set_driver(void*, void*, void*);
-int minilab_mixed_params(int, int, int, int, const void*, const void*, const void*, const void*, void*, int, void*,
+int minilab_mixed_params(int, int, int, int, int, const void*, const void*, const void*, const void*, void*, int, void*,
                          unsigned long, unsigned*);
 }
 
@@ -50,15 +50,16 @@ static void* const XS = (void*)0x30000000;
 static void* const YS = (void*)0x40000000;
 static void* const ZEROS = (void*)0x50000000;
 
-// One kind at the 3B gate shape (8192 × 3072) and 512 rows; wants the weight descriptor's innermost
-// extent and row stride in bytes, and how many descriptors the kind builds.
-static void check_kind(int kind, const char* name, uint64_t a_inner, uint64_t a_row_bytes, size_t descriptors) {
+// One kind and tile (0 coop 128 × 128, 1 coop 128 × 256, 2 ping-pong 64 × 128) at the 3B gate shape
+// (8192 × 3072) and 512 rows; wants the weight descriptor's innermost extent and row stride in bytes,
+// and how many descriptors the kind builds.
+static void check_kind(int kind, int tile, const char* name, uint64_t a_inner, uint64_t a_row_bytes, size_t descriptors) {
     alignas(64) static unsigned char params[8192];
     unsigned d[6] = {};
     const int n = 8192, m = 512, k = 3072, sms = 132;
     g_tma.clear();
-    const int rc = minilab_mixed_params(kind, n, m, k, WQ, SCALES, ZEROS, XS, YS, sms, params, sizeof params, d);
-    printf("%s: rc %d, grid %u × %u × %u, block %u, shared %u bytes, Params %u bytes, %zu TMA descriptors\n", name, rc,
+    const int rc = minilab_mixed_params(kind, tile, n, m, k, WQ, SCALES, ZEROS, XS, YS, sms, params, sizeof params, d);
+    printf("%s tile %d: rc %d, grid %u × %u × %u, block %u, shared %u bytes, Params %u bytes, %zu TMA descriptors\n", name, tile, rc,
            d[0], d[1], d[2], d[3], d[4], d[5], g_tma.size());
     for (auto& t : g_tma)
         printf("  tma %p: dtype %u, dims %llu × %llu, row stride %llu bytes, box %u × %u\n", t.addr, t.dtype,
@@ -74,30 +75,38 @@ static void check_kind(int kind, const char* name, uint64_t a_inner, uint64_t a_
     expect(tma_of(SCALES) != nullptr, "the scales are read");
     expect(o && o->dims[0] == (uint64_t)n && o->dims[1] == (uint64_t)m && o->strides[0] == 2ull * n,
            "ys: n × m bf16, a row of 2n bytes");
-    expect(d[0] * d[1] * d[2] == (unsigned)sms, "one block an SM (more tiles than SMs)");
-    expect(d[3] == 384, "a producer and two consumer warpgroups");
+    const int tile_n[3] = {128, 128, 64}, tile_m[3] = {128, 256, 128};
+    const unsigned tiles = (n / tile_n[tile]) * (m / tile_m[tile]);
+    expect(d[0] * d[1] * d[2] == (tiles < (unsigned)sms ? tiles : (unsigned)sms), "a block a tile, at most one an SM");
+    expect(d[3] == 384, "a producer and two consumer warpgroups (ping-pong's on a tile each)");
     expect(d[4] > 48 * 1024 && d[4] <= 232448, "shared memory past 48 KB (an opt-in) and within an H100's");
     expect(d[5] <= 4096, "Params fit a kernel argument (src/kernels/cuda/cutlass.rs: PARAMS_CAP)");
-    expect(minilab_mixed_params(kind, n, m, k, WQ, SCALES, ZEROS, XS, YS, sms, params, 16, d) == 3,
+    expect(minilab_mixed_params(kind, tile, n, m, k, WQ, SCALES, ZEROS, XS, YS, sms, params, 16, d) == 3,
            "a short buffer is refused");
-    expect(minilab_mixed_params(kind, n, m, 3000, WQ, SCALES, ZEROS, XS, YS, sms, params, sizeof params, d) == 1,
+    expect(minilab_mixed_params(kind, tile, n, m, 3000, WQ, SCALES, ZEROS, XS, YS, sms, params, sizeof params, d) == 1,
            "k not a multiple of the 16-byte TMA alignment is refused");
 }
 
 int main() {
     minilab_mixed_set_driver((void*)fake_encode, (void*)fake_ctx_get_device, (void*)fake_device_get_attribute);
     // int8: codes q + 128, k bytes a row; scales and zero points
-    check_kind(0, "int8", 3072, 3072, 5);
-    expect(tma_of(ZEROS) != nullptr, "int8 reads its zero points");
+    for (int tile = 0; tile < 3; tile++) {
+        check_kind(0, tile, "int8", 3072, 3072, 5);
+        expect(tma_of(ZEROS) != nullptr, "int8 reads its zero points");
+    }
     // NF4: two codes a byte, k/2 bytes a row (CUTLASS describes 4-bit codes to TMA as bytes); the
     // absmax transposed to [k/64, n]
-    check_kind(1, "nf4", 1536, 1536, 4);
-    const Tma* s = tma_of(SCALES);
-    expect(s && s->dims[0] == 8192 && s->dims[1] == 3072 / 64 && s->strides[0] == 8192ull * 4,
-           "the NF4 absmax: k/64 rows of n f32, n contiguous");
+    for (int tile = 0; tile < 3; tile++) {
+        check_kind(1, tile, "nf4", 1536, 1536, 4);
+        const Tma* s = tma_of(SCALES);
+        expect(s && s->dims[0] == 8192 && s->dims[1] == 3072 / 64 && s->strides[0] == 8192ull * 4,
+               "the NF4 absmax: k/64 rows of n f32, n contiguous");
+    }
     alignas(64) static unsigned char params[8192];
     unsigned d[6];
-    expect(minilab_mixed_params(7, 8192, 512, 3072, WQ, SCALES, ZEROS, XS, YS, 132, params, sizeof params, d) == 4,
+    expect(minilab_mixed_params(0, 3, 8192, 512, 3072, WQ, SCALES, ZEROS, XS, YS, 132, params, sizeof params, d) == 4,
+           "an unknown tile is refused");
+    expect(minilab_mixed_params(7, 0, 8192, 512, 3072, WQ, SCALES, ZEROS, XS, YS, 132, params, sizeof params, d) == 4,
            "an unknown kind is refused");
     printf(g_fail ? "link probe: FAIL\n" : "link probe: pass\n");
     return g_fail;

@@ -32,9 +32,11 @@ struct ParamsBlob([u8; PARAMS_CAP]);
 unsafe impl DeviceRepr for ParamsBlob {}
 
 extern "C" {
-    /// params.cu: kind 0 int8, 1 NF4; 0 on success (see there for the others).
+    /// params.cu: kind 0 int8, 1 NF4; tile as `CutlassTile::name_and_index`; 0 on success (see there
+    /// for the others).
     fn minilab_mixed_params(
         kind: c_int,
+        tile: c_int,
         n: c_int,
         m: c_int,
         k: c_int,
@@ -142,11 +144,12 @@ fn launch(
         *last = n;
     }
     let (ys, p_ys) = output::<bf16>(dev, &dims.into())?;
-    let (kind, name, scales, zeros) = match format {
-        Format::Int8 => (0, "minilab_mixed_int8", p_b, p_extra),
-        _ => (1, "minilab_mixed_nf4", p_extra, 0),
+    let (kind, format_name, scales, zeros) = match format {
+        Format::Int8 => (0, "int8", p_b, p_extra),
+        _ => (1, "nf4", p_extra, 0),
     };
-    let sms = super::launch::sm_count(dev)? as c_int;
+    let sms = super::launch::sm_count(dev)?;
+    let (tile_name, tile) = crate::kernels::qgemm::cutlass_tile(m, n, sms).name_and_index();
     let mut blob = ParamsBlob([0; PARAMS_CAP]);
     let mut shape = [0 as c_uint; 6];
     let ptr = |p: u64| p as usize as *const c_void;
@@ -155,6 +158,7 @@ fn launch(
     let rc = unsafe {
         minilab_mixed_params(
             kind,
+            tile,
             n as c_int,
             m as c_int,
             k as c_int,
@@ -163,18 +167,20 @@ fn launch(
             ptr(zeros),
             ptr(p_xs),
             ptr(p_ys) as *mut c_void,
-            sms,
+            sms as c_int,
             blob.0.as_mut_ptr().cast(),
             PARAMS_CAP as c_ulong,
             shape.as_mut_ptr(),
         )
     };
     if rc != 0 {
-        tracing::debug!("cutlass GEMM refused a {n}x{k} weight at {m} rows (code {rc}): the shipped prefill runs");
+        tracing::debug!(
+            "cutlass GEMM ({tile_name}) refused a {n}x{k} weight at {m} rows (code {rc}): the shipped prefill runs"
+        );
         return Ok(None);
     }
     let [gx, gy, gz, threads, shared, _] = shape;
-    let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+    let func = dev.get_or_load_custom_func(&format!("minilab_mixed_{format_name}_{tile_name}"), MODULE, PTX)?;
     func.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
         .w()?;
     let cfg = LaunchConfig { grid_dim: (gx, gy, gz), block_dim: (threads, 1, 1), shared_mem_bytes: shared };

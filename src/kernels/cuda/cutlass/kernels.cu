@@ -9,12 +9,9 @@ template <class K> __device__ __forceinline__ void gemm(const typename K::Params
     op(p, smem);
 }
 
-extern "C" __global__ void __launch_bounds__(Int8Gemm::Kernel::MaxThreadsPerBlock, Int8Gemm::Kernel::MinBlocksPerMultiprocessor)
-    minilab_mixed_int8(const __grid_constant__ typename Int8Gemm::Kernel::Params p) {
-    gemm<Int8Gemm::Kernel>(p);
-}
-
-extern "C" __global__ void __launch_bounds__(Nf4Gemm::Kernel::MaxThreadsPerBlock, Nf4Gemm::Kernel::MinBlocksPerMultiprocessor)
-    minilab_mixed_nf4(const __grid_constant__ typename Nf4Gemm::Kernel::Params p) {
-    gemm<Nf4Gemm::Kernel>(p);
-}
+#define MINILAB_KERNEL(NAME, G, KIND, TILE)                                                                            \
+    extern "C" __global__ void __launch_bounds__(G::Kernel::MaxThreadsPerBlock, G::Kernel::MinBlocksPerMultiprocessor) \
+        minilab_mixed_##NAME(const __grid_constant__ typename G::Kernel::Params p) {                                \
+        gemm<G::Kernel>(p);                                                                                           \
+    }
+MINILAB_CUTLASS_GEMMS(MINILAB_KERNEL)

@@ -45,12 +45,16 @@ int params_of(int n, int m, int k, int group, const void* wq, const void* scales
 }  // namespace
 
 // kind 0: int8 (wq: codes q + 128 [n, k]; scales, zeros: f32 [n]); kind 1: NF4 (wq: packed codes
-// [n·k/2]; scales: f32 absmax [k/64, n], n contiguous; zeros unused). xs: bf16 [m, k], ys: bf16 [m, n].
-// 4 for another kind.
-extern "C" int minilab_mixed_params(int kind, int n, int m, int k, const void* wq, const void* scales,
+// [n·k/2]; scales: f32 absmax [k/64, n], n contiguous; zeros unused). tile: 0 cooperative 128 × 128,
+// 1 cooperative 128 × 256, 2 ping-pong 64 × 128 (gemms.cuh). xs: bf16 [m, k], ys: bf16 [m, n].
+// 4 for another kind or tile.
+extern "C" int minilab_mixed_params(int kind, int tile, int n, int m, int k, const void* wq, const void* scales,
                                     const void* zeros, const void* xs, void* ys, int sms, void* out, unsigned long cap,
                                     unsigned* dims) {
-    if (kind == 0) return params_of<Int8Gemm>(n, m, k, k, wq, scales, zeros, xs, ys, sms, out, cap, dims);
-    if (kind == 1) return params_of<Nf4Gemm>(n, m, k, 64, wq, scales, zeros, xs, ys, sms, out, cap, dims);
+#define MINILAB_PARAMS(NAME, G, KIND, TILE)                                                                 \
+    if (kind == KIND && tile == TILE)                                                                          \
+        return params_of<G>(n, m, k, KIND == 0 ? k : 64, wq, scales, zeros, xs, ys, sms, out, cap, dims);
+    MINILAB_CUTLASS_GEMMS(MINILAB_PARAMS)
+#undef MINILAB_PARAMS
     return 4;
 }
