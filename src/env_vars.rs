@@ -124,7 +124,7 @@ fn check_alternatives(set: &[(&str, String)]) -> Result<()> {
         return Err(Error::input(format!("{} are alternatives for the decode GEMVs: set one", asked.join(" and "))));
     }
     if let (Some(chunk), Some(way)) =
-        (value("MINILAB_PREFILL_CHUNK_MB"), value("MINILAB_QGEMM").filter(|w| *w != "off"))
+        (value("MINILAB_PREFILL_CHUNK_MB"), value("MINILAB_QGEMM").filter(|w| !matches!(*w, "off" | "auto")))
     {
         return Err(Error::input(format!(
             "MINILAB_PREFILL_CHUNK_MB={chunk} and MINILAB_QGEMM={way} are alternatives for the prefill of int8 and NF4 weights: set one"
@@ -265,7 +265,9 @@ mod tests {
                 "{msg}"
             );
         }
+        // the default gives way to the chunks (kernels::op), so naming it beside them is fine
         assert!(check_vars(vars(&[chunk, ("MINILAB_QGEMM", "off")])).is_ok());
+        assert!(check_vars(vars(&[chunk, ("MINILAB_QGEMM", "auto")])).is_ok());
         assert!(check_vars(vars(&[("MINILAB_QGEMM", "on")])).is_ok());
     }
 

@@ -6,7 +6,8 @@
 // and 8B's linear shapes against cuBLAS on the bf16 weight, in the layout minilab stores:
 // - int8 × bf16, one scale a weight row (CUTLASS "scale only", group = k): the scale in bf16; in f32
 //   (minilab's weight bf16(q · s) bit for bit, on signed codes); and in f32 on minilab's stored codes
-//   q + 128 (uint8) with a zero point −128 · s a row, which keeps the GPU copy the decode GEMVs read;
+//   q + 128 (uint8), read back as q by int8_convert.cuh's converter, which keeps the GPU copy the
+//   decode GEMVs read (the `cutlass` feature's int8 GEMM);
 // - int4 × bf16, one bf16 scale a 64-block of a row (group 64): the shape and traffic of minilab's NF4
 //   with CUTLASS's own (cheapest) 4-bit conversion;
 // - NF4 itself through nf4_convert.cuh's codebook lookups (CUTLASS has no NF4): with a bf16 absmax
@@ -29,6 +30,7 @@
 #include "cutlass/version.h"
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/util/packed_stride.hpp"
+#include "../../src/kernels/cuda/cutlass/int8_convert.cuh"  // in this file a uint8_t weight is q + 128
 #include "../../src/kernels/cuda/cutlass/mixed.cuh"
 #include "../../src/kernels/cuda/cutlass/nf4_convert.cuh"
 #include "../../src/kernels/cuda/gemv_accumulate.cuh"  // gemv::NF4_CODES, the codebook minilab decodes with
@@ -52,13 +54,13 @@ struct Problem {
     int n, m, k, group;
     const void* wq;
     const void* scales;  // [n, k / group] of the config's Scale, n contiguous (CUTLASS's scale layout)
-    const void* zeros;   // the same for zero points, or null
     const Mma* xs;
     Mma* ys;
 };
 
 template <class G> struct Runner {
     GemmOf<G> gemm;
+    typename GemmOf<G>::Arguments args;
     void* workspace = nullptr;
     bool ready = false;
 
@@ -74,10 +76,10 @@ template <class G> struct Runner {
                                                    make_shape(p.n, p.k / p.group, 1));
         using ElementA = typename G::Mainloop::ElementA;
         using S = typename G::Scale;
-        typename GemmOf<G>::Arguments args{cutlass::gemm::GemmUniversalMode::kGemm,
+        args = typename GemmOf<G>::Arguments{cutlass::gemm::GemmUniversalMode::kGemm,
                                          {p.n, p.m, p.k, 1},
                                          {static_cast<const ElementA*>(p.wq), sa, p.xs, sb, static_cast<const S*>(p.scales), ss,
-                                          p.group, G::kZero ? static_cast<const S*>(p.zeros) : nullptr},
+                                          p.group},
                                          {{1.f, 0.f}, nullptr, sc, p.ys, sd}};
         if (GemmOf<G>::can_implement(args) != cutlass::Status::kSuccess) return;
         const size_t bytes = GemmOf<G>::get_workspace_size(args);
@@ -85,20 +87,22 @@ template <class G> struct Runner {
         ready = gemm.initialize(args, workspace) == cutlass::Status::kSuccess;
     }
     ~Runner() { if (workspace) cudaFree(workspace); }
+    // A GEMM with a workspace (stream-K's partial sums and flags) clears it before each run, as
+    // minilab would have to: initialize() zeroes the flags on the stream.
     void run(cudaStream_t s) {
+        if (workspace && gemm.initialize(args, workspace, s) != cutlass::Status::kSuccess) {
+            fprintf(stderr, "CUTLASS initialize failed\n");
+            exit(1);
+        }
         if (gemm.run(s) != cutlass::Status::kSuccess) { fprintf(stderr, "CUTLASS run failed\n"); exit(1); }
     }
 };
 
 // The dequantized weight [n, k] in bf16, as the scale-only mainloop computes it: bf16(q · s).
-// Q = uint8_t: minilab's stored int8 code, q + 128 (the zero-point way's input).
+// Q = uint8_t: minilab's stored int8 code, q + 128 (the biased converter's input).
 template <typename Q, typename S> __global__ void dequant_int8(const Q* q, const S* s, bf16* w, int n, int k) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (size_t)n * k; i += (size_t)gridDim.x * blockDim.x)
         w[i] = __float2bfloat16((float)((int)q[i] - (std::is_same<Q, uint8_t>::value ? 128 : 0)) * (float)s[i / k]);
-}
-// The zero point that turns a stored code q + 128 back into q: −128 · s (exact in f32).
-__global__ void zeros_of(const float* s, float* z, int n) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) z[i] = -128.f * s[i];
 }
 // int4b_t: two a byte, element 2j in the low nibble, two's complement; scale [n, k / 64] n-major.
 __global__ void dequant_int4(const uint8_t* q, const Mma* s, bf16* w, int n, int k) {
@@ -199,12 +203,12 @@ using T128x256 = Shape<_128, _256, _64>;
 using T64 = Shape<_64, _128, _64>;
 
 // The weight formats timed: minilab's int8 (row scale) with the scale rounded to bf16, in f32 (the
-// shipped weight bit for bit, signed codes), and in f32 on minilab's stored codes q + 128 with a zero
-// point −128·s a row (q·s again, if the compiler fuses q·s + z); int4 with a 64-group scale (NF4's
+// shipped weight bit for bit, signed codes), and in f32 on minilab's stored codes q + 128 read back as
+// q by int8_convert.cuh (bit for bit again, on the copy the decode GEMVs read); int4 with a 64-group scale (NF4's
 // traffic with CUTLASS's own conversion); NF4 through nf4_convert.cuh with a bf16 absmax (codebook
 // rounded to bf16) or an f32 one (minilab's weight bit for bit).
 enum Fmt { INT8, INT8_F32, INT8_BIASED, INT4, NF4_BF16, NF4_F32 };
-static const char* FMT_NAME[] = {"int8 row", "int8 f32 scale", "int8 q+128, f32 scale + zero", "int4 g64",
+static const char* FMT_NAME[] = {"int8 row", "int8 f32 scale", "int8 q+128 (biased cvt), f32 scale", "int4 g64",
                                  "nf4 bf16 table", "nf4 f32 (exact)"};
 // Formats whose scales are f32.
 static bool f32_scales(Fmt f) { return f == INT8_F32 || f == INT8_BIASED || f == NF4_F32; }
@@ -220,12 +224,16 @@ void dequant(Ctx& c, Fmt f, const void* wq, const void* scales, int n, int k) {
     if (f == NF4_F32) dequant_nf4<true><<<1024, 256, 0, c.s>>>(q, (const float*)scales, c.w, n, k);
 }
 
-// The three tiles of config family Q/S, each "µs (rel)" or why not.
-template <typename Q, typename S = Mma, bool ZERO = false>
+// The tiles of config family Q/S, each "µs (rel)" or why not: the three data-parallel ones, then the
+// cooperative 128 × 128 with CUTLASS's stream-K scheduler (its heuristic picks data-parallel, split-K
+// or stream-K by the tile count; the pingpong kernel takes no stream-K).
+constexpr int TILES = 4;
+template <typename Q, typename S = Mma>
 void tiles(Ctx& c, const Problem& p, double& best, std::string* out) {
-    out[0] = try_tile<Mixed<Q, T128, Coop, CoopEpi, S, ZERO>>(c, p, best);
-    out[1] = try_tile<Mixed<Q, T128x256, Coop, CoopEpi, S, ZERO>>(c, p, best);
-    out[2] = try_tile<Mixed<Q, T64, Ping, PingEpi, S, ZERO>>(c, p, best);
+    out[0] = try_tile<Mixed<Q, T128, Coop, CoopEpi, S>>(c, p, best);
+    out[1] = try_tile<Mixed<Q, T128x256, Coop, CoopEpi, S>>(c, p, best);
+    out[2] = try_tile<Mixed<Q, T64, Ping, PingEpi, S>>(c, p, best);
+    out[3] = try_tile<Mixed<Q, T128, Coop, CoopEpi, S, cutlass::gemm::StreamKScheduler>>(c, p, best);
 }
 
 void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
@@ -233,36 +241,32 @@ void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
     const int group = four ? 64 : k;
     const size_t qbytes = four ? (size_t)n * k / 2 : (size_t)n * k, count = (size_t)n * (k / group);
     void *wq, *scales;
-    float* zeros;
     CK(cudaMalloc(&wq, qbytes));
     CK(cudaMalloc(&scales, count * 4));
-    CK(cudaMalloc(&zeros, count * 4));
     fill_bytes<<<1024, 256, 0, c.s>>>((uint8_t*)wq, qbytes, 3 + n + k);
     // int codes reach ±127 or ±8, NF4 codes ±1: scales that give weights of a like size
     const float lo = f >= NF4_BF16 ? 0.01f : 0.0005f, hi = f >= NF4_BF16 ? 0.08f : 0.002f;
     if (f32_scales(f)) fill_scale<float><<<1024, 256, 0, c.s>>>((float*)scales, count, 5 + n, lo, hi);
     else fill_scale<Mma><<<1024, 256, 0, c.s>>>((Mma*)scales, count, 5 + n, lo, hi);
-    if (f == INT8_BIASED) zeros_of<<<64, 256, 0, c.s>>>((const float*)scales, zeros, (int)count);
     dequant(c, f, wq, scales, n, k);
     gemm_bf16(c, c.w, c.ref, n, m, k);
     const double bf16_us = time_us(c.s, [&] { gemm_bf16(c, c.w, c.ys, n, m, k); });
-    Problem p{n, m, k, group, wq, scales, zeros, (const Mma*)c.xs, (Mma*)c.ys};
+    Problem p{n, m, k, group, wq, scales, (const Mma*)c.xs, (Mma*)c.ys};
     double best = 1e30;
-    std::string t[3];
+    std::string t[TILES];
     if (f == INT8) tiles<int8_t>(c, p, best, t);
     if (f == INT8_F32) tiles<int8_t, float>(c, p, best, t);
-    if (f == INT8_BIASED) tiles<uint8_t, float, true>(c, p, best, t);
+    if (f == INT8_BIASED) tiles<uint8_t, float>(c, p, best, t);
     if (f == INT4) tiles<cutlass::int4b_t>(c, p, best, t);
     if (f == NF4_BF16) tiles<cutlass::uint4b_t>(c, p, best, t);
     if (f == NF4_F32) tiles<cutlass::uint4b_t, float>(c, p, best, t);
     const double flops = 2.0 * m * (double)n * k;
     char tail[64] = "- | -";  // every tile refused
     if (best < 1e30) snprintf(tail, sizeof tail, "%.2f× | %.0f", bf16_us / best, flops / (best * 1e-6) / 1e12);
-    printf("| %dx%d | %s | %d | %.1f | %s | %s | %s | %s |\n", n, k, FMT_NAME[f], m, bf16_us, t[0].c_str(),
-           t[1].c_str(), t[2].c_str(), tail);
+    printf("| %dx%d | %s | %d | %.1f | %s | %s | %s | %s | %s |\n", n, k, FMT_NAME[f], m, bf16_us, t[0].c_str(),
+           t[1].c_str(), t[2].c_str(), t[3].c_str(), tail);
     CK(cudaFree(wq));
     CK(cudaFree(scales));
-    CK(cudaFree(zeros));
 }
 
 int main() {
@@ -289,8 +293,8 @@ int main() {
     c.failures += nf4_wrong != 0;
     printf("# %s, %d SMs; CUTLASS %d.%d.%d mixed-input (sm90, TMA warp-specialized, register-sourced A)\n\n",
            prop.name, prop.multiProcessorCount, CUTLASS_MAJOR, CUTLASS_MINOR, CUTLASS_PATCH);
-    printf("| weight n×k | format | rows | cuBLAS bf16 µs | coop 128×128 µs (rel) | coop 128×256 | pingpong 64×128 | bf16 / best | best TFLOP/s |\n");
-    printf("| --- | --- | ---: | ---: | --- | --- | --- | ---: | ---: |\n");
+    printf("| weight n×k | format | rows | cuBLAS bf16 µs | coop 128×128 µs (rel) | coop 128×256 | pingpong 64×128 | coop 128×128 stream-K | bf16 / best | best TFLOP/s |\n");
+    printf("| --- | --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: |\n");
     // (out, in): the 3B's q/o, k/v, gate/up and down; the 8B's gate/up and down
     const int shapes[][2] = {{3072, 3072}, {1024, 3072}, {8192, 3072}, {3072, 8192}, {14336, 4096}, {4096, 14336}};
     for (int m : {512, 128, 2048})

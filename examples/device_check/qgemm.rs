@@ -38,6 +38,7 @@ fn name_of(way: Way) -> &'static str {
         Way::Own(Tile::Rows64) => "64",
         Way::Own(Tile::Rows128) => "128",
         Way::Cutlass => "cutlass",
+        Way::Auto => "default",
     }
 }
 

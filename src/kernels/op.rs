@@ -88,13 +88,15 @@ impl LinearOp {
                 return Ok(None);
             }
             if rows > cpu::GEMV_MAX_ROWS {
+                let chunk = super::prefill::chunk_rows(self.n, self.k, xs.dtype());
+                // the default way gives way to row chunks asked for by MINILAB_PREFILL_CHUNK_MB
                 #[cfg(feature = "cuda")]
-                if let Some(way) = super::qgemm::current() {
+                if let Some(way) = super::qgemm::current().filter(|w| *w != super::qgemm::Way::Auto || chunk == self.n)
+                {
                     if let Some(ys) = self.qgemm(way, &aligned(xs)?, (a, b))? {
                         return Ok(Some(ys));
                     }
                 }
-                let chunk = super::prefill::chunk_rows(self.n, self.k, xs.dtype());
                 let product = super::prefill::chunked(xs, self.n, chunk, |n0, n| {
                     let (a, b) = super::prefill::encoded_rows(self.format, (a, b), self.k, n0, n)?;
                     a.apply_op2_no_bwd(&b, &DequantOp { linear: LinearOp { n, ..*self }, dtype: xs.dtype() })
@@ -112,9 +114,12 @@ impl LinearOp {
         match way {
             Way::Own(tile) => super::cuda::qgemm::qgemm(self.format, xs, w, (self.n, self.k), tile),
             #[cfg(feature = "cutlass")]
+            Way::Auto if self.format == Format::Int8 => {
+                super::cuda::cutlass::gemm(self.format, xs, w, (self.n, self.k))
+            }
+            #[cfg(feature = "cutlass")]
             Way::Cutlass => super::cuda::cutlass::gemm(self.format, xs, w, (self.n, self.k)),
-            #[cfg(not(feature = "cutlass"))]
-            Way::Cutlass => Ok(None),
+            _ => Ok(None),
         }
     }
 

@@ -4,8 +4,10 @@
 //! (`cuda/qgemm.cuh`), so the weight crosses HBM once, as stored. It stays opt-in: correct on an
 //! H100, but 0.25–0.58× the shipped way at 512 rows (`device_check cuda qgemm`, BENCHMARKS.md, issue
 //! 11 session 13), held by `mma.sync` issue and its barriers, not by memory. In a build with the
-//! `cutlass` feature, `MINILAB_QGEMM=cutlass` picks CUTLASS's wgmma GEMM (`cuda/cutlass.rs`) instead:
-//! built, not yet run on a GPU (session 14).
+//! `cutlass` feature, CUTLASS's wgmma GEMM (`cuda/cutlass.rs`) takes a prompt's int8 products by
+//! default (`auto`: 1.08× the shipped way on the 3B's pp512 on an H100, 1.2–1.5× at 128 rows, even
+//! at 2048; issue 11 session 15), and with `MINILAB_QGEMM=cutlass` NF4's too (slower than the
+//! shipped way: its exact codebook conversion costs more than the dequantize pass saves).
 
 use crate::switch::Choice;
 
@@ -21,6 +23,9 @@ pub enum Tile {
 /// The GEMM a prompt's int8/NF4 products take instead of dequantize + cuBLAS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Way {
+    /// The default: CUTLASS's GEMM for int8 in a build with the `cutlass` feature (bf16 on Hopper),
+    /// else the shipped way; NF4 the shipped way.
+    Auto,
     /// minilab's own (`cuda/qgemm.cuh`), at that tile.
     Own(Tile),
     /// CUTLASS's sm90 mixed-input GEMM (the `cutlass` feature, `cuda/cutlass/`): bf16 models on
@@ -28,15 +33,22 @@ pub enum Way {
     Cutlass,
 }
 
-/// The words `MINILAB_QGEMM` takes (start-up checks against these): `off` (the default: dequantize,
-/// then cuBLAS), `on` (minilab's GEMM, tile picked by shape), `64` or `128` (minilab's GEMM, that
-/// tile), and in a build with the `cutlass` feature `cutlass` (CUTLASS's GEMM).
+/// The words `MINILAB_QGEMM` takes (start-up checks against these): `auto` (the default, [`Way::Auto`]),
+/// `off` (dequantize, then cuBLAS), `on` (minilab's GEMM, tile picked by shape), `64` or `128`
+/// (minilab's GEMM, that tile), and in a build with the `cutlass` feature `cutlass` (CUTLASS's GEMM
+/// for int8 and NF4).
 #[cfg(not(feature = "cutlass"))]
-pub const WORDS: &[&str] = &["off", "on", "64", "128"];
+pub const WORDS: &[&str] = &["auto", "off", "on", "64", "128"];
 #[cfg(feature = "cutlass")]
-pub const WORDS: &[&str] = &["off", "on", "64", "128", "cutlass"];
-const WAYS: [Option<Way>; 5] =
-    [None, Some(Way::Own(Tile::Auto)), Some(Way::Own(Tile::Rows64)), Some(Way::Own(Tile::Rows128)), Some(Way::Cutlass)];
+pub const WORDS: &[&str] = &["auto", "off", "on", "64", "128", "cutlass"];
+const WAYS: [Option<Way>; 6] = [
+    Some(Way::Auto),
+    None,
+    Some(Way::Own(Tile::Auto)),
+    Some(Way::Own(Tile::Rows64)),
+    Some(Way::Own(Tile::Rows128)),
+    Some(Way::Cutlass),
+];
 static WAY: Choice = Choice::new("MINILAB_QGEMM", WORDS);
 
 /// The way in force: `None` for dequantize + cuBLAS.
@@ -45,7 +57,7 @@ pub fn current() -> Option<Way> {
 }
 
 /// Sets the way for the rest of the process, whatever the variable says (`Way::Cutlass` only in a
-/// build with the `cutlass` feature; elsewhere it sets the shipped way).
+/// build with the `cutlass` feature; elsewhere it sets the default, `Way::Auto`).
 pub fn set(way: Option<Way>) {
     WAY.set(WAYS[..WORDS.len()].iter().position(|w| *w == way).unwrap_or(0));
 }
@@ -163,15 +175,18 @@ mod tests {
         set(Some(Way::Own(Tile::Rows128)));
         assert_eq!(current(), Some(Way::Own(Tile::Rows128)));
         set(Some(Way::Cutlass));
-        let cutlass = if cfg!(feature = "cutlass") { Some(Way::Cutlass) } else { None };
-        assert_eq!(current(), cutlass);
+        let cutlass = if cfg!(feature = "cutlass") { Way::Cutlass } else { Way::Auto };
+        assert_eq!(current(), Some(cutlass));
         set(None);
         assert_eq!(current(), None);
+        set(Some(Way::Auto));
+        assert_eq!(current(), Some(Way::Auto));
     }
 
     #[test]
     fn every_word_has_a_way() {
         assert!(WORDS.len() <= WAYS.len());
+        assert_eq!((WORDS[0], WAYS[0]), ("auto", Some(Way::Auto)), "the default comes first");
         assert_eq!(WORDS.contains(&"cutlass"), cfg!(feature = "cutlass"));
     }
 }
