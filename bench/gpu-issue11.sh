@@ -93,6 +93,13 @@
 #            (bf16 table, f32 exact) with 64-element group scales, three tiles each, every 3B/8B shape at
 #            512, 128 and 2048 rows) against cuBLAS bf16, each checked against cuBLAS on the dequantized
 #            weight: would a wgmma GEMM reach the int8/NF4 prefill target?
+#   cutlass: the `cutlass` build's int8 prefill, everything in one tar (call-sized, about 300 s):
+#            mixed_bench first (the biased int8 converter of bench/kernels/int8_convert.cuh checked
+#            against cuBLAS on the dequantized weight, and timed beside the zero-point way's figures),
+#            then `device_check cuda qgemm` (every shape against the f32 reference, the 3B's logits),
+#            then `minilab bench -p 128,512,2048 -n 0` for the 3B and 8B in f16, int8 with
+#            MINILAB_QGEMM=off and =auto (the default: CUTLASS for int8), nf4; needs .gpu/mixed_bench,
+#            .gpu/minilab.xz and .gpu/device_check.xz from a gpu-pack.sh build.
 #   qgemm-rows [MODELS]: where the qgemm GEMM pays: `device_check cuda qgemm-rows` (each 3B/8B shape at
 #            16 to 512 rows, bf16 against int8/NF4 shipped and by the GEMM), then pp16…pp512 of MODELS
 #            (default the 3B and 8B) in f16, int8 and NF4 shipped ("new") and with MINILAB_QGEMM=on
@@ -338,6 +345,35 @@ qgemm-rows)
   echo "qgemm-rows: ${SECONDS} s"
   [ $SECONDS -lt ${BUDGET:-300} ] && [ -x .gpu/prefill_bench ] && bash "$0" qgemm-profile | tail -80
   pack qgemm-rows table.md qgemm-rows.md
+  ;;
+cutlass)
+  unpack minilab device_check
+  libs=$(cublas_libs)
+  LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 60 ./.gpu/mixed_bench > "$OUT/mixed.md" 2> "$OUT/mixed.err"
+  echo "mixed_bench: exit $?"; grep -E "q\+128|outside|wrong" "$OUT/mixed.md"
+  timeout 200 /tmp/bin/device_check cuda qgemm > "$OUT/qgemm.md" 2>&1; echo "device_check qgemm: exit $?"
+  grep -E "BF16|worst|^\| (int8|nf4) " "$OUT/qgemm.md" | grep -v F16
+  for model in llama-3.2-3b llama-3.1-8b; do
+    for run in f16:auto int8:off int8:auto nf4:auto; do
+      p=${run%:*} q=${run#*:}
+      MINILAB_QGEMM=$q timeout 60 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+        -p 128,512,2048 -n 0 -r 5 --no-log --output json > "$OUT/bench-${model#llama-}-$p-$q.json" 2> "$OUT/bench-${model#llama-}-$p-$q.err"
+      echo "$model $p QGEMM=$q: exit $?"
+    done
+  done
+  python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
+import glob, json, os, sys
+print("| run | pp128 | pp512 | pp2048 |")
+print("| --- | ---: | ---: | ---: |")
+for f in sorted(glob.glob(f"{sys.argv[1]}/bench-*.json")):
+    try:
+        r = {x["test"]: f"{x['avg_ts']:.0f} ± {x['stddev_ts']:.0f}" for x in json.load(open(f))}
+    except Exception as e:
+        r = {"pp128": f"failed: {e}"}
+    name = os.path.basename(f)[len("bench-"):-len(".json")]
+    print(f"| {name} | {r.get('pp128', '')} | {r.get('pp512', '')} | {r.get('pp2048', '')} |")
+PY
+  pack cutlass table.md mixed.md qgemm.md
   ;;
 mixed)
   libs=$(cublas_libs)
