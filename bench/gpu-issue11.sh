@@ -89,8 +89,9 @@
 #            QGEMM=cutlass runs the benches with CUTLASS's GEMM instead (a gpu-pack.sh build, which has
 #            the `cutlass` feature; device_check qgemm checks both GEMMs either way).
 #   mixed: bench/kernels/mixed_bench.cu (CUTLASS 4.2's sm90 mixed-input GEMM, int8 × bf16 with row
-#            scales (bf16, f32, and f32 with a zero point on the stored q + 128), int4 × bf16 and NF4
-#            (bf16 table, f32 exact) with 64-element group scales, three tiles each, every 3B/8B shape at
+#            scales (bf16, f32, and f32 on the stored q + 128 through bench/kernels/int8_convert.cuh),
+#            int4 × bf16 and NF4 (bf16 table, f32 exact) with 64-element group scales, three
+#            data-parallel tiles, stream-K and split-K 2 each, every 3B/8B shape at
 #            512, 128 and 2048 rows) against cuBLAS bf16, each checked against cuBLAS on the dequantized
 #            weight: would a wgmma GEMM reach the int8/NF4 prefill target?
 #   cutlass: the `cutlass` build's int8 prefill, everything in one tar (call-sized, about 300 s):

@@ -59,7 +59,8 @@ struct Problem {
     Mma* ys;
 };
 
-template <class G> struct Runner {
+// SPLITS > 1 (stream-K scheduler only): a split-K of that many k slices a tile instead of stream-K.
+template <class G, int SPLITS = 1> struct Runner {
     GemmOf<G> gemm;
     typename GemmOf<G>::Arguments args;
     void* workspace = nullptr;
@@ -82,6 +83,7 @@ template <class G> struct Runner {
                                          {static_cast<const ElementA*>(p.wq), sa, p.xs, sb, static_cast<const S*>(p.scales), ss,
                                           p.group},
                                          {{1.f, 0.f}, nullptr, sc, p.ys, sd}};
+        if constexpr (SPLITS > 1) args.scheduler.splits = SPLITS;
         if (GemmOf<G>::can_implement(args) != cutlass::Status::kSuccess) return;
         const size_t bytes = GemmOf<G>::get_workspace_size(args);
         if (bytes) CK(cudaMalloc(&workspace, bytes));
@@ -177,8 +179,8 @@ struct Ctx {
 };
 
 // One tile configuration of G on problem p: "µs (rel)" or why not.
-template <class G> std::string try_tile(Ctx& c, const Problem& p, double& best) {
-    Runner<G> r(p);
+template <class G, int SPLITS = 1> std::string try_tile(Ctx& c, const Problem& p, double& best) {
+    Runner<G, SPLITS> r(p);
     if (!r.ready) return "refused";
     poison<<<1024, 256, 0, c.s>>>(c.ys, (size_t)p.m * p.n);
     r.run(c.s);
@@ -227,14 +229,17 @@ void dequant(Ctx& c, Fmt f, const void* wq, const void* scales, int n, int k) {
 
 // The tiles of config family Q/S, each "µs (rel)" or why not: the three data-parallel ones, then the
 // cooperative 128 × 128 with CUTLASS's stream-K scheduler (its heuristic picks data-parallel, split-K
-// or stream-K by the tile count; the pingpong kernel takes no stream-K).
-constexpr int TILES = 4;
+// or stream-K by the tile count; the pingpong kernel takes no stream-K), then the same forced to a
+// split-K of two (each tile's k loop in two halves on two SMs, summed through the workspace).
+constexpr int TILES = 5;
 template <typename Q, typename S = Mma>
 void tiles(Ctx& c, const Problem& p, double& best, std::string* out) {
     out[0] = try_tile<Mixed<Q, T128, Coop, CoopEpi, S>>(c, p, best);
     out[1] = try_tile<Mixed<Q, T128x256, Coop, CoopEpi, S>>(c, p, best);
     out[2] = try_tile<Mixed<Q, T64, Ping, PingEpi, S>>(c, p, best);
-    out[3] = try_tile<Mixed<Q, T128, Coop, CoopEpi, S, false, cutlass::gemm::StreamKScheduler>>(c, p, best);
+    using StreamK = Mixed<Q, T128, Coop, CoopEpi, S, false, cutlass::gemm::StreamKScheduler>;
+    out[3] = try_tile<StreamK>(c, p, best);
+    out[4] = try_tile<StreamK, 2>(c, p, best);
 }
 
 void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
@@ -264,8 +269,8 @@ void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
     const double flops = 2.0 * m * (double)n * k;
     char tail[64] = "- | -";  // every tile refused
     if (best < 1e30) snprintf(tail, sizeof tail, "%.2f× | %.0f", bf16_us / best, flops / (best * 1e-6) / 1e12);
-    printf("| %dx%d | %s | %d | %.1f | %s | %s | %s | %s | %s |\n", n, k, FMT_NAME[f], m, bf16_us, t[0].c_str(),
-           t[1].c_str(), t[2].c_str(), t[3].c_str(), tail);
+    printf("| %dx%d | %s | %d | %.1f | %s | %s | %s | %s | %s | %s |\n", n, k, FMT_NAME[f], m, bf16_us, t[0].c_str(),
+           t[1].c_str(), t[2].c_str(), t[3].c_str(), t[4].c_str(), tail);
     CK(cudaFree(wq));
     CK(cudaFree(scales));
 }
@@ -294,8 +299,8 @@ int main() {
     c.failures += nf4_wrong != 0;
     printf("# %s, %d SMs; CUTLASS %d.%d.%d mixed-input (sm90, TMA warp-specialized, register-sourced A)\n\n",
            prop.name, prop.multiProcessorCount, CUTLASS_MAJOR, CUTLASS_MINOR, CUTLASS_PATCH);
-    printf("| weight n×k | format | rows | cuBLAS bf16 µs | coop 128×128 µs (rel) | coop 128×256 | pingpong 64×128 | coop 128×128 stream-K | bf16 / best | best TFLOP/s |\n");
-    printf("| --- | --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: |\n");
+    printf("| weight n×k | format | rows | cuBLAS bf16 µs | coop 128×128 µs (rel) | coop 128×256 | pingpong 64×128 | coop 128×128 stream-K | split-K 2 | bf16 / best | best TFLOP/s |\n");
+    printf("| --- | --- | ---: | ---: | --- | --- | --- | --- | --- | ---: | ---: |\n");
     // (out, in): the 3B's q/o, k/v, gate/up and down; the 8B's gate/up and down
     const int shapes[][2] = {{3072, 3072}, {1024, 3072}, {8192, 3072}, {3072, 8192}, {14336, 4096}, {4096, 14336}};
     for (int m : {512, 128, 2048})
