@@ -31,15 +31,9 @@ fn ways(dtype: DType) -> Vec<Way> {
     ways
 }
 
-/// A way's column name.
+/// A way's column name: its `MINILAB_QGEMM` word.
 fn name_of(way: Way) -> &'static str {
-    match way {
-        Way::Own(Tile::Auto) => "auto",
-        Way::Own(Tile::Rows64) => "64",
-        Way::Own(Tile::Rows128) => "128",
-        Way::Cutlass => "cutlass",
-        Way::Auto => "default",
-    }
+    qgemm::word(Some(way))
 }
 
 /// Part 1 and 2 for one shape `(n, k)`; the worst error it saw.

@@ -6,8 +6,9 @@
 //! 11 session 13), held by `mma.sync` issue and its barriers, not by memory. In a build with the
 //! `cutlass` feature, CUTLASS's wgmma GEMM (`cuda/cutlass.rs`) takes a prompt's int8 products by
 //! default (`auto`; on an H100 the 3B's / 8B's int8 prompts ran 1.08× / 1.24× the shipped way's
-//! speed at 512 tokens, 1.20× / 1.54× at 128, 0.98× / 1.03× at 2048; issue 11 session 15), and with `MINILAB_QGEMM=cutlass` NF4's too (slower than the
-//! shipped way: its exact codebook conversion costs more than the dequantize pass saves).
+//! speed at 512 tokens, 1.20× / 1.54× at 128, 0.98× / 1.03× at 2048; issue 11 session 15), and with
+//! `MINILAB_QGEMM=cutlass` NF4's too (slower than the shipped way: its exact codebook conversion
+//! costs more than the dequantize pass saves).
 
 use crate::switch::Choice;
 
@@ -54,6 +55,12 @@ static WAY: Choice = Choice::new("MINILAB_QGEMM", WORDS);
 /// The way in force: `None` for dequantize + cuBLAS.
 pub fn current() -> Option<Way> {
     WAYS[WAY.get()]
+}
+
+/// The word of `MINILAB_QGEMM` that picks `way` (`None`: `off`); `?` for `Way::Cutlass` in a build
+/// without the feature.
+pub fn word(way: Option<Way>) -> &'static str {
+    WAYS[..WORDS.len()].iter().position(|w| *w == way).map_or("?", |i| WORDS[i])
 }
 
 /// Sets the way for the rest of the process, whatever the variable says (`Way::Cutlass` only in a
@@ -181,6 +188,8 @@ mod tests {
         assert_eq!(current(), None);
         set(Some(Way::Auto));
         assert_eq!(current(), Some(Way::Auto));
+        assert_eq!((word(None), word(Some(Way::Auto)), word(Some(Way::Own(Tile::Auto)))), ("off", "auto", "on"));
+        assert_eq!(word(Some(Way::Cutlass)), if cfg!(feature = "cutlass") { "cutlass" } else { "?" });
     }
 
     #[test]

@@ -1,4 +1,5 @@
-// The prefill GEMMs the `cutlass` feature runs (MINILAB_QGEMM=cutlass), shared by the device half
+// The prefill GEMMs the `cutlass` feature runs (int8 by default, NF4 too with MINILAB_QGEMM=cutlass;
+// src/kernels/qgemm.rs), shared by the device half
 // (kernels.cu) and the host half (params.cu): the two must agree, or the Params bytes the host half
 // writes would not be the kernel's. Both read the GPU copy of the weight exactly as the decode GEMVs
 // do, and both give each weight as the shipped dequantize kernels write it, bit for bit:

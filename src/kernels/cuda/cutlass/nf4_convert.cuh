@@ -1,4 +1,5 @@
-// NF4 codes as CUTLASS's 4-bit weight type, for mixed_bench.cu's NF4 ways: in a translation unit that
+// NF4 codes as CUTLASS's 4-bit weight type, for the `cutlass` feature's NF4 GEMMs (gemms.cuh) and
+// mixed_bench.cu's NF4 ways: in a translation unit that
 // includes this header, cutlass::uint4b_t holds an NF4 code index, and a packed byte holds two codes in
 // minilab's order (byte i: element 2i in its HIGH nibble, 2i + 1 in the low one; CUTLASS's own 4-bit
 // types put element 2i in the low nibble). The converters read the nibbles as they come and put each
