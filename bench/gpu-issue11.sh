@@ -49,6 +49,8 @@
 #            DEPTH=N adds `-d N` to the benches (tgN then decodes after N cached positions).
 #   prefill MODEL PRECISION: one `minilab bench -p 512 -n 0 -r 1` under Nsight Compute (kernel
 #            durations only), summed by kernel: where a prefill's time goes.
+#   final: the committed build alone: device_check cuda and cuda qgemm, then the 3B/8B pp512 + tg128 in
+#            f16/int8/nf4 (.gpu/minilab.xz, .gpu/device_check.xz from bench/gpu-pack.sh).
 #   llamacpp prepare|bench [MODEL]: the llama.cpp CUDA peer (bench/peers/llamacpp-cuda.sh, needs
 #            .gpu/llamacpp.tar.xz from bench/peers/fetch-llamacpp.sh). `prepare` builds it on the GPU
 #            machine and writes the F16/Q8_0/Q4_0 GGUFs of MODEL (default llama-3.2-3b) into /tmp/peer;
@@ -222,6 +224,26 @@ minilab)
   table | tee "$OUT/table.md"
   pack minilab
   ;;
+final)
+  # The build as committed, alone: GPU logits against the CPU's (device_check cuda), the prompt GEMMs
+  # against the f32 reference and the shipped way (device_check cuda qgemm), then the 3B and 8B at
+  # pp512 and tg128 in f16, int8 and nf4 (the session's headline figures); one tar.
+  unpack minilab device_check
+  timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
+  tail -4 "$OUT/device_check.txt"
+  timeout 150 /tmp/bin/device_check cuda qgemm > "$OUT/qgemm.md" 2>&1; echo "device_check qgemm: exit $?"
+  grep -E "worst|^\| (int8|nf4) " "$OUT/qgemm.md"
+  for model in llama-3.2-3b llama-3.1-8b; do
+    for p in f16 int8 nf4; do
+      [ $SECONDS -lt ${BUDGET:-450} ] || continue
+      timeout 100 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p -p 512 -n 128 -r 3 \
+        --no-log --output json > "$OUT/bench-${model#llama-}-$p-new.json" 2> "$OUT/bench-${model#llama-}-$p-new.err"
+      echo "$model $p: exit $? (${SECONDS} s)"
+    done
+  done
+  table | tee "$OUT/table.md"
+  pack final table.md qgemm.md device_check.txt
+  ;;
 llamacpp)
   m=${3:-llama-3.2-3b}
   if [ "${2:-bench}" = prepare ]; then
@@ -348,18 +370,27 @@ qgemm-rows)
   pack qgemm-rows table.md qgemm-rows.md
   ;;
 cutlass)
+  # With .gpu/{minilab,device_check}-biased.xz carried too (a build whose CUTLASS int8 GEMM reads the
+  # stored q + 128 back as q through bench/kernels/int8_convert.cuh, no zero point), that build is
+  # checked and timed as a third int8 way ("biased") beside `off` and the zero-point GEMM ("auto").
   unpack minilab device_check
+  builds=(minilab); [ -f .gpu/minilab-biased.xz ] && { unpack minilab-biased device_check-biased; builds+=(minilab-biased); }
   libs=$(cublas_libs)
   LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 60 ./.gpu/mixed_bench > "$OUT/mixed.md" 2> "$OUT/mixed.err"
   echo "mixed_bench: exit $?"; grep -E "q\+128|outside|wrong" "$OUT/mixed.md"
-  timeout 200 /tmp/bin/device_check cuda qgemm > "$OUT/qgemm.md" 2>&1; echo "device_check qgemm: exit $?"
-  grep -E "BF16|worst|^\| (int8|nf4) " "$OUT/qgemm.md" | grep -v F16
+  for b in "${builds[@]}"; do
+    check=${b/minilab/device_check}
+    timeout 150 /tmp/bin/$check cuda qgemm > "$OUT/qgemm-$b.md" 2>&1; echo "$check qgemm: exit $?"
+    grep -E "BF16|worst|^\| (int8|nf4) " "$OUT/qgemm-$b.md" | grep -v F16
+  done
   for model in llama-3.2-3b llama-3.1-8b; do
-    for run in f16:auto int8:off int8:auto nf4:auto; do
-      p=${run%:*} q=${run#*:}
-      MINILAB_QGEMM=$q timeout 60 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
-        -p 128,512,2048 -n 0 -r 5 --no-log --output json > "$OUT/bench-${model#llama-}-$p-$q.json" 2> "$OUT/bench-${model#llama-}-$p-$q.err"
-      echo "$model $p QGEMM=$q: exit $?"
+    for run in f16:auto:minilab int8:off:minilab int8:auto:minilab int8:auto:minilab-biased nf4:auto:minilab; do
+      IFS=: read -r p q b <<< "$run"
+      [ -x /tmp/bin/$b ] && [ $SECONDS -lt ${BUDGET:-480} ] || continue
+      name=${model#llama-}-$p-$q; [ $b = minilab-biased ] && name=${model#llama-}-$p-biased
+      MINILAB_QGEMM=$q timeout 60 /tmp/bin/$b bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+        -p 128,512,2048 -n 0 -r 5 --no-log --output json > "$OUT/bench-$name.json" 2> "$OUT/bench-$name.err"
+      echo "$model $p QGEMM=$q $b: exit $? (${SECONDS} s)"
     done
   done
   python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
@@ -374,7 +405,7 @@ for f in sorted(glob.glob(f"{sys.argv[1]}/bench-*.json")):
     name = os.path.basename(f)[len("bench-"):-len(".json")]
     print(f"| {name} | {r.get('pp128', '')} | {r.get('pp512', '')} | {r.get('pp2048', '')} |")
 PY
-  pack cutlass table.md mixed.md qgemm.md
+  pack cutlass table.md mixed.md qgemm-minilab.md
   ;;
 mixed)
   libs=$(cublas_libs)

@@ -6,9 +6,8 @@
 // and 8B's linear shapes against cuBLAS on the bf16 weight, in the layout minilab stores:
 // - int8 × bf16, one scale a weight row (CUTLASS "scale only", group = k): the scale in bf16; in f32
 //   (minilab's weight bf16(q · s) bit for bit, on signed codes); and in f32 on minilab's stored codes
-//   q + 128 (uint8), read back as q by int8_convert.cuh's converter, which keeps the GPU copy the
-//   decode GEMVs read without the zero point −128 · s a row that the `cutlass` feature's int8 GEMM
-//   uses (its zero-point way was timed here in session 15's first calls; this way not yet run);
+//   q + 128 (uint8), read back as q by int8_convert.cuh's converter (the `cutlass` feature's int8
+//   GEMM: the GPU copy the decode GEMVs read, no zero point);
 // - int4 × bf16, one bf16 scale a 64-block of a row (group 64): the shape and traffic of minilab's NF4
 //   with CUTLASS's own (cheapest) 4-bit conversion;
 // - NF4 itself through nf4_convert.cuh's codebook lookups (CUTLASS has no NF4): with a bf16 absmax
@@ -31,7 +30,7 @@
 #include "cutlass/version.h"
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/util/packed_stride.hpp"
-#include "int8_convert.cuh"  // in this file a uint8_t weight is q + 128
+#include "../../src/kernels/cuda/cutlass/int8_convert.cuh"  // in this file a uint8_t weight is q + 128
 #include "../../src/kernels/cuda/cutlass/mixed.cuh"
 #include "../../src/kernels/cuda/cutlass/nf4_convert.cuh"
 #include "../../src/kernels/cuda/gemv_accumulate.cuh"  // gemv::NF4_CODES, the codebook minilab decodes with
@@ -237,7 +236,7 @@ void tiles(Ctx& c, const Problem& p, double& best, std::string* out) {
     out[0] = try_tile<Mixed<Q, T128, Coop, CoopEpi, S>>(c, p, best);
     out[1] = try_tile<Mixed<Q, T128x256, Coop, CoopEpi, S>>(c, p, best);
     out[2] = try_tile<Mixed<Q, T64, Ping, PingEpi, S>>(c, p, best);
-    using StreamK = Mixed<Q, T128, Coop, CoopEpi, S, false, cutlass::gemm::StreamKScheduler>;
+    using StreamK = Mixed<Q, T128, Coop, CoopEpi, S, cutlass::gemm::StreamKScheduler>;
     out[3] = try_tile<StreamK>(c, p, best);
     out[4] = try_tile<StreamK, 2>(c, p, best);
 }

@@ -5,8 +5,8 @@
 //! H100, but 0.25–0.58× the shipped way at 512 rows (`device_check cuda qgemm`, BENCHMARKS.md, issue
 //! 11 session 13), held by `mma.sync` issue and its barriers, not by memory. In a build with the
 //! `cutlass` feature, CUTLASS's wgmma GEMM (`cuda/cutlass.rs`) takes a prompt's int8 products by
-//! default (`auto`; on an H100 the 3B's / 8B's int8 prompts ran 1.08× / 1.24× the shipped way's
-//! speed at 512 tokens, 1.20× / 1.54× at 128, 0.98× / 1.03× at 2048; issue 11 session 15), and with
+//! default (`auto`; on an H100 the 3B's / 8B's int8 prompts ran 1.17× / 1.32× the shipped way's
+//! speed at 512 tokens, 1.35× / 1.68× at 128, 1.02× / 1.03× at 2048; issue 11 session 16), and with
 //! `MINILAB_QGEMM=cutlass` NF4's too (slower than the shipped way: its exact codebook conversion
 //! costs more than the dequantize pass saves).
 

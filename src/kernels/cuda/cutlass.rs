@@ -42,7 +42,6 @@ extern "C" {
         k: c_int,
         wq: *const c_void,
         scales: *const c_void,
-        zeros: *const c_void,
         xs: *const c_void,
         ys: *mut c_void,
         sms: c_int,
@@ -109,44 +108,44 @@ pub(crate) fn gemm(
     if !ready(cuda_device(xs)?)? {
         return Ok(None);
     }
-    // int8: the zero point −128·s a row (exact in f32); NF4: the absmax as CUTLASS lays scales out,
-    // [k/64, n] with n contiguous
-    let extra = match format {
-        Format::Int8 => b.affine(-128.0, 0.0)?,
+    // NF4: the absmax as CUTLASS lays scales out, [k/64, n] with n contiguous; int8's row scales
+    // are already [n]
+    let scales = match format {
+        Format::Int8 => b.clone(),
         _ => b.reshape((n, k / 64))?.t()?.contiguous()?,
     };
-    launch(format, xs, (a, b, &extra), (m, n, k))
+    launch(format, xs, (a, b, &scales), (m, n, k))
 }
 
-/// The launch itself: `extra` is the int8 zero points or the transposed NF4 absmax.
+/// The launch itself: `scales` are `b` as CUTLASS reads them (NF4: transposed).
 fn launch(
     format: Format,
     xs: &Tensor,
-    (a, b, extra): (&Tensor, &Tensor, &Tensor),
+    (a, b, scales): (&Tensor, &Tensor, &Tensor),
     (m, n, k): (usize, usize, usize),
 ) -> Result<Option<Tensor>> {
     let dev = cuda_device(xs)?;
     let stream = dev.cuda_stream();
     let (sx, lx) = xs.storage_and_layout();
-    let (se, le) = extra.storage_and_layout();
+    let (ss, ls) = scales.storage_and_layout();
     let (sa, la) = a.storage_and_layout();
     let (sb, lb) = b.storage_and_layout();
     let mut syncs = Vec::new();
     let p_xs = dptr::<bf16>(&sx, lx, &stream, &mut syncs)?;
-    let p_extra = dptr::<f32>(&se, le, &stream, &mut syncs)?;
+    let p_scales = dptr::<f32>(&ss, ls, &stream, &mut syncs)?;
     let (Storage::Cuda(ca), Storage::Cuda(cb)) = (&*sa, &*sb) else {
         candle_core::bail!("cutlass GEMM: the weight is not on the GPU")
     };
     let part = GemvPart { a: (ca, la), b: Some((cb, lb)), n };
-    let (p_a, p_b) = part_pointers::<bf16>(format, &part, k, &stream, &mut syncs)?;
+    let (p_a, _) = part_pointers::<bf16>(format, &part, k, &stream, &mut syncs)?;
     let mut dims = xs.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = n;
     }
     let (ys, p_ys) = output::<bf16>(dev, &dims.into())?;
-    let (kind, format_name, scales, zeros) = match format {
-        Format::Int8 => (0, "int8", p_b, p_extra),
-        _ => (1, "nf4", p_extra, 0),
+    let (kind, format_name) = match format {
+        Format::Int8 => (0, "int8"),
+        _ => (1, "nf4"),
     };
     let sms = super::launch::sm_count(dev)?;
     let (tile_name, tile) = crate::kernels::qgemm::cutlass_tile(m, n, sms).name_and_index();
@@ -163,8 +162,7 @@ fn launch(
             m as c_int,
             k as c_int,
             ptr(p_a),
-            ptr(scales),
-            ptr(zeros),
+            ptr(p_scales),
             ptr(p_xs),
             ptr(p_ys) as *mut c_void,
             sms as c_int,
@@ -187,8 +185,8 @@ fn launch(
     let mut builder = func.builder();
     builder.arg(&blob);
     // SAFETY: the kernel's one argument is its Params, written by CUTLASS's host code for these
-    // buffers: xs m·k bf16, the weight as part_pointers checked it, the scales (and zero points or
-    // transposed absmax) alive in `extra` and `b` until the launch is queued, ys m·n bf16.
+    // buffers: xs m·k bf16, the weight as part_pointers checked it, the scales (NF4's
+    // transposed) alive in `scales` until the launch is queued, ys m·n bf16.
     unsafe { builder.launch(cfg) }.w()?;
     drop(syncs);
     Ok(Some(ys))

@@ -3,19 +3,20 @@
 // (kernels.cu) and the host half (params.cu): the two must agree, or the Params bytes the host half
 // writes would not be the kernel's. Both read the GPU copy of the weight exactly as the decode GEMVs
 // do, and both give each weight as the shipped dequantize kernels write it, bit for bit:
-// - int8: the stored codes q + 128 as uint8, an f32 scale and a zero point −128·s a row; CUTLASS
-//   computes (q + 128)·s − 128·s as one FFMA, which is q·s rounded once: bf16(q·s);
+// - int8: the stored codes q + 128 as uint8, read back as q by int8_convert.cuh's converter, times an
+//   f32 scale a row, rounded once: bf16(q·s);
 // - NF4: the packed codes in minilab's order through nf4_convert.cuh, an f32 absmax a 64-block
 //   (transposed to [k/64, n] for CUTLASS's scale layout): bf16(code·absmax).
 // Each in three tiles (weight rows × xs rows × k), the three mixed_bench times: cooperative
 // 128 × 128 and 128 × 256, and ping-pong 64 × 128. None is best at every shape (mixed_bench, H100,
 // issue 11 session 15): src/kernels/qgemm.rs's `cutlass_tile` picks one a product.
 #pragma once
+#include "int8_convert.cuh"
 #include "mixed.cuh"
 #include "nf4_convert.cuh"
 
 template <typename Tile, class Schedule, class Epi>
-using Int8Gemm = Mixed<uint8_t, Tile, Schedule, Epi, float, true>;
+using Int8Gemm = Mixed<uint8_t, Tile, Schedule, Epi, float>;
 template <typename Tile, class Schedule, class Epi>
 using Nf4Gemm = Mixed<cutlass::uint4b_t, Tile, Schedule, Epi, float>;
 using TileCoop = Shape<_128, _128, _64>;

@@ -16,15 +16,13 @@ using Mma = cutlass::bfloat16_t;
 
 // One CUTLASS GEMM: narrow weight Q (int8_t, uint8_t, cutlass::int4b_t, or an NF4 code:
 // nf4_convert.cuh) with group scales of type S (bf16, or f32: each weight then rounds to bf16 once,
-// after the scale) and, with ZERO, a zero point of type S a group (weight = q · s + z), tile and
-// schedules as given; Sched the tile scheduler (void: CUTLASS's persistent data-parallel one;
-// cutlass::gemm::StreamKScheduler splits a tile's k loop across SMs where tiles are too few).
-template <typename Q, class Tile, class Schedule, class EpiSchedule, typename S = Mma, bool ZERO = false,
-          class Sched = void>
+// after the scale), tile and schedules as given; Sched the tile scheduler (void: CUTLASS's persistent
+// data-parallel one; cutlass::gemm::StreamKScheduler splits the k loop of a tile across SMs where
+// tiles are too few).
+template <typename Q, class Tile, class Schedule, class EpiSchedule, typename S = Mma, class Sched = void>
 struct Mixed {
     using Scale = S;
-    static constexpr bool kZero = ZERO;
-    using WeightTuple = std::conditional_t<ZERO, cute::tuple<Q, S, S>, cute::tuple<Q, S>>;
+    using WeightTuple = cute::tuple<Q, S>;
     using LayoutA = cutlass::layout::RowMajor;
     using LayoutB = cutlass::layout::ColumnMajor;
     using LayoutD = cutlass::layout::ColumnMajor;

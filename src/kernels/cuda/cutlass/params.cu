@@ -15,7 +15,7 @@ namespace {
 // dims out: grid x, y, z, block x, dynamic shared bytes, Params bytes. 0, or 1 where CUTLASS refuses
 // the problem, 2 where it would want a workspace, 3 where `cap` is too small.
 template <class G>
-int params_of(int n, int m, int k, int group, const void* wq, const void* scales, const void* zeros, const void* xs,
+int params_of(int n, int m, int k, int group, const void* wq, const void* scales, const void* xs,
               void* ys, int sms, void* out, unsigned long cap, unsigned* dims) {
     using K = typename G::Kernel;
     using S = typename G::Scale;
@@ -28,7 +28,7 @@ int params_of(int n, int m, int k, int group, const void* wq, const void* scales
     typename K::Arguments args{cutlass::gemm::GemmUniversalMode::kGemm,
                                {n, m, k, 1},
                                {static_cast<const typename G::Mainloop::ElementA*>(wq), sa, static_cast<const Mma*>(xs), sb,
-                                static_cast<const S*>(scales), ss, group, G::kZero ? static_cast<const S*>(zeros) : nullptr},
+                                static_cast<const S*>(scales), ss, group},
                                {{1.f, 0.f}, nullptr, sc, static_cast<Mma*>(ys), sd},
                                hw};
     if (!K::can_implement(args)) return 1;
@@ -44,16 +44,16 @@ int params_of(int n, int m, int k, int group, const void* wq, const void* scales
 
 }  // namespace
 
-// kind 0: int8 (wq: codes q + 128 [n, k]; scales, zeros: f32 [n]); kind 1: NF4 (wq: packed codes
-// [n·k/2]; scales: f32 absmax [k/64, n], n contiguous; zeros unused). tile: 0 cooperative 128 × 128,
+// kind 0: int8 (wq: codes q + 128 [n, k]; scales: f32 [n]); kind 1: NF4 (wq: packed codes
+// [n·k/2]; scales: f32 absmax [k/64, n], n contiguous). tile: 0 cooperative 128 × 128,
 // 1 cooperative 128 × 256, 2 ping-pong 64 × 128 (gemms.cuh). xs: bf16 [m, k], ys: bf16 [m, n].
 // 4 for another kind or tile.
 extern "C" int minilab_mixed_params(int kind, int tile, int n, int m, int k, const void* wq, const void* scales,
-                                    const void* zeros, const void* xs, void* ys, int sms, void* out, unsigned long cap,
+                                    const void* xs, void* ys, int sms, void* out, unsigned long cap,
                                     unsigned* dims) {
 #define MINILAB_PARAMS(NAME, G, KIND, TILE)                                                                 \
     if (kind == KIND && tile == TILE)                                                                          \
-        return params_of<G>(n, m, k, KIND == 0 ? k : 64, wq, scales, zeros, xs, ys, sms, out, cap, dims);
+        return params_of<G>(n, m, k, KIND == 0 ? k : 64, wq, scales, xs, ys, sms, out, cap, dims);
     MINILAB_CUTLASS_GEMMS(MINILAB_PARAMS)
 #undef MINILAB_PARAMS
     return 4;
