@@ -49,8 +49,9 @@
 #            DEPTH=N adds `-d N` to the benches (tgN then decodes after N cached positions).
 #   prefill MODEL PRECISION: one `minilab bench -p 512 -n 0 -r 1` under Nsight Compute (kernel
 #            durations only), summed by kernel: where a prefill's time goes.
-#   final: the committed build alone: device_check cuda and cuda qgemm, then the 3B/8B pp512 + tg128 in
-#            f16/int8/nf4 (.gpu/minilab.xz, .gpu/device_check.xz from bench/gpu-pack.sh).
+#   final: the committed build alone: device_check cuda, `mixed_bench --fused` where carried (stacked
+#            q/k/v and gate/up against their parts), then the 3B/8B pp512 + tg128 in f16/int8/nf4 while
+#            the call has time (.gpu/minilab.xz, .gpu/device_check.xz from bench/gpu-pack.sh).
 #   llamacpp prepare|bench [MODEL]: the llama.cpp CUDA peer (bench/peers/llamacpp-cuda.sh, needs
 #            .gpu/llamacpp.tar.xz from bench/peers/fetch-llamacpp.sh). `prepare` builds it on the GPU
 #            machine and writes the F16/Q8_0/Q4_0 GGUFs of MODEL (default llama-3.2-3b) into /tmp/peer;
@@ -91,11 +92,12 @@
 #            QGEMM=cutlass runs the benches with CUTLASS's GEMM instead (a gpu-pack.sh build, which has
 #            the `cutlass` feature; device_check qgemm checks both GEMMs either way).
 #   mixed: bench/kernels/mixed_bench.cu (CUTLASS 4.2's sm90 mixed-input GEMM, int8 × bf16 with row
-#            scales (bf16, f32, and f32 on the stored q + 128 through bench/kernels/int8_convert.cuh),
+#            scales (bf16, f32, and f32 on the stored q + 128 through cutlass/int8_convert.cuh),
 #            int4 × bf16 and NF4 (bf16 table, f32 exact) with 64-element group scales, three
 #            data-parallel tiles, stream-K and split-K 2 each, every 3B/8B shape at
 #            512, 128 and 2048 rows) against cuBLAS bf16, each checked against cuBLAS on the dequantized
-#            weight: would a wgmma GEMM reach the int8/NF4 prefill target?
+#            weight: would a wgmma GEMM reach the int8/NF4 prefill target? (`mixed --fused`: the
+#            crate's two formats on stacked q/k/v and gate/up products beside their parts.)
 #   cutlass: the `cutlass` build's int8 prefill, everything in one tar (call-sized, about 300 s):
 #            mixed_bench first (the biased int8 converter of bench/kernels/int8_convert.cuh checked
 #            against cuBLAS on the dequantized weight, and timed beside the zero-point way's figures),
@@ -225,24 +227,29 @@ minilab)
   pack minilab
   ;;
 final)
-  # The build as committed, alone: GPU logits against the CPU's (device_check cuda), the prompt GEMMs
-  # against the f32 reference and the shipped way (device_check cuda qgemm), then the 3B and 8B at
-  # pp512 and tg128 in f16, int8 and nf4 (the session's headline figures); one tar.
+  # The build as committed, alone: GPU logits against the CPU's (device_check cuda; in a cutlass build
+  # the prompt's int8 products run CUTLASS's GEMM), then the 3B and 8B at pp512 and tg128 in f16, int8
+  # and nf4 (the session's headline figures); one tar.
+  # With .gpu/mixed_bench carried, `mixed_bench --fused` first: the stacked q/k/v and gate/up products
+  # against their parts, in the crate's two formats.
   unpack minilab device_check
   timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
   tail -4 "$OUT/device_check.txt"
-  timeout 150 /tmp/bin/device_check cuda qgemm > "$OUT/qgemm.md" 2>&1; echo "device_check qgemm: exit $?"
-  grep -E "worst|^\| (int8|nf4) " "$OUT/qgemm.md"
+  if [ -x .gpu/mixed_bench ]; then
+    libs=$(cublas_libs)
+    LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 120 ./.gpu/mixed_bench --fused > "$OUT/fused.md" 2> "$OUT/fused.err"
+    echo "mixed_bench --fused: exit $? (${SECONDS} s)"; grep -E "^\| [0-9]+x[0-9]+ .* \| 512 \||outside" "$OUT/fused.md"
+  fi
   for model in llama-3.2-3b llama-3.1-8b; do
     for p in f16 int8 nf4; do
-      [ $SECONDS -lt ${BUDGET:-450} ] || continue
+      [ $SECONDS -lt ${BUDGET:-360} ] || continue
       timeout 100 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p -p 512 -n 128 -r 3 \
         --no-log --output json > "$OUT/bench-${model#llama-}-$p-new.json" 2> "$OUT/bench-${model#llama-}-$p-new.err"
       echo "$model $p: exit $? (${SECONDS} s)"
     done
   done
   table | tee "$OUT/table.md"
-  pack final table.md qgemm.md device_check.txt
+  pack final table.md fused.md device_check.txt
   ;;
 llamacpp)
   m=${3:-llama-3.2-3b}
@@ -409,7 +416,7 @@ PY
   ;;
 mixed)
   libs=$(cublas_libs)
-  LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout ${LIMIT:-300} ./.gpu/mixed_bench 2> "$OUT/mixed.err" | tee "$OUT/mixed.md"
+  LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout ${LIMIT:-300} ./.gpu/mixed_bench "${@:2}" 2> "$OUT/mixed.err" | tee "$OUT/mixed.md"
   echo "mixed_bench: exit ${PIPESTATUS[0]}"; tail -5 "$OUT/mixed.err"
   ;;
 prefill-ways)

@@ -274,19 +274,23 @@ void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
     CK(cudaFree(scales));
 }
 
-int main() {
+int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
+    // --fused: the crate's two formats on the products a layer could make one GEMM of (q/k/v stacked,
+    // gate/up stacked) beside their parts: do the short-n products lose their tiles' worth once fused?
+    const bool fused = argc > 1 && std::string(argv[1]) == "--fused";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     Ctx c{};
     CK(cudaStreamCreateWithFlags(&c.s, cudaStreamNonBlocking));
     CB(cublasCreate(&c.h));
     CB(cublasSetStream(c.h, c.s));
-    const int KMAX = 14336, NMAX = 14336, MMAX = 2048;
+    // the largest n·k is the 8B's down (14336 × 14336 bounds it), the largest n its stacked gate/up
+    const int KMAX = 14336, NMAX = 28672, MMAX = 2048;
     CK(cudaMalloc(&c.xs, (size_t)MMAX * KMAX * 2));
     CK(cudaMalloc(&c.ref, (size_t)MMAX * NMAX * 2));
     CK(cudaMalloc(&c.ys, (size_t)MMAX * NMAX * 2));
-    CK(cudaMalloc(&c.w, (size_t)NMAX * KMAX * 2));
+    CK(cudaMalloc(&c.w, (size_t)KMAX * KMAX * 2));
     fill_bf16<<<1024, 256, 0, c.s>>>(c.xs, (size_t)MMAX * KMAX, 7, -1.f, 1.f);
     int* wrong;
     CK(cudaMalloc(&wrong, sizeof(int)));
@@ -300,6 +304,16 @@ int main() {
            prop.name, prop.multiProcessorCount, CUTLASS_MAJOR, CUTLASS_MINOR, CUTLASS_PATCH);
     printf("| weight n×k | format | rows | cuBLAS bf16 µs | coop 128×128 µs (rel) | coop 128×256 | pingpong 64×128 | coop 128×128 stream-K | split-K 2 | bf16 / best | best TFLOP/s |\n");
     printf("| --- | --- | ---: | ---: | --- | --- | --- | --- | --- | ---: | ---: |\n");
+    if (fused) {
+        // (out, in): the 3B's q, k/v, q/k/v stacked, gate/up, both stacked; the same for the 8B
+        const int parts[][2] = {{3072, 3072}, {1024, 3072}, {5120, 3072}, {8192, 3072}, {16384, 3072},
+                                {4096, 4096}, {1024, 4096}, {6144, 4096}, {14336, 4096}, {28672, 4096}};
+        for (int m : {512, 128, 2048})
+            for (auto& s : parts)
+                for (Fmt f : {INT8_BIASED, NF4_F32}) shape_row(c, s[0], s[1], m, f);
+        printf("\n%d tile run(s) outside 1e-2 of cuBLAS on the dequantized weight\n", c.failures);
+        return c.failures ? 1 : 0;
+    }
     // (out, in): the 3B's q/o, k/v, gate/up and down; the 8B's gate/up and down
     const int shapes[][2] = {{3072, 3072}, {1024, 3072}, {8192, 3072}, {3072, 8192}, {14336, 4096}, {4096, 14336}};
     for (int m : {512, 128, 2048})
