@@ -112,13 +112,14 @@ impl CutlassTile {
 }
 
 /// The CUTLASS tile for `m` rows of xs and `n` weight rows on `sms` SMs: the widest whose tiles still
-/// give 70 % of the SMs one, and fewer of them than the next narrower (at 128 rows or fewer, a 256-row
+/// give 60 % of the SMs one, and fewer of them than the next narrower (at 128 rows or fewer, a 256-row
 /// tile is half padding). A wider tile reads each weight tile for more rows, but where its tiles
-/// leave SMs idle the narrower one wins (`mixed_bench`, H100, issue 11 session 15: this rule picks the
-/// fastest of the three at each of the 18 measured shapes and row counts, `tests` below).
+/// leave SMs idle the narrower one wins (`mixed_bench`, H100, issue 11 sessions 15–16: this rule
+/// picks the fastest of the three at each of the 30 measured shapes and row counts, `tests` below;
+/// the stacked q/k/v of the 3B at 512 rows, 80 wide tiles on 132 SMs, took 34 µs wide and 49 coop).
 pub fn cutlass_tile(m: usize, n: usize, sms: usize) -> CutlassTile {
     let tiles = |rows: usize, cols: usize| n.div_ceil(rows) * m.div_ceil(cols);
-    let enough = |t: usize| 10 * t >= 7 * sms;
+    let enough = |t: usize| 10 * t >= 6 * sms;
     let (wide, coop) = (tiles(128, 256), tiles(128, 128));
     if enough(wide) && wide < coop {
         CutlassTile::Wide
@@ -165,6 +166,19 @@ mod tests {
             (8192, 2048, Wide),
             (14336, 2048, Wide),
             (4096, 2048, Wide),
+            // session 16, `mixed_bench --fused`: stacked q/k/v and gate/up of the 3B and 8B
+            (5120, 512, Wide),
+            (6144, 512, Wide),
+            (16384, 512, Wide),
+            (28672, 512, Wide),
+            (5120, 128, Ping),
+            (6144, 128, Ping),
+            (16384, 128, Coop),
+            (28672, 128, Coop),
+            (5120, 2048, Wide),
+            (6144, 2048, Wide),
+            (16384, 2048, Wide),
+            (28672, 2048, Wide),
         ];
         for (n, m, tile) in fastest {
             assert_eq!(cutlass_tile(m, n, 132), tile, "{n} weight rows, {m} rows of xs");

@@ -5,7 +5,16 @@ use super::{int8, nf4, Precision};
 use crate::kernels;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Stamps of encodings, unique in the process: a stack ([`super::stacked::Stacked`]) knows by them
+/// whether a layer still holds the encoding it stacked.
+static NEXT_STAMP: AtomicU64 = AtomicU64::new(1);
+
+fn next_stamp() -> u64 {
+    NEXT_STAMP.fetch_add(1, Ordering::Relaxed)
+}
 
 /// The weight as it lives on the compute device.
 #[derive(Debug, Clone)]
@@ -17,6 +26,27 @@ enum Encoded {
     /// `packed`: `[out·in / 2]` u8, `absmax`: `[blocks]` f32, `table`: the byte → code-pair
     /// lookup, uploaded once per layer rather than on every forward.
     Nf4 { packed: Tensor, absmax: Tensor, table: Tensor },
+}
+
+impl Encoded {
+    /// The stored tensors: the weight, then its scales.
+    fn parts(&self) -> Vec<&Tensor> {
+        match self {
+            Self::Dense(w) => vec![w],
+            Self::Int8 { codes, scales } => vec![codes, scales],
+            Self::Nf4 { packed, absmax, .. } => vec![packed, absmax],
+        }
+    }
+
+    /// The same format with `parts` (as [`Self::parts`] orders them) in place of this one's.
+    fn with_parts(&self, parts: Vec<Tensor>) -> Result<Self> {
+        Ok(match (self, <[Tensor; 2]>::try_from(parts)) {
+            (Self::Int8 { .. }, Ok([codes, scales])) => Self::Int8 { codes, scales },
+            (Self::Nf4 { table, .. }, Ok([packed, absmax])) => Self::Nf4 { packed, absmax, table: table.clone() },
+            (Self::Dense(_), Err(mut one)) if one.len() == 1 => Self::Dense(one.remove(0)),
+            _ => candle_core::bail!("an encoding with the wrong number of tensors"),
+        })
+    }
 }
 
 /// A linear layer `y = x·Wᵀ (+ b)` whose `W` can be f16, int8 or nf4.
@@ -36,6 +66,8 @@ pub struct SwitchableLinear {
     weight_dtype: DType,
     /// Host encodings kept for reuse (`None`: not caching).
     host_cache: Option<HashMap<Precision, Arc<HostEncoded>>>,
+    /// This encoding's stamp: new on every switch, kept when the weight becomes a view of a stack.
+    stamp: u64,
 }
 
 impl SwitchableLinear {
@@ -57,6 +89,7 @@ impl SwitchableLinear {
             dtype,
             weight_dtype,
             host_cache: None,
+            stamp: next_stamp(),
         })
     }
 
@@ -86,6 +119,7 @@ impl SwitchableLinear {
             }
         };
         self.precision = precision;
+        self.stamp = next_stamp();
         Ok(())
     }
 
@@ -135,12 +169,7 @@ impl SwitchableLinear {
     /// Bytes of the tensors this layer holds on its device now (bias excluded): the real footprint,
     /// which differs from [`Self::weight_bytes`] when the compute dtype is f32.
     pub fn resident_bytes(&self) -> u64 {
-        let b = |t: &Tensor| (t.elem_count() * t.dtype().size_in_bytes()) as u64;
-        match &self.encoded {
-            Encoded::Dense(w) => b(w),
-            Encoded::Int8 { codes, scales } => b(codes) + b(scales),
-            Encoded::Nf4 { packed, absmax, .. } => b(packed) + b(absmax),
-        }
+        self.encoded.parts().iter().map(|t| (t.elem_count() * t.dtype().size_in_bytes()) as u64).sum()
     }
 
     /// The weight `[out, in]` in the compute dtype, dequantized if needed.
@@ -333,6 +362,80 @@ impl SwitchableLinear {
     /// weights of `next`, the layers the following launch reads ([`kernels::prefetch`], opt-in).
     pub fn prefetch(next: &[&SwitchableLinear]) -> Result<kernels::prefetch::Scope> {
         kernels::prefetch::next(next.iter().filter_map(|l| l.weight_ref()))
+    }
+
+    /// This encoding's stamp.
+    pub(super) fn stamp(&self) -> u64 {
+        self.stamp
+    }
+
+    /// The device the weight lives on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether this layer's weight and `other`'s can share one stacked buffer: one format, input
+    /// width, device and dtypes, no bias, and for NF4 rows of whole blocks (a block must not straddle
+    /// two layers).
+    pub(super) fn stackable_with(&self, other: &Self) -> bool {
+        let blocks_whole =
+            !matches!(self.encoded, Encoded::Nf4 { .. }) || self.in_features.is_multiple_of(nf4::NF4_BLOCKSIZE);
+        self.bias.is_none()
+            && other.bias.is_none()
+            && self.precision == other.precision
+            && self.in_features == other.in_features
+            && self.device.same_device(&other.device)
+            && (self.dtype, self.weight_dtype) == (other.dtype, other.weight_dtype)
+            && blocks_whole
+    }
+
+    /// `layers` (stackable with each other) as one layer whose output rows are theirs in order, its
+    /// weight in one new buffer; no master, so it never switches.
+    pub(super) fn stack(layers: &[&Self]) -> Result<Self> {
+        let Some(first) = layers.first() else { candle_core::bail!("stack: no layers") };
+        let parts = (0..first.encoded.parts().len())
+            .map(|i| Tensor::cat(&layers.iter().map(|l| l.encoded.parts()[i]).collect::<Vec<_>>(), 0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            master: None,
+            encoded: first.encoded.with_parts(parts)?,
+            bias: None,
+            precision: first.precision,
+            out_features: layers.iter().map(|l| l.out_features).sum(),
+            in_features: first.in_features,
+            device: first.device.clone(),
+            dtype: first.dtype,
+            weight_dtype: first.weight_dtype,
+            host_cache: None,
+            stamp: next_stamp(),
+        })
+    }
+
+    /// Makes this layer's weight the view of rows `row..row + n` of `stack`'s (which holds an equal
+    /// copy of it there), keeping the stamp: the encoding is the same.
+    pub(super) fn view_rows_of(&mut self, stack: &Self, row: usize, n: usize) -> Result<()> {
+        let k = self.in_features;
+        // per part, elements a weight row: dense and int8 codes k, int8 scales 1, NF4 k/2 and k/64
+        let per_row = match &self.encoded {
+            Encoded::Dense(_) | Encoded::Int8 { .. } => vec![1, 1],
+            Encoded::Nf4 { .. } => vec![k / 2, k / nf4::NF4_BLOCKSIZE],
+        };
+        let parts = stack
+            .encoded
+            .parts()
+            .iter()
+            .zip(per_row)
+            .map(|(t, r)| t.narrow(0, row * r, n * r))
+            .collect::<Result<Vec<_>>>()?;
+        self.encoded = self.encoded.with_parts(parts)?;
+        Ok(())
+    }
+
+    /// Gives this layer a copy of its weight in a buffer of its own (after it viewed a stack).
+    pub(super) fn own_copy(&mut self) -> Result<()> {
+        let parts = self.encoded.parts().iter().map(|t| t.copy()).collect::<Result<Vec<_>>>()?;
+        self.encoded = self.encoded.with_parts(parts)?;
+        Ok(())
     }
 
     /// The stored weight as the fused kernels take it; `None` for a layer with a bias.

@@ -7,5 +7,7 @@ pub mod precision;
 
 pub use precision::{Precision, UnknownPrecision};
 pub mod linear;
+pub mod stacked;
 
 pub use linear::{HostEncoded, SwitchableLinear};
+pub use stacked::Stacked;

@@ -5,7 +5,7 @@
 use super::cache::Kv;
 use crate::kernels;
 use crate::model::rope::Rope;
-use crate::quant::SwitchableLinear;
+use crate::quant::{stacked, Stacked, SwitchableLinear};
 use candle_core::{Module, Result, Tensor};
 
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ pub(super) struct Attention {
     pub(super) n_heads: usize,
     pub(super) n_kv_heads: usize,
     pub(super) head_dim: usize,
+    /// q/k/v in one buffer while they share a format ([`Self::restack`]): one GEMM a prompt.
+    pub(super) qkv: Option<Stacked>,
 }
 
 /// Where a call's tokens go: their first position, the RoPE tables, and whether k and v are kept in
@@ -39,9 +41,17 @@ impl Attention {
         kv: &mut Option<Kv>,
         keep: bool,
     ) -> Result<Tensor> {
-        let [q, k, v]: [Tensor; 3] = SwitchableLinear::forward_many(&[&self.q_proj, &self.k_proj, &self.v_proj], xs)?
-            .try_into()
-            .map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
+        let layers = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let stacked = match &self.qkv {
+            Some(s) => s.forward(&layers, xs)?,
+            None => None,
+        };
+        let qkv = match stacked {
+            Some(ys) => ys,
+            None => SwitchableLinear::forward_many(&layers, xs)?,
+        };
+        let [q, k, v]: [Tensor; 3] =
+            qkv.try_into().map_err(|_| candle_core::Error::Msg("attention: q/k/v projections".into()))?;
         let len = kv.as_ref().map_or(0, |kv| kv.len);
         let at = At { start_pos, rope, keep };
         let ys = if kernels::prefill_ops::enabled() && (if keep { len == start_pos } else { start_pos == 0 }) {
@@ -50,6 +60,24 @@ impl Attention {
             self.attend_plain([q, k, v], &at, kv)?
         };
         self.o_proj.forward(&ys)
+    }
+
+    /// Stacks q/k/v again after one of them switched, where [`stacked::stacks`] and they share a
+    /// format; else gives them weights of their own back, so that no stale stack stays alive.
+    pub(super) fn restack(&mut self) -> Result<()> {
+        let old = self.qkv.take();
+        let mut layers = [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
+        if stacked::stacks(layers[0].device()) {
+            // the old stack's buffer goes once every layer views the new one
+            self.qkv = Stacked::build(&mut layers)?;
+            if self.qkv.is_some() {
+                return Ok(());
+            }
+        }
+        match old {
+            Some(old) => old.release(&mut layers),
+            None => Ok(()),
+        }
     }
 
     /// q, k, v `[b, t, n·head_dim]` → `[b, t, heads·head_dim]` by candle's ops.

@@ -84,7 +84,7 @@ impl Model {
         for n in 0..cfg.num_hidden_layers {
             let p = format!("blk.{n}");
             let bias = cfg.attention_bias;
-            let attn = Attention {
+            let mut attn = Attention {
                 q_proj: linear(src, format!("{p}.attn_q"), (q, h), bias)?,
                 k_proj: linear(src, format!("{p}.attn_k"), (kv, h), bias)?,
                 v_proj: linear(src, format!("{p}.attn_v"), (kv, h), bias)?,
@@ -92,7 +92,9 @@ impl Model {
                 n_heads: cfg.num_attention_heads,
                 n_kv_heads: cfg.num_key_value_heads,
                 head_dim: cfg.head_dim,
+                qkv: None,
             };
+            attn.restack()?;
             let mlp = Mlp {
                 gate_proj: linear(src, format!("{p}.ffn_gate"), (i, h), false)?,
                 up_proj: linear(src, format!("{p}.ffn_up"), (i, h), false)?,
@@ -255,6 +257,12 @@ impl Model {
         self.blocks.len()
     }
 
+    /// Blocks whose q/k/v a prompt multiplies as one stacked weight now (`MINILAB_STACK_QKV`).
+    pub fn stacked_qkv(&self) -> usize {
+        let current = |a: &Attention| a.qkv.as_ref().is_some_and(|s| s.holds(&[&a.q_proj, &a.k_proj, &a.v_proj]));
+        self.blocks.iter().filter(|b| current(&b.attn)).count()
+    }
+
     /// Every linear layer id, blocks in order then `output`.
     pub fn layer_ids(&self) -> Vec<LayerId> {
         let mut ids: Vec<LayerId> = (0..self.blocks.len())
@@ -296,11 +304,16 @@ impl Model {
         })
     }
 
-    /// Re-encodes layer `id` in `precision` from its master.
+    /// Re-encodes layer `id` in `precision` from its master (and stacks its block's q/k/v again
+    /// when it is one of them).
     pub fn set_precision(&mut self, id: LayerId, precision: Precision) -> Result<()> {
         match self.linear_mut(id) {
-            Some(l) => l.set_precision(precision),
+            Some(l) => l.set_precision(precision)?,
             None => candle_core::bail!("no layer {id} in this model"),
+        }
+        match (id.block, id.kind) {
+            (Some(b), LayerKind::AttnQ | LayerKind::AttnK | LayerKind::AttnV) => self.blocks[b].attn.restack(),
+            _ => Ok(()),
         }
     }
 
