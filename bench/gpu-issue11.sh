@@ -49,6 +49,9 @@
 #            DEPTH=N adds `-d N` to the benches (tgN then decodes after N cached positions).
 #   prefill MODEL PRECISION: one `minilab bench -p 512 -n 0 -r 1` under Nsight Compute (kernel
 #            durations only), summed by kernel: where a prefill's time goes.
+#   stack: q/k/v stacked into one weight (MINILAB_STACK_QKV=1) against the layers apart: device_check
+#            cuda stack, then the 3B/8B pp128/512/2048 both ways in f16/int8/nf4 (.gpu/minilab.xz,
+#            .gpu/device_check.xz).
 #   final: the committed build alone: device_check cuda, `mixed_bench --fused` where carried (stacked
 #            q/k/v and gate/up against their parts), then the 3B/8B pp512 + tg128 in f16/int8/nf4 while
 #            the call has time (.gpu/minilab.xz, .gpu/device_check.xz from bench/gpu-pack.sh).
@@ -225,6 +228,27 @@ minilab)
   done
   table | tee "$OUT/table.md"
   pack minilab
+  ;;
+stack)
+  # q/k/v stacked (MINILAB_STACK_QKV=1, src/quant/stacked.rs) against the layers apart:
+  # `device_check cuda stack` (the 1B in f32 within 1e-4; the 3B in bf16, prompt logits and ms both
+  # ways on one model), then the 3B and 8B prompts (pp128/512/2048) with the switch 0 and 1,
+  # alternating, in f16, int8 and nf4; one tar.
+  unpack minilab device_check
+  timeout 200 /tmp/bin/device_check cuda stack > "$OUT/stack.md" 2>&1; echo "device_check stack: exit $? (${SECONDS} s)"
+  cat "$OUT/stack.md"
+  for model in llama-3.2-3b llama-3.1-8b; do
+    for p in f16 int8 nf4; do
+      for s in 0 1; do
+        [ $SECONDS -lt ${BUDGET:-480} ] || continue
+        MINILAB_STACK_QKV=$s timeout 60 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+          -p 128,512,2048 -n 0 -r 5 --no-log --output json > "$OUT/bench-${model#llama-}-$p-stack$s.json" 2> "$OUT/bench-${model#llama-}-$p-stack$s.err"
+        echo "$model $p stack=$s: exit $? (${SECONDS} s)"
+      done
+    done
+  done
+  python3 bench/builds_table.py "$OUT" stack0 stack1 | tee "$OUT/table.md"
+  pack stack table.md stack.md
   ;;
 final)
   # The build as committed, alone: GPU logits against the CPU's (device_check cuda; in a cutlass build

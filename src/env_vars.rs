@@ -56,7 +56,7 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_GEMV_GRID", Takes::OneOf(crate::kernels::grid::WORDS)),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
     knob("MINILAB_QGEMM", Takes::OneOf(crate::kernels::qgemm::WORDS)),
-    knob("MINILAB_STACK_QKV", Takes::OneOf(crate::quant::stacked::WORDS)),
+    knob("MINILAB_STACK_QKV", Takes::OneOf(ON_OFF)),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
     other("MINILAB_KEEP_PLOTS", Takes::Any),

@@ -1,4 +1,4 @@
-//! q/k/v stacked into one weight (`MINILAB_STACK_QKV`, on CUDA by default, forced on here) against
+//! q/k/v stacked into one weight (`MINILAB_STACK_QKV=1`, opt-in) against
 //! the same model with each layer apart. On the CPU each output element is the same dot product in
 //! both, so the logits must be equal bit for bit, through switches that stack, unstack (mixed
 //! formats) and stack again, and the weights must occupy the same bytes (the layers view the stack).
@@ -9,13 +9,13 @@ use minilab::model::{self, Cache, LayerKind, Model, ModelSpec};
 use minilab::quant::{stacked, Precision};
 
 fn load(stack: bool) -> Model {
-    stacked::set_stacking(if stack { 2 } else { 1 });
+    stacked::set_stacking(stack);
     model::load(&ModelSpec::Synthetic("tiny".into()), &Device::Cpu, DType::F32).expect("tiny model").model
 }
 
 /// Sets every q/k/v (and one MLP layer, which must not disturb the stack) in block `b` as given.
 fn set(model: &mut Model, stack: bool, b: usize, [q, k, v]: [Precision; 3]) {
-    stacked::set_stacking(if stack { 2 } else { 1 });
+    stacked::set_stacking(stack);
     for (kind, p) in [(LayerKind::AttnQ, q), (LayerKind::AttnK, k), (LayerKind::AttnV, v), (LayerKind::FfnUp, q)] {
         let id = model.layer_ids().into_iter().find(|id| id.block == Some(b) && id.kind == kind).expect("layer");
         model.set_precision(id, p).expect("switch");
@@ -48,7 +48,11 @@ fn stacked_qkv_computes_what_the_layers_apart_do() -> candle_core::Result<()> {
         }
         assert_eq!(stacked.stacked_qkv(), want_stacked, "{plan:?}");
         assert_eq!(stacked.resident_bytes(), apart.resident_bytes(), "{plan:?}");
-        let (s, a) = (logits(&stacked)?, logits(&apart)?);
+        // the switch also decides at each forward whether a stack is used
+        stacked::set_stacking(true);
+        let s = logits(&stacked)?;
+        stacked::set_stacking(false);
+        let a = logits(&apart)?;
         for (i, (s, a)) in s.iter().zip(&a).enumerate() {
             assert!(a.iter().all(|x| x.is_finite()), "{plan:?} call {i}: logits not finite");
             let same = s.iter().zip(a).filter(|(x, y)| x.to_bits() == y.to_bits()).count();

@@ -47,6 +47,7 @@ mod folds;
 mod kernels;
 mod prefill;
 mod qgemm;
+mod stack;
 mod ways;
 
 /// Every layer of `model` in `p`.
@@ -365,6 +366,7 @@ fn main() -> minilab::Result<()> {
         Some("prefill") => prefill::check_prefill(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("qgemm") => qgemm::check_qgemm(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("qgemm-rows") => qgemm::check_qgemm_rows(&dev),
+        Some("stack") => stack::check_stack(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {

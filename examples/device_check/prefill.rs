@@ -42,9 +42,9 @@ fn check_heads_to_rows(dev: &Device) -> minilab::Result<()> {
     Ok(())
 }
 
-/// Logits of the calls in the module's item 2, fused or not.
-fn f32_calls(m: &model::Model, dev: &Device, fused: bool) -> minilab::Result<Vec<Tensor>> {
-    prefill_ops::set_enabled(fused);
+/// Logits of the calls in the module's item 2 after `set(on)` (fused or not, stacked or not).
+pub(super) fn f32_calls(m: &model::Model, dev: &Device, set: impl Fn(bool), on: bool) -> minilab::Result<Vec<Tensor>> {
+    set(on);
     let vocab = m.config().vocab_size;
     let mut cache = Cache::new(m.n_blocks());
     let mut out = vec![m.forward(&ids(dev, vocab, (2, 64), 0)?, 0, &mut cache)?];
@@ -59,8 +59,8 @@ fn check_f32(dev: &Device) -> minilab::Result<()> {
     let mut worst = 0f32;
     for p in FORMATS {
         set_uniform(&mut loaded.model, p)?;
-        let plain = f32_calls(&loaded.model, dev, false)?;
-        let fused = f32_calls(&loaded.model, dev, true)?;
+        let plain = f32_calls(&loaded.model, dev, prefill_ops::set_enabled, false)?;
+        let fused = f32_calls(&loaded.model, dev, prefill_ops::set_enabled, true)?;
         let errs = fused.iter().zip(&plain).map(|(f, q)| rel_err(f, q)).collect::<minilab::Result<Vec<_>>>()?;
         errs.iter().for_each(|&e| worst = worse(worst, e));
         println!(

@@ -369,11 +369,6 @@ impl SwitchableLinear {
         self.stamp
     }
 
-    /// The device the weight lives on.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
     /// Whether this layer's weight and `other`'s can share one stacked buffer: one format, input
     /// width, device and dtypes, no bias, and for NF4 rows of whole blocks (a block must not straddle
     /// two layers).
@@ -414,21 +409,32 @@ impl SwitchableLinear {
     /// Makes this layer's weight the view of rows `row..row + n` of `stack`'s (which holds an equal
     /// copy of it there), keeping the stamp: the encoding is the same.
     pub(super) fn view_rows_of(&mut self, stack: &Self, row: usize, n: usize) -> Result<()> {
-        let k = self.in_features;
-        // per part, elements a weight row: dense and int8 codes k, int8 scales 1, NF4 k/2 and k/64
-        let per_row = match &self.encoded {
-            Encoded::Dense(_) | Encoded::Int8 { .. } => vec![1, 1],
-            Encoded::Nf4 { .. } => vec![k / 2, k / nf4::NF4_BLOCKSIZE],
-        };
         let parts = stack
             .encoded
             .parts()
             .iter()
-            .zip(per_row)
+            .zip(self.dim0_per_row())
             .map(|(t, r)| t.narrow(0, row * r, n * r))
             .collect::<Result<Vec<_>>>()?;
         self.encoded = self.encoded.with_parts(parts)?;
         Ok(())
+    }
+
+    /// Per stored tensor, its dim-0 entries a weight row: dense and int8 codes and scales one row
+    /// each, NF4's flat packed bytes k/2 and absmax k/64.
+    fn dim0_per_row(&self) -> Vec<usize> {
+        match &self.encoded {
+            Encoded::Dense(_) | Encoded::Int8 { .. } => vec![1, 1],
+            Encoded::Nf4 { .. } => vec![self.in_features / 2, self.in_features / nf4::NF4_BLOCKSIZE],
+        }
+    }
+
+    /// Whether this layer's tensors, viewed from weight row `row` of a stack, start on 16-byte
+    /// boundaries, as the GPU kernels read them.
+    pub(super) fn aligned_from_row(&self, row: usize) -> bool {
+        let parts = self.encoded.parts();
+        let elem_bytes = |t: &Tensor| t.elem_count() / t.dim(0).unwrap_or(1).max(1) * t.dtype().size_in_bytes();
+        parts.iter().zip(self.dim0_per_row()).all(|(t, r)| (row * r * elem_bytes(t)).is_multiple_of(16))
     }
 
     /// Gives this layer a copy of its weight in a buffer of its own (after it viewed a stack).

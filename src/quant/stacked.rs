@@ -9,26 +9,23 @@
 
 use super::linear::SwitchableLinear;
 use crate::kernels;
-use crate::switch::Choice;
-use candle_core::{Device, Module, Result, Tensor, D};
+use crate::switch::Switch;
+use candle_core::{Module, Result, Tensor, D};
 
-/// `MINILAB_STACK_QKV`: `auto` stacks on CUDA only (on the CPU a dense weight shares the host
-/// master's storage, which a stack would copy), `0` never, `1` on every device.
-pub const WORDS: &[&str] = &["auto", "0", "1"];
-static STACK: Choice = Choice::new("MINILAB_STACK_QKV", WORDS);
+/// `MINILAB_STACK_QKV=1` stacks on every device; `0`, the default until the whole prompt is measured
+/// stacked on a GPU (on the CPU it costs memory: a dense weight there shares the host master's
+/// storage, which a stack copies).
+static STACK: Switch = Switch::opt_in("MINILAB_STACK_QKV", &["1"]);
 
-/// Whether layers on `device` are stacked.
-pub fn stacks(device: &Device) -> bool {
-    match STACK.get() {
-        0 => device.is_cuda(),
-        1 => false,
-        _ => true,
-    }
+/// Whether layers are stacked.
+pub fn stacks() -> bool {
+    STACK.get()
 }
 
-/// Picks the `MINILAB_STACK_QKV` way (an index of [`WORDS`]) for the rest of the process.
-pub fn set_stacking(way: usize) {
-    STACK.set(way);
+/// Turns stacking on or off for the rest of the process (for layers stacked from then on), whatever
+/// the variable says.
+pub fn set_stacking(on: bool) {
+    STACK.set(on);
 }
 
 /// Several layers' weights in one buffer, and which encodings of theirs it holds.
@@ -43,11 +40,16 @@ pub struct Stacked {
 }
 
 impl Stacked {
-    /// Stacks `layers` when they share format, input width, device and dtypes and have no bias:
-    /// their weights become views of one new buffer. `None` (the layers untouched) otherwise.
+    /// Stacks `layers` when they share format, input width, device and dtypes, have no bias and each
+    /// one's tensors would start on a 16-byte boundary: their weights become views of one new buffer.
+    /// `None` (the layers untouched) otherwise.
     pub fn build(layers: &mut [&mut SwitchableLinear]) -> Result<Option<Self>> {
         let Some(first) = layers.first() else { return Ok(None) };
         if layers.len() < 2 || !layers.iter().all(|l| l.stackable_with(first)) {
+            return Ok(None);
+        }
+        let starts = layers.iter().scan(0, |row, l| Some(std::mem::replace(row, *row + l.shape().0)));
+        if !layers.iter().zip(starts).all(|(l, row)| l.aligned_from_row(row)) {
             return Ok(None);
         }
         let refs: Vec<&SwitchableLinear> = layers.iter().map(|l| &**l).collect();
@@ -69,11 +71,13 @@ impl Stacked {
 
     /// Each layer's `forward(xs)` from one product, where the layers would otherwise run one by one
     /// (a prompt's rows; on the GPU the decode launches already read all three at once). `None`
-    /// where that does not apply, or when a layer switched since the stack was built.
+    /// where that does not apply, when a layer switched since the stack was built, or while stacking
+    /// is off (then the layers run apart on their views: `device_check cuda stack` times both ways
+    /// on one model).
     pub fn forward(&self, layers: &[&SwitchableLinear], xs: &Tensor) -> Result<Option<Vec<Tensor>>> {
         let k = self.linear.shape().1;
         let rows = xs.elem_count() / k.max(1);
-        if !self.holds(layers) || (xs.device().is_cuda() && rows <= kernels::cpu::GEMV_MAX_ROWS) {
+        if !stacks() || !self.holds(layers) || (xs.device().is_cuda() && rows <= kernels::cpu::GEMV_MAX_ROWS) {
             return Ok(None);
         }
         // (…, k) → (…, Σ n_i), then each layer's columns
@@ -103,9 +107,11 @@ impl Stacked {
 mod tests {
     use super::*;
     use crate::quant::Precision;
-    use candle_core::DType;
+    use candle_core::{DType, Device};
 
     fn layer(n: usize, k: usize, seed: f32) -> Result<SwitchableLinear> {
+        // the tests of this binary that stack want the stack used (no test turns it off)
+        set_stacking(true);
         let dev = Device::Cpu;
         let w = ((Tensor::arange(0f32, (n * k) as f32, &dev)?.reshape((n, k))? * 0.37)? + f64::from(seed))?.sin()?;
         SwitchableLinear::new((w * 0.05)?, None, &dev, DType::F32)
@@ -140,7 +146,8 @@ mod tests {
     }
 
     /// A layer that switches leaves the stack stale (no stacked output, never a wrong one); releasing
-    /// gives the others their own weights, equal to what they viewed.
+    /// gives the others their own weights, equal to what they viewed. Layers that do not fit one
+    /// buffer stay apart.
     #[test]
     fn a_switch_makes_the_stack_stale_and_release_keeps_the_others() -> Result<()> {
         let xs = Tensor::arange(0f32, 10.0 * 64.0, &Device::Cpu)?.reshape((10, 64))?.sin()?;
@@ -160,6 +167,17 @@ mod tests {
         let mut wide = layer(16, 32, 0.0)?;
         wide.set_precision(Precision::Int8)?;
         assert!(Stacked::build(&mut [&mut k, &mut wide])?.is_none());
+        // nor layers the GPU could not read from the stack: the second's codes would start at byte 36
+        let (mut a, mut b) = (layer(3, 12, 0.0)?, layer(2, 12, 1.0)?);
+        for l in [&mut a, &mut b] {
+            l.set_precision(Precision::Int8)?;
+        }
+        assert!(Stacked::build(&mut [&mut a, &mut b])?.is_none());
+        let (mut a, mut b) = (layer(4, 16, 0.0)?, layer(2, 16, 1.0)?);
+        for l in [&mut a, &mut b] {
+            l.set_precision(Precision::Int8)?;
+        }
+        assert!(Stacked::build(&mut [&mut a, &mut b])?.is_some());
         Ok(())
     }
 }

@@ -67,7 +67,7 @@ impl Attention {
     pub(super) fn restack(&mut self) -> Result<()> {
         let old = self.qkv.take();
         let mut layers = [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
-        if stacked::stacks(layers[0].device()) {
+        if stacked::stacks() {
             // the old stack's buffer goes once every layer views the new one
             self.qkv = Stacked::build(&mut layers)?;
             if self.qkv.is_some() {
