@@ -66,6 +66,11 @@ impl Attention {
     /// format; else gives them weights of their own back, so that no stale stack stays alive.
     pub(super) fn restack(&mut self) -> Result<()> {
         let old = self.qkv.take();
+        // a switch to the format a layer had already changes nothing
+        if stacked::stacks() && old.as_ref().is_some_and(|s| s.holds(&[&self.q_proj, &self.k_proj, &self.v_proj])) {
+            self.qkv = old;
+            return Ok(());
+        }
         let mut layers = [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
         if stacked::stacks() {
             // the old stack's buffer goes once every layer views the new one
