@@ -39,8 +39,14 @@ fn stacked_qkv_computes_what_the_layers_apart_do() -> candle_core::Result<()> {
     assert_eq!((stacked.stacked_qkv(), apart.stacked_qkv()), (blocks, 0));
     use Precision::*;
     // (plan for every block, blocks stacked after it)
-    let plans =
-        [([Int8, Int8, Int8], blocks), ([Nf4, Nf4, Nf4], blocks), ([Int8, Nf4, Int8], 0), ([F16, F16, F16], blocks)];
+    // the last plan repeats: a switch to the format a layer has keeps the stack
+    let plans = [
+        ([Int8, Int8, Int8], blocks),
+        ([Nf4, Nf4, Nf4], blocks),
+        ([Int8, Nf4, Int8], 0),
+        ([F16, F16, F16], blocks),
+        ([F16, F16, F16], blocks),
+    ];
     for (plan, want_stacked) in plans {
         for b in 0..blocks {
             set(&mut stacked, true, b, plan);
