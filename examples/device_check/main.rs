@@ -50,6 +50,9 @@ mod qgemm;
 mod stack;
 mod ways;
 
+/// The formats every check runs.
+const FORMATS: [Precision; 3] = [Precision::F16, Precision::Int8, Precision::Nf4];
+
 /// Every layer of `model` in `p`.
 fn set_uniform(model: &mut model::Model, p: Precision) -> minilab::Result<()> {
     for (id, q) in PrecisionPlan::uniform(p).resolve(&model.layer_ids(), "check")? {

@@ -14,9 +14,7 @@ use minilab::model::{self, Cache, ModelSpec};
 use minilab::quant::Precision;
 use std::time::Instant;
 
-use super::{argmax, rel_err, set_uniform, timed_model, within, worse};
-
-const FORMATS: [Precision; 3] = [Precision::F16, Precision::Int8, Precision::Nf4];
+use super::{argmax, rel_err, set_uniform, timed_model, within, worse, FORMATS};
 
 /// `[rows, n]` token ids below `vocab`, spread as real text's are.
 pub(super) fn ids(dev: &Device, vocab: usize, (rows, n): (usize, usize), salt: u32) -> candle_core::Result<Tensor> {
@@ -43,7 +41,7 @@ fn check_heads_to_rows(dev: &Device) -> minilab::Result<()> {
 }
 
 /// Logits of the calls in the module's item 2 after `set(on)` (fused or not, stacked or not).
-pub(super) fn f32_calls(m: &model::Model, dev: &Device, set: impl Fn(bool), on: bool) -> minilab::Result<Vec<Tensor>> {
+fn f32_calls(m: &model::Model, dev: &Device, set: impl Fn(bool), on: bool) -> minilab::Result<Vec<Tensor>> {
     set(on);
     let vocab = m.config().vocab_size;
     let mut cache = Cache::new(m.n_blocks());
@@ -54,22 +52,31 @@ pub(super) fn f32_calls(m: &model::Model, dev: &Device, set: impl Fn(bool), on: 
     Ok(out)
 }
 
-fn check_f32(dev: &Device) -> minilab::Result<()> {
+/// The synthetic 1B in f32, every format (set with `set(true)`, which `note` may describe or refuse):
+/// item 2's calls with `set(true)` within 1e-4 of `set(false)`'s. Leaves `set(true)`.
+pub(super) fn check_f32_ab(
+    dev: &Device,
+    set: impl Fn(bool) + Copy,
+    what: &str,
+    note: impl Fn(&model::Model, Precision) -> minilab::Result<String>,
+) -> minilab::Result<()> {
     let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::F32)?;
     let mut worst = 0f32;
     for p in FORMATS {
+        set(true);
         set_uniform(&mut loaded.model, p)?;
-        let plain = f32_calls(&loaded.model, dev, prefill_ops::set_enabled, false)?;
-        let fused = f32_calls(&loaded.model, dev, prefill_ops::set_enabled, true)?;
-        let errs = fused.iter().zip(&plain).map(|(f, q)| rel_err(f, q)).collect::<minilab::Result<Vec<_>>>()?;
+        let note = note(&loaded.model, p)?;
+        let off = f32_calls(&loaded.model, dev, set, false)?;
+        let on = f32_calls(&loaded.model, dev, set, true)?;
+        let errs = on.iter().zip(&off).map(|(a, b)| rel_err(a, b)).collect::<minilab::Result<Vec<_>>>()?;
         errs.iter().for_each(|&e| worst = worse(worst, e));
         println!(
-            "1B f32 {p}: prompt / continuation / step / scored window {:.1e} / {:.1e} / {:.1e} / {:.1e}",
+            "1B f32 {p}{note}: prompt / continuation / step / scored window {:.1e} / {:.1e} / {:.1e} / {:.1e}",
             errs[0], errs[1], errs[2], errs[3]
         );
     }
-    prefill_ops::set_enabled(true);
-    within(worst, 1e-4, "fused prefill, f32")
+    set(true);
+    within(worst, 1e-4, what)
 }
 
 /// ms of one pp512 to the last position's logits (median of 5 after a warm-up), the switches as set.
@@ -143,6 +150,6 @@ fn check_bf16(dev: &Device, name: &str) -> minilab::Result<()> {
 
 pub fn check_prefill(dev: &Device, name: &str) -> minilab::Result<()> {
     check_heads_to_rows(dev)?;
-    check_f32(dev)?;
+    check_f32_ab(dev, prefill_ops::set_enabled, "fused prefill, f32", |_, _| Ok(String::new()))?;
     check_bf16(dev, name)
 }

@@ -14,13 +14,13 @@ use minilab::kernels::set_fuse_rope;
 use minilab::kernels::staging::set_staged;
 use minilab::quant::Precision;
 
+use super::FORMATS;
+
 /// One way of a setting: its name and how to put the process in it.
 struct Setting {
     name: &'static str,
     set: fn(),
 }
-
-const FORMATS: [Precision; 3] = [Precision::F16, Precision::Int8, Precision::Nf4];
 
 /// `kernels::prefetch`: each GEMV launch of the step asks L2 for the next launch's weights.
 pub fn check_prefetch(dev: &Device, name: &str) -> minilab::Result<()> {

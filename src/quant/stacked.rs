@@ -48,17 +48,16 @@ impl Stacked {
         if layers.len() < 2 || !layers.iter().all(|l| l.stackable_with(first)) {
             return Ok(None);
         }
-        let starts = layers.iter().scan(0, |row, l| Some(std::mem::replace(row, *row + l.shape().0)));
-        if !layers.iter().zip(starts).all(|(l, row)| l.aligned_from_row(row)) {
+        let widths: Vec<usize> = layers.iter().map(|l| l.shape().0).collect();
+        // each layer's first row in the stack
+        let starts: Vec<usize> = widths.iter().scan(0, |row, n| Some(std::mem::replace(row, *row + n))).collect();
+        if !layers.iter().zip(&starts).all(|(l, row)| l.aligned_from_row(*row)) {
             return Ok(None);
         }
         let refs: Vec<&SwitchableLinear> = layers.iter().map(|l| &**l).collect();
         let linear = SwitchableLinear::stack(&refs)?;
-        let widths: Vec<usize> = layers.iter().map(|l| l.shape().0).collect();
-        let mut row = 0;
-        for (l, n) in layers.iter_mut().zip(&widths) {
-            l.view_rows_of(&linear, row, *n)?;
-            row += n;
+        for ((l, row), n) in layers.iter_mut().zip(&starts).zip(&widths) {
+            l.view_rows_of(&linear, *row, *n)?;
         }
         let stamps = layers.iter().map(|l| l.stamp()).collect();
         Ok(Some(Self { linear, widths, stamps }))

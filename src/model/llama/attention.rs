@@ -41,7 +41,7 @@ impl Attention {
         kv: &mut Option<Kv>,
         keep: bool,
     ) -> Result<Tensor> {
-        let layers = [&self.q_proj, &self.k_proj, &self.v_proj];
+        let layers = self.qkv_layers();
         let stacked = match &self.qkv {
             Some(s) => s.forward(&layers, xs)?,
             None => None,
@@ -62,25 +62,33 @@ impl Attention {
         self.o_proj.forward(&ys)
     }
 
+    /// q, k and v, in the order a stack holds them.
+    pub(super) fn qkv_layers(&self) -> [&SwitchableLinear; 3] {
+        [&self.q_proj, &self.k_proj, &self.v_proj]
+    }
+
+    /// Whether a prompt's q/k/v run as one stacked product now: a stack holds their encodings.
+    pub(super) fn is_stacked(&self) -> bool {
+        self.qkv.as_ref().is_some_and(|s| s.holds(&self.qkv_layers()))
+    }
+
     /// Stacks q/k/v again after one of them switched, where [`stacked::stacks`] and they share a
-    /// format; else gives them weights of their own back, so that no stale stack stays alive.
+    /// format (a switch to the format a layer had keeps the stack); else gives them weights of their
+    /// own back, so that no stale stack stays alive.
     pub(super) fn restack(&mut self) -> Result<()> {
-        let old = self.qkv.take();
-        // a switch to the format a layer had already changes nothing
-        if stacked::stacks() && old.as_ref().is_some_and(|s| s.holds(&[&self.q_proj, &self.k_proj, &self.v_proj])) {
-            self.qkv = old;
-            return Ok(());
-        }
-        let mut layers = [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
         if stacked::stacks() {
+            if self.is_stacked() {
+                return Ok(());
+            }
             // the old stack's buffer goes once every layer views the new one
-            self.qkv = Stacked::build(&mut layers)?;
-            if self.qkv.is_some() {
+            let mut layers = [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
+            if let Some(s) = Stacked::build(&mut layers)? {
+                self.qkv = Some(s);
                 return Ok(());
             }
         }
-        match old {
-            Some(old) => old.release(&mut layers),
+        match self.qkv.take() {
+            Some(old) => old.release(&mut [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj]),
             None => Ok(()),
         }
     }

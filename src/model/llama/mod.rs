@@ -259,8 +259,7 @@ impl Model {
 
     /// Blocks whose q/k/v a prompt multiplies as one stacked weight now (`MINILAB_STACK_QKV`).
     pub fn stacked_qkv(&self) -> usize {
-        let current = |a: &Attention| a.qkv.as_ref().is_some_and(|s| s.holds(&[&a.q_proj, &a.k_proj, &a.v_proj]));
-        self.blocks.iter().filter(|b| current(&b.attn)).count()
+        self.blocks.iter().filter(|b| b.attn.is_stacked()).count()
     }
 
     /// Every linear layer id, blocks in order then `output`.
