@@ -18,7 +18,9 @@
 // the dequantized weight (max |Δ| / max |ref| ≤ 1e-2, output poisoned with NaN first), then timed
 // (median of 5 rounds of 20 after warm-up), beside cuBLAS bf16. The CUTLASS headers come from the
 // `nvidia-cutlass` wheel on PyPI (bench/kernels/fetch-cutlass.sh); built by bench/kernels/build.sh
-// (`mixed`), run there by `bash bench/gpu-issue11.sh mixed`.
+// (`mixed`), run there by `bash bench/gpu-issue11.sh mixed`. `--shuffled` times the crate's two formats
+// and int4 with the weight reordered offline (mixed.cuh's ATOMS: a thread's values contiguous, for wider
+// smem → register loads) beside row-major, on the three data-parallel tiles.
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -30,6 +32,8 @@
 #include "cutlass/version.h"
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/util/packed_stride.hpp"
+// mixed.cuh's reordered weight layouts (ATOMS > 0), and cutlass/util/mixed_dtype_utils.hpp (reorder_tensor)
+#define MINILAB_MIXED_REORDER
 #include "../../src/kernels/cuda/cutlass/int8_convert.cuh"  // in this file a uint8_t weight is q + 128
 #include "../../src/kernels/cuda/cutlass/mixed.cuh"
 #include "../../src/kernels/cuda/cutlass/nf4_convert.cuh"
@@ -67,8 +71,7 @@ template <class G, int SPLITS = 1> struct Runner {
 
     explicit Runner(const Problem& p) {
         using K = typename G::Kernel;
-        auto sa = cutlass::make_cute_packed_stride(cutlass::detail::TagToStrideA_t<typename G::LayoutA>{},
-                                                   make_shape(p.n, p.k, 1));
+        auto sa = G::a_layout(p.n, p.k);  // a stride, or a reordered weight's layout
         auto sb = cutlass::make_cute_packed_stride(cutlass::detail::TagToStrideB_t<typename G::LayoutB>{},
                                                    make_shape(p.m, p.k, 1));
         auto sd = cutlass::make_cute_packed_stride(typename K::StrideD{}, make_shape(p.n, p.m, 1));
@@ -177,16 +180,24 @@ struct Ctx {
     int failures = 0;
 };
 
-// One tile configuration of G on problem p: "µs (rel)" or why not.
-template <class G, int SPLITS = 1> std::string try_tile(Ctx& c, const Problem& p, double& best) {
+// One tile configuration of G on problem p, checked against c.ref (a failure counted) and timed:
+// false where CUTLASS refuses the problem.
+template <class G, int SPLITS = 1> bool measure(Ctx& c, const Problem& p, double& us, double& e) {
     Runner<G, SPLITS> r(p);
-    if (!r.ready) return "refused";
+    if (!r.ready) return false;
     poison<<<1024, 256, 0, c.s>>>(c.ys, (size_t)p.m * p.n);
     r.run(c.s);
     CK(cudaStreamSynchronize(c.s));
-    const double e = rel_err(c.ys, c.ref, (size_t)p.m * p.n);
+    e = rel_err(c.ys, c.ref, (size_t)p.m * p.n);
     if (!(e <= 1e-2)) c.failures++;
-    const double us = time_us(c.s, [&] { r.run(c.s); });
+    us = time_us(c.s, [&] { r.run(c.s); });
+    return true;
+}
+
+// One tile configuration of G on problem p: "µs (rel)" or why not.
+template <class G, int SPLITS = 1> std::string try_tile(Ctx& c, const Problem& p, double& best) {
+    double us, e;
+    if (!measure<G, SPLITS>(c, p, us, e)) return "refused";
     best = std::min(best, us);
     char buf[64];
     snprintf(buf, sizeof buf, "%.1f (%.1e)", us, e);
@@ -241,7 +252,9 @@ void tiles(Ctx& c, const Problem& p, double& best, std::string* out) {
     out[4] = try_tile<StreamK, 2>(c, p, best);
 }
 
-void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
+// A weight of format f [n, k] and its scales, filled on the device (free with release), the reference
+// ys in c.ref; the product's problem, and cuBLAS's µs on the bf16 weight.
+Problem prepare(Ctx& c, int n, int k, int m, Fmt f, double& bf16_us) {
     const bool four = f == INT4 || f == NF4_BF16 || f == NF4_F32;
     const int group = four ? 64 : k;
     const size_t qbytes = four ? (size_t)n * k / 2 : (size_t)n * k, count = (size_t)n * (k / group);
@@ -255,8 +268,17 @@ void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
     else fill_scale<Mma><<<1024, 256, 0, c.s>>>((Mma*)scales, count, 5 + n, lo, hi);
     dequant(c, f, wq, scales, n, k);
     gemm_bf16(c, c.w, c.ref, n, m, k);
-    const double bf16_us = time_us(c.s, [&] { gemm_bf16(c, c.w, c.ys, n, m, k); });
-    Problem p{n, m, k, group, wq, scales, (const Mma*)c.xs, (Mma*)c.ys};
+    bf16_us = time_us(c.s, [&] { gemm_bf16(c, c.w, c.ys, n, m, k); });
+    return Problem{n, m, k, group, wq, scales, (const Mma*)c.xs, (Mma*)c.ys};
+}
+void release(const Problem& p) {
+    CK(cudaFree(const_cast<void*>(p.wq)));
+    CK(cudaFree(const_cast<void*>(p.scales)));
+}
+
+void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
+    double bf16_us;
+    const Problem p = prepare(c, n, k, m, f, bf16_us);
     double best = 1e30;
     std::string t[TILES];
     if (f == INT8) tiles<int8_t>(c, p, best, t);
@@ -270,8 +292,72 @@ void shape_row(Ctx& c, int n, int k, int m, Fmt f) {
     if (best < 1e30) snprintf(tail, sizeof tail, "%.2f× | %.0f", bf16_us / best, flops / (best * 1e-6) / 1e12);
     printf("| %dx%d | %s | %d | %.1f | %s | %s | %s | %s | %s | %s |\n", n, k, FMT_NAME[f], m, bf16_us, t[0].c_str(),
            t[1].c_str(), t[2].c_str(), t[3].c_str(), t[4].c_str(), tail);
-    CK(cudaFree(wq));
-    CK(cudaFree(scales));
+    release(p);
+}
+
+// --shuffled: G (ATOMS > 0: its weight reordered) on a copy of p's row-major weight reordered into
+// G::a_layout on the device, as measure; ATOMS = 0, p's weight as it is. Q the element reorder_tensor
+// moves (for 4-bit codes CUTLASS's subbyte type: a byte's two codes move together, so NF4's nibble
+// order within a byte survives).
+template <class G, typename Q, int ATOMS> bool measure_layout(Ctx& c, const Problem& p, double& us, double& e) {
+    if constexpr (ATOMS == 0) {
+        return measure<G>(c, p, us, e);
+    } else {
+        void* copy;
+        CK(cudaMalloc(&copy, (size_t)p.n * p.k * cutlass::sizeof_bits<Q>::value / 8));
+        CK(cudaStreamSynchronize(c.s));  // the weight's fill; reorder_tensor runs on the default stream
+        const auto row_major = make_layout(make_shape(p.n, p.k, 1), WeightLayout<0>::of(p.n, p.k));
+        cutlass::reorder_tensor(static_cast<const Q*>(p.wq), row_major, static_cast<Q*>(copy), G::a_layout(p.n, p.k));
+        Problem q = p;
+        q.wq = copy;
+        const bool ok = measure<G>(c, q, us, e);
+        CK(cudaFree(copy));
+        return ok;
+    }
+}
+
+// The three data-parallel tiles with the weight in layout ATOMS: the fastest, "µs tile (rel)", or why not.
+template <typename Q, typename S, int ATOMS> std::string best_tile(Ctx& c, const Problem& p, double& best) {
+    static const char* NAME[] = {"coop 128×128", "coop 128×256", "pingpong 64×128"};
+    double us[3], e[3];
+    bool ok[3];
+    ok[0] = measure_layout<Mixed<Q, T128, Coop, CoopEpi, S, void, ATOMS>, Q, ATOMS>(c, p, us[0], e[0]);
+    ok[1] = measure_layout<Mixed<Q, T128x256, Coop, CoopEpi, S, void, ATOMS>, Q, ATOMS>(c, p, us[1], e[1]);
+    ok[2] = measure_layout<Mixed<Q, T64, Ping, PingEpi, S, void, ATOMS>, Q, ATOMS>(c, p, us[2], e[2]);
+    int b = -1;
+    for (int i = 0; i < 3; i++)
+        if (ok[i] && (b < 0 || us[i] < us[b])) b = i;
+    if (b < 0) return "refused";
+    best = std::min(best, us[b]);
+    char buf[80];
+    snprintf(buf, sizeof buf, "%.1f %s (%.1e)", us[b], NAME[b], e[b]);
+    return buf;
+}
+
+// Row-major, then reordered with 1, 2 (and for 4-bit codes 4) atoms: a thread's 8 values of a wgmma
+// k step are 8 bytes of int8 or 4 of a 4-bit code, so 2 atoms make int8's loads 16 bytes, 4 the 4-bit ones.
+template <typename Q, typename S> void layouts(Ctx& c, const Problem& p, double& plain, double& shuffled, std::string* out) {
+    out[0] = best_tile<Q, S, 0>(c, p, plain);
+    out[1] = best_tile<Q, S, 1>(c, p, shuffled);
+    out[2] = best_tile<Q, S, 2>(c, p, shuffled);
+    if constexpr (cutlass::sizeof_bits<Q>::value == 4) out[3] = best_tile<Q, S, 4>(c, p, shuffled);
+    else out[3] = "-";
+}
+
+void shuffled_row(Ctx& c, int n, int k, int m, Fmt f) {
+    double bf16_us;
+    const Problem p = prepare(c, n, k, m, f, bf16_us);
+    double plain = 1e30, shuffled = 1e30;
+    std::string t[4];
+    if (f == INT8_BIASED) layouts<uint8_t, float>(c, p, plain, shuffled, t);
+    if (f == INT4) layouts<cutlass::int4b_t, Mma>(c, p, plain, shuffled, t);
+    if (f == NF4_F32) layouts<cutlass::uint4b_t, float>(c, p, plain, shuffled, t);
+    char a[16] = "-", b[16] = "-";  // "-": every tile refused
+    if (plain < 1e30) snprintf(a, sizeof a, "%.2f×", bf16_us / plain);
+    if (shuffled < 1e30) snprintf(b, sizeof b, "%.2f×", bf16_us / shuffled);
+    printf("| %dx%d | %s | %d | %.1f | %s | %s | %s | %s | %s | %s |\n", n, k, FMT_NAME[f], m, bf16_us, t[0].c_str(),
+           t[1].c_str(), t[2].c_str(), t[3].c_str(), a, b);
+    release(p);
 }
 
 int main(int argc, char** argv) {
@@ -279,6 +365,8 @@ int main(int argc, char** argv) {
     // --fused: the crate's two formats on the products a layer could make one GEMM of (q/k/v stacked,
     // gate/up stacked) beside their parts: do the short-n products lose their tiles' worth once fused?
     const bool fused = argc > 1 && std::string(argv[1]) == "--fused";
+    // --shuffled: the weight reordered offline (mixed.cuh's ATOMS) against row-major, per format.
+    const bool shuffled = argc > 1 && std::string(argv[1]) == "--shuffled";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     Ctx c{};
@@ -302,6 +390,19 @@ int main(int argc, char** argv) {
     c.failures += nf4_wrong != 0;
     printf("# %s, %d SMs; CUTLASS %d.%d.%d mixed-input (sm90, TMA warp-specialized, register-sourced A)\n\n",
            prop.name, prop.multiProcessorCount, CUTLASS_MAJOR, CUTLASS_MINOR, CUTLASS_PATCH);
+    // (out, in): the 3B's q/o, k/v, gate/up and down; the 8B's gate/up and down
+    const int shapes[][2] = {{3072, 3072}, {1024, 3072}, {8192, 3072}, {3072, 8192}, {14336, 4096}, {4096, 14336}};
+    if (shuffled) {
+        // each cell: the best of coop 128×128, coop 128×256 and pingpong 64×128 (no stream-K / split-K)
+        printf("| weight n×k | format | rows | cuBLAS bf16 µs | row-major: best µs, tile (rel) | reordered, 1 atom | 2 atoms "
+               "| 4 atoms | bf16 / best row-major | bf16 / best reordered |\n");
+        printf("| --- | --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: |\n");
+        for (int m : {512, 128, 2048})
+            for (auto& s : shapes)
+                for (Fmt f : {INT8_BIASED, NF4_F32, INT4}) shuffled_row(c, s[0], s[1], m, f);
+        printf("\n%d tile run(s) outside 1e-2 of cuBLAS on the dequantized weight\n", c.failures);
+        return c.failures ? 1 : 0;
+    }
     printf("| weight n×k | format | rows | cuBLAS bf16 µs | coop 128×128 µs (rel) | coop 128×256 | pingpong 64×128 | coop 128×128 stream-K | split-K 2 | bf16 / best | best TFLOP/s |\n");
     printf("| --- | --- | ---: | ---: | --- | --- | --- | --- | --- | ---: | ---: |\n");
     if (fused) {
@@ -314,8 +415,6 @@ int main(int argc, char** argv) {
         printf("\n%d tile run(s) outside 1e-2 of cuBLAS on the dequantized weight\n", c.failures);
         return c.failures ? 1 : 0;
     }
-    // (out, in): the 3B's q/o, k/v, gate/up and down; the 8B's gate/up and down
-    const int shapes[][2] = {{3072, 3072}, {1024, 3072}, {8192, 3072}, {3072, 8192}, {14336, 4096}, {4096, 14336}};
     for (int m : {512, 128, 2048})
         for (auto& s : shapes)
             for (Fmt f : {INT8, INT8_F32, INT8_BIASED, INT4, NF4_BF16, NF4_F32}) shape_row(c, s[0], s[1], m, f);
