@@ -56,7 +56,7 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_GEMV_GRID", Takes::OneOf(crate::kernels::grid::WORDS)),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
     knob("MINILAB_QGEMM", Takes::OneOf(crate::kernels::qgemm::WORDS)),
-    knob("MINILAB_STACK_QKV", Takes::OneOf(ON_OFF)),
+    knob("MINILAB_STACK_QKV", Takes::OneOf(crate::quant::stacked::WORDS)),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
     other("MINILAB_KEEP_PLOTS", Takes::Any),
@@ -186,6 +186,7 @@ mod tests {
             ("MINILAB_GEMV_GRID", "resident"),
             ("MINILAB_QGEMM", "off"),
             ("MINILAB_STACK_QKV", "1"),
+            ("MINILAB_STACK_QKV", "auto"),
             ("PATH", "/bin"),
             ("HF_HUB_OFFLINE", "anything"),
         ];

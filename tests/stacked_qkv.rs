@@ -1,4 +1,4 @@
-//! q/k/v stacked into one weight (`MINILAB_STACK_QKV=1`, opt-in) against
+//! q/k/v stacked into one weight (`MINILAB_STACK_QKV=1`; on the CPU an opt-in) against
 //! the same model with each layer apart. On the CPU each output element is the same dot product in
 //! both, so the logits must be equal bit for bit, through switches that stack, unstack (mixed
 //! formats) and stack again, and the weights must occupy the same bytes (the layers view the stack).

@@ -112,3 +112,41 @@ pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale:
         Ok(None)
     }
 }
+
+/// For rope_kv's GPU kernel: the elements from one token's row to the next of `x` `[b, t, n]` when its rows are each
+/// contiguous and evenly spaced (a contiguous tensor, or a column range of a wider one): `None` else.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the GPU kernel's rule, tested on every build
+pub(crate) fn row_stride(x: &Tensor) -> Option<usize> {
+    let (b, t, n) = x.dims3().ok()?;
+    let st = x.stride();
+    // token j of sequence s is row s·t + j; a dimension of one has no stride of its own to keep
+    let ld = match (b > 1, t > 1) {
+        (_, true) => st[1],
+        (true, false) => st[0],
+        (false, false) => n,
+    };
+    let rows_even = b <= 1 || t <= 1 || st[0] == t * ld;
+    (ld >= n && rows_even && (st[2] == 1 || n <= 1)).then_some(ld)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::row_stride;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn row_stride_takes_column_ranges_and_refuses_other_views() -> candle_core::Result<()> {
+        // (b, t, 5 + 2 + 2): a stacked q/k/v product's output
+        let ys = Tensor::zeros((2, 3, 9), candle_core::DType::F32, &Device::Cpu)?;
+        assert_eq!(row_stride(&ys), Some(9));
+        assert_eq!(row_stride(&ys.narrow(2, 5, 2)?), Some(9));
+        // one token a sequence: the batch stride is the row stride
+        assert_eq!(row_stride(&ys.narrow(1, 2, 1)?.narrow(2, 0, 5)?), Some(27));
+        assert_eq!(row_stride(&ys.narrow(0, 1, 1)?.narrow(1, 0, 1)?), Some(9));
+        // rows of a sequence not evenly spaced from the last sequence's, or columns not contiguous
+        assert_eq!(row_stride(&ys.narrow(1, 0, 2)?), None);
+        assert_eq!(row_stride(&ys.transpose(1, 2)?.narrow(2, 0, 2)?), None);
+        assert_eq!(row_stride(&ys.flatten_all()?), None);
+        Ok(())
+    }
+}

@@ -156,6 +156,11 @@ impl SwitchableLinear {
         self.precision
     }
 
+    /// The device the layer computes on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// `(out_features, in_features)`.
     pub fn shape(&self) -> (usize, usize) {
         (self.out_features, self.in_features)

@@ -63,7 +63,9 @@ __device__ void add_rms_norm(const T* xs, const T* ys, const T* w, T* res, T* ou
     }
 }
 
-// q: [b, t, heads·d], k, v: [b, t, kv_heads·d] (t new tokens, at positions *pos .. *pos + t);
+// q: [b, t, heads·d], k, v: [b, t, kv_heads·d] (t new tokens, at positions *pos .. *pos + t), a
+// token's row ld_q, ld_k, ld_v elements after the previous one (a prompt's q/k/v may be column
+// ranges of one stacked product's output, src/quant/stacked.rs, read in place rather than copied);
 // cos, sin: [max_pos, d/2]; q_out: [b, heads, t, d]; k_cache, v_cache: [b, kv_heads, cap, d]. One
 // thread per pair (i, i + d/2) of a head of a token, q heads first, then k heads, then v heads, so
 // that neighbouring threads read neighbouring elements of a token's row. A decode step has t = 1; a
@@ -73,7 +75,8 @@ __device__ void add_rms_norm(const T* xs, const T* ys, const T* w, T* res, T* ou
 // a bad position from writing out of bounds).
 template <typename T>
 __device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const T* sin, const uint32_t* pos, T* q_out,
-                        T* k_cache, T* v_cache, int b, int t, int heads, int kv_heads, int cap, int d, int max_pos) {
+                        T* k_cache, T* v_cache, int b, int t, int heads, int kv_heads, int cap, int d, int max_pos,
+                        int ld_q, int ld_k, int ld_v) {
     const int half = d / 2, per_tok = (heads + 2 * kv_heads) * half;
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)b * t * per_tok) return;
@@ -84,7 +87,7 @@ __device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const 
     if (p >= (uint32_t)cap || p >= (uint32_t)max_pos) return;
     if (head >= heads + kv_heads) {
         const int h = head - heads - kv_heads;
-        const T* src = v + (tok * kv_heads + h) * d;
+        const T* src = v + tok * ld_v + (size_t)h * d;
         T* dst = v_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
         dst[i] = src[i];
         dst[i + half] = src[i + half];
@@ -92,7 +95,7 @@ __device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const 
     }
     const bool is_q = head < heads;
     const int h = is_q ? head : head - heads;
-    const T* src = is_q ? q + (tok * heads + h) * d : k + (tok * kv_heads + h) * d;
+    const T* src = is_q ? q + tok * ld_q + (size_t)h * d : k + tok * ld_k + (size_t)h * d;
     T* dst = is_q ? q_out + (((size_t)s * heads + h) * t + j) * d : k_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
     const float c = to_f(cos[(size_t)p * half + i]), sn = to_f(sin[(size_t)p * half + i]);
     const float x1 = to_f(src[i]), x2 = to_f(src[i + half]);
@@ -117,9 +120,11 @@ __device__ void silu_mul(const T* gate, const T* up, T* out, int n) {
     }                                                                                                            \
     extern "C" __global__ void rope_kv_##NAME(const T* q, const T* k, const T* v, const T* cos, const T* sin,    \
                                               const uint32_t* pos, T* q_out, T* k_cache, T* v_cache, int b,      \
-                                              int t, int heads, int kv_heads, int cap, int d, int max_pos) {     \
+                                              int t, int heads, int kv_heads, int cap, int d, int max_pos,       \
+                                              int ld_q, int ld_k, int ld_v) {                                    \
         pdl_begin();                                                                                             \
-        rope_kv<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, t, heads, kv_heads, cap, d, max_pos);     \
+        rope_kv<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, t, heads, kv_heads, cap, d, max_pos, ld_q, \
+                   ld_k, ld_v);                                                                                  \
     }                                                                                                            \
     extern "C" __global__ void silu_mul_##NAME(const T* gate, const T* up, T* out, int n) {                      \
         pdl_begin();                                                                                             \

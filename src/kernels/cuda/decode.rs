@@ -10,6 +10,7 @@ use half::{bf16, f16};
 
 use super::launch::{arg, launch, Func};
 use super::suffix;
+use crate::kernels::decode::row_stride;
 use crate::kernels::params::{AttnDecode, SPLIT_THREADS};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
@@ -127,6 +128,7 @@ pub(crate) fn rope_kv(
     fn run<T: CudaDType + DeviceRepr>(
         s: &RopeKv,
         qkv: [&Tensor; 3],
+        lds: [usize; 3],
         tables: [&Tensor; 2],
         pos: &Tensor,
         caches: [&Tensor; 2],
@@ -137,7 +139,19 @@ pub(crate) fn rope_kv(
         let guards: Vec<_> = qkv.iter().chain(&tables).chain(&caches).map(|t| t.storage_and_layout()).collect();
         let (sp, lp) = pos.storage_and_layout();
         let mut syncs = Vec::new();
-        let ptrs = guards.iter().map(|(st, l)| dptr::<T>(st, l, &stream, &mut syncs)).collect::<Result<Vec<_>>>()?;
+        // q, k and v may be row views (their first element's address); the rest are contiguous
+        let ptrs =
+            guards
+                .iter()
+                .enumerate()
+                .map(|(i, (st, l))| {
+                    if i < 3 {
+                        view_ptr::<T>(st, l, &stream, &mut syncs)
+                    } else {
+                        dptr::<T>(st, l, &stream, &mut syncs)
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
         let p_pos = dptr::<u32>(&sp, lp, &stream, &mut syncs)?;
         let name = format!("rope_kv_{}", suffix(qkv[0].dtype())?);
         let threads = s.b * s.t * (s.heads + 2 * s.kv_heads) * (s.d / 2);
@@ -147,7 +161,8 @@ pub(crate) fn rope_kv(
             shared_mem_bytes: 0,
         };
         let max_pos = tables[0].dim(0)?;
-        let ints = [s.b, s.t, s.heads, s.kv_heads, s.cap, s.d, max_pos].map(|x| x as i32);
+        let [ld_q, ld_k, ld_v] = lds;
+        let ints = [s.b, s.t, s.heads, s.kv_heads, s.cap, s.d, max_pos, ld_q, ld_k, ld_v].map(|x| x as i32);
         let mut args: Vec<_> = ptrs[..5].iter().chain([&p_pos, &p_out]).chain(&ptrs[5..7]).map(arg).collect();
         args.extend(ints.iter().map(arg));
         // SAFETY: the arguments match rope_kv's; the shapes were checked against `s`, and the kernel
@@ -164,16 +179,39 @@ pub(crate) fn rope_kv(
         s.b * s.kv_heads * s.cap * s.d,
         s.b * s.kv_heads * s.cap * s.d,
     ];
+    // A q/k/v that is not a row view of its own width is copied; the stacked prompt's are views.
+    let own: Vec<Tensor>;
+    let [q, k, v] = if [q, k, v].iter().all(|x| row_stride(x).is_some()) {
+        [q, k, v]
+    } else {
+        own = [q, k, v].iter().map(|x| x.contiguous()).collect::<Result<_>>()?;
+        [&own[0], &own[1], &own[2]]
+    };
+    let lds = [q, k, v].map(|x| row_stride(x).unwrap_or(0));
     let got = [q, k, v, k_cache, v_cache].map(|t| t.elem_count());
     let same = [k, v, cos, sin, k_cache, v_cache].iter().all(|t| t.dtype() == dtype);
     if got != want || !same || pos.dtype() != DType::U32 || cos.dim(1)? != s.d / 2 || !s.d.is_multiple_of(2) {
         candle_core::bail!("rope_kv: sizes {got:?} (want {want:?}) or dtypes do not match");
     }
     let blocks = (s.b * s.t * (s.heads + 2 * s.kv_heads) * (s.d / 2)).div_ceil(256);
-    if [s.b, s.t, s.cap, cos.dim(0)?].iter().any(|&x| x > i32::MAX as usize) || blocks > u32::MAX as usize {
+    if [s.b, s.t, s.cap, cos.dim(0)?].iter().chain(&lds).any(|&x| x > i32::MAX as usize) || blocks > u32::MAX as usize {
         candle_core::bail!("rope_kv: {} tokens of {} heads is past the kernel's grid", s.b * s.t, s.heads);
     }
-    by_dtype!(dtype, run(s, [q, k, v], [cos, sin], pos, [k_cache, v_cache]))
+    by_dtype!(dtype, run(s, [q, k, v], lds, [cos, sin], pos, [k_cache, v_cache]))
+}
+
+/// The device address of a row view's first element ([`row_stride`]): its layout's start, which
+/// candle keeps within the storage with every row it reaches.
+fn view_ptr<'a, T: CudaDType + DeviceRepr + 'a>(
+    s: &'a Storage,
+    l: &Layout,
+    stream: &'a CudaStream,
+    syncs: &mut Vec<SyncOnDrop<'a>>,
+) -> Result<u64> {
+    let Storage::Cuda(c) = s else { candle_core::bail!("decode kernel: tensor not on the GPU") };
+    let (p, sync) = c.as_cuda_slice::<T>()?.device_ptr(stream);
+    syncs.push(sync);
+    Ok(p + (l.start_offset() * std::mem::size_of::<T>()) as u64)
 }
 
 /// The device addresses of `tensors` (contiguous; f32, f16, bf16, u32 or u8 on the GPU); `f` runs

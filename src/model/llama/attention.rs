@@ -72,11 +72,11 @@ impl Attention {
         self.qkv.as_ref().is_some_and(|s| s.holds(&self.qkv_layers()))
     }
 
-    /// Stacks q/k/v again after one of them switched, where [`stacked::stacks`] and they share a
+    /// Stacks q/k/v again after one of them switched, where [`stacked::stacks_on`] their device and they share a
     /// format (a switch to the format a layer had keeps the stack); else gives them weights of their
     /// own back, so that no stale stack stays alive.
     pub(super) fn restack(&mut self) -> Result<()> {
-        if stacked::stacks() {
+        if stacked::stacks_on(self.q_proj.device()) {
             if self.is_stacked() {
                 return Ok(());
             }
@@ -130,11 +130,10 @@ impl Attention {
             &mut own
         };
         let Some(buf) = slot.as_mut() else { candle_core::bail!("attention: no KV buffers") };
-        let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
-        // q: (b, heads, t, head_dim)
+        // q: (b, heads, t, head_dim); a stacked product's q/k/v are read in place, not copied
         let q = kernels::decode::rope_kv(
             self.n_heads,
-            [&q, &k, &v],
+            [q, k, v],
             rope.tables(),
             &rope.position(start_pos)?,
             [&buf.k, &buf.v],
