@@ -1,7 +1,8 @@
-//! With the `cuda` feature, compiles the CUDA kernels (src/kernels/cuda/*.cu) to PTX with nvcc; the
-//! CPU build needs nothing. With `cutlass` too, compiles the CUTLASS prefill GEMMs
-//! (src/kernels/cuda/cutlass/): their kernels to PTX for sm_90a, and their host half into a static
-//! library whose CUDA references point at its own forwarders (see cutlass/driver.cpp).
+//! With the `cuda` feature, compiles the CUDA kernels (src/kernels/cuda/*.cu) to PTX with nvcc and
+//! the PTX to SASS with ptxas (both embedded); the CPU build needs nothing. With `cutlass` too,
+//! compiles the CUTLASS prefill GEMMs (src/kernels/cuda/cutlass/): their kernels to PTX and SASS for
+//! sm_90a, and their host half into a static library whose CUDA references point at its own
+//! forwarders (see cutlass/driver.cpp).
 use std::{env, path::PathBuf, process::Command};
 
 fn main() {
@@ -31,7 +32,23 @@ fn main() {
             .status()
             .unwrap_or_else(|e| panic!("cannot run nvcc ({e}): put it on PATH or set NVCC"));
         assert!(status.success(), "nvcc failed on {src}");
+        sass(&out, &format!("sm_{arch}"));
     }
+}
+
+/// The SASS of `ptx` for `arch` beside it (`.cubin`), by ptxas (next to nvcc, or on PATH): what
+/// minilab loads, so that the driver does not compile the PTX on each new machine (launch.rs).
+fn sass(ptx: &std::path::Path, arch: &str) {
+    let nvcc = PathBuf::from(env::var("NVCC").unwrap_or_else(|_| "nvcc".into()));
+    let ptxas = match nvcc.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => dir.join("ptxas"),
+        None => PathBuf::from("ptxas"),
+    };
+    run(Command::new(ptxas)
+        .args(["-O3", &format!("-arch={arch}")])
+        .arg(ptx)
+        .arg("-o")
+        .arg(ptx.with_extension("cubin")));
 }
 
 /// The CUDA references of params.cu's object, renamed to driver.cpp's forwarders.
@@ -77,6 +94,7 @@ fn cutlass() {
         .arg(format!("{dir}/kernels.cu"))
         .arg("-o")
         .arg(out.join("cutlass.ptx")));
+    sass(&out.join("cutlass.ptx"), "sm_90a");
     let params = out.join("cutlass_params.o");
     run(Command::new(&nvcc)
         .args(["-c", "-Xcompiler", "-fPIC", "-DCUTLASS_ENABLE_DIRECT_CUDA_DRIVER_CALL=1"])

@@ -15,11 +15,16 @@ use candle_core::{DType, Result, Storage, Tensor};
 use half::bf16;
 
 use super::decode::{cuda_device, dptr, output};
+use super::launch::{function, Module};
 use super::{part_pointers, GemvPart};
 use crate::kernels::params::Format;
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/cutlass.ptx"));
-const MODULE: &str = "minilab_cutlass";
+/// kernels.cu, built for sm_90a.
+static CUTLASS: Module = Module {
+    name: "minilab_cutlass",
+    ptx: include_str!(concat!(env!("OUT_DIR"), "/cutlass.ptx")),
+    cubin: include_bytes!(concat!(env!("OUT_DIR"), "/cutlass.cubin")),
+};
 /// Room for a kernel's Params (2304 bytes for these GEMMs; a kernel argument may take 4 KB).
 const PARAMS_CAP: usize = 4096;
 
@@ -178,11 +183,11 @@ fn launch(
         return Ok(None);
     }
     let [gx, gy, gz, threads, shared, _] = shape;
-    let func = dev.get_or_load_custom_func(&format!("minilab_mixed_{format_name}_{tile_name}"), MODULE, PTX)?;
+    let func = function(dev, &CUTLASS, &format!("minilab_mixed_{format_name}_{tile_name}"))?;
     func.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
         .w()?;
     let cfg = LaunchConfig { grid_dim: (gx, gy, gz), block_dim: (threads, 1, 1), shared_mem_bytes: shared };
-    let mut builder = func.builder();
+    let mut builder = stream.launch_builder(&func);
     builder.arg(&blob);
     // SAFETY: the kernel's one argument is its Params, written by CUTLASS's host code for these
     // buffers: xs m·k bf16, the weight as part_pointers checked it, the scales (NF4's

@@ -8,22 +8,30 @@ use candle_core::op::BackpropOp;
 use candle_core::{CudaStorage, DType, Device, Layout, Result, Shape, Storage, Tensor};
 use half::{bf16, f16};
 
-use super::launch::{arg, launch, Func};
+use super::launch::{arg, launch, Func, Module};
 use super::suffix;
 use crate::kernels::decode::row_stride;
 use crate::kernels::params::{AttnDecode, SPLIT_THREADS};
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/decode.ptx"));
-pub(super) const ATTENTION_PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/attention.ptx"));
-const MODULE: &str = "minilab_decode";
-pub(super) const ATTENTION_MODULE: &str = "minilab_attention";
+/// decode.cu: the decode step's small fused kernels.
+static DECODE: Module = Module {
+    name: "minilab_decode",
+    ptx: include_str!(concat!(env!("OUT_DIR"), "/decode.ptx")),
+    cubin: include_bytes!(concat!(env!("OUT_DIR"), "/decode.cubin")),
+};
+/// attention.cu: decode attention, the prompt's causal softmax and layout.
+pub(super) static ATTENTION: Module = Module {
+    name: "minilab_attention",
+    ptx: include_str!(concat!(env!("OUT_DIR"), "/attention.ptx")),
+    cubin: include_bytes!(concat!(env!("OUT_DIR"), "/attention.cubin")),
+};
 
 fn decode_kernel(name: &str) -> Func<'_> {
-    Func { name, module: MODULE, ptx: PTX }
+    Func { name, module: &DECODE }
 }
 
 pub(super) fn attention_kernel(name: &str) -> Func<'_> {
-    Func { name, module: ATTENTION_MODULE, ptx: ATTENTION_PTX }
+    Func { name, module: &ATTENTION }
 }
 
 pub(super) fn cuda_device(t: &Tensor) -> Result<&CudaDevice> {

@@ -6,18 +6,54 @@
 //! step's linears took 0.98× (bf16) to 1.12× (nf4) the plain launches' time, and minilab's tg128
 //! moved by −1.2 % to +0.4 %; so it is off unless `MINILAB_PDL=1`.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use candle_core::cuda_backend::cudarc::driver::sys;
-use candle_core::cuda_backend::cudarc::driver::LaunchConfig;
+use candle_core::cuda_backend::cudarc::driver::{sys, CudaFunction, CudaModule, LaunchConfig};
+use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
 use candle_core::cuda_backend::{CudaDevice, WrapErr};
 use candle_core::Result;
 
-/// A kernel of one of minilab's PTX modules: its name, the module's name and its PTX.
+/// One of minilab's kernel modules, as build.rs compiled it: the machine code (SASS) for the GPU the
+/// build targets, and the PTX it came from.
+pub(crate) struct Module {
+    pub name: &'static str,
+    pub ptx: &'static str,
+    pub cubin: &'static [u8],
+}
+
+/// A kernel of one of minilab's modules: its name and its module.
 pub(crate) struct Func<'a> {
     pub name: &'a str,
-    pub module: &'static str,
-    pub ptx: &'static str,
+    pub module: &'static Module,
+}
+
+/// `name` of `module`, whose image is loaded once a process and device. The SASS first: the driver
+/// would compile the PTX at load, as ptxas does (linear.ptx, 15.6 MB: 42 s on a 2-core Xeon), on
+/// every machine whose JIT cache does not hold it yet (a fresh node, a container). The PTX where the
+/// SASS does not load (a GPU newer than the one built for).
+pub(crate) fn function(dev: &CudaDevice, module: &'static Module, name: &str) -> Result<CudaFunction> {
+    type Loaded = Mutex<HashMap<(usize, &'static str), Arc<CudaModule>>>;
+    static LOADED: OnceLock<Loaded> = OnceLock::new();
+    let ctx = dev.cuda_stream().context().clone();
+    let key = (ctx.ordinal(), module.name);
+    let loaded = LOADED.get_or_init(Loaded::default);
+    let known = loaded.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+    let m = match known {
+        Some(m) => m,
+        None => {
+            let m = match ctx.load_module(Ptx::from_binary(module.cubin.to_vec())) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::info!("{}: the build's SASS does not load here ({e}); compiling its PTX", module.name);
+                    ctx.load_module(Ptx::from_src(module.ptx)).w()?
+                }
+            };
+            loaded.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(m).clone()
+        }
+    };
+    m.load_function(name).w()
 }
 
 /// Whether kernels launch with PDL: with `MINILAB_PDL=1`, on compute capability 9.0 and later (where
@@ -48,8 +84,6 @@ pub(crate) fn sm_count(dev: &CudaDevice) -> Result<usize> {
 /// kernel and shape of block: minilab drives one GPU a process, and a decode step is first run
 /// eagerly before its capture, so no query runs while a graph is captured.
 pub(crate) fn resident_blocks(dev: &CudaDevice, kernel: &Func<'_>, cfg: &LaunchConfig) -> Result<u32> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
     type Known = Mutex<HashMap<(String, u32, u32), u32>>;
     static KNOWN: OnceLock<Known> = OnceLock::new();
     let key = (kernel.name.to_string(), cfg.block_dim.0, cfg.shared_mem_bytes);
@@ -57,7 +91,7 @@ pub(crate) fn resident_blocks(dev: &CudaDevice, kernel: &Func<'_>, cfg: &LaunchC
     if let Some(&blocks) = known.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Ok(blocks);
     }
-    let func = dev.get_or_load_custom_func(kernel.name, kernel.module, kernel.ptx)?.into_cuda_function();
+    let func = function(dev, kernel.module, kernel.name)?;
     let per_sm = func
         .occupancy_max_active_blocks_per_multiprocessor(cfg.block_dim.0, cfg.shared_mem_bytes as usize, None)
         .w()?;
@@ -82,7 +116,7 @@ pub(crate) unsafe fn launch(
     cfg: LaunchConfig,
     args: &mut [*mut c_void],
 ) -> Result<()> {
-    let func = dev.get_or_load_custom_func(kernel.name, kernel.module, kernel.ptx)?.into_cuda_function();
+    let func = function(dev, kernel.module, kernel.name)?;
     let stream = dev.cuda_stream();
     stream.context().bind_to_thread().w()?;
     // SAFETY: a zeroed attribute value is valid plain data; the field set is the one the id names.

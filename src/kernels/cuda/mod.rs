@@ -19,8 +19,12 @@ mod launch;
 pub(crate) mod prefill;
 pub(crate) mod qgemm;
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/linear.ptx"));
-const MODULE: &str = "minilab_linear";
+/// linear.cu: the GEMVs, the dequantize kernels and minilab's own GEMM.
+static LINEAR: launch::Module = launch::Module {
+    name: "minilab_linear",
+    ptx: include_str!(concat!(env!("OUT_DIR"), "/linear.ptx")),
+    cubin: include_bytes!(concat!(env!("OUT_DIR"), "/linear.cubin")),
+};
 /// Warps of a GEMV block (128 threads in linear.cu's launch bounds).
 const WARPS_PER_BLOCK: usize = 4;
 
@@ -257,7 +261,7 @@ pub(crate) fn gemv_parts(
         let (name, cfg) = launch_config(&spec, m, parts)?;
         let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
         let (name, grid) = kernel_way(&spec, m, name, pf.is_some());
-        let kernel = launch::Func { name: &name, module: MODULE, ptx: PTX };
+        let kernel = launch::Func { name: &name, module: &LINEAR };
         let mut cfg = cfg;
         if grid != Grid::Rows {
             // the kernels stride their warps over the row groups, so fewer blocks still cover them all
@@ -436,14 +440,15 @@ pub fn dequantize(
         let b = b.as_cuda_slice::<f32>()?.slice(range(lb)?);
         // SAFETY: every element is written by the kernel.
         let w = unsafe { dev.alloc::<T>(n * k)? };
-        let func = dev.get_or_load_custom_func(name, MODULE, PTX)?;
+        let func = launch::function(dev, &LINEAR, name)?;
+        let stream = dev.cuda_stream();
         let threads = (n * k).div_ceil(8);
         let cfg = LaunchConfig {
             grid_dim: (threads.div_ceil(256) as u32, 1, 1),
             block_dim: (256, 1, 1),
             shared_mem_bytes: 0,
         };
-        let mut builder = func.builder();
+        let mut builder = stream.launch_builder(&func);
         builder.arg(&a).arg(&b).arg(&w);
         let (ni, ki, len) = (n as i32, k as i32, (n * k) as u64);
         if format == Format::Int8 {

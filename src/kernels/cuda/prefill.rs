@@ -6,7 +6,8 @@ use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{DType, Result, Tensor};
 use half::{bf16, f16};
 
-use super::decode::{by_dtype, cuda_device, dptr, output, ATTENTION_MODULE, ATTENTION_PTX};
+use super::decode::{by_dtype, cuda_device, dptr, output, ATTENTION};
+use super::launch::function;
 use super::suffix;
 
 /// Softmax of `scale · scores` over the last dim with the causal mask, for `scores`
@@ -22,11 +23,7 @@ pub(crate) fn causal_softmax(scores: &Tensor, scale: f32, t: usize, start: usize
         let (st, l) = scores.storage_and_layout();
         let mut syncs = Vec::new();
         let p_in = dptr::<T>(&st, l, &stream, &mut syncs)?;
-        let func = dev.get_or_load_custom_func(
-            &format!("causal_softmax_{}", suffix(scores.dtype())?),
-            ATTENTION_MODULE,
-            ATTENTION_PTX,
-        )?;
+        let func = function(dev, &ATTENTION, &format!("causal_softmax_{}", suffix(scores.dtype())?))?;
         const WARPS: usize = 8;
         let cfg = LaunchConfig {
             grid_dim: (rows.div_ceil(WARPS) as u32, 1, 1),
@@ -34,7 +31,7 @@ pub(crate) fn causal_softmax(scores: &Tensor, scale: f32, t: usize, start: usize
             shared_mem_bytes: 0,
         };
         let (r, n, ti, si) = (rows as i64, total as i32, t as i32, start as i32);
-        let mut b = func.builder();
+        let mut b = stream.launch_builder(&func);
         b.arg(&p_in).arg(&p_out).arg(&r).arg(&n).arg(&ti).arg(&si).arg(&scale);
         // SAFETY: the arguments match causal_softmax's; both buffers hold rows · total elements.
         unsafe { b.launch(cfg) }.w()?;
@@ -61,11 +58,12 @@ pub(crate) fn heads_to_rows(ys: &Tensor) -> Result<Option<Tensor>> {
             return Ok(None);
         }
         let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
-        let func = dev.get_or_load_custom_func("heads_to_rows", ATTENTION_MODULE, ATTENTION_PTX)?;
+        let func = function(dev, &ATTENTION, "heads_to_rows")?;
+        let stream = dev.cuda_stream();
         let cfg =
             LaunchConfig { grid_dim: (n.div_ceil(256) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         let (bi, hi, ti, vi) = (b as i64, heads as i32, t as i32, vecs as i32);
-        let mut builder = func.builder();
+        let mut builder = stream.launch_builder(&func);
         builder.arg(&p_in).arg(&p_out).arg(&bi).arg(&hi).arg(&ti).arg(&vi);
         // SAFETY: the arguments match heads_to_rows'; both buffers hold b·heads·t·d elements of T,
         // that is n 16-byte vectors, both 16-byte aligned (cudaMalloc's buffers are 256-aligned).

@@ -8,7 +8,7 @@ use candle_core::{DType, Result, Storage, Tensor};
 use half::{bf16, f16};
 
 use super::decode::{cuda_device, dptr, output};
-use super::{part_pointers, suffix, GemvPart, MODULE, PTX};
+use super::{launch, part_pointers, suffix, GemvPart, LINEAR};
 use crate::kernels::params::Format;
 use crate::kernels::qgemm::{self, Tile, BLOCK_N};
 
@@ -87,7 +87,7 @@ fn run<T: CudaDType + DeviceRepr>(l: &Launch<'_>) -> Result<Option<Tensor>> {
     let (ys, p_ys) = output::<T>(dev, &dims.into())?;
     let kind = if l.format == Format::Int8 { "int8" } else { "nf4" };
     let name = format!("qgemm_{kind}_{}_bm{}", suffix(l.xs.dtype())?, l.bm);
-    let func = dev.get_or_load_custom_func(&name, MODULE, PTX)?;
+    let func = launch::function(dev, &LINEAR, &name)?;
     let shared = smem_bytes(l.format, l.bm);
     // past 48 KB a block's dynamic shared memory must be asked for; cheap, and idempotent
     func.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
@@ -98,7 +98,7 @@ fn run<T: CudaDType + DeviceRepr>(l: &Launch<'_>) -> Result<Option<Tensor>> {
         shared_mem_bytes: shared as u32,
     };
     let (mi, ni, ki) = (l.m as i32, l.n as i32, l.k as i32);
-    let mut builder = func.builder();
+    let mut builder = stream.launch_builder(&func);
     builder.arg(&p_xs).arg(&p_a).arg(&p_b).arg(&p_ys).arg(&mi).arg(&ni).arg(&ki);
     // SAFETY: the arguments match qgemm's; xs holds m·k elements of T from a 16-byte aligned start,
     // the weight n·k codes (checked by `qgemm`) and ys m·n elements; the kernel reads xs rows below m
