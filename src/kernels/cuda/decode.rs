@@ -48,11 +48,8 @@ pub(super) fn dptr<'a, T: CudaDType + DeviceRepr + 'a>(
     stream: &'a CudaStream,
     syncs: &mut Vec<SyncOnDrop<'a>>,
 ) -> Result<u64> {
-    let Storage::Cuda(c) = s else { candle_core::bail!("decode kernel: tensor not on the GPU") };
-    let start = super::range(l)?.start;
-    let (p, sync) = c.as_cuda_slice::<T>()?.device_ptr(stream);
-    syncs.push(sync);
-    Ok(p + (start * std::mem::size_of::<T>()) as u64)
+    super::range(l)?;
+    view_ptr::<T>(s, l, stream, syncs)
 }
 
 /// A fresh `[len]` buffer of `T` as a tensor of `shape`, with its address.
@@ -208,8 +205,8 @@ pub(crate) fn rope_kv(
     by_dtype!(dtype, run(s, [q, k, v], lds, [cos, sin], pos, [k_cache, v_cache]))
 }
 
-/// The device address of a row view's first element ([`row_stride`]): its layout's start, which
-/// candle keeps within the storage with every row it reaches.
+/// The device address of a view's first element (a row view: [`row_stride`]): its layout's start,
+/// which candle keeps within the storage with every row it reaches.
 fn view_ptr<'a, T: CudaDType + DeviceRepr + 'a>(
     s: &'a Storage,
     l: &Layout,
