@@ -52,6 +52,8 @@
 #   stack: q/k/v stacked into one weight (MINILAB_STACK_QKV=1) against the layers apart: device_check
 #            cuda stack, then the 3B/8B pp128/512/2048 both ways in f16/int8/nf4 (.gpu/minilab.xz,
 #            .gpu/device_check.xz).
+#   coldstart: a fresh machine's first run (JIT cache off), the SASS-loading build against the PTX one
+#            (.gpu/minilab.xz, .gpu/minilab-ptx.xz, .gpu/device_check.xz), after device_check cuda.
 #   final: the committed build alone: device_check cuda, `mixed_bench --fused` where carried (stacked
 #            q/k/v and gate/up against their parts), then the 3B/8B pp512 + tg128 in f16/int8/nf4 while
 #            the call has time (.gpu/minilab.xz, .gpu/device_check.xz from bench/gpu-pack.sh).
@@ -252,6 +254,29 @@ stack)
   done
   python3 bench/builds_table.py "$OUT" stack0 stack1 | tee "$OUT/table.md"
   pack stack table.md $( [ -f "$OUT/stack.md" ] && echo stack.md )
+  ;;
+coldstart)
+  # What a fresh machine's first run costs: `minilab bench` with the driver's JIT cache off
+  # (CUDA_CACHE_DISABLE=1, as on a new node or container), the build that embeds SASS (this one,
+  # .gpu/minilab.xz) against one that loads PTX (.gpu/minilab-ptx.xz, ca5626b), alternating, three
+  # rounds, wall time and the bench's own figures; first `device_check cuda` on this build (its kernels
+  # loaded from SASS, logits against the CPU's). Candle's own kernels are PTX in both.
+  unpack minilab device_check
+  python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" .gpu/minilab-ptx.xz /tmp/bin/minilab-ptx
+  chmod +x /tmp/bin/minilab-ptx
+  timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $? (${SECONDS} s)"
+  tail -6 "$OUT/device_check.txt"
+  for r in 1 2 3; do
+    for b in minilab minilab-ptx; do
+      [ $SECONDS -lt ${BUDGET:-420} ] || continue
+      t0=$(date +%s.%N)
+      CUDA_CACHE_DISABLE=1 timeout 150 /tmp/bin/$b bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 \
+        --precision int8 -p 512 -n 16 -r 1 --no-log --output json > "$OUT/cold-$b-$r.json" 2> "$OUT/cold-$b-$r.err"
+      rc=$?
+      echo "$b round $r: exit $rc, $(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)") s wall"
+    done
+  done
+  pack coldstart device_check.txt
   ;;
 final)
   # The build as committed, alone: GPU logits against the CPU's (device_check cuda; in a cutlass build
