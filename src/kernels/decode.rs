@@ -113,8 +113,9 @@ pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale:
     }
 }
 
-/// For rope_kv's GPU kernel: the elements from one token's row to the next of `x` `[b, t, n]` when its rows are each
-/// contiguous and evenly spaced (a contiguous tensor, or a column range of a wider one): `None` else.
+/// For rope_kv's GPU kernel: the elements from one token's row to the next of `x` `[b, t, n]` when
+/// its rows are each contiguous and evenly spaced (a contiguous tensor, or a column range of a wider
+/// one, as a stacked q/k/v product's outputs are): `None` else.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the GPU kernel's rule, tested on every build
 pub(crate) fn row_stride(x: &Tensor) -> Option<usize> {
     let (b, t, n) = x.dims3().ok()?;
