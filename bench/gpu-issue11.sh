@@ -241,6 +241,11 @@ stack)
   if [ -z "${NOCHECK:-}" ]; then
     timeout 200 /tmp/bin/device_check cuda stack > "$OUT/stack.md" 2>&1; echo "device_check stack: exit $? (${SECONDS} s)"
     cat "$OUT/stack.md"
+  else
+    # one untimed prompt first: on a fresh machine the first process fills the driver's JIT cache (candle's
+    # PTX, and minilab's where a build loads PTX), which took three timed runs past 60 s in session 17
+    timeout 300 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision int8 \
+      -p 16 -n 0 -r 1 --no-log > /dev/null 2>&1; echo "warm-up: exit $? (${SECONDS} s)"
   fi
   for model in ${MODELS:-llama-3.2-3b llama-3.1-8b}; do
     for p in ${PRECISIONS:-f16 int8 nf4}; do
