@@ -72,9 +72,9 @@ impl Attention {
         self.qkv.as_ref().is_some_and(|s| s.holds(&self.qkv_layers()))
     }
 
-    /// Stacks q/k/v again after one of them switched, where [`stacked::stacks_on`] their device and they share a
-    /// format (a switch to the format a layer had keeps the stack); else gives them weights of their
-    /// own back, so that no stale stack stays alive.
+    /// Stacks q/k/v again after one of them switched, where [`stacked::stacks_on`] their device and
+    /// they share a format (a switch to the format a layer had keeps the stack); else gives them
+    /// weights of their own back, so that no stale stack stays alive.
     pub(super) fn restack(&mut self) -> Result<()> {
         if stacked::stacks_on(self.q_proj.device()) {
             if self.is_stacked() {
