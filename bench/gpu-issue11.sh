@@ -67,6 +67,8 @@
 #   peers [VARIANTS]: the PyTorch peers (bench/peers/torch_bnb.py, one process a variant; default
 #            bf16,static; also compile, nf4 and int8 with bitsandbytes from .gpu/bnb.zip) on the synthetic
 #            3B, then minilab bench on the same shape in f16/int8/nf4, and minilab / peer at matched format.
+#   allpeers [VARIANTS]: llama-bench (after `llamacpp prepare` in the call before), the PyTorch VARIANTS
+#            and minilab on the synthetic 3B in one call, both tables.
 #   pdl [MODELS]: programmatic dependent launch. `device_check cuda graph` and `device_check cuda`,
 #            `gemv_bench --pdl` (a step's linears, plain against PDL launches), then minilab bench for
 #            MODELS (default llama-3.2-3b) in f16/int8/nf4: the base build (.gpu/minilab-base.xz), this
@@ -152,6 +154,46 @@ for (name, test), r in sorted(rows.items()):
     roof = r.get("roofline_pct")
     print(f"| {model} | {prec} | {test} | {b['avg_ts'] if b else 0:.1f} ± {b['stddev_ts'] if b else 0:.1f} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | "
           f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {'' if roof is None else f'{roof:.1f}'} |")
+PY
+}
+# The PyTorch peers (bench/peers/torch_bnb.py), one process a variant; bitsandbytes from .gpu/bnb.zip
+# where it was carried (the nf4 and int8 variants need it).
+torch_peers() {
+  rm -rf /tmp/bnb; [ -f .gpu/bnb.zip ] && python3 -c "import zipfile; zipfile.ZipFile('.gpu/bnb.zip').extractall('/tmp/bnb')"
+  for v in $(echo "$1" | tr , ' '); do
+    PYTHONPATH=/tmp/bnb timeout ${PEER_LIMIT:-240} python3 bench/peers/torch_bnb.py --variants $v --reps 3 \
+      --model-dir /tmp/torch-3b --json "$OUT/torch-$v.json" > "$OUT/torch-$v.md" 2> "$OUT/torch-$v.err"
+    echo "torch $v: exit $? $(tail -c 200 "$OUT/torch-$v.err" | tr '\n' ' ')"
+  done; }
+# minilab bench on synthetic MODEL in f16/int8/nf4 as the peers run (-p 512 -n 128 -r 3), after one
+# untimed short run (a fresh machine's JIT cache): OUT/minilab-MODEL-PRECISION.json.
+minilab_peer() { local m=$1 p
+  unpack minilab
+  timeout 150 /tmp/bin/minilab bench --model synthetic:$m --device cuda --dtype bf16 -p 16 -n 4 -r 1 --no-log > /dev/null 2>&1
+  for p in f16 int8 nf4; do
+    timeout 150 /tmp/bin/minilab bench --model synthetic:$m --device cuda --dtype bf16 --precision $p -p 512 -n 128 -r 3 \
+      --no-log --output json > "$OUT/minilab-$m-$p.json" 2> "$OUT/minilab-$m-$p.err"; echo "minilab $m $p: exit $?"
+  done; }
+# The PyTorch peers against minilab_peer's figures for MODEL, at matched format.
+torch_table() { python3 - "$OUT" "$1" <<'PY' | tee "$OUT/torch-table.md"
+import glob, json, statistics, sys
+out, model = sys.argv[1], sys.argv[2]
+mine = {}
+for p in ("f16", "int8", "nf4"):
+    try:
+        mine[p] = {r["test"]: r["avg_ts"] for r in json.load(open(f"{out}/minilab-{model}-{p}.json"))}
+    except Exception as e:
+        print(f"minilab {p}: {e}")
+print("| peer | format | test | peer t/s (median) | minilab t/s | minilab / peer |")
+print("| --- | --- | --- | ---: | ---: | ---: |")
+for f in sorted(glob.glob(f"{out}/torch-*.json")):
+    for name, r in json.load(open(f))["results"].items():
+        fmt = {"nf4": "nf4", "int8": "int8"}.get(name, "f16")
+        if "error" in r:
+            print(f"| torch {name} | {fmt} | | {r['error'][:60]} | | |"); continue
+        for test in ("pp512", "tg128"):
+            peer, ours = statistics.median(r[test]), mine.get(fmt, {}).get(test)
+            print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
 PY
 }
 case "${1:-kernels}" in
@@ -251,7 +293,7 @@ stack)
     for p in ${PRECISIONS:-f16 int8 nf4}; do
       for s in 0 1; do
         [ $SECONDS -lt ${BUDGET:-480} ] || continue
-        MINILAB_STACK_QKV=$s timeout 60 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+        MINILAB_STACK_QKV=$s timeout 120 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
           -p 128,512,2048 -n 0 -r 5 --no-log --output json > "$OUT/bench-${model#llama-}-$p-stack$s.json" 2> "$OUT/bench-${model#llama-}-$p-stack$s.err"
         echo "$model $p stack=$s: exit $? (${SECONDS} s)"
       done
@@ -315,45 +357,26 @@ llamacpp)
     exit 0
   fi
   OUT=$OUT bash bench/peers/llamacpp-cuda.sh $m 90 2>&1 | tail -12
-  unpack minilab
-  for p in f16 int8 nf4; do
-    timeout 150 /tmp/bin/minilab bench --model synthetic:$m --device cuda --dtype bf16 --precision $p -p 512 -n 128 -r 3 \
-      --no-log --output json > "$OUT/minilab-$m-$p.json" 2> "$OUT/minilab-$m-$p.err"; echo "minilab $m $p: exit $?"
-  done
+  minilab_peer $m
   python3 bench/peers/side_by_side.py "$OUT" $m | tee "$OUT/table.md"
+  pack llamacpp-$m table.md
   ;;
 peers)
-  unpack minilab
-  rm -rf /tmp/bnb && python3 -c "import zipfile; zipfile.ZipFile('.gpu/bnb.zip').extractall('/tmp/bnb')"
-  for v in $(echo ${2:-bf16,static} | tr , ' '); do
-    PYTHONPATH=/tmp/bnb timeout ${PEER_LIMIT:-240} python3 bench/peers/torch_bnb.py --variants $v --reps 3 \
-      --model-dir /tmp/torch-3b --json "$OUT/torch-$v.json" > "$OUT/torch-$v.md" 2> "$OUT/torch-$v.err"
-    echo "torch $v: exit $? $(tail -c 200 "$OUT/torch-$v.err" | tr '\n' ' ')"
-  done
-  for p in f16 int8 nf4; do
-    timeout 150 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision $p \
-      -p 512 -n 128 -r 3 --no-log --output json > "$OUT/minilab-$p.json" 2> "$OUT/minilab-$p.err"; echo "minilab $p: exit $?"
-  done
-  python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
-import glob, json, os, statistics, sys
-out = sys.argv[1]
-mine = {}
-for p in ("f16", "int8", "nf4"):
-    try:
-        mine[p] = {r["test"]: r["avg_ts"] for r in json.load(open(f"{out}/minilab-{p}.json"))}
-    except Exception as e:
-        print(f"minilab {p}: {e}")
-print("| peer | format | test | peer t/s (median) | minilab t/s | minilab / peer |")
-print("| --- | --- | --- | ---: | ---: | ---: |")
-for f in sorted(glob.glob(f"{out}/torch-*.json")):
-    for name, r in json.load(open(f))["results"].items():
-        fmt = {"nf4": "nf4", "int8": "int8"}.get(name, "f16")
-        if "error" in r:
-            print(f"| torch {name} | {fmt} | | {r['error'][:60]} | | |"); continue
-        for test in ("pp512", "tg128"):
-            peer, ours = statistics.median(r[test]), mine.get(fmt, {}).get(test)
-            print(f"| torch {name} | {fmt} | {test} | {peer:.1f} | {ours or 0:.1f} | {(ours or 0) / peer:.2f} |")
-PY
+  torch_peers ${2:-bf16,static}
+  minilab_peer llama-3.2-3b
+  torch_table llama-3.2-3b
+  pack peers torch-table.md
+  ;;
+allpeers)
+  # Every peer and minilab on the synthetic 3B in one call: llama-bench (F16, Q8_0, Q4_0, from the
+  # GGUFs that `llamacpp prepare` left in /tmp/peer in the call before), the PyTorch VARIANTS (default
+  # bf16,static), then minilab in f16/int8/nf4; both tables.
+  OUT=$OUT bash bench/peers/llamacpp-cuda.sh llama-3.2-3b 90 2>&1 | tail -12
+  torch_peers ${2:-bf16,static}
+  minilab_peer llama-3.2-3b
+  python3 bench/peers/side_by_side.py "$OUT" llama-3.2-3b | tee "$OUT/table.md"
+  torch_table llama-3.2-3b
+  pack allpeers table.md torch-table.md
   ;;
 pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm)
   # pdl: programmatic dependent launch (MINILAB_PDL=1); staged: the one-row GEMVs staging their

@@ -2,12 +2,15 @@
 """minilab against llama.cpp at matched bits, from one call's JSON files.
 
 Reads OUT/llama-bench-MODEL-{F16,Q8_0,Q4_0}.json (llama-bench -o json) and OUT/minilab-MODEL-{f16,int8,nf4}.json
-(minilab bench --output json) and prints one markdown row per format pair and test (pp512, tg128): both tokens/s,
-mean ± sd, and minilab / llama.cpp. A missing or unreadable file gives a row that says so.
+(minilab bench --output json) and prints one markdown row per format pair and test (pp512, tg128): minilab's
+mean ± sd (after its own warm-up), llama.cpp's median and range over its repetitions (llama-bench runs no
+warm-up for pp: its first pp512 repetition reads about half the others), and minilab / llama.cpp's median.
+A missing or unreadable file gives a row that says so.
 
 Usage: side_by_side.py OUT MODEL
 """
 import json
+import statistics
 import sys
 
 PAIRS = [("f16", "F16"), ("int8", "Q8_0"), ("nf4", "Q4_0")]
@@ -22,10 +25,12 @@ def load(path):
 
 
 def llama_tests(runs):
+    """test -> (median, "min–max") over llama-bench's repetitions (samples_ts)."""
     out = {}
     for r in runs:
         test = f"pp{r['n_prompt']}" if r.get("n_prompt") else f"tg{r['n_gen']}"
-        out[test] = (float(r["avg_ts"]), float(r["stddev_ts"]))
+        samples = [float(x) for x in r.get("samples_ts") or [r["avg_ts"]]]
+        out[test] = (statistics.median(samples), f"{min(samples):.1f}–{max(samples):.1f}")
     return out
 
 
@@ -38,7 +43,7 @@ def main(argv):
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
     out, model = argv[1], argv[2]
-    print("| minilab | llama.cpp | test | minilab t/s | llama.cpp t/s | minilab / llama.cpp |")
+    print("| minilab | llama.cpp | test | minilab t/s (mean ± sd) | llama.cpp t/s (median, min–max) | minilab / llama.cpp |")
     print("| --- | --- | --- | ---: | ---: | ---: |")
     for ours, theirs in PAIRS:
         a, ea = load(f"{out}/minilab-{model}-{ours}.json")
@@ -52,9 +57,9 @@ def main(argv):
             print(f"| {ours} | {theirs} | malformed: {e!r} | | | |")
             continue
         for test in sorted(set(ta) & set(tb)):
-            (ma, sa), (mb, sb) = ta[test], tb[test]
+            (ma, sa), (mb, rb) = ta[test], tb[test]
             ratio = f"{ma / mb:.2f}" if mb > 0 else "-"
-            print(f"| {ours} | {theirs} | {test} | {ma:.1f} ± {sa:.1f} | {mb:.1f} ± {sb:.1f} | {ratio} |")
+            print(f"| {ours} | {theirs} | {test} | {ma:.1f} ± {sa:.1f} | {mb:.1f} ({rb}) | {ratio} |")
     return 0
 
 
