@@ -1,5 +1,6 @@
 //! The bench scripts that run here, without a GPU: `bench/kernels/sass_table.py` on a small SASS
-//! fixture (tests/fixtures/sass). They need python3, as the README's test command's machine has.
+//! fixture (tests/fixtures/sass), `bench/peers/side_by_side.py` on JSON written by the test. They need
+//! python3, as the README's test command's machine has.
 
 use std::process::Command;
 
@@ -44,4 +45,40 @@ fn sass_table_says_when_no_kernel_matches() {
     let out = sass_table(&["tests/fixtures/sass/two.sass", "tests/fixtures/sass/two.ptxas.txt", "--filter", "int8"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no gemv kernel matches"));
+}
+
+fn side_by_side(dir: &std::path::Path) -> String {
+    let out = Command::new("python3")
+        .arg("bench/peers/side_by_side.py")
+        .arg(dir)
+        .arg("m")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn side_by_side_takes_llama_benchs_median_and_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &str| std::fs::write(dir.path().join(name), body).unwrap();
+    // llama-bench's first pp repetition is slow; its mean (30) would give a ratio of 2.00
+    write(
+        "llama-bench-m-F16.json",
+        r#"[{"n_prompt": 512, "n_gen": 0, "avg_ts": 30.0, "stddev_ts": 17.3, "samples_ts": [10.0, 40.0, 40.0]},
+            {"n_prompt": 0, "n_gen": 128, "avg_ts": 5.0, "stddev_ts": 0.0}]"#,
+    );
+    write(
+        "minilab-m-f16.json",
+        r#"[{"test": "pp512", "avg_ts": 60.0, "stddev_ts": 1.0}, {"test": "tg128", "avg_ts": 6.0, "stddev_ts": 0.0}]"#,
+    );
+    write("minilab-m-int8.json", "[{\"test\": \"pp512\"}]");
+    write("llama-bench-m-Q8_0.json", "[]");
+    let out = side_by_side(dir.path());
+    assert!(out.contains("| f16 | F16 | pp512 | 60.0 ± 1.0 | 40.0 (10.0–40.0) | 1.50 |"), "{out}");
+    // no samples: the mean stands alone
+    assert!(out.contains("| f16 | F16 | tg128 | 6.0 ± 0.0 | 5.0 (5.0–5.0) | 1.20 |"), "{out}");
+    assert!(out.contains("| int8 | Q8_0 | malformed:"), "{out}");
+    assert!(out.contains("| nf4 | Q4_0 | missing or unreadable:"), "{out}");
 }
