@@ -52,6 +52,8 @@
 #   stack: q/k/v stacked into one weight (MINILAB_STACK_QKV=1) against the layers apart: device_check
 #            cuda stack, then the 3B/8B pp128/512/2048 both ways in f16/int8/nf4 (.gpu/minilab.xz,
 #            .gpu/device_check.xz).
+#   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
+#            replay, every format: how much of a prompt is candle's host cost), .gpu/device_check.xz.
 #   coldstart: a fresh machine's first run (JIT cache off), the SASS-loading build against the PTX one
 #            (.gpu/minilab.xz, .gpu/minilab-ptx.xz, .gpu/device_check.xz), after device_check cuda.
 #   final: the committed build alone: device_check cuda, `mixed_bench --fused` where carried (stacked
@@ -301,6 +303,17 @@ stack)
   done
   python3 bench/builds_table.py "$OUT" stack0 stack1 | tee "$OUT/table.md"
   pack stack table.md $( [ -f "$OUT/stack.md" ] && echo stack.md )
+  ;;
+prefill-graph)
+  # How much of a prompt is the host's: `device_check cuda prefill-graph` for MODELS (default the 3B,
+  # then the 8B): pp512 eager (ms, and when the host had issued it all) against the same prompt
+  # replayed as one CUDA graph, every format, logits compared.
+  unpack device_check
+  for model in ${2:-llama-3.2-3b llama-3.1-8b}; do
+    [ $SECONDS -lt ${BUDGET:-400} ] || continue
+    timeout 200 /tmp/bin/device_check cuda prefill-graph $model > "$OUT/prefill-graph-$model.md" 2>&1
+    echo "device_check prefill-graph $model: exit $? (${SECONDS} s)"; cat "$OUT/prefill-graph-$model.md"
+  done
   ;;
 coldstart)
   # What a fresh machine's first run costs: `minilab bench` with the driver's JIT cache off

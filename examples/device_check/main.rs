@@ -28,6 +28,9 @@
 //! - `device_check cuda prefill [MODEL]`: the fused prefill (the default) against the plain path
 //!   (`MINILAB_FUSE_PREFILL=0`): its layout kernel bit for bit, the 1B's logits in f32 within 1e-4, MODEL's in bf16
 //!   (max |Δ|, argmax), and pp512 timed both ways.
+//! - `device_check cuda prefill-graph [MODEL]`: MODEL's pp512 in bf16, every format, eager (ms, and
+//!   ms until the host issued its last launch) against the same prompt recorded as one CUDA graph
+//!   and replayed: how much of a prompt is candle's host cost; the replay's logits against eager.
 //! - `device_check cuda qgemm [MODEL]`: the prefill GEMM that dequantizes in shared memory
 //!   (`MINILAB_QGEMM`) against the shipped prefill and an f32 CPU reference on random weights of
 //!   the 3B's and 8B's shapes, each shape timed both ways, then MODEL's logits and pp512 both ways.
@@ -46,6 +49,7 @@ use std::time::Instant;
 mod folds;
 mod kernels;
 mod prefill;
+mod prefill_graph;
 mod qgemm;
 mod stack;
 mod ways;
@@ -367,6 +371,9 @@ fn main() -> minilab::Result<()> {
         Some("staged") => ways::check_staged(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("rope") => ways::check_rope(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("prefill") => prefill::check_prefill(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("prefill-graph") => {
+            prefill_graph::check_prefill_graph(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into()))
+        }
         Some("qgemm") => qgemm::check_qgemm(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("qgemm-rows") => qgemm::check_qgemm_rows(&dev),
         Some("stack") => stack::check_stack(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),

@@ -160,6 +160,14 @@ impl Recorded {
         }
     }
 
+    /// Kernel nodes of the recorded graph, and its nodes in all.
+    pub fn nodes(&self) -> (usize, usize) {
+        #[cfg(feature = "cuda")]
+        return capture::nodes(&self.graph);
+        #[cfg(not(feature = "cuda"))]
+        (0, 0)
+    }
+
     /// Launches the recorded work on the device's stream (asynchronous, like any kernel launch).
     pub fn replay(&self) -> Result<()> {
         #[cfg(feature = "cuda")]
