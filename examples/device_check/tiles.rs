@@ -1,10 +1,11 @@
-//! `device_check cuda tiles [MODEL]`: CUTLASS's one-wave tiles (`kernels::qgemm::one_wave`, the
-//! default) against the three measured tiles alone (`MINILAB_CUTLASS_TILES=measured`), on one model.
+//! `device_check cuda tiles [MODEL]`: CUTLASS's one-wave tiles (`kernels::qgemm::one_wave`,
+//! `MINILAB_CUTLASS_TILES=one-wave`) against the three measured tiles alone (the default), on one
+//! model.
 //! MODEL (default the 3B) in bf16, int8 (and NF4 where `MINILAB_QGEMM=cutlass` sends it through
 //! CUTLASS too): the prompt's logits both ways at 128, 512 and 2048 tokens (max |Δ| / max |logit|
 //! within 1e-2; equal where no product changes tile: a tile's width does not change the order in
 //! which an output sums over k), then the prompt timed both ways, alternating, ms (median). It
-//! leaves the process on the default.
+//! leaves the process on the default (the measured tiles).
 
 use candle_core::Device;
 use minilab::kernels::qgemm;
@@ -26,6 +27,6 @@ pub(super) fn check_tiles(dev: &Device, name: &str) -> minilab::Result<()> {
             println!("| {p} | {tokens} | {diff:.3e} | {top:.2} | {agree}/{tokens} | {a:.3} | {b:.3} | {:.3} |", a / b);
         }
     }
-    qgemm::set_one_wave(true);
+    qgemm::set_one_wave(false);
     within(worst, 1e-2, "one-wave CUTLASS tiles, bf16")
 }

@@ -128,26 +128,33 @@ impl CutlassTile {
     }
 }
 
-/// `MINILAB_CUTLASS_TILES`: `auto` (the default) lets [`one_wave`] replace the measured tile;
-/// `measured` keeps the three tiles measured on every shape (for comparison).
+/// `MINILAB_CUTLASS_TILES`: `measured` (the default) keeps the three tiles measured on every shape;
+/// `one-wave` lets [`one_wave`] replace them where its model says so. Opt-in until it has run on a
+/// GPU (issue 11, session 18).
 static TILES: crate::switch::Choice = crate::switch::Choice::new("MINILAB_CUTLASS_TILES", TILE_WORDS);
 
 /// What `MINILAB_CUTLASS_TILES` takes, the default first.
-pub const TILE_WORDS: &[&str] = &["auto", "measured"];
+pub const TILE_WORDS: &[&str] = &["measured", "one-wave"];
 
-/// Lets [`one_wave`] replace the measured tile (`true`, the default) or not, for the rest of the
-/// process, whatever `MINILAB_CUTLASS_TILES` says.
+/// Lets [`one_wave`] replace the measured tile (`true`) or not (`false`, the default), for the rest
+/// of the process, whatever `MINILAB_CUTLASS_TILES` says.
 pub fn set_one_wave(on: bool) {
-    TILES.set(usize::from(!on));
+    TILES.set(usize::from(on));
 }
 
-/// The CUTLASS tile for `m` rows of xs and `n` weight rows on `sms` SMs: [`measured_tile`], then
-/// [`one_wave`] where that finishes sooner (unless `MINILAB_CUTLASS_TILES=measured`).
+/// The CUTLASS tile for `m` rows of xs and `n` weight rows on `sms` SMs, as `MINILAB_CUTLASS_TILES`
+/// says ([`tile_for`]).
 pub fn cutlass_tile(m: usize, n: usize, sms: usize) -> CutlassTile {
+    tile_for(m, n, sms, TILES.get() == 1)
+}
+
+/// [`measured_tile`], then with `one_wave_on` [`one_wave`] where that finishes sooner.
+pub fn tile_for(m: usize, n: usize, sms: usize, one_wave_on: bool) -> CutlassTile {
     let base = measured_tile(m, n, sms);
-    match TILES.get() {
-        0 => one_wave(m, n, sms, base).unwrap_or(base),
-        _ => base,
+    if one_wave_on {
+        one_wave(m, n, sms, base).unwrap_or(base)
+    } else {
+        base
     }
 }
 
@@ -255,21 +262,24 @@ mod tests {
     fn one_wave_tiles_take_only_the_products_that_fit_one_round() {
         use CutlassTile::*;
         // the 3B at 512 rows: stacked q/k/v in 120 tiles of 128 × 192; o and down in 120 of 128 × 112
-        assert_eq!(cutlass_tile(512, 5120, 132), Coop192);
-        assert_eq!(cutlass_tile(512, 3072, 132), Coop112);
+        assert_eq!(tile_for(512, 5120, 132, true), Coop192);
+        assert_eq!(tile_for(512, 3072, 132, true), Coop112);
         // gate/up (128 wide tiles, one full round), the 8B's shapes and every 2048-row product keep the
         // measured tile: no one-wave tile fits them
         for (n, m) in [(8192, 512), (6144, 512), (14336, 512), (4096, 512), (3072, 2048), (4096, 2048), (28672, 2048)] {
-            assert_eq!(cutlass_tile(m, n, 132), measured_tile(m, n, 132), "{n} weight rows, {m} rows of xs");
+            assert_eq!(tile_for(m, n, 132, true), measured_tile(m, n, 132), "{n} weight rows, {m} rows of xs");
         }
         // one round of 128 × 128 tiles beats a round of wider ones
-        assert_eq!(cutlass_tile(2048, 1024, 132), Coop);
+        assert_eq!(tile_for(2048, 1024, 132, true), Coop);
         // ping-pong is never replaced
-        assert_eq!(cutlass_tile(128, 3072, 132), Ping);
+        assert_eq!(tile_for(128, 3072, 132, true), Ping);
         assert_eq!(one_wave(128, 3072, 132, Ping), None);
-        // a GPU of other size: the rule follows its SMs (78 SMs: 5120 rows go wide, 40 tiles; 120 won't fit)
-        assert_eq!(cutlass_tile(512, 5120, 78), measured_tile(512, 5120, 78));
+        // a GPU of other size: the rule follows its SMs (78 SMs: 80 wide tiles for 5120 rows; 120 won't fit)
+        assert_eq!(tile_for(512, 5120, 78, true), measured_tile(512, 5120, 78));
         assert_eq!(one_wave(512, 3072, 0, Coop), None);
+        // off, the measured tile stands
+        assert_eq!(tile_for(512, 5120, 132, false), Wide);
+        assert_eq!(tile_for(512, 3072, 132, false), Coop);
     }
 
     #[test]
