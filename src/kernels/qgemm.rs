@@ -165,7 +165,7 @@ pub fn tile_for(m: usize, n: usize, sms: usize, one_wave_on: bool) -> CutlassTil
 /// three at each of the 30 measured shapes and row counts, `tests` below; the stacked q/k/v of the 3B
 /// at 512 rows, 80 wide tiles on 132 SMs, took 34 µs wide and 49 coop).
 pub fn measured_tile(m: usize, n: usize, sms: usize) -> CutlassTile {
-    let tiles = |rows: usize, cols: usize| n.div_ceil(rows) * m.div_ceil(cols);
+    let tiles = |rows: usize, cols: usize| tile_count(m, n, rows, cols);
     let enough = |t: usize| 10 * t >= 6 * sms;
     let (wide, coop) = (tiles(128, 256), tiles(128, 128));
     if enough(wide) && wide < coop {
@@ -175,6 +175,11 @@ pub fn measured_tile(m: usize, n: usize, sms: usize) -> CutlassTile {
     } else {
         CutlassTile::Ping
     }
+}
+
+/// Tiles of `weight_rows` × `xs_rows` that cover `n` weight rows and `m` rows of xs.
+fn tile_count(m: usize, n: usize, weight_rows: usize, xs_rows: usize) -> usize {
+    n.div_ceil(weight_rows) * m.div_ceil(xs_rows)
 }
 
 /// A cooperative tile's fixed cost a k step, in rows of xs' worth of MMA: the time of a 128 × N tile
@@ -191,8 +196,8 @@ const TILE_FIXED_ROWS: usize = 78;
 pub fn one_wave(m: usize, n: usize, sms: usize, base: CutlassTile) -> Option<CutlassTile> {
     let cost = |t: CutlassTile| {
         let rows = t.xs_rows()?;
-        let tiles = n.div_ceil(128) * m.div_ceil(rows);
-        Some((tiles.div_ceil(sms.max(1)), tiles.div_ceil(sms.max(1)) * (TILE_FIXED_ROWS + rows)))
+        let rounds = tile_count(m, n, 128, rows).div_ceil(sms.max(1));
+        Some((rounds, rounds * (TILE_FIXED_ROWS + rows)))
     };
     let (_, base_cost) = cost(base)?;
     [CutlassTile::Coop112, CutlassTile::Coop192]
