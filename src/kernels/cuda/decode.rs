@@ -5,7 +5,7 @@
 use candle_core::cuda_backend::cudarc::driver::{CudaStream, DevicePtr, DeviceRepr, LaunchConfig, SyncOnDrop};
 use candle_core::cuda_backend::{CudaDType, CudaDevice};
 use candle_core::op::BackpropOp;
-use candle_core::{CudaStorage, DType, Device, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CudaStorage, DType, Device, Layout, Result, Shape, Storage, Tensor, D};
 use half::{bf16, f16};
 
 use super::launch::{arg, launch, Func, Module};
@@ -184,15 +184,17 @@ pub(crate) fn rope_kv(
         s.b * s.kv_heads * s.cap * s.d,
         s.b * s.kv_heads * s.cap * s.d,
     ];
-    // A q/k/v that is not a row view of its own width is copied; the stacked prompt's are views.
+    // q, k and v are read in place where each is a row view (a stacked prompt's column ranges); else
+    // all three are copied, and a copy's rows lie one row width apart.
     let own: Vec<Tensor>;
-    let [q, k, v] = if [q, k, v].iter().all(|x| row_stride(x).is_some()) {
-        [q, k, v]
-    } else {
-        own = [q, k, v].iter().map(|x| x.contiguous()).collect::<Result<_>>()?;
-        [&own[0], &own[1], &own[2]]
+    let ([q, k, v], lds) = match [q, k, v].map(row_stride) {
+        [Some(ld_q), Some(ld_k), Some(ld_v)] => ([q, k, v], [ld_q, ld_k, ld_v]),
+        _ => {
+            own = [q, k, v].iter().map(|x| x.contiguous()).collect::<Result<_>>()?;
+            let [q, k, v] = [&own[0], &own[1], &own[2]];
+            ([q, k, v], [q.dim(D::Minus1)?, k.dim(D::Minus1)?, v.dim(D::Minus1)?])
+        }
     };
-    let lds = [q, k, v].map(|x| row_stride(x).unwrap_or(0));
     let got = [q, k, v, k_cache, v_cache].map(|t| t.elem_count());
     let same = [k, v, cos, sin, k_cache, v_cache].iter().all(|t| t.dtype() == dtype);
     if got != want || !same || pos.dtype() != DType::U32 || cos.dim(1)? != s.d / 2 || !s.d.is_multiple_of(2) {
