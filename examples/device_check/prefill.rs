@@ -81,19 +81,31 @@ pub(super) fn check_f32_ab(
 
 /// ms of one pp512 to the last position's logits (median of 5 after a warm-up), the switches as set.
 pub(super) fn pp_ms(m: &model::Model, dev: &Device, prompt: &Tensor) -> minilab::Result<f64> {
-    let mut ms = Vec::new();
+    Ok(timed(dev, || m.forward_last(prompt, 0, &mut Cache::new(m.n_blocks())).map(drop))?.0)
+}
+
+/// Runs `f` 6 times after a synchronize, the first untimed: median ms in all, and median ms until `f`
+/// returned (the host's issue time).
+pub(super) fn timed(dev: &Device, f: impl Fn() -> candle_core::Result<()>) -> minilab::Result<(f64, f64)> {
+    let (mut total, mut issued) = (Vec::new(), Vec::new());
     for i in 0..6 {
-        let mut cache = Cache::new(m.n_blocks());
         dev.synchronize()?;
         let t = Instant::now();
-        drop(m.forward_last(prompt, 0, &mut cache)?);
+        f()?;
+        let host = t.elapsed().as_secs_f64() * 1e3;
         dev.synchronize()?;
         if i > 0 {
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            issued.push(host);
+            total.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    ms.sort_by(f64::total_cmp);
-    Ok(ms[ms.len() / 2])
+    Ok((median(&mut total), median(&mut issued)))
+}
+
+/// The median of `v` (sorted in place).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// A model's `tokens`-token prompt two ways, `set(false)` then `set(true)`: the logits' max |Δ|, the

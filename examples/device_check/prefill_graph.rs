@@ -7,35 +7,10 @@
 //! are compared with the eager ones (the same kernels: equal, unless a library picks another
 //! algorithm under capture).
 
+use super::prefill::{ids, timed};
+use super::{timed_model, worse, FORMATS};
 use candle_core::{DType, Device, Tensor};
 use minilab::model::{graph::Recorded, Cache};
-use std::time::Instant;
-
-use super::{prefill::ids, timed_model, worse, FORMATS};
-
-/// The median of `v` (sorted in place).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Runs `f` 6 times after a synchronize, the first untimed: median ms in all, and median ms until
-/// `f` returned (the host's issue time).
-fn timed(dev: &Device, f: impl Fn() -> candle_core::Result<()>) -> minilab::Result<(f64, f64)> {
-    let (mut total, mut issued) = (Vec::new(), Vec::new());
-    for i in 0..6 {
-        dev.synchronize()?;
-        let t = Instant::now();
-        f()?;
-        let host = t.elapsed().as_secs_f64() * 1e3;
-        dev.synchronize()?;
-        if i > 0 {
-            issued.push(host);
-            total.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    Ok((median(&mut total), median(&mut issued)))
-}
 
 fn row_f32(t: &Tensor) -> minilab::Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?)
