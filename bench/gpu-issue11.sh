@@ -52,8 +52,6 @@
 #   stack: q/k/v stacked into one weight (MINILAB_STACK_QKV=1) against the layers apart: device_check
 #            cuda stack, then the 3B/8B pp128/512/2048 both ways in f16/int8/nf4 (.gpu/minilab.xz,
 #            .gpu/device_check.xz).
-#   tiles [MODELS]: CUTLASS's one-wave tiles against the measured three (device_check cuda qgemm and
-#            tiles, then int8 pp128/512/2048 with MINILAB_CUTLASS_TILES=measured and one-wave).
 #   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
 #            replay, every format: how much of a prompt is candle's host cost), .gpu/device_check.xz.
 #   coldstart: a fresh machine's first run (JIT cache off), the SASS-loading build against the PTX one
@@ -305,31 +303,6 @@ stack)
   done
   python3 bench/builds_table.py "$OUT" stack0 stack1 | tee "$OUT/table.md"
   pack stack table.md $( [ -f "$OUT/stack.md" ] && echo stack.md )
-  ;;
-tiles)
-  # CUTLASS's one-wave tiles (128 × 192, 128 × 112; kernels::qgemm::one_wave, MINILAB_CUTLASS_TILES=
-  # one-wave) against the three measured tiles alone (measured, the default): `device_check cuda qgemm` (every
-  # 3B/8B shape against the f32 reference with the tiles the rule now picks), `device_check cuda
-  # tiles` (the 3B's logits and prompt ms both ways; int8, then NF4 through CUTLASS), then the 3B and
-  # 8B int8 prompts (pp128/512/2048) both ways, alternating; one tar. .gpu/minilab.xz, device_check.xz.
-  unpack minilab device_check
-  MINILAB_CUTLASS_TILES=one-wave timeout 200 /tmp/bin/device_check cuda qgemm > "$OUT/qgemm.md" 2>&1; echo "device_check qgemm: exit $? (${SECONDS} s)"
-  grep -E "worst|fail|outside|cutlass" "$OUT/qgemm.md" | tail -8
-  timeout 200 /tmp/bin/device_check cuda tiles > "$OUT/tiles-int8.md" 2>&1; echo "device_check tiles: exit $? (${SECONDS} s)"
-  grep "^| int8" "$OUT/tiles-int8.md"
-  MINILAB_QGEMM=cutlass timeout 200 /tmp/bin/device_check cuda tiles > "$OUT/tiles-nf4.md" 2>&1; echo "device_check tiles (NF4 through CUTLASS): exit $? (${SECONDS} s)"
-  grep "^| nf4" "$OUT/tiles-nf4.md"
-  for model in ${2:-llama-3.2-3b llama-3.1-8b}; do
-    for t in measured one-wave; do
-      [ $SECONDS -lt ${BUDGET:-480} ] || continue
-      # builds_table.py splits file names at '-': "onewave" for the value one-wave
-      MINILAB_CUTLASS_TILES=$t timeout 120 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision int8 \
-        -p 128,512,2048 -n 0 -r 5 --no-log --output json > "$OUT/bench-${model#llama-}-int8-${t//-/}.json" 2> "$OUT/bench-${model#llama-}-int8-${t//-/}.err"
-      echo "$model int8 tiles=$t: exit $? (${SECONDS} s)"
-    done
-  done
-  python3 bench/builds_table.py "$OUT" measured onewave | tee "$OUT/table.md"
-  pack tiles table.md
   ;;
 prefill-graph)
   # How much of a prompt is the host's: `device_check cuda prefill-graph` for MODELS (default the 3B,

@@ -56,7 +56,6 @@ pub const VARS: &[Var] = &[
     knob("MINILAB_GEMV_GRID", Takes::OneOf(crate::kernels::grid::WORDS)),
     knob("MINILAB_PREFILL_CHUNK_MB", Takes::Megabytes),
     knob("MINILAB_QGEMM", Takes::OneOf(crate::kernels::qgemm::WORDS)),
-    knob("MINILAB_CUTLASS_TILES", Takes::OneOf(crate::kernels::qgemm::TILE_WORDS)),
     knob("MINILAB_STACK_QKV", Takes::OneOf(crate::quant::stacked::WORDS)),
     other("MINILAB_HUB_TIMEOUT_S", Takes::Seconds),
     // where the plot tests keep their SVGs (the binary ignores it)
@@ -186,7 +185,6 @@ mod tests {
             ("MINILAB_PREFETCH", "off"),
             ("MINILAB_GEMV_GRID", "resident"),
             ("MINILAB_QGEMM", "off"),
-            ("MINILAB_CUTLASS_TILES", "measured"),
             ("MINILAB_STACK_QKV", "1"),
             ("MINILAB_STACK_QKV", "auto"),
             ("PATH", "/bin"),
@@ -211,7 +209,6 @@ mod tests {
             ("MINILAB_PREFILL_CHUNK_MB", "0"),
             ("MINILAB_PREFILL_CHUNK_MB", "1.5"),
             ("MINILAB_PREFILL_CHUNK_MB", "100000"),
-            ("MINILAB_CUTLASS_TILES", "wide"),
             ("MINILAB_GEMV_GRID", "Resident"),
             ("MINILAB_GEMV_GRID", "1"),
             ("MINILAB_GEMV_GRID", "streamed"),

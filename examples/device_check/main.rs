@@ -36,9 +36,6 @@
 //!   the 3B's and 8B's shapes, each shape timed both ways, then MODEL's logits and pp512 both ways.
 //! - `device_check cuda qgemm-rows`: the same shapes at 16 to 512 rows of xs, bf16 weights against
 //!   int8/NF4 the shipped way and by the GEMM at either tile: where each way pays.
-//! - `device_check cuda tiles [MODEL]`: CUTLASS's one-wave tiles against the three measured tiles
-//!   alone, int8 (NF4 too under `MINILAB_QGEMM=cutlass`): MODEL's prompt logits both ways at 128,
-//!   512 and 2048 tokens, and the prompt's ms each way.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -55,7 +52,6 @@ mod prefill;
 mod prefill_graph;
 mod qgemm;
 mod stack;
-mod tiles;
 mod ways;
 
 /// The formats every check runs.
@@ -380,7 +376,6 @@ fn main() -> minilab::Result<()> {
         }
         Some("qgemm") => qgemm::check_qgemm(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("qgemm-rows") => qgemm::check_qgemm_rows(&dev),
-        Some("tiles") => tiles::check_tiles(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("stack") => stack::check_stack(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),

@@ -98,10 +98,6 @@ pub enum CutlassTile {
     Wide,
     /// ping-pong 64 × 128: two consumer warpgroups on a tile each
     Ping,
-    /// cooperative 128 × 192
-    Coop192,
-    /// cooperative 128 × 112
-    Coop112,
 }
 
 impl CutlassTile {
@@ -111,61 +107,18 @@ impl CutlassTile {
             CutlassTile::Coop => ("coop", 0),
             CutlassTile::Wide => ("wide", 1),
             CutlassTile::Ping => ("ping", 2),
-            CutlassTile::Coop192 => ("c192", 3),
-            CutlassTile::Coop112 => ("c112", 4),
-        }
-    }
-
-    /// Rows of xs a tile takes, for the cooperative 128-row tiles (`None` for ping-pong).
-    fn xs_rows(self) -> Option<usize> {
-        match self {
-            CutlassTile::Coop => Some(128),
-            CutlassTile::Wide => Some(256),
-            CutlassTile::Coop192 => Some(192),
-            CutlassTile::Coop112 => Some(112),
-            CutlassTile::Ping => None,
         }
     }
 }
 
-/// `MINILAB_CUTLASS_TILES`: `measured` (the default) keeps the three tiles measured on every shape;
-/// `one-wave` lets [`one_wave`] replace them where its model says so. Opt-in until it has run on a
-/// GPU (issue 11, session 18).
-static TILES: crate::switch::Choice = crate::switch::Choice::new("MINILAB_CUTLASS_TILES", TILE_WORDS);
-
-/// What `MINILAB_CUTLASS_TILES` takes, the default first.
-pub const TILE_WORDS: &[&str] = &["measured", "one-wave"];
-
-/// Lets [`one_wave`] replace the measured tile (`true`) or not (`false`, the default), for the rest
-/// of the process, whatever `MINILAB_CUTLASS_TILES` says.
-pub fn set_one_wave(on: bool) {
-    TILES.set(usize::from(on));
-}
-
-/// The CUTLASS tile for `m` rows of xs and `n` weight rows on `sms` SMs, as `MINILAB_CUTLASS_TILES`
-/// says ([`tile_for`]).
+/// The CUTLASS tile for `m` rows of xs and `n` weight rows on `sms` SMs: the widest whose tiles still
+/// give 60 % of the SMs one, and fewer of them than the next narrower (at 128 rows or fewer, a 256-row
+/// tile is half padding). A wider tile reads each weight tile for more rows, but where its tiles
+/// leave SMs idle the narrower one wins (`mixed_bench`, H100, issue 11 sessions 15–16: this rule
+/// picks the fastest of the three at each of the 30 measured shapes and row counts, `tests` below;
+/// the stacked q/k/v of the 3B at 512 rows, 80 wide tiles on 132 SMs, took 34 µs wide and 49 coop).
 pub fn cutlass_tile(m: usize, n: usize, sms: usize) -> CutlassTile {
-    tile_for(m, n, sms, TILES.get() == 1)
-}
-
-/// [`measured_tile`], then with `one_wave_on` [`one_wave`] where that finishes sooner.
-pub fn tile_for(m: usize, n: usize, sms: usize, one_wave_on: bool) -> CutlassTile {
-    let base = measured_tile(m, n, sms);
-    if one_wave_on {
-        one_wave(m, n, sms, base).unwrap_or(base)
-    } else {
-        base
-    }
-}
-
-/// Among the three tiles measured on every shape: the widest whose tiles still give 60 % of the SMs
-/// one, and fewer of them than the next narrower (at 128 rows or fewer, a 256-row tile is half
-/// padding). A wider tile reads each weight tile for more rows, but where its tiles leave SMs idle the
-/// narrower one wins (`mixed_bench`, H100, issue 11 sessions 15–16: this rule picks the fastest of the
-/// three at each of the 30 measured shapes and row counts, `tests` below; the stacked q/k/v of the 3B
-/// at 512 rows, 80 wide tiles on 132 SMs, took 34 µs wide and 49 coop).
-pub fn measured_tile(m: usize, n: usize, sms: usize) -> CutlassTile {
-    let tiles = |rows: usize, cols: usize| tile_count(m, n, rows, cols);
+    let tiles = |rows: usize, cols: usize| n.div_ceil(rows) * m.div_ceil(cols);
     let enough = |t: usize| 10 * t >= 6 * sms;
     let (wide, coop) = (tiles(128, 256), tiles(128, 128));
     if enough(wide) && wide < coop {
@@ -175,37 +128,6 @@ pub fn measured_tile(m: usize, n: usize, sms: usize) -> CutlassTile {
     } else {
         CutlassTile::Ping
     }
-}
-
-/// Tiles of `weight_rows` × `xs_rows` that cover `n` weight rows and `m` rows of xs.
-fn tile_count(m: usize, n: usize, weight_rows: usize, xs_rows: usize) -> usize {
-    n.div_ceil(weight_rows) * m.div_ceil(xs_rows)
-}
-
-/// A cooperative tile's fixed cost a k step, in rows of xs' worth of MMA: the time of a 128 × N tile
-/// goes as `TILE_FIXED_ROWS + N`. Fitted to session 16's per-SM rates (128 × 128: 4.3 TFLOP/s an SM,
-/// 128 × 256: 5.3): the weight's conversion, paid once a tile whatever its width.
-const TILE_FIXED_ROWS: usize = 78;
-
-/// The 128 × 192 or 128 × 112 tile where `base` (cooperative) takes more rounds of tiles or leaves
-/// SMs idle and the other fits every tile into one round that ends sooner, as `TILE_FIXED_ROWS`
-/// models a tile's time: at 512 rows the 3B's stacked q/k/v (5120 rows) takes 80 wide tiles, 0.61 of
-/// a round at 334 units, or 120 of 128 × 192 at 270; its o and down products (3072 rows) 96 tiles of
-/// 128 × 128 at 206, or 120 of 128 × 112 at 190. Only one-round choices: at more rounds the measured
-/// tiles beat this model (a persistent kernel overlaps a tile's end with the next one's start).
-pub fn one_wave(m: usize, n: usize, sms: usize, base: CutlassTile) -> Option<CutlassTile> {
-    let cost = |t: CutlassTile| {
-        let rows = t.xs_rows()?;
-        let rounds = tile_count(m, n, 128, rows).div_ceil(sms.max(1));
-        Some((rounds, rounds * (TILE_FIXED_ROWS + rows)))
-    };
-    let (_, base_cost) = cost(base)?;
-    [CutlassTile::Coop112, CutlassTile::Coop192]
-        .into_iter()
-        .filter_map(|t| cost(t).map(|(rounds, c)| (t, rounds, c)))
-        .filter(|&(_, rounds, c)| rounds == 1 && c < base_cost)
-        .min_by_key(|&(_, _, c)| c)
-        .map(|(t, _, _)| t)
 }
 
 #[cfg(test)]
@@ -259,32 +181,8 @@ mod tests {
             (28672, 2048, Wide),
         ];
         for (n, m, tile) in fastest {
-            assert_eq!(measured_tile(m, n, 132), tile, "{n} weight rows, {m} rows of xs");
+            assert_eq!(cutlass_tile(m, n, 132), tile, "{n} weight rows, {m} rows of xs");
         }
-    }
-
-    #[test]
-    fn one_wave_tiles_take_only_the_products_that_fit_one_round() {
-        use CutlassTile::*;
-        // the 3B at 512 rows: stacked q/k/v in 120 tiles of 128 × 192; o and down in 120 of 128 × 112
-        assert_eq!(tile_for(512, 5120, 132, true), Coop192);
-        assert_eq!(tile_for(512, 3072, 132, true), Coop112);
-        // gate/up (128 wide tiles, one full round), the 8B's shapes and every 2048-row product keep the
-        // measured tile: no one-wave tile fits them
-        for (n, m) in [(8192, 512), (6144, 512), (14336, 512), (4096, 512), (3072, 2048), (4096, 2048), (28672, 2048)] {
-            assert_eq!(tile_for(m, n, 132, true), measured_tile(m, n, 132), "{n} weight rows, {m} rows of xs");
-        }
-        // one round of 128 × 128 tiles beats a round of wider ones
-        assert_eq!(tile_for(2048, 1024, 132, true), Coop);
-        // ping-pong is never replaced
-        assert_eq!(tile_for(128, 3072, 132, true), Ping);
-        assert_eq!(one_wave(128, 3072, 132, Ping), None);
-        // a GPU of other size: the rule follows its SMs (78 SMs: 80 wide tiles for 5120 rows; 120 won't fit)
-        assert_eq!(tile_for(512, 5120, 78, true), measured_tile(512, 5120, 78));
-        assert_eq!(one_wave(512, 3072, 0, Coop), None);
-        // off, the measured tile stands
-        assert_eq!(tile_for(512, 5120, 132, false), Wide);
-        assert_eq!(tile_for(512, 3072, 132, false), Coop);
     }
 
     #[test]

@@ -49,8 +49,7 @@ static void* const SCALES = (void*)0x20000000;
 static void* const XS = (void*)0x30000000;
 static void* const YS = (void*)0x40000000;
 
-// One kind and tile (0 coop 128 × 128, 1 coop 128 × 256, 2 ping-pong 64 × 128, 3 coop 128 × 192,
-// 4 coop 128 × 112) at the 3B gate shape
+// One kind and tile (0 coop 128 × 128, 1 coop 128 × 256, 2 ping-pong 64 × 128) at the 3B gate shape
 // (8192 × 3072) and 512 rows; wants the weight descriptor's innermost extent and row stride in bytes,
 // and how many descriptors the kind builds.
 static void check_kind(int kind, int tile, const char* name, uint64_t a_inner, uint64_t a_row_bytes, size_t descriptors) {
@@ -75,8 +74,8 @@ static void check_kind(int kind, int tile, const char* name, uint64_t a_inner, u
     expect(tma_of(SCALES) != nullptr, "the scales are read");
     expect(o && o->dims[0] == (uint64_t)n && o->dims[1] == (uint64_t)m && o->strides[0] == 2ull * n,
            "ys: n × m bf16, a row of 2n bytes");
-    const int tile_n[5] = {128, 128, 64, 128, 128}, tile_m[5] = {128, 256, 128, 192, 112};
-    const unsigned tiles = (n / tile_n[tile]) * ((m + tile_m[tile] - 1) / tile_m[tile]);
+    const int tile_n[3] = {128, 128, 64}, tile_m[3] = {128, 256, 128};
+    const unsigned tiles = (n / tile_n[tile]) * (m / tile_m[tile]);
     expect(d[0] * d[1] * d[2] == (tiles < (unsigned)sms ? tiles : (unsigned)sms), "a block a tile, at most one an SM");
     expect(d[3] == 384, "a producer and two consumer warpgroups (ping-pong's on a tile each)");
     expect(d[4] > 48 * 1024 && d[4] <= 232448, "shared memory past 48 KB (an opt-in) and within an H100's");
@@ -90,12 +89,12 @@ static void check_kind(int kind, int tile, const char* name, uint64_t a_inner, u
 int main() {
     minilab_mixed_set_driver((void*)fake_encode, (void*)fake_ctx_get_device, (void*)fake_device_get_attribute);
     // int8: codes q + 128, k bytes a row; scales and zero points
-    for (int tile = 0; tile < 5; tile++) {
+    for (int tile = 0; tile < 3; tile++) {
         check_kind(0, tile, "int8", 3072, 3072, 4);
     }
     // NF4: two codes a byte, k/2 bytes a row (CUTLASS describes 4-bit codes to TMA as bytes); the
     // absmax transposed to [k/64, n]
-    for (int tile = 0; tile < 5; tile++) {
+    for (int tile = 0; tile < 3; tile++) {
         check_kind(1, tile, "nf4", 1536, 1536, 4);
         const Tma* s = tma_of(SCALES);
         expect(s && s->dims[0] == 8192 && s->dims[1] == 3072 / 64 && s->strides[0] == 8192ull * 4,
@@ -103,7 +102,7 @@ int main() {
     }
     alignas(64) static unsigned char params[8192];
     unsigned d[6];
-    expect(minilab_mixed_params(0, 5, 8192, 512, 3072, WQ, SCALES, XS, YS, 132, params, sizeof params, d) == 4,
+    expect(minilab_mixed_params(0, 3, 8192, 512, 3072, WQ, SCALES, XS, YS, 132, params, sizeof params, d) == 4,
            "an unknown tile is refused");
     expect(minilab_mixed_params(7, 0, 8192, 512, 3072, WQ, SCALES, XS, YS, 132, params, sizeof params, d) == 4,
            "an unknown kind is refused");

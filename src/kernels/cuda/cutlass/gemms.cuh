@@ -7,11 +7,9 @@
 //   f32 scale a row, rounded once: bf16(q·s);
 // - NF4: the packed codes in minilab's order through nf4_convert.cuh, an f32 absmax a 64-block
 //   (transposed to [k/64, n] for CUTLASS's scale layout): bf16(code·absmax).
-// Each in five tiles (weight rows × xs rows × k): cooperative 128 × 128 and 128 × 256, and ping-pong
-// 64 × 128, the three mixed_bench timed in issue 11 sessions 15-16 (none is best at every shape);
-// and cooperative 128 × 192 and 128 × 112, which fit a 512-row prompt's products into one wave where
-// the others take two or leave SMs idle (3 × 40 tiles for the 3B's stacked q/k/v, 5 × 24 for its
-// o and down products, on 132 SMs). src/kernels/qgemm.rs's `cutlass_tile` picks one a product.
+// Each in three tiles (weight rows × xs rows × k), the three mixed_bench times: cooperative
+// 128 × 128 and 128 × 256, and ping-pong 64 × 128. None is best at every shape (mixed_bench, H100,
+// issue 11 session 15): src/kernels/qgemm.rs's `cutlass_tile` picks one a product.
 #pragma once
 #include "int8_convert.cuh"
 #include "mixed.cuh"
@@ -24,8 +22,6 @@ using Nf4Gemm = Mixed<cutlass::uint4b_t, Tile, Schedule, Epi, float>;
 using TileCoop = Shape<_128, _128, _64>;
 using TileWide = Shape<_128, _256, _64>;
 using TilePing = Shape<_64, _128, _64>;
-using Tile192 = Shape<_128, _192, _64>;
-using Tile112 = Shape<_128, _112, _64>;
 
 using Int8Coop = Int8Gemm<TileCoop, Coop, CoopEpi>;
 using Int8Wide = Int8Gemm<TileWide, Coop, CoopEpi>;
@@ -33,22 +29,13 @@ using Int8Ping = Int8Gemm<TilePing, Ping, PingEpi>;
 using Nf4Coop = Nf4Gemm<TileCoop, Coop, CoopEpi>;
 using Nf4Wide = Nf4Gemm<TileWide, Coop, CoopEpi>;
 using Nf4Ping = Nf4Gemm<TilePing, Ping, PingEpi>;
-using Int8C192 = Int8Gemm<Tile192, Coop, CoopEpi>;
-using Int8C112 = Int8Gemm<Tile112, Coop, CoopEpi>;
-using Nf4C192 = Nf4Gemm<Tile192, Coop, CoopEpi>;
-using Nf4C112 = Nf4Gemm<Tile112, Coop, CoopEpi>;
 
-// The ten as X(name, type, kind, tile): kernels.cu names its kernels minilab_mixed_<name>, params.cu
-// dispatches on (kind, tile); kind 0 int8, 1 NF4; tile 0 coop, 1 wide, 2 ping, 3 c192, 4 c112
-// (src/kernels/qgemm.rs: CutlassTile).
+// The six as X(name, type, kind, tile): kernels.cu names its kernels minilab_mixed_<name>, params.cu
+// dispatches on (kind, tile); kind 0 int8, 1 NF4; tile 0 coop, 1 wide, 2 ping (src/kernels/cuda/cutlass.rs).
 #define MINILAB_CUTLASS_GEMMS(X)  \
     X(int8_coop, Int8Coop, 0, 0) \
     X(int8_wide, Int8Wide, 0, 1) \
     X(int8_ping, Int8Ping, 0, 2) \
-    X(int8_c192, Int8C192, 0, 3) \
-    X(int8_c112, Int8C112, 0, 4) \
     X(nf4_coop, Nf4Coop, 1, 0)   \
     X(nf4_wide, Nf4Wide, 1, 1)   \
-    X(nf4_ping, Nf4Ping, 1, 2)   \
-    X(nf4_c192, Nf4C192, 1, 3)   \
-    X(nf4_c112, Nf4C112, 1, 4)
+    X(nf4_ping, Nf4Ping, 1, 2)

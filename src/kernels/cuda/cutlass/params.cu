@@ -46,8 +46,7 @@ int params_of(int n, int m, int k, int group, const void* wq, const void* scales
 
 // kind 0: int8 (wq: codes q + 128 [n, k]; scales: f32 [n]); kind 1: NF4 (wq: packed codes
 // [n·k/2]; scales: f32 absmax [k/64, n], n contiguous). tile: 0 cooperative 128 × 128,
-// 1 cooperative 128 × 256, 2 ping-pong 64 × 128, 3 cooperative 128 × 192, 4 cooperative 128 × 112
-// (gemms.cuh). xs: bf16 [m, k], ys: bf16 [m, n].
+// 1 cooperative 128 × 256, 2 ping-pong 64 × 128 (gemms.cuh). xs: bf16 [m, k], ys: bf16 [m, n].
 // 4 for another kind or tile.
 extern "C" int minilab_mixed_params(int kind, int tile, int n, int m, int k, const void* wq, const void* scales,
                                     const void* xs, void* ys, int sms, void* out, unsigned long cap,
