@@ -36,6 +36,9 @@
 //!   the 3B's and 8B's shapes, each shape timed both ways, then MODEL's logits and pp512 both ways.
 //! - `device_check cuda qgemm-rows`: the same shapes at 16 to 512 rows of xs, bf16 weights against
 //!   int8/NF4 the shipped way and by the GEMM at either tile: where each way pays.
+//! - `device_check cuda wide [MODEL]`: the prompt's add + norm, silu·up and causal softmax with
+//!   16-byte accesses against the 2-byte ones: each op on random inputs (bit for bit where element by
+//!   element) and timed, the 1B's f32 logits, then MODEL's pp512 logits and ms both ways.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
 //!   kernel's share of the step.
@@ -53,6 +56,7 @@ mod prefill_graph;
 mod qgemm;
 mod stack;
 mod ways;
+mod wide;
 
 /// The formats every check runs.
 const FORMATS: [Precision; 3] = [Precision::F16, Precision::Int8, Precision::Nf4];
@@ -376,6 +380,7 @@ fn main() -> minilab::Result<()> {
         }
         Some("qgemm") => qgemm::check_qgemm(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("qgemm-rows") => qgemm::check_qgemm_rows(&dev),
+        Some("wide") => wide::check_wide(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("stack") => stack::check_stack(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),

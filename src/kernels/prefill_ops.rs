@@ -3,7 +3,8 @@
 //! RoPE, the layout by head and the KV cache writes in one pass
 //! ([`super::decode::rope_kv`] over the whole prompt), the attention's output laid out by token in
 //! one 16-byte-vector copy ([`heads_to_rows`]), the residual add with the next norm
-//! ([`super::decode::add_rms_norm`]) and silu·up ([`super::decode::silu_mul`]). With the switch on
+//! ([`super::decode::add_rms_norm`]) and silu·up ([`super::decode::silu_mul`]), these two and the
+//! attention's causal softmax with 16-byte accesses over a prompt's rows ([`wide`]). With the switch on
 //! and off the GPU, the same wiring runs on candle's ops: the reference it is checked against.
 
 use crate::switch::Switch;
@@ -19,6 +20,21 @@ pub fn enabled() -> bool {
 /// Turns the fused prefill on or off for the rest of the process, whatever the variable says.
 pub fn set_enabled(on: bool) {
     FUSE_PREFILL.set(on);
+}
+
+static WIDE_OPS: Switch = Switch::new("MINILAB_WIDE_OPS", &["0"]);
+
+/// Whether a prompt's residual add + norm, silu·up and causal softmax take their kernels of 16-byte
+/// accesses where the shapes allow (unless `MINILAB_WIDE_OPS=0`): at the 3B's pp512 the kernels of
+/// 2-byte accesses ran at a third of the bandwidth and took a third of the prompt's kernel time
+/// (ncu, H100, BENCHMARKS.md issue 11 session 19). A decode step's one row keeps its own kernels.
+pub fn wide() -> bool {
+    WIDE_OPS.get()
+}
+
+/// Turns the wide kernels on or off for the rest of the process, whatever the variable says.
+pub fn set_wide(on: bool) {
+    WIDE_OPS.set(on);
 }
 
 /// `ys` `[b, heads, t, d]` → `[b, t, heads·d]`.

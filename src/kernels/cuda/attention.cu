@@ -345,6 +345,44 @@ __device__ void causal_softmax(const T* scores, T* probs, long long rows, int to
     for (int j = lane; j < total; j += 32) y[j] = from_f<T>(j <= last ? expf((to_f(x[j]) - mx) * scale) * inv : 0.f);
 }
 
+// causal_softmax over 16-byte vectors (total a multiple of 16 / sizeof(T), scores 16-byte aligned;
+// the host checks): one warp a row as above, a lane taking 8 bf16 at a time; the vectors past the
+// last key seen are not read, only zeroed. The same arithmetic but for the order of the sum.
+template <typename T>
+__device__ void causal_softmax_wide(const T* scores, T* probs, long long rows, int total, int t, int start,
+                                    float scale) {
+    constexpr int N = 16 / sizeof(T);
+    const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int last = min(start + (int)(row % t), total - 1), seen = last / N + 1, vecs = total / N;
+    const T* x = scores + row * total;
+    T* y = probs + row * total;
+    float f[N];
+    float mx = -INFINITY;
+    for (int c = lane; c < seen; c += 32) {
+        load_wide(x + c * N, f);
+#pragma unroll
+        for (int e = 0; e < N; e++)
+            if (c * N + e <= last) mx = fmaxf(mx, f[e]);
+    }
+    mx = warp_max(mx);
+    float sum = 0.f;
+    for (int c = lane; c < seen; c += 32) {
+        load_wide(x + c * N, f);
+#pragma unroll
+        for (int e = 0; e < N; e++)
+            if (c * N + e <= last) sum += expf((f[e] - mx) * scale);
+    }
+    const float inv = 1.f / warp_sum(sum);
+    for (int c = lane; c < vecs; c += 32) {
+        if (c < seen) load_wide(x + c * N, f);
+#pragma unroll
+        for (int e = 0; e < N; e++) f[e] = c * N + e <= last ? expf((f[e] - mx) * scale) * inv : 0.f;
+        store_wide(y + c * N, f);
+    }
+}
+
 #define INSTANTIATE(T, NAME)                                                                                \
     extern "C" __global__ void __launch_bounds__(SINGLE_THREADS)                                            \
         attn_single_##NAME(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap,      \
@@ -371,6 +409,10 @@ __device__ void causal_softmax(const T* scores, T* probs, long long rows, int to
     extern "C" __global__ void causal_softmax_##NAME(const T* scores, T* probs, long long rows, int total,    \
                                                      int t, int start, float scale) {                        \
         causal_softmax<T>(scores, probs, rows, total, t, start, scale);                                      \
+    }                                                                                                        \
+    extern "C" __global__ void causal_softmax_wide_##NAME(const T* scores, T* probs, long long rows, int total, \
+                                                          int t, int start, float scale) {                   \
+        causal_softmax_wide<T>(scores, probs, rows, total, t, start, scale);                                 \
     }
 
 INSTANTIATE(float, f32)

@@ -63,3 +63,22 @@ __device__ float block_reduce(float v, bool is_max, float* red) {
     __syncthreads();
     return r;
 }
+
+// 16 bytes of T (16 / sizeof(T) elements) as floats, for the prompt's wide kernels: one 16-byte
+// access moves 8 bf16 where a 2-byte one moved 1, and at a prompt's sizes the narrow accesses held
+// the small ops to a third of the bandwidth (ncu, H100, issue 11 session 19). p: 16-byte aligned.
+template <typename T>
+__device__ __forceinline__ void load_wide(const T* p, float* f) {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    const T* e = reinterpret_cast<const T*>(&u);
+#pragma unroll
+    for (int i = 0; i < (int)(16 / sizeof(T)); i++) f[i] = to_f(e[i]);
+}
+template <typename T>
+__device__ __forceinline__ void store_wide(T* p, const float* f) {
+    uint4 u;
+    T* e = reinterpret_cast<T*>(&u);
+#pragma unroll
+    for (int i = 0; i < (int)(16 / sizeof(T)); i++) e[i] = from_f<T>(f[i]);
+    *reinterpret_cast<uint4*>(p) = u;
+}

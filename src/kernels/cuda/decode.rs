@@ -12,6 +12,7 @@ use super::launch::{arg, launch, Func, Module};
 use super::suffix;
 use crate::kernels::decode::row_stride;
 use crate::kernels::params::{AttnDecode, SPLIT_THREADS};
+use crate::kernels::prefill_ops::wide;
 
 /// decode.cu: the decode step's small fused kernels.
 static DECODE: Module = Module {
@@ -25,6 +26,17 @@ pub(super) static ATTENTION: Module = Module {
     ptx: include_str!(concat!(env!("OUT_DIR"), "/attention.ptx")),
     cubin: include_bytes!(concat!(env!("OUT_DIR"), "/attention.cubin")),
 };
+
+/// Bytes of one access of the wide kernels (common.cuh's load_wide).
+pub(super) const WIDE_BYTES: usize = 16;
+/// decode.cu's add_rms_norm_rows: threads a row, and 16-byte vectors a thread keeps.
+const ROWS_THREADS: usize = 128;
+const ROWS_VECS: usize = 8;
+
+/// Whether every address is 16-byte aligned (the wide kernels' accesses).
+pub(super) fn aligned(ptrs: &[u64]) -> bool {
+    ptrs.iter().all(|p| p % WIDE_BYTES as u64 == 0)
+}
 
 fn decode_kernel(name: &str) -> Func<'_> {
     Func { name, module: &DECODE }
@@ -94,8 +106,14 @@ pub(crate) fn add_rms_norm(xs: &Tensor, ys: &Tensor, w: &Tensor, eps: f32) -> Re
         let px = dptr::<T>(&sx, lx, &stream, &mut syncs)?;
         let py = dptr::<T>(&sy, ly, &stream, &mut syncs)?;
         let pw = dptr::<T>(&sw, lw, &stream, &mut syncs)?;
-        let name = format!("add_rms_norm_{}", suffix(xs.dtype())?);
-        let cfg = LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (1024, 1, 1), shared_mem_bytes: 0 };
+        // a prompt's rows: decode.cu's add_rms_norm_rows where its 16-byte accesses fit the row
+        let n = WIDE_BYTES / std::mem::size_of::<T>();
+        let wide =
+            rows >= 2 && wide() && h.is_multiple_of(n) && h / n <= ROWS_VECS * ROWS_THREADS && aligned(&[px, py, pw]);
+        let (kernel, threads) = if wide { ("add_rms_norm_rows", ROWS_THREADS) } else { ("add_rms_norm", 1024) };
+        let name = format!("{kernel}_{}", suffix(xs.dtype())?);
+        let cfg =
+            LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (threads as u32, 1, 1), shared_mem_bytes: 0 };
         let hi = h as i32;
         let args = &mut [arg(&px), arg(&py), arg(&pw), arg(&p_res), arg(&p_out), arg(&hi), arg(&eps)];
         // SAFETY: the arguments match add_rms_norm's; every buffer holds rows × h elements (w: h).
@@ -285,7 +303,23 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         let mut syncs = Vec::new();
         let pg = dptr::<T>(&sg, lg, &stream, &mut syncs)?;
         let pu = dptr::<T>(&su, lu, &stream, &mut syncs)?;
-        let name = format!("silu_mul_{}", suffix(gate.dtype())?);
+        let sfx = suffix(gate.dtype())?;
+        let per = WIDE_BYTES / std::mem::size_of::<T>();
+        let rows = n / gate.dims().last().copied().unwrap_or(1).max(1);
+        if rows >= 2 && wide() && n.is_multiple_of(per) && aligned(&[pg, pu]) {
+            let vecs = (n / per) as i64;
+            let cfg = LaunchConfig {
+                grid_dim: ((n / per).div_ceil(256) as u32, 1, 1),
+                block_dim: (256, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            let name = format!("silu_mul_wide_{sfx}");
+            // SAFETY: the arguments match silu_mul_wide's; all three buffers hold vecs 16-byte vectors.
+            unsafe { launch(dev, &decode_kernel(&name), cfg, &mut [arg(&pg), arg(&pu), arg(&p_out), arg(&vecs)]) }?;
+            drop(syncs);
+            return Ok(out);
+        }
+        let name = format!("silu_mul_{sfx}");
         let cfg =
             LaunchConfig { grid_dim: (n.div_ceil(256) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
         let ni = n as i32;

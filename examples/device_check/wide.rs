@@ -1,0 +1,129 @@
+//! `device_check cuda wide [MODEL]`: the prompt's small ops with 16-byte accesses
+//! (`kernels::prefill_ops::wide`, the default) against the kernels of 2-byte accesses
+//! (`MINILAB_WIDE_OPS=0`); it leaves the process wide.
+//!
+//! 1. Each op alone on random inputs of real shapes (the 3B's and 8B's at 512 tokens, odd ones that
+//!    fall back to the narrow kernels, a decode step's one row), f32, bf16 and f16: silu·up and the
+//!    residual sum bit for bit, the norm and the softmax within a few units of their last place (the
+//!    order of a sum differs); then each op timed both ways at the 3B's pp512 shape, µs.
+//! 2. The synthetic 1B in f32, every format: prompts, a continuation, a step and a scored window
+//!    within 1e-4 of the narrow kernels.
+//! 3. MODEL (default the 3B) in bf16, every format: pp512's logits both ways, then its ms both ways.
+
+use candle_core::{DType, Device, Tensor};
+use minilab::kernels::{decode, prefill_ops, softmax};
+use std::time::Instant;
+
+use super::prefill::{check_f32_ab, prompt_ab, PromptAb};
+use super::{rel_err, timed_model, within, worse, FORMATS};
+
+type Run<'a> = Box<dyn Fn() -> candle_core::Result<Vec<Tensor>> + 'a>;
+
+/// `run`'s outputs with the wide kernels off, then on (left on).
+fn both(run: &Run) -> minilab::Result<[Vec<Tensor>; 2]> {
+    prefill_ops::set_wide(false);
+    let off = run();
+    prefill_ops::set_wide(true);
+    Ok([off?, run()?])
+}
+
+/// µs of one `run` with the wide kernels off, then on (median of 5 rounds of 50, alternating).
+fn time_both(dev: &Device, run: &Run) -> minilab::Result<[f64; 2]> {
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        for (on, t) in [false, true].into_iter().zip(&mut times) {
+            prefill_ops::set_wide(on);
+            run()?;
+            dev.synchronize()?;
+            let start = Instant::now();
+            for _ in 0..50 {
+                run()?;
+            }
+            dev.synchronize()?;
+            t.push(start.elapsed().as_secs_f64() * 1e6 / 50.0);
+        }
+    }
+    prefill_ops::set_wide(true);
+    Ok(times.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[2]
+    }))
+}
+
+/// The ops of item 1 on `dev` in `dtype`: (name, shape, closure).
+fn ops<'a>(dev: &'a Device, dtype: DType) -> minilab::Result<Vec<(String, Run<'a>)>> {
+    let rand = |shape: &[usize], scale: f64| -> minilab::Result<Tensor> {
+        Ok((Tensor::randn(0f32, 1.0, shape, dev)? * scale)?.to_dtype(dtype)?)
+    };
+    let mut out: Vec<(String, Run)> = Vec::new();
+    for (rows, h) in [(512, 3072), (512, 4096), (7, 2048), (1, 3072), (33, 576), (5, 100)] {
+        let (xs, ys, w) = (rand(&[rows, h], 1.0)?, rand(&[rows, h], 0.5)?, rand(&[h], 1.0)?);
+        let run = move || {
+            let (res, normed) = decode::add_rms_norm(&xs, &ys, &w, 1e-5)?;
+            Ok(vec![res, normed])
+        };
+        out.push((format!("add_rms_norm {rows}×{h}"), Box::new(run)));
+    }
+    for (rows, n) in [(512, 8192), (512, 14336), (3, 8192), (1, 8192), (5, 100)] {
+        let (gate, up) = (rand(&[rows, n], 2.0)?, rand(&[rows, n], 1.0)?);
+        out.push((format!("silu_mul {rows}×{n}"), Box::new(move || Ok(vec![decode::silu_mul(&gate, &up)?]))));
+    }
+    for (heads, t, total) in [(24, 512, 512), (32, 512, 512), (4, 96, 96), (8, 7, 71), (2, 17, 1040)] {
+        let scores = rand(&[heads, t, total], 4.0)?;
+        let start = total - t;
+        let run = move || Ok(vec![softmax::causal_softmax(&scores, 0.088, t, start)?]);
+        out.push((format!("causal_softmax {heads}×{t}×{total}"), Box::new(run)));
+    }
+    Ok(out)
+}
+
+/// Item 1: each output's max |Δ| over max |narrow|; bit-equal ops must show 0.
+fn check_ops(dev: &Device) -> minilab::Result<()> {
+    println!("| op | dtype | max |wide − narrow| / max |narrow| per output |");
+    println!("| --- | --- | --- |");
+    let mut worst = 0f32;
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        // a bf16 unit in the last place relative to 1 is 7.8e-3; f32 sums differ near 1e-7
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1.6e-2 };
+        for (name, run) in ops(dev, dtype)? {
+            let [off, on] = both(&run)?;
+            let errs = on.iter().zip(&off).map(|(a, b)| rel_err(a, b)).collect::<minilab::Result<Vec<_>>>()?;
+            let exact = name.starts_with("silu") || name.starts_with("add_rms");
+            // silu·up and the sum are element by element: any difference is a wrong index or rounding
+            if exact && errs[0] != 0.0 {
+                return Err(minilab::Error::Runtime(format!("{name} {dtype:?}: wide and narrow differ")));
+            }
+            errs.iter().for_each(|&e| worst = worse(worst, e / tol));
+            let shown: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();
+            println!("| {name} | {dtype:?} | {} |", shown.join(" / "));
+        }
+    }
+    within(worst, 1.0, "wide small ops (error over tolerance)")?;
+    println!();
+    println!("| op (bf16) | narrow µs | wide µs | narrow/wide |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (name, run) in ops(dev, DType::BF16)? {
+        if name.contains("512×") {
+            let [a, b] = time_both(dev, &run)?;
+            println!("| {name} | {a:.2} | {b:.2} | {:.2} |", a / b);
+        }
+    }
+    println!();
+    Ok(())
+}
+
+pub(super) fn check_wide(dev: &Device, name: &str) -> minilab::Result<()> {
+    check_ops(dev)?;
+    check_f32_ab(dev, prefill_ops::set_wide, "wide small ops, f32", |_, _| Ok(String::new()))?;
+    println!("| {name} bf16 pp512 | max |Δlogit| | max |logit| | argmax agrees | narrow ms | wide ms | narrow/wide |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut worst = 0f32;
+    for p in FORMATS {
+        let loaded = timed_model(dev, name, p)?;
+        let PromptAb { diff, top, agree, ms: [a, b] } = prompt_ab(&loaded.model, dev, 512, prefill_ops::set_wide)?;
+        worst = worse(worst, diff / top);
+        println!("| {p} | {diff:.3e} | {top:.2} | {agree}/512 | {a:.3} | {b:.3} | {:.3} |", a / b);
+    }
+    prefill_ops::set_wide(true);
+    within(worst, 5e-2, "wide small ops, bf16")
+}
