@@ -52,6 +52,8 @@
 #   stack: q/k/v stacked into one weight (MINILAB_STACK_QKV=1) against the layers apart: device_check
 #            cuda stack, then the 3B/8B pp128/512/2048 both ways in f16/int8/nf4 (.gpu/minilab.xz,
 #            .gpu/device_check.xz).
+#   wide: the prompt's small ops with 16-byte accesses against the 2-byte kernels
+#            (device_check cuda wide and cuda, then pp128/512/2048 with MINILAB_WIDE_OPS=0 and 1).
 #   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
 #            replay, every format: how much of a prompt is candle's host cost), .gpu/device_check.xz.
 #   coldstart: a fresh machine's first run (JIT cache off), the SASS-loading build against the PTX one
@@ -157,6 +159,22 @@ for (name, test), r in sorted(rows.items()):
     print(f"| {model} | {prec} | {test} | {b['avg_ts'] if b else 0:.1f} ± {b['stddev_ts'] if b else 0:.1f} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | "
           f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {'' if roof is None else f'{roof:.1f}'} |")
 PY
+}
+# ab_prompts VAR TAG: pp128/512/2048 (-r 5) of MODELS × PRECISIONS (default the 3B and 8B, every
+# format) with VAR=0 and VAR=1 alternating, into bench-<model>-<precision>-<TAG><0|1>.json while the
+# call has BUDGET (480 s) left, then their table into table.md.
+ab_prompts() { local var=$1 tag=$2 model p v
+  for model in ${MODELS:-llama-3.2-3b llama-3.1-8b}; do
+    for p in ${PRECISIONS:-f16 int8 nf4}; do
+      for v in 0 1; do
+        [ $SECONDS -lt ${BUDGET:-480} ] || continue
+        env $var=$v timeout 120 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+          -p 128,512,2048 -n 0 -r 5 --no-log --output json > "$OUT/bench-${model#llama-}-$p-$tag$v.json" 2> "$OUT/bench-${model#llama-}-$p-$tag$v.err"
+        echo "$model $p $tag=$v: exit $? (${SECONDS} s)"
+      done
+    done
+  done
+  python3 bench/builds_table.py "$OUT" ${tag}0 ${tag}1 | tee "$OUT/table.md"
 }
 # The PyTorch peers (bench/peers/torch_bnb.py), one process a variant; bitsandbytes from .gpu/bnb.zip
 # where it was carried (the nf4 and int8 variants need it).
@@ -291,18 +309,21 @@ stack)
     timeout 300 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision int8 \
       -p 16 -n 0 -r 1 --no-log > /dev/null 2>&1; echo "warm-up: exit $? (${SECONDS} s)"
   fi
-  for model in ${MODELS:-llama-3.2-3b llama-3.1-8b}; do
-    for p in ${PRECISIONS:-f16 int8 nf4}; do
-      for s in 0 1; do
-        [ $SECONDS -lt ${BUDGET:-480} ] || continue
-        MINILAB_STACK_QKV=$s timeout 120 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
-          -p 128,512,2048 -n 0 -r 5 --no-log --output json > "$OUT/bench-${model#llama-}-$p-stack$s.json" 2> "$OUT/bench-${model#llama-}-$p-stack$s.err"
-        echo "$model $p stack=$s: exit $? (${SECONDS} s)"
-      done
-    done
-  done
-  python3 bench/builds_table.py "$OUT" stack0 stack1 | tee "$OUT/table.md"
+  ab_prompts MINILAB_STACK_QKV stack
   pack stack table.md $( [ -f "$OUT/stack.md" ] && echo stack.md )
+  ;;
+wide)
+  # The prompt's small ops with 16-byte accesses (MINILAB_WIDE_OPS, on) against the 2-byte kernels:
+  # `device_check cuda wide` (each op against the narrow one and timed, the 1B's f32 logits, the 3B's
+  # pp512 logits and ms both ways), `device_check cuda` (GPU logits against the CPU's), then
+  # ab_prompts (MODELS, PRECISIONS) both ways; one tar.
+  unpack minilab device_check
+  timeout 200 /tmp/bin/device_check cuda wide > "$OUT/wide.md" 2>&1; echo "device_check wide: exit $? (${SECONDS} s)"
+  grep -vE "^\| (add_rms_norm|silu_mul|causal_softmax) [0-9×]+ \| F" "$OUT/wide.md"
+  timeout 150 /tmp/bin/device_check cuda > "$OUT/check.md" 2>&1; echo "device_check cuda: exit $? (${SECONDS} s)"
+  grep -E "argmax|decode" "$OUT/check.md"
+  ab_prompts MINILAB_WIDE_OPS wide
+  pack wide table.md wide.md
   ;;
 prefill-graph)
   # How much of a prompt is the host's: `device_check cuda prefill-graph` for MODELS (default the 3B,
