@@ -67,7 +67,7 @@ __device__ void add_rms_norm(const T* xs, const T* ys, const T* w, T* res, T* ou
 // elements in registers between the passes (h ≤ ROWS_VECS · ROWS_THREADS · 16 / sizeof(T), h a
 // multiple of 16 / sizeof(T), every row 16-byte aligned; the host checks). The one-row kernel above
 // gives a row 1024 threads of 2-byte accesses, right for a decode step's one row; at 512 rows it
-// took 14.5 µs for the 3B's 12.6 MB (ncu, H100, issue 11 session 19). The same rounding; only the
+// took 14.4 µs for the 3B's 12.6 MB (ncu, H100, issue 11 session 19). The same rounding; only the
 // order of the sum of squares differs.
 constexpr int ROWS_THREADS = 128, ROWS_VECS = 8;
 
