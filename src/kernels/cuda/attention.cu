@@ -358,7 +358,7 @@ __device__ void causal_softmax_wide(const T* scores, T* probs, long long rows, i
     const int last = min(start + (int)(row % t), total - 1), seen = last / N + 1, vecs = total / N;
     const T* x = scores + row * total;
     T* y = probs + row * total;
-    float f[N];
+    float f[N] = {};
     float mx = -INFINITY;
     for (int c = lane; c < seen; c += 32) {
         load_wide(x + c * N, f);
