@@ -3,9 +3,10 @@
 //! default); it leaves the process wide.
 //!
 //! 1. Each op alone on random inputs of real shapes (the 3B's and 8B's at 512 tokens, odd ones that
-//!    fall back to the narrow kernels, a decode step's one row), f32, bf16 and f16: silu·up and the
-//!    residual sum bit for bit, the norm and the softmax within a few units of their last place (the
-//!    order of a sum differs); then each op timed both ways at the 3B's pp512 shape, µs.
+//!    fall back to the narrow kernels, a decode step's one row), f32, bf16 and f16: silu·up, the
+//!    residual sum and RoPE with the cache writes bit for bit, the norm and the softmax within a few
+//!    units of their last place (the order of a sum differs); then each op timed both ways at the
+//!    3B's and 8B's pp512 shapes, µs.
 //! 2. The synthetic 1B in f32, every format: prompts, a continuation, a step and a scored window
 //!    within 1e-4 of the narrow kernels.
 //! 3. MODEL (default the 3B) in bf16, every format: pp512's logits both ways, then its ms both ways.
@@ -68,6 +69,26 @@ fn ops<'a>(dev: &'a Device, dtype: DType) -> minilab::Result<Vec<(String, Run<'a
         let (gate, up) = (rand(&[rows, n], 2.0)?, rand(&[rows, n], 1.0)?);
         out.push((format!("silu_mul {rows}×{n}"), Box::new(move || Ok(vec![decode::silu_mul(&gate, &up)?]))));
     }
+    // the 3B's q/k/v at 512 tokens after 3 cached (stacked: rows 5120 wide), the 8B's apart, an odd
+    // head size that falls back, and a decode step
+    for (heads, kv, d, t, stacked) in
+        [(24, 8, 128, 512, true), (32, 8, 128, 512, false), (4, 2, 36, 9, true), (24, 8, 128, 1, true)]
+    {
+        let w = (heads + 2 * kv) * d;
+        let qkv = rand(&[1, t, w], 1.0)?;
+        let (q, k, v) =
+            (qkv.narrow(2, 0, heads * d)?, qkv.narrow(2, heads * d, kv * d)?, qkv.narrow(2, (heads + kv) * d, kv * d)?);
+        let [q, k, v] = if stacked { [q, k, v] } else { [q.contiguous()?, k.contiguous()?, v.contiguous()?] };
+        let tables = [rand(&[1024, d / 2], 1.0)?, rand(&[1024, d / 2], 1.0)?];
+        let pos = Tensor::new(&[3u32], dev)?;
+        // fresh caches a run, so that the two ways' outputs are apart (the timing includes them)
+        let run = move || {
+            let (kc, vc) = (Tensor::zeros((1, kv, 1024, d), dtype, dev)?, Tensor::zeros((1, kv, 1024, d), dtype, dev)?);
+            let q_out = decode::rope_kv(heads, [&q, &k, &v], [&tables[0], &tables[1]], &pos, [&kc, &vc])?;
+            Ok(vec![q_out, kc, vc])
+        };
+        out.push((format!("rope_kv {heads}+{kv}+{kv}×{d}×{t}"), Box::new(run)));
+    }
     for (heads, t, total) in [(24, 512, 512), (32, 512, 512), (4, 96, 96), (8, 7, 71), (2, 17, 1040)] {
         let scores = rand(&[heads, t, total], 4.0)?;
         let start = total - t;
@@ -88,9 +109,9 @@ fn check_ops(dev: &Device) -> minilab::Result<()> {
         for (name, run) in ops(dev, dtype)? {
             let [off, on] = both(&run)?;
             let errs = on.iter().zip(&off).map(|(a, b)| rel_err(a, b)).collect::<minilab::Result<Vec<_>>>()?;
-            let exact = name.starts_with("silu") || name.starts_with("add_rms");
-            // silu·up and the sum are element by element: any difference is a wrong index or rounding
-            if exact && errs[0] != 0.0 {
+            let exact = ["silu", "add_rms", "rope"].iter().any(|op| name.starts_with(op));
+            // silu·up, the sum and RoPE are element by element: any difference is a wrong index
+            if exact && errs[..if name.starts_with("rope") { 3 } else { 1 }].iter().any(|&e| e != 0.0) {
                 return Err(minilab::Error::Runtime(format!("{name} {dtype:?}: wide and narrow differ")));
             }
             errs.iter().for_each(|&e| worst = worse(worst, e / tol));
@@ -103,7 +124,7 @@ fn check_ops(dev: &Device) -> minilab::Result<()> {
     println!("| op (bf16) | narrow µs | wide µs | narrow/wide |");
     println!("| --- | ---: | ---: | ---: |");
     for (name, run) in ops(dev, DType::BF16)? {
-        if name.contains("512×") {
+        if name.contains("512") {
             let [a, b] = time_both(dev, &run)?;
             println!("| {name} | {a:.2} | {b:.2} | {:.2} |", a / b);
         }

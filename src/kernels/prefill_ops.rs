@@ -3,8 +3,8 @@
 //! RoPE, the layout by head and the KV cache writes in one pass
 //! ([`super::decode::rope_kv`] over the whole prompt), the attention's output laid out by token in
 //! one 16-byte-vector copy ([`heads_to_rows`]), the residual add with the next norm
-//! ([`super::decode::add_rms_norm`]) and silu·up ([`super::decode::silu_mul`]), these two and the
-//! attention's causal softmax with 16-byte accesses over a prompt's rows ([`wide`]). With the switch on
+//! ([`super::decode::add_rms_norm`]) and silu·up ([`super::decode::silu_mul`]); with [`wide`] these,
+//! RoPE and the attention's causal softmax with 16-byte accesses over a prompt's rows. With the switch on
 //! and off the GPU, the same wiring runs on candle's ops: the reference it is checked against.
 
 use crate::switch::Switch;
@@ -24,11 +24,12 @@ pub fn set_enabled(on: bool) {
 
 static WIDE_OPS: Switch = Switch::opt_in("MINILAB_WIDE_OPS", &["1"]);
 
-/// Whether a prompt's residual add + norm, silu·up and causal softmax take their kernels of 16-byte
-/// accesses where the shapes allow (`MINILAB_WIDE_OPS=1`): at the 3B's pp512 the kernels of 2-byte
-/// accesses ran at a third of the bandwidth and took a third of the prompt's kernel time (ncu, H100,
-/// BENCHMARKS.md issue 11 session 19). Opt-in until they have run on a GPU (built in session 19,
-/// when no GPU came for them). A decode step's one row keeps its own kernels.
+/// Whether a prompt's residual add + norm, silu·up, RoPE with the cache writes and causal softmax
+/// take their kernels of 16-byte accesses where the shapes allow (`MINILAB_WIDE_OPS=1`): at the 3B's
+/// pp512 the kernels of 2-byte accesses ran at a third of the bandwidth and took a third of the
+/// prompt's kernel time (ncu, H100, BENCHMARKS.md issue 11 session 19). Opt-in until they have run
+/// on a GPU (built in session 19, when no GPU came for them). A decode step's one row keeps its own
+/// kernels.
 pub fn wide() -> bool {
     WIDE_OPS.get()
 }

@@ -147,6 +147,49 @@ __device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const 
     dst[i + half] = from_f<T>(x2 * c + x1 * sn);
 }
 
+// rope_kv over 16-byte vectors for a prompt: a thread takes N = 16 / sizeof(T) neighbouring pairs
+// (i .. i + N with i .. i + N + d/2) of a head of a token, the same arithmetic a pair as rope_kv. The
+// host checks that d/2, ld_q, ld_k and ld_v are multiples of N and every address is 16-byte aligned.
+template <typename T>
+__device__ void rope_kv_wide(const T* q, const T* k, const T* v, const T* cos, const T* sin, const uint32_t* pos,
+                             T* q_out, T* k_cache, T* v_cache, int b, int t, int heads, int kv_heads, int cap, int d,
+                             int max_pos, int ld_q, int ld_k, int ld_v) {
+    constexpr int N = 16 / sizeof(T);
+    const int half = d / 2, groups = half / N, per_tok = (heads + 2 * kv_heads) * groups;
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)b * t * per_tok) return;
+    const size_t tok = idx / per_tok;  // s · t + j
+    const int r = idx % per_tok, head = r / groups, i = (r % groups) * N;
+    const int s = tok / t, j = tok % t;
+    const uint32_t p = *pos + j;
+    if (p >= (uint32_t)cap || p >= (uint32_t)max_pos) return;
+    float x1[N], x2[N];
+    if (head >= heads + kv_heads) {
+        const int h = head - heads - kv_heads;
+        const T* src = v + tok * ld_v + (size_t)h * d;
+        T* dst = v_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
+        *reinterpret_cast<uint4*>(dst + i) = *reinterpret_cast<const uint4*>(src + i);
+        *reinterpret_cast<uint4*>(dst + i + half) = *reinterpret_cast<const uint4*>(src + i + half);
+        return;
+    }
+    const bool is_q = head < heads;
+    const int h = is_q ? head : head - heads;
+    const T* src = is_q ? q + tok * ld_q + (size_t)h * d : k + tok * ld_k + (size_t)h * d;
+    T* dst = is_q ? q_out + (((size_t)s * heads + h) * t + j) * d : k_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
+    float c[N], sn[N], y1[N], y2[N];
+    load_wide(cos + (size_t)p * half + i, c);
+    load_wide(sin + (size_t)p * half + i, sn);
+    load_wide(src + i, x1);
+    load_wide(src + i + half, x2);
+#pragma unroll
+    for (int e = 0; e < N; e++) {
+        y1[e] = x1[e] * c[e] - x2[e] * sn[e];
+        y2[e] = x2[e] * c[e] + x1[e] * sn[e];
+    }
+    store_wide(dst + i, y1);
+    store_wide(dst + i + half, y2);
+}
+
 // gate, up, out: [n].
 template <typename T>
 __device__ void silu_mul(const T* gate, const T* up, T* out, int n) {
@@ -193,6 +236,14 @@ __device__ void silu_mul_wide(const T* gate, const T* up, T* out, long long vecs
         add_rms_norm_rows_##NAME(const T* xs, const T* ys, const T* w, T* res, T* out, int h, float eps) {       \
         pdl_begin();                                                                                             \
         add_rms_norm_rows<T>(xs, ys, w, res, out, h, eps);                                                       \
+    }                                                                                                            \
+    extern "C" __global__ void rope_kv_wide_##NAME(const T* q, const T* k, const T* v, const T* cos, const T* sin, \
+                                                   const uint32_t* pos, T* q_out, T* k_cache, T* v_cache, int b, \
+                                                   int t, int heads, int kv_heads, int cap, int d, int max_pos,  \
+                                                   int ld_q, int ld_k, int ld_v) {                               \
+        pdl_begin();                                                                                             \
+        rope_kv_wide<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, t, heads, kv_heads, cap, d, max_pos,  \
+                        ld_q, ld_k, ld_v);                                                                       \
     }                                                                                                            \
     extern "C" __global__ void silu_mul_wide_##NAME(const T* gate, const T* up, T* out, long long vecs) {        \
         pdl_begin();                                                                                             \

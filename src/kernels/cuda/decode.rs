@@ -176,8 +176,16 @@ pub(crate) fn rope_kv(
                 })
                 .collect::<Result<Vec<_>>>()?;
         let p_pos = dptr::<u32>(&sp, lp, &stream, &mut syncs)?;
-        let name = format!("rope_kv_{}", suffix(qkv[0].dtype())?);
-        let threads = s.b * s.t * (s.heads + 2 * s.kv_heads) * (s.d / 2);
+        // a prompt: decode.cu's rope_kv_wide where its 16-byte accesses fit every row and table
+        let per = WIDE_BYTES / std::mem::size_of::<T>();
+        let wide = s.t >= 2
+            && wide()
+            && (s.d / 2).is_multiple_of(per)
+            && lds.iter().all(|ld| ld.is_multiple_of(per))
+            && aligned(&ptrs);
+        let (kernel, pairs) = if wide { ("rope_kv_wide", per) } else { ("rope_kv", 1) };
+        let name = format!("{kernel}_{}", suffix(qkv[0].dtype())?);
+        let threads = s.b * s.t * (s.heads + 2 * s.kv_heads) * (s.d / 2 / pairs);
         let cfg = LaunchConfig {
             grid_dim: (threads.div_ceil(256) as u32, 1, 1),
             block_dim: (256, 1, 1),
