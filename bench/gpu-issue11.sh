@@ -52,7 +52,7 @@
 #   stack: q/k/v stacked into one weight (MINILAB_STACK_QKV=1) against the layers apart: device_check
 #            cuda stack, then the 3B/8B pp128/512/2048 both ways in f16/int8/nf4 (.gpu/minilab.xz,
 #            .gpu/device_check.xz).
-#   wide: the prompt's small ops with 16-byte accesses against the 2-byte kernels
+#   wide: the prompt's add + norm, silu·up, RoPE and causal softmax with 16-byte accesses against the 2-byte kernels
 #            (device_check cuda wide and cuda, then pp128/512/2048 with MINILAB_WIDE_OPS=0 and 1).
 #   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
 #            replay, every format: how much of a prompt is candle's host cost), .gpu/device_check.xz.
@@ -319,7 +319,7 @@ wide)
   # ab_prompts (MODELS, PRECISIONS) both ways; one tar.
   unpack minilab device_check
   timeout 200 /tmp/bin/device_check cuda wide > "$OUT/wide.md" 2>&1; echo "device_check wide: exit $? (${SECONDS} s)"
-  grep -vE "^\| (add_rms_norm|silu_mul|causal_softmax) [0-9×]+ \| F" "$OUT/wide.md"
+  grep -vE "^\| (add_rms_norm|silu_mul|rope_kv|causal_softmax) [0-9×+]+ \| F" "$OUT/wide.md"
   timeout 150 /tmp/bin/device_check cuda > "$OUT/check.md" 2>&1; echo "device_check cuda: exit $? (${SECONDS} s)"
   grep -E "argmax|decode" "$OUT/check.md"
   ab_prompts MINILAB_WIDE_OPS wide

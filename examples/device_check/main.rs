@@ -36,8 +36,8 @@
 //!   the 3B's and 8B's shapes, each shape timed both ways, then MODEL's logits and pp512 both ways.
 //! - `device_check cuda qgemm-rows`: the same shapes at 16 to 512 rows of xs, bf16 weights against
 //!   int8/NF4 the shipped way and by the GEMM at either tile: where each way pays.
-//! - `device_check cuda wide [MODEL]`: the prompt's add + norm, silu·up and causal softmax with
-//!   16-byte accesses against the 2-byte ones: each op on random inputs (bit for bit where element by
+//! - `device_check cuda wide [MODEL]`: the prompt's add + norm, silu·up, RoPE and causal softmax
+//!   with 16-byte accesses against the 2-byte ones: each op on random inputs (bit for bit where element by
 //!   element) and timed, the 1B's f32 logits, then MODEL's pp512 logits and ms both ways.
 //! - `device_check cuda step MODEL PRECISION [PROMPT]`: one synthetic model in bf16, PROMPT (512) tokens prefilled,
 //!   then 64 graph replays timed (ms a token); under `ncu --graph-profiling node` it gives each
