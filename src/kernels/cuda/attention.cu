@@ -328,30 +328,12 @@ __device__ void attn_combine(const float* part, T* out, int S, int d) {
 // query r % t at position start + r % t, which sees keys 0..=start + r % t; probs: the same shape,
 // zero past the last key seen. One warp a row, f32 inside; rows are short enough (≤ the context)
 // for three passes over a row that stays in L1.
-template <typename T>
+// A lane takes N elements at a time: N = 1 (causal_softmax), or N = 16 / sizeof(T), one 16-byte access
+// each (causal_softmax_wide, for a prompt; the host checks that total is a multiple of N and scores
+// 16-byte aligned); the sum's order is all that differs between the two. The vectors past the last key
+// seen are not read, only zeroed.
+template <typename T, int N>
 __device__ void causal_softmax(const T* scores, T* probs, long long rows, int total, int t, int start, float scale) {
-    const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    const int lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    const int last = min(start + (int)(row % t), total - 1);
-    const T* x = scores + row * total;
-    T* y = probs + row * total;
-    float mx = -INFINITY;
-    for (int j = lane; j <= last; j += 32) mx = fmaxf(mx, to_f(x[j]));
-    mx = warp_max(mx);
-    float sum = 0.f;
-    for (int j = lane; j <= last; j += 32) sum += expf((to_f(x[j]) - mx) * scale);
-    const float inv = 1.f / warp_sum(sum);
-    for (int j = lane; j < total; j += 32) y[j] = from_f<T>(j <= last ? expf((to_f(x[j]) - mx) * scale) * inv : 0.f);
-}
-
-// causal_softmax over 16-byte vectors (total a multiple of 16 / sizeof(T), scores 16-byte aligned;
-// the host checks): one warp a row as above, a lane taking 8 bf16 at a time; the vectors past the
-// last key seen are not read, only zeroed. The same arithmetic but for the order of the sum.
-template <typename T>
-__device__ void causal_softmax_wide(const T* scores, T* probs, long long rows, int total, int t, int start,
-                                    float scale) {
-    constexpr int N = 16 / sizeof(T);
     const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     const int lane = threadIdx.x & 31;
     if (row >= rows) return;
@@ -361,7 +343,7 @@ __device__ void causal_softmax_wide(const T* scores, T* probs, long long rows, i
     float f[N] = {};
     float mx = -INFINITY;
     for (int c = lane; c < seen; c += 32) {
-        load_wide(x + c * N, f);
+        load_n<N>(x + c * N, f);
 #pragma unroll
         for (int e = 0; e < N; e++)
             if (c * N + e <= last) mx = fmaxf(mx, f[e]);
@@ -369,30 +351,30 @@ __device__ void causal_softmax_wide(const T* scores, T* probs, long long rows, i
     mx = warp_max(mx);
     float sum = 0.f;
     for (int c = lane; c < seen; c += 32) {
-        load_wide(x + c * N, f);
+        load_n<N>(x + c * N, f);
 #pragma unroll
         for (int e = 0; e < N; e++)
             if (c * N + e <= last) sum += expf((f[e] - mx) * scale);
     }
     const float inv = 1.f / warp_sum(sum);
     for (int c = lane; c < vecs; c += 32) {
-        if (c < seen) load_wide(x + c * N, f);
+        if (c < seen) load_n<N>(x + c * N, f);
 #pragma unroll
         for (int e = 0; e < N; e++) f[e] = c * N + e <= last ? expf((f[e] - mx) * scale) * inv : 0.f;
-        store_wide(y + c * N, f);
+        store_n<N>(y + c * N, f);
     }
 }
 
-#define INSTANTIATE(T, NAME)                                                                                \
-    extern "C" __global__ void __launch_bounds__(SINGLE_THREADS)                                            \
-        attn_single_##NAME(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap,      \
-                           int total, int d, float scale, const uint32_t* pos) {                              \
+#define INSTANTIATE(T, NAME)                                                                                 \
+    extern "C" __global__ void __launch_bounds__(SINGLE_THREADS)                                             \
+        attn_single_##NAME(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap,     \
+                           int total, int d, float scale, const uint32_t* pos) {                             \
         pdl_begin();                                                                                         \
         attn_single<T>(q, k, v, out, heads, kv_heads, cap, total, d, scale, pos);                            \
     }                                                                                                        \
-    extern "C" __global__ void __launch_bounds__(SPLIT_THREADS)                                             \
-        attn_split_##NAME(const T* q, const T* k, const T* v, float* part, int heads, int kv_heads, int cap,  \
-                          int d, int cm, float scale, const uint32_t* pos) {                                  \
+    extern "C" __global__ void __launch_bounds__(SPLIT_THREADS)                                              \
+        attn_split_##NAME(const T* q, const T* k, const T* v, float* part, int heads, int kv_heads, int cap, \
+                          int d, int cm, float scale, const uint32_t* pos) {                                 \
         pdl_begin();                                                                                         \
         attn_split<T>(q, k, v, part, heads, kv_heads, cap, d, cm, scale, pos);                               \
     }                                                                                                        \
@@ -401,18 +383,18 @@ __device__ void causal_softmax_wide(const T* scores, T* probs, long long rows, i
         attn_combine<T>(part, out, S, d);                                                                    \
     }                                                                                                        \
     extern "C" __global__ void attn_simple_##NAME(const T* q, const T* k, const T* v, T* out, int heads,     \
-                                                  int kv_heads, int cap, int total, int d, float scale,       \
-                                                  const uint32_t* pos) {                                      \
+                                                  int kv_heads, int cap, int total, int d, float scale,      \
+                                                  const uint32_t* pos) {                                     \
         pdl_begin();                                                                                         \
         attn_simple<T>(q, k, v, out, heads, kv_heads, cap, total, d, scale, pos);                            \
     }                                                                                                        \
-    extern "C" __global__ void causal_softmax_##NAME(const T* scores, T* probs, long long rows, int total,    \
+    extern "C" __global__ void causal_softmax_##NAME(const T* scores, T* probs, long long rows, int total,   \
                                                      int t, int start, float scale) {                        \
-        causal_softmax<T>(scores, probs, rows, total, t, start, scale);                                      \
+        causal_softmax<T, 1>(scores, probs, rows, total, t, start, scale);                                   \
     }                                                                                                        \
     extern "C" __global__ void causal_softmax_wide_##NAME(const T* scores, T* probs, long long rows, int total, \
                                                           int t, int start, float scale) {                   \
-        causal_softmax_wide<T>(scores, probs, rows, total, t, start, scale);                                 \
+        causal_softmax<T, 16 / sizeof(T)>(scores, probs, rows, total, t, start, scale);                      \
     }
 
 INSTANTIATE(float, f32)

@@ -82,3 +82,33 @@ __device__ __forceinline__ void store_wide(T* p, const float* f) {
     for (int i = 0; i < (int)(16 / sizeof(T)); i++) e[i] = from_f<T>(f[i]);
     *reinterpret_cast<uint4*>(p) = u;
 }
+
+// N consecutive elements: one access of T where N = 1 (the decode step's kernels), one 16-byte access
+// where N = 16 / sizeof(T) (the prompt's), so that one kernel body serves both.
+template <int N, typename T>
+__device__ __forceinline__ void load_n(const T* p, float* f) {
+    if constexpr (N == 1) {
+        f[0] = to_f(*p);
+    } else {
+        static_assert(N * sizeof(T) == 16, "load_n: N elements must be 16 bytes");
+        load_wide(p, f);
+    }
+}
+template <int N, typename T>
+__device__ __forceinline__ void store_n(T* p, const float* f) {
+    if constexpr (N == 1) {
+        *p = from_f<T>(f[0]);
+    } else {
+        static_assert(N * sizeof(T) == 16, "store_n: N elements must be 16 bytes");
+        store_wide(p, f);
+    }
+}
+template <int N, typename T>
+__device__ __forceinline__ void copy_n(T* dst, const T* src) {
+    if constexpr (N == 1) {
+        *dst = *src;
+    } else {
+        static_assert(N * sizeof(T) == 16, "copy_n: N elements must be 16 bytes");
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+    }
+}

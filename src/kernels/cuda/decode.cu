@@ -110,51 +110,19 @@ __device__ void add_rms_norm_rows(const T* xs, const T* ys, const T* w, T* res, 
 // q: [b, t, heads·d], k, v: [b, t, kv_heads·d] (t new tokens, at positions *pos .. *pos + t), a
 // token's row ld_q, ld_k, ld_v elements after the previous one (a prompt's q/k/v may be column
 // ranges of one stacked product's output, src/quant/stacked.rs, read in place rather than copied);
-// cos, sin: [max_pos, d/2]; q_out: [b, heads, t, d]; k_cache, v_cache: [b, kv_heads, cap, d]. One
-// thread per pair (i, i + d/2) of a head of a token, q heads first, then k heads, then v heads, so
-// that neighbouring threads read neighbouring elements of a token's row. A decode step has t = 1; a
-// prefill writes its whole prompt into the cache in the same pass that rotates it and lays q out by
-// head.
+// cos, sin: [max_pos, d/2]; q_out: [b, heads, t, d]; k_cache, v_cache: [b, kv_heads, cap, d]. A
+// thread takes N neighbouring pairs (i .. i + N with i + d/2 .. i + d/2 + N) of a head of a token, q
+// heads first, then k heads, then v heads, so that neighbouring threads read neighbouring elements of
+// a token's row. A decode step (t = 1) takes N = 1; a prompt N = 16 / sizeof(T), one 16-byte access
+// each (rope_kv_wide; the host checks that d/2, ld_q, ld_k and ld_v are multiples of N and every
+// address is 16-byte aligned). A prefill writes its whole prompt into the cache in the same pass that
+// rotates it and lays q out by head.
 // Tokens past the tables or the cache write nothing (the host checks before it launches; this keeps
 // a bad position from writing out of bounds).
-template <typename T>
+template <typename T, int N>
 __device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const T* sin, const uint32_t* pos, T* q_out,
                         T* k_cache, T* v_cache, int b, int t, int heads, int kv_heads, int cap, int d, int max_pos,
                         int ld_q, int ld_k, int ld_v) {
-    const int half = d / 2, per_tok = (heads + 2 * kv_heads) * half;
-    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)b * t * per_tok) return;
-    const size_t tok = idx / per_tok;  // s · t + j
-    const int r = idx % per_tok, head = r / half, i = r % half;
-    const int s = tok / t, j = tok % t;
-    const uint32_t p = *pos + j;
-    if (p >= (uint32_t)cap || p >= (uint32_t)max_pos) return;
-    if (head >= heads + kv_heads) {
-        const int h = head - heads - kv_heads;
-        const T* src = v + tok * ld_v + (size_t)h * d;
-        T* dst = v_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
-        dst[i] = src[i];
-        dst[i + half] = src[i + half];
-        return;
-    }
-    const bool is_q = head < heads;
-    const int h = is_q ? head : head - heads;
-    const T* src = is_q ? q + tok * ld_q + (size_t)h * d : k + tok * ld_k + (size_t)h * d;
-    T* dst = is_q ? q_out + (((size_t)s * heads + h) * t + j) * d : k_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
-    const float c = to_f(cos[(size_t)p * half + i]), sn = to_f(sin[(size_t)p * half + i]);
-    const float x1 = to_f(src[i]), x2 = to_f(src[i + half]);
-    dst[i] = from_f<T>(x1 * c - x2 * sn);
-    dst[i + half] = from_f<T>(x2 * c + x1 * sn);
-}
-
-// rope_kv over 16-byte vectors for a prompt: a thread takes N = 16 / sizeof(T) neighbouring pairs
-// (i .. i + N with i .. i + N + d/2) of a head of a token, the same arithmetic a pair as rope_kv. The
-// host checks that d/2, ld_q, ld_k and ld_v are multiples of N and every address is 16-byte aligned.
-template <typename T>
-__device__ void rope_kv_wide(const T* q, const T* k, const T* v, const T* cos, const T* sin, const uint32_t* pos,
-                             T* q_out, T* k_cache, T* v_cache, int b, int t, int heads, int kv_heads, int cap, int d,
-                             int max_pos, int ld_q, int ld_k, int ld_v) {
-    constexpr int N = 16 / sizeof(T);
     const int half = d / 2, groups = half / N, per_tok = (heads + 2 * kv_heads) * groups;
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= (size_t)b * t * per_tok) return;
@@ -163,31 +131,30 @@ __device__ void rope_kv_wide(const T* q, const T* k, const T* v, const T* cos, c
     const int s = tok / t, j = tok % t;
     const uint32_t p = *pos + j;
     if (p >= (uint32_t)cap || p >= (uint32_t)max_pos) return;
-    float x1[N], x2[N];
     if (head >= heads + kv_heads) {
         const int h = head - heads - kv_heads;
         const T* src = v + tok * ld_v + (size_t)h * d;
         T* dst = v_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
-        *reinterpret_cast<uint4*>(dst + i) = *reinterpret_cast<const uint4*>(src + i);
-        *reinterpret_cast<uint4*>(dst + i + half) = *reinterpret_cast<const uint4*>(src + i + half);
+        copy_n<N>(dst + i, src + i);
+        copy_n<N>(dst + i + half, src + i + half);
         return;
     }
     const bool is_q = head < heads;
     const int h = is_q ? head : head - heads;
     const T* src = is_q ? q + tok * ld_q + (size_t)h * d : k + tok * ld_k + (size_t)h * d;
     T* dst = is_q ? q_out + (((size_t)s * heads + h) * t + j) * d : k_cache + (((size_t)s * kv_heads + h) * cap + p) * d;
-    float c[N], sn[N], y1[N], y2[N];
-    load_wide(cos + (size_t)p * half + i, c);
-    load_wide(sin + (size_t)p * half + i, sn);
-    load_wide(src + i, x1);
-    load_wide(src + i + half, x2);
+    float c[N], sn[N], x1[N], x2[N], y1[N], y2[N];
+    load_n<N>(cos + (size_t)p * half + i, c);
+    load_n<N>(sin + (size_t)p * half + i, sn);
+    load_n<N>(src + i, x1);
+    load_n<N>(src + i + half, x2);
 #pragma unroll
     for (int e = 0; e < N; e++) {
         y1[e] = x1[e] * c[e] - x2[e] * sn[e];
         y2[e] = x2[e] * c[e] + x1[e] * sn[e];
     }
-    store_wide(dst + i, y1);
-    store_wide(dst + i + half, y2);
+    store_n<N>(dst + i, y1);
+    store_n<N>(dst + i + half, y2);
 }
 
 // gate, up, out: [n].
@@ -214,7 +181,7 @@ __device__ void silu_mul_wide(const T* gate, const T* up, T* out, long long vecs
     store_wide(out + v * N, g);
 }
 
-#define INSTANTIATE(T, NAME)                                                                                    \
+#define INSTANTIATE(T, NAME)                                                                                     \
     extern "C" __global__ void add_rms_norm_##NAME(const T* xs, const T* ys, const T* w, T* res, T* out, int h,  \
                                                    float eps) {                                                  \
         pdl_trigger();                                                                                           \
@@ -225,8 +192,8 @@ __device__ void silu_mul_wide(const T* gate, const T* up, T* out, long long vecs
                                               int t, int heads, int kv_heads, int cap, int d, int max_pos,       \
                                               int ld_q, int ld_k, int ld_v) {                                    \
         pdl_begin();                                                                                             \
-        rope_kv<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, t, heads, kv_heads, cap, d, max_pos, ld_q, \
-                   ld_k, ld_v);                                                                                  \
+        rope_kv<T, 1>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, t, heads, kv_heads, cap, d, max_pos,   \
+                      ld_q, ld_k, ld_v);                                                                         \
     }                                                                                                            \
     extern "C" __global__ void silu_mul_##NAME(const T* gate, const T* up, T* out, int n) {                      \
         pdl_begin();                                                                                             \
@@ -242,8 +209,8 @@ __device__ void silu_mul_wide(const T* gate, const T* up, T* out, long long vecs
                                                    int t, int heads, int kv_heads, int cap, int d, int max_pos,  \
                                                    int ld_q, int ld_k, int ld_v) {                               \
         pdl_begin();                                                                                             \
-        rope_kv_wide<T>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, t, heads, kv_heads, cap, d, max_pos,  \
-                        ld_q, ld_k, ld_v);                                                                       \
+        rope_kv<T, 16 / sizeof(T)>(q, k, v, cos, sin, pos, q_out, k_cache, v_cache, b, t, heads, kv_heads, cap, d, \
+                                   max_pos, ld_q, ld_k, ld_v);                                                   \
     }                                                                                                            \
     extern "C" __global__ void silu_mul_wide_##NAME(const T* gate, const T* up, T* out, long long vecs) {        \
         pdl_begin();                                                                                             \
