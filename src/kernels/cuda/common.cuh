@@ -4,6 +4,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -64,51 +66,40 @@ __device__ float block_reduce(float v, bool is_max, float* red) {
     return r;
 }
 
-// 16 bytes of T (16 / sizeof(T) elements) as floats, for the prompt's wide kernels: one 16-byte
-// access moves 8 bf16 where a 2-byte one moved 1, and at a prompt's sizes the narrow accesses held
-// the small ops to a third of the bandwidth (ncu, H100, issue 11 session 19). p: 16-byte aligned.
-template <typename T>
-__device__ __forceinline__ void load_wide(const T* p, float* f) {
-    const uint4 u = *reinterpret_cast<const uint4*>(p);
-    const T* e = reinterpret_cast<const T*>(&u);
-#pragma unroll
-    for (int i = 0; i < (int)(16 / sizeof(T)); i++) f[i] = to_f(e[i]);
-}
-template <typename T>
-__device__ __forceinline__ void store_wide(T* p, const float* f) {
-    uint4 u;
-    T* e = reinterpret_cast<T*>(&u);
-#pragma unroll
-    for (int i = 0; i < (int)(16 / sizeof(T)); i++) e[i] = from_f<T>(f[i]);
-    *reinterpret_cast<uint4*>(p) = u;
-}
-
-// N consecutive elements: one access of T where N = 1 (the decode step's kernels), one 16-byte access
-// where N = 16 / sizeof(T) (the prompt's), so that one kernel body serves both.
+// N consecutive elements of T as floats, in one access: one T where N = 1 (a decode step's kernels),
+// 16 bytes where N = 16 / sizeof(T) (a prompt's wide kernels), so that one kernel body serves both.
+// One 16-byte access moves 8 bf16 where a 2-byte one moved 1, and at a prompt's sizes the narrow
+// accesses held the small ops to a third of the bandwidth (ncu, H100, issue 11 session 19).
+// p: aligned to the access.
+template <int N, typename T>
+using chunk_t = std::conditional_t<N == 1, T, uint4>;
 template <int N, typename T>
 __device__ __forceinline__ void load_n(const T* p, float* f) {
-    if constexpr (N == 1) {
-        f[0] = to_f(*p);
-    } else {
-        static_assert(N * sizeof(T) == 16, "load_n: N elements must be 16 bytes");
-        load_wide(p, f);
-    }
+    static_assert(N == 1 || N * sizeof(T) == 16, "load_n: one element or 16 bytes");
+    const chunk_t<N, T> u = *reinterpret_cast<const chunk_t<N, T>*>(p);
+    const T* e = reinterpret_cast<const T*>(&u);
+#pragma unroll
+    for (int i = 0; i < N; i++) f[i] = to_f(e[i]);
 }
 template <int N, typename T>
 __device__ __forceinline__ void store_n(T* p, const float* f) {
-    if constexpr (N == 1) {
-        *p = from_f<T>(f[0]);
-    } else {
-        static_assert(N * sizeof(T) == 16, "store_n: N elements must be 16 bytes");
-        store_wide(p, f);
-    }
+    static_assert(N == 1 || N * sizeof(T) == 16, "store_n: one element or 16 bytes");
+    chunk_t<N, T> u;
+    T* e = reinterpret_cast<T*>(&u);
+#pragma unroll
+    for (int i = 0; i < N; i++) e[i] = from_f<T>(f[i]);
+    *reinterpret_cast<chunk_t<N, T>*>(p) = u;
 }
 template <int N, typename T>
 __device__ __forceinline__ void copy_n(T* dst, const T* src) {
-    if constexpr (N == 1) {
-        *dst = *src;
-    } else {
-        static_assert(N * sizeof(T) == 16, "copy_n: N elements must be 16 bytes");
-        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
-    }
+    *reinterpret_cast<chunk_t<N, T>*>(dst) = *reinterpret_cast<const chunk_t<N, T>*>(src);
+}
+// 16 bytes of T; p: 16-byte aligned.
+template <typename T>
+__device__ __forceinline__ void load_wide(const T* p, float* f) {
+    load_n<16 / sizeof(T)>(p, f);
+}
+template <typename T>
+__device__ __forceinline__ void store_wide(T* p, const float* f) {
+    store_n<16 / sizeof(T)>(p, f);
 }
