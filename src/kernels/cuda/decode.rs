@@ -148,68 +148,6 @@ pub(crate) fn rope_kv(
     pos: &Tensor,
     [k_cache, v_cache]: [&Tensor; 2],
 ) -> Result<Tensor> {
-    fn run<T: CudaDType + DeviceRepr>(
-        s: &RopeKv,
-        qkv: [&Tensor; 3],
-        lds: [usize; 3],
-        tables: [&Tensor; 2],
-        pos: &Tensor,
-        caches: [&Tensor; 2],
-    ) -> Result<Tensor> {
-        let dev = cuda_device(pos)?;
-        let stream = dev.cuda_stream();
-        let (q_out, p_out) = output::<T>(dev, &Shape::from((s.b, s.heads, s.t, s.d)))?;
-        let guards: Vec<_> = qkv.iter().chain(&tables).chain(&caches).map(|t| t.storage_and_layout()).collect();
-        let (sp, lp) = pos.storage_and_layout();
-        let mut syncs = Vec::new();
-        // q, k and v may be row views (their first element's address); the rest are contiguous
-        let ptrs =
-            guards
-                .iter()
-                .enumerate()
-                .map(|(i, (st, l))| {
-                    if i < 3 {
-                        view_ptr::<T>(st, l, &stream, &mut syncs)
-                    } else {
-                        dptr::<T>(st, l, &stream, &mut syncs)
-                    }
-                })
-                .collect::<Result<Vec<_>>>()?;
-        let p_pos = dptr::<u32>(&sp, lp, &stream, &mut syncs)?;
-        // a prompt: decode.cu's rope_kv_wide where its 16-byte accesses fit every row and table
-        let per = WIDE_BYTES / std::mem::size_of::<T>();
-        let wide = s.t >= 2
-            && wide()
-            && (s.d / 2).is_multiple_of(per)
-            && lds.iter().all(|ld| ld.is_multiple_of(per))
-            && aligned(&ptrs);
-        let (kernel, pairs) = if wide { ("rope_kv_wide", per) } else { ("rope_kv", 1) };
-        let name = format!("{kernel}_{}", suffix(qkv[0].dtype())?);
-        let threads = s.b * s.t * (s.heads + 2 * s.kv_heads) * (s.d / 2 / pairs);
-        let cfg = LaunchConfig {
-            grid_dim: (threads.div_ceil(256) as u32, 1, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let max_pos = tables[0].dim(0)?;
-        let [ld_q, ld_k, ld_v] = lds;
-        let ints = [s.b, s.t, s.heads, s.kv_heads, s.cap, s.d, max_pos, ld_q, ld_k, ld_v].map(|x| x as i32);
-        let mut args: Vec<_> = ptrs[..5].iter().chain([&p_pos, &p_out]).chain(&ptrs[5..7]).map(arg).collect();
-        args.extend(ints.iter().map(arg));
-        // SAFETY: the arguments match rope_kv's; the shapes were checked against `s`, and the kernel
-        // writes the caches only at *pos + j, and only where that is below `cap` and `max_pos`.
-        unsafe { launch(dev, &decode_kernel(&name), cfg, &mut args) }?;
-        drop(syncs);
-        Ok(q_out)
-    }
-    let dtype = q.dtype();
-    let want = [
-        s.b * s.t * s.heads * s.d,
-        s.b * s.t * s.kv_heads * s.d,
-        s.b * s.t * s.kv_heads * s.d,
-        s.b * s.kv_heads * s.cap * s.d,
-        s.b * s.kv_heads * s.cap * s.d,
-    ];
     // q, k and v are read in place where each is a row view (a stacked prompt's column ranges); else
     // all three are copied, and a copy's rows lie one row width apart.
     let own: Vec<Tensor>;
@@ -221,8 +159,28 @@ pub(crate) fn rope_kv(
             ([q, k, v], [q.dim(D::Minus1)?, k.dim(D::Minus1)?, v.dim(D::Minus1)?])
         }
     };
+    check_rope_kv(s, [q, k, v], lds, [cos, sin], pos, [k_cache, v_cache])?;
+    by_dtype!(q.dtype(), rope_kv_launch(s, [q, k, v], lds, [cos, sin], pos, [k_cache, v_cache]))
+}
+
+/// [`rope_kv`]'s sizes, dtypes and grid against `s`, before anything launches.
+fn check_rope_kv(
+    s: &RopeKv,
+    [q, k, v]: [&Tensor; 3],
+    lds: [usize; 3],
+    [cos, sin]: [&Tensor; 2],
+    pos: &Tensor,
+    [k_cache, v_cache]: [&Tensor; 2],
+) -> Result<()> {
+    let want = [
+        s.b * s.t * s.heads * s.d,
+        s.b * s.t * s.kv_heads * s.d,
+        s.b * s.t * s.kv_heads * s.d,
+        s.b * s.kv_heads * s.cap * s.d,
+        s.b * s.kv_heads * s.cap * s.d,
+    ];
     let got = [q, k, v, k_cache, v_cache].map(|t| t.elem_count());
-    let same = [k, v, cos, sin, k_cache, v_cache].iter().all(|t| t.dtype() == dtype);
+    let same = [k, v, cos, sin, k_cache, v_cache].iter().all(|t| t.dtype() == q.dtype());
     if got != want || !same || pos.dtype() != DType::U32 || cos.dim(1)? != s.d / 2 || !s.d.is_multiple_of(2) {
         candle_core::bail!("rope_kv: sizes {got:?} (want {want:?}) or dtypes do not match");
     }
@@ -230,7 +188,62 @@ pub(crate) fn rope_kv(
     if [s.b, s.t, s.cap, cos.dim(0)?].iter().chain(&lds).any(|&x| x > i32::MAX as usize) || blocks > u32::MAX as usize {
         candle_core::bail!("rope_kv: {} tokens of {} heads is past the kernel's grid", s.b * s.t, s.heads);
     }
-    by_dtype!(dtype, run(s, [q, k, v], lds, [cos, sin], pos, [k_cache, v_cache]))
+    Ok(())
+}
+
+/// [`rope_kv`] on checked shapes: decode.cu's `rope_kv`, or `rope_kv_wide` for a prompt whose rows
+/// and tables fit its 16-byte accesses.
+fn rope_kv_launch<T: CudaDType + DeviceRepr>(
+    s: &RopeKv,
+    qkv: [&Tensor; 3],
+    lds: [usize; 3],
+    tables: [&Tensor; 2],
+    pos: &Tensor,
+    caches: [&Tensor; 2],
+) -> Result<Tensor> {
+    let dev = cuda_device(pos)?;
+    let stream = dev.cuda_stream();
+    let (q_out, p_out) = output::<T>(dev, &Shape::from((s.b, s.heads, s.t, s.d)))?;
+    let guards: Vec<_> = qkv.iter().chain(&tables).chain(&caches).map(|t| t.storage_and_layout()).collect();
+    let (sp, lp) = pos.storage_and_layout();
+    let mut syncs = Vec::new();
+    // q, k and v may be row views (their first element's address); the rest are contiguous
+    let ptrs = guards
+        .iter()
+        .enumerate()
+        .map(
+            |(i, (st, l))| {
+                if i < 3 {
+                    view_ptr::<T>(st, l, &stream, &mut syncs)
+                } else {
+                    dptr::<T>(st, l, &stream, &mut syncs)
+                }
+            },
+        )
+        .collect::<Result<Vec<_>>>()?;
+    let p_pos = dptr::<u32>(&sp, lp, &stream, &mut syncs)?;
+    // a prompt: decode.cu's rope_kv_wide where its 16-byte accesses fit every row and table
+    let per = WIDE_BYTES / std::mem::size_of::<T>();
+    let wide = s.t >= 2
+        && wide()
+        && (s.d / 2).is_multiple_of(per)
+        && lds.iter().all(|ld| ld.is_multiple_of(per))
+        && aligned(&ptrs);
+    let (kernel, pairs) = if wide { ("rope_kv_wide", per) } else { ("rope_kv", 1) };
+    let name = format!("{kernel}_{}", suffix(qkv[0].dtype())?);
+    let threads = s.b * s.t * (s.heads + 2 * s.kv_heads) * (s.d / 2 / pairs);
+    let cfg =
+        LaunchConfig { grid_dim: (threads.div_ceil(256) as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+    let max_pos = tables[0].dim(0)?;
+    let [ld_q, ld_k, ld_v] = lds;
+    let ints = [s.b, s.t, s.heads, s.kv_heads, s.cap, s.d, max_pos, ld_q, ld_k, ld_v].map(|x| x as i32);
+    let mut args: Vec<_> = ptrs[..5].iter().chain([&p_pos, &p_out]).chain(&ptrs[5..7]).map(arg).collect();
+    args.extend(ints.iter().map(arg));
+    // SAFETY: the arguments match rope_kv's; the shapes were checked against `s`, and the kernel
+    // writes the caches only at *pos + j, and only where that is below `cap` and `max_pos`.
+    unsafe { launch(dev, &decode_kernel(&name), cfg, &mut args) }?;
+    drop(syncs);
+    Ok(q_out)
 }
 
 /// The device address of a view's first element (a row view: [`row_stride`]): its layout's start,
