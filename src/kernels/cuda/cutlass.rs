@@ -154,6 +154,35 @@ fn launch(
     };
     let sms = super::launch::sm_count(dev)?;
     let (tile_name, tile) = crate::kernels::qgemm::cutlass_tile(m, n, sms).name_and_index();
+    let Some((blob, shape)) = encode_params(kind, tile, (m, n, k), [p_a, p_scales, p_xs, p_ys], sms) else {
+        tracing::debug!("cutlass GEMM ({tile_name}) refused a {n}x{k} weight at {m} rows: the shipped prefill runs");
+        return Ok(None);
+    };
+    let [gx, gy, gz, threads, shared, _] = shape;
+    let func = function(dev, &CUTLASS, &format!("minilab_mixed_{format_name}_{tile_name}"))?;
+    func.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
+        .w()?;
+    let cfg = LaunchConfig { grid_dim: (gx, gy, gz), block_dim: (threads, 1, 1), shared_mem_bytes: shared };
+    let mut builder = stream.launch_builder(&func);
+    builder.arg(&blob);
+    // SAFETY: the kernel's one argument is its Params, written by CUTLASS's host code for these
+    // buffers: xs m·k bf16, the weight as part_pointers checked it, the scales (NF4's
+    // transposed) alive in `scales` until the launch is queued, ys m·n bf16.
+    unsafe { builder.launch(cfg) }.w()?;
+    drop(syncs);
+    Ok(Some(ys))
+}
+
+/// CUTLASS's host code writes the kernel's Params for weight kind `kind` (0 int8, 1 NF4) and tile
+/// `tile` over the device addresses [weight, scales, xs, ys]: the blob and the launch shape
+/// (grid x, y, z, threads, shared bytes), or None where it refuses the problem.
+fn encode_params(
+    kind: c_int,
+    tile: c_int,
+    (m, n, k): (usize, usize, usize),
+    [p_a, p_scales, p_xs, p_ys]: [u64; 4],
+    sms: usize,
+) -> Option<(ParamsBlob, [c_uint; 6])> {
     let mut blob = ParamsBlob([0; PARAMS_CAP]);
     let mut shape = [0 as c_uint; 6];
     let ptr = |p: u64| p as usize as *const c_void;
@@ -177,22 +206,8 @@ fn launch(
         )
     };
     if rc != 0 {
-        tracing::debug!(
-            "cutlass GEMM ({tile_name}) refused a {n}x{k} weight at {m} rows (code {rc}): the shipped prefill runs"
-        );
-        return Ok(None);
+        tracing::debug!("cutlass's host code refused the problem (code {rc})");
+        return None;
     }
-    let [gx, gy, gz, threads, shared, _] = shape;
-    let func = function(dev, &CUTLASS, &format!("minilab_mixed_{format_name}_{tile_name}"))?;
-    func.set_attribute(CUfunction_attribute_enum::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
-        .w()?;
-    let cfg = LaunchConfig { grid_dim: (gx, gy, gz), block_dim: (threads, 1, 1), shared_mem_bytes: shared };
-    let mut builder = stream.launch_builder(&func);
-    builder.arg(&blob);
-    // SAFETY: the kernel's one argument is its Params, written by CUTLASS's host code for these
-    // buffers: xs m·k bf16, the weight as part_pointers checked it, the scales (NF4's
-    // transposed) alive in `scales` until the launch is queued, ys m·n bf16.
-    unsafe { builder.launch(cfg) }.w()?;
-    drop(syncs);
-    Ok(Some(ys))
+    Some((blob, shape))
 }
