@@ -154,9 +154,14 @@ fn launch(
     };
     let sms = super::launch::sm_count(dev)?;
     let (tile_name, tile) = crate::kernels::qgemm::cutlass_tile(m, n, sms).name_and_index();
-    let Some((blob, shape)) = encode_params(kind, tile, (m, n, k), [p_a, p_scales, p_xs, p_ys], sms) else {
-        tracing::debug!("cutlass GEMM ({tile_name}) refused a {n}x{k} weight at {m} rows: the shipped prefill runs");
-        return Ok(None);
+    let (blob, shape) = match encode_params(kind, tile, (m, n, k), [p_a, p_scales, p_xs, p_ys], sms) {
+        Ok(params) => params,
+        Err(rc) => {
+            tracing::debug!(
+                "cutlass GEMM ({tile_name}) refused a {n}x{k} weight at {m} rows (code {rc}): the shipped prefill runs"
+            );
+            return Ok(None);
+        }
     };
     let [gx, gy, gz, threads, shared, _] = shape;
     let func = function(dev, &CUTLASS, &format!("minilab_mixed_{format_name}_{tile_name}"))?;
@@ -175,14 +180,14 @@ fn launch(
 
 /// CUTLASS's host code writes the kernel's Params for weight kind `kind` (0 int8, 1 NF4) and tile
 /// `tile` over the device addresses [weight, scales, xs, ys]: the blob and the launch shape
-/// (grid x, y, z, threads, shared bytes), or None where it refuses the problem.
+/// (grid x, y, z, threads, shared bytes), or its nonzero code where it refuses the problem.
 fn encode_params(
     kind: c_int,
     tile: c_int,
     (m, n, k): (usize, usize, usize),
     [p_a, p_scales, p_xs, p_ys]: [u64; 4],
     sms: usize,
-) -> Option<(ParamsBlob, [c_uint; 6])> {
+) -> std::result::Result<(ParamsBlob, [c_uint; 6]), c_int> {
     let mut blob = ParamsBlob([0; PARAMS_CAP]);
     let mut shape = [0 as c_uint; 6];
     let ptr = |p: u64| p as usize as *const c_void;
@@ -206,8 +211,7 @@ fn encode_params(
         )
     };
     if rc != 0 {
-        tracing::debug!("cutlass's host code refused the problem (code {rc})");
-        return None;
+        return Err(rc);
     }
-    Some((blob, shape))
+    Ok((blob, shape))
 }
