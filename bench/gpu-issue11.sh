@@ -46,7 +46,11 @@
 #            (plain, fused-eager and graph decode against each other), `device_check cuda` (GPU
 #            logits against the CPU's) and the attention A/B (simple, single and split kernels,
 #            graph replays of the 3B step at 512, 1800 and 4000 cached positions).
-#            DEPTH=N adds `-d N` to the benches (tgN then decodes after N cached positions).
+#            DEPTH=N adds `-d N` to the benches (tgN then decodes after N cached positions);
+#            PRECISIONS narrows the formats, BUDGET (s) stops starting benches once the call has run
+#            that long, BUILDS picks the builds. Session 20's narrow rope_kv/causal_softmax templates
+#            against session 19's build (3f9a1ab as .gpu/minilab-base.xz): MINILAB_WIDE_OPS=0
+#            MINILAB_FUSE_ROPE=0 BUILDS="base graph" ... decode llama-3.2-3b.
 #   prefill MODEL PRECISION: one `minilab bench -p 512 -n 0 -r 1` under Nsight Compute (kernel
 #            durations only), summed by kernel: where a prefill's time goes.
 #   stack: q/k/v stacked into one weight (MINILAB_STACK_QKV=1) against the layers apart: device_check
@@ -54,8 +58,6 @@
 #            .gpu/device_check.xz).
 #   wide: the prompt's add + norm, silu·up, RoPE and causal softmax with 16-byte accesses against the 2-byte kernels
 #            (device_check cuda wide and cuda, then pp128/512/2048 with MINILAB_WIDE_OPS=0 and 1).
-#   narrow: this build's narrow rope_kv and causal_softmax against the base build's (MINILAB_WIDE_OPS=0,
-#            MINILAB_FUSE_ROPE=0; pp512 + tg128 alternating; .gpu/minilab.xz, .gpu/minilab-base.xz).
 #   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
 #            replay, every format: how much of a prompt is candle's host cost), .gpu/device_check.xz.
 #   coldstart: a fresh machine's first run (JIT cache off), the SASS-loading build against the PTX one
@@ -261,8 +263,9 @@ decode)
   fi
   builds=${BUILDS:-base eager graph}
   for model in ${2:-llama-3.2-3b}; do
-    for p in f16 int8 nf4; do
+    for p in ${PRECISIONS:-f16 int8 nf4}; do
       for build in $builds; do
+        [ $SECONDS -lt ${BUDGET:-100000} ] || continue
         bin=/tmp/bin/minilab; flag=""
         [ $build = base ] && bin=/tmp/bin/minilab-base
         [ $build = eager ] && flag=--no-cuda-graph
@@ -326,26 +329,6 @@ wide)
   grep -E "argmax|decode" "$OUT/check.md"
   ab_prompts MINILAB_WIDE_OPS wide
   pack wide table.md wide.md
-  ;;
-narrow)
-  # The narrow kernels of this build against the base build's (.gpu/minilab-base.xz), where rope_kv and
-  # causal_softmax became one template over the elements a thread takes: MINILAB_WIDE_OPS=0 (a prompt's
-  # narrow kernels) and MINILAB_FUSE_ROPE=0 (the decode step's rope_kv launch), pp512 + tg128 of
-  # MODELS' first model, builds alternating, while the call has time (BUDGET); one tar.
-  unpack minilab minilab-base
-  model=${MODELS:-llama-3.2-3b}; model=${model%% *}
-  for p in ${PRECISIONS:-f16 int8 nf4}; do
-    for build in base new; do
-      [ $SECONDS -lt ${BUDGET:-100} ] || continue
-      bin=/tmp/bin/minilab; [ $build = base ] && bin=/tmp/bin/minilab-base
-      MINILAB_WIDE_OPS=0 MINILAB_FUSE_ROPE=0 timeout 60 $bin bench --model synthetic:$model --device cuda --dtype bf16 \
-        --precision $p -p 512 -n 128 -r 3 --no-log --output json > "$OUT/bench-${model#llama-}-$p-$build.json" \
-        2> "$OUT/bench-${model#llama-}-$p-$build.err"
-      echo "$model $p $build: exit $? (${SECONDS} s)"
-    done
-  done
-  python3 bench/builds_table.py "$OUT" base new | tee "$OUT/table.md"
-  pack narrow table.md
   ;;
 prefill-graph)
   # How much of a prompt is the host's: `device_check cuda prefill-graph` for MODELS (default the 3B,
