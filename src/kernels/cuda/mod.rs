@@ -223,66 +223,68 @@ pub(crate) fn gemv_parts(
     epi: Epilogue,
     norm: Option<NormArg>,
 ) -> Result<CudaStorage> {
-    fn run<T: CudaDType + DeviceRepr>(
-        format: Format,
-        (xs, lx): (&CudaStorage, &Layout),
-        parts: &[GemvPart<'_>],
-        k: usize,
-        (epi, norm): (Epilogue, Option<NormArg>),
-    ) -> Result<CudaStorage> {
-        let dev = &xs.device;
-        let stream = dev.cuda_stream();
-        let rx = range(lx)?;
-        let size = std::mem::size_of::<T>();
-        if !(rx.start * size).is_multiple_of(16) {
-            candle_core::bail!("linear kernel: xs is not 16-byte aligned");
-        }
-        let spec = LaunchSpec { format, dtype: xs.dtype(), k, epi, norm };
-        let m = launch_rows(&spec, rx.len(), parts)?;
-        let total: usize = match epi {
-            Epilogue::Plain => parts.iter().map(|p| p.n).sum(),
-            Epilogue::SiluMul | Epilogue::Rope(_) | Epilogue::Residual(_) => parts[0].n,
-        };
-        // SAFETY: every element is written by the kernel (each part's m × n outputs, silu's m × n or
-        // q's m × n; with Rope none at a position past the cache or the tables, which the caller
-        // rules out).
-        let ys = unsafe { dev.alloc::<T>(m * total)? };
-        let (x_base, x_sync) = xs.as_cuda_slice::<T>()?.device_ptr(&stream);
-        let x_ptr = x_base + (rx.start * size) as u64;
-        let (y_ptr, y_sync) = ys.device_ptr(&stream);
-        let mut arg = parts_header(parts.len(), m, k, epi, norm);
-        let mut syncs = Vec::with_capacity(2 * parts.len());
-        let mut offset = 0;
-        for (slot, part) in arg.p.iter_mut().zip(parts) {
-            let (a_ptr, b_ptr) = part_pointers::<T>(format, part, k, &stream, &mut syncs)?;
-            *slot = PartArg { a: a_ptr, b: b_ptr, ys: y_ptr + (offset * size) as u64, n: part.n as i32, pad: 0 };
-            offset += m * part.n;
-        }
-        let (name, cfg) = launch_config(&spec, m, parts)?;
-        let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
-        let (name, grid) = kernel_way(&spec, m, name, pf.is_some());
-        let kernel = launch::Func { name: &name, module: &LINEAR };
-        let mut cfg = cfg;
-        if grid != Grid::Rows {
-            // the kernels stride their warps over the row groups, so fewer blocks still cover them all
-            cfg.grid_dim.0 = cfg.grid_dim.0.min(launch::resident_blocks(dev, &kernel, &cfg)?);
-        }
-        let pf_arg = pf.unwrap_or_default();
-        let mut args = [launch::arg(&x_ptr), launch::arg(&arg), launch::arg(&pf_arg)];
-        let args = if pf.is_some() { &mut args[..] } else { &mut args[..2] };
-        // SAFETY: the arguments match the kernel's (const T* xs, gemv::Parts[, gemv::Prefetch]);
-        // every pointer was checked to cover the rows the kernel reads, and the prefetched regions
-        // lie in live weights (prefetch::next).
-        unsafe { launch::launch(dev, &kernel, cfg, args) }?;
-        drop((syncs, x_sync, y_sync));
-        Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
-    }
     match xs.dtype() {
-        DType::F32 => run::<f32>(format, (xs, lx), parts, k, (epi, norm)),
-        DType::F16 => run::<f16>(format, (xs, lx), parts, k, (epi, norm)),
-        DType::BF16 => run::<bf16>(format, (xs, lx), parts, k, (epi, norm)),
+        DType::F32 => gemv_parts_as::<f32>(format, (xs, lx), parts, k, (epi, norm)),
+        DType::F16 => gemv_parts_as::<f16>(format, (xs, lx), parts, k, (epi, norm)),
+        DType::BF16 => gemv_parts_as::<bf16>(format, (xs, lx), parts, k, (epi, norm)),
         d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
     }
+}
+
+/// [`gemv_parts`] at one activation type: the kernels take `const T* xs`.
+fn gemv_parts_as<T: CudaDType + DeviceRepr>(
+    format: Format,
+    (xs, lx): (&CudaStorage, &Layout),
+    parts: &[GemvPart<'_>],
+    k: usize,
+    (epi, norm): (Epilogue, Option<NormArg>),
+) -> Result<CudaStorage> {
+    let dev = &xs.device;
+    let stream = dev.cuda_stream();
+    let rx = range(lx)?;
+    let size = std::mem::size_of::<T>();
+    if !(rx.start * size).is_multiple_of(16) {
+        candle_core::bail!("linear kernel: xs is not 16-byte aligned");
+    }
+    let spec = LaunchSpec { format, dtype: xs.dtype(), k, epi, norm };
+    let m = launch_rows(&spec, rx.len(), parts)?;
+    let total: usize = match epi {
+        Epilogue::Plain => parts.iter().map(|p| p.n).sum(),
+        Epilogue::SiluMul | Epilogue::Rope(_) | Epilogue::Residual(_) => parts[0].n,
+    };
+    // SAFETY: every element is written by the kernel (each part's m × n outputs, silu's m × n or
+    // q's m × n; with Rope none at a position past the cache or the tables, which the caller
+    // rules out).
+    let ys = unsafe { dev.alloc::<T>(m * total)? };
+    let (x_base, x_sync) = xs.as_cuda_slice::<T>()?.device_ptr(&stream);
+    let x_ptr = x_base + (rx.start * size) as u64;
+    let (y_ptr, y_sync) = ys.device_ptr(&stream);
+    let mut arg = parts_header(parts.len(), m, k, epi, norm);
+    let mut syncs = Vec::with_capacity(2 * parts.len());
+    let mut offset = 0;
+    for (slot, part) in arg.p.iter_mut().zip(parts) {
+        let (a_ptr, b_ptr) = part_pointers::<T>(format, part, k, &stream, &mut syncs)?;
+        *slot = PartArg { a: a_ptr, b: b_ptr, ys: y_ptr + (offset * size) as u64, n: part.n as i32, pad: 0 };
+        offset += m * part.n;
+    }
+    let (name, cfg) = launch_config(&spec, m, parts)?;
+    let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
+    let (name, grid) = kernel_way(&spec, m, name, pf.is_some());
+    let kernel = launch::Func { name: &name, module: &LINEAR };
+    let mut cfg = cfg;
+    if grid != Grid::Rows {
+        // the kernels stride their warps over the row groups, so fewer blocks still cover them all
+        cfg.grid_dim.0 = cfg.grid_dim.0.min(launch::resident_blocks(dev, &kernel, &cfg)?);
+    }
+    let pf_arg = pf.unwrap_or_default();
+    let mut args = [launch::arg(&x_ptr), launch::arg(&arg), launch::arg(&pf_arg)];
+    let args = if pf.is_some() { &mut args[..] } else { &mut args[..2] };
+    // SAFETY: the arguments match the kernel's (const T* xs, gemv::Parts[, gemv::Prefetch]);
+    // every pointer was checked to cover the rows the kernel reads, and the prefetched regions
+    // lie in live weights (prefetch::next).
+    unsafe { launch::launch(dev, &kernel, cfg, args) }?;
+    drop((syncs, x_sync, y_sync));
+    Ok(CudaStorage::wrap_cuda_slice(ys, dev.clone()))
 }
 
 /// The kernel a launch takes and its grid (`kernels::grid::pick`). The one-row 16-bit kernels also
