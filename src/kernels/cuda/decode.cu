@@ -148,10 +148,12 @@ __device__ void rope_kv(const T* q, const T* k, const T* v, const T* cos, const 
     load_n<N>(sin + (size_t)p * half + i, sn);
     load_n<N>(src + i, x1);
     load_n<N>(src + i + half, x2);
+    // the fused multiply-adds are spelled out: left to the compiler, N = 1 and N = 4 (f32) fused
+    // different products, and the wide and narrow kernels differed in the last bit (H100, session 21)
 #pragma unroll
     for (int e = 0; e < N; e++) {
-        y1[e] = x1[e] * c[e] - x2[e] * sn[e];
-        y2[e] = x2[e] * c[e] + x1[e] * sn[e];
+        y1[e] = __fmaf_rn(x1[e], c[e], -__fmul_rn(x2[e], sn[e]));
+        y2[e] = __fmaf_rn(x2[e], c[e], __fmul_rn(x1[e], sn[e]));
     }
     store_n<N>(dst + i, y1);
     store_n<N>(dst + i + half, y2);
