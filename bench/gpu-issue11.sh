@@ -318,7 +318,7 @@ stack)
   pack stack table.md $( [ -f "$OUT/stack.md" ] && echo stack.md )
   ;;
 wide)
-  # The prompt's small ops with 16-byte accesses (MINILAB_WIDE_OPS=1, opt-in) against the 2-byte kernels:
+  # The prompt's small ops with 16-byte accesses (the default; MINILAB_WIDE_OPS=0 turns them off) against the 2-byte kernels:
   # `device_check cuda wide` (each op against the narrow one and timed, the 1B's f32 logits, the 3B's
   # pp512 logits and ms both ways), `device_check cuda` (GPU logits against the CPU's), then
   # ab_prompts (MODELS, PRECISIONS) both ways; one tar.

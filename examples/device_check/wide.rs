@@ -1,6 +1,6 @@
 //! `device_check cuda wide [MODEL]`: the prompt's small ops with 16-byte accesses
-//! (`kernels::prefill_ops::wide`, `MINILAB_WIDE_OPS=1`) against the kernels of 2-byte accesses (the
-//! default); it leaves the process wide.
+//! (`kernels::prefill_ops::wide`, the default) against the kernels of 2-byte accesses
+//! (`MINILAB_WIDE_OPS=0`); it leaves the process wide.
 //!
 //! 1. Each op alone on random inputs of real shapes (the 3B's and 8B's at 512 tokens, odd ones that
 //!    fall back to the narrow kernels, a decode step's one row), f32, bf16 and f16: silu·up, the
@@ -112,7 +112,7 @@ fn check_ops(dev: &Device) -> minilab::Result<()> {
             let exact = ["silu", "add_rms", "rope"].iter().any(|op| name.starts_with(op));
             // silu·up, the sum and RoPE are element by element: any difference is a wrong index
             if exact && errs[..if name.starts_with("rope") { 3 } else { 1 }].iter().any(|&e| e != 0.0) {
-                return Err(minilab::Error::Runtime(format!("{name} {dtype:?}: wide and narrow differ")));
+                return Err(minilab::Error::Runtime(format!("{name} {dtype:?}: wide and narrow differ ({errs:?})")));
             }
             errs.iter().for_each(|&e| worst = worse(worst, e / tol));
             let shown: Vec<String> = errs.iter().map(|e| format!("{e:.2e}")).collect();

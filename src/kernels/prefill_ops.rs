@@ -22,14 +22,13 @@ pub fn set_enabled(on: bool) {
     FUSE_PREFILL.set(on);
 }
 
-static WIDE_OPS: Switch = Switch::opt_in("MINILAB_WIDE_OPS", &["1"]);
+static WIDE_OPS: Switch = Switch::new("MINILAB_WIDE_OPS", &["0"]);
 
 /// Whether a prompt's residual add + norm, silu·up, RoPE with the cache writes and causal softmax
-/// take their kernels of 16-byte accesses where the shapes allow (`MINILAB_WIDE_OPS=1`): at the 3B's
-/// pp512 the kernels of 2-byte accesses ran at a third of the bandwidth and took a third of the
-/// prompt's kernel time (ncu, H100, BENCHMARKS.md issue 11 session 19). Opt-in until they have run
-/// on a GPU (built in session 19; no GPU came for them in sessions 19 and 20). A decode step's one
-/// row keeps its own kernels.
+/// take their kernels of 16-byte accesses where the shapes allow (unless `MINILAB_WIDE_OPS=0`): at
+/// the 3B's pp512 the kernels of 2-byte accesses ran at a third of the bandwidth and took a third of
+/// the prompt's kernel time (ncu, H100, BENCHMARKS.md issue 11 session 19); with these the 3B's pp512
+/// ran 1.11–1.15× faster (session 21). A decode step's one row keeps its own kernels.
 pub fn wide() -> bool {
     WIDE_OPS.get()
 }
