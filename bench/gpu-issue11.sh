@@ -153,15 +153,15 @@ for f in sorted(glob.glob(f"{sys.argv[1]}/bench-*.json")):
         print(f"| {name} | failed: {e} |"); continue
     for r in recs:
         rows[(name, r["test"])] = r
-print("| model | precision | test | base t/s | new t/s | new/base | new roofline % |")
-print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+print("| model | precision | test | base t/s | new t/s | new/base | new roofline % | new % matmul peak |")
+print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
 for (name, test), r in sorted(rows.items()):
     if not name.endswith("-new"): continue
     b = rows.get((name[:-4] + "-base", test))
     model, prec, _ = name.rsplit("-", 2)
-    roof = r.get("roofline_pct")
+    roof, peak = r.get("roofline_pct"), r.get("compute_pct")
     print(f"| {model} | {prec} | {test} | {b['avg_ts'] if b else 0:.1f} ± {b['stddev_ts'] if b else 0:.1f} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | "
-          f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {'' if roof is None else f'{roof:.1f}'} |")
+          f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {'' if roof is None else f'{roof:.1f}'} | {'' if peak is None else f'{peak:.1f}'} |")
 PY
 }
 # ab_prompts VAR TAG: pp128/512/2048 (-r 5) of MODELS × PRECISIONS (default the 3B and 8B, every
@@ -243,8 +243,9 @@ prefill)
     /tmp/bin/minilab bench --model synthetic:${2:-llama-3.2-3b} --device cuda --dtype bf16 --precision ${3:-f16} -p 512 -n 0 -r 1 \
     --no-roofline --no-log > "$OUT/ncu-prefill-${3:-f16}.csv" 2> "$OUT/ncu-prefill-${3:-f16}.err"
   echo "ncu prefill ${3:-f16}: exit $?"; tail -2 "$OUT/ncu-prefill-${3:-f16}.err"
-  # two prefills: the warm-up and the timed one
-  python3 bench/ncu_table.py "$OUT/ncu-prefill-${3:-f16}.csv" 2 ms 14
+  # two prefills: the warm-up and the timed one; the load's kernels (q/k/v stacking's copies, the RoPE
+  # tables) come before the first pass's embedding gather and are summed apart
+  python3 bench/ncu_table.py "$OUT/ncu-prefill-${3:-f16}.csv" 2 ms 14 --start is_u32_
   ;;
 decode)
   unpack minilab minilab-base device_check
@@ -370,9 +371,12 @@ final)
   # and nf4 (the session's headline figures); one tar.
   # With .gpu/mixed_bench carried, `mixed_bench --fused` first: the stacked q/k/v and gate/up products
   # against their parts, in the crate's two formats.
+  # NOCHECK=1 skips device_check (for a build already checked in an earlier call).
   unpack minilab device_check
-  timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
-  tail -4 "$OUT/device_check.txt"
+  if [ -z "${NOCHECK:-}" ]; then
+    timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
+    tail -4 "$OUT/device_check.txt"
+  fi
   if [ -x .gpu/mixed_bench ]; then
     libs=$(cublas_libs)
     LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 120 ./.gpu/mixed_bench --fused > "$OUT/fused.md" 2> "$OUT/fused.err"
