@@ -13,6 +13,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use minilab::kernels::{decode, prefill_ops, softmax};
+use minilab::quant::Precision;
 use std::time::Instant;
 
 use super::prefill::{check_f32_ab, prompt_ab, PromptAb};
@@ -20,20 +21,20 @@ use super::{rel_err, timed_model, within, worse, FORMATS};
 
 type Run<'a> = Box<dyn Fn() -> candle_core::Result<Vec<Tensor>> + 'a>;
 
-/// `run`'s outputs with the wide kernels off, then on (left on).
-fn both(run: &Run) -> minilab::Result<[Vec<Tensor>; 2]> {
-    prefill_ops::set_wide(false);
+/// `run`'s outputs with the switch `set` turns off, then on (left on).
+fn both(run: &Run, set: fn(bool)) -> minilab::Result<[Vec<Tensor>; 2]> {
+    set(false);
     let off = run();
-    prefill_ops::set_wide(true);
+    set(true);
     Ok([off?, run()?])
 }
 
-/// µs of one `run` with the wide kernels off, then on (median of 5 rounds of 50, alternating).
-fn time_both(dev: &Device, run: &Run) -> minilab::Result<[f64; 2]> {
+/// µs of one `run` with the switch `set` turns off, then on (median of 5 rounds of 50, alternating).
+fn time_both(dev: &Device, run: &Run, set: fn(bool)) -> minilab::Result<[f64; 2]> {
     let mut times = [Vec::new(), Vec::new()];
     for _ in 0..5 {
         for (on, t) in [false, true].into_iter().zip(&mut times) {
-            prefill_ops::set_wide(on);
+            set(on);
             run()?;
             dev.synchronize()?;
             let start = Instant::now();
@@ -44,7 +45,7 @@ fn time_both(dev: &Device, run: &Run) -> minilab::Result<[f64; 2]> {
             t.push(start.elapsed().as_secs_f64() * 1e6 / 50.0);
         }
     }
-    prefill_ops::set_wide(true);
+    set(true);
     Ok(times.map(|mut v| {
         v.sort_by(f64::total_cmp);
         v[2]
@@ -89,13 +90,62 @@ fn ops<'a>(dev: &'a Device, dtype: DType) -> minilab::Result<Vec<(String, Run<'a
         };
         out.push((format!("rope_kv {heads}+{kv}+{kv}×{d}×{t}"), Box::new(run)));
     }
-    for (heads, t, total) in [(24, 512, 512), (32, 512, 512), (4, 96, 96), (8, 7, 71), (2, 17, 1040)] {
-        let scores = rand(&[heads, t, total], 4.0)?;
+    let shapes = [(24, 512, 512), (32, 512, 512), (4, 96, 96), (8, 7, 71), (2, 17, 1040)];
+    out.extend(softmax_ops(dev, dtype, &shapes)?);
+    Ok(out)
+}
+
+/// The causal softmax over scores `[heads, t, total]` (the last `t` positions of `total`) per shape.
+fn softmax_ops<'a>(
+    dev: &'a Device,
+    dtype: DType,
+    shapes: &[(usize, usize, usize)],
+) -> minilab::Result<Vec<(String, Run<'a>)>> {
+    let mut out: Vec<(String, Run)> = Vec::new();
+    for &(heads, t, total) in shapes {
+        let scores = (Tensor::randn(0f32, 1.0, (heads, t, total), dev)? * 4.0)?.to_dtype(dtype)?;
         let start = total - t;
         let run = move || Ok(vec![softmax::causal_softmax(&scores, 0.088, t, start)?]);
-        out.push((format!("causal_softmax {heads}×{t}×{total}"), Box::new(run)));
+        out.push((format!("causal_softmax {heads}×{t}×{total}"), Box::new(run) as Run));
     }
     Ok(out)
+}
+
+/// The register-held softmax (`prefill_ops::softmax_regs`) against the wide one: bit for bit on
+/// rows that fit (2, 4 and 8 vectors a lane), that fall back (too long, or not whole vectors) and
+/// that mask all but one element, every dtype; its µs at the 3B's pp512 and pp2048; then MODEL's
+/// pp512 logits, which must not move, and ms both ways.
+fn check_regs(dev: &Device, name: &str) -> minilab::Result<()> {
+    prefill_ops::set_wide(true);
+    let shapes = [(24, 512, 512), (4, 96, 96), (8, 7, 71), (2, 17, 1040), (3, 64, 2048), (2, 5, 2056), (3, 1, 1)];
+    println!("| causal_softmax, registers against wide | dtype | max |Δ| |");
+    println!("| --- | --- | --- |");
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        for (op, run) in softmax_ops(dev, dtype, &shapes)? {
+            let [off, on] = both(&run, prefill_ops::set_softmax_regs)?;
+            let err = rel_err(&on[0], &off[0])?;
+            println!("| {op} | {dtype:?} | {err:.2e} |");
+            if err != 0.0 {
+                return Err(minilab::Error::Runtime(format!("{op} {dtype:?}: registers and wide differ ({err:.2e})")));
+            }
+        }
+    }
+    println!();
+    println!("| op (bf16) | wide µs | registers µs | wide/registers |");
+    println!("| --- | ---: | ---: | ---: |");
+    for (op, run) in softmax_ops(dev, DType::BF16, &[(24, 512, 512), (32, 512, 512), (24, 2048, 2048)])? {
+        let [a, b] = time_both(dev, &run, prefill_ops::set_softmax_regs)?;
+        println!("| {op} | {a:.2} | {b:.2} | {:.2} |", a / b);
+    }
+    println!();
+    let loaded = timed_model(dev, name, Precision::F16)?;
+    let PromptAb { diff, ms: [a, b], .. } = prompt_ab(&loaded.model, dev, 512, prefill_ops::set_softmax_regs)?;
+    println!(
+        "{name} bf16 f16 pp512, registers against wide: max |Δlogit| {diff:.3e}, {a:.3} → {b:.3} ms ({:.3}×)",
+        a / b
+    );
+    prefill_ops::set_softmax_regs(false);
+    within(diff, 0.0, "register-held softmax, pp512 logits")
 }
 
 /// Item 1: each output's max |Δ| over max |narrow|; bit-equal ops must show 0.
@@ -107,7 +157,7 @@ fn check_ops(dev: &Device) -> minilab::Result<()> {
         // a bf16 unit in the last place relative to 1 is 7.8e-3; f32 sums differ near 1e-7
         let tol = if dtype == DType::F32 { 1e-5 } else { 1.6e-2 };
         for (name, run) in ops(dev, dtype)? {
-            let [off, on] = both(&run)?;
+            let [off, on] = both(&run, prefill_ops::set_wide)?;
             let errs = on.iter().zip(&off).map(|(a, b)| rel_err(a, b)).collect::<minilab::Result<Vec<_>>>()?;
             let exact = ["silu", "add_rms", "rope"].iter().any(|op| name.starts_with(op));
             // silu·up, the sum and RoPE are element by element: any difference is a wrong index
@@ -125,7 +175,7 @@ fn check_ops(dev: &Device) -> minilab::Result<()> {
     println!("| --- | ---: | ---: | ---: |");
     for (name, run) in ops(dev, DType::BF16)? {
         if name.contains("512") {
-            let [a, b] = time_both(dev, &run)?;
+            let [a, b] = time_both(dev, &run, prefill_ops::set_wide)?;
             println!("| {name} | {a:.2} | {b:.2} | {:.2} |", a / b);
         }
     }
@@ -135,6 +185,7 @@ fn check_ops(dev: &Device) -> minilab::Result<()> {
 
 pub(super) fn check_wide(dev: &Device, name: &str) -> minilab::Result<()> {
     check_ops(dev)?;
+    check_regs(dev, name)?;
     check_f32_ab(dev, prefill_ops::set_wide, "wide small ops, f32", |_, _| Ok(String::new()))?;
     println!("| {name} bf16 pp512 | max |Δlogit| | max |logit| | argmax agrees | narrow ms | wide ms | narrow/wide |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");

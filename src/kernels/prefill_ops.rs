@@ -38,6 +38,23 @@ pub fn set_wide(on: bool) {
     WIDE_OPS.set(on);
 }
 
+static SOFTMAX_REGS: Switch = Switch::opt_in("MINILAB_SOFTMAX_REGS", &["1"]);
+
+/// Whether a prompt's causal softmax holds each row in registers where it fits (at most 2048
+/// elements of 16 bits, 1024 of f32; `MINILAB_SOFTMAX_REGS=1`, with [`wide`] on): one read of the
+/// row and one exp an element, where the wide kernel reads a row three times and takes each exp
+/// twice; its outputs equal the wide kernel's bit for bit. Opt-in until it has run on a GPU (built
+/// in session 21, after the device time was spent): the wide softmax moves its bytes at 1.3 TB/s
+/// (H100, BENCHMARKS.md issue 11 session 21).
+pub fn softmax_regs() -> bool {
+    SOFTMAX_REGS.get()
+}
+
+/// Turns the register-held softmax on or off for the rest of the process, whatever the variable says.
+pub fn set_softmax_regs(on: bool) {
+    SOFTMAX_REGS.set(on);
+}
+
 /// `ys` `[b, heads, t, d]` → `[b, t, heads·d]`.
 pub fn heads_to_rows(ys: &Tensor) -> Result<Tensor> {
     let (b, heads, t, d) = ys.dims4()?;

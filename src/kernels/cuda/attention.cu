@@ -365,6 +365,58 @@ __device__ void causal_softmax(const T* scores, T* probs, long long rows, int to
     }
 }
 
+// causal_softmax<T, N> with the row held in registers (causal_softmax_regs, opt-in,
+// MINILAB_SOFTMAX_REGS=1): a lane keeps K vectors, so a row of total ≤ 32·N·K elements is read once
+// and each exp taken once, where the loop above reads it three times and takes each exp twice. A
+// lane visits its vectors and their elements in the loop's order, so the max, the sum and every
+// output equal causal_softmax<T, N>'s bit for bit.
+template <typename T, int N, int K>
+__device__ void causal_softmax_regs(const T* scores, T* probs, long long rows, int total, int t, int start,
+                                    float scale) {
+    const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    const int lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int last = min(start + (int)(row % t), total - 1), seen = last / N + 1, vecs = total / N;
+    const T* x = scores + row * total;
+    T* y = probs + row * total;
+    float f[K][N] = {};
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < K; j++) {
+        const int c = lane + 32 * j;
+        if (c < seen) load_n<N>(x + c * N, f[j]);
+#pragma unroll
+        for (int e = 0; e < N; e++)
+            if (c * N + e <= last) mx = fmaxf(mx, f[j][e]);
+    }
+    mx = warp_max(mx);
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < K; j++) {
+        const int c = lane + 32 * j;
+#pragma unroll
+        for (int e = 0; e < N; e++) {
+            f[j][e] = c * N + e <= last ? expf((f[j][e] - mx) * scale) : 0.f;
+            sum += f[j][e];
+        }
+    }
+    const float inv = 1.f / warp_sum(sum);
+#pragma unroll
+    for (int j = 0; j < K; j++) {
+        const int c = lane + 32 * j;
+        if (c >= vecs) break;
+#pragma unroll
+        for (int e = 0; e < N; e++) f[j][e] *= inv;
+        store_n<N>(y + c * N, f[j]);
+    }
+}
+
+#define SOFTMAX_REGS(T, NAME, K)                                                                          \
+    extern "C" __global__ void causal_softmax_regs##K##_##NAME(const T* scores, T* probs, long long rows,     \
+                                                               int total, int t, int start, float scale) {   \
+        causal_softmax_regs<T, 16 / sizeof(T), K>(scores, probs, rows, total, t, start, scale);              \
+    }
+
 #define INSTANTIATE(T, NAME)                                                                                 \
     extern "C" __global__ void __launch_bounds__(SINGLE_THREADS)                                             \
         attn_single_##NAME(const T* q, const T* k, const T* v, T* out, int heads, int kv_heads, int cap,     \
@@ -395,7 +447,10 @@ __device__ void causal_softmax(const T* scores, T* probs, long long rows, int to
     extern "C" __global__ void causal_softmax_wide_##NAME(const T* scores, T* probs, long long rows, int total, \
                                                           int t, int start, float scale) {                   \
         causal_softmax<T, 16 / sizeof(T)>(scores, probs, rows, total, t, start, scale);                      \
-    }
+    }                                                                                                        \
+    SOFTMAX_REGS(T, NAME, 2)                                                                                 \
+    SOFTMAX_REGS(T, NAME, 4)                                                                                 \
+    SOFTMAX_REGS(T, NAME, 8)
 
 INSTANTIATE(float, f32)
 INSTANTIATE(__half, f16)

@@ -27,7 +27,11 @@ pub(crate) fn causal_softmax(scores: &Tensor, scale: f32, t: usize, start: usize
         let wide = crate::kernels::prefill_ops::wide()
             && total.is_multiple_of(WIDE_BYTES / std::mem::size_of::<T>())
             && aligned(&[p_in]);
-        let kernel = if wide { "causal_softmax_wide" } else { "causal_softmax" };
+        let kernel = match (wide, regs_per_lane::<T>(total)) {
+            (true, Some(k)) => format!("causal_softmax_regs{k}"),
+            (true, None) => "causal_softmax_wide".to_string(),
+            (false, _) => "causal_softmax".to_string(),
+        };
         let func = function(dev, &ATTENTION, &format!("{kernel}_{}", suffix(scores.dtype())?))?;
         const WARPS: usize = 8;
         let cfg = LaunchConfig {
@@ -44,6 +48,15 @@ pub(crate) fn causal_softmax(scores: &Tensor, scale: f32, t: usize, start: usize
         Ok(out)
     }
     by_dtype!(scores.dtype(), run(scores, scale, t, start))
+}
+
+/// The 16-byte vectors a lane of causal_softmax_regs holds for rows of `total` elements of T (the
+/// instantiated 2, 4 or 8; a warp a row), or `None`: the register-held softmax is off, or the row is
+/// too long for it.
+fn regs_per_lane<T>(total: usize) -> Option<usize> {
+    let per_warp = 32 * WIDE_BYTES / std::mem::size_of::<T>();
+    let k = total.div_ceil(per_warp).max(1).next_power_of_two().max(2);
+    (crate::kernels::prefill_ops::softmax_regs() && k <= 8).then_some(k)
 }
 
 /// `ys` `[b, heads, t, d]` (contiguous) as `[b, t, heads·d]`, 16 bytes a thread (attention.cu's
