@@ -56,8 +56,9 @@
 #   stack: q/k/v stacked into one weight (MINILAB_STACK_QKV=1) against the layers apart: device_check
 #            cuda stack, then the 3B/8B pp128/512/2048 both ways in f16/int8/nf4 (.gpu/minilab.xz,
 #            .gpu/device_check.xz).
-#   wide: the prompt's add + norm, silu·up, RoPE and causal softmax with 16-byte accesses against the 2-byte kernels
-#            (device_check cuda wide and cuda, then pp128/512/2048 with MINILAB_WIDE_OPS=0 and 1).
+#   wide [softmax]: the prompt's add + norm, silu·up, RoPE and causal softmax with 16-byte accesses against the
+#            2-byte kernels (device_check cuda wide and cuda, then pp128/512/2048 with MINILAB_WIDE_OPS=0
+#            and 1); with `softmax`, the softmax with its rows in registers (MINILAB_SOFTMAX_REGS) instead.
 #   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
 #            replay, every format: how much of a prompt is candle's host cost), .gpu/device_check.xz.
 #   coldstart: a fresh machine's first run (JIT cache off), the SASS-loading build against the PTX one
@@ -320,15 +321,21 @@ stack)
   ;;
 wide)
   # The prompt's small ops with 16-byte accesses (the default; MINILAB_WIDE_OPS=0 turns them off) against the 2-byte kernels:
-  # `device_check cuda wide` (each op against the narrow one and timed, the 1B's f32 logits, the 3B's
-  # pp512 logits and ms both ways), `device_check cuda` (GPU logits against the CPU's), then
-  # ab_prompts (MODELS, PRECISIONS) both ways; one tar.
+  # `device_check cuda wide` (each op against the narrow one and timed, the register-held softmax
+  # against the wide one bit for bit and timed, the 1B's f32 logits, the 3B's pp512 logits and ms
+  # both ways), `device_check cuda` (GPU logits against the CPU's), then ab_prompts (MODELS,
+  # PRECISIONS) both ways; one tar. `wide softmax` A/Bs MINILAB_SOFTMAX_REGS instead of
+  # MINILAB_WIDE_OPS, without `device_check cuda`.
   unpack minilab device_check
-  timeout 200 /tmp/bin/device_check cuda wide > "$OUT/wide.md" 2>&1; echo "device_check wide: exit $? (${SECONDS} s)"
+  timeout 240 /tmp/bin/device_check cuda wide > "$OUT/wide.md" 2>&1; echo "device_check wide: exit $? (${SECONDS} s)"
   grep -vE "^\| (add_rms_norm|silu_mul|rope_kv|causal_softmax) [0-9×+]+ \| F" "$OUT/wide.md"
-  timeout 150 /tmp/bin/device_check cuda > "$OUT/check.md" 2>&1; echo "device_check cuda: exit $? (${SECONDS} s)"
-  grep -E "argmax|decode" "$OUT/check.md"
-  ab_prompts MINILAB_WIDE_OPS wide
+  if [ "${2:-}" = softmax ]; then
+    ab_prompts MINILAB_SOFTMAX_REGS regs
+  else
+    timeout 150 /tmp/bin/device_check cuda > "$OUT/check.md" 2>&1; echo "device_check cuda: exit $? (${SECONDS} s)"
+    grep -E "argmax|decode" "$OUT/check.md"
+    ab_prompts MINILAB_WIDE_OPS wide
+  fi
   pack wide table.md wide.md
   ;;
 prefill-graph)
