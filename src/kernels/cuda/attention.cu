@@ -332,36 +332,56 @@ __device__ void attn_combine(const float* part, T* out, int S, int d) {
 // each (causal_softmax_wide, for a prompt; the host checks that total is a multiple of N and scores
 // 16-byte aligned); the sum's order is all that differs between the two. The vectors past the last key
 // seen are not read, only zeroed.
+// A warp's row of the causal softmax: its scores x and output y, the last key it sees, and the
+// N-element vectors that hold the keys it sees (seen) and the whole row (vecs).
+template <typename T>
+struct SoftmaxRow {
+    const T* x;
+    T* y;
+    int last, seen, vecs;
+};
+
+// The row of this thread's warp (a warp a row), or false past the last row.
+template <typename T, int N>
+__device__ __forceinline__ bool softmax_row(const T* scores, T* probs, long long rows, int total, int t, int start,
+                                            SoftmaxRow<T>& r) {
+    const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return false;
+    r.last = min(start + (int)(row % t), total - 1);
+    r.seen = r.last / N + 1;
+    r.vecs = total / N;
+    r.x = scores + row * total;
+    r.y = probs + row * total;
+    return true;
+}
+
 template <typename T, int N>
 __device__ void causal_softmax(const T* scores, T* probs, long long rows, int total, int t, int start, float scale) {
-    const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    const int lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    const int last = min(start + (int)(row % t), total - 1), seen = last / N + 1, vecs = total / N;
-    const T* x = scores + row * total;
-    T* y = probs + row * total;
+    SoftmaxRow<T> r;
+    if (!softmax_row<T, N>(scores, probs, rows, total, t, start, r)) return;
+    const int lane = threadIdx.x & 31, last = r.last;
     float f[N] = {};
     float mx = -INFINITY;
-    for (int c = lane; c < seen; c += 32) {
-        load_n<N>(x + c * N, f);
+    for (int c = lane; c < r.seen; c += 32) {
+        load_n<N>(r.x + c * N, f);
 #pragma unroll
         for (int e = 0; e < N; e++)
             if (c * N + e <= last) mx = fmaxf(mx, f[e]);
     }
     mx = warp_max(mx);
     float sum = 0.f;
-    for (int c = lane; c < seen; c += 32) {
-        load_n<N>(x + c * N, f);
+    for (int c = lane; c < r.seen; c += 32) {
+        load_n<N>(r.x + c * N, f);
 #pragma unroll
         for (int e = 0; e < N; e++)
             if (c * N + e <= last) sum += expf((f[e] - mx) * scale);
     }
     const float inv = 1.f / warp_sum(sum);
-    for (int c = lane; c < vecs; c += 32) {
-        if (c < seen) load_n<N>(x + c * N, f);
+    for (int c = lane; c < r.vecs; c += 32) {
+        if (c < r.seen) load_n<N>(r.x + c * N, f);
 #pragma unroll
         for (int e = 0; e < N; e++) f[e] = c * N + e <= last ? expf((f[e] - mx) * scale) * inv : 0.f;
-        store_n<N>(y + c * N, f);
+        store_n<N>(r.y + c * N, f);
     }
 }
 
@@ -373,18 +393,15 @@ __device__ void causal_softmax(const T* scores, T* probs, long long rows, int to
 template <typename T, int N, int K>
 __device__ void causal_softmax_regs(const T* scores, T* probs, long long rows, int total, int t, int start,
                                     float scale) {
-    const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    const int lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    const int last = min(start + (int)(row % t), total - 1), seen = last / N + 1, vecs = total / N;
-    const T* x = scores + row * total;
-    T* y = probs + row * total;
+    SoftmaxRow<T> r;
+    if (!softmax_row<T, N>(scores, probs, rows, total, t, start, r)) return;
+    const int lane = threadIdx.x & 31, last = r.last;
     float f[K][N] = {};
     float mx = -INFINITY;
 #pragma unroll
     for (int j = 0; j < K; j++) {
         const int c = lane + 32 * j;
-        if (c < seen) load_n<N>(x + c * N, f[j]);
+        if (c < r.seen) load_n<N>(r.x + c * N, f[j]);
 #pragma unroll
         for (int e = 0; e < N; e++)
             if (c * N + e <= last) mx = fmaxf(mx, f[j][e]);
@@ -404,10 +421,10 @@ __device__ void causal_softmax_regs(const T* scores, T* probs, long long rows, i
 #pragma unroll
     for (int j = 0; j < K; j++) {
         const int c = lane + 32 * j;
-        if (c >= vecs) break;
+        if (c >= r.vecs) break;
 #pragma unroll
         for (int e = 0; e < N; e++) f[j][e] *= inv;
-        store_n<N>(y + c * N, f[j]);
+        store_n<N>(r.y + c * N, f[j]);
     }
 }
 
