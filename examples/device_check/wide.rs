@@ -52,11 +52,14 @@ fn time_both(dev: &Device, run: &Run, set: fn(bool)) -> minilab::Result<[f64; 2]
     }))
 }
 
+/// Normal values of standard deviation `scale`, of `shape`, in `dtype`.
+fn random(dev: &Device, dtype: DType, shape: &[usize], scale: f64) -> minilab::Result<Tensor> {
+    Ok((Tensor::randn(0f32, 1.0, shape, dev)? * scale)?.to_dtype(dtype)?)
+}
+
 /// The ops of item 1 on `dev` in `dtype`: (name, shape, closure).
 fn ops<'a>(dev: &'a Device, dtype: DType) -> minilab::Result<Vec<(String, Run<'a>)>> {
-    let rand = |shape: &[usize], scale: f64| -> minilab::Result<Tensor> {
-        Ok((Tensor::randn(0f32, 1.0, shape, dev)? * scale)?.to_dtype(dtype)?)
-    };
+    let rand = |shape: &[usize], scale: f64| random(dev, dtype, shape, scale);
     let mut out: Vec<(String, Run)> = Vec::new();
     for (rows, h) in [(512, 3072), (512, 4096), (7, 2048), (1, 3072), (33, 576), (5, 100)] {
         let (xs, ys, w) = (rand(&[rows, h], 1.0)?, rand(&[rows, h], 0.5)?, rand(&[h], 1.0)?);
@@ -103,7 +106,7 @@ fn softmax_ops<'a>(
 ) -> minilab::Result<Vec<(String, Run<'a>)>> {
     let mut out: Vec<(String, Run)> = Vec::new();
     for &(heads, t, total) in shapes {
-        let scores = (Tensor::randn(0f32, 1.0, (heads, t, total), dev)? * 4.0)?.to_dtype(dtype)?;
+        let scores = random(dev, dtype, &[heads, t, total], 4.0)?;
         let start = total - t;
         let run = move || Ok(vec![softmax::causal_softmax(&scores, 0.088, t, start)?]);
         out.push((format!("causal_softmax {heads}×{t}×{total}"), Box::new(run) as Run));

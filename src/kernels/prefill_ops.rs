@@ -28,7 +28,7 @@ static WIDE_OPS: Switch = Switch::new("MINILAB_WIDE_OPS", &["0"]);
 /// take their kernels of 16-byte accesses where the shapes allow (unless `MINILAB_WIDE_OPS=0`): at
 /// the 3B's pp512 the kernels of 2-byte accesses ran at a third of the bandwidth and took a third of
 /// the prompt's kernel time (ncu, H100, BENCHMARKS.md issue 11 session 19); with these the 3B's pp512
-/// ran 1.11–1.15× faster (session 21). A decode step's one row keeps its own kernels.
+/// ran 1.11–1.17× faster (session 21). A decode step's one row keeps its own kernels.
 pub fn wide() -> bool {
     WIDE_OPS.get()
 }

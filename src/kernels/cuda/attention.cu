@@ -322,16 +322,6 @@ __device__ void attn_combine(const float* part, T* out, int S, int d) {
     }
 }
 
-// Prefill attention's softmax, in place of the scale, cast to f32, mask add, softmax and cast back
-// that the tensor ops take (together 47 % of a Llama-3.2-3B pp512 on the H200, more than the
-// matmuls: bench/results/gpu-issue11/prefill). scores: [rows, total] = q·kᵀ unscaled, row r the
-// query r % t at position start + r % t, which sees keys 0..=start + r % t; probs: the same shape,
-// zero past the last key seen. One warp a row, f32 inside; rows are short enough (≤ the context)
-// for three passes over a row that stays in L1.
-// A lane takes N elements at a time: N = 1 (causal_softmax), or N = 16 / sizeof(T), one 16-byte access
-// each (causal_softmax_wide, for a prompt; the host checks that total is a multiple of N and scores
-// 16-byte aligned); the sum's order is all that differs between the two. The vectors past the last key
-// seen are not read, only zeroed.
 // A warp's row of the causal softmax: its scores x and output y, the last key it sees, and the
 // N-element vectors that hold the keys it sees (seen) and the whole row (vecs).
 template <typename T>
@@ -355,6 +345,16 @@ __device__ __forceinline__ bool softmax_row(const T* scores, T* probs, long long
     return true;
 }
 
+// Prefill attention's softmax, in place of the scale, cast to f32, mask add, softmax and cast back
+// that the tensor ops take (together 47 % of a Llama-3.2-3B pp512 on the H200, more than the
+// matmuls: bench/results/gpu-issue11/prefill). scores: [rows, total] = q·kᵀ unscaled, row r the
+// query r % t at position start + r % t, which sees keys 0..=start + r % t; probs: the same shape,
+// zero past the last key seen. One warp a row, f32 inside; rows are short enough (≤ the context)
+// for three passes over a row that stays in L1.
+// A lane takes N elements at a time: N = 1 (causal_softmax), or N = 16 / sizeof(T), one 16-byte access
+// each (causal_softmax_wide, for a prompt; the host checks that total is a multiple of N and scores
+// 16-byte aligned); the sum's order is all that differs between the two. The vectors past the last key
+// seen are not read, only zeroed.
 template <typename T, int N>
 __device__ void causal_softmax(const T* scores, T* probs, long long rows, int total, int t, int start, float scale) {
     SoftmaxRow<T> r;

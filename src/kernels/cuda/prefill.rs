@@ -55,7 +55,7 @@ pub(crate) fn causal_softmax(scores: &Tensor, scale: f32, t: usize, start: usize
 /// too long for it.
 fn regs_per_lane<T>(total: usize) -> Option<usize> {
     let per_warp = 32 * WIDE_BYTES / std::mem::size_of::<T>();
-    let k = total.div_ceil(per_warp).max(1).next_power_of_two().max(2);
+    let k = total.div_ceil(per_warp).next_power_of_two().max(2);
     (crate::kernels::prefill_ops::softmax_regs() && k <= 8).then_some(k)
 }
 
