@@ -59,6 +59,8 @@
 #   wide [softmax]: the prompt's add + norm, silu·up, RoPE and causal softmax with 16-byte accesses against the
 #            2-byte kernels (device_check cuda wide and cuda, then pp128/512/2048 with MINILAB_WIDE_OPS=0
 #            and 1); with `softmax`, the softmax with its rows in registers (MINILAB_SOFTMAX_REGS) instead.
+#   alternate VAR: VAR=0 and VAR=1 alternating ROUNDS (3) times on MODELS × PRECISIONS, pp128/512;
+#            the median over rounds of each round's ratio (.gpu/minilab.xz).
 #   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
 #            replay, every format: how much of a prompt is candle's host cost), .gpu/device_check.xz.
 #   coldstart: a fresh machine's first run (JIT cache off), the SASS-loading build against the PTX one
@@ -318,6 +320,45 @@ stack)
   fi
   ab_prompts MINILAB_STACK_QKV stack
   pack stack table.md $( [ -f "$OUT/stack.md" ] && echo stack.md )
+  ;;
+alternate)
+  # `alternate VAR`: VAR=0 and VAR=1 alternating ROUNDS times (default 3) on MODELS × PRECISIONS
+  # (default the 3B, every format), pp128/512 -r 5 each; the median over rounds of each round's
+  # VAR=1 / VAR=0 ratio, so a drift in clock or a neighbour's load does not fall on one side.
+  unpack minilab
+  var=${2:?alternate needs a variable}
+  for r in $(seq ${ROUNDS:-3}); do
+    for model in ${MODELS:-llama-3.2-3b}; do
+      for p in ${PRECISIONS:-f16 int8 nf4}; do
+        for v in 0 1; do
+          [ $SECONDS -lt ${BUDGET:-400} ] || continue
+          env $var=$v timeout 100 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+            -p 128,512 -n 0 -r 5 --no-log --output json > "$OUT/alt-${model#llama-}-$p-$v-$r.json" 2> /dev/null
+          echo "round $r $model $p $var=$v: exit $? (${SECONDS} s)"
+        done
+      done
+    done
+  done
+  python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
+import glob, json, os, statistics, sys
+runs = {}
+for f in glob.glob(f"{sys.argv[1]}/alt-*.json"):
+    model, prec, v, r = os.path.basename(f)[4:-5].rsplit("-", 3)
+    try:
+        for row in json.load(open(f)):
+            runs.setdefault((model, prec, row["test"]), {}).setdefault(r, {})[v] = row["avg_ts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+print("| model | precision | test | rounds | median t/s 0 | median t/s 1 | per-round 1/0 | median 1/0 |")
+print("| --- | --- | --- | ---: | ---: | ---: | --- | ---: |")
+for k, rounds in sorted(runs.items()):
+    pairs = [(d["0"], d["1"]) for d in rounds.values() if "0" in d and "1" in d]
+    if not pairs: continue
+    ratios = [b / a for a, b in pairs]
+    print(f"| {k[0]} | {k[1]} | {k[2]} | {len(pairs)} | {statistics.median(a for a, _ in pairs):.1f} | "
+          f"{statistics.median(b for _, b in pairs):.1f} | {' '.join(f'{x:.3f}' for x in ratios)} | {statistics.median(ratios):.3f} |")
+PY
+  pack alternate table.md
   ;;
 wide)
   # The prompt's small ops with 16-byte accesses (the default; MINILAB_WIDE_OPS=0 turns them off) against the 2-byte kernels:

@@ -147,7 +147,7 @@ fn check_regs(dev: &Device, name: &str) -> minilab::Result<()> {
         "{name} bf16 f16 pp512, registers against wide: max |Δlogit| {diff:.3e}, {a:.3} → {b:.3} ms ({:.3}×)",
         a / b
     );
-    prefill_ops::set_softmax_regs(false);
+    prefill_ops::set_softmax_regs(true); // the default
     within(diff, 0.0, "register-held softmax, pp512 logits")
 }
 

@@ -38,14 +38,14 @@ pub fn set_wide(on: bool) {
     WIDE_OPS.set(on);
 }
 
-static SOFTMAX_REGS: Switch = Switch::opt_in("MINILAB_SOFTMAX_REGS", &["1"]);
+static SOFTMAX_REGS: Switch = Switch::new("MINILAB_SOFTMAX_REGS", &["0"]);
 
 /// Whether a prompt's causal softmax holds each row in registers where it fits (at most 2048
-/// elements of 16 bits, 1024 of f32; `MINILAB_SOFTMAX_REGS=1`, with [`wide`] on): one read of the
-/// row and one exp an element, where the wide kernel reads a row three times and takes each exp
-/// twice; its outputs equal the wide kernel's bit for bit. Opt-in until it has run on a GPU (built
-/// in session 21, after the device time was spent): the wide softmax moves its bytes at 1.3 TB/s
-/// (H100, BENCHMARKS.md issue 11 session 21).
+/// elements of 16 bits, 1024 of f32, with [`wide`] on; unless `MINILAB_SOFTMAX_REGS=0`): one read
+/// of the row and one exp an element, where the wide kernel reads a row three times and takes each
+/// exp twice. Its outputs equal the wide kernel's bit for bit (checked on an H200, BENCHMARKS.md
+/// issue 11 session 22): the op alone 1.48× faster at the 3B's pp512 shape, whole prompts pp512
+/// 1.017× (f16, int8) and 1.006× (nf4), medians of three alternating rounds.
 pub fn softmax_regs() -> bool {
     SOFTMAX_REGS.get()
 }

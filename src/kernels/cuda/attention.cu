@@ -385,11 +385,11 @@ __device__ void causal_softmax(const T* scores, T* probs, long long rows, int to
     }
 }
 
-// causal_softmax<T, N> with the row held in registers (causal_softmax_regs, opt-in,
-// MINILAB_SOFTMAX_REGS=1): a lane keeps K vectors, so a row of total ≤ 32·N·K elements is read once
-// and each exp taken once, where the loop above reads it three times and takes each exp twice. A
-// lane visits its vectors and their elements in the loop's order, so the max, the sum and every
-// output equal causal_softmax<T, N>'s bit for bit.
+// causal_softmax<T, N> with the row held in registers (causal_softmax_regs, the default where a
+// row fits; MINILAB_SOFTMAX_REGS=0 turns it off): a lane keeps K vectors, so a row of total ≤ 32·N·K
+// elements is read once and each exp taken once, where the loop above reads it three times and
+// takes each exp twice. A lane visits its vectors and their elements in the loop's order, so the
+// max, the sum and every output equal causal_softmax<T, N>'s bit for bit.
 template <typename T, int N, int K>
 __device__ void causal_softmax_regs(const T* scores, T* probs, long long rows, int total, int t, int start,
                                     float scale) {
