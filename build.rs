@@ -9,6 +9,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/kernels/cuda/linear.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/attention.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/decode.cu");
+    println!("cargo:rerun-if-changed=src/kernels/cuda/flash.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/common.cuh");
     for header in
         ["gemv.cuh", "gemv_accumulate.cuh", "gemv_prefetch.cuh", "gemv_staged.cuh", "gemv_stream.cuh", "qgemm.cuh"]
@@ -20,10 +21,12 @@ fn main() {
         return;
     }
     let arch = compute_cap();
+    // the kernels' architecture, for launches that need one (flash.cu's mma.sync needs sm_80)
+    println!("cargo:rustc-env=MINILAB_CUDA_ARCH={arch}");
     if env::var_os("CARGO_FEATURE_CUTLASS").is_some() {
         cutlass();
     }
-    for name in ["linear", "attention", "decode"] {
+    for name in ["linear", "attention", "decode", "flash"] {
         let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR")).join(format!("{name}.ptx"));
         let src = format!("src/kernels/cuda/{name}.cu");
         let status = Command::new(env::var("NVCC").unwrap_or_else(|_| "nvcc".into()))

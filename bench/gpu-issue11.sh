@@ -59,6 +59,7 @@
 #   wide [softmax]: the prompt's add + norm, silu·up, RoPE and causal softmax with 16-byte accesses against the
 #            2-byte kernels (device_check cuda wide and cuda, then pp128/512/2048 with MINILAB_WIDE_OPS=0
 #            and 1); with `softmax`, the softmax with its rows in registers (MINILAB_SOFTMAX_REGS) instead.
+#   flash: device_check cuda flash, then `alternate MINILAB_FLASH` if it passed.
 #   alternate VAR: VAR=0 and VAR=1 alternating ROUNDS (3) times on MODELS × PRECISIONS, pp128/512;
 #            the median over rounds of each round's ratio (.gpu/minilab.xz).
 #   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
@@ -320,6 +321,18 @@ stack)
   fi
   ab_prompts MINILAB_STACK_QKV stack
   pack stack table.md $( [ -f "$OUT/stack.md" ] && echo stack.md )
+  ;;
+flash)
+  # A prompt's causal attention in one kernel (MINILAB_FLASH): `device_check cuda flash` (random
+  # shapes against an f32 reference both ways, NaN-poisoned output; the ops timed; the 3B's pp512
+  # logits and ms both ways), then, if it passed, the `alternate` A/B of MINILAB_FLASH (MODELS,
+  # PRECISIONS, ROUNDS) while BUDGET lasts; one tar.
+  unpack minilab device_check
+  timeout 200 /tmp/bin/device_check cuda flash > "$OUT/flash.md" 2>&1; rc=$?
+  echo "device_check flash: exit $rc (${SECONDS} s)"; cat "$OUT/flash.md"
+  mkdir -p "$OUT/alt"
+  [ $rc = 0 ] && OUT="$OUT/alt" BUDGET=$(( ${BUDGET:-400} - SECONDS )) bash "$0" alternate MINILAB_FLASH | tail -8
+  pack flash flash.md table.md
   ;;
 alternate)
   # `alternate VAR`: VAR=0 and VAR=1 alternating ROUNDS times (default 3) on MODELS × PRECISIONS

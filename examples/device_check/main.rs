@@ -36,6 +36,8 @@
 //!   the 3B's and 8B's shapes, each shape timed both ways, then MODEL's logits and pp512 both ways.
 //! - `device_check cuda qgemm-rows`: the same shapes at 16 to 512 rows of xs, bf16 weights against
 //!   int8/NF4 the shipped way and by the GEMM at either tile: where each way pays.
+//! - `device_check cuda flash [MODEL]`: a prompt's causal attention in one kernel against the unfused way:
+//!   random inputs of real and odd shapes against an f32 reference, timed, then MODEL's pp512 logits and ms.
 //! - `device_check cuda wide [MODEL]`: the prompt's add + norm, silu·up, RoPE and causal softmax
 //!   with 16-byte accesses against the 2-byte ones: each op on random inputs (bit for bit where element by
 //!   element) and timed, the 1B's f32 logits, then MODEL's pp512 logits and ms both ways.
@@ -49,6 +51,7 @@ use minilab::plan::PrecisionPlan;
 use minilab::quant::Precision;
 use std::time::Instant;
 
+mod flash;
 mod folds;
 mod kernels;
 mod prefill;
@@ -380,6 +383,7 @@ fn main() -> minilab::Result<()> {
         }
         Some("qgemm") => qgemm::check_qgemm(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("qgemm-rows") => qgemm::check_qgemm_rows(&dev),
+        Some("flash") => flash::check_flash(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("wide") => wide::check_wide(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("stack") => stack::check_stack(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),

@@ -19,7 +19,7 @@ use std::time::Instant;
 use super::prefill::{check_f32_ab, prompt_ab, PromptAb};
 use super::{rel_err, timed_model, within, worse, FORMATS};
 
-type Run<'a> = Box<dyn Fn() -> candle_core::Result<Vec<Tensor>> + 'a>;
+pub(super) type Run<'a> = Box<dyn Fn() -> candle_core::Result<Vec<Tensor>> + 'a>;
 
 /// `run`'s outputs with the switch `set` turns off, then on (left on).
 fn both(run: &Run, set: fn(bool)) -> minilab::Result<[Vec<Tensor>; 2]> {
@@ -30,7 +30,7 @@ fn both(run: &Run, set: fn(bool)) -> minilab::Result<[Vec<Tensor>; 2]> {
 }
 
 /// µs of one `run` with the switch `set` turns off, then on (median of 5 rounds of 50, alternating).
-fn time_both(dev: &Device, run: &Run, set: fn(bool)) -> minilab::Result<[f64; 2]> {
+pub(super) fn time_both(dev: &Device, run: &Run, set: fn(bool)) -> minilab::Result<[f64; 2]> {
     let mut times = [Vec::new(), Vec::new()];
     for _ in 0..5 {
         for (on, t) in [false, true].into_iter().zip(&mut times) {
@@ -53,7 +53,7 @@ fn time_both(dev: &Device, run: &Run, set: fn(bool)) -> minilab::Result<[f64; 2]
 }
 
 /// Normal values of standard deviation `scale`, of `shape`, in `dtype`.
-fn random(dev: &Device, dtype: DType, shape: &[usize], scale: f64) -> minilab::Result<Tensor> {
+pub(super) fn random(dev: &Device, dtype: DType, shape: &[usize], scale: f64) -> minilab::Result<Tensor> {
     Ok((Tensor::randn(0f32, 1.0, shape, dev)? * scale)?.to_dtype(dtype)?)
 }
 

@@ -7,6 +7,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
 pub mod decode;
+pub mod flash;
 pub mod grid;
 mod many;
 mod op;

@@ -15,6 +15,7 @@ use half::{bf16, f16};
 #[cfg(feature = "cutlass")]
 pub(crate) mod cutlass;
 pub(crate) mod decode;
+pub(crate) mod flash;
 mod launch;
 pub(crate) mod prefill;
 pub(crate) mod qgemm;

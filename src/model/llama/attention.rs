@@ -139,6 +139,13 @@ impl Attention {
             [&buf.k, &buf.v],
         )?;
         buf.len = start_pos + t;
+        // a prompt's rows (a decode step keeps its own kernels): flash.cu reads the buffers in place
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        if t > 1 {
+            if let Some(ys) = kernels::flash::causal_attention(&q, &buf.k, &buf.v, start_pos, scale)? {
+                return Ok(ys);
+            }
+        }
         let (k, v) = buf.filled()?;
         kernels::prefill_ops::heads_to_rows(&self.attend_heads(&q, &k, &v, start_pos)?)
     }

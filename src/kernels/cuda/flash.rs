@@ -1,0 +1,89 @@
+//! The launch of flash.cu: a prompt's causal attention in one kernel.
+
+use candle_core::cuda_backend::cudarc::driver::{sys, DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
+use candle_core::{DType, Result, Tensor};
+use half::{bf16, f16};
+
+use super::decode::{cuda_device, dptr, output};
+use super::launch::{function, Module};
+use super::suffix;
+
+/// flash.cu.
+static FLASH: Module = Module {
+    name: "minilab_flash",
+    ptx: include_str!(concat!(env!("OUT_DIR"), "/flash.ptx")),
+    cubin: include_bytes!(concat!(env!("OUT_DIR"), "/flash.cubin")),
+};
+/// flash.cu's rows a block (BM) and threads a block (4 warps).
+const BLOCK_ROWS: usize = 64;
+const THREADS: u32 = 128;
+
+/// Whether flash.cu runs here: built for sm_80 or later (its mma.sync on 16-bit inputs), on such a GPU.
+fn supported(dev: &CudaDevice) -> bool {
+    use sys::CUdevice_attribute_enum as Attr;
+    let built = env!("MINILAB_CUDA_ARCH").parse::<u32>().is_ok_and(|a| a >= 80);
+    let major = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+    built && major.is_ok_and(|m| m >= 8)
+}
+
+/// `softmax(scale·q·kᵀ + causal mask)·v` by flash.cu: q `[b, heads, t, d]` (contiguous) at positions
+/// `start..start + t`, k and v `[b, kv_heads, cap, d]` (contiguous buffers whose first `start + t`
+/// positions are filled) → `[b, t, heads·d]`. `None` where the kernel does not apply: a dtype other
+/// than bf16/f16, d other than 64 or 128, a GPU or build before sm_80, or sizes past its indices.
+pub(crate) fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f32) -> Result<Option<Tensor>> {
+    fn run<T: CudaDType + DeviceRepr>(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f32) -> Result<Tensor> {
+        let (b, heads, t, d) = q.dims4()?;
+        let (_, kv_heads, cap, _) = k.dims4()?;
+        let rows = heads / kv_heads * t;
+        let dev = cuda_device(q)?;
+        let stream = dev.cuda_stream();
+        let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
+        let (qs, ql) = q.storage_and_layout();
+        let (ks, kl) = k.storage_and_layout();
+        let (vs, vl) = v.storage_and_layout();
+        let mut syncs = Vec::new();
+        let p_q = dptr::<T>(&qs, ql, &stream, &mut syncs)?;
+        let p_k = dptr::<T>(&ks, kl, &stream, &mut syncs)?;
+        let p_v = dptr::<T>(&vs, vl, &stream, &mut syncs)?;
+        let func = function(dev, &FLASH, &format!("flash_attention_{}_d{d}", suffix(q.dtype())?))?;
+        let cfg = LaunchConfig {
+            grid_dim: (rows.div_ceil(BLOCK_ROWS) as u32, (b * kv_heads) as u32, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (ri, ti, si) = (rows as i32, t as i32, start as i32);
+        let (stride, kvh) = ((cap * d) as i64, kv_heads as i32);
+        let scale_log2 = scale * std::f32::consts::LOG2_E;
+        let mut builder = stream.launch_builder(&func);
+        builder.arg(&p_q).arg(&p_k).arg(&p_v).arg(&p_out).arg(&ri).arg(&ti).arg(&si).arg(&stride).arg(&kvh);
+        builder.arg(&scale_log2);
+        // SAFETY: the arguments match flash_attention's; q holds b·kv_heads·rows·d elements, k and v
+        // b·kv_heads·cap·d of which the kernel reads the first start + t positions of each head, and
+        // out b·t·heads·d, each written once.
+        unsafe { builder.launch(cfg) }.w()?;
+        drop(syncs);
+        Ok(out)
+    }
+    let (Ok((b, heads, t, d)), Ok((kb, kv_heads, cap, kd))) = (q.dims4(), k.dims4()) else { return Ok(None) };
+    let fits = k.dims() == v.dims()
+        && (kb, kd) == (b, d)
+        && matches!(d, 64 | 128)
+        && kv_heads > 0
+        && heads.is_multiple_of(kv_heads)
+        && t > 0
+        && start.checked_add(t).is_some_and(|total| total <= cap)
+        && [q, k, v].iter().all(|x| x.is_contiguous() && x.dtype() == q.dtype())
+        && (heads / kv_heads).checked_mul(t).is_some_and(|rows| rows <= i32::MAX as usize)
+        && cap.checked_mul(d).is_some_and(|n| n <= i64::MAX as usize)
+        && (b * kv_heads) <= u16::MAX as usize
+        && i32::try_from(start + t).is_ok();
+    if !fits || !q.device().is_cuda() || !supported(cuda_device(q)?) {
+        return Ok(None);
+    }
+    match q.dtype() {
+        DType::BF16 => run::<bf16>(q, k, v, start, scale).map(Some),
+        DType::F16 => run::<f16>(q, k, v, start, scale).map(Some),
+        _ => Ok(None),
+    }
+}

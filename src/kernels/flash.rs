@@ -1,0 +1,33 @@
+//! A prompt's causal attention in one GPU kernel (flash attention, `cuda/flash.cu`): the scores and
+//! probabilities stay on chip, and the masked half of q·kᵀ is never computed. Elsewhere, and where
+//! its shapes do not fit, attention goes the unfused way (`q·kᵀ`, [`super::softmax::causal_softmax`],
+//! `·v`), which is also the reference it is checked against (`device_check cuda flash`).
+
+use crate::switch::Switch;
+use candle_core::{Result, Tensor};
+
+static FLASH: Switch = Switch::opt_in("MINILAB_FLASH", &["1"]);
+
+/// Whether a prompt's attention takes the fused kernel where it applies (`MINILAB_FLASH=1`; opt-in
+/// until it has been checked and timed on a GPU).
+pub fn enabled() -> bool {
+    FLASH.get()
+}
+
+/// Turns the fused attention on or off for the rest of the process, whatever the variable says.
+pub fn set_enabled(on: bool) {
+    FLASH.set(on);
+}
+
+/// `softmax(scale·q·kᵀ + causal mask)·v`: q `[b, heads, t, d]` at positions `start..start + t`, k
+/// and v `[b, kv_heads, cap, d]` buffers whose first `start + t` positions are filled → `[b, t,
+/// heads·d]`. `None` where the fused kernel does not run (off, not on a GPU, or shapes and dtypes it
+/// does not take: bf16/f16 with d 64 or 128 on sm_80 and later); the caller then takes the unfused way.
+pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f64) -> Result<Option<Tensor>> {
+    #[cfg(feature = "cuda")]
+    if enabled() && q.device().is_cuda() && super::op::enabled() {
+        return super::cuda::flash::causal_attention(q, k, v, start, scale as f32);
+    }
+    let _ = (q, k, v, start, scale);
+    Ok(None)
+}
