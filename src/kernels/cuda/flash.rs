@@ -5,7 +5,7 @@ use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
 use candle_core::{DType, Result, Tensor};
 use half::{bf16, f16};
 
-use super::decode::{cuda_device, dptr, output};
+use super::decode::{aligned, cuda_device, dptr, output};
 use super::launch::{function, Module};
 use super::suffix;
 
@@ -32,13 +32,18 @@ fn supported(dev: &CudaDevice) -> bool {
 /// positions are filled) → `[b, t, heads·d]`. `None` where the kernel does not apply: a dtype other
 /// than bf16/f16, d other than 64 or 128, a GPU or build before sm_80, or sizes past its indices.
 pub(crate) fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f32) -> Result<Option<Tensor>> {
-    fn run<T: CudaDType + DeviceRepr>(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f32) -> Result<Tensor> {
+    fn run<T: CudaDType + DeviceRepr>(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        start: usize,
+        scale: f32,
+    ) -> Result<Option<Tensor>> {
         let (b, heads, t, d) = q.dims4()?;
         let (_, kv_heads, cap, _) = k.dims4()?;
         let rows = heads / kv_heads * t;
         let dev = cuda_device(q)?;
         let stream = dev.cuda_stream();
-        let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
         let (qs, ql) = q.storage_and_layout();
         let (ks, kl) = k.storage_and_layout();
         let (vs, vl) = v.storage_and_layout();
@@ -46,6 +51,11 @@ pub(crate) fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize,
         let p_q = dptr::<T>(&qs, ql, &stream, &mut syncs)?;
         let p_k = dptr::<T>(&ks, kl, &stream, &mut syncs)?;
         let p_v = dptr::<T>(&vs, vl, &stream, &mut syncs)?;
+        // cp.async moves 16 bytes from 16-byte aligned addresses
+        if !aligned(&[p_q, p_k, p_v]) {
+            return Ok(None);
+        }
+        let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
         let func = function(dev, &FLASH, &format!("flash_attention_{}_d{d}", suffix(q.dtype())?))?;
         let cfg = LaunchConfig {
             grid_dim: (rows.div_ceil(BLOCK_ROWS) as u32, (b * kv_heads) as u32, 1),
@@ -63,7 +73,7 @@ pub(crate) fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize,
         // out b·t·heads·d, each written once.
         unsafe { builder.launch(cfg) }.w()?;
         drop(syncs);
-        Ok(out)
+        Ok(Some(out))
     }
     let (Ok((b, heads, t, d)), Ok((kb, kv_heads, cap, kd))) = (q.dims4(), k.dims4()) else { return Ok(None) };
     let fits = k.dims() == v.dims()
@@ -82,8 +92,8 @@ pub(crate) fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize,
         return Ok(None);
     }
     match q.dtype() {
-        DType::BF16 => run::<bf16>(q, k, v, start, scale).map(Some),
-        DType::F16 => run::<f16>(q, k, v, start, scale).map(Some),
+        DType::BF16 => run::<bf16>(q, k, v, start, scale),
+        DType::F16 => run::<f16>(q, k, v, start, scale),
         _ => Ok(None),
     }
 }
