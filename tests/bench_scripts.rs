@@ -1,5 +1,6 @@
 //! The bench scripts that run here, without a GPU: `bench/kernels/sass_table.py` on a small SASS
-//! fixture (tests/fixtures/sass), `bench/peers/side_by_side.py` on JSON written by the test. They need
+//! fixture (tests/fixtures/sass), `bench/peers/side_by_side.py` on JSON written by the test,
+//! `bench/kernels/flash_sim.py` (flash.cu's index arithmetic, emulated). They need
 //! python3, as the README's test command's machine has.
 
 use std::process::Command;
@@ -81,4 +82,20 @@ fn side_by_side_takes_llama_benchs_median_and_says_what_is_missing() {
     assert!(out.contains("| f16 | F16 | tg128 | 6.0 ± 0.0 | 5.0 (5.0–5.0) | 1.20 |"), "{out}");
     assert!(out.contains("| int8 | Q8_0 | malformed:"), "{out}");
     assert!(out.contains("| nf4 | Q4_0 | missing or unreadable:"), "{out}");
+}
+
+/// flash.cu's fragments, masks, online softmax and layouts, emulated line for line, match causal
+/// attention on every shape the script holds (it exits 1 past 1e-9, and on NaN: a read past the
+/// filled positions).
+#[test]
+fn flash_attention_index_arithmetic_matches_attention() {
+    let out = Command::new("python3")
+        .arg("bench/kernels/flash_sim.py")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.contains("max |Δ|")).count(), 5, "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("ok"), "{stdout}");
 }

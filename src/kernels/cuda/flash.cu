@@ -222,9 +222,12 @@ __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, cons
     const int b = bh / kv_heads, h = bh % kv_heads, group = rows / t;
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
+        // a row's sum: each of the quad's four lanes summed its own columns (under the shared max)
+        float sum = l[hh] + __shfl_xor_sync(0xffffffffu, l[hh], 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
         const int r = row0 + warp * 16 + lane / 4 + hh * 8;
         if (r >= rows) continue;
-        const float inv = 1.f / l[hh];
+        const float inv = 1.f / sum;
         const int head = h * group + r / t;
         T* dst = out + ((size_t)(b * t + r % t) * kv_heads * group + head) * D + (lane % 4) * 2;
 #pragma unroll
