@@ -95,14 +95,113 @@ __device__ __forceinline__ void load_tile(T* tile, const T* src, int row0, int n
     }
 }
 
+// S = q·kᵀ for the warp's 16 rows against the 64 keys of s_k: s[n tile of 8 keys][accumulator].
+template <typename T, int D>
+__device__ __forceinline__ void scores(float (&s)[BN / 8][4], const unsigned (&qa)[D / 16][4], const T* s_k, int lane) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt += 2) {
+            unsigned b[4];
+            ldmatrix_x4(b, s_k + (nt * 8 + lane % 8 + (lane / 16) * 8) * (D + 8) + kk * 16 + ((lane / 8) % 2) * 8);
+            Mma<T>::run(s[nt], qa[kk], b[0], b[1]);
+            Mma<T>::run(s[nt + 1], qa[kk], b[2], b[3]);
+        }
+    }
+}
+
+// The causal mask and the online softmax of the thread's two rows over one key tile: s becomes
+// exp2(s·scale_log2 − m) under the rows' new running max m, this lane's share of each row's sum goes
+// to l, and o is rescaled to the new max.
+template <int D>
+__device__ __forceinline__ void online_softmax(float (&s)[BN / 8][4], float (&o)[D / 8][4], float (&m)[2], float (&l)[2],
+                                               const int (&pos)[2], int key0, int lane, float scale_log2) {
+    float p_scale[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        float mx = m[h];
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int key = key0 + nt * 8 + (lane % 4) * 2 + e;
+                float& x = s[nt][h * 2 + e];
+                x = key <= pos[h] ? x * scale_log2 : -INFINITY;
+                mx = fmaxf(mx, x);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        // key 0 is in every row's first tile, so mx is finite from the first tile on
+        p_scale[h] = exp2f(m[h] - mx);
+        m[h] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                float& x = s[nt][h * 2 + e];
+                x = exp2f(x - mx);
+                sum += x;
+            }
+        l[h] = l[h] * p_scale[h] + sum;
+    }
+#pragma unroll
+    for (int dt = 0; dt < D / 8; dt++) {
+        o[dt][0] *= p_scale[0];
+        o[dt][1] *= p_scale[0];
+        o[dt][2] *= p_scale[1];
+        o[dt][3] *= p_scale[1];
+    }
+}
+
+// O += P·v over the 64 keys of s_v, P rounded to T from the score accumulators.
+template <typename T, int D>
+__device__ __forceinline__ void accumulate(float (&o)[D / 8][4], const float (&s)[BN / 8][4], const T* s_v, int lane) {
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+        // P's A fragment for keys 16·kk..: the accumulators of score tiles 2kk and 2kk + 1
+        const unsigned pa[4] = {Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]), Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]),
+                                Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt += 2) {
+            unsigned b[4];
+            ldmatrix_x4_trans(b, s_v + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * (D + 8) + dt * 8 + (lane / 16) * 8);
+            Mma<T>::run(o[dt], pa, b[0], b[1]);
+            Mma<T>::run(o[dt + 1], pa, b[2], b[3]);
+        }
+    }
+}
+
+// The thread's two rows of O divided by their sums into out [b, t, heads·D]: row r of kv head h
+// is token r % t of head h·group + r / t.
+template <typename T, int D>
+__device__ __forceinline__ void store_rows(T* out, const float (&o)[D / 8][4], const float (&l)[2], int row0, int rows,
+                                           int t, int bh, int kv_heads, int warp, int lane) {
+    const int b = bh / kv_heads, h = bh % kv_heads, group = rows / t;
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        // a row's sum: each of the quad's four lanes summed its own columns (under the shared max)
+        float sum = l[hh] + __shfl_xor_sync(0xffffffffu, l[hh], 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        const int r = row0 + warp * 16 + lane / 4 + hh * 8;
+        if (r >= rows) continue;
+        const float inv = 1.f / sum;
+        const int head = h * group + r / t;
+        T* dst = out + ((size_t)(b * t + r % t) * kv_heads * group + head) * D + (lane % 4) * 2;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt++)
+            *reinterpret_cast<unsigned*>(dst + dt * 8) = Mma<T>::pack(o[dt][hh * 2] * inv, o[dt][hh * 2 + 1] * inv);
+    }
+}
+
 template <typename T, int D>
 __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                           T* __restrict__ out, int rows, int t, int start, long long kv_stride, int kv_heads,
                           float scale_log2) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    constexpr int STRIDE = D + 8;
-    __shared__ __align__(16) T s_k[BN * STRIDE];
-    __shared__ __align__(16) T s_v[BN * STRIDE];  // q first (BM = BN), then each v tile
+    __shared__ __align__(16) T s_k[BN * (D + 8)];
+    __shared__ __align__(16) T s_v[BN * (D + 8)];  // q first (BM = BN), then each v tile
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     // the longest rows (the last positions) first: they take the most tiles
     const int row0 = (gridDim.x - 1 - blockIdx.x) * BM;
@@ -125,7 +224,7 @@ __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, cons
     unsigned qa[D / 16][4];
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-        ldmatrix_x4(qa[kk], s_v + (warp * 16 + lane % 16) * STRIDE + kk * 16 + (lane / 16) * 8);
+        ldmatrix_x4(qa[kk], s_v + (warp * 16 + lane % 16) * (D + 8) + kk * 16 + (lane / 16) * 8);
     __syncthreads();
     load_tile<T, D>(s_v, v, 0, last_pos + 1);
     cp_async_commit();
@@ -133,109 +232,26 @@ __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, cons
     // this thread's two rows (lane / 4 and lane / 4 + 8 of the warp's 16) and their positions
     int pos[2];
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int r = min(row0 + warp * 16 + lane / 4 + h * 8, rows - 1);
-        pos[h] = start + r % t;
-    }
+    for (int h = 0; h < 2; h++) pos[h] = start + min(row0 + warp * 16 + lane / 4 + h * 8, rows - 1) % t;
     float o[D / 8][4] = {};
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-
     for (int j = 0; j < tiles; j++) {
-        const int key0 = j * BN;
         float s[BN / 8][4] = {};
-#pragma unroll
-        for (int kk = 0; kk < D / 16; kk++) {
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; nt += 2) {
-                unsigned b[4];
-                ldmatrix_x4(b, s_k + (nt * 8 + lane % 8 + (lane / 16) * 8) * STRIDE + kk * 16 + ((lane / 8) % 2) * 8);
-                Mma<T>::run(s[nt], qa[kk], b[0], b[1]);
-                Mma<T>::run(s[nt + 1], qa[kk], b[2], b[3]);
-            }
-        }
+        scores<T, D>(s, qa, s_k, lane);
         __syncthreads();  // every warp is done with this k tile
-        if (j + 1 < tiles) load_tile<T, D>(s_k, k, key0 + BN, last_pos + 1);
+        if (j + 1 < tiles) load_tile<T, D>(s_k, k, (j + 1) * BN, last_pos + 1);
         cp_async_commit();
-
-        // mask, then the online softmax of each of the thread's two rows
-        float p_scale[2];
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            float mx = m[h];
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int key = key0 + nt * 8 + (lane % 4) * 2 + e;
-                    float& x = s[nt][h * 2 + e];
-                    x = key <= pos[h] ? x * scale_log2 : -INFINITY;
-                    mx = fmaxf(mx, x);
-                }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            // key 0 is in every row's first tile, so mx is finite from the first tile on
-            p_scale[h] = exp2f(m[h] - mx);
-            m[h] = mx;
-            float sum = 0.f;
-#pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++)
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    float& x = s[nt][h * 2 + e];
-                    x = exp2f(x - mx);
-                    sum += x;
-                }
-            l[h] = l[h] * p_scale[h] + sum;
-        }
-#pragma unroll
-        for (int dt = 0; dt < D / 8; dt++) {
-            o[dt][0] *= p_scale[0];
-            o[dt][1] *= p_scale[0];
-            o[dt][2] *= p_scale[1];
-            o[dt][3] *= p_scale[1];
-        }
-
+        online_softmax<D>(s, o, m, l, pos, j * BN, lane, scale_log2);
         cp_async_wait<1>();  // this tile's v (the next k tile may still be in flight)
         __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            // P's A fragment for keys 16·kk..: the accumulators of score tiles 2kk and 2kk + 1
-            const unsigned pa[4] = {Mma<T>::pack(s[2 * kk][0], s[2 * kk][1]), Mma<T>::pack(s[2 * kk][2], s[2 * kk][3]),
-                                    Mma<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                    Mma<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt += 2) {
-                unsigned b[4];
-                ldmatrix_x4_trans(b, s_v + (kk * 16 + lane % 8 + ((lane / 8) % 2) * 8) * STRIDE + dt * 8 + (lane / 16) * 8);
-                Mma<T>::run(o[dt], pa, b[0], b[1]);
-                Mma<T>::run(o[dt + 1], pa, b[2], b[3]);
-            }
-        }
+        accumulate<T, D>(o, s, s_v, lane);
         __syncthreads();  // every warp is done with this v tile
-        if (j + 1 < tiles) load_tile<T, D>(s_v, v, key0 + BN, last_pos + 1);
+        if (j + 1 < tiles) load_tile<T, D>(s_v, v, (j + 1) * BN, last_pos + 1);
         cp_async_commit();
         cp_async_wait<1>();  // the next k tile
         __syncthreads();
     }
-
-    // out [b, t, heads·D]: row r of kv head h is token r % t of head h·group + r / t
-    const int b = bh / kv_heads, h = bh % kv_heads, group = rows / t;
-#pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
-        // a row's sum: each of the quad's four lanes summed its own columns (under the shared max)
-        float sum = l[hh] + __shfl_xor_sync(0xffffffffu, l[hh], 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        const int r = row0 + warp * 16 + lane / 4 + hh * 8;
-        if (r >= rows) continue;
-        const float inv = 1.f / sum;
-        const int head = h * group + r / t;
-        T* dst = out + ((size_t)(b * t + r % t) * kv_heads * group + head) * D + (lane % 4) * 2;
-#pragma unroll
-        for (int dt = 0; dt < D / 8; dt++) {
-            unsigned packed = Mma<T>::pack(o[dt][hh * 2] * inv, o[dt][hh * 2 + 1] * inv);
-            *reinterpret_cast<unsigned*>(dst + dt * 8) = packed;
-        }
-    }
+    store_rows<T, D>(out, o, l, row0, rows, t, bh, kv_heads, warp, lane);
 #else
     __trap();  // mma.sync on 16-bit inputs needs sm_80; the host launches this only there
 #endif
