@@ -31,3 +31,23 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale:
     let _ = (q, k, v, start, scale);
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    /// On the CPU the fused kernel never runs, switched on or not: attention stays with the unfused
+    /// way, whose outputs the model's CPU tests check.
+    #[test]
+    fn off_the_gpu_attention_takes_the_unfused_way() -> Result<()> {
+        let q = Tensor::zeros((1, 4, 3, 64), DType::BF16, &Device::Cpu)?;
+        let kv = Tensor::zeros((1, 2, 8, 64), DType::BF16, &Device::Cpu)?;
+        for on in [false, true] {
+            set_enabled(on);
+            assert!(causal_attention(&q, &kv, &kv, 0, 0.125)?.is_none());
+        }
+        set_enabled(false);
+        Ok(())
+    }
+}

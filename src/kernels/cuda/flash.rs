@@ -86,7 +86,7 @@ pub(crate) fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize,
         && [q, k, v].iter().all(|x| x.is_contiguous() && x.dtype() == q.dtype())
         && (heads / kv_heads).checked_mul(t).is_some_and(|rows| rows <= i32::MAX as usize)
         && cap.checked_mul(d).is_some_and(|n| n <= i64::MAX as usize)
-        && (b * kv_heads) <= u16::MAX as usize
+        && b.checked_mul(kv_heads).is_some_and(|blocks| blocks <= u16::MAX as usize)
         && i32::try_from(start + t).is_ok();
     if !fits || !q.device().is_cuda() || !supported(cuda_device(q)?) {
         return Ok(None);
