@@ -29,33 +29,24 @@ constexpr int BM = 64;  // rows a block
 constexpr int BN = 64;  // keys a tile
 constexpr int WARPS = BM / 16;
 
+// mma.sync m16n8k16 on T inputs with f32 accumulators, and two f32 values rounded into T's pair
+// (an A or B fragment register).
 template <typename T> struct Mma;
-template <> struct Mma<__nv_bfloat16> {
-    static __device__ __forceinline__ void run(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-            "{%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
-        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-        return *reinterpret_cast<unsigned*>(&v);
-    }
-};
-template <> struct Mma<__half> {
-    static __device__ __forceinline__ void run(float* c, const unsigned* a, unsigned b0, unsigned b1) {
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-            "{%0,%1,%2,%3};\n"
-            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-    static __device__ __forceinline__ unsigned pack(float lo, float hi) {
-        __half2 v = __floats2half2_rn(lo, hi);
-        return *reinterpret_cast<unsigned*>(&v);
-    }
-};
+#define FLASH_MMA(T, PTX, PAIR, TO_PAIR)                                                                       \
+    template <> struct Mma<T> {                                                                                \
+        static __device__ __forceinline__ void run(float* c, const unsigned* a, unsigned b0, unsigned b1) {    \
+            asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX "." PTX                                   \
+                         ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"                        \
+                         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])                                       \
+                         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));                      \
+        }                                                                                                      \
+        static __device__ __forceinline__ unsigned pack(float lo, float hi) {                                  \
+            PAIR v = TO_PAIR(lo, hi);                                                                          \
+            return *reinterpret_cast<unsigned*>(&v);                                                           \
+        }                                                                                                      \
+    };
+FLASH_MMA(__nv_bfloat16, "bf16", __nv_bfloat162, __floats2bfloat162_rn)
+FLASH_MMA(__half, "f16", __half2, __floats2half2_rn)
 
 __device__ __forceinline__ unsigned smem_addr(const void* p) {
     return static_cast<unsigned>(__cvta_generic_to_shared(p));
