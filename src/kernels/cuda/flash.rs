@@ -32,51 +32,21 @@ fn supported(dev: &CudaDevice) -> bool {
 /// positions are filled) → `[b, t, heads·d]`. `None` where the kernel does not apply: a dtype other
 /// than bf16/f16, d other than 64 or 128, a GPU or build before sm_80, or sizes past its indices.
 pub(crate) fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f32) -> Result<Option<Tensor>> {
-    fn run<T: CudaDType + DeviceRepr>(
-        q: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        start: usize,
-        scale: f32,
-    ) -> Result<Option<Tensor>> {
-        let (b, heads, t, d) = q.dims4()?;
-        let (_, kv_heads, cap, _) = k.dims4()?;
-        let rows = heads / kv_heads * t;
-        let dev = cuda_device(q)?;
-        let stream = dev.cuda_stream();
-        let (qs, ql) = q.storage_and_layout();
-        let (ks, kl) = k.storage_and_layout();
-        let (vs, vl) = v.storage_and_layout();
-        let mut syncs = Vec::new();
-        let p_q = dptr::<T>(&qs, ql, &stream, &mut syncs)?;
-        let p_k = dptr::<T>(&ks, kl, &stream, &mut syncs)?;
-        let p_v = dptr::<T>(&vs, vl, &stream, &mut syncs)?;
-        // cp.async moves 16 bytes from 16-byte aligned addresses
-        if !aligned(&[p_q, p_k, p_v]) {
-            return Ok(None);
-        }
-        let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
-        let func = function(dev, &FLASH, &format!("flash_attention_{}_d{d}", suffix(q.dtype())?))?;
-        let cfg = LaunchConfig {
-            grid_dim: (rows.div_ceil(BLOCK_ROWS) as u32, (b * kv_heads) as u32, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        let (ri, ti, si) = (rows as i32, t as i32, start as i32);
-        let (stride, kvh) = ((cap * d) as i64, kv_heads as i32);
-        let scale_log2 = scale * std::f32::consts::LOG2_E;
-        let mut builder = stream.launch_builder(&func);
-        builder.arg(&p_q).arg(&p_k).arg(&p_v).arg(&p_out).arg(&ri).arg(&ti).arg(&si).arg(&stride).arg(&kvh);
-        builder.arg(&scale_log2);
-        // SAFETY: the arguments match flash_attention's; q holds b·kv_heads·rows·d elements, k and v
-        // b·kv_heads·cap·d of which the kernel reads the first start + t positions of each head, and
-        // out b·t·heads·d, each written once.
-        unsafe { builder.launch(cfg) }.w()?;
-        drop(syncs);
-        Ok(Some(out))
+    if !fits(q, k, v, start) || !q.device().is_cuda() || !supported(cuda_device(q)?) {
+        return Ok(None);
     }
-    let (Ok((b, heads, t, d)), Ok((kb, kv_heads, cap, kd))) = (q.dims4(), k.dims4()) else { return Ok(None) };
-    let fits = k.dims() == v.dims()
+    match q.dtype() {
+        DType::BF16 => launch::<bf16>(q, k, v, start, scale),
+        DType::F16 => launch::<f16>(q, k, v, start, scale),
+        _ => Ok(None),
+    }
+}
+
+/// Whether the shapes are flash.cu's and its 32-bit row and token indices hold them.
+fn fits(q: &Tensor, k: &Tensor, v: &Tensor, start: usize) -> bool {
+    let (Ok((b, heads, t, d)), Ok((kb, kv_heads, cap, kd))) = (q.dims4(), k.dims4()) else { return false };
+    let below_i32 = |n: Option<usize>| n.is_some_and(|n| n + BLOCK_ROWS <= i32::MAX as usize);
+    k.dims() == v.dims()
         && (kb, kd) == (b, d)
         && matches!(d, 64 | 128)
         && kv_heads > 0
@@ -84,16 +54,53 @@ pub(crate) fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize,
         && t > 0
         && start.checked_add(t).is_some_and(|total| total <= cap)
         && [q, k, v].iter().all(|x| x.is_contiguous() && x.dtype() == q.dtype())
-        && (heads / kv_heads).checked_mul(t).is_some_and(|rows| rows <= i32::MAX as usize)
+        && below_i32((heads / kv_heads).checked_mul(t))
+        && below_i32(b.checked_mul(t))
+        && below_i32(start.checked_add(t))
         && cap.checked_mul(d).is_some_and(|n| n <= i64::MAX as usize)
         && b.checked_mul(kv_heads).is_some_and(|blocks| blocks <= u16::MAX as usize)
-        && i32::try_from(start + t).is_ok();
-    if !fits || !q.device().is_cuda() || !supported(cuda_device(q)?) {
+}
+
+/// The launch, `None` where q, k or v do not start 16-byte aligned (cp.async's copies).
+fn launch<T: CudaDType + DeviceRepr>(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    start: usize,
+    scale: f32,
+) -> Result<Option<Tensor>> {
+    let (b, heads, t, d) = q.dims4()?;
+    let (_, kv_heads, cap, _) = k.dims4()?;
+    let rows = heads / kv_heads * t;
+    let dev = cuda_device(q)?;
+    let stream = dev.cuda_stream();
+    let (qs, ql) = q.storage_and_layout();
+    let (ks, kl) = k.storage_and_layout();
+    let (vs, vl) = v.storage_and_layout();
+    let mut syncs = Vec::new();
+    let p_q = dptr::<T>(&qs, ql, &stream, &mut syncs)?;
+    let p_k = dptr::<T>(&ks, kl, &stream, &mut syncs)?;
+    let p_v = dptr::<T>(&vs, vl, &stream, &mut syncs)?;
+    if !aligned(&[p_q, p_k, p_v]) {
         return Ok(None);
     }
-    match q.dtype() {
-        DType::BF16 => run::<bf16>(q, k, v, start, scale),
-        DType::F16 => run::<f16>(q, k, v, start, scale),
-        _ => Ok(None),
-    }
+    let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
+    let func = function(dev, &FLASH, &format!("flash_attention_{}_d{d}", suffix(q.dtype())?))?;
+    let cfg = LaunchConfig {
+        grid_dim: (rows.div_ceil(BLOCK_ROWS) as u32, (b * kv_heads) as u32, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    let (ri, ti, si) = (rows as i32, t as i32, start as i32);
+    let (stride, kvh) = ((cap * d) as i64, kv_heads as i32);
+    let scale_log2 = scale * std::f32::consts::LOG2_E;
+    let mut builder = stream.launch_builder(&func);
+    builder.arg(&p_q).arg(&p_k).arg(&p_v).arg(&p_out).arg(&ri).arg(&ti).arg(&si).arg(&stride).arg(&kvh);
+    builder.arg(&scale_log2);
+    // SAFETY: the arguments match flash_attention's; q holds b·kv_heads·rows·d elements, k and v
+    // b·kv_heads·cap·d of which the kernel reads the first start + t positions of each head, and
+    // out b·t·heads·d, each written once.
+    unsafe { builder.launch(cfg) }.w()?;
+    drop(syncs);
+    Ok(Some(out))
 }
