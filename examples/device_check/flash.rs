@@ -15,7 +15,7 @@ use minilab::kernels::{flash, softmax};
 
 use super::prefill::{prompt_ab, PromptAb};
 use super::wide::{random, time_both, Run};
-use super::{rel_err, timed_model, within};
+use super::{attention_reference, rel_err, timed_model, within};
 
 /// One attention problem: batch, query heads, kv heads, new tokens, cached positions before them,
 /// buffer capacity, head dim.
@@ -59,25 +59,13 @@ fn unfused(s: Shape, [q, k, v]: &[Tensor; 3]) -> candle_core::Result<Tensor> {
     att.matmul(&v)?.reshape((s.b, s.heads, s.t, s.d))?.transpose(1, 2)?.reshape((s.b, s.t, s.heads * s.d))
 }
 
-/// The same in f32 by candle's ops, the mask added as -inf → `[b, t, heads·d]`.
-fn reference(s: Shape, [q, k, v]: &[Tensor; 3]) -> candle_core::Result<Tensor> {
+/// The same in f32 by candle's ops (`attention_reference`) → `[b, t, heads·d]`.
+fn reference(s: Shape, [q, k, v]: &[Tensor; 3]) -> minilab::Result<Tensor> {
     let total = s.start + s.t;
-    let group = s.heads / s.kv_heads;
-    // (b, kv_heads, total, d) → (b, heads, total, d)
-    let rep = |x: &Tensor| -> candle_core::Result<Tensor> {
-        x.narrow(2, 0, total)?
-            .to_dtype(DType::F32)?
-            .unsqueeze(2)?
-            .expand((s.b, s.kv_heads, group, total, s.d))?
-            .reshape((s.b, s.heads, total, s.d))
-    };
-    let (k, v) = (rep(k)?, rep(v)?);
-    let scores = (q.to_dtype(DType::F32)?.matmul(&k.t()?.contiguous()?)? / (s.d as f64).sqrt())?;
-    let mask: Vec<f32> =
-        (0..s.t).flat_map(|i| (0..total).map(move |j| if j > s.start + i { f32::NEG_INFINITY } else { 0.0 })).collect();
-    let mask = Tensor::from_vec(mask, (s.t, total), q.device())?;
-    let p = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&mask)?)?;
-    p.matmul(&v)?.transpose(1, 2)?.reshape((s.b, s.t, s.heads * s.d))
+    let scale = 1.0 / (s.d as f64).sqrt();
+    let ys = attention_reference(q, &k.narrow(2, 0, total)?, &v.narrow(2, 0, total)?, scale, s.start)?;
+    // (b, heads, t, d) → (b, t, heads·d)
+    Ok(ys.transpose(1, 2)?.reshape((s.b, s.t, s.heads * s.d))?)
 }
 
 /// The fused way, its output buffer's memory first filled with NaN (the allocator hands the freed
@@ -124,12 +112,9 @@ fn time_shapes(dev: &Device) -> minilab::Result<()> {
     for (heads, t) in [(24, 512), (32, 512), (24, 2048), (32, 2048)] {
         let s = Shape { b: 1, heads, kv_heads: 8, t, start: 0, cap: t, d: 128 };
         let x = inputs(dev, DType::BF16, s)?;
+        // switched off, causal_attention declines and the unfused way runs
         let run: Run = Box::new(|| {
-            let out = match flash::enabled() {
-                true => flash::causal_attention(&x[0], &x[1], &x[2], 0, 1.0 / (s.d as f64).sqrt())?,
-                false => None,
-            };
-            Ok(vec![match out {
+            Ok(vec![match flash::causal_attention(&x[0], &x[1], &x[2], 0, 1.0 / (s.d as f64).sqrt())? {
                 Some(ys) => ys,
                 None => unfused(s, &x)?,
             }])

@@ -210,9 +210,10 @@ fn check_graph(dev: &Device) -> minilab::Result<()> {
     Ok(())
 }
 
-/// Decode attention by candle's ops in f32: q `[b, heads, 1, d]`, k, v `[b, kv_heads, total, d]`.
-fn attention_reference(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> minilab::Result<Tensor> {
-    let (b, heads, _, d) = q.dims4()?;
+/// Causal attention by candle's ops in f32: q `[b, heads, t, d]` at positions `start..start + t`, k,
+/// v `[b, kv_heads, total, d]` → `[b, heads, t, d]` (a decode step's one query sees every position).
+fn attention_reference(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, start: usize) -> minilab::Result<Tensor> {
+    let (b, heads, t, d) = q.dims4()?;
     let (_, kv_heads, total, _) = k.dims4()?;
     // (b, kv_heads, total, d) → (b, heads, total, d)
     let rep = |x: &Tensor| -> candle_core::Result<Tensor> {
@@ -222,8 +223,8 @@ fn attention_reference(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> minila
             .reshape((b, heads, total, d))
     };
     let (k, v) = (rep(k)?, rep(v)?);
-    let scores = (q.to_dtype(DType::F32)?.matmul(&k.t()?.contiguous()?)? * scale)?;
-    Ok(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&v)?)
+    let scores = q.to_dtype(DType::F32)?.matmul(&k.t()?.contiguous()?)?;
+    Ok(minilab::kernels::softmax::causal_softmax_reference(&scores, scale, t, start)?.matmul(&v)?)
 }
 
 fn check_attention(dev: &Device) -> minilab::Result<()> {
@@ -255,7 +256,8 @@ fn check_attention(dev: &Device) -> minilab::Result<()> {
                     else {
                         return Err(minilab::Error::input(format!("no fused attention for {heads}/{kv_heads}×{d}")));
                     };
-                    let plain = attention_reference(&q, &k.narrow(2, 0, total)?, &v.narrow(2, 0, total)?, scale)?;
+                    let plain =
+                        attention_reference(&q, &k.narrow(2, 0, total)?, &v.narrow(2, 0, total)?, scale, total - 1)?;
                     let finite =
                         fused.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?.iter().all(|x| x.is_finite());
                     let e = if finite { rel_err(&fused, &plain)? } else { f32::INFINITY };

@@ -19,12 +19,16 @@ static FLASH: Module = Module {
 const BLOCK_ROWS: usize = 64;
 const THREADS: u32 = 128;
 
-/// Whether flash.cu runs here: built for sm_80 or later (its mma.sync on 16-bit inputs), on such a GPU.
+/// Whether flash.cu runs here: built for sm_80 or later (its mma.sync on 16-bit inputs), on such a
+/// GPU. Asked of the driver once: minilab drives one GPU a process, and this is asked every layer.
 fn supported(dev: &CudaDevice) -> bool {
     use sys::CUdevice_attribute_enum as Attr;
-    let built = env!("MINILAB_CUDA_ARCH").parse::<u32>().is_ok_and(|a| a >= 80);
-    let major = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
-    built && major.is_ok_and(|m| m >= 8)
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let built = env!("MINILAB_CUDA_ARCH").parse::<u32>().is_ok_and(|a| a >= 80);
+        let major = dev.cuda_stream().context().attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+        built && major.is_ok_and(|m| m >= 8)
+    })
 }
 
 /// `softmax(scale·q·kᵀ + causal mask)·v` by flash.cu: q `[b, heads, t, d]` (contiguous) at positions
