@@ -60,8 +60,10 @@
 #            2-byte kernels (device_check cuda wide and cuda, then pp128/512/2048 with MINILAB_WIDE_OPS=0
 #            and 1); with `softmax`, the softmax with its rows in registers (MINILAB_SOFTMAX_REGS) instead.
 #   flash: device_check cuda flash, then `alternate MINILAB_FLASH` if it passed.
-#   alternate VAR: VAR=0 and VAR=1 alternating ROUNDS (3) times on MODELS × PRECISIONS, pp128/512;
-#            the median over rounds of each round's ratio (.gpu/minilab.xz).
+#   alternate VAR: VAR=0 and VAR=1 alternating ROUNDS (3) times on MODELS × PRECISIONS, pp128/512
+#            (LENGTHS=512,2048 for others); the median over rounds of each round's ratio
+#            (.gpu/minilab.xz). E.g. LENGTHS=512,2048 ... alternate MINILAB_FLASH_B3: flash attention's
+#            three-blocks-an-SM build against the default (`device_check cuda flash` checks and times it).
 #   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
 #            replay, every format: how much of a prompt is candle's host cost), .gpu/device_check.xz.
 #   coldstart: a fresh machine's first run (JIT cache off), the SASS-loading build against the PTX one
@@ -336,7 +338,7 @@ flash)
   ;;
 alternate)
   # `alternate VAR`: VAR=0 and VAR=1 alternating ROUNDS times (default 3) on MODELS × PRECISIONS
-  # (default the 3B, every format), pp128/512 -r 5 each; the median over rounds of each round's
+  # (default the 3B, every format), pp128/512 (LENGTHS) -r 5 each; the median over rounds of each round's
   # VAR=1 / VAR=0 ratio, so a drift in clock or a neighbour's load does not fall on one side.
   unpack minilab
   var=${2:?alternate needs a variable}
@@ -346,7 +348,7 @@ alternate)
         for v in 0 1; do
           [ $SECONDS -lt ${BUDGET:-400} ] || continue
           env $var=$v timeout 100 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
-            -p 128,512 -n 0 -r 5 --no-log --output json > "$OUT/alt-${model#llama-}-$p-$v-$r.json" 2> /dev/null
+            -p ${LENGTHS:-128,512} -n 0 -r 5 --no-log --output json > "$OUT/alt-${model#llama-}-$p-$v-$r.json" 2> /dev/null
           echo "round $r $model $p $var=$v: exit $? (${SECONDS} s)"
         done
       done

@@ -7,7 +7,9 @@
 //!    two heads, one query), bf16 and f16: both ways against an f32 reference by candle's ops, the
 //!    fused output first poisoned with NaN. The fused way must be within 1.5× the unfused way's
 //!    error (both round to 16 bits; the fused one keeps the scores in f32).
-//! 2. The 3B's and 8B's attention at 512 and 2048 tokens timed both ways, µs.
+//!    The kernel's three-blocks-an-SM build (`flash::three_blocks`) must equal it bit for bit.
+//! 2. The 3B's and 8B's attention at 512 and 2048 tokens timed both ways, µs, and the fused way
+//!    timed in both builds.
 //! 3. MODEL (default the 3B) in bf16: pp512's logits both ways, then its ms both ways.
 
 use candle_core::{DType, Device, Tensor};
@@ -90,25 +92,36 @@ fn check_shapes(dev: &Device) -> minilab::Result<()> {
         at(1, 4, 2, 7, 0, 7, 64),
         at(1, 8, 8, 1, 10, 16, 64),
     ];
-    println!("| attention | dtype | unfused max |Δ| / max |ref| | fused |");
-    println!("| --- | --- | ---: | ---: |");
+    println!("| attention | dtype | unfused max |Δ| / max |ref| | fused | fused, three blocks an SM − fused |");
+    println!("| --- | --- | ---: | ---: | ---: |");
     flash::set_enabled(true);
     for dtype in [DType::BF16, DType::F16] {
         for s in shapes {
             let x = inputs(dev, dtype, s)?;
             let want = reference(s, &x)?;
             let (e_unfused, e_fused) = (rel_err(&unfused(s, &x)?, &want)?, rel_err(&fused(s, &x)?, &want)?);
-            println!("| {s} | {dtype:?} | {e_unfused:.2e} | {e_fused:.2e} |");
+            let b3 = three_blocks_diff(s, &x)?;
+            println!("| {s} | {dtype:?} | {e_unfused:.2e} | {e_fused:.2e} | {b3:.2e} |");
             within(e_fused, 1.5 * e_unfused.max(1e-3), &format!("flash attention {s} {dtype:?}"))?;
+            // the same arithmetic under another register budget: equal bit for bit
+            within(b3, 0.0, &format!("flash attention, three blocks an SM, {s} {dtype:?}"))?;
         }
     }
     println!();
     Ok(())
 }
 
+/// Max |Δ| / max |default| between the two builds of the kernel (`flash::three_blocks`) on `x`.
+fn three_blocks_diff(s: Shape, x: &[Tensor; 3]) -> minilab::Result<f32> {
+    flash::set_three_blocks(true);
+    let b3 = fused(s, x);
+    flash::set_three_blocks(false);
+    rel_err(&b3?, &fused(s, x)?)
+}
+
 fn time_shapes(dev: &Device) -> minilab::Result<()> {
-    println!("| attention (bf16) | unfused µs | fused µs | unfused/fused |");
-    println!("| --- | ---: | ---: | ---: |");
+    println!("| attention (bf16) | unfused µs | fused µs | unfused/fused | fused, three blocks an SM µs | fused/three blocks |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for (heads, t) in [(24, 512), (32, 512), (24, 2048), (32, 2048)] {
         let s = Shape { b: 1, heads, kv_heads: 8, t, start: 0, cap: t, d: 128 };
         let x = inputs(dev, DType::BF16, s)?;
@@ -120,7 +133,9 @@ fn time_shapes(dev: &Device) -> minilab::Result<()> {
             }])
         });
         let [a, b] = time_both(dev, &run, flash::set_enabled)?;
-        println!("| {s} | {a:.2} | {b:.2} | {:.2} |", a / b);
+        let [b2, b3] = time_both(dev, &run, flash::set_three_blocks)?;
+        flash::set_three_blocks(false);
+        println!("| {s} | {a:.2} | {b:.2} | {:.2} | {b3:.2} | {:.2} |", a / b, b2 / b3);
     }
     println!();
     Ok(())

@@ -7,6 +7,7 @@ use crate::switch::Switch;
 use candle_core::{Result, Tensor};
 
 static FLASH: Switch = Switch::new("MINILAB_FLASH", &["0"]);
+static THREE_BLOCKS: Switch = Switch::opt_in("MINILAB_FLASH_B3", &["1"]);
 
 /// Whether a prompt's attention takes the fused kernel where it applies (unless `MINILAB_FLASH=0`;
 /// on by default since it was checked and timed on an H100, BENCHMARKS.md issue 11 session 23).
@@ -19,6 +20,18 @@ pub fn set_enabled(on: bool) {
     FLASH.set(on);
 }
 
+/// Whether the fused kernel runs as its three-blocks-an-SM build (`MINILAB_FLASH_B3=1`; at most
+/// 168 registers, against 171 and two blocks an SM at d = 128 on sm_90): more warps resident for a
+/// long prompt's key tiles. Opt-in until timed on a GPU; its arithmetic is the same kernel's.
+pub fn three_blocks() -> bool {
+    THREE_BLOCKS.get()
+}
+
+/// Picks the three-blocks-an-SM build (or not) for the rest of the process.
+pub fn set_three_blocks(on: bool) {
+    THREE_BLOCKS.set(on);
+}
+
 /// `softmax(scale·q·kᵀ + causal mask)·v`: q `[b, heads, t, d]` at positions `start..start + t`, k
 /// and v `[b, kv_heads, cap, d]` buffers whose first `start + t` positions are filled → `[b, t,
 /// heads·d]`. `None` where the fused kernel does not run (off, not on a GPU, or shapes and dtypes it
@@ -26,7 +39,7 @@ pub fn set_enabled(on: bool) {
 pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f64) -> Result<Option<Tensor>> {
     #[cfg(feature = "cuda")]
     if enabled() && q.device().is_cuda() && super::op::enabled() {
-        return super::cuda::flash::causal_attention(q, k, v, start, scale as f32);
+        return super::cuda::flash::causal_attention(q, k, v, start, scale as f32, three_blocks());
     }
     let _ = (q, k, v, start, scale);
     Ok(None)

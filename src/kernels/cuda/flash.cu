@@ -250,13 +250,18 @@ __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, cons
 
 }  // namespace flash
 
-#define FLASH(T, NAME, D)                                                                                          \
-    extern "C" __global__ void __launch_bounds__(32 * flash::WARPS)                                                \
-        flash_attention_##NAME##_d##D(const T* q, const T* k, const T* v, T* out, int rows, int t, int start,     \
-                                      long long kv_stride, int kv_heads, float scale_log2) {                      \
+// Each kernel twice: as the compiler lays it out (171 registers at d = 128 on sm_90: two blocks an
+// SM), and with three blocks an SM asked of it (`_b3`, at most 168 registers, no spills on sm_90):
+// more resident warps to hide the latency of a long prompt's many key tiles, at the price of the
+// registers ptxas would rather keep (MINILAB_FLASH_B3, opt-in until timed).
+#define FLASH(T, NAME, D, SUFFIX, BOUNDS)                                                                          \
+    extern "C" __global__ void __launch_bounds__ BOUNDS                                                            \
+        flash_attention_##NAME##_d##D##SUFFIX(const T* q, const T* k, const T* v, T* out, int rows, int t,       \
+                                              int start, long long kv_stride, int kv_heads, float scale_log2) {  \
         flash::attention<T, D>(q, k, v, out, rows, t, start, kv_stride, kv_heads, scale_log2);                    \
     }
-FLASH(__nv_bfloat16, bf16, 64)
-FLASH(__nv_bfloat16, bf16, 128)
-FLASH(__half, f16, 64)
-FLASH(__half, f16, 128)
+#define FLASH_BOTH(T, NAME, D) FLASH(T, NAME, D, , (32 * flash::WARPS)) FLASH(T, NAME, D, _b3, (32 * flash::WARPS, 3))
+FLASH_BOTH(__nv_bfloat16, bf16, 64)
+FLASH_BOTH(__nv_bfloat16, bf16, 128)
+FLASH_BOTH(__half, f16, 64)
+FLASH_BOTH(__half, f16, 128)

@@ -33,15 +33,24 @@ fn supported(dev: &CudaDevice) -> bool {
 
 /// `softmax(scale·q·kᵀ + causal mask)·v` by flash.cu: q `[b, heads, t, d]` (contiguous) at positions
 /// `start..start + t`, k and v `[b, kv_heads, cap, d]` (contiguous buffers whose first `start + t`
-/// positions are filled) → `[b, t, heads·d]`. `None` where the kernel does not apply: a dtype other
-/// than bf16/f16, d other than 64 or 128, a GPU or build before sm_80, or sizes past its indices.
-pub(crate) fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f32) -> Result<Option<Tensor>> {
+/// positions are filled) → `[b, t, heads·d]`, by the build that asks for three blocks an SM where
+/// `three_blocks`. `None` where the kernel does not apply: a dtype other than bf16/f16, d other
+/// than 64 or 128, a GPU or build before sm_80, or sizes past its indices.
+pub(crate) fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    start: usize,
+    scale: f32,
+    three_blocks: bool,
+) -> Result<Option<Tensor>> {
     if !fits(q, k, v, start) || !q.device().is_cuda() || !supported(cuda_device(q)?) {
         return Ok(None);
     }
+    let at = At { start, scale, three_blocks };
     match q.dtype() {
-        DType::BF16 => launch::<bf16>(q, k, v, start, scale),
-        DType::F16 => launch::<f16>(q, k, v, start, scale),
+        DType::BF16 => launch::<bf16>(q, k, v, at),
+        DType::F16 => launch::<f16>(q, k, v, at),
         _ => Ok(None),
     }
 }
@@ -65,14 +74,16 @@ fn fits(q: &Tensor, k: &Tensor, v: &Tensor, start: usize) -> bool {
         && b.checked_mul(kv_heads).is_some_and(|blocks| blocks <= u16::MAX as usize)
 }
 
-/// The launch, `None` where q, k or v do not start 16-byte aligned (cp.async's copies).
-fn launch<T: CudaDType + DeviceRepr>(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
+/// Where the prompt starts, its softmax scale and which build runs it.
+struct At {
     start: usize,
     scale: f32,
-) -> Result<Option<Tensor>> {
+    three_blocks: bool,
+}
+
+/// The launch, `None` where q, k or v do not start 16-byte aligned (cp.async's copies).
+fn launch<T: CudaDType + DeviceRepr>(q: &Tensor, k: &Tensor, v: &Tensor, at: At) -> Result<Option<Tensor>> {
+    let At { start, scale, three_blocks } = at;
     let (b, heads, t, d) = q.dims4()?;
     let (_, kv_heads, cap, _) = k.dims4()?;
     let rows = heads / kv_heads * t;
@@ -89,7 +100,8 @@ fn launch<T: CudaDType + DeviceRepr>(
         return Ok(None);
     }
     let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
-    let func = function(dev, &FLASH, &format!("flash_attention_{}_d{d}", suffix(q.dtype())?))?;
+    let build = if three_blocks { "_b3" } else { "" };
+    let func = function(dev, &FLASH, &format!("flash_attention_{}_d{d}{build}", suffix(q.dtype())?))?;
     let cfg = LaunchConfig {
         grid_dim: (rows.div_ceil(BLOCK_ROWS) as u32, (b * kv_heads) as u32, 1),
         block_dim: (THREADS, 1, 1),
