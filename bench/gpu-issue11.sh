@@ -33,6 +33,8 @@
 #            (the shipped way), in chunks that fit L2, on two streams, and by the qgemm GEMM; the
 #            dequantize pass alone.
 #   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
+#   flash-profile: Nsight Compute on flash attention's first nine launches in `device_check cuda flash`
+#            (both builds at the 3B's pp512 shape, the 8B's, the 3B's at 2048): what bounds it.
 #   qgemm-profile: Nsight Compute on the qgemm prefill kernels and cuBLAS bf16 at the 3B's gate and
 #            down shapes (`prefill_bench --profile`).
 #   minilab: .gpu/{minilab,minilab-base,device_check}.xz: device_check (every kernel and the fused
@@ -714,6 +716,21 @@ qgemm-profile)
     ./.gpu/prefill_bench --profile > "$OUT/ncu-qgemm.txt" 2> "$OUT/ncu-qgemm.err"; echo "ncu: exit $?"
   tail -3 "$OUT/ncu-qgemm.err"
   grep -E "^  [A-Za-z_].*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Shared Memory|Bank|Registers Per|Theoretical Occ|Block Limit|Stall|Tensor|pipe" "$OUT/ncu-qgemm.txt" | head -200
+  ;;
+flash-profile)
+  # Nsight Compute on flash attention: the first nine launches of `device_check cuda flash` (the 3B's
+  # 512-token shape in the default build, the three-blocks build and the default again; the 8B's at
+  # 512; the 3B's at 2048), with the sections that say what bounds it (tensor pipe, stalls,
+  # occupancy, memory); the check then runs on unprofiled.
+  unpack device_check
+  NCU=$(ncu_bin)
+  timeout ${NCU_LIMIT:-300} $NCU --kernel-name regex:flash_attention --launch-count 9 \
+    --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
+    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats \
+    /tmp/bin/device_check cuda flash > "$OUT/ncu-flash.txt" 2> "$OUT/ncu-flash.err"; echo "ncu: exit $?"
+  tail -3 "$OUT/ncu-flash.err"
+  grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Registers Per|Theoretical Occ|Block Limit|Stall|Tensor|pipe|Shared Memory|Bank" "$OUT/ncu-flash.txt" | head -200
+  pack flash-profile ncu-flash.txt
   ;;
 profile)
   NCU=$(ncu_bin)
