@@ -2,7 +2,7 @@
 //! (`kernels::prefill_ops::wide`, the default) against the kernels of 2-byte accesses
 //! (`MINILAB_WIDE_OPS=0`); it leaves the process wide. Flash attention (`kernels::flash`, on by
 //! default) replaces a bf16 prompt's softmax, so it is off while this check runs (the softmax is one
-//! of the ops compared) and back on at the end.
+//! of the ops compared) and as it was at the end.
 //!
 //! 1. Each op alone on random inputs of real shapes (the 3B's and 8B's at 512 tokens, odd ones that
 //!    fall back to the narrow kernels, a decode step's one row), f32, bf16 and f16: silu·up, the
@@ -189,9 +189,10 @@ fn check_ops(dev: &Device) -> minilab::Result<()> {
 }
 
 pub(super) fn check_wide(dev: &Device, name: &str) -> minilab::Result<()> {
+    let was = flash::enabled();
     flash::set_enabled(false);
     let checked = check_all(dev, name);
-    flash::set_enabled(true);
+    flash::set_enabled(was);
     checked
 }
 

@@ -56,11 +56,12 @@ mod tests {
     fn off_the_gpu_attention_takes_the_unfused_way() -> Result<()> {
         let q = Tensor::zeros((1, 4, 3, 64), DType::BF16, &Device::Cpu)?;
         let kv = Tensor::zeros((1, 2, 8, 64), DType::BF16, &Device::Cpu)?;
+        let was = enabled();
         for on in [false, true] {
             set_enabled(on);
             assert!(causal_attention(&q, &kv, &kv, 0, 0.125)?.is_none());
         }
-        set_enabled(true); // the default
+        set_enabled(was);
         Ok(())
     }
 }

@@ -47,10 +47,9 @@ pub(crate) fn causal_attention(
     if !fits(q, k, v, start) || !q.device().is_cuda() || !supported(cuda_device(q)?) {
         return Ok(None);
     }
-    let at = At { start, scale, three_blocks };
     match q.dtype() {
-        DType::BF16 => launch::<bf16>(q, k, v, at),
-        DType::F16 => launch::<f16>(q, k, v, at),
+        DType::BF16 => launch::<bf16>(q, k, v, start, scale, three_blocks),
+        DType::F16 => launch::<f16>(q, k, v, start, scale, three_blocks),
         _ => Ok(None),
     }
 }
@@ -74,16 +73,15 @@ fn fits(q: &Tensor, k: &Tensor, v: &Tensor, start: usize) -> bool {
         && b.checked_mul(kv_heads).is_some_and(|blocks| blocks <= u16::MAX as usize)
 }
 
-/// Where the prompt starts, its softmax scale and which build runs it.
-struct At {
+/// The launch, `None` where q, k or v do not start 16-byte aligned (cp.async's copies).
+fn launch<T: CudaDType + DeviceRepr>(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
     start: usize,
     scale: f32,
     three_blocks: bool,
-}
-
-/// The launch, `None` where q, k or v do not start 16-byte aligned (cp.async's copies).
-fn launch<T: CudaDType + DeviceRepr>(q: &Tensor, k: &Tensor, v: &Tensor, at: At) -> Result<Option<Tensor>> {
-    let At { start, scale, three_blocks } = at;
+) -> Result<Option<Tensor>> {
     let (b, heads, t, d) = q.dims4()?;
     let (_, kv_heads, cap, _) = k.dims4()?;
     let rows = heads / kv_heads * t;
