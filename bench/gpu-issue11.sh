@@ -66,6 +66,7 @@
 #            (LENGTHS=512,2048 for others); the median over rounds of each round's ratio
 #            (.gpu/minilab.xz). E.g. LENGTHS=512,2048 ... alternate MINILAB_FLASH_B3: flash attention's
 #            three-blocks-an-SM build against the default (`device_check cuda flash` checks and times it).
+#            LENGTHS=128,512 ... alternate MINILAB_FLASH_SPLIT: the split-KV build for short prompts.
 #   prefill-graph [MODELS]: `device_check cuda prefill-graph` (pp512 eager against one CUDA graph's
 #            replay, every format: how much of a prompt is candle's host cost), .gpu/device_check.xz.
 #   coldstart: a fresh machine's first run (JIT cache off), the SASS-loading build against the PTX one

@@ -85,7 +85,7 @@ fn side_by_side_takes_llama_benchs_median_and_says_what_is_missing() {
 }
 
 /// flash.cu's fragments, masks, online softmax and layouts, emulated line for line, match causal
-/// attention on every shape the script holds (it exits 1 past 1e-9, and on NaN: a read past the
+/// attention on every shape the script holds, in the default and the split-KV entries (it exits 1 past 1e-9, and on NaN: a read past the
 /// filled positions).
 #[test]
 fn flash_attention_index_arithmetic_matches_attention() {
@@ -96,6 +96,8 @@ fn flash_attention_index_arithmetic_matches_attention() {
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.contains("max |Δ|")).count(), 5, "{stdout}");
+    // five shapes, each by the default entry and by the split-KV one
+    assert_eq!(stdout.lines().filter(|l| l.contains("max |Δ|")).count(), 10, "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.contains("split-KV: max |Δ|")).count(), 5, "{stdout}");
     assert_eq!(stdout.lines().last(), Some("ok"), "{stdout}");
 }

@@ -5,7 +5,9 @@ Python, no numpy: it runs in the README's tests), against causal attention compu
 address, every fragment and accumulator index, the P-from-accumulator repacking, the masks, the
 online softmax, the rows-to-heads folding and the output layout are what the kernel means, on
 shapes with blocks that straddle heads, a partial last block, cached positions before the prompt, a
-buffer longer than the positions filled, a batch of two, and head dims 64 and 128. It does not check
+buffer longer than the positions filled, a batch of two, and head dims 64 and 128; and the same for
+the split-KV entry (a row block's key tiles in two halves, rows that meet no key in the second half,
+the halves merged in either order). It does not check
 timing (cp.async, barriers) or 16-bit rounding: `device_check cuda flash` does, on the GPU.
 
 It found the missing sum over a quad's four lanes before the kernel first ran.
@@ -64,14 +66,15 @@ def load_tile(src, row0, n, D):
     return [(src[row0 + r] if row0 + r < n else [0.0] * D) + [math.nan] * 8 for r in range(BN)]
 
 
-def warp_tiles(s_q, kh, vh, warp, row0, rows, t, start, last_pos, scale_log2, D):
-    """One warp's rows of flash::attention over its block's key tiles: (o, l) of its lanes, l summed
-    over each quad as the kernel's shuffles do."""
+def warp_tiles(s_q, kh, vh, warp, row0, rows, t, start, last_pos, scale_log2, D, j0, j1, split):
+    """One warp's rows of flash::attention over key tiles [j0, j1): (o, l, m) of its lanes, l each
+    lane's own share (the kernel sums a quad's four when it stores); with split, the guard for rows
+    that have met no key yet."""
     qa = [ldmatrix_x4(s_q, lambda i, kk=kk: (warp * 16 + i % 16, kk * 16 + (i // 16) * 8)) for kk in range(D // 16)]
     pos = [[start + min(row0 + warp * 16 + ln // 4 + h * 8, rows - 1) % t for ln in LANES] for h in range(2)]
     o = [[[0.0] * 4 for _ in LANES] for _ in range(D // 8)]
     m, l = [[-INF] * 32, [-INF] * 32], [[0.0] * 32, [0.0] * 32]
-    for j in range(last_pos // BN + 1):
+    for j in range(j0, j1):
         key0 = j * BN
         s_k, s_v = load_tile(kh, key0, last_pos + 1, D), load_tile(vh, key0, last_pos + 1, D)
         s = [[[0.0] * 4 for _ in LANES] for _ in range(BN // 8)]
@@ -93,12 +96,13 @@ def warp_tiles(s_q, kh, vh, warp, row0, rows, t, start, last_pos, scale_log2, D)
             mx = [max(mx[ln], mx[ln ^ 1]) for ln in LANES]
             mx = [max(mx[ln], mx[ln ^ 2]) for ln in LANES]
             for ln in LANES:
-                p_scale[h][ln] = 2.0 ** (m[h][ln] - mx[ln])
+                ref = 0.0 if split and mx[ln] == -INF else mx[ln]
+                p_scale[h][ln] = 2.0 ** (m[h][ln] - ref)
                 m[h][ln] = mx[ln]
                 total = 0.0
                 for nt in range(BN // 8):
                     for e in range(2):
-                        s[nt][ln][h * 2 + e] = 2.0 ** (s[nt][ln][h * 2 + e] - mx[ln])
+                        s[nt][ln][h * 2 + e] = 2.0 ** (s[nt][ln][h * 2 + e] - ref)
                         total += s[nt][ln][h * 2 + e]
                 l[h][ln] = l[h][ln] * p_scale[h][ln] + total
         for dt in range(D // 8):
@@ -113,22 +117,53 @@ def warp_tiles(s_q, kh, vh, warp, row0, rows, t, start, last_pos, scale_log2, D)
                 b = ldmatrix_x4(s_v, lambda i: (kk * 16 + i % 8 + ((i // 8) % 2) * 8, dt * 8 + (i // 16) * 8), trans=True)
                 mma(o[dt], pa, [x[0] for x in b], [x[1] for x in b])
                 mma(o[dt + 1], pa, [x[2] for x in b], [x[3] for x in b])
+    return o, l, m
+
+
+def quad_sum(x):
+    """A value summed over each quad's four lanes (two shuffles)."""
+    x = [x[ln] + x[ln ^ 1] for ln in LANES]
+    return [x[ln] + x[ln ^ 2] for ln in LANES]
+
+
+def merge(mine, other):
+    """merge_halves: the second half to arrive folds the first's slot (o, m and its quad's whole sum
+    a row) into its own o and per-lane l."""
+    o, l, m = mine
+    o_b, l_b, m_b = other
     for h in range(2):
-        l[h] = [l[h][ln] + l[h][ln ^ 1] for ln in LANES]
-        l[h] = [l[h][ln] + l[h][ln ^ 2] for ln in LANES]
+        l_b[h] = quad_sum(l_b[h])
+        for ln in LANES:
+            mx = max(m[h][ln], m_b[h][ln])
+            fa = 0.0 if m[h][ln] == -INF else 2.0 ** (m[h][ln] - mx)
+            fb = 0.0 if m_b[h][ln] == -INF else 2.0 ** (m_b[h][ln] - mx)
+            for dt in range(len(o)):
+                for e in range(2):
+                    o[dt][ln][h * 2 + e] = o[dt][ln][h * 2 + e] * fa + o_b[dt][ln][h * 2 + e] * fb
+            l[h][ln] = l[h][ln] * fa + (l_b[h][ln] * fb if ln % 4 == 0 else 0.0)
     return o, l
 
 
-def block(q, k, v, out, bx, by, grid_x, rows, t, start, kv_heads, scale_log2, D):
-    """One block of flash::attention, its four warps one after another (they share only the tiles,
-    which the kernel fills between barriers)."""
+def block(q, k, v, out, bx, by, grid_x, rows, t, start, kv_heads, scale_log2, D, split_min):
+    """One row block of flash::attention, its four warps one after another (they share only the
+    tiles, which the kernel fills between barriers). With split_min, the _split entry: a row block of
+    at least split_min tiles walks its tiles in two halves, which merge_halves joins (the half that
+    arrives second, alternating by block)."""
     row0 = (grid_x - 1 - bx) * BM
     last = min(row0 + BM, rows) - 1
     last_pos = start + (last % t if row0 // t == last // t else t - 1)
+    tiles = last_pos // BN + 1
     s_q = load_tile(q[by], row0, rows, D)
     bb, hk, group = by // kv_heads, by % kv_heads, rows // t
     for warp in range(WARPS):
-        o, l = warp_tiles(s_q, k[by], v[by], warp, row0, rows, t, start, last_pos, scale_log2, D)
+        args = (s_q, k[by], v[by], warp, row0, rows, t, start, last_pos, scale_log2, D)
+        if split_min and tiles >= split_min:
+            half = (tiles + 1) // 2
+            first, second = warp_tiles(*args, 0, half, True), warp_tiles(*args, half, tiles, True)
+            o, l = merge(first, second) if bx % 2 else merge(second, first)
+        else:
+            o, l, _ = warp_tiles(*args, 0, tiles, bool(split_min))
+        l = [quad_sum(l[0]), quad_sum(l[1])]
         for hh in range(2):
             for ln in LANES:
                 r = row0 + warp * 16 + ln // 4 + hh * 8
@@ -140,17 +175,18 @@ def block(q, k, v, out, bx, by, grid_x, rows, t, start, kv_heads, scale_log2, D)
                         out[bb][r % t][head * D + dt * 8 + (ln % 4) * 2 + e] = o[dt][ln][hh * 2 + e] / l[hh][ln]
 
 
-def flash(q, k, v, start, shape):
+def flash(q, k, v, start, shape, split=False):
     """The launch of src/kernels/cuda/flash.rs: q[b·kv_heads][rows][D] (a group's heads folded into rows),
-    k, v[b·kv_heads][cap][D] → out[b][t][heads·D]."""
+    k, v[b·kv_heads][cap][D] → out[b][t][heads·D]; split: the _split entry with the launch's split_min."""
     b, heads, kv_heads, t, D = shape
     rows = heads // kv_heads * t
     grid_x = -(-rows // BM)
     out = [[[math.nan] * (heads * D) for _ in range(t)] for _ in range(b)]
     scale_log2 = 1.0 / math.sqrt(D) * math.log2(math.e)
+    split_min = max(2, -(-(start + t) // BN) // 2 + 1) if split else 0
     for by in range(b * kv_heads):
         for bx in range(grid_x):
-            block(q, k, v, out, bx, by, grid_x, rows, t, start, kv_heads, scale_log2, D)
+            block(q, k, v, out, bx, by, grid_x, rows, t, start, kv_heads, scale_log2, D, split_min)
     return out
 
 
@@ -187,10 +223,12 @@ def main():
              for _ in range(b * kv_heads)]
         v = [[[rng.gauss(0, 1) if p < start + t else math.nan for _ in range(D)] for p in range(cap)]
              for _ in range(b * kv_heads)]
-        got, want = flash(q, k, v, start, shape), reference(q, k, v, start, shape)
-        err = max(abs(x - y) for gb, wb in zip(got, want) for gr, wr in zip(gb, wb) for x, y in zip(gr, wr))
-        print(f"b{b} {heads}/{kv_heads}×{D} t{t} start{start} cap{cap}: max |Δ| {err:.2e}")
-        worst = err if math.isnan(err) else max(worst, err)
+        want = reference(q, k, v, start, shape)
+        for split in (False, True):
+            got = flash(q, k, v, start, shape, split)
+            err = max(abs(x - y) for gb, wb in zip(got, want) for gr, wr in zip(gb, wb) for x, y in zip(gr, wr))
+            print(f"b{b} {heads}/{kv_heads}×{D} t{t} start{start} cap{cap}{' split-KV' if split else ''}: max |Δ| {err:.2e}")
+            worst = err if math.isnan(err) else max(worst, err)
     ok = not math.isnan(worst) and worst < 1e-9
     print("ok" if ok else "FAIL")
     return 0 if ok else 1

@@ -7,10 +7,13 @@
 //!    two heads, one query), bf16 and f16: both ways against an f32 reference by candle's ops, the
 //!    fused output first poisoned with NaN. The fused way must be within 1.5× the unfused way's
 //!    error (both round to 16 bits; the fused one keeps the scores in f32).
-//!    The kernel's three-blocks-an-SM build (`flash::three_blocks`) must equal it bit for bit.
+//!    The kernel's three-blocks-an-SM build (`flash::three_blocks`) must equal it bit for bit; its
+//!    split-KV build (`flash::split`, which merges two halves of a row block's keys in another
+//!    order) must keep within the same bound as the default.
 //! 2. The 3B's and 8B's attention at 512 and 2048 tokens timed both ways, µs, and the fused way
-//!    timed in both builds.
-//! 3. MODEL (default the 3B) in bf16: pp512's logits both ways, then its ms both ways.
+//!    timed in each build.
+//! 3. MODEL (default the 3B) in bf16: pp512's logits both ways, then its ms both ways; the same for
+//!    the split-KV build against the default.
 
 use candle_core::{DType, Device, Tensor};
 use minilab::kernels::{flash, softmax};
@@ -89,11 +92,14 @@ fn check_shapes(dev: &Device) -> minilab::Result<()> {
         at(1, 24, 8, 100, 37, 256, 128),
         at(2, 6, 2, 33, 5, 64, 128),
         at(1, 24, 8, 77, 0, 77, 128),
+        at(2, 8, 2, 300, 20, 320, 128),
         at(1, 4, 2, 7, 0, 7, 64),
         at(1, 8, 8, 1, 10, 16, 64),
     ];
-    println!("| attention | dtype | unfused max |Δ| / max |ref| | fused | fused, three blocks an SM − fused |");
-    println!("| --- | --- | ---: | ---: | ---: |");
+    println!(
+        "| attention | dtype | unfused max |Δ| / max |ref| | fused | fused, three blocks an SM − fused | split-KV |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
     flash::set_enabled(true);
     for dtype in [DType::BF16, DType::F16] {
         for s in shapes {
@@ -101,14 +107,25 @@ fn check_shapes(dev: &Device) -> minilab::Result<()> {
             let want = reference(s, &x)?;
             let (e_unfused, e_fused) = (rel_err(&unfused(s, &x)?, &want)?, rel_err(&fused(s, &x)?, &want)?);
             let b3 = three_blocks_diff(s, &x)?;
-            println!("| {s} | {dtype:?} | {e_unfused:.2e} | {e_fused:.2e} | {b3:.2e} |");
+            let e_split = rel_err(&split(s, &x)?, &want)?;
+            println!("| {s} | {dtype:?} | {e_unfused:.2e} | {e_fused:.2e} | {b3:.2e} | {e_split:.2e} |");
             within(e_fused, 1.5 * e_unfused.max(1e-3), &format!("flash attention {s} {dtype:?}"))?;
+            within(e_split, 1.5 * e_unfused.max(1e-3), &format!("flash attention, split-KV, {s} {dtype:?}"))?;
             // the same arithmetic under another register budget: equal bit for bit
             within(b3, 0.0, &format!("flash attention, three blocks an SM, {s} {dtype:?}"))?;
         }
     }
     println!();
     Ok(())
+}
+
+/// The fused way's split-KV build on `x` (the default build where the shape has too many blocks).
+fn split(s: Shape, x: &[Tensor; 3]) -> minilab::Result<Tensor> {
+    let was = flash::split();
+    flash::set_split(true);
+    let ys = fused(s, x);
+    flash::set_split(was);
+    ys
 }
 
 /// Max |Δ| / max |default| between the two builds of the kernel (`flash::three_blocks`) on `x`.
@@ -120,8 +137,11 @@ fn three_blocks_diff(s: Shape, x: &[Tensor; 3]) -> minilab::Result<f32> {
 }
 
 fn time_shapes(dev: &Device) -> minilab::Result<()> {
-    println!("| attention (bf16) | unfused µs | fused µs | unfused/fused | fused, three blocks an SM µs | fused/three blocks |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| attention (bf16) | unfused µs | fused µs | unfused/fused | three blocks an SM µs | fused/three blocks \
+         | split-KV µs | fused/split |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (heads, t) in [(24, 512), (32, 512), (24, 2048), (32, 2048)] {
         let s = Shape { b: 1, heads, kv_heads: 8, t, start: 0, cap: t, d: 128 };
         let x = inputs(dev, DType::BF16, s)?;
@@ -135,7 +155,9 @@ fn time_shapes(dev: &Device) -> minilab::Result<()> {
         let [a, b] = time_both(dev, &run, flash::set_enabled)?;
         let [b2, b3] = time_both(dev, &run, flash::set_three_blocks)?;
         flash::set_three_blocks(false);
-        println!("| {s} | {a:.2} | {b:.2} | {:.2} | {b3:.2} | {:.2} |", a / b, b2 / b3);
+        let [b4, sp] = time_both(dev, &run, flash::set_split)?;
+        flash::set_split(false);
+        println!("| {s} | {a:.2} | {b:.2} | {:.2} | {b3:.2} | {:.2} | {sp:.2} | {:.2} |", a / b, b2 / b3, b4 / sp);
     }
     println!();
     Ok(())
@@ -151,5 +173,14 @@ pub(super) fn check_flash(dev: &Device, name: &str) -> minilab::Result<()> {
          argmax {agree}/512, {a:.3} → {b:.3} ms ({:.3}×)",
         a / b
     );
-    within(diff, 0.1 * top, "flash attention, pp512 logits")
+    within(diff, 0.1 * top, "flash attention, pp512 logits")?;
+    let was = flash::split();
+    let PromptAb { diff, top, agree, ms: [a, b] } = prompt_ab(&loaded.model, dev, 512, flash::set_split)?;
+    flash::set_split(was);
+    println!(
+        "{name} bf16 f16 pp512, split-KV against the default build: max |Δlogit| {diff:.3e} (max |logit| {top:.2}), \
+         argmax {agree}/512, {a:.3} → {b:.3} ms ({:.3}×)",
+        a / b
+    );
+    within(diff, 0.1 * top, "flash attention, split-KV, pp512 logits")
 }

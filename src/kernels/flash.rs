@@ -8,6 +8,20 @@ use candle_core::{Result, Tensor};
 
 static FLASH: Switch = Switch::new("MINILAB_FLASH", &["0"]);
 static THREE_BLOCKS: Switch = Switch::opt_in("MINILAB_FLASH_B3", &["1"]);
+static SPLIT: Switch = Switch::opt_in("MINILAB_FLASH_SPLIT", &["1"]);
+
+/// Which build of the fused kernel runs (flash.cu's three entries a dtype and head dim).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// As the compiler lays it out: two blocks an SM at d = 128 on sm_90.
+    Default,
+    /// Three blocks an SM asked of the compiler (`MINILAB_FLASH_B3=1`).
+    ThreeBlocks,
+    /// Split-KV (`MINILAB_FLASH_SPLIT=1`): where the prompt's blocks fit the GPU at once, the row
+    /// blocks with the most key tiles have their tiles dealt between two blocks, which merge their
+    /// halves through a scratch in L2. Longer prompts take the default build.
+    Split,
+}
 
 /// Whether a prompt's attention takes the fused kernel where it applies (unless `MINILAB_FLASH=0`;
 /// on by default since it was checked and timed on an H100, BENCHMARKS.md issue 11 session 23).
@@ -32,6 +46,28 @@ pub fn set_three_blocks(on: bool) {
     THREE_BLOCKS.set(on);
 }
 
+/// Whether a prompt's few row blocks have their longest key walks split between two blocks
+/// (`MINILAB_FLASH_SPLIT=1`, [`Build::Split`]). Opt-in until timed on a GPU.
+pub fn split() -> bool {
+    SPLIT.get()
+}
+
+/// Picks the split-KV build (or not) for the rest of the process.
+pub fn set_split(on: bool) {
+    SPLIT.set(on);
+}
+
+/// The build the switches pick: split-KV over three blocks an SM over the default.
+pub fn build() -> Build {
+    if split() {
+        Build::Split
+    } else if three_blocks() {
+        Build::ThreeBlocks
+    } else {
+        Build::Default
+    }
+}
+
 /// `softmax(scale·q·kᵀ + causal mask)·v`: q `[b, heads, t, d]` at positions `start..start + t`, k
 /// and v `[b, kv_heads, cap, d]` buffers whose first `start + t` positions are filled → `[b, t,
 /// heads·d]`. `None` where the fused kernel does not run (off, not on a GPU, or shapes and dtypes it
@@ -39,7 +75,7 @@ pub fn set_three_blocks(on: bool) {
 pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor, start: usize, scale: f64) -> Result<Option<Tensor>> {
     #[cfg(feature = "cuda")]
     if enabled() && q.device().is_cuda() && super::op::enabled() {
-        return super::cuda::flash::causal_attention(q, k, v, start, scale as f32, three_blocks());
+        return super::cuda::flash::causal_attention(q, k, v, start, scale as f32, build());
     }
     let _ = (q, k, v, start, scale);
     Ok(None)

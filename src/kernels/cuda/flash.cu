@@ -104,7 +104,7 @@ __device__ __forceinline__ void scores(float (&s)[BN / 8][4], const unsigned (&q
 // The causal mask and the online softmax of the thread's two rows over one key tile: s becomes
 // exp2(s·scale_log2 − m) under the rows' new running max m, this lane's share of each row's sum goes
 // to l, and o is rescaled to the new max.
-template <int D>
+template <int D, bool SPLIT>
 __device__ __forceinline__ void online_softmax(float (&s)[BN / 8][4], float (&o)[D / 8][4], float (&m)[2], float (&l)[2],
                                                const int (&pos)[2], int key0, int lane, float scale_log2) {
     float p_scale[2];
@@ -122,8 +122,11 @@ __device__ __forceinline__ void online_softmax(float (&s)[BN / 8][4], float (&o)
             }
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        // key 0 is in every row's first tile, so mx is finite from the first tile on
-        p_scale[h] = exp2f(m[h] - mx);
+        // key 0 is in every row's first tile, so mx is finite from the first tile on; a split's second
+        // half starts past it, and a row there may not have met a key yet (mx = −∞, every x = −∞):
+        // exp2f(x − 0) gives it zeros instead of NaN
+        const float ref = SPLIT && mx == -INFINITY ? 0.f : mx;
+        p_scale[h] = exp2f(m[h] - ref);
         m[h] = mx;
         float sum = 0.f;
 #pragma unroll
@@ -131,7 +134,7 @@ __device__ __forceinline__ void online_softmax(float (&s)[BN / 8][4], float (&o)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 float& x = s[nt][h * 2 + e];
-                x = exp2f(x - mx);
+                x = exp2f(x - ref);
                 sum += x;
             }
         l[h] = l[h] * p_scale[h] + sum;
@@ -186,16 +189,72 @@ __device__ __forceinline__ void store_rows(T* out, const float (&o)[D / 8][4], c
     }
 }
 
-template <typename T, int D>
+// A split row block's two halves meet here (split-KV): each writes its unnormalised rows, their
+// running maxima and sums to its slot of part (64 rows × (D + 2) floats) and counts itself in at
+// counter; the first to arrive is done, the second reads the other's slot (from L2) and merges it
+// into its own registers, o and l, which store_rows then writes. Returns whether this block stores.
+template <int D>
+__device__ __forceinline__ bool merge_halves(float (&o)[D / 8][4], float (&l)[2], const float (&m)[2], float* part,
+                                             unsigned* counter, int slot, int warp, int lane) {
+    constexpr int STRIDE = D + 2;  // a row: D sums, its max, its sum
+    __shared__ unsigned s_arrived;
+    float* mine = part + (size_t)slot * BM * STRIDE;
+    const float* other = part + (size_t)(slot ^ 1) * BM * STRIDE;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        float* row = mine + (warp * 16 + lane / 4 + h * 8) * STRIDE;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt++)
+            *reinterpret_cast<float2*>(row + dt * 8 + (lane % 4) * 2) = make_float2(o[dt][h * 2], o[dt][h * 2 + 1]);
+        float sum = l[h] + __shfl_xor_sync(0xffffffffu, l[h], 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        if (lane % 4 == 0) {
+            row[D] = m[h];
+            row[D + 1] = sum;
+        }
+    }
+    __threadfence();  // this block's slot is visible to the other before it can see the count
+    __syncthreads();
+    if (threadIdx.x == 0) s_arrived = atomicAdd(counter, 1u);
+    __syncthreads();
+    if (s_arrived == 0) return false;
+    __threadfence();
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const float* row = other + (warp * 16 + lane / 4 + h * 8) * STRIDE;
+        const float mo = __ldcg(row + D), lo = __ldcg(row + D + 1);
+        // the first half holds key 0, so one of the two maxima is finite
+        const float mx = fmaxf(m[h], mo);
+        const float fa = m[h] == -INFINITY ? 0.f : exp2f(m[h] - mx);
+        const float fb = mo == -INFINITY ? 0.f : exp2f(mo - mx);
+#pragma unroll
+        for (int dt = 0; dt < D / 8; dt++) {
+            const float2 x = __ldcg(reinterpret_cast<const float2*>(row + dt * 8 + (lane % 4) * 2));
+            o[dt][h * 2] = o[dt][h * 2] * fa + x.x * fb;
+            o[dt][h * 2 + 1] = o[dt][h * 2 + 1] * fa + x.y * fb;
+        }
+        // store_rows sums the quad's four shares: the other half's whole sum goes in one of them
+        l[h] = l[h] * fa + (lane % 4 == 0 ? lo * fb : 0.f);
+    }
+    return true;
+}
+
+// SPLIT: the grid holds two blocks a row block (blockIdx.x = 2·order + half); a row block of at
+// least split_min key tiles has its tiles dealt between them, halving the longest walk of a short
+// prompt, whose few blocks all run at once (the 3B's pp512: 192 blocks, the longest 8 tiles); the
+// other row blocks' second block leaves at once.
+template <typename T, int D, bool SPLIT>
 __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                           T* __restrict__ out, int rows, int t, int start, long long kv_stride, int kv_heads,
-                          float scale_log2) {
+                          float scale_log2, float* part, unsigned* counters, int split_min) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     __shared__ __align__(16) T s_k[BN * (D + 8)];
     __shared__ __align__(16) T s_v[BN * (D + 8)];  // q first (BM = BN), then each v tile
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     // the longest rows (the last positions) first: they take the most tiles
-    const int row0 = (gridDim.x - 1 - blockIdx.x) * BM;
+    const int row_blocks = SPLIT ? gridDim.x / 2 : gridDim.x;
+    const int rb = row_blocks - 1 - (SPLIT ? blockIdx.x / 2 : blockIdx.x);
+    const int row0 = rb * BM;
     const int bh = blockIdx.y;  // b · kv_heads + kv head
     q += (size_t)bh * rows * D;
     k += (size_t)bh * kv_stride;
@@ -204,10 +263,18 @@ __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, cons
     const int last = min(row0 + BM, rows) - 1;
     const int last_pos = start + (row0 / t == last / t ? last % t : t - 1);
     const int tiles = last_pos / BN + 1;
+    // this block's key tiles [j0, j1)
+    int j0 = 0, j1 = tiles;
+    const bool split = SPLIT && tiles >= split_min;
+    if (SPLIT) {
+        const int half = blockIdx.x % 2;
+        if (!split && half == 1) return;
+        if (split) (half == 0 ? j1 : j0) = (tiles + 1) / 2;
+    }
 
     // q through s_v (free until the first v tile), with the first k tile
     load_tile<T, D>(s_v, q, row0, rows);
-    load_tile<T, D>(s_k, k, 0, last_pos + 1);
+    load_tile<T, D>(s_k, k, j0 * BN, last_pos + 1);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
@@ -217,7 +284,7 @@ __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, cons
     for (int kk = 0; kk < D / 16; kk++)
         ldmatrix_x4(qa[kk], s_v + (warp * 16 + lane % 16) * (D + 8) + kk * 16 + (lane / 16) * 8);
     __syncthreads();
-    load_tile<T, D>(s_v, v, 0, last_pos + 1);
+    load_tile<T, D>(s_v, v, j0 * BN, last_pos + 1);
     cp_async_commit();
 
     // this thread's two rows (lane / 4 and lane / 4 + 8 of the warp's 16) and their positions
@@ -226,22 +293,25 @@ __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, cons
     for (int h = 0; h < 2; h++) pos[h] = start + min(row0 + warp * 16 + lane / 4 + h * 8, rows - 1) % t;
     float o[D / 8][4] = {};
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
-    for (int j = 0; j < tiles; j++) {
+    for (int j = j0; j < j1; j++) {
         float s[BN / 8][4] = {};
         scores<T, D>(s, qa, s_k, lane);
         __syncthreads();  // every warp is done with this k tile
-        if (j + 1 < tiles) load_tile<T, D>(s_k, k, (j + 1) * BN, last_pos + 1);
+        if (j + 1 < j1) load_tile<T, D>(s_k, k, (j + 1) * BN, last_pos + 1);
         cp_async_commit();
-        online_softmax<D>(s, o, m, l, pos, j * BN, lane, scale_log2);
+        online_softmax<D, SPLIT>(s, o, m, l, pos, j * BN, lane, scale_log2);
         cp_async_wait<1>();  // this tile's v (the next k tile may still be in flight)
         __syncthreads();
         accumulate<T, D>(o, s, s_v, lane);
         __syncthreads();  // every warp is done with this v tile
-        if (j + 1 < tiles) load_tile<T, D>(s_v, v, (j + 1) * BN, last_pos + 1);
+        if (j + 1 < j1) load_tile<T, D>(s_v, v, (j + 1) * BN, last_pos + 1);
         cp_async_commit();
         cp_async_wait<1>();  // the next k tile
         __syncthreads();
     }
+    if (split && !merge_halves<D>(o, l, m, part, counters + (size_t)bh * row_blocks + rb,
+                                  (bh * row_blocks + rb) * 2 + blockIdx.x % 2, warp, lane))
+        return;
     store_rows<T, D>(out, o, l, row0, rows, t, bh, kv_heads, warp, lane);
 #else
     __trap();  // mma.sync on 16-bit inputs needs sm_80; the host launches this only there
@@ -250,18 +320,29 @@ __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, cons
 
 }  // namespace flash
 
-// Each kernel twice: as the compiler lays it out (171 registers at d = 128 on sm_90: two blocks an
-// SM), and with three blocks an SM asked of it (`_b3`, at most 168 registers, no spills on sm_90):
-// more resident warps to hide the latency of a long prompt's many key tiles, at the price of the
-// registers ptxas would rather keep (MINILAB_FLASH_B3, opt-in until timed).
+// Each kernel three times: as the compiler lays it out (171 registers at d = 128 on sm_90: two
+// blocks an SM); with three blocks an SM asked of it (`_b3`, at most 168 registers, no spills on
+// sm_90): more resident warps to hide the latency of a long prompt's many key tiles, at the price of
+// the registers ptxas would rather keep (MINILAB_FLASH_B3, opt-in until timed); and split-KV
+// (`_split`, MINILAB_FLASH_SPLIT, opt-in until timed), with part a scratch of two slots a row block
+// and counters one zeroed count a row block.
 #define FLASH(T, NAME, D, SUFFIX, BOUNDS)                                                                          \
     extern "C" __global__ void __launch_bounds__ BOUNDS                                                            \
         flash_attention_##NAME##_d##D##SUFFIX(const T* q, const T* k, const T* v, T* out, int rows, int t,       \
                                               int start, long long kv_stride, int kv_heads, float scale_log2) {  \
-        flash::attention<T, D>(q, k, v, out, rows, t, start, kv_stride, kv_heads, scale_log2);                    \
+        flash::attention<T, D, false>(q, k, v, out, rows, t, start, kv_stride, kv_heads, scale_log2, nullptr,   \
+                                      nullptr, 0);                                                                \
     }
-#define FLASH_BOTH(T, NAME, D) FLASH(T, NAME, D, , (32 * flash::WARPS)) FLASH(T, NAME, D, _b3, (32 * flash::WARPS, 3))
-FLASH_BOTH(__nv_bfloat16, bf16, 64)
-FLASH_BOTH(__nv_bfloat16, bf16, 128)
-FLASH_BOTH(__half, f16, 64)
-FLASH_BOTH(__half, f16, 128)
+#define FLASH_SPLIT(T, NAME, D)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(32 * flash::WARPS) flash_attention_##NAME##_d##D##_split(       \
+        const T* q, const T* k, const T* v, T* out, int rows, int t, int start, long long kv_stride, int kv_heads, \
+        float scale_log2, float* part, unsigned* counters, int split_min) {                                       \
+        flash::attention<T, D, true>(q, k, v, out, rows, t, start, kv_stride, kv_heads, scale_log2, part,        \
+                                     counters, split_min);                                                       \
+    }
+#define FLASH_ALL(T, NAME, D) \
+    FLASH(T, NAME, D, , (32 * flash::WARPS)) FLASH(T, NAME, D, _b3, (32 * flash::WARPS, 3)) FLASH_SPLIT(T, NAME, D)
+FLASH_ALL(__nv_bfloat16, bf16, 64)
+FLASH_ALL(__nv_bfloat16, bf16, 128)
+FLASH_ALL(__half, f16, 64)
+FLASH_ALL(__half, f16, 128)

@@ -2,12 +2,13 @@
 
 use candle_core::cuda_backend::cudarc::driver::{sys, DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, CudaDevice, WrapErr};
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use half::{bf16, f16};
 
 use super::decode::{aligned, cuda_device, dptr, output};
-use super::launch::{function, Module};
+use super::launch::{function, sm_count, Module};
 use super::suffix;
+use crate::kernels::flash::Build;
 
 /// flash.cu.
 static FLASH: Module = Module {
@@ -15,8 +16,9 @@ static FLASH: Module = Module {
     ptx: include_str!(concat!(env!("OUT_DIR"), "/flash.ptx")),
     cubin: include_bytes!(concat!(env!("OUT_DIR"), "/flash.cubin")),
 };
-/// flash.cu's rows a block (BM) and threads a block (4 warps).
+/// flash.cu's rows a block (BM), keys a tile (BN) and threads a block (4 warps).
 const BLOCK_ROWS: usize = 64;
+const KEY_TILE: usize = 64;
 const THREADS: u32 = 128;
 
 /// Whether flash.cu runs here: built for sm_80 or later (its mma.sync on 16-bit inputs), on such a
@@ -33,8 +35,7 @@ fn supported(dev: &CudaDevice) -> bool {
 
 /// `softmax(scale·q·kᵀ + causal mask)·v` by flash.cu: q `[b, heads, t, d]` (contiguous) at positions
 /// `start..start + t`, k and v `[b, kv_heads, cap, d]` (contiguous buffers whose first `start + t`
-/// positions are filled) → `[b, t, heads·d]`, by the build that asks for three blocks an SM where
-/// `three_blocks`. `None` where the kernel does not apply: a dtype other than bf16/f16, d other
+/// positions are filled) → `[b, t, heads·d]`, by `build`. `None` where the kernel does not apply: a dtype other than bf16/f16, d other
 /// than 64 or 128, a GPU or build before sm_80, or sizes past its indices.
 pub(crate) fn causal_attention(
     q: &Tensor,
@@ -42,14 +43,14 @@ pub(crate) fn causal_attention(
     v: &Tensor,
     start: usize,
     scale: f32,
-    three_blocks: bool,
+    build: Build,
 ) -> Result<Option<Tensor>> {
     if !fits(q, k, v, start) || !q.device().is_cuda() || !supported(cuda_device(q)?) {
         return Ok(None);
     }
     match q.dtype() {
-        DType::BF16 => launch::<bf16>(q, k, v, start, scale, three_blocks),
-        DType::F16 => launch::<f16>(q, k, v, start, scale, three_blocks),
+        DType::BF16 => launch::<bf16>(q, k, v, start, scale, build),
+        DType::F16 => launch::<f16>(q, k, v, start, scale, build),
         _ => Ok(None),
     }
 }
@@ -80,7 +81,7 @@ fn launch<T: CudaDType + DeviceRepr>(
     v: &Tensor,
     start: usize,
     scale: f32,
-    three_blocks: bool,
+    build: Build,
 ) -> Result<Option<Tensor>> {
     let (b, heads, t, d) = q.dims4()?;
     let (_, kv_heads, cap, _) = k.dims4()?;
@@ -98,10 +99,19 @@ fn launch<T: CudaDType + DeviceRepr>(
         return Ok(None);
     }
     let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
-    let build = if three_blocks { "_b3" } else { "" };
-    let func = function(dev, &FLASH, &format!("flash_attention_{}_d{d}{build}", suffix(q.dtype())?))?;
+    let row_blocks = rows.div_ceil(BLOCK_ROWS);
+    let blocks = row_blocks * b * kv_heads;
+    // split-KV pays only where every block runs at once (two an SM) and the longest walk is the
+    // launch's length; past that the grid's waves keep the SMs busy and the scratch would grow with it
+    let split = build == Build::Split && blocks <= 2 * sm_count(dev)?;
+    let entry = match build {
+        Build::Split if split => "_split",
+        Build::ThreeBlocks => "_b3",
+        _ => "",
+    };
+    let func = function(dev, &FLASH, &format!("flash_attention_{}_d{d}{entry}", suffix(q.dtype())?))?;
     let cfg = LaunchConfig {
-        grid_dim: (rows.div_ceil(BLOCK_ROWS) as u32, (b * kv_heads) as u32, 1),
+        grid_dim: ((row_blocks * if split { 2 } else { 1 }) as u32, (b * kv_heads) as u32, 1),
         block_dim: (THREADS, 1, 1),
         shared_mem_bytes: 0,
     };
@@ -111,10 +121,33 @@ fn launch<T: CudaDType + DeviceRepr>(
     let mut builder = stream.launch_builder(&func);
     builder.arg(&p_q).arg(&p_k).arg(&p_v).arg(&p_out).arg(&ri).arg(&ti).arg(&si).arg(&stride).arg(&kvh);
     builder.arg(&scale_log2);
-    // SAFETY: the arguments match flash_attention's; q holds b·kv_heads·rows·d elements, k and v
+    // row blocks of at least split_min tiles split, so that none walks more than half the longest
+    let split_min = ((start + t).div_ceil(KEY_TILE) / 2 + 1).max(2) as i32;
+    let scratch = if split { Some(split_scratch(dev, q.device(), blocks, d)?) } else { None };
+    if let Some((_, _, p_part, p_counts)) = &scratch {
+        builder.arg(p_part).arg(p_counts).arg(&split_min);
+    }
+    // SAFETY: the arguments match flash_attention's (and the _split entry's scratch, sized for every
+    // row block's two slots and count); q holds b·kv_heads·rows·d elements, k and v
     // b·kv_heads·cap·d of which the kernel reads the first start + t positions of each head, and
     // out b·t·heads·d, each written once.
     unsafe { builder.launch(cfg) }.w()?;
     drop(syncs);
     Ok(Some(out))
+}
+
+/// The split's scratch: two slots of 64 rows × (d + 2) floats a row block (its halves' sums, maxima
+/// and sums), and one zeroed count a row block; the tensors keep them alive through the launch.
+fn split_scratch(dev: &CudaDevice, device: &Device, blocks: usize, d: usize) -> Result<(Tensor, Tensor, u64, u64)> {
+    let (part, p_part) = output::<f32>(dev, &(blocks * 2 * BLOCK_ROWS * (d + 2)).into())?;
+    let counts = Tensor::zeros(blocks, DType::U32, device)?;
+    let p_counts = {
+        let (s, l) = counts.storage_and_layout();
+        let stream = dev.cuda_stream();
+        let mut syncs = Vec::new();
+        let p = dptr::<u32>(&s, l, &stream, &mut syncs)?;
+        drop(syncs);
+        p
+    };
+    Ok((part, counts, p_part, p_counts))
 }
