@@ -68,6 +68,17 @@ pub fn build() -> Build {
     }
 }
 
+/// flash.cu's keys a tile (BN).
+const KEY_TILE: usize = 64;
+
+/// The split-KV launch's `split_min` for `blocks` row blocks of a prompt whose last position is
+/// `total − 1`, on a GPU of `sms` SMs: row blocks of at least that many key tiles split, so that none
+/// walks more than half the longest walk. `None` where the launch does not split: past one wave at
+/// two blocks an SM, the grid's waves keep the SMs busy and the scratch would grow with the prompt.
+pub fn split_min(blocks: usize, sms: usize, total: usize) -> Option<usize> {
+    (blocks <= 2 * sms).then(|| (total.div_ceil(KEY_TILE) / 2 + 1).max(2))
+}
+
 /// `softmax(scale·q·kᵀ + causal mask)·v`: q `[b, heads, t, d]` at positions `start..start + t`, k
 /// and v `[b, kv_heads, cap, d]` buffers whose first `start + t` positions are filled → `[b, t,
 /// heads·d]`. `None` where the fused kernel does not run (off, not on a GPU, or shapes and dtypes it
@@ -99,5 +110,20 @@ mod tests {
         }
         set_enabled(was);
         Ok(())
+    }
+
+    /// The 3B's pp512 on 132 SMs (192 row blocks, the longest walking 8 key tiles) splits the
+    /// row blocks of 5 tiles and more, so none walks more than 4; the 8B's (256 blocks) too; 2048
+    /// tokens (768 blocks) do not split; a short prompt after cached positions counts them; one
+    /// tile never splits.
+    #[test]
+    fn split_min_halves_the_longest_walk_of_a_one_wave_prompt() {
+        assert_eq!(split_min(192, 132, 512), Some(5));
+        assert_eq!(split_min(256, 132, 512), Some(5));
+        assert_eq!(split_min(265, 132, 512), None);
+        assert_eq!(split_min(768, 132, 2048), None);
+        assert_eq!(split_min(8, 132, 37 + 100), Some(2));
+        assert_eq!(split_min(4, 132, 7), Some(2));
+        assert_eq!(split_min(1, 1, 64 * 9), Some(5));
     }
 }

@@ -8,7 +8,7 @@ use half::{bf16, f16};
 use super::decode::{aligned, cuda_device, dptr, output};
 use super::launch::{function, sm_count, Module};
 use super::suffix;
-use crate::kernels::flash::Build;
+use crate::kernels::flash::{split_min, Build};
 
 /// flash.cu.
 static FLASH: Module = Module {
@@ -16,9 +16,8 @@ static FLASH: Module = Module {
     ptx: include_str!(concat!(env!("OUT_DIR"), "/flash.ptx")),
     cubin: include_bytes!(concat!(env!("OUT_DIR"), "/flash.cubin")),
 };
-/// flash.cu's rows a block (BM), keys a tile (BN) and threads a block (4 warps).
+/// flash.cu's rows a block (BM) and threads a block (4 warps).
 const BLOCK_ROWS: usize = 64;
-const KEY_TILE: usize = 64;
 const THREADS: u32 = 128;
 
 /// Whether flash.cu runs here: built for sm_80 or later (its mma.sync on 16-bit inputs), on such a
@@ -101,9 +100,11 @@ fn launch<T: CudaDType + DeviceRepr>(
     let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
     let row_blocks = rows.div_ceil(BLOCK_ROWS);
     let blocks = row_blocks * b * kv_heads;
-    // split-KV pays only where every block runs at once (two an SM) and the longest walk is the
-    // launch's length; past that the grid's waves keep the SMs busy and the scratch would grow with it
-    let split = build == Build::Split && blocks <= 2 * sm_count(dev)?;
+    let min_tiles = match build {
+        Build::Split => split_min(blocks, sm_count(dev)?, start + t),
+        _ => None,
+    };
+    let split = min_tiles.is_some();
     let entry = match build {
         Build::Split if split => "_split",
         Build::ThreeBlocks => "_b3",
@@ -121,11 +122,10 @@ fn launch<T: CudaDType + DeviceRepr>(
     let mut builder = stream.launch_builder(&func);
     builder.arg(&p_q).arg(&p_k).arg(&p_v).arg(&p_out).arg(&ri).arg(&ti).arg(&si).arg(&stride).arg(&kvh);
     builder.arg(&scale_log2);
-    // row blocks of at least split_min tiles split, so that none walks more than half the longest
-    let split_min = ((start + t).div_ceil(KEY_TILE) / 2 + 1).max(2) as i32;
+    let split_tiles = min_tiles.unwrap_or(0) as i32;
     let scratch = if split { Some(split_scratch(dev, q.device(), blocks, d)?) } else { None };
     if let Some((_, _, p_part, p_counts)) = &scratch {
-        builder.arg(p_part).arg(p_counts).arg(&split_min);
+        builder.arg(p_part).arg(p_counts).arg(&split_tiles);
     }
     // SAFETY: the arguments match flash_attention's (and the _split entry's scratch, sized for every
     // row block's two slots and count); q holds b·kv_heads·rows·d elements, k and v
