@@ -34,8 +34,9 @@ fn supported(dev: &CudaDevice) -> bool {
 
 /// `softmax(scale·q·kᵀ + causal mask)·v` by flash.cu: q `[b, heads, t, d]` (contiguous) at positions
 /// `start..start + t`, k and v `[b, kv_heads, cap, d]` (contiguous buffers whose first `start + t`
-/// positions are filled) → `[b, t, heads·d]`, by `build`. `None` where the kernel does not apply: a dtype other than bf16/f16, d other
-/// than 64 or 128, a GPU or build before sm_80, or sizes past its indices.
+/// positions are filled) → `[b, t, heads·d]`, by `build`. `None` where the kernel does not apply:
+/// a dtype other than bf16/f16, d other than 64 or 128, a GPU or build before sm_80, or sizes past
+/// its indices.
 pub(crate) fn causal_attention(
     q: &Tensor,
     k: &Tensor,
@@ -136,8 +137,9 @@ fn launch<T: CudaDType + DeviceRepr>(
     Ok(Some(out))
 }
 
-/// The split's scratch: two slots of 64 rows × (d + 2) floats a row block (its halves' sums, maxima
-/// and sums), and one zeroed count a row block; the tensors keep them alive through the launch.
+/// The split's scratch: two slots of 64 rows × (d + 2) floats a row block (each half's unnormalised
+/// rows, maxima and sums), and one zeroed count a row block; the tensors keep them alive through
+/// the launch.
 fn split_scratch(dev: &CudaDevice, device: &Device, blocks: usize, d: usize) -> Result<(Tensor, Tensor, u64, u64)> {
     let (part, p_part) = output::<f32>(dev, &(blocks * 2 * BLOCK_ROWS * (d + 2)).into())?;
     let counts = Tensor::zeros(blocks, DType::U32, device)?;
