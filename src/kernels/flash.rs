@@ -10,17 +10,16 @@ static FLASH: Switch = Switch::new("MINILAB_FLASH", &["0"]);
 static THREE_BLOCKS: Switch = Switch::opt_in("MINILAB_FLASH_B3", &["1"]);
 static SPLIT: Switch = Switch::opt_in("MINILAB_FLASH_SPLIT", &["1"]);
 
-/// Which build of the fused kernel runs (flash.cu's three entries a dtype and head dim).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Build {
-    /// As the compiler lays it out: two blocks an SM at d = 128 on sm_90.
-    Default,
-    /// Three blocks an SM asked of the compiler (`MINILAB_FLASH_B3=1`).
-    ThreeBlocks,
-    /// Split-KV (`MINILAB_FLASH_SPLIT=1`): where the prompt's blocks fit the GPU at once, the row
-    /// blocks with the most key tiles have their tiles dealt between two blocks, which merge their
-    /// halves through a scratch in L2. Longer prompts take the default build.
-    Split,
+/// Which build of the fused kernel runs (flash.cu's three entries a dtype and head dim): the
+/// default, as the compiler lays it out (two blocks an SM at d = 128 on sm_90), unless one of these.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Build {
+    /// Split-KV (`MINILAB_FLASH_SPLIT=1`): where the prompt's blocks fit the GPU at once
+    /// ([`split_min`]), the row blocks with the most key tiles have their tiles dealt between two
+    /// blocks, which merge their halves through a scratch in L2. It takes precedence where it applies.
+    pub split: bool,
+    /// Three blocks an SM asked of the compiler (`MINILAB_FLASH_B3=1`), where the split does not run.
+    pub three_blocks: bool,
 }
 
 /// Whether a prompt's attention takes the fused kernel where it applies (unless `MINILAB_FLASH=0`;
@@ -47,7 +46,7 @@ pub fn set_three_blocks(on: bool) {
 }
 
 /// Whether a prompt's few row blocks have their longest key walks split between two blocks
-/// (`MINILAB_FLASH_SPLIT=1`, [`Build::Split`]). Opt-in until timed on a GPU.
+/// (`MINILAB_FLASH_SPLIT=1`, [`Build::split`]). Opt-in until timed on a GPU.
 pub fn split() -> bool {
     SPLIT.get()
 }
@@ -57,15 +56,9 @@ pub fn set_split(on: bool) {
     SPLIT.set(on);
 }
 
-/// The build the switches pick: split-KV over three blocks an SM over the default.
+/// The build the switches pick.
 pub fn build() -> Build {
-    if split() {
-        Build::Split
-    } else if three_blocks() {
-        Build::ThreeBlocks
-    } else {
-        Build::Default
-    }
+    Build { split: split(), three_blocks: three_blocks() }
 }
 
 /// flash.cu's keys a tile (BN).

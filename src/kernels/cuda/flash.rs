@@ -101,15 +101,12 @@ fn launch<T: CudaDType + DeviceRepr>(
     let (out, p_out) = output::<T>(dev, &(b, t, heads * d).into())?;
     let row_blocks = rows.div_ceil(BLOCK_ROWS);
     let blocks = row_blocks * b * kv_heads;
-    let min_tiles = match build {
-        Build::Split => split_min(blocks, sm_count(dev)?, start + t),
-        _ => None,
-    };
+    let min_tiles = if build.split { split_min(blocks, sm_count(dev)?, start + t) } else { None };
     let split = min_tiles.is_some();
-    let entry = match build {
-        Build::Split if split => "_split",
-        Build::ThreeBlocks => "_b3",
-        _ => "",
+    let entry = match (split, build.three_blocks) {
+        (true, _) => "_split",
+        (false, true) => "_b3",
+        (false, false) => "",
     };
     let func = function(dev, &FLASH, &format!("flash_attention_{}_d{d}{entry}", suffix(q.dtype())?))?;
     let cfg = LaunchConfig {
