@@ -20,7 +20,7 @@ use minilab::kernels::{flash, softmax};
 
 use super::prefill::{prompt_ab, PromptAb};
 use super::wide::{random, time_both, Run};
-use super::{attention_reference, rel_err, timed_model, within};
+use super::{as_found, attention_reference, rel_err, timed_model, within, Switch};
 
 /// One attention problem: batch, query heads, kv heads, new tokens, cached positions before them,
 /// buffer capacity, head dim.
@@ -119,21 +119,26 @@ fn check_shapes(dev: &Device) -> minilab::Result<()> {
     Ok(())
 }
 
+/// The kernel's build switches.
+const THREE_BLOCKS: Switch = (flash::three_blocks, flash::set_three_blocks);
+const SPLIT: Switch = (flash::split, flash::set_split);
+
+/// The fused way with a build switch turned `on` or off, then put back as found.
+fn fused_with(switch: Switch, on: bool, s: Shape, x: &[Tensor; 3]) -> minilab::Result<Tensor> {
+    as_found(switch, || {
+        switch.1(on);
+        fused(s, x)
+    })
+}
+
 /// The fused way's split-KV build on `x` (the default build where the shape has too many blocks).
 fn split(s: Shape, x: &[Tensor; 3]) -> minilab::Result<Tensor> {
-    let was = flash::split();
-    flash::set_split(true);
-    let ys = fused(s, x);
-    flash::set_split(was);
-    ys
+    fused_with(SPLIT, true, s, x)
 }
 
 /// Max |Δ| / max |default| between the two builds of the kernel (`flash::three_blocks`) on `x`.
 fn three_blocks_diff(s: Shape, x: &[Tensor; 3]) -> minilab::Result<f32> {
-    flash::set_three_blocks(true);
-    let b3 = fused(s, x);
-    flash::set_three_blocks(false);
-    rel_err(&b3?, &fused(s, x)?)
+    rel_err(&fused_with(THREE_BLOCKS, true, s, x)?, &fused_with(THREE_BLOCKS, false, s, x)?)
 }
 
 fn time_shapes(dev: &Device) -> minilab::Result<()> {
@@ -153,10 +158,8 @@ fn time_shapes(dev: &Device) -> minilab::Result<()> {
             }])
         });
         let [a, b] = time_both(dev, &run, flash::set_enabled)?;
-        let [b2, b3] = time_both(dev, &run, flash::set_three_blocks)?;
-        flash::set_three_blocks(false);
-        let [b4, sp] = time_both(dev, &run, flash::set_split)?;
-        flash::set_split(false);
+        let [b2, b3] = as_found(THREE_BLOCKS, || time_both(dev, &run, flash::set_three_blocks))?;
+        let [b4, sp] = as_found(SPLIT, || time_both(dev, &run, flash::set_split))?;
         println!("| {s} | {a:.2} | {b:.2} | {:.2} | {b3:.2} | {:.2} | {sp:.2} | {:.2} |", a / b, b2 / b3, b4 / sp);
     }
     println!();
@@ -174,9 +177,8 @@ pub(super) fn check_flash(dev: &Device, name: &str) -> minilab::Result<()> {
         a / b
     );
     within(diff, 0.1 * top, "flash attention, pp512 logits")?;
-    let was = flash::split();
-    let PromptAb { diff, top, agree, ms: [a, b] } = prompt_ab(&loaded.model, dev, 512, flash::set_split)?;
-    flash::set_split(was);
+    let PromptAb { diff, top, agree, ms: [a, b] } =
+        as_found(SPLIT, || prompt_ab(&loaded.model, dev, 512, flash::set_split))?;
     println!(
         "{name} bf16 f16 pp512, split-KV against the default build: max |Δlogit| {diff:.3e} (max |logit| {top:.2}), \
          argmax {agree}/512, {a:.3} → {b:.3} ms ({:.3}×)",

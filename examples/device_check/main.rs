@@ -102,6 +102,18 @@ fn within(worst: f32, limit: f32, what: &str) -> minilab::Result<()> {
     Ok(())
 }
 
+/// A process-wide switch of the library: how it reads, how it is set.
+type Switch = (fn() -> bool, fn(bool));
+
+/// Runs `f`, then puts `switch` back as it found it, whatever `f` set it to, so that a check run
+/// under a variable (`MINILAB_FLASH=0`, say) leaves the process as the variable asked.
+fn as_found<R>((get, set): Switch, f: impl FnOnce() -> R) -> R {
+    let was = get();
+    let r = f();
+    set(was);
+    r
+}
+
 fn logits(dev: &Device, p: Precision, tokens: &[u32]) -> minilab::Result<Vec<Vec<f32>>> {
     let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::F32)?;
     set_uniform(&mut loaded.model, p)?;

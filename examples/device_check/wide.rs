@@ -19,7 +19,7 @@ use minilab::quant::Precision;
 use std::time::Instant;
 
 use super::prefill::{check_f32_ab, prompt_ab, PromptAb};
-use super::{rel_err, timed_model, within, worse, FORMATS};
+use super::{as_found, rel_err, timed_model, within, worse, FORMATS};
 
 pub(super) type Run<'a> = Box<dyn Fn() -> candle_core::Result<Vec<Tensor>> + 'a>;
 
@@ -189,11 +189,10 @@ fn check_ops(dev: &Device) -> minilab::Result<()> {
 }
 
 pub(super) fn check_wide(dev: &Device, name: &str) -> minilab::Result<()> {
-    let was = flash::enabled();
-    flash::set_enabled(false);
-    let checked = check_all(dev, name);
-    flash::set_enabled(was);
-    checked
+    as_found((flash::enabled, flash::set_enabled), || {
+        flash::set_enabled(false);
+        check_all(dev, name)
+    })
 }
 
 fn check_all(dev: &Device, name: &str) -> minilab::Result<()> {
