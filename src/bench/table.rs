@@ -69,6 +69,13 @@ fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
         );
     }
     outln!(out);
+    footnotes(out, records, r0);
+}
+
+/// What the table's columns were measured against: memory, the copy bandwidth and matmul peak the
+/// roofline columns divide by, the kernel settings, and how decode launched.
+fn footnotes(out: &mut String, records: &[BenchRecord], r0: &BenchRecord) {
+    let gb = |b: u64| format!("{:.3} GB", b as f64 / 1e9);
     outln!(
         out,
         "weights (computed from the plan): {}   device memory (measured{}): {} after load, {} peak",
