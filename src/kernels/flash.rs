@@ -7,18 +7,21 @@ use crate::switch::Switch;
 use candle_core::{Result, Tensor};
 
 static FLASH: Switch = Switch::new("MINILAB_FLASH", &["0"]);
-static THREE_BLOCKS: Switch = Switch::opt_in("MINILAB_FLASH_B3", &["1"]);
+static THREE_BLOCKS: Switch = Switch::new("MINILAB_FLASH_B3", &["0"]);
 static SPLIT: Switch = Switch::opt_in("MINILAB_FLASH_SPLIT", &["1"]);
 
 /// Which build of the fused kernel runs (flash.cu's three entries a dtype and head dim): the
-/// default, as the compiler lays it out (two blocks an SM at d = 128 on sm_90), unless one of these.
+/// three-blocks-an-SM build by default, the compiler's own layout (two blocks an SM at d = 128 on
+/// sm_90) with neither switch on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Build {
-    /// Split-KV (`MINILAB_FLASH_SPLIT=1`): where the prompt's blocks fit the GPU at once
-    /// ([`split_min`]), the row blocks with the most key tiles have their tiles dealt between two
-    /// blocks, which merge their halves through a scratch in L2. It takes precedence where it applies.
+    /// Split-KV (`MINILAB_FLASH_SPLIT=1`, opt-in: correct but slower on an H100): where the
+    /// prompt's blocks fit the GPU at once ([`split_min`]), the row blocks with the most key tiles
+    /// have their tiles dealt between two blocks, which merge their halves through a scratch in L2.
+    /// It takes precedence where it applies.
     pub split: bool,
-    /// Three blocks an SM asked of the compiler (`MINILAB_FLASH_B3=1`), where the split does not run.
+    /// Three blocks an SM asked of the compiler (on unless `MINILAB_FLASH_B3=0`), where the split
+    /// does not run.
     pub three_blocks: bool,
 }
 
@@ -33,9 +36,10 @@ pub fn set_enabled(on: bool) {
     FLASH.set(on);
 }
 
-/// Whether the fused kernel runs as its three-blocks-an-SM build (`MINILAB_FLASH_B3=1`; at most
-/// 168 registers, against 171 and two blocks an SM at d = 128 on sm_90): more warps resident for a
-/// long prompt's key tiles. Opt-in until timed on a GPU; its arithmetic is the same kernel's.
+/// Whether the fused kernel runs as its three-blocks-an-SM build (unless `MINILAB_FLASH_B3=0`; at
+/// most 168 registers, against 171 and two blocks an SM at d = 128 on sm_90): more warps resident
+/// for a long prompt's key tiles. Its arithmetic is the same kernel's, bit for bit; on by default
+/// since an H100 timed it 1.00–1.05× the other build's attention (BENCHMARKS.md, session 25).
 pub fn three_blocks() -> bool {
     THREE_BLOCKS.get()
 }
@@ -46,7 +50,8 @@ pub fn set_three_blocks(on: bool) {
 }
 
 /// Whether a prompt's few row blocks have their longest key walks split between two blocks
-/// (`MINILAB_FLASH_SPLIT=1`, [`Build::split`]). Opt-in until timed on a GPU.
+/// (`MINILAB_FLASH_SPLIT=1`, [`Build::split`]). Opt-in: on an H100 its attention took 1.12–1.15×
+/// the default's at pp512 (BENCHMARKS.md, session 25).
 pub fn split() -> bool {
     SPLIT.get()
 }

@@ -323,9 +323,9 @@ __device__ void attention(const T* __restrict__ q, const T* __restrict__ k, cons
 // Each kernel three times: as the compiler lays it out (171 registers at d = 128 on sm_90: two
 // blocks an SM); with three blocks an SM asked of it (`_b3`, at most 168 registers, no spills on
 // sm_90): more resident warps to hide the latency of a long prompt's many key tiles, at the price of
-// the registers ptxas would rather keep (MINILAB_FLASH_B3, opt-in until timed); and split-KV
-// (`_split`, MINILAB_FLASH_SPLIT, opt-in until timed), with part a scratch of two slots a row block
-// and counters one zeroed count a row block.
+// the registers ptxas would rather keep (the default; MINILAB_FLASH_B3=0 takes the first); and
+// split-KV (`_split`, MINILAB_FLASH_SPLIT, opt-in: slower on an H100), with part a scratch of two
+// slots a row block and counters one zeroed count a row block.
 #define FLASH(T, NAME, D, SUFFIX, BOUNDS)                                                                          \
     extern "C" __global__ void __launch_bounds__ BOUNDS                                                            \
         flash_attention_##NAME##_d##D##SUFFIX(const T* q, const T* k, const T* v, T* out, int rows, int t,       \
