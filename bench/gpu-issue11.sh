@@ -720,9 +720,11 @@ qgemm-profile)
   ;;
 flash-profile)
   # Nsight Compute on flash attention: the first nine launches of `device_check cuda flash` (the 3B's
-  # 512-token shape in the default build, the three-blocks build and the default again; the 8B's at
-  # 512; the 3B's at 2048), with the sections that say what bounds it (tensor pipe, stalls,
-  # occupancy, memory); the check then runs on unprofiled.
+  # 512-token shape in the default build (three blocks an SM since session 25), that build again,
+  # the compiler's own layout and the split-KV entry; the same four at the 8B's 512; the 3B's at
+  # 2048), with the sections that say what bounds it (tensor pipe, stalls, occupancy, memory) and
+  # each kernel's own duration (the split's without its scratch's zeroing); the check then runs on
+  # unprofiled.
   unpack device_check
   NCU=$(ncu_bin)
   timeout ${NCU_LIMIT:-300} $NCU --kernel-name regex:flash_attention --launch-count 9 \
