@@ -103,8 +103,10 @@
 #            then ms a token each way).
 #   grid [MODELS]: the same for GEMV launches on resident grids (MINILAB_GEMV_GRID=${GRID:-resident};
 #            `device_check cuda grid`: rows, resident and stream, equal logits, then ms a token each way).
-#   norm [MODELS]: the same for the norms and residual adds folded into the GEMVs (MINILAB_FUSE_NORM=1;
-#            also `device_check cuda folds`). Session 9: correct, 13-16 % slower.
+#   norm [MODELS]: the same for the norms and residual adds folded into the GEMVs
+#            (MINILAB_FUSE_NORM=${NORM:-late}; also `device_check cuda folds`, which checks both ways).
+#            Session 9, with =1 (each block normalizes xs into shared memory first): correct, 13-16 %
+#            slower. =late: the gemv_ln_ kernels' warps normalize as they load xs.
 #   plainprefill [MODELS]: the same for the prompt's small ops unfused (MINILAB_FUSE_PREFILL=0; the
 #            default fuses RoPE, the layout by head and the KV writes in one pass, the attention output
 #            by token, add + norm, silu·up; `device_check cuda prefill` checks the fused prefill against
@@ -498,7 +500,7 @@ pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm)
   # every 3B/8B shape against an f32 reference and timed, the 3B's logits and pp512). The checks
   # run with the setting; the benches alternate the base build, this build and this build with it.
   unpack minilab minilab-base device_check
-  case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=0 ;; norm) opt=MINILAB_FUSE_NORM=1 ;;
+  case $1 in pdl) opt=MINILAB_PDL=1 ;; rope) opt=MINILAB_FUSE_ROPE=0 ;; norm) opt=MINILAB_FUSE_NORM=${NORM:-late} ;;
     prefetch) opt=MINILAB_PREFETCH=${WAY:-bulk} ;; chunk) opt=MINILAB_PREFILL_CHUNK_MB=${MB:-16} ;;
     staged) opt=MINILAB_GEMV_STAGED=1 ;; plainprefill) opt=MINILAB_FUSE_PREFILL=0 ;; qgemm) opt=MINILAB_QGEMM=${QGEMM:-on} ;;
     *) opt=MINILAB_GEMV_GRID=${GRID:-resident} ;; esac

@@ -103,8 +103,28 @@ static FUSE_ROPE: Switch = Switch::new("MINILAB_FUSE_ROPE", &["0"]);
 pub fn set_fuse_rope(on: bool) {
     FUSE_ROPE.set(on);
 }
-/// Norms and residual adds in the launches beside them, opt-in with `MINILAB_FUSE_NORM=1`.
-static FUSE_NORM: Switch = Switch::opt_in("MINILAB_FUSE_NORM", &["1"]);
+/// Norms and residual adds in the launches beside them, opt-in with `MINILAB_FUSE_NORM=1` (each
+/// block normalizes xs into shared memory first) or `=late` ([`norm_late`]).
+static FUSE_NORM: Switch = Switch::opt_in("MINILAB_FUSE_NORM", &["1", "late"]);
+
+/// The folded norm's late way (`MINILAB_FUSE_NORM=late`): the one-row 16-bit launches take the
+/// gemv_ln_ kernels, whose warps multiply xs by the norm's weight and sum its squares as they load
+/// it, and scale their products by the RMS factor at the end, so no block waits for a normalizing
+/// pass before its first weight load (what made `=1` slower). The products then use xs·w unrounded
+/// where `=1` rounds the normalized xs to 16 bits first.
+static NORM_LATE: Switch = Switch::opt_in("MINILAB_FUSE_NORM", &["late"]);
+
+/// Whether folded norms take the late way ([`NORM_LATE`]).
+pub fn norm_late() -> bool {
+    NORM_LATE.get()
+}
+
+/// Folds the decode step's norms and residual adds (`on`), the late way or not, for the rest of
+/// the process, whatever `MINILAB_FUSE_NORM` says.
+pub fn set_fuse_norm(on: bool, late: bool) {
+    FUSE_NORM.set(on);
+    NORM_LATE.set(on && late);
+}
 
 /// `silu(xs·gateᵀ)·(xs·upᵀ)` `[…, n]`, the MLP's gate/up and its activation in one GPU launch.
 /// `None` where that launch does not apply ([`linear_many`]'s cases, and weights of two shapes).
@@ -274,7 +294,8 @@ fn many_cuda(
     let norm_w = norm.map(|n| n.weight.contiguous()).transpose()?;
     let extra: Vec<&Tensor> = norm_w.iter().chain(if let Epi::Residual(r) = epi { Some(r) } else { None }).collect();
     let ys = gpu::with_addresses(&extra, |ptrs| {
-        let norm = norm.map(|n| NormArg { w: ptrs[0], eps: n.eps });
+        // the late way reads the norm's weight 16 bytes at a time
+        let norm = norm.map(|n| NormArg { w: ptrs[0], eps: n.eps, late: norm_late() && ptrs[0].is_multiple_of(16) });
         let launch = |e| super::cuda::gemv_parts(ws[0].format(), (cuda(&xs_storage)?, xs_layout), &parts, k, e, norm);
         match epi {
             Epi::Plain => launch(Epilogue::Plain),
@@ -319,4 +340,23 @@ fn many_cuda(
     _: (Epi<'_>, Option<NormRef<'_>>),
 ) -> Result<Vec<Tensor>> {
     candle_core::bail!("linear kernel: built without CUDA")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The late way is a way of folding: asking for it without the fold leaves both off, and the
+    /// switches go back as they were found.
+    #[test]
+    fn the_late_norm_is_only_on_with_the_fold() {
+        let found = (FUSE_NORM.get(), norm_late());
+        set_fuse_norm(false, true);
+        assert!(!FUSE_NORM.get() && !norm_late());
+        set_fuse_norm(true, true);
+        assert!(FUSE_NORM.get() && norm_late());
+        set_fuse_norm(true, false);
+        assert!(FUSE_NORM.get() && !norm_late());
+        set_fuse_norm(found.0, found.1);
+    }
 }

@@ -90,17 +90,30 @@ __device__ __forceinline__ void store_rows(const float (&acc)[R][M], const Part&
 // The warp's R rows of part `p` against the m rows of xs, written as OUT says (see accumulate for
 // which rows; OUT_ROPE_*: stride d/2, OUT_V_CACHE: stride 1).
 // S > 0: through the warp's stage (accumulate_staged; M = 1).
-template <typename T, int F, int M, int R, int U = default_unroll<M>(), int OUT = OUT_PLAIN, int S = 0>
+// LN: xs is the residual stream, RMS-normalized with `ln.eps` and scaled by `ln.w` on the way
+// (Parts' norm = 2).
+template <typename T, int F, int M, int R, int U = default_unroll<M>(), int OUT = OUT_PLAIN, int S = 0, bool LN = false>
 __device__ __forceinline__ void rows(const T* xs, const Part& p, int m, int k, int row0, const char* table,
                                      const Part* up = nullptr, int stride = 1, const Rope* rope = nullptr,
-                                     const T* res = nullptr) {
+                                     const T* res = nullptr, LateNorm<T> ln = {}) {
     constexpr bool SILU = OUT == OUT_SILU;
     static_assert(!SILU || R >= 2, "a SILU warp takes at least one row of each part");
     static_assert(R == 2 || OUT == OUT_PLAIN || OUT == OUT_SILU || OUT == OUT_RESID, "RoPE pairs take two rows a warp");
     static_assert(S == 0 || M == 1, "staging takes one row of xs");
+    static_assert(!LN || S == 0, "the late norm takes the plain accumulation");
     float acc[R][M];
-    if constexpr (S > 0) accumulate_staged<T, F, R, S, SILU>(xs, p, up, k, row0, stride, table, acc);
-    else accumulate<T, F, M, R, U, SILU>(xs, p, up, m, k, row0, stride, table, acc);
+    if constexpr (S > 0) {
+        accumulate_staged<T, F, R, S, SILU>(xs, p, up, k, row0, stride, table, acc);
+    } else if constexpr (LN) {
+        float ss = 0.f;
+        accumulate<T, F, M, R, U, SILU, true>(xs, p, up, m, k, row0, stride, table, acc, ln.w, &ss);
+        // the lanes' squares cover xs once: every lane gets the whole sum
+        const float inv = rsqrtf(warp_sum(ss) / k + ln.eps);
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][0] *= inv;
+    } else {
+        accumulate<T, F, M, R, U, SILU>(xs, p, up, m, k, row0, stride, table, acc);
+    }
     if constexpr (OUT == OUT_ROPE_Q || OUT == OUT_ROPE_K || OUT == OUT_V_CACHE) {
         store_rope<T, F, M, OUT>(acc, p, m, row0, row0 + stride, *rope);
     } else if constexpr (SILU) {
@@ -139,8 +152,9 @@ __device__ __forceinline__ void norm_into(const T* xs, const T* w, float eps, in
 }
 
 // Warps take row groups grid-stride (a grid smaller than the groups is allowed). With ps.norm the
-// launch brings k·sizeof(T) bytes of dynamic shared memory for the normalized xs.
-template <typename T, int F, int M, int R, int U = default_unroll<M>(), int S = 0>
+// launch brings k·sizeof(T) bytes of dynamic shared memory for the normalized xs; LN kernels (one row,
+// ps.norm = 2) need none: their warps normalize as they go (rows' LN).
+template <typename T, int F, int M, int R, int U = default_unroll<M>(), int S = 0, bool LN = false>
 __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     __shared__ __align__(16) float table_own[S == 0 ? table_words<F>() : 4];
     float* table = table_own;
@@ -152,17 +166,19 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     const int warps = gridDim.x * (blockDim.x >> 5);
     if constexpr (nf4_like<F>()) fill_table<F>(table);
     pdl_wait();
-    if (ps.norm) {
+    if (!LN && ps.norm) {
         norm_into(xs, static_cast<const T*>(ps.norm_w), ps.eps, ps.k, reinterpret_cast<T*>(normed));
         xs = reinterpret_cast<const T*>(normed);
     }
+    LateNorm<T> ln;
+    if constexpr (LN) ln = LateNorm<T>{static_cast<const T*>(ps.norm_w), ps.eps};
     const char* tb = reinterpret_cast<const char*>(table);
     if constexpr (R >= 2) {
         if (ps.mode == SILU) {
             constexpr int H = R / 2;
             const int groups = (ps.p[0].n + H - 1) / H;
             for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < groups; g += warps)
-                rows<T, F, M, R, U, OUT_SILU, S>(xs, ps.p[0], ps.m, ps.k, g * H, tb, &ps.p[1]);
+                rows<T, F, M, R, U, OUT_SILU, S, LN>(xs, ps.p[0], ps.m, ps.k, g * H, tb, &ps.p[1], 1, nullptr, nullptr, ln);
             return;
         }
     }
@@ -172,12 +188,15 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
             const int half = ps.rope.d / 2, gq = ps.p[0].n / 2, gk = ps.p[1].n / 2, gv = (ps.p[2].n + 1) / 2;
             for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < gq + gk + gv; g += warps) {
                 if (g < gq) {
-                    rows<T, F, M, R, U, OUT_ROPE_Q, S>(xs, ps.p[0], ps.m, ps.k, g / half * 2 * half + g % half, tb, nullptr, half, &ps.rope);
+                    rows<T, F, M, R, U, OUT_ROPE_Q, S, LN>(xs, ps.p[0], ps.m, ps.k, g / half * 2 * half + g % half, tb, nullptr,
+                                                           half, &ps.rope, nullptr, ln);
                 } else if (g < gq + gk) {
                     const int h = g - gq;
-                    rows<T, F, M, R, U, OUT_ROPE_K, S>(xs, ps.p[1], ps.m, ps.k, h / half * 2 * half + h % half, tb, nullptr, half, &ps.rope);
+                    rows<T, F, M, R, U, OUT_ROPE_K, S, LN>(xs, ps.p[1], ps.m, ps.k, h / half * 2 * half + h % half, tb, nullptr,
+                                                           half, &ps.rope, nullptr, ln);
                 } else {
-                    rows<T, F, M, R, U, OUT_V_CACHE, S>(xs, ps.p[2], ps.m, ps.k, (g - gq - gk) * 2, tb, nullptr, 1, &ps.rope);
+                    rows<T, F, M, R, U, OUT_V_CACHE, S, LN>(xs, ps.p[2], ps.m, ps.k, (g - gq - gk) * 2, tb, nullptr, 1, &ps.rope,
+                                                            nullptr, ln);
                 }
             }
             return;
@@ -185,13 +204,15 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     }
     if (ps.mode == RESID) {
         for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < g0; g += warps)
-            rows<T, F, M, R, U, OUT_RESID, S>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr, static_cast<const T*>(ps.res));
+            rows<T, F, M, R, U, OUT_RESID, S, LN>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr,
+                                                  static_cast<const T*>(ps.res), ln);
         return;
     }
     for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
-        if (g < g0) rows<T, F, M, R, U, OUT_PLAIN, S>(xs, ps.p[0], ps.m, ps.k, g * R, tb);
-        else if (g < g0 + g1) rows<T, F, M, R, U, OUT_PLAIN, S>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, tb);
-        else rows<T, F, M, R, U, OUT_PLAIN, S>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, tb);
+        if (g < g0) rows<T, F, M, R, U, OUT_PLAIN, S, LN>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr, nullptr, ln);
+        else if (g < g0 + g1)
+            rows<T, F, M, R, U, OUT_PLAIN, S, LN>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, tb, nullptr, 1, nullptr, nullptr, ln);
+        else rows<T, F, M, R, U, OUT_PLAIN, S, LN>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, tb, nullptr, 1, nullptr, nullptr, ln);
     }
 }
 

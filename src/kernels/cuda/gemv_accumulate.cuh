@@ -85,6 +85,9 @@ struct Rope {
 //   add_rms_norm), so that o_proj and down_proj also do the residual add.
 // - norm (m = 1, any mode): xs is the residual stream, and the block first normalizes it into shared
 //   memory as add_rms_norm would (RMSNorm with eps, times norm_w), so that the next norm needs no launch.
+//   norm = 2 (the gemv_ln_ kernels): no wait for that pass. Each warp multiplies the xs it loads by
+//   norm_w and sums their squares as it goes (it reads all of xs anyway), and scales its products by
+//   the RMS factor at the end: W·(xs·inv·w) = inv·(W·(xs·w)), so the weight loads start at once.
 struct Parts {
     Part p[3];
     int count;
@@ -96,6 +99,12 @@ struct Parts {
     const void* res;
     float eps;
     int norm;
+};
+
+// Parts' norm = 2, as the warps apply it (gemv.cuh's rows): the norm's weight [k] and eps.
+template <typename T> struct LateNorm {
+    const T* w = nullptr;
+    float eps = 0.f;
 };
 
 // The kernels take Parts by value from Rust (src/kernels/cuda/mod.rs's PartsArg), which asserts the
@@ -228,10 +237,13 @@ __host__ __device__ __forceinline__ int warp_row(bool silu, int row0, int stride
 
 // This lane's share of the products of the warp's R rows with the m rows of xs, in acc: rows row0,
 // row0 + stride, … of `p`, or (SILU) rows row0 … of `p` (gate) for r < R/2 and the same rows of
-// `*up` for the others.
-template <typename T, int F, int M, int R, int U, bool SILU>
+// `*up` for the others. LN (one row of xs): the products are with xs·g, and the squares of the xs
+// this lane loaded are summed into *ss.
+template <typename T, int F, int M, int R, int U, bool SILU, bool LN = false>
 __device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Part* up, int m, int k, int row0,
-                                           int stride, const char* table, float (&acc)[R][M]) {
+                                           int stride, const char* table, float (&acc)[R][M], const T* g = nullptr,
+                                           float* ss = nullptr) {
+    static_assert(!LN || M == 1, "the late norm takes one row of xs");
     constexpr int E = step_elems<F>(), WL = step_loads<T, F>(), SUBS = E / 8;
     // part and row of the warp's row r; tail rows repeat the last and are never stored
     const auto part = [&](int r) -> const Part& { return SILU && r >= R / 2 ? *up : p; };
@@ -271,6 +283,15 @@ __device__ __forceinline__ void accumulate(const T* xs, const Part& p, const Par
             float x[M][8];
 #pragma unroll
             for (int i = 0; i < M; i++) load_x8(xs + (size_t)min(i, m - 1) * k + j + 8 * s, x[i]);
+            if constexpr (LN) {
+                float gw[8];
+                load_x8(g + j + 8 * s, gw);
+#pragma unroll
+                for (int e = 0; e < 8; e++) {
+                    *ss = fmaf(x[0][e], x[0][e], *ss);
+                    x[0][e] *= gw[e];
+                }
+            }
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 float wf[8];

@@ -97,6 +97,21 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
     GEMV_PF(T, NAME, gemv::NF4, nf4, 2, 8)     \
     GEMV_PF(T, NAME, gemv::NF4, nf4, 4, 6)
 
+// gemv_ln_<format>_<dtype>_m1_r<R>: the one-row kernels whose warps apply the RMSNorm before the
+// product as they load xs (Parts' norm = 2, MINILAB_FUSE_NORM=late) instead of a block's pass into
+// shared memory first. Separate kernels, so the shipped ones keep their registers (NF4 at R = 4
+// takes 5 blocks an SM: at 6, ptxas spills 12 bytes).
+#define GEMV_LN(T, NAME, F, FNAME, R, MINB)                                                                  \
+    extern "C" __global__ void __launch_bounds__(128, MINB) gemv_ln_##FNAME##_##NAME##_m1_r##R(const T* xs, \
+                                                                                            gemv::Parts ps) { \
+        gemv::gemv_parts<T, F, 1, R, gemv::default_unroll<1>(), 0, true>(xs, ps);                            \
+    }
+#define GEMVS_LN(T, NAME)                     \
+    GEMV_LN(T, NAME, gemv::DENSE, dense, 2, 8) \
+    GEMV_LN(T, NAME, gemv::INT8, int8, 2, 8)   \
+    GEMV_LN(T, NAME, gemv::NF4, nf4, 2, 8)     \
+    GEMV_LN(T, NAME, gemv::NF4, nf4, 4, 5)
+
 // gemv_st_<format>_<dtype>_m1_r<R>: the one-row kernels that stage their weights through shared
 // memory (gemv_staged.cuh's accumulate_staged), for MINILAB_GEMV_STAGED: two steps a stage at R = 2, one at
 // R = 4, so a block's stages take 20 KB (NF4) and a normalized xs of up to 16 KB still fits in 48 KB.
@@ -152,6 +167,8 @@ GEMVS_PF(__half, f16)
 GEMVS_PF(__nv_bfloat16, bf16)
 GEMVS_ST(__half, f16)
 GEMVS_ST(__nv_bfloat16, bf16)
+GEMVS_LN(__half, f16)
+GEMVS_LN(__nv_bfloat16, bf16)
 GEMVS_SM(__half, f16)
 GEMVS_SM(__nv_bfloat16, bf16)
 

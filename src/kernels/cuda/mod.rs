@@ -136,6 +136,8 @@ pub(crate) enum Epilogue {
 pub(crate) struct NormArg {
     pub w: u64,
     pub eps: f32,
+    /// The gemv_ln_ kernels' way where the launch takes one (`kernels::norm_late`).
+    pub late: bool,
 }
 
 /// Shared memory a block may bring for the normalized xs (48 KB without opting in, less the NF4
@@ -271,8 +273,13 @@ fn gemv_parts_as<T: CudaDType + DeviceRepr>(
     let (name, cfg) = launch_config(&spec, m, parts)?;
     let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
     let (name, grid) = kernel_way(&spec, m, name, pf.is_some());
-    let kernel = launch::Func { name: &name, module: &LINEAR };
     let mut cfg = cfg;
+    if name.starts_with(LATE_NORM_FAMILY) {
+        // the warps normalize as they load xs: no shared copy of it
+        arg.norm = 2;
+        cfg.shared_mem_bytes = 0;
+    }
+    let kernel = launch::Func { name: &name, module: &LINEAR };
     if grid != Grid::Rows {
         // the kernels stride their warps over the row groups, so fewer blocks still cover them all
         cfg.grid_dim.0 = cfg.grid_dim.0.min(launch::resident_blocks(dev, &kernel, &cfg)?);
@@ -299,8 +306,20 @@ fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, G
         Format::Nf4 => 4,
     };
     let streams = grid::streams(m, spec.dtype.size_in_bytes(), bits, spec.k, spec.norm.is_some());
-    let (family, grid) = grid::pick(grid::current(), pf, staged_fits(spec, m), streams);
+    let (family, grid) = match grid::pick(grid::current(), pf, staged_fits(spec, m), streams) {
+        ("gemv_", grid) if late_norm_fits(spec, m) => (LATE_NORM_FAMILY, grid),
+        picked => picked,
+    };
     (name.replacen("gemv_", family, 1), grid)
+}
+
+/// linear.cu's one-row kernels that apply a folded norm as their warps load xs (Parts' norm = 2).
+const LATE_NORM_FAMILY: &str = "gemv_ln_";
+
+/// Whether a launch with a folded norm takes a gemv_ln_ kernel: the late way asked for, one row of
+/// 16-bit xs (the kernels linear.cu's GEMVS_LN builds).
+fn late_norm_fits(spec: &LaunchSpec, m: usize) -> bool {
+    spec.norm.is_some_and(|n| n.late) && m == 1 && matches!(spec.dtype, DType::F16 | DType::BF16)
 }
 
 /// What one GEMV launch computes, besides the addresses it reads and writes.
