@@ -15,7 +15,7 @@
 //! - `device_check cuda timemodel MODEL`: the sensitivity stage's decode-time model, its
 //!   predictions of uniform plans against measured tg128.
 //! - `device_check cuda folds`: the norm and residual add folded into GEMV launches against the plain
-//!   path (run it with `MINILAB_FUSE_NORM=1`).
+//!   path, both ways (`MINILAB_FUSE_NORM=1` and `=late`), whatever the variable says.
 //! - `device_check cuda prefetch [MODEL]`: the decode step asking L2 for each next launch's weights
 //!   (every way of `kernels::prefetch`) against the step without: logits equal bit for bit, then
 //!   MODEL's step (default the 3B) timed per way.
