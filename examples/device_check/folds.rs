@@ -5,7 +5,7 @@
 //! It leaves the switch as it found it.
 
 use candle_core::{DType, Device, Module, Tensor};
-use minilab::kernels::{fold_norms, norm_late, set_enabled, set_fuse_norm, NormRef};
+use minilab::kernels::{fuse_norm, norm_late, set_enabled, set_fuse_norm, NormRef};
 use minilab::quant::{Precision, SwitchableLinear};
 
 use super::rel_err;
@@ -25,7 +25,7 @@ fn layers(shapes: &[(usize, usize)], dev: &Device, dtype: DType) -> minilab::Res
 /// and silu·up's gate, up and product are rounded) and 1e-4 in f32; the residual launches against
 /// the plain path's add within 1e-2. Fails past those or on a NaN.
 pub fn check_folds(dev: &Device) -> minilab::Result<()> {
-    let found = (fold_norms(dev), norm_late());
+    let found = (fuse_norm(), norm_late());
     println!("| way | launch | format | dtype | folded: max |Δ| / max |ref| | plain path |");
     println!("| --- | --- | --- | --- | ---: | ---: |");
     let mut fails = Vec::new();

@@ -42,9 +42,13 @@ pub fn render(records: &[BenchRecord], output: Output, n_params: u64, now: &str)
     Ok(out)
 }
 
+/// Bytes as the table prints them.
+fn gb(b: u64) -> String {
+    format!("{:.3} GB", b as f64 / 1e9)
+}
+
 fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
     let Some(r0) = records.first() else { return };
-    let gb = |b: u64| format!("{:.3} GB", b as f64 / 1e9);
     outln!(
         out,
         "| model | weights | params | precision | device | dtype | threads | test | t/s | ttft ms | roofline |"
@@ -75,7 +79,6 @@ fn markdown(out: &mut String, records: &[BenchRecord], n_params: u64) {
 /// What the table's columns were measured against: memory, the copy bandwidth and matmul peak the
 /// roofline columns divide by, the kernel settings, and how decode launched.
 fn footnotes(out: &mut String, records: &[BenchRecord], r0: &BenchRecord) {
-    let gb = |b: u64| format!("{:.3} GB", b as f64 / 1e9);
     outln!(
         out,
         "weights (computed from the plan): {}   device memory (measured{}): {} after load, {} peak",

@@ -90,7 +90,7 @@ pub fn linear_residual(xs: &Tensor, w: WeightRef<'_>, res: &Tensor) -> Result<Op
 /// Whether a decode step on `device` folds its norms and residual adds into the launches next to
 /// them ([`NormRef`], [`linear_residual`]): on the GPU with `MINILAB_FUSE_NORM=1`.
 pub fn fold_norms(device: &candle_core::Device) -> bool {
-    device.is_cuda() && enabled() && FUSE_NORM.get()
+    device.is_cuda() && enabled() && fuse_norm()
 }
 
 /// RoPE and the KV append in the q/k/v launch, on unless `MINILAB_FUSE_ROPE=0`: 1–2 % faster decode
@@ -113,6 +113,12 @@ static FUSE_NORM: Switch = Switch::opt_in("MINILAB_FUSE_NORM", &["1", "late"]);
 /// pass before its first weight load (what made `=1` slower). The products then use xs·w unrounded
 /// where `=1` rounds the normalized xs to 16 bits first.
 static NORM_LATE: Switch = Switch::opt_in("MINILAB_FUSE_NORM", &["late"]);
+
+/// Whether the decode step's norms and residual adds fold into the launches beside them
+/// (`MINILAB_FUSE_NORM=1` or `=late`), on any device; [`fold_norms`] says whether they do on one.
+pub fn fuse_norm() -> bool {
+    FUSE_NORM.get()
+}
 
 /// Whether folded norms take the late way ([`NORM_LATE`]).
 pub fn norm_late() -> bool {
@@ -350,13 +356,13 @@ mod tests {
     /// switches go back as they were found.
     #[test]
     fn the_late_norm_is_only_on_with_the_fold() {
-        let found = (FUSE_NORM.get(), norm_late());
+        let found = (fuse_norm(), norm_late());
         set_fuse_norm(false, true);
-        assert!(!FUSE_NORM.get() && !norm_late());
+        assert!(!fuse_norm() && !norm_late());
         set_fuse_norm(true, true);
-        assert!(FUSE_NORM.get() && norm_late());
+        assert!(fuse_norm() && norm_late());
         set_fuse_norm(true, false);
-        assert!(FUSE_NORM.get() && !norm_late());
+        assert!(fuse_norm() && !norm_late());
         set_fuse_norm(found.0, found.1);
     }
 }

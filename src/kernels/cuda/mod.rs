@@ -272,9 +272,9 @@ fn gemv_parts_as<T: CudaDType + DeviceRepr>(
     }
     let (name, cfg) = launch_config(&spec, m, parts)?;
     let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
-    let (name, grid) = kernel_way(&spec, m, name, pf.is_some());
+    let (name, grid, late) = kernel_way(&spec, m, name, pf.is_some());
     let mut cfg = cfg;
-    if name.starts_with(LATE_NORM_FAMILY) {
+    if late {
         // the warps normalize as they load xs: no shared copy of it
         arg.norm = 2;
         cfg.shared_mem_bytes = 0;
@@ -297,9 +297,10 @@ fn gemv_parts_as<T: CudaDType + DeviceRepr>(
 
 /// The kernel a launch takes and its grid (`kernels::grid::pick`). The one-row 16-bit kernels also
 /// come as gemv_pf_, which first ask L2 for the next launch's weights (kernels::prefetch, `pf`), as
-/// gemv_st_, which stage them through shared memory (kernels::staging), and as gemv_sm_ and gemv_sr_,
-/// which stream them across row groups on a resident grid (kernels::grid).
-fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, Grid) {
+/// gemv_st_, which stage them through shared memory (kernels::staging), as gemv_sm_ and gemv_sr_,
+/// which stream them across row groups on a resident grid (kernels::grid), and as gemv_ln_, which
+/// apply a folded norm as their warps load xs (Parts' norm = 2; the third value says so).
+fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, Grid, bool) {
     let bits = match spec.format {
         Format::Dense => 8 * spec.dtype.size_in_bytes(),
         Format::Int8 => 8,
@@ -307,14 +308,11 @@ fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, G
     };
     let streams = grid::streams(m, spec.dtype.size_in_bytes(), bits, spec.k, spec.norm.is_some());
     let (family, grid) = match grid::pick(grid::current(), pf, staged_fits(spec, m), streams) {
-        ("gemv_", grid) if late_norm_fits(spec, m) => (LATE_NORM_FAMILY, grid),
+        ("gemv_", grid) if late_norm_fits(spec, m) => ("gemv_ln_", grid),
         picked => picked,
     };
-    (name.replacen("gemv_", family, 1), grid)
+    (name.replacen("gemv_", family, 1), grid, family == "gemv_ln_")
 }
-
-/// linear.cu's one-row kernels that apply a folded norm as their warps load xs (Parts' norm = 2).
-const LATE_NORM_FAMILY: &str = "gemv_ln_";
 
 /// Whether a launch with a folded norm takes a gemv_ln_ kernel: the late way asked for, one row of
 /// 16-bit xs (the kernels linear.cu's GEMVS_LN builds).
