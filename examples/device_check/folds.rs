@@ -5,7 +5,7 @@
 //! It leaves the switch as it found it.
 
 use candle_core::{DType, Device, Module, Tensor};
-use minilab::kernels::{fuse_norm, norm_late, set_enabled, set_fuse_norm, NormRef};
+use minilab::kernels::{norm_fold, set_enabled, set_norm_fold, NormFold, NormRef};
 use minilab::quant::{Precision, SwitchableLinear};
 
 use super::rel_err;
@@ -25,14 +25,14 @@ fn layers(shapes: &[(usize, usize)], dev: &Device, dtype: DType) -> minilab::Res
 /// and silu·up's gate, up and product are rounded) and 1e-4 in f32; the residual launches against
 /// the plain path's add within 1e-2. Fails past those or on a NaN.
 pub fn check_folds(dev: &Device) -> minilab::Result<()> {
-    let found = (fuse_norm(), norm_late());
+    let found = norm_fold();
     println!("| way | launch | format | dtype | folded: max |Δ| / max |ref| | plain path |");
     println!("| --- | --- | --- | --- | ---: | ---: |");
     let mut fails = Vec::new();
-    for (way, late) in [("1", false), ("late", true)] {
-        set_fuse_norm(true, late);
+    for (way, fold) in [("1", NormFold::Shared), ("late", NormFold::Late)] {
+        set_norm_fold(fold);
         let e = check_way(dev, way, &mut fails);
-        set_fuse_norm(found.0, found.1);
+        set_norm_fold(found);
         e?;
     }
     println!();

@@ -7,7 +7,7 @@ use super::cpu;
 use super::cpu::NF4_BLOCK;
 use super::op::{aligned, enabled, is_float};
 use super::params::Format;
-use crate::switch::Switch;
+use crate::switch::{Choice, Switch};
 use candle_core::{Result, Tensor};
 
 /// A linear layer's stored weight, for [`linear_many`].
@@ -64,8 +64,7 @@ pub fn linear_many(xs: &Tensor, ws: &[WeightRef<'_>], norm: Option<NormRef<'_>>)
 
 /// RMSNorm folded into a decode launch: xs is the residual stream `[1, k]`, normalized with `eps`
 /// and scaled by `weight` `[k]` (xs' dtype) before the products, as [`super::decode::add_rms_norm`]
-/// rounds it. Opt-in with `MINILAB_FUSE_NORM=1`: correct on the H200, but 13–16 % slower there
-/// (issue 11 session 9).
+/// rounds it, or the late way ([`NormFold`] says which).
 #[derive(Debug, Clone, Copy)]
 pub struct NormRef<'a> {
     pub weight: &'a Tensor,
@@ -73,10 +72,10 @@ pub struct NormRef<'a> {
 }
 
 /// `res + xs·Wᵀ` `[…, n]` in one GPU launch at decode (o_proj and down_proj with the residual add,
-/// rounded as [`super::decode::add_rms_norm`] rounds it). Opt-in with `MINILAB_FUSE_NORM=1`; `None`
-/// where it does not apply.
+/// rounded as [`super::decode::add_rms_norm`] rounds it), where the decode step folds ([`fold_norms`]);
+/// `None` where it does not apply or `MINILAB_FUSE_NORM=0`.
 pub fn linear_residual(xs: &Tensor, w: WeightRef<'_>, res: &Tensor) -> Result<Option<Tensor>> {
-    if !FUSE_NORM.get() {
+    if norm_fold() == NormFold::Off {
         return Ok(None);
     }
     let Some((dims, k)) = many_applies(xs, &[w], None)? else { return Ok(None) };
@@ -85,12 +84,6 @@ pub fn linear_residual(xs: &Tensor, w: WeightRef<'_>, res: &Tensor) -> Result<Op
         return Ok(None);
     }
     many_cuda(&aligned(xs)?, &[w], (&dims, k), (Epi::Residual(&res.contiguous()?), None)).map(|mut v| v.pop())
-}
-
-/// Whether a decode step on `device` folds its norms and residual adds into the launches next to
-/// them ([`NormRef`], [`linear_residual`]): on the GPU with `MINILAB_FUSE_NORM=1`.
-pub fn fold_norms(device: &candle_core::Device) -> bool {
-    device.is_cuda() && enabled() && fuse_norm()
 }
 
 /// RoPE and the KV append in the q/k/v launch, on unless `MINILAB_FUSE_ROPE=0`: 1–2 % faster decode
@@ -103,33 +96,61 @@ static FUSE_ROPE: Switch = Switch::new("MINILAB_FUSE_ROPE", &["0"]);
 pub fn set_fuse_rope(on: bool) {
     FUSE_ROPE.set(on);
 }
-/// Norms and residual adds in the launches beside them, opt-in with `MINILAB_FUSE_NORM=1` (each
-/// block normalizes xs into shared memory first) or `=late` ([`norm_late`]).
-static FUSE_NORM: Switch = Switch::opt_in("MINILAB_FUSE_NORM", &["1", "late"]);
-
-/// The folded norm's late way (`MINILAB_FUSE_NORM=late`): the one-row 16-bit launches take the
-/// gemv_ln_ kernels, whose warps multiply xs by the norm's weight and sum its squares as they load
-/// it, and scale their products by the RMS factor at the end, so no block waits for a normalizing
-/// pass before its first weight load (what made `=1` slower). The products then use xs·w unrounded
+/// How a decode step folds its norms and residual adds into the launches beside them
+/// (`MINILAB_FUSE_NORM`). The late way: the one-row 16-bit launches after a norm take the gemv_ln_
+/// kernels, whose warps multiply xs by the norm's weight and sum its squares as they load it, and
+/// scale their products by the RMS factor at the end, so no block waits for a normalizing pass
+/// before its first weight load (what made `=1` slower). The products then use xs·w unrounded
 /// where `=1` rounds the normalized xs to 16 bits first.
-static NORM_LATE: Switch = Switch::opt_in("MINILAB_FUSE_NORM", &["late"]);
-
-/// Whether the decode step's norms and residual adds fold into the launches beside them
-/// (`MINILAB_FUSE_NORM=1` or `=late`), on any device; [`fold_norms`] says whether they do on one.
-pub fn fuse_norm() -> bool {
-    FUSE_NORM.get()
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormFold {
+    /// The late way where no linear of the step's blocks is NF4, else no fold (the default,
+    /// `auto`): on the H100 the late way took f16 and int8 decode up 2–7 % on the 3B and the 8B,
+    /// NF4 up 3 % on the 3B but down 3.4 % on the 8B (BENCHMARKS.md, issue 11 session 26).
+    Auto,
+    /// No fold (`0`).
+    Off,
+    /// Each block normalizes xs into shared memory before its first weight load (`1`): 13–16 %
+    /// slower on the H200 (issue 11 session 9).
+    Shared,
+    /// The late way in every format (`late`).
+    Late,
 }
 
-/// Whether folded norms take the late way ([`NORM_LATE`]).
-pub fn norm_late() -> bool {
-    NORM_LATE.get()
+impl NormFold {
+    /// Whether a step whose blocks hold an NF4 linear (`any_nf4`) or none folds.
+    pub fn folds(self, any_nf4: bool) -> bool {
+        match self {
+            Self::Auto => !any_nf4,
+            Self::Off => false,
+            Self::Shared | Self::Late => true,
+        }
+    }
+
+    /// Whether a folded norm takes the late way.
+    pub fn late(self) -> bool {
+        self != Self::Shared
+    }
 }
 
-/// Folds the decode step's norms and residual adds (`on`), the late way or not, for the rest of
-/// the process, whatever `MINILAB_FUSE_NORM` says.
-pub fn set_fuse_norm(on: bool, late: bool) {
-    FUSE_NORM.set(on);
-    NORM_LATE.set(on && late);
+const FOLDS: [NormFold; 4] = [NormFold::Auto, NormFold::Off, NormFold::Shared, NormFold::Late];
+static FUSE_NORM: Choice = Choice::new("MINILAB_FUSE_NORM", &["auto", "0", "1", "late"]);
+
+/// The fold in force ([`NormFold`]).
+pub fn norm_fold() -> NormFold {
+    FOLDS[FUSE_NORM.get()]
+}
+
+/// Picks the fold for the rest of the process, whatever `MINILAB_FUSE_NORM` says.
+pub fn set_norm_fold(fold: NormFold) {
+    FUSE_NORM.set(FOLDS.iter().position(|&f| f == fold).unwrap_or(0));
+}
+
+/// Whether a decode step on `device` folds its norms and residual adds into the launches next to
+/// them ([`NormRef`], [`linear_residual`]): on the GPU, as [`norm_fold`] says for a step whose
+/// blocks hold an NF4 linear (`any_nf4`) or none.
+pub fn fold_norms(device: &candle_core::Device, any_nf4: bool) -> bool {
+    device.is_cuda() && enabled() && norm_fold().folds(any_nf4)
 }
 
 /// `silu(xs·gateᵀ)·(xs·upᵀ)` `[…, n]`, the MLP's gate/up and its activation in one GPU launch.
@@ -241,7 +262,7 @@ fn many_applies(xs: &Tensor, ws: &[WeightRef<'_>], norm: Option<NormRef<'_>>) ->
         && dims.iter().all(|&(_, wk)| wk == k)
         && ws.iter().all(|w| !matches!(w, WeightRef::Dense(t) if t.dtype() != xs.dtype()));
     let norm_ok = norm.is_none_or(|n| {
-        FUSE_NORM.get()
+        norm_fold() != NormFold::Off
             && norm_fits(xs.dtype(), rows, k)
             && n.weight.elem_count() == k
             && n.weight.dtype() == xs.dtype()
@@ -301,7 +322,8 @@ fn many_cuda(
     let extra: Vec<&Tensor> = norm_w.iter().chain(if let Epi::Residual(r) = epi { Some(r) } else { None }).collect();
     let ys = gpu::with_addresses(&extra, |ptrs| {
         // the late way reads the norm's weight 16 bytes at a time
-        let norm = norm.map(|n| NormArg { w: ptrs[0], eps: n.eps, late: norm_late() && ptrs[0].is_multiple_of(16) });
+        let norm =
+            norm.map(|n| NormArg { w: ptrs[0], eps: n.eps, late: norm_fold().late() && ptrs[0].is_multiple_of(16) });
         let launch = |e| super::cuda::gemv_parts(ws[0].format(), (cuda(&xs_storage)?, xs_layout), &parts, k, e, norm);
         match epi {
             Epi::Plain => launch(Epilogue::Plain),
@@ -352,17 +374,21 @@ fn many_cuda(
 mod tests {
     use super::*;
 
-    /// The late way is a way of folding: asking for it without the fold leaves both off, and the
-    /// switches go back as they were found.
+    /// A step with an NF4 linear folds only when asked to; every fold but `=1` is late; the
+    /// choice set is the one read, and goes back as it was found.
     #[test]
-    fn the_late_norm_is_only_on_with_the_fold() {
-        let found = (fuse_norm(), norm_late());
-        set_fuse_norm(false, true);
-        assert!(!fuse_norm() && !norm_late());
-        set_fuse_norm(true, true);
-        assert!(fuse_norm() && norm_late());
-        set_fuse_norm(true, false);
-        assert!(fuse_norm() && !norm_late());
-        set_fuse_norm(found.0, found.1);
+    fn auto_folds_late_where_no_linear_is_nf4() {
+        use NormFold::*;
+        let folds = |nf4| FOLDS.map(|f| f.folds(nf4));
+        assert_eq!(folds(false), [true, false, true, true]);
+        assert_eq!(folds(true), [false, false, true, true]);
+        assert_eq!(FOLDS.map(NormFold::late), [true, true, false, true]);
+        let found = norm_fold();
+        for f in [Off, Shared, Late, Auto] {
+            set_norm_fold(f);
+            assert_eq!(norm_fold(), f);
+        }
+        assert!(!fold_norms(&candle_core::Device::Cpu, false), "no step folds on the CPU");
+        set_norm_fold(found);
     }
 }

@@ -21,8 +21,8 @@ pub mod staging;
 
 pub use decode::MAX_CONTEXT;
 pub use many::{
-    fold_norms, fuse_norm, linear_many, linear_qkv_rope, linear_residual, linear_silu_mul, norm_late, set_fuse_norm,
-    set_fuse_rope, NormRef, RopeKvRefs, WeightRef,
+    fold_norms, linear_many, linear_qkv_rope, linear_residual, linear_silu_mul, norm_fold, set_fuse_rope,
+    set_norm_fold, NormFold, NormRef, RopeKvRefs, WeightRef,
 };
 pub use op::{dense, enabled, int8, nf4, set_enabled};
 

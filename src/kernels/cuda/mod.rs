@@ -136,7 +136,7 @@ pub(crate) enum Epilogue {
 pub(crate) struct NormArg {
     pub w: u64,
     pub eps: f32,
-    /// The gemv_ln_ kernels' way where the launch takes one (`kernels::norm_late`).
+    /// The gemv_ln_ kernels' way where the launch takes one (`kernels::NormFold::late`).
     pub late: bool,
 }
 

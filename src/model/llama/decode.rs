@@ -1,12 +1,14 @@
-//! One decode step, fused for the GPU: eight launches a block (q/k/v in one GEMV, RoPE and the KV
-//! append in one kernel, the attention in one, the residual add and the next norm in one, gate/up
-//! and silu·up in one), with the position read from device memory, so that the same step can be
-//! captured once as a CUDA graph ([`crate::model::graph`]) and replayed for every token.
+//! One decode step, fused for the GPU: seven launches a block (q/k/v in one GEMV that also applies
+//! RoPE and appends k and v, the attention, o_proj, the residual add with the next norm, gate/up with
+//! silu·up, down_proj, and the second add and norm), or five where the norms fold into the launches
+//! after them and the adds into those before ([`kernels::fold_norms`]). The position is read from
+//! device memory, so that the same step can be captured once as a CUDA graph
+//! ([`crate::model::graph`]) and replayed for every token.
 
 use super::cache::Kv;
 use super::{Attention, Cache, Mlp, Model};
 use crate::kernels::{self, MAX_CONTEXT};
-use crate::quant::SwitchableLinear;
+use crate::quant::{Precision, SwitchableLinear};
 use candle_core::{DType, Module, Result, Tensor};
 
 impl Model {
@@ -63,7 +65,7 @@ impl Model {
         if cache.kvs.len() != self.blocks.len() || cache.kvs.iter().any(|kv| kv.is_none()) {
             candle_core::bail!("decode step: the cache has no buffers (reserve it first)");
         }
-        if kernels::fold_norms(tokens.device()) {
+        if kernels::fold_norms(tokens.device(), self.any_nf4()) {
             return self.decode_step_folded(tokens, pos, cache);
         }
         let eps = self.eps as f32;
@@ -96,9 +98,18 @@ impl Model {
         }
     }
 
+    /// Whether a linear of the blocks is NF4, where the default decode step does not fold its norms
+    /// ([`kernels::NormFold::Auto`]).
+    fn any_nf4(&self) -> bool {
+        self.blocks.iter().any(|b| {
+            let mlp = [&b.mlp.gate_proj, &b.mlp.up_proj, &b.mlp.down_proj];
+            b.attn.qkv().into_iter().chain([&b.attn.o_proj]).chain(mlp).any(|l| l.precision() == Precision::Nf4)
+        })
+    }
+
     /// [`Self::decode_step`] with each norm folded into the launch after it and each residual add
-    /// into the launch before it (opt-in, `MINILAB_FUSE_NORM=1`): five launches a block on the GPU
-    /// where the kernels take them; elsewhere candle's ops in their place, the same arithmetic.
+    /// into the launch before it ([`kernels::fold_norms`]): five launches a block on the GPU where
+    /// the kernels take them; elsewhere candle's ops in their place, the same arithmetic.
     fn decode_step_folded(&self, tokens: &Tensor, pos: &Tensor, cache: &Cache) -> Result<Tensor> {
         let eps = self.eps as f32;
         let mut res = self.embed(tokens)?;
