@@ -16,6 +16,9 @@
 #            launch boundaries cost; every output against the shipped step's.)
 #            (`kernels --staged`: the one-row kernels with their weights staged through shared memory
 #            by cp.async, per shape and per step, bit-equal to the shipped kernels' outputs.)
+#            (`kernels --late`: a block's two norm launches (q/k/v, gate/up with silu·up), 3B and 8B, every
+#            format: a norm kernel then the shipped GEMV, against the late fold's gemv_ln_ kernels and, for
+#            NF4, the late kernel at R = 2 and at R = 4 with 4 or 6 blocks an SM; each checked first.)
 #            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
 #            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
 #   launches: `gemv_bench --merged`, `--floor` and `--stream` in one call, into one tar.

@@ -10,7 +10,7 @@
 // - A decode step: every linear of the model once, in order, distinct weights, as one graph.
 //
 // Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs | --merged | --stream |
-// --barriers]. Prints
+// --barriers | --late]. Prints
 // markdown tables. --floor: where an NF4 GEMV's time goes (launch floor, the loads alone as grouped or
 // streamed across rows, the whole kernel), per shape and for a decode step's linears. --pdl: a decode
 // step's linears (shipped kernels) launched plainly and with programmatic dependent launch, in one
@@ -23,7 +23,8 @@
 // GEMVs (MINILAB_GEMV_GRID=stream) against the shipped kernels, with and without PDL, in every format,
 // bit-equal to the shipped ones (see stream.cuh). --barriers: a step's linears in one resident launch
 // with a grid barrier where each shipped launch starts: what a persistent step's waits cost (see
-// barriers.cuh).
+// barriers.cuh). --late: the norm launches of a block unfolded (a norm kernel, then the shipped GEMV)
+// against the late fold's gemv_ln_ kernels, and NF4's at other R and block caps (see late.cuh).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -35,6 +36,7 @@
 #include "cross_launch.cuh"
 #include "floor.cuh"
 #include "gemv_core.cuh"
+#include "late.cuh"
 #include "merged.cuh"
 #include "barriers.cuh"
 #include "pairs.cuh"
@@ -288,6 +290,7 @@ int main(int argc, char** argv) {
     bool merged_run = argc > 1 && std::string(argv[1]) == "--merged";
     bool stream_run = argc > 1 && std::string(argv[1]) == "--stream";
     bool barriers_run = argc > 1 && std::string(argv[1]) == "--barriers";
+    bool late_run = argc > 1 && std::string(argv[1]) == "--late";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
@@ -321,6 +324,7 @@ int main(int argc, char** argv) {
     if (merged_run) return merged::merged_main(s, bw, xs, ys, shapes);
     if (stream_run) return stream::stream_main(s, bw, xs, ys, shapes);
     if (barriers_run) return barriers::barriers_main(s, bw, xs);
+    if (late_run) return late::late_main(s, bw, xs, ys);
     const Run run{s, bw, xs, ref, ys, quick, shapes};
     const double e_shapes = check_shapes(run), e_qkv = check_qkv(run);
     double worst_all = std::isnan(e_shapes) || std::isnan(e_qkv) ? NAN : std::max(e_shapes, e_qkv);
