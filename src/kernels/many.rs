@@ -104,8 +104,8 @@ pub fn set_fuse_rope(on: bool) {
 /// where `=1` rounds the normalized xs to 16 bits first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormFold {
-    /// The late way where no linear of the step's blocks is NF4, else no fold (the default,
-    /// `auto`): on the H100 the late way took f16 and int8 decode up 2–7 % on the 3B and the 8B,
+    /// The late way where no linear of the step's blocks is NF4 and the step is one row of 16-bit
+    /// activations (what the gemv_ln_ kernels take), else no fold (the default, `auto`): on the H100 the late way took f16 and int8 decode up 2–7 % on the 3B and the 8B,
     /// NF4 up 3 % on the 3B but down 3.4 % on the 8B (BENCHMARKS.md, issue 11 session 26).
     Auto,
     /// No fold (`0`).
@@ -118,10 +118,12 @@ pub enum NormFold {
 }
 
 impl NormFold {
-    /// Whether a step whose blocks hold an NF4 linear (`any_nf4`) or none folds.
-    pub fn folds(self, any_nf4: bool) -> bool {
+    /// Whether a step folds whose blocks hold an NF4 linear (`any_nf4`) or none, and whose launches
+    /// take the late way's kernels (`late_fits`: one row of 16-bit activations) or not. The default
+    /// folds only where it was measured to pay.
+    pub fn folds(self, any_nf4: bool, late_fits: bool) -> bool {
         match self {
-            Self::Auto => !any_nf4,
+            Self::Auto => !any_nf4 && late_fits,
             Self::Off => false,
             Self::Shared | Self::Late => true,
         }
@@ -146,11 +148,12 @@ pub fn set_norm_fold(fold: NormFold) {
     FUSE_NORM.set(FOLDS.iter().position(|&f| f == fold).unwrap_or(0));
 }
 
-/// Whether a decode step on `device` folds its norms and residual adds into the launches next to
-/// them ([`NormRef`], [`linear_residual`]): on the GPU, as [`norm_fold`] says for a step whose
-/// blocks hold an NF4 linear (`any_nf4`) or none.
-pub fn fold_norms(device: &candle_core::Device, any_nf4: bool) -> bool {
-    device.is_cuda() && enabled() && norm_fold().folds(any_nf4)
+/// Whether a decode step of `rows` sequences in `dtype` on `device` folds its norms and residual
+/// adds into the launches next to them ([`NormRef`], [`linear_residual`]): on the GPU, as
+/// [`NormFold::folds`] says for a step whose blocks hold an NF4 linear (`any_nf4`) or none.
+pub fn fold_norms(device: &candle_core::Device, dtype: candle_core::DType, rows: usize, any_nf4: bool) -> bool {
+    let late_fits = rows == 1 && matches!(dtype, candle_core::DType::F16 | candle_core::DType::BF16);
+    device.is_cuda() && enabled() && norm_fold().folds(any_nf4, late_fits)
 }
 
 /// `silu(xs·gateᵀ)·(xs·upᵀ)` `[…, n]`, the MLP's gate/up and its activation in one GPU launch.
@@ -374,21 +377,23 @@ fn many_cuda(
 mod tests {
     use super::*;
 
-    /// A step with an NF4 linear folds only when asked to; every fold but `=1` is late; the
-    /// choice set is the one read, and goes back as it was found.
+    /// A step with an NF4 linear, f32 activations or several rows folds only when asked to; every
+    /// fold but `=1` is late; the choice set is the one read, and goes back as it was found.
     #[test]
     fn auto_folds_late_where_no_linear_is_nf4() {
         use NormFold::*;
-        let folds = |nf4| FOLDS.map(|f| f.folds(nf4));
-        assert_eq!(folds(false), [true, false, true, true]);
-        assert_eq!(folds(true), [false, false, true, true]);
+        let folds = |nf4, fits| FOLDS.map(|f| f.folds(nf4, fits));
+        assert_eq!(folds(false, true), [true, false, true, true]);
+        assert_eq!(folds(true, true), [false, false, true, true]);
+        // f32 activations or several rows: the default keeps the unfolded step
+        assert_eq!(folds(false, false), [false, false, true, true]);
         assert_eq!(FOLDS.map(NormFold::late), [true, true, false, true]);
         let found = norm_fold();
         for f in [Off, Shared, Late, Auto] {
             set_norm_fold(f);
             assert_eq!(norm_fold(), f);
         }
-        assert!(!fold_norms(&candle_core::Device::Cpu, false), "no step folds on the CPU");
+        assert!(!fold_norms(&candle_core::Device::Cpu, candle_core::DType::BF16, 1, false), "no step folds on the CPU");
         set_norm_fold(found);
     }
 }

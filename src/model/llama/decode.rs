@@ -65,7 +65,7 @@ impl Model {
         if cache.kvs.len() != self.blocks.len() || cache.kvs.iter().any(|kv| kv.is_none()) {
             candle_core::bail!("decode step: the cache has no buffers (reserve it first)");
         }
-        if kernels::fold_norms(tokens.device(), self.any_nf4()) {
+        if kernels::fold_norms(tokens.device(), self.act_dtype, tokens.dim(0)?, self.any_nf4()) {
             return self.decode_step_folded(tokens, pos, cache);
         }
         let eps = self.eps as f32;
