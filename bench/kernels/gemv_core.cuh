@@ -11,19 +11,19 @@
 
 #include "harness.cuh"
 
+// Element e (row·k + j) of a weight in format fmt, dequantized on its own.
+__device__ float ref_weight(int fmt, const uint8_t* a, const float* b, int row, size_t e) {
+    if (fmt == gemv::DENSE) return __bfloat162float(reinterpret_cast<const bf16*>(a)[e]);
+    if (fmt == gemv::INT8) return ((int)a[e] - 128) * b[row];
+    return gemv::NF4_CODES[(e & 1) ? (a[e / 2] & 15) : (a[e / 2] >> 4)] * b[e / 64];
+}
+
 // Plain reference: one thread per output, every weight dequantized on its own, f32 sums.
 __global__ void reference(int fmt, const bf16* xs, const uint8_t* a, const float* b, float* ys, int m, int n, int k) {
     const int row = blockIdx.x * blockDim.x + threadIdx.x, i = blockIdx.y;
     if (row >= n || i >= m) return;
     float acc = 0.f;
-    for (int j = 0; j < k; j++) {
-        const size_t e = (size_t)row * k + j;
-        float w;
-        if (fmt == gemv::DENSE) w = __bfloat162float(reinterpret_cast<const bf16*>(a)[e]);
-        else if (fmt == gemv::INT8) w = ((int)a[e] - 128) * b[row];
-        else w = gemv::NF4_CODES[(e & 1) ? (a[e / 2] & 15) : (a[e / 2] >> 4)] * b[e / 64];
-        acc += w * __bfloat162float(xs[(size_t)i * k + j]);
-    }
+    for (int j = 0; j < k; j++) acc += ref_weight(fmt, a, b, row, (size_t)row * k + j) * __bfloat162float(xs[(size_t)i * k + j]);
     ys[(size_t)i * n + row] = acc;
 }
 

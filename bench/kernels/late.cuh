@@ -54,14 +54,7 @@ __global__ void ref_rows(int fmt, const float* xn, const uint8_t* a, const float
     const int row = blockIdx.x * blockDim.x + threadIdx.x;
     if (row >= n) return;
     float acc = 0.f;
-    for (int j = 0; j < k; j++) {
-        const size_t e = (size_t)row * k + j;
-        float w;
-        if (fmt == gemv::DENSE) w = __bfloat162float(reinterpret_cast<const bf16*>(a)[e]);
-        else if (fmt == gemv::INT8) w = ((int)a[e] - 128) * b[row];
-        else w = gemv::NF4_CODES[(e & 1) ? (a[e / 2] & 15) : (a[e / 2] >> 4)] * b[e / 64];
-        acc += w * xn[j];
-    }
+    for (int j = 0; j < k; j++) acc += ref_weight(fmt, a, b, row, (size_t)row * k + j) * xn[j];
     ys[row] = acc;
 }
 

@@ -46,6 +46,9 @@ pub struct BenchRecord {
     pub compute_pct: Option<f64>,
     /// tgN only: whether the decode steps replayed a CUDA graph.
     pub cuda_graph: Option<bool>,
+    /// tgN only: whether the decode step folded its norms and residual adds into the GEMV launches
+    /// (`MINILAB_FUSE_NORM`; by default where no linear is NF4).
+    pub norms_folded: Option<bool>,
     pub precision: String,
     pub device: String,
     pub dtype: String,
@@ -76,6 +79,7 @@ impl BenchRecord {
             matmul_flops: 0.0,
             compute_pct: None,
             cuda_graph: None,
+            norms_folded: None,
             precision: String::new(),
             device: crate::device::device_name(device),
             dtype: format!("{dtype:?}").to_lowercase(),

@@ -123,6 +123,7 @@ pub fn run(
             samples_ns: timing.samples_ns,
             roofline_pct: roof,
             cuda_graph: Some(timing.graph),
+            norms_folded: Some(model.folds_norms(1)),
             ..base.clone()
         });
     }

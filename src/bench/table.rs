@@ -114,6 +114,10 @@ fn footnotes(out: &mut String, records: &[BenchRecord], r0: &BenchRecord) {
             Some(false) => outln!(out, "decode: eager launches (no CUDA graph)"),
             None => {}
         }
+        if let Some(folded) = records.iter().filter_map(|r| r.norms_folded).reduce(|a, b| a && b) {
+            let how = if folded { "folded into the GEMV launches" } else { "in launches of their own" };
+            outln!(out, "decode: norms and residual adds {how} (MINILAB_FUSE_NORM)");
+        }
     }
 }
 
@@ -140,6 +144,7 @@ mod tests {
             matmul_flops: 0.0,
             compute_pct: None,
             cuda_graph,
+            norms_folded: cuda_graph,
             precision: "f16".into(),
             device: device.into(),
             dtype: "bf16".into(),
@@ -158,8 +163,11 @@ mod tests {
         assert!(md(&[pp.clone(), record("cuda:0", "tg4", Some(false))]).contains("eager launches"));
         assert!(!md(&[pp]).contains("decode:"));
         assert!(!md(&[record("cpu", "tg4", Some(false))]).contains("decode:"));
+        assert!(md(&[record("cuda:0", "tg4", Some(true))]).contains("residual adds folded into the GEMV"));
+        assert!(md(&[record("cuda:0", "tg4", Some(false))]).contains("residual adds in launches of their own"));
         let json = render(&[record("cuda:0", "tg4", Some(true))], Output::Json, 1, "now").unwrap();
         assert!(json.contains("\"cuda_graph\": true"), "{json}");
+        assert!(json.contains("\"norms_folded\": true"), "{json}");
     }
 
     /// ppN rows show their share of the matmul peak in the roofline column, and the peak is named.

@@ -65,7 +65,7 @@ impl Model {
         if cache.kvs.len() != self.blocks.len() || cache.kvs.iter().any(|kv| kv.is_none()) {
             candle_core::bail!("decode step: the cache has no buffers (reserve it first)");
         }
-        if kernels::fold_norms(tokens.device(), self.act_dtype, tokens.dim(0)?, self.any_nf4()) {
+        if self.folds_norms(tokens.dim(0)?) {
             return self.decode_step_folded(tokens, pos, cache);
         }
         let eps = self.eps as f32;
@@ -96,6 +96,12 @@ impl Model {
             after_gate_up: vec![&blk.mlp.down_proj],
             after_down: self.blocks.get(n + 1).map_or_else(|| vec![&self.lm_head], |b| b.attn.qkv().to_vec()),
         }
+    }
+
+    /// Whether a decode step of `rows` sequences folds its norms and residual adds into the GEMV
+    /// launches beside them ([`kernels::fold_norms`]).
+    pub fn folds_norms(&self, rows: usize) -> bool {
+        kernels::fold_norms(&self.device, self.act_dtype, rows, self.any_nf4())
     }
 
     /// Whether a linear of the blocks is NF4, where the default decode step does not fold its norms
