@@ -105,8 +105,9 @@ pub fn set_fuse_rope(on: bool) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormFold {
     /// The late way where no linear of the step's blocks is NF4 and the step is one row of 16-bit
-    /// activations (what the gemv_ln_ kernels take), else no fold (the default, `auto`): on the H100 the late way took f16 and int8 decode up 2–7 % on the 3B and the 8B,
-    /// NF4 up 3 % on the 3B but down 3.4 % on the 8B (BENCHMARKS.md, issue 11 session 26).
+    /// activations (what the gemv_ln_ kernels take), else no fold (the default, `auto`). On the
+    /// H100 the late way took f16 and int8 decode up 2–7 % on the 3B and the 8B, NF4 up 3 % on the
+    /// 3B but down 3.4 % on the 8B (BENCHMARKS.md, issue 11 session 26).
     Auto,
     /// No fold (`0`).
     Off,
