@@ -18,7 +18,9 @@
 #            by cp.async, per shape and per step, bit-equal to the shipped kernels' outputs.)
 #            (`kernels --late`: a block's two norm launches (q/k/v, gate/up with silu·up), 3B and 8B, every
 #            format: a norm kernel then the shipped GEMV, against the late fold's gemv_ln_ kernels and, for
-#            NF4, the late kernel at R = 2 and at R = 4 with 4 or 6 blocks an SM; each checked first.)
+#            NF4, the late kernel at R = 2 and at R = 4 with 4 or 6 blocks an SM; each checked first;
+#            then each norm's producer and consumer launches together: unfolded, late, and "stats",
+#            where the residual launch hands the next one x·w and its blocks' sums of squares.)
 #            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
 #            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
 #   launches: `gemv_bench --merged`, `--floor` and `--stream` in one call, into one tar.

@@ -24,7 +24,9 @@
 // bit-equal to the shipped ones (see stream.cuh). --barriers: a step's linears in one resident launch
 // with a grid barrier where each shipped launch starts: what a persistent step's waits cost (see
 // barriers.cuh). --late: the norm launches of a block unfolded (a norm kernel, then the shipped GEMV)
-// against the late fold's gemv_ln_ kernels, and NF4's at other R and block caps (see late.cuh).
+// against the late fold's gemv_ln_ kernels, and NF4's at other R and block caps (see late.cuh); then
+// each norm's producer and consumer launches together, unfolded, late, and with the producer
+// handing the consumer x·w and its sums of squares (see stats.cuh).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -36,7 +38,7 @@
 #include "cross_launch.cuh"
 #include "floor.cuh"
 #include "gemv_core.cuh"
-#include "late.cuh"
+#include "stats.cuh"
 #include "merged.cuh"
 #include "barriers.cuh"
 #include "pairs.cuh"
@@ -324,7 +326,10 @@ int main(int argc, char** argv) {
     if (merged_run) return merged::merged_main(s, bw, xs, ys, shapes);
     if (stream_run) return stream::stream_main(s, bw, xs, ys, shapes);
     if (barriers_run) return barriers::barriers_main(s, bw, xs);
-    if (late_run) return late::late_main(s, bw, xs, ys);
+    if (late_run) {
+        const int singles = late::late_main(s, bw, xs, ys), pairs = stats::pairs_main(s, ys);
+        return singles ? singles : pairs;
+    }
     const Run run{s, bw, xs, ref, ys, quick, shapes};
     const double e_shapes = check_shapes(run), e_qkv = check_qkv(run);
     double worst_all = std::isnan(e_shapes) || std::isnan(e_qkv) ? NAN : std::max(e_shapes, e_qkv);

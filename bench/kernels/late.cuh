@@ -109,16 +109,13 @@ void run_way(cudaStream_t s, const Way& w, const Launch& l, int c, const Bufs& b
     k<<<blocks, 128, 0, s>>>(xs, ps);
 }
 
-// max |got − want| / max |want| of a way's output (copy 0) against the f32 reference; NaN if unwritten.
-double check_way(cudaStream_t s, const Way& w, const Launch& l, const Bufs& b, const std::vector<std::vector<float>>& want) {
-    for (size_t i = 0; i < want.size(); i++) CK(cudaMemsetAsync(b.ys[i], 0xff, want[i].size() * 2, s));
-    run_way(s, w, l, 0, b);
-    CK(cudaStreamSynchronize(s));
-    CK(cudaGetLastError());
+// max |got − want| / max |want| over the outputs ys[i] (bf16, on the device) against the f32 reference
+// want[i]; NaN if a value is unwritten.
+double off_reference(void* const* ys, const std::vector<std::vector<float>>& want) {
     double d = 0, mx = 0;
     for (size_t i = 0; i < want.size(); i++) {
         std::vector<bf16> got(want[i].size());
-        CK(cudaMemcpy(got.data(), b.ys[i], got.size() * 2, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(got.data(), ys[i], got.size() * 2, cudaMemcpyDeviceToHost));
         for (size_t j = 0; j < got.size(); j++) {
             const float g = __bfloat162float(got[j]);
             if (std::isnan(g)) return NAN;
@@ -127,6 +124,15 @@ double check_way(cudaStream_t s, const Way& w, const Launch& l, const Bufs& b, c
         }
     }
     return d / mx;
+}
+
+// off_reference of a way's output (copy 0).
+double check_way(cudaStream_t s, const Way& w, const Launch& l, const Bufs& b, const std::vector<std::vector<float>>& want) {
+    for (size_t i = 0; i < want.size(); i++) CK(cudaMemsetAsync(b.ys[i], 0xff, want[i].size() * 2, s));
+    run_way(s, w, l, 0, b);
+    CK(cudaStreamSynchronize(s));
+    CK(cudaGetLastError());
+    return off_reference(b.ys, want);
 }
 
 // The f32 reference of a launch (copy 0): each part's W·(x·r·w), or silu(gate)·up.
