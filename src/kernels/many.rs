@@ -104,7 +104,7 @@ pub fn set_fuse_rope(on: bool) {
 /// where `=1` rounds the normalized xs to 16 bits first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NormFold {
-    /// The late way where no linear of the step's blocks is NF4 and the step is one row of 16-bit
+    /// The late way where no linear of the model is NF4 and the step is one row of 16-bit
     /// activations (what the gemv_ln_ kernels take), else no fold (the default, `auto`). On the
     /// H100 the late way took f16 and int8 decode up 2–7 % on the 3B and the 8B, NF4 up 3 % on the
     /// 3B but down 3.4 % on the 8B (BENCHMARKS.md, issue 11 session 26).
@@ -119,7 +119,7 @@ pub enum NormFold {
 }
 
 impl NormFold {
-    /// Whether a step folds whose blocks hold an NF4 linear (`any_nf4`) or none, and whose launches
+    /// Whether a step folds whose model holds an NF4 linear (`any_nf4`) or none, and whose launches
     /// take the late way's kernels (`late_fits`: one row of 16-bit activations) or not. The default
     /// folds only where it was measured to pay.
     pub fn folds(self, any_nf4: bool, late_fits: bool) -> bool {
@@ -151,7 +151,7 @@ pub fn set_norm_fold(fold: NormFold) {
 
 /// Whether a decode step of `rows` sequences in `dtype` on `device` folds its norms and residual
 /// adds into the launches next to them ([`NormRef`], [`linear_residual`]): on the GPU, as
-/// [`NormFold::folds`] says for a step whose blocks hold an NF4 linear (`any_nf4`) or none.
+/// [`NormFold::folds`] says for a step whose model holds an NF4 linear (`any_nf4`) or none.
 pub fn fold_norms(device: &candle_core::Device, dtype: candle_core::DType, rows: usize, any_nf4: bool) -> bool {
     let late_fits = rows == 1 && matches!(dtype, candle_core::DType::F16 | candle_core::DType::BF16);
     device.is_cuda() && enabled() && norm_fold().folds(any_nf4, late_fits)

@@ -104,13 +104,15 @@ impl Model {
         kernels::fold_norms(&self.device, self.act_dtype, rows, self.any_nf4())
     }
 
-    /// Whether a linear of the blocks is NF4, where the default decode step does not fold its norms
-    /// ([`kernels::NormFold::Auto`]).
+    /// Whether a linear of the model is NF4, where the default decode step does not fold its norms
+    /// ([`kernels::NormFold::Auto`]). The head counts too, though no norm folds into it, so that the
+    /// rule is the decode-time model's (`bench::time_model`), which knows a plan by its formats only.
     fn any_nf4(&self) -> bool {
-        self.blocks.iter().any(|b| {
-            let mlp = [&b.mlp.gate_proj, &b.mlp.up_proj, &b.mlp.down_proj];
-            b.attn.qkv().into_iter().chain([&b.attn.o_proj]).chain(mlp).any(|l| l.precision() == Precision::Nf4)
-        })
+        self.lm_head.precision() == Precision::Nf4
+            || self.blocks.iter().any(|b| {
+                let mlp = [&b.mlp.gate_proj, &b.mlp.up_proj, &b.mlp.down_proj];
+                b.attn.qkv().into_iter().chain([&b.attn.o_proj]).chain(mlp).any(|l| l.precision() == Precision::Nf4)
+            })
     }
 
     /// [`Self::decode_step`] with each norm folded into the launch after it and each residual add
@@ -245,6 +247,22 @@ mod tests {
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()).expect("diff")
+    }
+
+    /// A step knows whether one of its linears is NF4, whichever it is, and never folds on the CPU.
+    #[test]
+    fn any_nf4_sees_every_linear() -> Result<()> {
+        let mut model = tiny();
+        assert!(!model.any_nf4());
+        for id in model.layer_ids() {
+            let mut one = tiny();
+            one.set_precision(id, Precision::Nf4).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            assert!(one.any_nf4(), "{id}");
+        }
+        let last = *model.layer_ids().last().expect("layers");
+        model.set_precision(last, Precision::Int8).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        assert!(!model.any_nf4() && !model.folds_norms(1));
+        Ok(())
     }
 
     /// The decode step (fixed buffers, position from a tensor, fused norms) gives the plain forward's
