@@ -155,6 +155,10 @@ cublas_libs() { python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__
 pack() { local name=$1; shift
   local keep=(! -name "$name.tgz"); for f in "$@"; do keep+=(! -name "$f"); done
   tar czf "/tmp/$name.tgz" -C "$OUT" . && mv "/tmp/$name.tgz" "$OUT/" && find "$OUT" -type f "${keep[@]}" -delete; }
+# What a call cut short by its limit still brings back: a call returns only a few loose files (the
+# first few by name), so after each run everything so far goes into 00-partial.tgz, which sorts first;
+# pack removes it.
+checkpoint() { tar czf /tmp/00-partial.tgz -C "$OUT" --exclude=00-partial.tgz . && mv /tmp/00-partial.tgz "$OUT/"; }
 unpack() { for f in "$@"; do
   [ -x /tmp/bin/$f ] || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" .gpu/$f.xz /tmp/bin/$f
   chmod +x /tmp/bin/$f; done; }
@@ -546,6 +550,7 @@ pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm)
         env $env timeout 150 $bin bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
           -p 512 -n 128 -r 3 --no-log --output json > "$OUT/bench-${model#llama-}-$p-$build.json" 2> "$OUT/bench-${model#llama-}-$p-$build.err"
         echo "$model $p $build: exit $?"
+        checkpoint
       done
     done
   done
