@@ -364,6 +364,7 @@ alternate)
           env $var=$v timeout 100 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
             -p ${LENGTHS:-128,512} -n 0 -r 5 --no-log --output json > "$OUT/alt-${model#llama-}-$p-$v-$r.json" 2> /dev/null
           echo "round $r $model $p $var=$v: exit $? (${SECONDS} s)"
+          checkpoint
         done
       done
     done
