@@ -156,4 +156,19 @@ fn a_speed_limit_is_kept_and_an_impossible_one_names_what_is_possible() {
     assert!(csv.lines().next().unwrap().ends_with("predicted_decode_tps"));
     assert!(csv.lines().skip(1).all(|l| !l.ends_with(',')), "every point has a prediction: {csv}");
     assert!(out.join("frontier_time.svg").exists());
+    // Other kernel settings: the cached time model no longer holds and is measured again under them.
+    let settings = || {
+        let tm: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("time_model.json")).unwrap()).unwrap();
+        tm["key"]["settings"].clone()
+    };
+    assert_eq!(settings(), serde_json::json!([]));
+    Command::cargo_bin("minilab")
+        .unwrap()
+        .args(f.sensitivity_args(&out))
+        .args(["--baselines", "2", "--budget-gb", "0.00012", "--resume", "--max-decode-ms", "1000"])
+        .env("MINILAB_FUSE_NORM", "0")
+        .assert()
+        .success();
+    assert_eq!(settings(), serde_json::json!(["MINILAB_FUSE_NORM=0"]));
 }

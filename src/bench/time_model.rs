@@ -18,17 +18,26 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// Raised when a cached time model of an earlier minilab no longer holds: 2 since the default decode
+/// step folds its norms where no linear is NF4 and the NF4 step's fixed cost is timed apart.
+const TIME_MODEL_VERSION: u32 = 2;
+
 /// What a time model was measured on; a cached model is reused only when all of it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeKey {
     /// `cpu`, or the GPU's ordinal and model name.
     pub device: String,
-    /// minilab's version and features: kernels change between builds.
+    /// minilab's version and features, and the time model's own version: kernels change between
+    /// builds, and what a step launches changed with the norm fold (issue 11 session 26).
     pub build: String,
     pub dtype: String,
     pub threads: usize,
     /// The model's shape (blocks, hidden size, heads, vocabulary).
     pub model: String,
+    /// The kernel settings in effect (`MINILAB_*=value`, [`crate::env_vars::in_effect`]): they change
+    /// what a step launches as much as a build does.
+    #[serde(default)]
+    pub settings: Vec<String>,
 }
 
 impl TimeKey {
@@ -38,7 +47,7 @@ impl TimeKey {
         Self {
             device: crate::device::hardware_name(model.device()),
             build: format!(
-                "minilab {}{}",
+                "minilab {}{} (time model {TIME_MODEL_VERSION})",
                 env!("CARGO_PKG_VERSION"),
                 if cfg!(feature = "cuda") { " +cuda" } else { "" }
             ),
@@ -53,6 +62,7 @@ impl TimeKey {
                 c.num_key_value_heads,
                 c.vocab_size
             ),
+            settings: crate::env_vars::in_effect(),
         }
     }
 }
@@ -299,8 +309,14 @@ mod tests {
     use super::*;
 
     fn tm() -> TimeModel {
-        let key =
-            TimeKey { device: "cpu".into(), build: "b".into(), dtype: "f32".into(), threads: 2, model: "m".into() };
+        let key = TimeKey {
+            device: "cpu".into(),
+            build: "b".into(),
+            dtype: "f32".into(),
+            threads: 2,
+            model: "m".into(),
+            settings: vec![],
+        };
         let lt = |o, i, precision, us| LinearTime { out_features: o, in_features: i, precision, us, spread_us: 0.1 };
         TimeModel {
             key,
