@@ -105,14 +105,11 @@ impl Model {
     }
 
     /// Whether a linear of the model is NF4, where the default decode step does not fold its norms
-    /// ([`kernels::NormFold::Auto`]). The head counts too, though no norm folds into it, so that the
-    /// rule is the decode-time model's (`bench::time_model`), which knows a plan by its formats only.
+    /// ([`kernels::NormFold::Auto`]). Every linear of [`Model::layer_ids`] counts, the head too
+    /// though no norm folds into it, so that the rule is the decode-time model's
+    /// (`bench::time_model`), which knows a plan by its formats only.
     fn any_nf4(&self) -> bool {
-        self.lm_head.precision() == Precision::Nf4
-            || self.blocks.iter().any(|b| {
-                let mlp = [&b.mlp.gate_proj, &b.mlp.up_proj, &b.mlp.down_proj];
-                b.attn.qkv().into_iter().chain([&b.attn.o_proj]).chain(mlp).any(|l| l.precision() == Precision::Nf4)
-            })
+        self.layer_ids().into_iter().filter_map(|id| self.linear(id)).any(|l| l.precision() == Precision::Nf4)
     }
 
     /// [`Self::decode_step`] with each norm folded into the launch after it and each residual add
