@@ -1,6 +1,6 @@
 // gemv_bench --late: the two norm launches of a decode block (q/k/v as three plain parts, gate/up with
-// silu·up) at the 3B's and the 8B's shapes, in every format, as the unfolded step runs them (a norm
-// kernel, then the shipped GEMV) and folded the late way (linear.cu's gemv_ln_ kernels,
+// silu·up) at the 3B's and the 8B's shapes, in every format, as the unfolded step runs them (decode.cu's
+// add_rms_norm, then the shipped GEMV) and folded the late way (linear.cu's gemv_ln_ kernels,
 // MINILAB_FUSE_NORM=late): minilab's choice of R, and for NF4 the late kernel at R = 2 (8 blocks an
 // SM), at R = 4 with 4 blocks an SM and at R = 4 with 6 (where ptxas spills 12 bytes), beside the
 // shipped kernel alone (no norm at all: the floor).
@@ -13,6 +13,7 @@
 // unrounded, r the RMS factor; silu(gate)·up on the host), NaN-poisoned first, within 1e-2 of the
 // largest output (the unfolded way rounds the normalized x to bf16 before the product).
 #pragma once
+#include "../../src/kernels/cuda/decode.cu"
 #include "gemv_core.cuh"
 
 namespace late {
@@ -23,30 +24,12 @@ template <int F, int R, int MINB> __global__ void __launch_bounds__(128, MINB) k
     gemv::gemv_parts<bf16, F, 1, R, gemv::default_unroll<1>(), 0, true>(xs, ps);
 }
 
-// The RMS factor of x [k], by one block; the first warp's lane 0 leaves it in *inv.
-__device__ float rms_inv(const bf16* x, int k) {
-    __shared__ float part[32];
-    float s = 0.f;
-    for (int j = threadIdx.x; j < k; j += blockDim.x) {
-        const float v = __bfloat162float(x[j]);
-        s += v * v;
-    }
-    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(~0u, s, o);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = s;
-    __syncthreads();
-    s = 0.f;
-    for (int i = 0; i < (int)(blockDim.x >> 5); i++) s += part[i];
-    return rsqrtf(s / k + EPS);
-}
-// The unfolded step's norm (add_rms_norm's work less the add): xn = bf16(x·r·w), one block.
-__global__ void rms_norm(const bf16* x, const bf16* w, bf16* xn, int k) {
-    const float inv = rms_inv(x, k);
-    for (int j = threadIdx.x; j < k; j += blockDim.x)
-        xn[j] = __float2bfloat16(__bfloat162float(x[j]) * inv * __bfloat162float(w[j]));
-}
 // The reference's input: x·r·w in f32, unrounded, one block.
 __global__ void norm_f32(const bf16* x, const bf16* w, float* xn, int k) {
-    const float inv = rms_inv(x, k);
+    __shared__ float red[32];
+    float ss = 0.f;
+    for (int j = threadIdx.x; j < k; j += blockDim.x) ss = fmaf(__bfloat162float(x[j]), __bfloat162float(x[j]), ss);
+    const float inv = rsqrtf(block_reduce(ss, false, red) / k + EPS);
     for (int j = threadIdx.x; j < k; j += blockDim.x) xn[j] = __bfloat162float(x[j]) * inv * __bfloat162float(w[j]);
 }
 // One thread a row: W·xn in f32, every weight dequantized on its own.
@@ -80,11 +63,15 @@ Kern minilab_late(int f, int r) {
     return r == 4 ? gemv_ln_nf4_bf16_m1_r4 : gemv_ln_nf4_bf16_m1_r2;
 }
 
+// xs: the residual row; the unfolded way's norm (decode.cu's add_rms_norm, as the step launches it)
+// adds `zeros` to it into `res` and writes xn.
 struct Bufs {
     const bf16* xs;
     const bf16* norm_w;
     bf16* xn;
     void** ys;
+    const bf16* zeros = nullptr;
+    bf16* res = nullptr;
 };
 
 // The way's launch (copy c) into ys[0..] (gate/up: silu·up into ys[0]).
@@ -99,7 +86,7 @@ void run_way(cudaStream_t s, const Way& w, const Launch& l, int c, const Bufs& b
     ps.mode = l.silu ? gemv::SILU : 0;
     const bf16* xs = b.xs;
     if (w.norm_kernel) {
-        rms_norm<<<1, 1024, 0, s>>>(b.xs, b.norm_w, b.xn, ws[0]->k);
+        add_rms_norm_bf16<<<1, 1024, 0, s>>>(b.xs, b.zeros, b.norm_w, b.res, b.xn, ws[0]->k, EPS);
         xs = b.xn;
     } else if (w.k) {
         ps.norm = 2;
@@ -153,15 +140,15 @@ std::vector<std::vector<float>> reference_of(cudaStream_t s, const Launch& l, co
 }
 
 int late_main(cudaStream_t s, double bw, const bf16* xs, void** ys) {
-    bf16 *norm_w, *xn;
+    bf16 *norm_w, *xn, *zeros, *res;
     float *xn32, *ref;
-    CK(cudaMalloc(&norm_w, 14336 * 2));
-    CK(cudaMalloc(&xn, 14336 * 2));
+    for (bf16** p : {&norm_w, &xn, &zeros, &res}) CK(cudaMalloc(p, 14336 * 2));
+    CK(cudaMemset(zeros, 0, 14336 * 2));
     CK(cudaMalloc(&xn32, 14336 * 4));
     CK(cudaMalloc(&ref, 128256 * 4));
     fill_bf16<<<64, 256>>>(norm_w, 14336, 91, 0.8f, 1.2f);
     CK(cudaDeviceSynchronize());
-    const Bufs b{xs, norm_w, xn, ys};
+    const Bufs b{xs, norm_w, xn, ys, zeros, res};
     printf("## The norm launches, unfolded (norm kernel + shipped GEMV) and folded the late way (µs a launch)\n\n");
     printf("copy bandwidth %.0f GB/s; each way checked against the f32 reference first (max |Δ| / max |ref| ≤ 1e-2)\n\n", bw / 1e9);
     printf("| model | launch | format | shipped alone | unfolded | late (minilab) | late R2/8 | late R4/4 | late R4/6 | late / unfolded | worst error |\n");
@@ -208,7 +195,7 @@ int late_main(cudaStream_t s, double bw, const bf16* xs, void** ys) {
         }
     }
     printf("\n%s\n", failures ? "FAIL: a way's output is off the reference" : "every way within 1e-2 of the reference");
-    cudaFree(norm_w); cudaFree(xn); cudaFree(xn32); cudaFree(ref);
+    for (void* p : {(void*)norm_w, (void*)xn, (void*)zeros, (void*)res, (void*)xn32, (void*)ref}) cudaFree(p);
     return failures ? 3 : 0;
 }
 

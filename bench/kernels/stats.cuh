@@ -15,7 +15,6 @@
 // Correct first: every way's new residual must equal the unfolded way's bit for bit, and its consumer
 // output must sit within 1e-2 of the largest output from an f32 reference of the normalized product.
 #pragma once
-#include "../../src/kernels/cuda/decode.cu"
 #include "late.cuh"
 
 namespace stats {
