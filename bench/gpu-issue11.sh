@@ -140,6 +140,12 @@
 #            16 to 512 rows, bf16 against int8/NF4 shipped and by the GEMM), then pp16…pp512 of MODELS
 #            (default the 3B and 8B) in f16, int8 and NF4 shipped ("new") and with MINILAB_QGEMM=on
 #            ("qgemm"), then, while the call has time, the qgemm-profile below.
+#   foldab [MODELS]: the stats way (session 27: the residual launch before each norm hands it xw and
+#            its blocks' sums of squares) checked with `device_check cuda folds`, `graph` and `cuda`
+#            under the default (CHECK=0 skips them), then tg128 (-p 16 -n 128 -r 3) of MODELS (default
+#            the 3B) in f16/int8/nf4 with MINILAB_FUSE_NORM=0, late and the default (auto) alternating
+#            ROUNDS (2) times while the call has BUDGET (480 s); the median over rounds of each round's
+#            ratio into table.md.
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -349,6 +355,54 @@ flash)
   mkdir -p "$OUT/alt"
   [ $rc = 0 ] && OUT="$OUT/alt" BUDGET=$(( ${BUDGET:-400} - SECONDS )) bash "$0" alternate MINILAB_FLASH | tail -8
   pack flash flash.md table.md
+  ;;
+foldab)
+  unpack minilab device_check
+  if [ "${CHECK:-1}" = 1 ]; then
+    timeout 150 /tmp/bin/device_check cuda folds > "$OUT/folds.md" 2>&1; echo "device_check folds: exit $?"
+    grep -E "^\| stats|FAIL|rror" "$OUT/folds.md" | head -32
+    timeout 120 /tmp/bin/device_check cuda graph > "$OUT/graph_check.md" 2>&1; echo "device_check graph: exit $?"
+    tail -4 "$OUT/graph_check.md"
+    timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $?"
+    grep -iE "decode|logits" "$OUT/device_check.txt" | tail -4
+    checkpoint
+  fi
+  for r in $(seq ${ROUNDS:-2}); do
+    for model in ${2:-llama-3.2-3b}; do
+      for p in ${PRECISIONS:-f16 int8 nf4}; do
+        for v in 0 late auto; do
+          [ $SECONDS -lt ${BUDGET:-480} ] || continue
+          MINILAB_FUSE_NORM=$v timeout 120 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+            -p 16 -n 128 -r 3 --no-log --output json > "$OUT/fold-${model#llama-}-$p-$v-$r.json" 2> /dev/null
+          echo "round $r $model $p $v: exit $? (${SECONDS} s)"
+          checkpoint
+        done
+      done
+    done
+  done
+  python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
+import glob, json, os, statistics, sys
+runs = {}
+for f in glob.glob(f"{sys.argv[1]}/fold-*.json"):
+    model, prec, v, r = os.path.basename(f)[5:-5].rsplit("-", 3)
+    try:
+        for row in json.load(open(f)):
+            if row["test"].startswith("tg"):
+                runs.setdefault((model, prec), {}).setdefault(r, {})[v] = (row["avg_ts"], row.get("roofline_pct"))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+print("| model | precision | rounds | tg t/s 0 | late | auto (stats) | late / 0 | auto / 0 | auto / late | auto % roofline |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+for (model, prec), rounds in sorted(runs.items()):
+    full = [d for d in rounds.values() if all(k in d for k in ("0", "late", "auto"))]
+    if not full: continue
+    med = lambda k: statistics.median(d[k][0] for d in full)
+    ratio = lambda a, b: statistics.median(d[a][0] / d[b][0] for d in full)
+    roof = [d["auto"][1] for d in full if d["auto"][1] is not None]
+    print(f"| {model} | {prec} | {len(full)} | {med('0'):.1f} | {med('late'):.1f} | {med('auto'):.1f} | {ratio('late', '0'):.3f} | "
+          f"{ratio('auto', '0'):.3f} | {ratio('auto', 'late'):.3f} | {statistics.median(roof) if roof else 0:.1f} |")
+PY
+  pack foldab table.md folds.md
   ;;
 alternate)
   # `alternate VAR`: VAR=0 and VAR=1 alternating ROUNDS times (default 3) on MODELS × PRECISIONS

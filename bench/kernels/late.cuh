@@ -21,7 +21,7 @@ namespace late {
 constexpr float EPS = 1e-5f;
 
 template <int F, int R, int MINB> __global__ void __launch_bounds__(128, MINB) kl(const bf16* xs, gemv::Parts ps) {
-    gemv::gemv_parts<bf16, F, 1, R, gemv::default_unroll<1>(), 0, true>(xs, ps);
+    gemv::gemv_parts<bf16, F, 1, R, gemv::default_unroll<1>(), 0, gemv::NORM_LATE>(xs, ps);
 }
 
 // The reference's input: x·r·w in f32, unrounded, one block.

@@ -2,15 +2,16 @@
 // the 3B's and the 8B's shapes in every format. The pairs: o_proj, then gate/up with silu·up; and
 // down_proj, then q/k/v (three plain parts).
 //
-// - unfolded (the step's default for NF4 plans): the producer's plain GEMV, decode.cu's add_rms_norm
-//   (the residual add and the norm in one kernel), then the shipped consumer GEMV;
-// - late (the default elsewhere): the producer's GEMV with the residual add (RESID), then the
+// - unfolded (MINILAB_FUSE_NORM=0): the producer's plain GEMV, decode.cu's add_rms_norm (the residual
+//   add and the norm in one kernel), then the shipped consumer GEMV;
+// - late (MINILAB_FUSE_NORM=late): the producer's GEMV with the residual add (RESID), then the
 //   consumer's gemv_ln_ kernel, which normalizes as it loads;
-// - stats (a candidate, here only): the producer also stores x·w (the next norm's weight) and each
-//   block's sum of the new residual's squares; the consumer loads x·w as the shipped kernel loads xs,
-//   sums the producer's partial sums (fixed order, so the same bits every run) and scales its
-//   products by the RMS factor at the end. The consumer then carries neither the norm weight's loads
-//   nor the squares, which the late way adds to every warp's loop.
+// - stats (the harness's own kernels; minilab ships the design as gemv_ns_, its default since
+//   session 27): the producer also stores x·w (the next norm's weight) and each block's sum of the
+//   new residual's squares; the consumer loads x·w as the shipped kernel loads xs, sums the
+//   producer's partial sums (fixed order, so the same bits every run) and scales its products by the
+//   RMS factor at the end. The consumer then carries neither the norm weight's loads nor the
+//   squares, which the late way adds to every warp's loop.
 //
 // Correct first: every way's new residual must equal the unfolded way's bit for bit, and its consumer
 // output must sit within 1e-2 of the largest output from an f32 reference of the normalized product.

@@ -1,8 +1,9 @@
 //! `device_check cuda folds`: the norm before and the residual add after a GEMV launch
-//! (`MINILAB_FUSE_NORM=1`, then `=late`), at the 3B's q/k/v, gate/up with silu·up (the NF4 R = 4
-//! kernel), o_proj and down_proj shapes, one row, f32 and bf16, every format. The norm launches are
-//! held to an f32 reference (candle's path beside them), the residual ones to the plain path's add.
-//! It leaves the switch as it found it.
+//! (`MINILAB_FUSE_NORM=1`, `=late`, then `=stats`), at the 3B's q/k/v, gate/up with silu·up (the NF4
+//! R = 4 kernel), o_proj and down_proj shapes, one row, f32 and bf16, every format. The norm
+//! launches take the residual o_proj's launch wrote (under `stats`, with the statistics it handed
+//! on) and are held to an f32 reference (candle's path beside them), the residual ones to the plain
+//! path's add. It leaves the switch as it found it.
 
 use candle_core::{DType, Device, Module, Tensor};
 use minilab::kernels::{norm_fold, set_enabled, set_norm_fold, NormFold, NormRef};
@@ -29,7 +30,7 @@ pub fn check_folds(dev: &Device) -> minilab::Result<()> {
     println!("| way | launch | format | dtype | folded: max |Δ| / max |ref| | plain path |");
     println!("| --- | --- | --- | --- | ---: | ---: |");
     let mut fails = Vec::new();
-    for (way, fold) in [("1", NormFold::Shared), ("late", NormFold::Late)] {
+    for (way, fold) in [("1", NormFold::Shared), ("late", NormFold::Late), ("stats", NormFold::Stats)] {
         set_norm_fold(fold);
         let e = check_way(dev, way, &mut fails);
         set_norm_fold(found);
@@ -50,18 +51,25 @@ fn check_way(dev: &Device, way: &str, fails: &mut Vec<String>) -> minilab::Resul
         let mut o = layers(&[(3072, 3072), (3072, 8192)], dev, dtype)?;
         let mut mlp = layers(&[(8192, 3072), (8192, 3072)], dev, dtype)?;
         let norm_w = (Tensor::randn(0f32, 0.1, 3072, dev)? + 1.0)?.to_dtype(dtype)?;
-        let norm = NormRef { weight: &norm_w, eps: 1e-5 };
+        let plain_norm = NormRef::new(&norm_w, 1e-5);
         for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
             for l in qkv.iter_mut().chain(o.iter_mut()).chain(mlp.iter_mut()) {
                 l.set_precision(p)?;
             }
-            let res = (Tensor::randn(0f32, 1.0, (1, 1, 3072), dev)? * 4.0)?.to_dtype(dtype)?;
+            let res0 = (Tensor::randn(0f32, 1.0, (1, 1, 3072), dev)? * 4.0)?.to_dtype(dtype)?;
+            let xs = Tensor::randn(0f32, 1.0, (1, 1, 3072), dev)?.to_dtype(dtype)?;
+            // the residual stream as o_proj's launch leaves it, with the norm's statistics where
+            // the stats way takes one row of 16-bit xs
+            let (res, stats) = o[0].forward_residual_stats(&xs, &res0, plain_norm)?;
+            if way == "stats" && (stats.is_some() != (dtype == DType::BF16)) {
+                fails.push(format!("stats {p} {dtype:?}: statistics handed on: {}", stats.is_some()));
+            }
+            let norm = NormRef { stats: stats.as_ref(), ..plain_norm };
             let refs: Vec<&SwitchableLinear> = qkv.iter().collect();
             let folded = SwitchableLinear::forward_many_normed(&refs, &res, Some(norm))?;
             let silu = SwitchableLinear::forward_silu_mul(&mlp[0], &mlp[1], &res, Some(norm))?;
             let act = Tensor::randn(0f32, 1.0, (1, 1, 8192), dev)?.to_dtype(dtype)?;
-            let xs = Tensor::randn(0f32, 1.0, (1, 1, 3072), dev)?.to_dtype(dtype)?;
-            let with_res = [o[0].forward_residual(&xs, &res)?, o[1].forward_residual(&act, &res)?];
+            let with_res = [res.clone(), o[1].forward_residual(&act, &res)?];
             // the f32 reference: RMSNorm of the stored residual, times each layer's stored weight
             let normed32 = candle_nn::ops::rms_norm(&cpu32(&res)?, &cpu32(&norm_w)?, 1e-5)?.reshape((1, 3072))?;
             let reference = |l: &SwitchableLinear| -> candle_core::Result<Tensor> {
@@ -73,7 +81,7 @@ fn check_way(dev: &Device, way: &str, fails: &mut Vec<String>) -> minilab::Resul
             let normed = candle_nn::ops::rms_norm(&res, &norm_w, 1e-5)?;
             let plain = refs.iter().map(|l| l.forward(&normed)).collect::<candle_core::Result<Vec<_>>>()?;
             let plain_silu = (candle_nn::ops::silu(&mlp[0].forward(&normed)?)? * mlp[1].forward(&normed)?)?;
-            let plain_res = [(&res + o[0].forward(&xs)?)?, (&res + o[1].forward(&act)?)?];
+            let plain_res = [(&res0 + o[0].forward(&xs)?)?, (&res + o[1].forward(&act)?)?];
             set_enabled(true);
             let mut rows = Vec::new();
             for ((f, q), l) in folded.iter().zip(&plain).zip(&refs) {

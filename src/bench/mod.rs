@@ -47,7 +47,7 @@ pub struct BenchRecord {
     /// tgN only: whether the decode steps replayed a CUDA graph.
     pub cuda_graph: Option<bool>,
     /// tgN only: whether the decode step folded its norms and residual adds into the GEMV launches
-    /// (`MINILAB_FUSE_NORM`; by default where no linear is NF4).
+    /// (`MINILAB_FUSE_NORM`; by default where the step is one row of f16/bf16 on the GPU).
     pub norms_folded: Option<bool>,
     pub precision: String,
     pub device: String,

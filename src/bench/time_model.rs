@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// Raised when a cached time model of an earlier minilab no longer holds: 2 since the default decode
-/// step folds its norms where no linear is NF4 and the NF4 step's fixed cost is timed apart.
-const TIME_MODEL_VERSION: u32 = 2;
+/// Raised when a cached time model of an earlier minilab no longer holds: 2 when the default decode
+/// step folded its norms where no linear was NF4, 3 since it folds them the stats way in every format.
+const TIME_MODEL_VERSION: u32 = 3;
 
 /// What a time model was measured on; a cached model is reused only when all of it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,10 +88,6 @@ pub struct TimeModel {
     pub f16_step_us: f64,
     /// The f16 step minus its linears: what every plan pays per token, µs.
     pub fixed_us: f64,
-    /// The same for a plan with an NF4 linear, where its step differs from the f16 one: the default
-    /// decode step folds its norms only where no linear is NF4 (`kernels::NormFold::Auto`), µs.
-    #[serde(default)]
-    pub fixed_nf4_us: Option<f64>,
     /// Decode steps per timed run (tgN).
     pub n_gen: usize,
     pub reps: usize,
@@ -210,22 +206,6 @@ fn fixed_cost(model: &Model, inputs: &BTreeMap<usize, Tensor>, gen: &[u32], runs
     Ok((median(&mut steps), median(&mut fixed).max(0.0)))
 }
 
-/// [`fixed_cost`] of the step a plan with an NF4 linear takes, where it is not the all-f16 one's
-/// (the default fold on a GPU: [`crate::kernels::NormFold::folds`]); `None` where they are one.
-fn fixed_nf4_cost(model: &Model, inputs: &BTreeMap<usize, Tensor>, gen: &[u32], runs: usize) -> Result<Option<f64>> {
-    use crate::kernels::{fold_norms, norm_fold, set_norm_fold, NormFold};
-    let (dev, dtype) = (model.device(), model.act_dtype());
-    if fold_norms(dev, dtype, 1, false) == fold_norms(dev, dtype, 1, true) {
-        return Ok(None);
-    }
-    // the f16 step folds and the NF4 one does not: time the f16 step unfolded
-    let found = norm_fold();
-    set_norm_fold(NormFold::Off);
-    let cost = fixed_cost(model, inputs, gen, runs);
-    set_norm_fold(found);
-    Ok(Some(cost?.1))
-}
-
 impl TimeModel {
     /// Measures `formats` (f16 is always timed) and the fixed cost on `feed` (at least `n_gen`
     /// tokens). The model's layers are all f16 again afterwards.
@@ -255,9 +235,8 @@ impl TimeModel {
         let n_gen = n_gen.min(feed.len()).max(1);
         let runs = reps.max(MIN_STEP_REPS);
         let (f16_step_us, fixed_us) = fixed_cost(model, &inputs, &feed[..n_gen], runs)?;
-        let fixed_nf4_us = fixed_nf4_cost(model, &inputs, &feed[..n_gen], runs)?;
         pb.inc(1);
-        Ok(Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, fixed_nf4_us, n_gen, reps })
+        Ok(Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, n_gen, reps })
     }
 
     /// The time of one linear of shape `(out, in)` in `p`, if measured.
@@ -267,18 +246,7 @@ impl TimeModel {
 
     /// Predicted µs per decoded token of a plan of `(shape, format)` layers.
     pub fn predict_us(&self, layers: impl IntoIterator<Item = ((usize, usize), Precision)>) -> Option<f64> {
-        let layers: Vec<_> = layers.into_iter().collect();
-        let fixed = match self.fixed_nf4_us {
-            Some(us) if layers.iter().any(|&(_, p)| p == Precision::Nf4) => us,
-            _ => self.fixed_us,
-        };
-        layers.into_iter().try_fold(fixed, |acc, (shape, p)| Some(acc + self.linear_us(shape, p)?))
-    }
-
-    /// The most fixed cost any plan pays, µs: an additive bound for planners that cannot tell ahead
-    /// whether their plan will hold an NF4 linear.
-    pub fn fixed_bound_us(&self) -> f64 {
-        self.fixed_nf4_us.map_or(self.fixed_us, |us| us.max(self.fixed_us))
+        layers.into_iter().try_fold(self.fixed_us, |acc, (shape, p)| Some(acc + self.linear_us(shape, p)?))
     }
 
     /// Predicted µs per token of `model` in the formats it holds now.
@@ -295,9 +263,7 @@ impl TimeModel {
     /// Every figure finite and non-negative (a cached file is untrusted input).
     pub fn check(&self) -> std::result::Result<(), String> {
         let ok = |v: f64| v.is_finite() && v >= 0.0;
-        if !(ok(self.f16_step_us) && ok(self.fixed_us) && self.fixed_nf4_us.is_none_or(ok))
-            || self.linears.iter().any(|l| !(ok(l.us) && ok(l.spread_us)))
-        {
+        if !(ok(self.f16_step_us) && ok(self.fixed_us)) || self.linears.iter().any(|l| !(ok(l.us) && ok(l.spread_us))) {
             return Err("a time that is not a non-negative number".into());
         }
         Ok(())
@@ -323,7 +289,6 @@ mod tests {
             linears: vec![lt(8, 4, Precision::F16, 10.0), lt(8, 4, Precision::Nf4, 4.0), lt(4, 8, Precision::F16, 6.0)],
             f16_step_us: 50.0,
             fixed_us: 20.0,
-            fixed_nf4_us: None,
             n_gen: 16,
             reps: 2,
         }
@@ -342,19 +307,8 @@ mod tests {
         bad.linears[1].us = f64::NAN;
         assert!(bad.check().is_err());
         let mut bad = t.clone();
-        bad.fixed_nf4_us = Some(-1.0);
+        bad.fixed_us = -1.0;
         assert!(bad.check().is_err());
-    }
-
-    /// Where the NF4 step has its own fixed cost, a plan with an NF4 layer pays it and one without
-    /// pays the f16 step's.
-    #[test]
-    fn a_plan_with_nf4_pays_the_nf4_steps_fixed_cost() {
-        let t = TimeModel { fixed_nf4_us: Some(25.0), ..tm() };
-        assert_eq!(t.predict_us([((8, 4), Precision::Nf4), ((4, 8), Precision::F16)]), Some(35.0));
-        assert_eq!(t.predict_us([((8, 4), Precision::F16), ((4, 8), Precision::F16)]), Some(36.0));
-        assert_eq!((t.fixed_bound_us(), tm().fixed_bound_us()), (25.0, 20.0));
-        assert_eq!(t.check(), Ok(()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cpu;
 mod cuda;
 pub mod decode;
 pub mod flash;
+mod fold;
 pub mod grid;
 mod many;
 mod op;
@@ -20,10 +21,10 @@ pub mod softmax;
 pub mod staging;
 
 pub use decode::MAX_CONTEXT;
-pub use many::{
-    fold_norms, linear_many, linear_qkv_rope, linear_residual, linear_silu_mul, norm_fold, set_fuse_rope,
-    set_norm_fold, NormFold, NormRef, RopeKvRefs, WeightRef,
+pub use fold::{
+    fold_norms, linear_residual, linear_residual_stats, norm_fold, set_norm_fold, NormFold, NormRef, NormStats,
 };
+pub use many::{linear_many, linear_qkv_rope, linear_silu_mul, set_fuse_rope, RopeKvRefs, WeightRef};
 pub use op::{dense, enabled, int8, nf4, set_enabled};
 
 /// The device address and byte length of a contiguous tensor on the GPU.

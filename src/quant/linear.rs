@@ -363,6 +363,23 @@ impl SwitchableLinear {
         res + self.forward(xs)?
     }
 
+    /// [`Self::forward_residual`] before the norm `next`: on a GPU, at decode, under the stats way,
+    /// the launch also hands that norm its statistics for the launch after it
+    /// ([`kernels::linear_residual_stats`]); otherwise none.
+    pub fn forward_residual_stats(
+        &self,
+        xs: &Tensor,
+        res: &Tensor,
+        next: kernels::NormRef<'_>,
+    ) -> Result<(Tensor, Option<kernels::NormStats>)> {
+        if let Some(w) = self.weight_ref() {
+            if let Some((ys, stats)) = kernels::linear_residual_stats(xs, w, res, next)? {
+                return Ok((ys.reshape(res.shape())?, Some(stats)));
+            }
+        }
+        Ok((self.forward_residual(xs, res)?, None))
+    }
+
     /// While the returned scope lives, the one-row GPU launches of this thread also ask L2 for the
     /// weights of `next`, the layers the following launch reads ([`kernels::prefetch`], opt-in).
     pub fn prefetch(next: &[&SwitchableLinear]) -> Result<kernels::prefetch::Scope> {
@@ -499,6 +516,25 @@ mod tests {
             let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff == 0.0, "{p}: max |Δ| {diff}");
         }
+        Ok(())
+    }
+
+    /// Off the GPU a residual launch before a norm is the plain add and hands on no statistics: the
+    /// norm after it then takes candle's op on the residual.
+    #[test]
+    fn forward_residual_stats_off_the_gpu_is_the_plain_add() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = (Tensor::arange(0f32, 32.0 * 16.0, &dev)?.reshape((32, 16))? * 0.11)?.sin()?;
+        let layer = SwitchableLinear::new(w, None, &dev, DType::F32)?;
+        let xs = Tensor::arange(0f32, 16.0, &dev)?.reshape((1, 1, 16))?.cos()?;
+        let res = Tensor::arange(0f32, 32.0, &dev)?.reshape((1, 1, 32))?.sin()?;
+        let norm_w = Tensor::ones(32, DType::F32, &dev)?;
+        // the fold in force, left alone: another test may be setting it
+        let (ys, stats) = layer.forward_residual_stats(&xs, &res, kernels::NormRef::new(&norm_w, 1e-5))?;
+        let want = (&res + layer.forward(&xs)?)?;
+        assert!(stats.is_none());
+        assert_eq!(ys.dims(), res.dims());
+        assert_eq!((ys - want)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
         Ok(())
     }
 }

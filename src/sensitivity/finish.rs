@@ -136,8 +136,8 @@ fn allocations(model: &Model, ctx: &Finish, tm: Option<&TimeModel>) -> Result<Al
     let timed = match (tm, s.planned_decode_us()) {
         (Some(tm), Some(max_us)) => Some((
             speed::layer_times(model, &layers, tm)?,
-            // the plan's formats are what is being chosen: the fixed cost any of them may pay
-            allocate::timed::TimeLimit { fixed_us: tm.fixed_bound_us(), max_us },
+            // every plan's step pays the same fixed cost, whatever its formats
+            allocate::timed::TimeLimit { fixed_us: tm.fixed_us, max_us },
         )),
         _ => None,
     };

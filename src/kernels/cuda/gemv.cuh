@@ -87,12 +87,19 @@ __device__ __forceinline__ void store_rows(const float (&acc)[R][M], const Part&
     }
 }
 
+// How a kernel applies a folded norm before its products (a template argument): as Parts' norm
+// says, with a block's pass into shared memory where it is 1 (NORM_BLOCK); the late way (norm = 2,
+// the gemv_ln_ kernels); the stats way (norm = 3, the gemv_ns_ kernels, whose RESID launches also
+// write the next norm's statistics).
+enum NormWay { NORM_BLOCK = 0, NORM_LATE = 1, NORM_STATS = 2 };
+
 // The warp's R rows of part `p` against the m rows of xs, written as OUT says (see accumulate for
 // which rows; OUT_ROPE_*: stride d/2, OUT_V_CACHE: stride 1).
 // S > 0: through the warp's stage (accumulate_staged; M = 1).
-// LN: xs is the residual stream, RMS-normalized with `ln.eps` and scaled by `ln.w` on the way
-// (Parts' norm = 2).
-template <typename T, int F, int M, int R, int U = default_unroll<M>(), int OUT = OUT_PLAIN, int S = 0, bool LN = false>
+// NORM_LATE: xs is the residual stream, RMS-normalized with `ln.eps` and scaled by `ln.w` on the way.
+// NORM_STATS: xs is xw (the residual times the norm's weight), and `ln.ss` the lane's share of the
+// producer's sums of squares.
+template <typename T, int F, int M, int R, int U = default_unroll<M>(), int OUT = OUT_PLAIN, int S = 0, int NORM = NORM_BLOCK>
 __device__ __forceinline__ void rows(const T* xs, const Part& p, int m, int k, int row0, const char* table,
                                      const Part* up = nullptr, int stride = 1, const Rope* rope = nullptr,
                                      const T* res = nullptr, LateNorm<T> ln = {}) {
@@ -100,15 +107,20 @@ __device__ __forceinline__ void rows(const T* xs, const Part& p, int m, int k, i
     static_assert(!SILU || R >= 2, "a SILU warp takes at least one row of each part");
     static_assert(R == 2 || OUT == OUT_PLAIN || OUT == OUT_SILU || OUT == OUT_RESID, "RoPE pairs take two rows a warp");
     static_assert(S == 0 || M == 1, "staging takes one row of xs");
-    static_assert(!LN || S == 0, "the late norm takes the plain accumulation");
+    static_assert(NORM == NORM_BLOCK || (S == 0 && M == 1), "a warp's norm takes the plain accumulation of one row");
     float acc[R][M];
     if constexpr (S > 0) {
         accumulate_staged<T, F, R, S, SILU>(xs, p, up, k, row0, stride, table, acc);
-    } else if constexpr (LN) {
+    } else if constexpr (NORM == NORM_LATE) {
         float ss = 0.f;
         accumulate<T, F, M, R, U, SILU, true>(xs, p, up, m, k, row0, stride, table, acc, ln.w, &ss);
         // the lanes' squares cover xs once: every lane gets the whole sum
         const float inv = rsqrtf(warp_sum(ss) / k + ln.eps);
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r][0] *= inv;
+    } else if constexpr (NORM == NORM_STATS) {
+        accumulate<T, F, M, R, U, SILU>(xs, p, up, m, k, row0, stride, table, acc);
+        const float inv = rsqrtf(warp_sum(ln.ss) / k + ln.eps);
 #pragma unroll
         for (int r = 0; r < R; r++) acc[r][0] *= inv;
     } else {
@@ -151,10 +163,41 @@ __device__ __forceinline__ void norm_into(const T* xs, const T* w, float eps, in
     __syncthreads();
 }
 
+// RESID before a norm, the stats way (one row): ys = res + the product as store_rows rounds it, xw =
+// ys·norm_w rounded to T (the next launch's xs), and the block's sum of ys² into partial[block].
+// Every thread must call it (it synchronizes).
+template <typename T, int F, int R, int U>
+__device__ __forceinline__ void resid_stats(const T* xs, const Parts& ps, const char* table) {
+    __shared__ float red[32];
+    const Part& p = ps.p[0];
+    const T* res = static_cast<const T*>(ps.res);
+    const T* w = static_cast<const T*>(ps.norm_w);
+    T* ys = reinterpret_cast<T*>(p.ys);
+    T* xw = static_cast<T*>(ps.xw);
+    const int warps = gridDim.x * (blockDim.x >> 5);
+    float sq = 0.f;
+    for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < (p.n + R - 1) / R; g += warps) {
+        float acc[R][1];
+        accumulate<T, F, 1, R, U, false>(xs, p, nullptr, 1, ps.k, g * R, 1, table, acc);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int row = g * R + r;
+            const float v = warp_sum(acc[r][0]) * row_scale<F>(p, row);
+            if ((threadIdx.x & 31) != 0 || row >= p.n) continue;
+            const T y = from_f<T>(to_f(res[row]) + to_f(from_f<T>(v)));
+            ys[row] = y;
+            xw[row] = from_f<T>(to_f(y) * to_f(w[row]));
+            sq = fmaf(to_f(y), to_f(y), sq);
+        }
+    }
+    const float total = block_reduce(sq, false, red);
+    if (threadIdx.x == 0) ps.partial[blockIdx.x] = total;
+}
+
 // Warps take row groups grid-stride (a grid smaller than the groups is allowed). With ps.norm the
-// launch brings k·sizeof(T) bytes of dynamic shared memory for the normalized xs; LN kernels (one row,
-// ps.norm = 2) need none: their warps normalize as they go (rows' LN).
-template <typename T, int F, int M, int R, int U = default_unroll<M>(), int S = 0, bool LN = false>
+// launch brings k·sizeof(T) bytes of dynamic shared memory for the normalized xs; NORM_LATE and
+// NORM_STATS kernels (one row, ps.norm = 2 or 3) need none (rows' NORM).
+template <typename T, int F, int M, int R, int U = default_unroll<M>(), int S = 0, int NORM = NORM_BLOCK>
 __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     __shared__ __align__(16) float table_own[S == 0 ? table_words<F>() : 4];
     float* table = table_own;
@@ -166,19 +209,24 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
     const int warps = gridDim.x * (blockDim.x >> 5);
     if constexpr (nf4_like<F>()) fill_table<F>(table);
     pdl_wait();
-    if (!LN && ps.norm) {
+    if (NORM == NORM_BLOCK && ps.norm) {
         norm_into(xs, static_cast<const T*>(ps.norm_w), ps.eps, ps.k, reinterpret_cast<T*>(normed));
         xs = reinterpret_cast<const T*>(normed);
     }
     LateNorm<T> ln;
-    if constexpr (LN) ln = LateNorm<T>{static_cast<const T*>(ps.norm_w), ps.eps};
+    if constexpr (NORM == NORM_LATE) ln = LateNorm<T>{static_cast<const T*>(ps.norm_w), ps.eps};
+    if constexpr (NORM == NORM_STATS) {
+        // issued before the weight loop, summed across the warp after it
+        ln.eps = ps.eps;
+        for (int i = threadIdx.x & 31; i < ps.partials; i += 32) ln.ss += __ldg(ps.partial + i);
+    }
     const char* tb = reinterpret_cast<const char*>(table);
     if constexpr (R >= 2) {
         if (ps.mode == SILU) {
             constexpr int H = R / 2;
             const int groups = (ps.p[0].n + H - 1) / H;
             for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < groups; g += warps)
-                rows<T, F, M, R, U, OUT_SILU, S, LN>(xs, ps.p[0], ps.m, ps.k, g * H, tb, &ps.p[1], 1, nullptr, nullptr, ln);
+                rows<T, F, M, R, U, OUT_SILU, S, NORM>(xs, ps.p[0], ps.m, ps.k, g * H, tb, &ps.p[1], 1, nullptr, nullptr, ln);
             return;
         }
     }
@@ -188,14 +236,14 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
             const int half = ps.rope.d / 2, gq = ps.p[0].n / 2, gk = ps.p[1].n / 2, gv = (ps.p[2].n + 1) / 2;
             for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < gq + gk + gv; g += warps) {
                 if (g < gq) {
-                    rows<T, F, M, R, U, OUT_ROPE_Q, S, LN>(xs, ps.p[0], ps.m, ps.k, g / half * 2 * half + g % half, tb, nullptr,
+                    rows<T, F, M, R, U, OUT_ROPE_Q, S, NORM>(xs, ps.p[0], ps.m, ps.k, g / half * 2 * half + g % half, tb, nullptr,
                                                            half, &ps.rope, nullptr, ln);
                 } else if (g < gq + gk) {
                     const int h = g - gq;
-                    rows<T, F, M, R, U, OUT_ROPE_K, S, LN>(xs, ps.p[1], ps.m, ps.k, h / half * 2 * half + h % half, tb, nullptr,
+                    rows<T, F, M, R, U, OUT_ROPE_K, S, NORM>(xs, ps.p[1], ps.m, ps.k, h / half * 2 * half + h % half, tb, nullptr,
                                                            half, &ps.rope, nullptr, ln);
                 } else {
-                    rows<T, F, M, R, U, OUT_V_CACHE, S, LN>(xs, ps.p[2], ps.m, ps.k, (g - gq - gk) * 2, tb, nullptr, 1, &ps.rope,
+                    rows<T, F, M, R, U, OUT_V_CACHE, S, NORM>(xs, ps.p[2], ps.m, ps.k, (g - gq - gk) * 2, tb, nullptr, 1, &ps.rope,
                                                             nullptr, ln);
                 }
             }
@@ -203,16 +251,22 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
         }
     }
     if (ps.mode == RESID) {
+        if constexpr (NORM == NORM_STATS) {
+            // R = 2 only (src/kernels/cuda/mod.rs's stats_fits): at R = 4 this path spilled the
+            // consumer's registers at 6 blocks an SM
+            if constexpr (R == 2) resid_stats<T, F, R, U>(xs, ps, tb);
+            return;
+        }
         for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < g0; g += warps)
-            rows<T, F, M, R, U, OUT_RESID, S, LN>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr,
+            rows<T, F, M, R, U, OUT_RESID, S, NORM>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr,
                                                   static_cast<const T*>(ps.res), ln);
         return;
     }
     for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
-        if (g < g0) rows<T, F, M, R, U, OUT_PLAIN, S, LN>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr, nullptr, ln);
+        if (g < g0) rows<T, F, M, R, U, OUT_PLAIN, S, NORM>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr, nullptr, ln);
         else if (g < g0 + g1)
-            rows<T, F, M, R, U, OUT_PLAIN, S, LN>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, tb, nullptr, 1, nullptr, nullptr, ln);
-        else rows<T, F, M, R, U, OUT_PLAIN, S, LN>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, tb, nullptr, 1, nullptr, nullptr, ln);
+            rows<T, F, M, R, U, OUT_PLAIN, S, NORM>(xs, ps.p[1], ps.m, ps.k, (g - g0) * R, tb, nullptr, 1, nullptr, nullptr, ln);
+        else rows<T, F, M, R, U, OUT_PLAIN, S, NORM>(xs, ps.p[2], ps.m, ps.k, (g - g0 - g1) * R, tb, nullptr, 1, nullptr, nullptr, ln);
     }
 }
 

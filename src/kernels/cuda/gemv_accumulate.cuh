@@ -88,6 +88,11 @@ struct Rope {
 //   norm = 2 (the gemv_ln_ kernels): no wait for that pass. Each warp multiplies the xs it loads by
 //   norm_w and sums their squares as it goes (it reads all of xs anyway), and scales its products by
 //   the RMS factor at the end: W·(xs·inv·w) = inv·(W·(xs·w)), so the weight loads start at once.
+// - the stats way (the gemv_ns_ kernels): the RESID launch before a norm also stores xw = ys·norm_w
+//   (rounded to T) and each block's sum of ys² into partial[block]; the launch after it (norm = 3)
+//   takes xw as its xs, sums the `partials` partial sums in a fixed order (the same bits every run)
+//   and scales its products by the RMS factor at the end. Its warps then carry neither the norm
+//   weight's loads nor the squares.
 struct Parts {
     Part p[3];
     int count;
@@ -99,17 +104,23 @@ struct Parts {
     const void* res;
     float eps;
     int norm;
+    void* xw;
+    float* partial;
+    int partials;
+    int pad;
 };
 
-// Parts' norm = 2, as the warps apply it (gemv.cuh's rows): the norm's weight [k] and eps.
+// Parts' norm = 2 or 3, as the warps apply it (gemv.cuh's rows): the norm's weight [k] (norm = 2),
+// eps, and (norm = 3) this lane's share of the producer blocks' partial sums of squares.
 template <typename T> struct LateNorm {
     const T* w = nullptr;
     float eps = 0.f;
+    float ss = 0.f;
 };
 
 // The kernels take Parts by value from Rust (src/kernels/cuda/mod.rs's PartsArg), which asserts the
 // same sizes.
-static_assert(sizeof(Part) == 32 && sizeof(Rope) == 56 && sizeof(Parts) == 192, "Parts as PartsArg lays it out");
+static_assert(sizeof(Part) == 32 && sizeof(Rope) == 56 && sizeof(Parts) == 216, "Parts as PartsArg lays it out");
 
 // Elements of one weight row a lane takes per step, and its 16-byte loads: one (two for f32 weights).
 template <int F> __host__ __device__ constexpr int step_elems() { return F == DENSE ? 8 : (F == INT8 ? 16 : 32); }

@@ -104,13 +104,27 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
 #define GEMV_LN(T, NAME, F, FNAME, R, MINB)                                                                  \
     extern "C" __global__ void __launch_bounds__(128, MINB) gemv_ln_##FNAME##_##NAME##_m1_r##R(const T* xs, \
                                                                                             gemv::Parts ps) { \
-        gemv::gemv_parts<T, F, 1, R, gemv::default_unroll<1>(), 0, true>(xs, ps);                            \
+        gemv::gemv_parts<T, F, 1, R, gemv::default_unroll<1>(), 0, gemv::NORM_LATE>(xs, ps);                   \
     }
 #define GEMVS_LN(T, NAME)                     \
     GEMV_LN(T, NAME, gemv::DENSE, dense, 2, 8) \
     GEMV_LN(T, NAME, gemv::INT8, int8, 2, 8)   \
     GEMV_LN(T, NAME, gemv::NF4, nf4, 2, 8)     \
     GEMV_LN(T, NAME, gemv::NF4, nf4, 4, 5)
+
+// gemv_ns_<format>_<dtype>_m1_r<R>: the stats way (Parts' norm = 3, MINILAB_FUSE_NORM=stats): a
+// RESID launch before a norm also writes xw and its blocks' sums of squares, and the launch after the
+// norm takes xw and scales its products by the RMS factor at the end (gemv_accumulate.cuh's Parts).
+#define GEMV_NS(T, NAME, F, FNAME, R, MINB)                                                                  \
+    extern "C" __global__ void __launch_bounds__(128, MINB) gemv_ns_##FNAME##_##NAME##_m1_r##R(const T* xs, \
+                                                                                            gemv::Parts ps) { \
+        gemv::gemv_parts<T, F, 1, R, gemv::default_unroll<1>(), 0, gemv::NORM_STATS>(xs, ps);                  \
+    }
+#define GEMVS_NS(T, NAME)                     \
+    GEMV_NS(T, NAME, gemv::DENSE, dense, 2, 8) \
+    GEMV_NS(T, NAME, gemv::INT8, int8, 2, 8)   \
+    GEMV_NS(T, NAME, gemv::NF4, nf4, 2, 8)     \
+    GEMV_NS(T, NAME, gemv::NF4, nf4, 4, 6)
 
 // gemv_st_<format>_<dtype>_m1_r<R>: the one-row kernels that stage their weights through shared
 // memory (gemv_staged.cuh's accumulate_staged), for MINILAB_GEMV_STAGED: two steps a stage at R = 2, one at
@@ -169,6 +183,8 @@ GEMVS_ST(__half, f16)
 GEMVS_ST(__nv_bfloat16, bf16)
 GEMVS_LN(__half, f16)
 GEMVS_LN(__nv_bfloat16, bf16)
+GEMVS_NS(__half, f16)
+GEMVS_NS(__nv_bfloat16, bf16)
 GEMVS_SM(__half, f16)
 GEMVS_SM(__nv_bfloat16, bf16)
 

@@ -10,12 +10,15 @@ use candle_core::cuda_backend::cudarc::driver::{
 };
 use candle_core::cuda_backend::{CudaDType, WrapErr};
 use candle_core::{CudaStorage, DType, Layout, Result};
+use gemv_args::{parts_header, PartArg};
+pub(crate) use gemv_args::{Epilogue, NormArg, NormWay, RopeArg, StatsOut};
 use half::{bf16, f16};
 
 #[cfg(feature = "cutlass")]
 pub(crate) mod cutlass;
 pub(crate) mod decode;
 pub(crate) mod flash;
+mod gemv_args;
 mod launch;
 pub(crate) mod prefill;
 pub(crate) mod qgemm;
@@ -62,84 +65,6 @@ pub(crate) struct GemvPart<'a> {
     pub n: usize,
 }
 
-/// `gemv::Part` of gemv_accumulate.cuh.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct PartArg {
-    a: u64,
-    b: u64,
-    ys: u64,
-    n: i32,
-    pad: i32,
-}
-
-/// `gemv::Parts` of gemv_accumulate.cuh, passed by value.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct PartsArg {
-    p: [PartArg; 3],
-    count: i32,
-    m: i32,
-    k: i32,
-    mode: i32,
-    rope: RopeArg,
-    norm_w: u64,
-    res: u64,
-    eps: f32,
-    norm: i32,
-}
-
-// gemv_accumulate.cuh asserts the same sizes for Part, Rope and Parts.
-const _: () = assert!(
-    std::mem::size_of::<PartArg>() == 32
-        && std::mem::size_of::<RopeArg>() == 56
-        && std::mem::size_of::<PartsArg>() == 192
-);
-
-// SAFETY: plain old data laid out as the C structs the kernels take.
-unsafe impl DeviceRepr for PartsArg {}
-
-/// `gemv::Rope` of gemv_accumulate.cuh: device addresses of the RoPE tables `[max_pos, d/2]`, the position
-/// (u32) and the caches `[m, kv_heads, cap, d]`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct RopeArg {
-    pub cos: u64,
-    pub sin: u64,
-    pub pos: u64,
-    pub k_cache: u64,
-    pub v_cache: u64,
-    pub d: i32,
-    pub cap: i32,
-    pub max_pos: i32,
-    pub pad: i32,
-}
-
-/// What a GEMV launch writes (gemv_accumulate.cuh's `Parts::mode`).
-#[derive(Clone, Copy)]
-pub(crate) enum Epilogue {
-    /// Each part's `[m, n_i]`, part after part.
-    Plain,
-    /// silu(gate)·up `[m, n]` of two parts (gate, up) of one shape.
-    SiluMul,
-    /// q `[m, heads·d]` rotated at the position, k rotated and v written into the caches there
-    /// (q, k, v parts; `d` divides their rows).
-    Rope(RopeArg),
-    /// `res + xs·Wᵀ` `[m, n]` of one part, for the device address of `res` `[m, n]` in xs' dtype.
-    Residual(u64),
-}
-
-/// RMSNorm before the product (gemv_accumulate.cuh's `Parts::norm`): xs is the residual stream, normalized
-/// with `eps` and scaled by the weight at device address `w` (`[k]`, xs' dtype) first. One row of
-/// xs, and `k` elements must fit the block's shared memory ([`norm_fits`]).
-#[derive(Clone, Copy)]
-pub(crate) struct NormArg {
-    pub w: u64,
-    pub eps: f32,
-    /// The gemv_ln_ kernels' way where the launch takes one (`kernels::NormFold::late`).
-    pub late: bool,
-}
-
 /// Shared memory a block may bring for the normalized xs (48 KB without opting in, less the NF4
 /// table and the reduction's).
 const NORM_SHARED_MAX: usize = 40 << 10;
@@ -162,23 +87,12 @@ pub(crate) fn norm_fits(dtype: DType, m: usize, k: usize) -> bool {
     m == 1 && k * dtype.size_in_bytes() <= NORM_SHARED_MAX
 }
 
-impl Epilogue {
-    fn mode(&self) -> i32 {
-        match self {
-            Self::Plain => 0,
-            Self::SiluMul => 1,
-            Self::Rope(_) => 2,
-            Self::Residual(_) => 3,
-        }
-    }
-}
-
 /// Rows of xs the kernel is built for and output rows a warp takes (linear.cu's GEMVS list):
 /// measured best on the H200 in bench/kernels/gemv_bench.cu.
 /// SiluMul and Rope need two rows a warp (Rope exactly two).
 fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize, epi: Epilogue) -> (usize, usize) {
     if dtype == DType::F32 {
-        return (8, if matches!(epi, Epilogue::Plain | Epilogue::Residual(_)) { 1 } else { 2 });
+        return (8, if epi.by_rows() { 1 } else { 2 });
     }
     let mm = m.next_power_of_two().max(1);
     let r = match (format, mm) {
@@ -192,8 +106,7 @@ fn gemv_variant(format: Format, dtype: DType, m: usize, n_max: usize, epi: Epilo
 /// Whether a launch of `m` rows of xs can write `epi` (anything but Plain needs a kernel that takes
 /// two rows a warp).
 pub(crate) fn epilogue_fuses(format: Format, dtype: DType, m: usize, epi: Epilogue) -> bool {
-    (1..=8).contains(&m)
-        && (matches!(epi, Epilogue::Plain | Epilogue::Residual(_)) || gemv_variant(format, dtype, m, 0, epi).1 >= 2)
+    (1..=8).contains(&m) && (epi.by_rows() || gemv_variant(format, dtype, m, 0, epi).1 >= 2)
 }
 
 /// The parts' shapes `epi` takes: two of one shape for SiluMul; q, k, v whose rows `d` divides
@@ -201,7 +114,7 @@ pub(crate) fn epilogue_fuses(format: Format, dtype: DType, m: usize, epi: Epilog
 fn epilogue_shapes(parts: &[GemvPart<'_>], epi: Epilogue) -> bool {
     match epi {
         Epilogue::Plain => true,
-        Epilogue::Residual(_) => parts.len() == 1,
+        Epilogue::Residual(_) | Epilogue::ResidualStats(_) => parts.len() == 1,
         Epilogue::SiluMul => parts.len() == 2 && parts[0].n == parts[1].n,
         Epilogue::Rope(r) => {
             let d = r.d.max(0) as usize;
@@ -253,7 +166,7 @@ fn gemv_parts_as<T: CudaDType + DeviceRepr>(
     let m = launch_rows(&spec, rx.len(), parts)?;
     let total: usize = match epi {
         Epilogue::Plain => parts.iter().map(|p| p.n).sum(),
-        Epilogue::SiluMul | Epilogue::Rope(_) | Epilogue::Residual(_) => parts[0].n,
+        _ => parts[0].n,
     };
     // SAFETY: every element is written by the kernel (each part's m × n outputs, silu's m × n or
     // q's m × n; with Rope none at a position past the cache or the tables, which the caller
@@ -272,11 +185,11 @@ fn gemv_parts_as<T: CudaDType + DeviceRepr>(
     }
     let (name, cfg) = launch_config(&spec, m, parts)?;
     let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
-    let (name, grid, late) = kernel_way(&spec, m, name, pf.is_some());
+    let (name, grid, warp_norm) = kernel_way(&spec, m, name, pf.is_some());
     let mut cfg = cfg;
-    if late {
-        // the warps normalize as they load xs: no shared copy of it
-        arg.norm = 2;
+    if let Some(code) = warp_norm {
+        // the warps apply the norm themselves: no shared copy of xs
+        arg.norm = code;
         cfg.shared_mem_bytes = 0;
     }
     let kernel = launch::Func { name: &name, module: &LINEAR };
@@ -298,26 +211,54 @@ fn gemv_parts_as<T: CudaDType + DeviceRepr>(
 /// The kernel a launch takes and its grid (`kernels::grid::pick`). The one-row 16-bit kernels also
 /// come as gemv_pf_, which first ask L2 for the next launch's weights (kernels::prefetch, `pf`), as
 /// gemv_st_, which stage them through shared memory (kernels::staging), as gemv_sm_ and gemv_sr_,
-/// which stream them across row groups on a resident grid (kernels::grid), and as gemv_ln_, which
-/// apply a folded norm as their warps load xs (Parts' norm = 2; the third value says so).
-fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, Grid, bool) {
+/// which stream them across row groups on a resident grid (kernels::grid), as gemv_ln_, which apply a
+/// folded norm as their warps load xs, and as gemv_ns_, the stats way, which take their rows grid
+/// whatever the opt-ins say (its producer's partial sums are one a block of that grid). The third
+/// value is Parts' norm where the kernel's warps apply the norm (2 late, 3 stats).
+fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, Grid, Option<i32>) {
+    if stats_launch(spec, m) {
+        return (name.replacen("gemv_", "gemv_ns_", 1), Grid::Rows, Some(3));
+    }
     let bits = match spec.format {
         Format::Dense => 8 * spec.dtype.size_in_bytes(),
         Format::Int8 => 8,
         Format::Nf4 => 4,
     };
     let streams = grid::streams(m, spec.dtype.size_in_bytes(), bits, spec.k, spec.norm.is_some());
-    let (family, grid) = match grid::pick(grid::current(), pf, staged_fits(spec, m), streams) {
-        ("gemv_", grid) if late_norm_fits(spec, m) => ("gemv_ln_", grid),
-        picked => picked,
-    };
-    (name.replacen("gemv_", family, 1), grid, family == "gemv_ln_")
+    match grid::pick(grid::current(), pf, staged_fits(spec, m), streams) {
+        ("gemv_", grid) if late_norm_fits(spec, m) => (name.replacen("gemv_", "gemv_ln_", 1), grid, Some(2)),
+        (family, grid) => (name.replacen("gemv_", family, 1), grid, None),
+    }
 }
 
 /// Whether a launch with a folded norm takes a gemv_ln_ kernel: the late way asked for, one row of
 /// 16-bit xs (the kernels linear.cu's GEMVS_LN builds).
 fn late_norm_fits(spec: &LaunchSpec, m: usize) -> bool {
-    spec.norm.is_some_and(|n| n.late) && m == 1 && matches!(spec.dtype, DType::F16 | DType::BF16)
+    spec.norm.is_some_and(|n| n.way == NormWay::Late) && m == 1 && sixteen_bit(spec.dtype)
+}
+
+/// Whether a launch takes a gemv_ns_ kernel: the producer or a consumer of the stats way, one row of
+/// 16-bit xs.
+fn stats_launch(spec: &LaunchSpec, m: usize) -> bool {
+    let consumer = spec.norm.is_some_and(|n| matches!(n.way, NormWay::Stats { .. }));
+    (consumer || matches!(spec.epi, Epilogue::ResidualStats(_))) && m == 1 && sixteen_bit(spec.dtype)
+}
+
+fn sixteen_bit(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16)
+}
+
+/// Whether a residual launch of one `[n, k]` weight can write the next norm's statistics
+/// ([`Epilogue::ResidualStats`]): one row of 16-bit xs, two rows a warp (the gemv_ns_ kernels' RESID
+/// path).
+pub(crate) fn stats_fits(format: Format, dtype: DType, m: usize, n: usize) -> bool {
+    m == 1 && sixteen_bit(dtype) && gemv_variant(format, dtype, 1, n, Epilogue::Residual(0)).1 == 2
+}
+
+/// The blocks of that launch, each of which leaves one partial sum: its rows grid.
+pub(crate) fn stats_blocks(format: Format, dtype: DType, n: usize) -> usize {
+    let (_, r) = gemv_variant(format, dtype, 1, n, Epilogue::Residual(0));
+    n.div_ceil(r).div_ceil(WARPS_PER_BLOCK)
 }
 
 /// What one GEMV launch computes, besides the addresses it reads and writes.
@@ -344,23 +285,12 @@ fn launch_rows(spec: &LaunchSpec, len: usize, parts: &[GemvPart<'_>]) -> Result<
     {
         candle_core::bail!("linear kernel: these weights do not take a fused silu·up or RoPE");
     }
-    Ok(m)
-}
-
-/// The launch's fixed arguments; the parts' pointers are filled in by the caller.
-fn parts_header(count: usize, m: usize, k: usize, epi: Epilogue, norm: Option<NormArg>) -> PartsArg {
-    PartsArg {
-        count: count as i32,
-        m: m as i32,
-        k: k as i32,
-        mode: epi.mode(),
-        rope: if let Epilogue::Rope(r) = epi { r } else { RopeArg::default() },
-        norm_w: norm.map_or(0, |n| n.w),
-        res: if let Epilogue::Residual(r) = epi { r } else { 0 },
-        eps: norm.map_or(0.0, |n| n.eps),
-        norm: i32::from(norm.is_some()),
-        ..Default::default()
+    let stats_out = matches!(epi, Epilogue::ResidualStats(_));
+    let stats_in = norm.is_some_and(|n| matches!(n.way, NormWay::Stats { .. }));
+    if (stats_out && !stats_fits(format, dtype, m, parts[0].n)) || (stats_in && (m != 1 || !sixteen_bit(dtype))) {
+        candle_core::bail!("linear kernel: the stats way takes one row of 16-bit xs");
     }
+    Ok(m)
 }
 
 /// The kernel's name and grid: warps over the parts' rows as `epi` groups them, with the
@@ -375,7 +305,9 @@ fn launch_config(spec: &LaunchSpec, m: usize, parts: &[GemvPart<'_>]) -> Result<
     };
     let name = format!("gemv_{kind}_{}_m{mm}_r{r}", suffix(dtype)?);
     let warps: usize = match epi {
-        Epilogue::Plain | Epilogue::Residual(_) => parts.iter().map(|p| p.n.div_ceil(r)).sum(),
+        Epilogue::Plain | Epilogue::Residual(_) | Epilogue::ResidualStats(_) => {
+            parts.iter().map(|p| p.n.div_ceil(r)).sum()
+        }
         Epilogue::SiluMul => parts[0].n.div_ceil(r / 2),
         // a RoPE pair of q or k, or two rows of v, a warp
         Epilogue::Rope(_) => parts.iter().map(|p| p.n.div_ceil(2)).sum(),

@@ -8,7 +8,7 @@
 use super::cache::Kv;
 use super::{Attention, Cache, Mlp, Model};
 use crate::kernels::{self, MAX_CONTEXT};
-use crate::quant::{Precision, SwitchableLinear};
+use crate::quant::SwitchableLinear;
 use candle_core::{DType, Module, Result, Tensor};
 
 impl Model {
@@ -101,41 +101,43 @@ impl Model {
     /// Whether a decode step of `rows` sequences folds its norms and residual adds into the GEMV
     /// launches beside them ([`kernels::fold_norms`]).
     pub fn folds_norms(&self, rows: usize) -> bool {
-        kernels::fold_norms(&self.device, self.act_dtype, rows, self.any_nf4())
-    }
-
-    /// Whether a linear of the model is NF4, where the default decode step does not fold its norms
-    /// ([`kernels::NormFold::Auto`]). Every linear of [`Model::layer_ids`] counts, the head too
-    /// though no norm folds into it, so that the rule is the decode-time model's
-    /// (`bench::time_model`), which knows a plan by its formats only.
-    fn any_nf4(&self) -> bool {
-        self.layer_ids().into_iter().filter_map(|id| self.linear(id)).any(|l| l.precision() == Precision::Nf4)
+        kernels::fold_norms(&self.device, self.act_dtype, rows)
     }
 
     /// [`Self::decode_step`] with each norm folded into the launch after it and each residual add
     /// into the launch before it ([`kernels::fold_norms`]): five launches a block on the GPU where
-    /// the kernels take them; elsewhere candle's ops in their place, the same arithmetic.
+    /// the kernels take them, the residual launches also handing the next norm its statistics under
+    /// the stats way ([`kernels::NormFold`]); elsewhere candle's ops in their place, the same
+    /// arithmetic.
     fn decode_step_folded(&self, tokens: &Tensor, pos: &Tensor, cache: &Cache) -> Result<Tensor> {
         let eps = self.eps as f32;
         let mut res = self.embed(tokens)?;
+        // the statistics of the norm before the next q/k/v launch (none before the first block's)
+        let mut stats = None;
         for (n, (blk, kv)) in self.blocks.iter().zip(cache.kvs.iter().flatten()).enumerate() {
             let next = self.next_launches(n);
-            let norm = kernels::NormRef { weight: &blk.attn_norm, eps };
+            let norm = kernels::NormRef { weight: &blk.attn_norm, eps, stats: stats.as_ref() };
             let ys = {
                 let _pf = SwitchableLinear::prefetch(&next.after_qkv)?;
                 blk.attn.attend_decode(&res, Some(norm), &DecodeAt { pos, rope: &self.rope, kv })?
             };
-            res = {
+            (res, stats) = {
                 let _pf = SwitchableLinear::prefetch(&next.after_o)?;
-                blk.attn.o_proj.forward_residual(&ys, &res)?
+                blk.attn.o_proj.forward_residual_stats(&ys, &res, kernels::NormRef::new(&blk.ffn_norm, eps))?
             };
-            let norm = kernels::NormRef { weight: &blk.ffn_norm, eps };
+            let norm = kernels::NormRef { weight: &blk.ffn_norm, eps, stats: stats.as_ref() };
             let act = {
                 let _pf = SwitchableLinear::prefetch(&next.after_gate_up)?;
                 SwitchableLinear::forward_silu_mul(&blk.mlp.gate_proj, &blk.mlp.up_proj, &res, Some(norm))?
             };
             let _pf = SwitchableLinear::prefetch(&next.after_down)?;
-            res = blk.mlp.down_proj.forward_residual(&act, &res)?;
+            (res, stats) = match self.blocks.get(n + 1) {
+                Some(b) => {
+                    blk.mlp.down_proj.forward_residual_stats(&act, &res, kernels::NormRef::new(&b.attn_norm, eps))?
+                }
+                // the final norm goes to candle's op below
+                None => (blk.mlp.down_proj.forward_residual(&act, &res)?, None),
+            };
         }
         let ys = candle_nn::ops::rms_norm(&res, &self.norm, eps)?;
         let _pf = match self.blocks.first() {
@@ -244,22 +246,6 @@ mod tests {
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b).and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()).expect("diff")
-    }
-
-    /// A step knows whether one of its linears is NF4, whichever it is, and never folds on the CPU.
-    #[test]
-    fn any_nf4_sees_every_linear() -> Result<()> {
-        let mut model = tiny();
-        assert!(!model.any_nf4());
-        for id in model.layer_ids() {
-            let mut one = tiny();
-            one.set_precision(id, Precision::Nf4).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-            assert!(one.any_nf4(), "{id}");
-        }
-        let last = *model.layer_ids().last().expect("layers");
-        model.set_precision(last, Precision::Int8).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        assert!(!model.any_nf4() && !model.folds_norms(1));
-        Ok(())
     }
 
     /// The decode step (fixed buffers, position from a tensor, fused norms) gives the plain forward's
