@@ -3,11 +3,18 @@
 //!
 //! Timing a layer alone flatters it: the same few megabytes stay in cache from one call to the
 //! next, while a real step streams every weight once. So each format is timed twice: once as a
-//! pass over every linear in model order (what a step does; this total is taken as exact), and
-//! once per layer shape (which shapes cost what). Per-shape times are scaled so that they add up
-//! to the pass. The fixed cost is the median of all-f16 decode steps each less an f16 pass timed
-//! just before it. On a GPU where decode replays a CUDA graph, each pass is timed as a graph too,
-//! so that neither side carries host launch costs the other does not.
+//! pass over every linear in model order (what a step does), and once per layer shape (which
+//! shapes cost what); per-shape times are scaled so that they add up to the pass. On a GPU where
+//! decode replays a CUDA graph, each pass is timed as a graph too, so that neither side carries
+//! host launch costs the other does not.
+//!
+//! A pass is still not the step's linears: on a 2-core CPU an all-f16 pass outlasted the whole
+//! f16 step (its fixed cost came out negative, so zero) while int8 and NF4 steps took 1.2–1.3 ms
+//! more than their passes (issue 11 session 27). So each format's uniform step is timed too, each
+//! run paired with a pass just before it (a slow minute of a shared machine shifts both and cancels
+//! in the difference); the fixed cost is the median over the formats of their step less their pass,
+//! and each format's linear times are scaled so that its uniform step is predicted exactly
+//! ([`calibrate`]). A mixed plan's prediction is then the fixed cost plus its layers' times.
 
 use crate::device::sync;
 use crate::error::{Error, Result};
@@ -19,8 +26,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Raised when a cached time model of an earlier minilab no longer holds: 2 when the default decode
-/// step folded its norms where no linear was NF4, 3 since it folds them the stats way in every format.
-const TIME_MODEL_VERSION: u32 = 3;
+/// step folded its norms where no linear was NF4, 3 when it folded them the stats way in every
+/// format, 4 since every format's uniform step calibrates the model.
+const TIME_MODEL_VERSION: u32 = 4;
 
 /// What a time model was measured on; a cached model is reused only when all of it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,11 +94,25 @@ pub struct TimeModel {
     pub linears: Vec<LinearTime>,
     /// Median all-f16 decode step over `n_gen` tokens from an empty cache, µs.
     pub f16_step_us: f64,
-    /// The f16 step minus its linears: what every plan pays per token, µs.
+    /// What every plan pays per token besides its linears, µs ([`calibrate`]).
     pub fixed_us: f64,
+    /// Each format's uniform step and pass, which calibrate the linears' times.
+    #[serde(default)]
+    pub steps: Vec<FormatStep>,
     /// Decode steps per timed run (tgN).
     pub n_gen: usize,
     pub reps: usize,
+}
+
+/// One format's uniform decode step, µs per token: medians over runs each paired with a pass over
+/// every linear timed just before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FormatStep {
+    pub precision: Precision,
+    pub step_us: f64,
+    pub pass_us: f64,
+    /// The median over the runs of step less pass.
+    pub fixed_us: f64,
 }
 
 /// Fewest paired (pass, decode) runs behind the fixed cost, whatever `reps` says.
@@ -157,8 +179,8 @@ fn set_all(model: &mut Model, ids: &[LayerId], p: Precision) -> Result<()> {
     ids.iter().try_for_each(|id| model.set_precision(*id, p).map_err(Error::from))
 }
 
-/// The per-shape times of every linear in `p`: a pass over the whole model (the total taken as
-/// exact) and a pass per shape (the split), scaled to agree.
+/// The per-shape times of every linear in `p`: a pass over the whole model (the total) and a pass
+/// per shape (the split), scaled to agree; [`calibrate`] then scales the total to the step.
 fn time_format(
     model: &mut Model,
     p: Precision,
@@ -188,22 +210,56 @@ fn time_format(
         .collect())
 }
 
-/// Median all-f16 decode step and fixed cost (µs per token) over `runs` decode runs of `gen`, each
-/// paired with an f16 pass timed just before it, so that a slow minute of a shared machine shifts
-/// both and cancels in the difference. The model must be all-f16.
-fn fixed_cost(model: &Model, inputs: &BTreeMap<usize, Tensor>, gen: &[u32], runs: usize) -> Result<(f64, f64)> {
+/// The uniform step of the format `model` is in ([`FormatStep`]) over `runs` decode runs of `gen`.
+fn format_step(
+    model: &Model,
+    p: Precision,
+    inputs: &BTreeMap<usize, Tensor>,
+    gen: &[u32],
+    runs: usize,
+) -> Result<FormatStep> {
     let all = model.layer_ids();
     let hidden = indicatif::ProgressBar::hidden();
-    let (mut steps, mut fixed) = (Vec::new(), Vec::new());
+    let (mut steps, mut passes, mut fixed) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let (pass, _) = time_pass(model, &all, inputs, 1)?;
         let ns = super::time_decode(model, &[], gen, 1, &hidden)?.samples_ns;
         let step = ns.first().map_or(0.0, |&ns| ns as f64 / 1e3 / gen.len().max(1) as f64);
         steps.push(step);
+        passes.push(pass);
         fixed.push(step - pass);
     }
-    // A pass can outlast a whole step on a noisy machine; the cost is never negative.
-    Ok((median(&mut steps), median(&mut fixed).max(0.0)))
+    Ok(FormatStep {
+        precision: p,
+        step_us: median(&mut steps),
+        pass_us: median(&mut passes),
+        fixed_us: median(&mut fixed),
+    })
+}
+
+/// The fixed cost, and each format's linear times scaled so that a plan of that format alone is
+/// predicted at its measured step: the median over `steps` of step less pass (at least 0, at most
+/// half the fastest step, so that every format keeps a positive share for its linears), and for
+/// each format a factor (step − fixed) / (its linears' sum over the model, `counts` layers a
+/// shape).
+fn calibrate(linears: &mut [LinearTime], counts: &BTreeMap<(usize, usize), usize>, steps: &[FormatStep]) -> f64 {
+    let mut diffs: Vec<f64> = steps.iter().map(|s| s.fixed_us).collect();
+    let fastest = steps.iter().map(|s| s.step_us).fold(f64::INFINITY, f64::min);
+    let fixed = median(&mut diffs).min(fastest / 2.0).max(0.0);
+    for s in steps {
+        let of_format = |l: &LinearTime| l.precision == s.precision;
+        let shape_count = |l: &LinearTime| counts.get(&(l.out_features, l.in_features)).copied().unwrap_or(0);
+        let sum: f64 = linears.iter().filter(|l| of_format(l)).map(|l| l.us * shape_count(l) as f64).sum();
+        let scale = (s.step_us - fixed) / sum;
+        if scale.is_finite() && scale > 0.0 {
+            linears.iter_mut().filter(|l| of_format(l)).for_each(|l| l.us *= scale);
+        }
+    }
+    if fixed.is_finite() {
+        fixed
+    } else {
+        0.0
+    }
 }
 
 impl TimeModel {
@@ -226,17 +282,21 @@ impl TimeModel {
         }
         let mut precisions = vec![Precision::F16];
         precisions.extend(formats.iter().copied().filter(|p| *p != Precision::F16));
-        let mut linears = Vec::new();
+        let n_gen = n_gen.min(feed.len()).max(1);
+        let runs = reps.max(MIN_STEP_REPS);
+        let (mut linears, mut steps) = (Vec::new(), Vec::new());
         for p in precisions {
+            // time_format leaves the model in p
             linears.extend(time_format(model, p, &shapes, &inputs, reps)?);
+            steps.push(format_step(model, p, &inputs, &feed[..n_gen], runs)?);
             pb.inc(1);
         }
         set_all(model, &model.layer_ids(), Precision::F16)?;
-        let n_gen = n_gen.min(feed.len()).max(1);
-        let runs = reps.max(MIN_STEP_REPS);
-        let (f16_step_us, fixed_us) = fixed_cost(model, &inputs, &feed[..n_gen], runs)?;
+        let counts = shapes.iter().map(|(&shape, ids)| (shape, ids.len())).collect();
+        let fixed_us = calibrate(&mut linears, &counts, &steps);
+        let f16_step_us = steps.first().map_or(0.0, |s| s.step_us);
         pb.inc(1);
-        Ok(Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, n_gen, reps })
+        Ok(Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, steps, n_gen, reps })
     }
 
     /// The time of one linear of shape `(out, in)` in `p`, if measured.
@@ -263,7 +323,10 @@ impl TimeModel {
     /// Every figure finite and non-negative (a cached file is untrusted input).
     pub fn check(&self) -> std::result::Result<(), String> {
         let ok = |v: f64| v.is_finite() && v >= 0.0;
-        if !(ok(self.f16_step_us) && ok(self.fixed_us)) || self.linears.iter().any(|l| !(ok(l.us) && ok(l.spread_us))) {
+        let step_ok = |s: &FormatStep| ok(s.step_us) && ok(s.pass_us) && s.fixed_us.is_finite();
+        if !(ok(self.f16_step_us) && ok(self.fixed_us) && self.steps.iter().all(step_ok))
+            || self.linears.iter().any(|l| !(ok(l.us) && ok(l.spread_us)))
+        {
             return Err("a time that is not a non-negative number".into());
         }
         Ok(())
@@ -289,6 +352,7 @@ mod tests {
             linears: vec![lt(8, 4, Precision::F16, 10.0), lt(8, 4, Precision::Nf4, 4.0), lt(4, 8, Precision::F16, 6.0)],
             f16_step_us: 50.0,
             fixed_us: 20.0,
+            steps: vec![],
             n_gen: 16,
             reps: 2,
         }
@@ -309,6 +373,58 @@ mod tests {
         let mut bad = t.clone();
         bad.fixed_us = -1.0;
         assert!(bad.check().is_err());
+    }
+
+    fn step(precision: Precision, step_us: f64, pass_us: f64) -> FormatStep {
+        FormatStep { precision, step_us, pass_us, fixed_us: step_us - pass_us }
+    }
+
+    /// The demo's medians on the 2-core VM (session 26, µs scaled down): an f16 pass longer than the
+    /// f16 step, int8 and NF4 steps 1.2–1.3 past their passes. The fixed cost is the middle one,
+    /// each uniform plan is predicted at its step, and a mixed plan between its formats' uniform ones.
+    #[test]
+    fn calibration_predicts_each_uniform_step() {
+        use Precision::*;
+        let counts = BTreeMap::from([((8, 4), 2), ((4, 8), 1)]);
+        let lt = |o, i, precision, us| LinearTime { out_features: o, in_features: i, precision, us, spread_us: 0.0 };
+        // passes: f16 21.6, int8 6.23, nf4 4.67
+        let mut linears = vec![
+            lt(8, 4, F16, 8.0),
+            lt(4, 8, F16, 5.6),
+            lt(8, 4, Int8, 2.0),
+            lt(4, 8, Int8, 2.23),
+            lt(8, 4, Nf4, 1.5),
+            lt(4, 8, Nf4, 1.67),
+        ];
+        let steps = vec![step(F16, 18.49, 21.6), step(Int8, 7.43, 6.23), step(Nf4, 6.0, 4.67)];
+        let fixed = calibrate(&mut linears, &counts, &steps);
+        assert!((fixed - 1.2).abs() < 1e-9, "fixed {fixed}");
+        let t = TimeModel { linears, fixed_us: fixed, steps: steps.clone(), ..tm() };
+        let uniform = |p| [((8, 4), p), ((8, 4), p), ((4, 8), p)];
+        for s in &steps {
+            let got = t.predict_us(uniform(s.precision)).expect("measured");
+            assert!((got - s.step_us).abs() < 1e-9, "{}: {got} against {}", s.precision, s.step_us);
+        }
+        let mixed = t.predict_us([((8, 4), Int8), ((8, 4), Int8), ((4, 8), Nf4)]).expect("measured");
+        assert!(mixed > 6.0 && mixed < 7.43, "{mixed}");
+        assert_eq!(t.check(), Ok(()));
+    }
+
+    /// A fixed cost is never negative, nor so large that a format's linears would cost nothing.
+    #[test]
+    fn calibration_keeps_the_fixed_cost_in_bounds() {
+        let counts = BTreeMap::from([((8, 4), 1)]);
+        let lt = |us| LinearTime { out_features: 8, in_features: 4, precision: Precision::Int8, us, spread_us: 0.0 };
+        let mut linears = vec![lt(0.1)];
+        assert_eq!(calibrate(&mut linears, &counts, &[step(Precision::Int8, 2.0, 0.1)]), 1.0);
+        assert!((linears[0].us - 1.0).abs() < 1e-9);
+        let mut linears = vec![lt(3.0)];
+        assert_eq!(calibrate(&mut linears, &counts, &[step(Precision::Int8, 2.0, 3.0)]), 0.0);
+        assert!((linears[0].us - 2.0).abs() < 1e-9);
+        // no steps (a cached model of an older layout): nothing scaled, no fixed cost
+        let mut linears = vec![lt(3.0)];
+        assert_eq!(calibrate(&mut linears, &counts, &[]), 0.0);
+        assert_eq!(linears[0].us, 3.0);
     }
 
     #[test]

@@ -69,10 +69,13 @@ pub fn layer_times(model: &Model, layers: &[LayerOptions], tm: &TimeModel) -> Re
         .collect()
 }
 
-/// Relative errors (%) of the predicted against the measured decode speed, over the points with both.
+/// Relative errors (%) of the predicted against the measured decode speed, over the points with both
+/// that are not uniform: each format's uniform step calibrates the time model, so those points test
+/// only how steady the machine was.
 pub fn errors_pct(points: &[FrontierPoint]) -> Vec<f64> {
     points
         .iter()
+        .filter(|p| p.kind != crate::report::frontier::PointKind::Uniform)
         .filter_map(|p| match (p.predicted_decode_tps, p.decode_tps) {
             (Some(pr), Some(m)) if m > 0.0 => Some(100.0 * (pr - m).abs() / m),
             _ => None,
@@ -95,5 +98,44 @@ pub fn summary(tm: &TimeModel, s: &Settings, points: &[FrontierPoint], chosen_us
         error_pct_median: (!e.is_empty()).then(|| e[e.len() / 2]),
         error_pct_max: e.last().copied(),
         points_compared: e.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::frontier::PointKind;
+
+    fn point(kind: PointKind, measured: f64, predicted: Option<f64>) -> FrontierPoint {
+        FrontierPoint {
+            label: format!("{kind:?}"),
+            kind,
+            budget_bytes: None,
+            weight_bytes: 1,
+            device_bytes: None,
+            ppl: 1.0,
+            ppl_stderr: 0.0,
+            kld_mean: 0.0,
+            kld_p99: 0.0,
+            top1: 1.0,
+            prefill_tps: None,
+            decode_tps: Some(measured),
+            predicted_decode_tps: predicted,
+        }
+    }
+
+    /// The uniform points calibrate the time model, so only the others count as its test; a point
+    /// without a prediction counts for nothing.
+    #[test]
+    fn errors_leave_out_the_uniform_points() {
+        let points = [
+            point(PointKind::Uniform, 100.0, Some(150.0)),
+            point(PointKind::Budget, 100.0, Some(110.0)),
+            point(PointKind::Chosen, 200.0, Some(190.0)),
+            point(PointKind::Budget, 100.0, None),
+        ];
+        let e = errors_pct(&points);
+        assert_eq!(e.len(), 2);
+        assert!((e[0] - 10.0).abs() < 1e-9 && (e[1] - 5.0).abs() < 1e-9, "{e:?}");
     }
 }
