@@ -255,11 +255,11 @@ __device__ __forceinline__ void gemv_parts(const T* xs, const Parts& ps) {
             // R = 2 only (src/kernels/cuda/mod.rs's stats_fits): at R = 4 this path spilled the
             // consumer's registers at 6 blocks an SM
             if constexpr (R == 2) resid_stats<T, F, R, U>(xs, ps, tb);
-            return;
+        } else {
+            for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < g0; g += warps)
+                rows<T, F, M, R, U, OUT_RESID, S, NORM>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr,
+                                                      static_cast<const T*>(ps.res), ln);
         }
-        for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < g0; g += warps)
-            rows<T, F, M, R, U, OUT_RESID, S, NORM>(xs, ps.p[0], ps.m, ps.k, g * R, tb, nullptr, 1, nullptr,
-                                                  static_cast<const T*>(ps.res), ln);
         return;
     }
     for (int g = (blockIdx.x * blockDim.x + threadIdx.x) >> 5; g < total; g += warps) {
