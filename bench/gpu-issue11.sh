@@ -190,6 +190,23 @@ for (name, test), r in sorted(rows.items()):
           f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {'' if roof is None else f'{roof:.1f}'} | {'' if peak is None else f'{peak:.1f}'} |")
 PY
 }
+# alternate_runs VAR "VALUES" NAME BUDGET BENCH_ARGS…: `minilab bench` of MODELS (default the 3B) ×
+# PRECISIONS (default every format) with VAR set to each of VALUES in turn, ROUNDS (3) times, while the
+# call has run less than BUDGET s: OUT/NAME-<model>-<precision>-<value>-<round>.json, checkpointed.
+alternate_runs() { local var=$1 values=$2 name=$3 budget=$4 r model p v; shift 4
+  for r in $(seq ${ROUNDS:-3}); do
+    for model in ${MODELS:-llama-3.2-3b}; do
+      for p in ${PRECISIONS:-f16 int8 nf4}; do
+        for v in $values; do
+          [ $SECONDS -lt $budget ] || continue
+          env $var=$v timeout 120 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
+            "$@" --no-log --output json > "$OUT/$name-${model#llama-}-$p-$v-$r.json" 2> /dev/null
+          echo "round $r $model $p $var=$v: exit $? (${SECONDS} s)"
+          checkpoint
+        done
+      done
+    done
+  done; }
 # ab_prompts VAR TAG: pp128/512/2048 (-r 5) of MODELS × PRECISIONS (default the 3B and 8B, every
 # format) with VAR=0 and VAR=1 alternating, into bench-<model>-<precision>-<TAG><0|1>.json while the
 # call has BUDGET (480 s) left, then their table into table.md.
@@ -367,19 +384,7 @@ foldab)
     grep -iE "decode|logits" "$OUT/device_check.txt" | tail -4
     checkpoint
   fi
-  for r in $(seq ${ROUNDS:-2}); do
-    for model in ${2:-llama-3.2-3b}; do
-      for p in ${PRECISIONS:-f16 int8 nf4}; do
-        for v in 0 late auto; do
-          [ $SECONDS -lt ${BUDGET:-480} ] || continue
-          MINILAB_FUSE_NORM=$v timeout 120 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
-            -p 16 -n 128 -r 3 --no-log --output json > "$OUT/fold-${model#llama-}-$p-$v-$r.json" 2> /dev/null
-          echo "round $r $model $p $v: exit $? (${SECONDS} s)"
-          checkpoint
-        done
-      done
-    done
-  done
+  MODELS=${2:-llama-3.2-3b} ROUNDS=${ROUNDS:-2} alternate_runs MINILAB_FUSE_NORM "0 late auto" fold ${BUDGET:-480} -p 16 -n 128 -r 3
   python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
 import glob, json, os, statistics, sys
 runs = {}
@@ -410,19 +415,7 @@ alternate)
   # VAR=1 / VAR=0 ratio, so a drift in clock or a neighbour's load does not fall on one side.
   unpack minilab
   var=${2:?alternate needs a variable}
-  for r in $(seq ${ROUNDS:-3}); do
-    for model in ${MODELS:-llama-3.2-3b}; do
-      for p in ${PRECISIONS:-f16 int8 nf4}; do
-        for v in 0 1; do
-          [ $SECONDS -lt ${BUDGET:-400} ] || continue
-          env $var=$v timeout 100 /tmp/bin/minilab bench --model synthetic:$model --device cuda --dtype bf16 --precision $p \
-            -p ${LENGTHS:-128,512} -n 0 -r 5 --no-log --output json > "$OUT/alt-${model#llama-}-$p-$v-$r.json" 2> /dev/null
-          echo "round $r $model $p $var=$v: exit $? (${SECONDS} s)"
-          checkpoint
-        done
-      done
-    done
-  done
+  alternate_runs $var "0 1" alt ${BUDGET:-400} -p ${LENGTHS:-128,512} -n 0 -r 5
   python3 - "$OUT" <<'PY' | tee "$OUT/table.md"
 import glob, json, os, statistics, sys
 runs = {}

@@ -97,34 +97,28 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
     GEMV_PF(T, NAME, gemv::NF4, nf4, 2, 8)     \
     GEMV_PF(T, NAME, gemv::NF4, nf4, 4, 6)
 
-// gemv_ln_<format>_<dtype>_m1_r<R>: the one-row kernels whose warps apply the RMSNorm before the
-// product as they load xs (Parts' norm = 2, MINILAB_FUSE_NORM=late) instead of a block's pass into
-// shared memory first. Separate kernels, so the shipped ones keep their registers (NF4 at R = 4
-// takes 5 blocks an SM: at 6, ptxas spills 12 bytes).
-#define GEMV_LN(T, NAME, F, FNAME, R, MINB)                                                                  \
-    extern "C" __global__ void __launch_bounds__(128, MINB) gemv_ln_##FNAME##_##NAME##_m1_r##R(const T* xs, \
-                                                                                            gemv::Parts ps) { \
-        gemv::gemv_parts<T, F, 1, R, gemv::default_unroll<1>(), 0, gemv::NORM_LATE>(xs, ps);                   \
+// gemv_<way>_<format>_<dtype>_m1_r<R>: the one-row kernels whose warps apply a folded norm themselves
+// instead of a block's pass into shared memory first (gemv.cuh's NormWay). Separate kernels, so the
+// shipped ones keep their registers.
+// - ln, the late way (Parts' norm = 2, MINILAB_FUSE_NORM=late): the warps normalize xs as they load
+//   it (NF4 at R = 4 takes 5 blocks an SM: at 6, ptxas spills 12 bytes);
+// - ns, the stats way (Parts' norm = 3, the default): a RESID launch before a norm also writes xw and
+//   its blocks' sums of squares, and the launch after the norm takes xw and scales its products by
+//   the RMS factor at the end (gemv_accumulate.cuh's Parts).
+#define GEMV_NORM(T, NAME, F, FNAME, R, MINB, WAY, NORM)                                                      \
+    extern "C" __global__ void __launch_bounds__(128, MINB) gemv_##WAY##_##FNAME##_##NAME##_m1_r##R(const T* xs, \
+                                                                                                 gemv::Parts ps) { \
+        gemv::gemv_parts<T, F, 1, R, gemv::default_unroll<1>(), 0, gemv::NORM>(xs, ps);                           \
     }
-#define GEMVS_LN(T, NAME)                     \
-    GEMV_LN(T, NAME, gemv::DENSE, dense, 2, 8) \
-    GEMV_LN(T, NAME, gemv::INT8, int8, 2, 8)   \
-    GEMV_LN(T, NAME, gemv::NF4, nf4, 2, 8)     \
-    GEMV_LN(T, NAME, gemv::NF4, nf4, 4, 5)
-
-// gemv_ns_<format>_<dtype>_m1_r<R>: the stats way (Parts' norm = 3, MINILAB_FUSE_NORM=stats): a
-// RESID launch before a norm also writes xw and its blocks' sums of squares, and the launch after the
-// norm takes xw and scales its products by the RMS factor at the end (gemv_accumulate.cuh's Parts).
-#define GEMV_NS(T, NAME, F, FNAME, R, MINB)                                                                  \
-    extern "C" __global__ void __launch_bounds__(128, MINB) gemv_ns_##FNAME##_##NAME##_m1_r##R(const T* xs, \
-                                                                                            gemv::Parts ps) { \
-        gemv::gemv_parts<T, F, 1, R, gemv::default_unroll<1>(), 0, gemv::NORM_STATS>(xs, ps);                  \
-    }
-#define GEMVS_NS(T, NAME)                     \
-    GEMV_NS(T, NAME, gemv::DENSE, dense, 2, 8) \
-    GEMV_NS(T, NAME, gemv::INT8, int8, 2, 8)   \
-    GEMV_NS(T, NAME, gemv::NF4, nf4, 2, 8)     \
-    GEMV_NS(T, NAME, gemv::NF4, nf4, 4, 6)
+#define GEMVS_NORM(T, NAME)                                             \
+    GEMV_NORM(T, NAME, gemv::DENSE, dense, 2, 8, ln, NORM_LATE)   \
+    GEMV_NORM(T, NAME, gemv::INT8, int8, 2, 8, ln, NORM_LATE)     \
+    GEMV_NORM(T, NAME, gemv::NF4, nf4, 2, 8, ln, NORM_LATE)       \
+    GEMV_NORM(T, NAME, gemv::NF4, nf4, 4, 5, ln, NORM_LATE)       \
+    GEMV_NORM(T, NAME, gemv::DENSE, dense, 2, 8, ns, NORM_STATS)  \
+    GEMV_NORM(T, NAME, gemv::INT8, int8, 2, 8, ns, NORM_STATS)    \
+    GEMV_NORM(T, NAME, gemv::NF4, nf4, 2, 8, ns, NORM_STATS)      \
+    GEMV_NORM(T, NAME, gemv::NF4, nf4, 4, 6, ns, NORM_STATS)
 
 // gemv_st_<format>_<dtype>_m1_r<R>: the one-row kernels that stage their weights through shared
 // memory (gemv_staged.cuh's accumulate_staged), for MINILAB_GEMV_STAGED: two steps a stage at R = 2, one at
@@ -181,10 +175,8 @@ GEMVS_PF(__half, f16)
 GEMVS_PF(__nv_bfloat16, bf16)
 GEMVS_ST(__half, f16)
 GEMVS_ST(__nv_bfloat16, bf16)
-GEMVS_LN(__half, f16)
-GEMVS_LN(__nv_bfloat16, bf16)
-GEMVS_NS(__half, f16)
-GEMVS_NS(__nv_bfloat16, bf16)
+GEMVS_NORM(__half, f16)
+GEMVS_NORM(__nv_bfloat16, bf16)
 GEMVS_SM(__half, f16)
 GEMVS_SM(__nv_bfloat16, bf16)
 

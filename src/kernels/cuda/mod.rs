@@ -232,7 +232,7 @@ fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, G
 }
 
 /// Whether a launch with a folded norm takes a gemv_ln_ kernel: the late way asked for, one row of
-/// 16-bit xs (the kernels linear.cu's GEMVS_LN builds).
+/// 16-bit xs (the ln kernels linear.cu's GEMVS_NORM builds).
 fn late_norm_fits(spec: &LaunchSpec, m: usize) -> bool {
     spec.norm.is_some_and(|n| n.way == NormWay::Late) && m == 1 && sixteen_bit(spec.dtype)
 }
