@@ -13,7 +13,7 @@
 //!   device (f32 reference), random q/k/v with NaN past the valid positions, grouped-query shapes
 //!   of SmolLM2, Llama 3.2 3B / 3.1 8B, Qwen2.5 (7 heads a group) and multi-head, 1 to 8192 positions.
 //! - `device_check cuda timemodel MODEL`: the sensitivity stage's decode-time model, its
-//!   predictions of uniform plans against measured tg128.
+//!   predictions of the uniform plans (which calibrate it) and two mixed ones against measured tg128.
 //! - `device_check cuda folds`: the norm and residual add folded into GEMV launches against the plain
 //!   path, both ways (`MINILAB_FUSE_NORM=1` and `=late`), whatever the variable says.
 //! - `device_check cuda prefetch [MODEL]`: the decode step asking L2 for each next launch's weights
@@ -46,7 +46,7 @@
 //!   kernel's share of the step.
 
 use candle_core::{DType, Device, Tensor};
-use minilab::model::{self, Cache, ModelSpec};
+use minilab::model::{self, Cache, LayerId, LayerKind, ModelSpec};
 use minilab::plan::PrecisionPlan;
 use minilab::quant::Precision;
 use std::time::Instant;
@@ -318,26 +318,49 @@ fn check_softmax(dev: &Device) -> minilab::Result<()> {
     Ok(())
 }
 
-/// The sensitivity stage's decode-time model on a synthetic model (bf16): its fixed cost and the
-/// linears of a step in each format, and its prediction of an all-f16/int8/nf4 tg128 against the
-/// measured one.
+/// Which format each layer of a plan takes.
+type PlanOf = fn(LayerId) -> Precision;
+
+/// The sensitivity stage's decode-time model on a synthetic model (bf16): its fixed cost, and its
+/// prediction of tg128 against the measured one for the uniform plans (which calibrate it) and two
+/// mixed ones (which test it).
 fn check_time_model(dev: &Device, name: &str) -> minilab::Result<()> {
     use minilab::bench::time_model::TimeModel;
     let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
-    let feed: Vec<u32> = (0..256u32).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
+    // token ids within the vocabulary, so that the small presets run too (on the CPU)
+    let ids = (loaded.model.config().vocab_size as u32).saturating_sub(1).clamp(1, 100_000);
+    let feed: Vec<u32> = (0..256u32).map(|i| 1 + (i * 7919 + 13) % ids).collect();
     let pb = indicatif::ProgressBar::hidden();
     let formats = [Precision::Int8, Precision::Nf4];
     let tm = TimeModel::measure(&mut loaded.model, &formats, &feed, 128, 3, &pb)?;
     println!("{name}: f16 step {:.1} µs, fixed {:.1} µs", tm.f16_step_us, tm.fixed_us);
-    for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
-        set_uniform(&mut loaded.model, p)?;
+    // the uniform plans calibrate the model (time model 4); the mixed ones test it
+    let plans: [(&str, PlanOf); 5] = [
+        ("all f16", |_| Precision::F16),
+        ("all int8", |_| Precision::Int8),
+        ("all nf4", |_| Precision::Nf4),
+        ("attention int8, MLP nf4, head f16", |id| match id.kind {
+            LayerKind::Output => Precision::F16,
+            LayerKind::FfnGate | LayerKind::FfnUp | LayerKind::FfnDown => Precision::Nf4,
+            _ => Precision::Int8,
+        }),
+        ("even blocks f16, odd nf4, head int8", |id| match id.block {
+            None => Precision::Int8,
+            Some(b) if b % 2 == 0 => Precision::F16,
+            Some(_) => Precision::Nf4,
+        }),
+    ];
+    for (name, pick) in plans {
+        for id in loaded.model.layer_ids() {
+            loaded.model.set_precision(id, pick(id))?;
+        }
         let predicted = tm.predict_model_us(&loaded.model).unwrap_or(f64::NAN);
         let t = minilab::bench::time_decode(&loaded.model, &[], &feed[..128], 3, &pb)?;
         let mut us: Vec<f64> = t.samples_ns.iter().map(|&ns| ns as f64 / 1e3 / 128.0).collect();
         us.sort_by(f64::total_cmp);
         let measured = us[us.len() / 2];
         println!(
-            "{p}: predicted {predicted:.1} µs a token, measured {measured:.1} (graph {}), predicted/measured {:.3}",
+            "{name}: predicted {predicted:.1} µs a token, measured {measured:.1} (graph {}), predicted/measured {:.3}",
             t.graph,
             predicted / measured
         );
