@@ -1,6 +1,7 @@
 //! Weight formats and the switchable linear layer.
 
 pub mod dq;
+mod fused;
 pub mod int8;
 pub mod nf4;
 pub mod precision;
