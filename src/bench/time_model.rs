@@ -2,19 +2,18 @@
 //! measured on the device plus the step's fixed cost (attention, norms, embedding, launches).
 //!
 //! Timing a layer alone flatters it: the same few megabytes stay in cache from one call to the
-//! next, while a real step streams every weight once. So each format is timed twice: once as a
-//! pass over every linear in model order (what a step does), and once per layer shape (which
-//! shapes cost what); per-shape times are scaled so that they add up to the pass. On a GPU where
-//! decode replays a CUDA graph, each pass is timed as a graph too, so that neither side carries
-//! host launch costs the other does not.
+//! next, while a real step streams every weight once. So each format is timed as a pass per layer
+//! shape (which shapes cost what), and as its uniform decode step, each run paired with a pass over
+//! every linear in model order timed just before it (a slow minute of a shared machine shifts both
+//! and cancels in the difference). On a GPU where decode replays a CUDA graph, each pass is timed
+//! as a graph too, so that neither side carries host launch costs the other does not.
 //!
 //! A pass is still not the step's linears: on a 2-core CPU an all-f16 pass outlasted the whole
 //! f16 step (its fixed cost came out negative, so zero) while int8 and NF4 steps took 1.2–1.3 ms
-//! more than their passes (issue 11 session 27). So each format's uniform step is timed too, each
-//! run paired with a pass just before it (a slow minute of a shared machine shifts both and cancels
-//! in the difference); the fixed cost is the median over the formats of their step less their pass,
-//! and each format's linear times are scaled so that its uniform step is predicted exactly
-//! ([`calibrate`]). A mixed plan's prediction is then the fixed cost plus its layers' times.
+//! more than their passes (issue 11 session 27). So the fixed cost is the median over the formats
+//! of their step less their pass, and each format's per-shape times are scaled so that its uniform
+//! step is predicted exactly ([`calibrate`]). A mixed plan's prediction is then the fixed cost plus
+//! its layers' times.
 
 use crate::device::sync;
 use crate::error::{Error, Result};
@@ -81,7 +80,7 @@ pub struct LinearTime {
     pub out_features: usize,
     pub in_features: usize,
     pub precision: Precision,
-    /// Median over the repetitions, scaled to the streaming pass, µs.
+    /// Median over the repetitions, scaled so that the format's uniform step is predicted ([`calibrate`]), µs.
     pub us: f64,
     /// Largest minus smallest repetition, µs (before scaling).
     pub spread_us: f64,
@@ -179,8 +178,8 @@ fn set_all(model: &mut Model, ids: &[LayerId], p: Precision) -> Result<()> {
     ids.iter().try_for_each(|id| model.set_precision(*id, p).map_err(Error::from))
 }
 
-/// The per-shape times of every linear in `p`: a pass over the whole model (the total) and a pass
-/// per shape (the split), scaled to agree; [`calibrate`] then scales the total to the step.
+/// The per-shape times of every linear in `p`, each shape's layers timed as one pass (the split of
+/// the whole; [`calibrate`] scales their total to the format's step). Leaves the model in `p`.
 fn time_format(
     model: &mut Model,
     p: Precision,
@@ -188,26 +187,14 @@ fn time_format(
     inputs: &BTreeMap<usize, Tensor>,
     reps: usize,
 ) -> Result<Vec<LinearTime>> {
-    let all = model.layer_ids();
-    set_all(model, &all, p)?;
-    let (pass, _) = time_pass(model, &all, inputs, reps)?;
-    let mut raw = Vec::new();
+    set_all(model, &model.layer_ids(), p)?;
+    let mut linears = Vec::with_capacity(shapes.len());
     for (&(o, i), ids) in shapes {
         let (us, spread) = time_pass(model, ids, inputs, reps)?;
-        raw.push((o, i, us / ids.len() as f64, spread / ids.len() as f64, ids.len()));
+        let n = ids.len() as f64;
+        linears.push(LinearTime { out_features: o, in_features: i, precision: p, us: us / n, spread_us: spread / n });
     }
-    let sum: f64 = raw.iter().map(|r| r.2 * r.4 as f64).sum();
-    let scale = if sum > 0.0 { pass / sum } else { 1.0 };
-    Ok(raw
-        .into_iter()
-        .map(|(o, i, us, spread_us, _)| LinearTime {
-            out_features: o,
-            in_features: i,
-            precision: p,
-            us: us * scale,
-            spread_us,
-        })
-        .collect())
+    Ok(linears)
 }
 
 /// The uniform step of the format `model` is in ([`FormatStep`]) over `runs` decode runs of `gen`.
@@ -287,7 +274,7 @@ impl TimeModel {
         let runs = reps.max(MIN_STEP_REPS);
         let (mut linears, mut steps) = (Vec::new(), Vec::new());
         for p in precisions {
-            // time_format leaves the model in p
+            // time_format leaves the model in p for its step
             linears.extend(time_format(model, p, &shapes, &inputs, reps)?);
             steps.push(format_step(model, p, &inputs, &feed[..n_gen], runs)?);
             pb.inc(1);
@@ -422,7 +409,7 @@ mod tests {
         let mut linears = vec![lt(3.0)];
         assert_eq!(calibrate(&mut linears, &counts, &[step(Precision::Int8, 2.0, 3.0)]), 0.0);
         assert!((linears[0].us - 2.0).abs() < 1e-9);
-        // no steps (a cached model of an older layout): nothing scaled, no fixed cost
+        // no steps: nothing scaled, no fixed cost
         let mut linears = vec![lt(3.0)];
         assert_eq!(calibrate(&mut linears, &counts, &[]), 0.0);
         assert_eq!(linears[0].us, 3.0);
