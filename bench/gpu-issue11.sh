@@ -240,6 +240,14 @@ minilab_peer() { local m=$1 p
   for p in f16 int8 nf4; do
     timeout 150 /tmp/bin/minilab bench --model synthetic:$m --device cuda --dtype bf16 --precision $p -p 512 -n 128 -r 3 \
       --no-log --output json > "$OUT/minilab-$m-$p.json" 2> "$OUT/minilab-$m-$p.err"; echo "minilab $m $p: exit $?"
+  done
+  # The same formats with the head in int8: llama-quantize gives Q8_0's head Q8_0 and Q4_0's Q6_K,
+  # where --precision keeps minilab's in f16 (side_by_side.py pairs both and prints the bytes).
+  for p in int8 nf4; do
+    [ $SECONDS -lt ${BUDGET:-100000} ] || continue
+    printf 'default: %s\noutput: int8\n' $p > /tmp/plan-$p-head8.yaml
+    timeout 150 /tmp/bin/minilab bench --model synthetic:$m --device cuda --dtype bf16 --plan /tmp/plan-$p-head8.yaml -p 512 -n 128 \
+      -r 3 --no-log --output json > "$OUT/minilab-$m-$p-head8.json" 2> "$OUT/minilab-$m-$p-head8.err"; echo "minilab $m $p-head8: exit $?"
   done; }
 # The PyTorch peers against minilab_peer's figures for MODEL, at matched format.
 torch_table() { python3 - "$OUT" "$1" <<'PY' | tee "$OUT/torch-table.md"

@@ -11,6 +11,9 @@
 #      all-nf4's predictions); the synthetic Llama-3.1-8B whole run.
 #   d: (after --speed-margin) a fresh 3B run, then resumed with a binding --min-decode-tps: is the
 #      limit met when measured, with the margin's reserve?
+#   t: (time model 4, calibrated by every format's step) `device_check cuda timemodel` on the 3B and
+#      the 8B (three uniform and two mixed plans, predicted against measured; .gpu/device_check.xz),
+#      then call a's 3B run alone (every frontier point predicted against measured).
 # Usage there: bash bench/gpu-issue15.sh a|b|c|d. Writes a tarball and a table under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -20,7 +23,8 @@ DEMO=/tmp/demo.gguf
 SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 SYN="--calib synthetic --text synthetic --calib-tokens 16384 --formats int8,nf4 --frontier-points 8"
 README_ARGS="--budget-gb 0.12 --calib-tokens 1024 --max-tokens 2048 --frontier-points 4 --bench-reps 1"
-unpack() { [ -x $M ] || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" .gpu/minilab.xz $M; chmod +x $M; }
+unxz() { [ -x "$2" ] || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" "$1" "$2"; chmod +x "$2"; }
+unpack() { unxz .gpu/minilab.xz $M; }
 keep() { # run folder → /tmp/res/NAME-*
   for f in summary.json frontier.csv plan.yaml time_model.json report.md; do cp "$1/$f" "/tmp/res/$2-$f" 2>/dev/null; done
 }
@@ -112,6 +116,18 @@ print(round((r['chosen'] + u['all nf4']) / 2, 1))")
   keep /tmp/runs/s8b s8b
   speed /tmp/runs/s8b
   tar czf "$OUT/c.tgz" -C /tmp/res .
+  ;;
+t)
+  unpack; unxz .gpu/device_check.xz /tmp/bin/device_check
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+  for m in llama-3.2-3b llama-3.1-8b; do
+    timeout 120 /tmp/bin/device_check cuda timemodel $m > /tmp/res/timemodel-$m.txt 2>&1; echo "device_check timemodel $m: exit $?"
+    tail -12 /tmp/res/timemodel-$m.txt
+  done
+  /usr/bin/time -f "wall %e s" timeout 330 $M -v sensitivity --model synthetic:llama-3.2-3b --device cuda --dtype bf16 $SYN \
+    --budget-gb 3 --out /tmp/runs/t3b > /tmp/res/t3b.out 2> /tmp/res/t3b.log; echo "3B run: exit $?"
+  tail -1 /tmp/res/t3b.log; keep /tmp/runs/t3b t3b; speed /tmp/runs/t3b
+  tar czf "$OUT/t.tgz" -C /tmp/res .
   ;;
 d)
   unpack
