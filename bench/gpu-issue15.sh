@@ -11,10 +11,11 @@
 #      all-nf4's predictions); the synthetic Llama-3.1-8B whole run.
 #   d: (after --speed-margin) a fresh 3B run, then resumed with a binding --min-decode-tps: is the
 #      limit met when measured, with the margin's reserve?
-#   t: (time model 4, calibrated by every format's step) `device_check cuda timemodel` on the 3B and
-#      the 8B (three uniform and two mixed plans, predicted against measured; .gpu/device_check.xz),
-#      then call a's 3B run alone (every frontier point predicted against measured).
-# Usage there: bash bench/gpu-issue15.sh a|b|c|d. Writes a tarball and a table under $OUT.
+#   t: (time model 4, calibrated by every format's step; 5, charging split q/k/v and gate/up groups)
+#      `device_check cuda timemodel` on MODELS (default the 3B and the 8B: three uniform and two mixed
+#      plans, predicted against measured; .gpu/device_check.xz), then call a's 3B run alone (every
+#      frontier point predicted against measured).
+# Usage there: bash bench/gpu-issue15.sh a|b|c|d|t. Writes a tarball and a table under $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/bin /tmp/runs /tmp/res
@@ -120,8 +121,8 @@ print(round((r['chosen'] + u['all nf4']) / 2, 1))")
 t)
   unpack; unxz .gpu/device_check.xz /tmp/bin/device_check
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-  for m in llama-3.2-3b llama-3.1-8b; do
-    timeout 120 /tmp/bin/device_check cuda timemodel $m > /tmp/res/timemodel-$m.txt 2>&1; echo "device_check timemodel $m: exit $?"
+  for m in ${MODELS:-llama-3.2-3b llama-3.1-8b}; do
+    timeout 250 /tmp/bin/device_check cuda timemodel $m > /tmp/res/timemodel-$m.txt 2>&1; echo "device_check timemodel $m: exit $?"
     tail -12 /tmp/res/timemodel-$m.txt
   done
   /usr/bin/time -f "wall %e s" timeout 330 $M -v sensitivity --model synthetic:llama-3.2-3b --device cuda --dtype bf16 $SYN \

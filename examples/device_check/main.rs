@@ -13,7 +13,8 @@
 //!   device (f32 reference), random q/k/v with NaN past the valid positions, grouped-query shapes
 //!   of SmolLM2, Llama 3.2 3B / 3.1 8B, Qwen2.5 (7 heads a group) and multi-head, 1 to 8192 positions.
 //! - `device_check cuda timemodel MODEL`: the sensitivity stage's decode-time model, its
-//!   predictions of the uniform plans (which calibrate it) and two mixed ones against measured tg128.
+//!   predictions of the uniform plans (which calibrate it) and three mixed ones (the last splitting
+//!   every q/k/v and gate/up group) against measured tg128.
 //! - `device_check cuda folds`: the norm and residual add folded into GEMV launches against the plain
 //!   path, both ways (`MINILAB_FUSE_NORM=1` and `=late`), whatever the variable says.
 //! - `device_check cuda prefetch [MODEL]`: the decode step asking L2 for each next launch's weights
@@ -333,9 +334,12 @@ fn check_time_model(dev: &Device, name: &str) -> minilab::Result<()> {
     let pb = indicatif::ProgressBar::hidden();
     let formats = [Precision::Int8, Precision::Nf4];
     let tm = TimeModel::measure(&mut loaded.model, &formats, &feed, 128, 3, &pb)?;
-    println!("{name}: f16 step {:.1} µs, fixed {:.1} µs", tm.f16_step_us, tm.fixed_us);
-    // the uniform plans calibrate the model (time model 4); the mixed ones test it
-    let plans: [(&str, PlanOf); 5] = [
+    println!(
+        "{name}: f16 step {:.1} µs, fixed {:.1} µs, a split q/k/v {:.1} µs, a split gate/up {:.1} µs",
+        tm.f16_step_us, tm.fixed_us, tm.splits.qkv_us, tm.splits.gate_up_us
+    );
+    // the uniform plans and the split ones calibrate the model (time model 5); the others test it
+    let plans: [(&str, PlanOf); 6] = [
         ("all f16", |_| Precision::F16),
         ("all int8", |_| Precision::Int8),
         ("all nf4", |_| Precision::Nf4),
@@ -348,6 +352,11 @@ fn check_time_model(dev: &Device, name: &str) -> minilab::Result<()> {
             None => Precision::Int8,
             Some(b) if b % 2 == 0 => Precision::F16,
             Some(_) => Precision::Nf4,
+        }),
+        // every group split, in formats the split plans that priced it did not pair
+        ("q and up nf4, the rest int8", |id| match id.kind {
+            LayerKind::AttnQ | LayerKind::FfnUp => Precision::Nf4,
+            _ => Precision::Int8,
         }),
     ];
     for (name, pick) in plans {

@@ -13,7 +13,12 @@
 //! more than their passes (issue 11 session 27). So the fixed cost is the median over the formats
 //! of their step less their pass, and each format's per-shape times are scaled so that its uniform
 //! step is predicted exactly ([`calibrate`]). A mixed plan's prediction is then the fixed cost plus
-//! its layers' times.
+//! its layers' times, plus what each block pays where a plan splits a fused group of its layers
+//! (q/k/v, gate/up) across formats ([`split`]).
+
+mod split;
+
+pub use split::{split_groups, Group, SplitCost};
 
 use crate::device::sync;
 use crate::error::{Error, Result};
@@ -26,8 +31,9 @@ use std::time::Instant;
 
 /// Raised when a cached time model of an earlier minilab no longer holds: 2 when the default decode
 /// step folded its norms where no linear was NF4, 3 when it folded them the stats way in every
-/// format, 4 since every format's uniform step calibrates the model.
-const TIME_MODEL_VERSION: u32 = 4;
+/// format, 4 since every format's uniform step calibrates the model, 5 since split fused groups are
+/// charged ([`SplitCost`]).
+const TIME_MODEL_VERSION: u32 = 5;
 
 /// What a time model was measured on; a cached model is reused only when all of it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +104,9 @@ pub struct TimeModel {
     /// Each format's uniform step and pass, which calibrate the linears' times.
     #[serde(default)]
     pub steps: Vec<FormatStep>,
+    /// What a block pays for each fused group a plan splits across formats.
+    #[serde(default)]
+    pub splits: SplitCost,
     /// Decode steps per timed run (tgN).
     pub n_gen: usize,
     pub reps: usize,
@@ -284,7 +293,37 @@ impl TimeModel {
         let fixed_us = calibrate(&mut linears, &counts, &steps);
         let f16_step_us = steps.first().map_or(0.0, |s| s.step_us);
         pb.inc(1);
-        Ok(Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, steps, n_gen, reps })
+        let splits = SplitCost::default();
+        let mut tm = Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, steps, splits, n_gen, reps };
+        if let Some(&other) = formats.iter().rev().find(|p| **p != Precision::F16) {
+            tm.splits = tm.measure_splits(model, other, &feed[..n_gen], runs)?;
+            set_all(model, &model.layer_ids(), Precision::F16)?;
+        }
+        pb.inc(1);
+        Ok(tm)
+    }
+
+    /// Per group kind, the median step of the plan that splits that group in every block
+    /// ([`Group::split_plan`], f16 beside `other`) less its predicted step with no charge, per block
+    /// (at least 0). Leaves the model in the last plan.
+    fn measure_splits(&self, model: &mut Model, other: Precision, gen: &[u32], runs: usize) -> Result<SplitCost> {
+        let hidden = indicatif::ProgressBar::hidden();
+        let blocks = model.n_blocks().max(1) as f64;
+        let mut cost = SplitCost::default();
+        for g in Group::ALL {
+            for id in model.layer_ids() {
+                model.set_precision(id, g.split_plan(id, other))?;
+            }
+            let predicted = self.predict_model_us(model).unwrap_or(f64::NAN);
+            let mut steps = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let ns = super::time_decode(model, &[], gen, 1, &hidden)?.samples_ns;
+                steps.push(ns.first().map_or(0.0, |&ns| ns as f64 / 1e3 / gen.len().max(1) as f64));
+            }
+            let excess = (median(&mut steps) - predicted) / blocks;
+            cost.set(g, if excess.is_finite() { excess.max(0.0) } else { 0.0 });
+        }
+        Ok(cost)
     }
 
     /// The time of one linear of shape `(out, in)` in `p`, if measured.
@@ -305,14 +344,14 @@ impl TimeModel {
             .filter_map(|id| model.linear(id))
             .map(|l| (l.shape(), l.precision()))
             .collect();
-        self.predict_us(layers)
+        Some(self.predict_us(layers)? + self.splits.charge(split::model_plan(model)))
     }
 
     /// Every figure finite and non-negative (a cached file is untrusted input).
     pub fn check(&self) -> std::result::Result<(), String> {
         let ok = |v: f64| v.is_finite() && v >= 0.0;
         let step_ok = |s: &FormatStep| ok(s.step_us) && ok(s.pass_us) && s.fixed_us.is_finite();
-        if !(ok(self.f16_step_us) && ok(self.fixed_us) && self.steps.iter().all(step_ok))
+        if !(ok(self.f16_step_us) && ok(self.fixed_us) && self.steps.iter().all(step_ok) && self.splits.is_sane())
             || self.linears.iter().any(|l| !(ok(l.us) && ok(l.spread_us)))
         {
             return Err("a time that is not a non-negative number".into());
@@ -341,6 +380,7 @@ mod tests {
             f16_step_us: 50.0,
             fixed_us: 20.0,
             steps: vec![],
+            splits: SplitCost::default(),
             n_gen: 16,
             reps: 2,
         }

@@ -30,7 +30,7 @@ pub fn time_model(model: &mut Model, s: &Settings, feed: &[u32]) -> Result<Optio
     if feed.len() < 2 {
         return Err(Error::input("the held-out text is too short to time decoding"));
     }
-    let pb = crate::progress::bar(s.formats.len() as u64 + 2, "time model");
+    let pb = crate::progress::bar(s.formats.len() as u64 + 3, "time model");
     let tm = TimeModel::measure(model, &s.formats, feed, N_GEN, s.bench_reps.max(1), &pb)?;
     pb.finish_and_clear();
     tm.check().map_err(|e| Error::Runtime(format!("decode-time model: {e}")))?;
