@@ -67,21 +67,32 @@ fn side_by_side_takes_llama_benchs_median_and_says_what_is_missing() {
     // llama-bench's first pp repetition is slow; its mean (30) would give a ratio of 2.00
     write(
         "llama-bench-m-F16.json",
-        r#"[{"n_prompt": 512, "n_gen": 0, "avg_ts": 30.0, "stddev_ts": 17.3, "samples_ts": [10.0, 40.0, 40.0]},
+        r#"[{"n_prompt": 512, "n_gen": 0, "avg_ts": 30.0, "stddev_ts": 17.3, "samples_ts": [10.0, 40.0, 40.0],
+             "model_size": 6430000000},
             {"n_prompt": 0, "n_gen": 128, "avg_ts": 5.0, "stddev_ts": 0.0}]"#,
     );
     write(
         "minilab-m-f16.json",
-        r#"[{"test": "pp512", "avg_ts": 60.0, "stddev_ts": 1.0}, {"test": "tg128", "avg_ts": 6.0, "stddev_ts": 0.0}]"#,
+        r#"[{"test": "pp512", "avg_ts": 60.0, "stddev_ts": 1.0, "weight_bytes": 6430000000},
+            {"test": "tg128", "avg_ts": 6.0, "stddev_ts": 0.0}]"#,
     );
     write("minilab-m-int8.json", "[{\"test\": \"pp512\"}]");
     write("llama-bench-m-Q8_0.json", "[]");
+    write("llama-bench-m-Q4_0.json", r#"[{"n_prompt": 0, "n_gen": 128, "avg_ts": 8.0, "model_size": 1910000000}]"#);
+    // the head in int8: paired with Q4_0 too, its bytes beside Q4_0's
+    write(
+        "minilab-m-nf4-head8.json",
+        r#"[{"test": "tg128", "avg_ts": 10.0, "stddev_ts": 0.5, "weight_bytes": 1980000000}]"#,
+    );
     let out = side_by_side(dir.path());
-    assert!(out.contains("| f16 | F16 | pp512 | 60.0 ± 1.0 | 40.0 (10.0–40.0) | 1.50 |"), "{out}");
-    // no samples: the mean stands alone
-    assert!(out.contains("| f16 | F16 | tg128 | 6.0 ± 0.0 | 5.0 (5.0–5.0) | 1.20 |"), "{out}");
-    assert!(out.contains("| int8 | Q8_0 | malformed:"), "{out}");
-    assert!(out.contains("| nf4 | Q4_0 | missing or unreadable:"), "{out}");
+    assert!(out.contains("| f16 | F16 | 6.43 / 6.43 | pp512 | 60.0 ± 1.0 | 40.0 (10.0–40.0) | 1.50 |"), "{out}");
+    // no samples: the mean stands alone (the bytes are the first record's)
+    assert!(out.contains("| f16 | F16 | 6.43 / 6.43 | tg128 | 6.0 ± 0.0 | 5.0 (5.0–5.0) | 1.20 |"), "{out}");
+    assert!(out.contains("| int8 | Q8_0 | | malformed:"), "{out}");
+    assert!(out.contains("| nf4 | Q4_0 | | missing or unreadable:"), "{out}");
+    assert!(out.contains("| nf4-head8 | Q4_0 | 1.98 / 1.91 | tg128 | 10.0 ± 0.5 | 8.0 (8.0–8.0) | 1.25 |"), "{out}");
+    // an absent head8 file (calls before session 28 ran none) gives no row
+    assert!(!out.contains("int8-head8"), "{out}");
 }
 
 /// flash.cu's fragments, masks, online softmax and layouts, emulated line for line, match causal

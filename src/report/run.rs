@@ -159,10 +159,13 @@ fn top_layers_md(items: &[ScanItem], metric: &str) -> String {
 /// How the decode-time model did, under the frontier table.
 fn speed_md(sp: &crate::sensitivity::summary::SpeedSummary) -> String {
     let mut r = format!(
-        "\n\nDecode-time model (batch 1, this device): a token costs {:.3} ms besides the linears (all-f16 step {:.3} ms); \
-         the chosen plan is predicted at {:.1} tok/s",
+        "\n\nDecode-time model (batch 1, this device): a token costs {:.3} ms besides the linears (all-f16 step {:.3} ms), \
+         and {:.1} µs more for each block whose q/k/v hold more than one format ({:.1} µs for gate/up: such a group \
+         loses its fused launch); the chosen plan is predicted at {:.1} tok/s",
         sp.fixed_us / 1e3,
         sp.f16_step_us / 1e3,
+        sp.split_qkv_us,
+        sp.split_gate_up_us,
         sp.predicted_decode_tps
     );
     if let Some(m) = sp.measured_decode_tps {

@@ -93,6 +93,8 @@ pub fn summary(tm: &TimeModel, s: &Settings, points: &[FrontierPoint], chosen_us
         speed_margin: s.speed_margin,
         fixed_us: tm.fixed_us,
         f16_step_us: tm.f16_step_us,
+        split_qkv_us: tm.splits.qkv_us,
+        split_gate_up_us: tm.splits.gate_up_us,
         predicted_decode_tps: 1e6 / chosen_us,
         measured_decode_tps: chosen.and_then(|p| p.decode_tps),
         error_pct_median: (!e.is_empty()).then(|| e[e.len() / 2]),

@@ -82,6 +82,11 @@ pub struct SpeedSummary {
     pub fixed_us: f64,
     /// Measured all-f16 decode step, µs.
     pub f16_step_us: f64,
+    /// What a block pays per token for q/k/v, or gate/up, in more than one format, µs.
+    #[serde(default)]
+    pub split_qkv_us: f64,
+    #[serde(default)]
+    pub split_gate_up_us: f64,
     /// Predicted tokens/s of the chosen plan.
     pub predicted_decode_tps: f64,
     /// Measured tg128 tokens/s of the chosen plan (when the frontier was timed).
@@ -111,7 +116,14 @@ impl Summary {
             return Some(format!("baselines[{}]", b.label));
         }
         if let Some(sp) = &self.speed {
-            let all = [Some(sp.fixed_us), Some(sp.f16_step_us), Some(sp.predicted_decode_tps), sp.measured_decode_tps];
+            let all = [
+                Some(sp.fixed_us),
+                Some(sp.f16_step_us),
+                Some(sp.split_qkv_us),
+                Some(sp.split_gate_up_us),
+                Some(sp.predicted_decode_tps),
+                sp.measured_decode_tps,
+            ];
             if all.iter().flatten().chain(&sp.error_pct_median).chain(&sp.error_pct_max).any(|v| !v.is_finite()) {
                 return Some("speed".into());
             }
