@@ -206,6 +206,12 @@ fn time_format(
     Ok(linears)
 }
 
+/// One decode run of `gen` from an empty cache (after its warm-up), µs a token.
+fn step_us(model: &Model, gen: &[u32]) -> Result<f64> {
+    let ns = super::time_decode(model, &[], gen, 1, &indicatif::ProgressBar::hidden())?.samples_ns;
+    Ok(ns.first().map_or(0.0, |&ns| ns as f64 / 1e3 / gen.len().max(1) as f64))
+}
+
 /// The uniform step of the format `model` is in ([`FormatStep`]) over `runs` decode runs of `gen`.
 fn format_step(
     model: &Model,
@@ -215,12 +221,10 @@ fn format_step(
     runs: usize,
 ) -> Result<FormatStep> {
     let all = model.layer_ids();
-    let hidden = indicatif::ProgressBar::hidden();
     let (mut steps, mut passes, mut fixed) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs {
         let (pass, _) = time_pass(model, &all, inputs, 1)?;
-        let ns = super::time_decode(model, &[], gen, 1, &hidden)?.samples_ns;
-        let step = ns.first().map_or(0.0, |&ns| ns as f64 / 1e3 / gen.len().max(1) as f64);
+        let step = step_us(model, gen)?;
         steps.push(step);
         passes.push(pass);
         fixed.push(step - pass);
@@ -307,7 +311,6 @@ impl TimeModel {
     /// ([`Group::split_plan`], f16 beside `other`) less its predicted step with no charge, per block
     /// (at least 0). Leaves the model in the last plan.
     fn measure_splits(&self, model: &mut Model, other: Precision, gen: &[u32], runs: usize) -> Result<SplitCost> {
-        let hidden = indicatif::ProgressBar::hidden();
         let blocks = model.n_blocks().max(1) as f64;
         let mut cost = SplitCost::default();
         for g in Group::ALL {
@@ -315,11 +318,7 @@ impl TimeModel {
                 model.set_precision(id, g.split_plan(id, other))?;
             }
             let predicted = self.predict_model_us(model).unwrap_or(f64::NAN);
-            let mut steps = Vec::with_capacity(runs);
-            for _ in 0..runs {
-                let ns = super::time_decode(model, &[], gen, 1, &hidden)?.samples_ns;
-                steps.push(ns.first().map_or(0.0, |&ns| ns as f64 / 1e3 / gen.len().max(1) as f64));
-            }
+            let mut steps = (0..runs).map(|_| step_us(model, gen)).collect::<Result<Vec<_>>>()?;
             let excess = (median(&mut steps) - predicted) / blocks;
             cost.set(g, if excess.is_finite() { excess.max(0.0) } else { 0.0 });
         }
