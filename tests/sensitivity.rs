@@ -171,4 +171,22 @@ fn a_speed_limit_is_kept_and_an_impossible_one_names_what_is_possible() {
         .assert()
         .success();
     assert_eq!(settings(), serde_json::json!(["MINILAB_FUSE_NORM=0"]));
+    // The split groups' charges are measured, never negative; a tampered one is measured again.
+    let path = out.join("time_model.json");
+    let splits = || {
+        let tm: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        ["qkv_us", "gate_up_us"].map(|k| tm["splits"][k].as_f64().expect("a measured charge"))
+    };
+    assert!(splits().iter().all(|&v| v >= 0.0), "{:?}", splits());
+    let mut tm: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    tm["splits"]["qkv_us"] = serde_json::json!(-5.0);
+    std::fs::write(&path, serde_json::to_vec(&tm).unwrap()).unwrap();
+    Command::cargo_bin("minilab")
+        .unwrap()
+        .args(f.sensitivity_args(&out))
+        .args(["--baselines", "2", "--budget-gb", "0.00012", "--resume", "--max-decode-ms", "1000"])
+        .env("MINILAB_FUSE_NORM", "0")
+        .assert()
+        .success();
+    assert!(splits().iter().all(|&v| v >= 0.0), "a tampered charge was used: {:?}", splits());
 }
