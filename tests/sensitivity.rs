@@ -144,7 +144,9 @@ fn a_speed_limit_is_kept_and_an_impossible_one_names_what_is_possible() {
     let last = err.lines().last().unwrap_or_default();
     assert!(last.contains("cannot be met within the budget") && last.contains("the fastest plan that fits"), "{err}");
     assert_eq!(std::fs::read(out.join("plan.yaml")).unwrap(), plan, "a refused limit changed the plan");
-    let tm: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("time_model.json")).unwrap()).unwrap();
+    let path = out.join("time_model.json");
+    let time_model = || serde_json::from_slice::<serde_json::Value>(&std::fs::read(&path).unwrap()).unwrap();
+    let tm = time_model();
     assert!(tm["fixed_us"].as_f64().unwrap() >= 0.0 && !tm["linears"].as_array().unwrap().is_empty());
     // A limit every plan meets: the chosen plan is the memory-only one, and the summary says so.
     sensitivity(&f, &out, &["--budget-gb", "0.00012", "--resume", "--max-decode-ms", "1000"]).success();
@@ -157,36 +159,24 @@ fn a_speed_limit_is_kept_and_an_impossible_one_names_what_is_possible() {
     assert!(csv.lines().skip(1).all(|l| !l.ends_with(',')), "every point has a prediction: {csv}");
     assert!(out.join("frontier_time.svg").exists());
     // Other kernel settings: the cached time model no longer holds and is measured again under them.
-    let settings = || {
-        let tm: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("time_model.json")).unwrap()).unwrap();
-        tm["key"]["settings"].clone()
+    let resume_unfolded = || {
+        Command::cargo_bin("minilab")
+            .unwrap()
+            .args(f.sensitivity_args(&out))
+            .args(["--baselines", "2", "--budget-gb", "0.00012", "--resume", "--max-decode-ms", "1000"])
+            .env("MINILAB_FUSE_NORM", "0")
+            .assert()
+            .success();
     };
-    assert_eq!(settings(), serde_json::json!([]));
-    Command::cargo_bin("minilab")
-        .unwrap()
-        .args(f.sensitivity_args(&out))
-        .args(["--baselines", "2", "--budget-gb", "0.00012", "--resume", "--max-decode-ms", "1000"])
-        .env("MINILAB_FUSE_NORM", "0")
-        .assert()
-        .success();
-    assert_eq!(settings(), serde_json::json!(["MINILAB_FUSE_NORM=0"]));
+    assert_eq!(time_model()["key"]["settings"], serde_json::json!([]));
+    resume_unfolded();
+    assert_eq!(time_model()["key"]["settings"], serde_json::json!(["MINILAB_FUSE_NORM=0"]));
     // The split groups' charges are measured, never negative; a tampered one is measured again.
-    let path = out.join("time_model.json");
-    let splits = || {
-        let tm: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        ["qkv_us", "gate_up_us"].map(|k| tm["splits"][k].as_f64().expect("a measured charge"))
-    };
+    let splits = || ["qkv_us", "gate_up_us"].map(|k| time_model()["splits"][k].as_f64().expect("a measured charge"));
     assert!(splits().iter().all(|&v| v >= 0.0), "{:?}", splits());
-    let mut tm: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut tm = time_model();
     tm["splits"]["qkv_us"] = serde_json::json!(-5.0);
     std::fs::write(&path, serde_json::to_vec(&tm).unwrap()).unwrap();
-    Command::cargo_bin("minilab")
-        .unwrap()
-        .args(f.sensitivity_args(&out))
-        .args(["--baselines", "2", "--budget-gb", "0.00012", "--resume", "--max-decode-ms", "1000"])
-        .env("MINILAB_FUSE_NORM", "0")
-        .assert()
-        .success();
+    resume_unfolded();
     assert!(splits().iter().all(|&v| v >= 0.0), "a tampered charge was used: {:?}", splits());
 }

@@ -292,7 +292,6 @@ impl TimeModel {
             steps.push(format_step(model, p, &inputs, &feed[..n_gen], runs)?);
             pb.inc(1);
         }
-        set_all(model, &model.layer_ids(), Precision::F16)?;
         let counts = shapes.iter().map(|(&shape, ids)| (shape, ids.len())).collect();
         let fixed_us = calibrate(&mut linears, &counts, &steps);
         let f16_step_us = steps.first().map_or(0.0, |s| s.step_us);
@@ -301,8 +300,8 @@ impl TimeModel {
         let mut tm = Self { key: TimeKey::of(model), linears, f16_step_us, fixed_us, steps, splits, n_gen, reps };
         if let Some(&other) = formats.iter().rev().find(|p| **p != Precision::F16) {
             tm.splits = tm.measure_splits(model, other, &feed[..n_gen], runs)?;
-            set_all(model, &model.layer_ids(), Precision::F16)?;
         }
+        set_all(model, &model.layer_ids(), Precision::F16)?;
         pb.inc(1);
         Ok(tm)
     }
@@ -337,13 +336,9 @@ impl TimeModel {
 
     /// Predicted µs per token of `model` in the formats it holds now.
     pub fn predict_model_us(&self, model: &Model) -> Option<f64> {
-        let layers: Vec<_> = model
-            .layer_ids()
-            .into_iter()
-            .filter_map(|id| model.linear(id))
-            .map(|l| (l.shape(), l.precision()))
-            .collect();
-        Some(self.predict_us(layers)? + self.splits.charge(split::model_plan(model)))
+        let plan = split::model_plan(model);
+        let layers = plan.iter().filter_map(|&(id, p)| model.linear(id).map(|l| (l.shape(), p)));
+        Some(self.predict_us(layers)? + self.splits.charge(plan.iter().copied()))
     }
 
     /// Every figure finite and non-negative (a cached file is untrusted input).
