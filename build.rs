@@ -11,9 +11,15 @@ fn main() {
     println!("cargo:rerun-if-changed=src/kernels/cuda/decode.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/flash.cu");
     println!("cargo:rerun-if-changed=src/kernels/cuda/common.cuh");
-    for header in
-        ["gemv.cuh", "gemv_accumulate.cuh", "gemv_prefetch.cuh", "gemv_staged.cuh", "gemv_stream.cuh", "qgemm.cuh"]
-    {
+    for header in [
+        "gemv.cuh",
+        "gemv_accumulate.cuh",
+        "gemv_mixed.cuh",
+        "gemv_prefetch.cuh",
+        "gemv_staged.cuh",
+        "gemv_stream.cuh",
+        "qgemm.cuh",
+    ] {
         println!("cargo:rerun-if-changed=src/kernels/cuda/{header}");
     }
     println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");

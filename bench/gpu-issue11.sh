@@ -146,6 +146,11 @@
 #            the 3B) in f16/int8/nf4 with MINILAB_FUSE_NORM=0, late and the default (auto) alternating
 #            ROUNDS (2) times while the call has BUDGET (480 s); the median over rounds of each round's
 #            ratio into table.md.
+#   groups [MODELS]: (session 29) q/k/v and gate/up whose layers hold different formats in one launch
+#            (gemv_mixed.cuh): `device_check cuda mixed` on the first of MODELS (default the 3B and the
+#            8B: the launches against an f32 reference, mixed plans' decode logits and graph kernels
+#            both ways, each plan's step both ways) and its timing alone on the others; then
+#            bench/gpu-issue15.sh t on the 3B (time model 5's split charges, the frontier's errors).
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
@@ -802,6 +807,16 @@ flash-profile)
   tail -3 "$OUT/ncu-flash.err"
   grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Registers Per|Theoretical Occ|Block Limit|Stall|Tensor|pipe|Shared Memory|Bank" "$OUT/ncu-flash.txt" | head -200
   pack flash-profile ncu-flash.txt
+  ;;
+groups)
+  unpack device_check minilab
+  only=""
+  for m in ${MODELS:-llama-3.2-3b llama-3.1-8b}; do
+    timeout 240 /tmp/bin/device_check cuda mixed $m $only > "$OUT/mixed-$m.txt" 2>&1; echo "device_check mixed $m: exit $?"
+    grep -A7 "^| model | plan" "$OUT/mixed-$m.txt"; tail -2 "$OUT/mixed-$m.txt"; only=time; checkpoint
+  done
+  OUT=$OUT/t MODELS=llama-3.2-3b bash bench/gpu-issue15.sh t; checkpoint
+  pack groups
   ;;
 profile)
   NCU=$(ncu_bin)

@@ -21,47 +21,85 @@ fn layers(shapes: &[(usize, usize)], dev: &Device, dtype: DType) -> minilab::Res
     Ok(out)
 }
 
-/// Each way's folded launches: the norm launches against an f32 reference from the layers' own
-/// (dequantized) weights, within 4u in bf16 (u = 2⁻⁸: the normalized x (the `=1` way), the outputs,
-/// and silu·up's gate, up and product are rounded) and 1e-4 in f32; the residual launches against
-/// the plain path's add within 1e-2. Fails past those or on a NaN.
+/// The formats of the layers one row group of the table runs: q, k, v; o_proj and down_proj;
+/// gate, up.
+pub(super) struct Formats {
+    pub label: String,
+    pub qkv: [Precision; 3],
+    pub o: Precision,
+    pub mlp: [Precision; 2],
+}
+
+impl Formats {
+    fn uniform(p: Precision) -> Self {
+        Self { label: p.to_string(), qkv: [p; 3], o: p, mlp: [p; 2] }
+    }
+}
+
+/// Each way's folded launches, every layer in one format, in f32 and bf16 (see [`check_launches`]).
 pub fn check_folds(dev: &Device) -> minilab::Result<()> {
+    let ways = [("1", NormFold::Shared), ("late", NormFold::Late), ("stats", NormFold::Stats)];
+    let formats = [Precision::F16, Precision::Int8, Precision::Nf4].map(Formats::uniform);
+    check_launches(dev, &ways, &formats, &[(DType::F32, 1e-4), (DType::BF16, 4.0 * 2f32.powi(-8))], "folded launches")
+}
+
+/// Each way's launches in each of `formats` and `dtypes`: the norm launches against an f32 reference
+/// from the layers' own (dequantized) weights, within each dtype's bound (4u in bf16, u = 2⁻⁸: the
+/// normalized x (the `=1` way), the outputs, and silu·up's gate, up and product are rounded); the
+/// residual launches against the plain path's add within 1e-2. Fails past those or on a NaN, and
+/// leaves the fold as it found it.
+pub(super) fn check_launches(
+    dev: &Device,
+    ways: &[(&str, NormFold)],
+    formats: &[Formats],
+    dtypes: &[(DType, f32)],
+    what: &str,
+) -> minilab::Result<()> {
     let found = norm_fold();
     println!("| way | launch | format | dtype | folded: max |Δ| / max |ref| | plain path |");
     println!("| --- | --- | --- | --- | ---: | ---: |");
     let mut fails = Vec::new();
-    for (way, fold) in [("1", NormFold::Shared), ("late", NormFold::Late), ("stats", NormFold::Stats)] {
+    for &(way, fold) in ways {
         set_norm_fold(fold);
-        let e = check_way(dev, way, &mut fails);
+        let e = check_way(dev, way, (formats, dtypes), &mut fails);
         set_norm_fold(found);
         e?;
     }
     println!();
     if !fails.is_empty() {
-        return Err(minilab::Error::Runtime(format!("folded launches: {}", fails.join(", "))));
+        return Err(minilab::Error::Runtime(format!("{what}: {}", fails.join(", "))));
     }
     Ok(())
 }
 
 /// One way's rows of the table; what fails its bound goes to `fails`.
-fn check_way(dev: &Device, way: &str, fails: &mut Vec<String>) -> minilab::Result<()> {
+fn check_way(
+    dev: &Device,
+    way: &str,
+    (formats, dtypes): (&[Formats], &[(DType, f32)]),
+    fails: &mut Vec<String>,
+) -> minilab::Result<()> {
     let cpu32 = |t: &Tensor| t.to_device(&Device::Cpu)?.to_dtype(DType::F32);
-    for (dtype, limit) in [(DType::F32, 1e-4), (DType::BF16, 4.0 * 2f32.powi(-8))] {
+    for &(dtype, limit) in dtypes {
         let mut qkv = layers(&[(3072, 3072), (1024, 3072), (1024, 3072)], dev, dtype)?;
         let mut o = layers(&[(3072, 3072), (3072, 8192)], dev, dtype)?;
         let mut mlp = layers(&[(8192, 3072), (8192, 3072)], dev, dtype)?;
         let norm_w = (Tensor::randn(0f32, 0.1, 3072, dev)? + 1.0)?.to_dtype(dtype)?;
         let plain_norm = NormRef::new(&norm_w, 1e-5);
-        for p in [Precision::F16, Precision::Int8, Precision::Nf4] {
-            for l in qkv.iter_mut().chain(o.iter_mut()).chain(mlp.iter_mut()) {
-                l.set_precision(p)?;
+        for f in formats {
+            let p = &f.label;
+            for (l, &q) in qkv.iter_mut().zip(&f.qkv).chain(mlp.iter_mut().zip(&f.mlp)) {
+                l.set_precision(q)?;
+            }
+            for l in o.iter_mut() {
+                l.set_precision(f.o)?;
             }
             let res0 = (Tensor::randn(0f32, 1.0, (1, 1, 3072), dev)? * 4.0)?.to_dtype(dtype)?;
             let xs = Tensor::randn(0f32, 1.0, (1, 1, 3072), dev)?.to_dtype(dtype)?;
             // the residual stream as o_proj's launch leaves it, with the norm's statistics where
             // the stats way takes one row of 16-bit xs
             let (res, stats) = o[0].forward_residual_stats(&xs, &res0, plain_norm)?;
-            if way == "stats" && (stats.is_some() != (dtype == DType::BF16)) {
+            if way == "stats" && (stats.is_some() != (dtype != DType::F32)) {
                 fails.push(format!("stats {p} {dtype:?}: statistics handed on: {}", stats.is_some()));
             }
             let norm = NormRef { stats: stats.as_ref(), ..plain_norm };

@@ -17,6 +17,10 @@
 //!   every q/k/v and gate/up group) against measured tg128.
 //! - `device_check cuda folds`: the norm and residual add folded into GEMV launches against the plain
 //!   path, both ways (`MINILAB_FUSE_NORM=1` and `=late`), whatever the variable says.
+//! - `device_check cuda mixed [MODEL [time]]`: q/k/v and gate/up whose layers hold different formats in
+//!   one launch (the default) against layer by layer (`MINILAB_FUSE_MIXED=0`): the launches at the
+//!   3B's shapes against an f32 reference, decode logits of mixed plans both ways, and MODEL's step
+//!   per plan timed both ways.
 //! - `device_check cuda prefetch [MODEL]`: the decode step asking L2 for each next launch's weights
 //!   (every way of `kernels::prefetch`) against the step without: logits equal bit for bit, then
 //!   MODEL's step (default the 3B) timed per way.
@@ -55,6 +59,7 @@ use std::time::Instant;
 mod flash;
 mod folds;
 mod kernels;
+mod mixed;
 mod prefill;
 mod prefill_graph;
 mod qgemm;
@@ -75,8 +80,15 @@ fn set_uniform(model: &mut model::Model, p: Precision) -> minilab::Result<()> {
 
 /// The synthetic model `name` in bf16, every layer in `p`, masters dropped: a model to time.
 fn timed_model(dev: &Device, name: &str, p: Precision) -> minilab::Result<model::Loaded> {
+    planned_model(dev, name, &|_| p)
+}
+
+/// The synthetic model `name` in bf16, each layer in the format `pick` gives it, masters dropped.
+fn planned_model(dev: &Device, name: &str, pick: &dyn Fn(LayerId) -> Precision) -> minilab::Result<model::Loaded> {
     let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
-    set_uniform(&mut loaded.model, p)?;
+    for id in loaded.model.layer_ids() {
+        loaded.model.set_precision(id, pick(id))?;
+    }
     loaded.model.drop_masters();
     Ok(loaded)
 }
@@ -179,8 +191,17 @@ type Decoded = (Vec<Vec<f32>>, (usize, usize));
 /// Logits of 32 decode steps after an 8-token prefill, bf16: `graph` replays a captured step;
 /// otherwise eager, with the kernels as set. Also the graph's node count.
 fn bf16_decode(dev: &Device, p: Precision, tokens: &[u32], graph: bool) -> minilab::Result<Decoded> {
-    let mut loaded = model::load(&ModelSpec::Synthetic("llama-3.2-1b".into()), dev, DType::BF16)?;
-    set_uniform(&mut loaded.model, p)?;
+    bf16_decode_plan(dev, &|_| p, tokens, graph)
+}
+
+/// [`bf16_decode`] with each layer in the format `pick` gives it.
+fn bf16_decode_plan(
+    dev: &Device,
+    pick: &dyn Fn(LayerId) -> Precision,
+    tokens: &[u32],
+    graph: bool,
+) -> minilab::Result<Decoded> {
+    let loaded = planned_model(dev, "llama-3.2-1b", pick)?;
     let m = &loaded.model;
     let mut cache = Cache::new(m.n_blocks());
     m.forward(&Tensor::new(&tokens[..8], dev)?.unsqueeze(0)?, 0, &mut cache)?;
@@ -433,6 +454,10 @@ fn main() -> minilab::Result<()> {
         Some("wide") => wide::check_wide(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("stack") => stack::check_stack(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("grid") => ways::check_grid(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("mixed") => {
+            let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());
+            mixed::check_mixed(&dev, &name, args.next().as_deref() == Some("time"))
+        }
         Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("step") => {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());

@@ -54,9 +54,10 @@ impl WeightRef<'_> {
     }
 }
 
-/// `xs[…, k]·W_iᵀ` for two or three weights of one format read against one `xs` in a single GPU
-/// launch (q/k/v, gate/up), each output `[…, n_i]`. `None` where that launch does not apply (CPU,
-/// prefill rows, mixed formats or shapes, kernels off): the caller runs the layers one by one.
+/// `xs[…, k]·W_iᵀ` for two or three weights read against one `xs` in a single GPU launch (q/k/v,
+/// gate/up), each output `[…, n_i]`. `None` where that launch does not apply (CPU, prefill rows,
+/// shapes that differ, kernels off, formats that differ where [`set_fuse_mixed`] says no or xs is
+/// not one 16-bit row): the caller runs the layers one by one.
 /// With `norm`, xs is the residual stream and the launch normalizes it first ([`NormRef`]).
 pub fn linear_many(xs: &Tensor, ws: &[WeightRef<'_>], norm: Option<NormRef<'_>>) -> Result<Option<Vec<Tensor>>> {
     let Some((dims, k)) = many_applies(xs, ws, norm)? else { return Ok(None) };
@@ -72,6 +73,17 @@ static FUSE_ROPE: Switch = Switch::new("MINILAB_FUSE_ROPE", &["0"]);
 /// variable says.
 pub fn set_fuse_rope(on: bool) {
     FUSE_ROPE.set(on);
+}
+
+/// Layers of different formats in one launch (gemv_mixed.cuh), on unless `MINILAB_FUSE_MIXED=0`.
+/// Off, a q/k/v or gate/up group that a plan splits across formats runs layer by layer, with its
+/// norm, RoPE and KV writes or silu·up as launches of their own (BENCHMARKS.md, issue 11 session 29).
+static FUSE_MIXED: Switch = Switch::new("MINILAB_FUSE_MIXED", &["0"]);
+
+/// Turns the launches of mixed formats on or off for the rest of the process, whatever the
+/// variable says.
+pub fn set_fuse_mixed(on: bool) {
+    FUSE_MIXED.set(on);
 }
 /// `silu(xs·gateᵀ)·(xs·upᵀ)` `[…, n]`, the MLP's gate/up and its activation in one GPU launch.
 /// `None` where that launch does not apply ([`linear_many`]'s cases, and weights of two shapes).
@@ -171,16 +183,16 @@ pub(super) fn many_applies(xs: &Tensor, ws: &[WeightRef<'_>], norm: Option<NormR
     let Some(first) = ws.first() else { return Ok(None) };
     let (_, k) = first.dims()?;
     let rows = xs.elem_count() / k.max(1);
-    let format = first.format();
     let dims = ws.iter().map(|w| w.dims()).collect::<Result<Vec<_>>>()?;
+    let one_format = !is_mixed(ws);
     let applies = enabled()
         && xs.device().is_cuda()
         && is_float(xs.dtype())
         && xs.dims().last() == Some(&k)
         && (1..=3).contains(&ws.len())
         && (1..=cpu::GEMV_MAX_ROWS).contains(&rows)
-        && k.is_multiple_of(if format == Format::Nf4 { NF4_BLOCK } else { 16 })
-        && ws.iter().all(|w| w.format() == format)
+        && k.is_multiple_of(if ws.iter().any(|w| w.format() == Format::Nf4) { NF4_BLOCK } else { 16 })
+        && (one_format || (FUSE_MIXED.get() && mixed_fits(xs.dtype(), rows)))
         && dims.iter().all(|&(_, wk)| wk == k)
         && ws.iter().all(|w| !matches!(w, WeightRef::Dense(t) if t.dtype() != xs.dtype()));
     let norm_ok = norm.is_none_or(|n| {
@@ -193,6 +205,11 @@ pub(super) fn many_applies(xs: &Tensor, ws: &[WeightRef<'_>], norm: Option<NormR
     Ok((applies && norm_ok).then_some((dims, k)))
 }
 
+/// Whether the weights hold more than one format.
+fn is_mixed(ws: &[WeightRef<'_>]) -> bool {
+    ws.iter().any(|w| w.format() != ws[0].format())
+}
+
 #[cfg(feature = "cuda")]
 fn norm_fits(dtype: candle_core::DType, rows: usize, k: usize) -> bool {
     super::cuda::norm_fits(dtype, rows, k)
@@ -200,6 +217,16 @@ fn norm_fits(dtype: candle_core::DType, rows: usize, k: usize) -> bool {
 
 #[cfg(not(feature = "cuda"))]
 fn norm_fits(_: candle_core::DType, _: usize, _: usize) -> bool {
+    false
+}
+
+#[cfg(feature = "cuda")]
+fn mixed_fits(dtype: candle_core::DType, rows: usize) -> bool {
+    super::cuda::mixed_fits(dtype, rows)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn mixed_fits(_: candle_core::DType, _: usize) -> bool {
     false
 }
 
@@ -228,17 +255,16 @@ pub(super) fn many_cuda(
     let guards: Vec<_> =
         tensors.iter().map(|(a, b)| (a.storage_and_layout(), b.as_ref().map(|b| b.storage_and_layout()))).collect();
     let mut parts = Vec::with_capacity(ws.len());
-    for (((a, la), b), &(n, _)) in guards.iter().zip(dims) {
+    for ((((a, la), b), &(n, _)), w) in guards.iter().zip(dims).zip(ws) {
         let b = match b {
             Some((b, lb)) => Some((on_gpu(b)?, *lb)),
             None => None,
         };
-        parts.push(super::cuda::GemvPart { a: (on_gpu(a)?, la), b, n });
+        parts.push(super::cuda::GemvPart { format: w.format(), a: (on_gpu(a)?, la), b, n });
     }
     let rows = xs.elem_count() / k;
-    let launch =
-        |e, norm| super::cuda::gemv_parts(ws[0].format(), (on_gpu(&xs_storage)?, xs_layout), &parts, k, e, norm);
-    let ys = launch_with_addresses((epi, norm, stats), rows, launch)?;
+    let launch = |e, norm| super::cuda::gemv_parts((on_gpu(&xs_storage)?, xs_layout), &parts, k, e, norm);
+    let ys = launch_with_addresses((epi, norm, stats), (rows, is_mixed(ws)), launch)?;
     let outs = if matches!(epi, Epi::Plain) { dims } else { &dims[..1] };
     let total: usize = outs.iter().map(|d| d.0).sum();
     split_parts(&Tensor::from_storage(Storage::Cuda(ys), rows * total, BackpropOp::none(), false), xs.dims(), outs)
@@ -253,11 +279,12 @@ fn on_gpu(s: &candle_core::Storage) -> Result<&candle_core::CudaStorage> {
 }
 
 /// `launch` with the epilogue and norm arguments of `epi` and `norm` (with `stats`, the stats way's
-/// launch after a norm), while the device addresses they name hold.
+/// launch after a norm), while the device addresses they name hold. A launch of `mixed` formats
+/// takes the block's norm where the others would take the late way (it has no late kernels).
 #[cfg(feature = "cuda")]
 fn launch_with_addresses(
     (epi, norm, stats): (Epi<'_>, Option<NormRef<'_>>, Option<&NormStats>),
-    rows: usize,
+    (rows, mixed): (usize, bool),
     launch: impl Fn(super::cuda::Epilogue, Option<super::cuda::NormArg>) -> Result<candle_core::CudaStorage>,
 ) -> Result<candle_core::CudaStorage> {
     use super::cuda::{decode as gpu, Epilogue, NormArg, NormWay, StatsOut};
@@ -277,7 +304,7 @@ fn launch_with_addresses(
             let way = match stats {
                 Some(s) => NormWay::Stats { partial: take(), count: s.partials.elem_count() as i32 },
                 // the late way reads the norm's weight 16 bytes at a time
-                None if norm_fold().late() && w.is_multiple_of(16) => NormWay::Late,
+                None if norm_fold().late() && !mixed && w.is_multiple_of(16) => NormWay::Late,
                 None => NormWay::Shared,
             };
             NormArg { w, eps: n.eps, way }

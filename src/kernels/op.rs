@@ -191,8 +191,8 @@ impl CustomOp2 for LinearOp {
         w: &candle_core::CudaStorage,
         lw: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let part = super::cuda::GemvPart { a: (w, lw), b: None, n: self.n };
-        let ys = super::cuda::gemv_parts(Format::Dense, (xs, lx), &[part], self.k, super::cuda::Epilogue::Plain, None)?;
+        let part = super::cuda::GemvPart { format: Format::Dense, a: (w, lw), b: None, n: self.n };
+        let ys = super::cuda::gemv_parts((xs, lx), &[part], self.k, super::cuda::Epilogue::Plain, None)?;
         Ok((ys, self.out_shape(lx)))
     }
 }
@@ -265,8 +265,8 @@ impl CustomOp3 for LinearOp {
         b: &candle_core::CudaStorage,
         lb: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        let part = super::cuda::GemvPart { a: (a, la), b: Some((b, lb)), n: self.n };
-        let ys = super::cuda::gemv_parts(self.format, (xs, lx), &[part], self.k, super::cuda::Epilogue::Plain, None)?;
+        let part = super::cuda::GemvPart { format: self.format, a: (a, la), b: Some((b, lb)), n: self.n };
+        let ys = super::cuda::gemv_parts((xs, lx), &[part], self.k, super::cuda::Epilogue::Plain, None)?;
         Ok((ys, self.out_shape(lx)))
     }
 }

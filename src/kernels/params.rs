@@ -1,12 +1,12 @@
 //! Plain parameters shared by the candle ops (`op.rs`, `attention.rs`) and the CUDA launchers
 //! (`cuda/`), so that the launchers depend on no op module.
 
-/// How a linear's weight is stored.
+/// How a linear's weight is stored; the values are gemv_accumulate.cuh's `Format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
-    Dense,
-    Int8,
-    Nf4,
+    Dense = 0,
+    Int8 = 1,
+    Nf4 = 2,
 }
 
 /// Shapes of one decode-attention call.

@@ -1,12 +1,14 @@
 //! What a decode step pays beyond its layers when a fused group holds mixed formats.
 //!
 //! At decode on a GPU, q/k/v run as one launch (with RoPE, the cache append and the folded norm)
-//! and gate/up as one (with silu·up), but only when the group's layers share one format. A plan
-//! that splits a group runs its layers one by one, with the norm, RoPE or silu·up as launches of
-//! their own. On an H100 (issue 11 session 28, synthetic 3B) the sensitivity frontier's plans, which
-//! split groups freely, ran 7–18 % slower than their layers' sum predicted, while plans uniform
-//! within each group came within 3 %. So the model times, per group kind, one plan with that group
-//! split in every block and charges each split group of a plan the excess over the layer sum.
+//! and gate/up as one (with silu·up). Before the launch of mixed formats (gemv_mixed.cuh, session
+//! 29), and still with `MINILAB_FUSE_MIXED=0`, a plan that splits a group runs its layers one by one,
+//! with the norm, RoPE or silu·up as launches of their own. On an H100 (issue 11 session 28,
+//! synthetic 3B) the sensitivity frontier's plans, which split groups freely, then ran 7–18 % slower
+//! than their layers' sum predicted, while plans uniform within each group came within 3 %. So the
+//! model times, per group kind, one plan with that group split in every block and charges each split
+//! group of a plan the excess over the layer sum: about 17 µs a group then, 0.3–1.2 µs with the
+//! mixed launch, and whatever a device without fused launches shows (the CPU's noise).
 
 use crate::model::{LayerId, LayerKind, Model};
 use crate::quant::Precision;

@@ -141,8 +141,8 @@ fn launch(
     let (Storage::Cuda(ca), Storage::Cuda(cb)) = (&*sa, &*sb) else {
         candle_core::bail!("cutlass GEMM: the weight is not on the GPU")
     };
-    let part = GemvPart { a: (ca, la), b: Some((cb, lb)), n };
-    let (p_a, _) = part_pointers::<bf16>(format, &part, k, &stream, &mut syncs)?;
+    let part = GemvPart { format, a: (ca, la), b: Some((cb, lb)), n };
+    let (p_a, _) = part_pointers::<bf16>(&part, k, &stream, &mut syncs)?;
     let mut dims = xs.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = n;

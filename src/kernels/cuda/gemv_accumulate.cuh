@@ -49,12 +49,14 @@ template <int F> __host__ __device__ constexpr int table_words() {
 }
 
 // One weight of a launch. `a`: dense weights in T, int8 codes (q + 128) or NF4 packed bytes (byte i =
-// elements 2i (high nibble) and 2i+1); `b`: int8 scales [n] or NF4 absmax [n·k/64]; `ys`: [m, n] in T.
+// elements 2i (high nibble) and 2i+1); `b`: int8 scales [n] or NF4 absmax [n·k/64]; `ys`: [m, n] in T;
+// `format`: DENSE, INT8 or NF4 (read by the launches of mixed formats, gemv_mixed.cuh).
 struct Part {
     const uint8_t* a;
     const float* b;
     void* ys;
     int n;
+    int format;
 };
 
 // What a launch writes besides the plain outputs.
@@ -74,7 +76,8 @@ struct Rope {
     int pad;
 };
 
-// Up to three weights sharing xs [m, k]: warps are handed out part after part, R rows each.
+// Up to three weights sharing xs [m, k] (of one format, or gemv_mixed.cuh's of several): warps are
+// handed out part after part, R rows each.
 // - SILU (two parts of n rows, gate then up, R ≥ 2): a warp takes R/2 rows of each and writes only
 //   silu(gate)·up [m, n] to the first part's ys, rounding as the separate kernels would (decode.cu's
 //   silu_mul), so that the MLP's gate/up launch also does its activation.

@@ -11,7 +11,8 @@ pub(super) struct PartArg {
     pub b: u64,
     pub ys: u64,
     pub n: i32,
-    pub pad: i32,
+    /// 0 dense, 1 int8, 2 NF4 (gemv_accumulate.cuh's `Format`).
+    pub format: i32,
 }
 
 /// `gemv::Parts` of gemv_accumulate.cuh, passed by value.

@@ -10,6 +10,7 @@
 
 #include "common.cuh"
 #include "gemv.cuh"
+#include "gemv_mixed.cuh"
 #include "gemv_stream.cuh"
 #include "qgemm.cuh"
 
@@ -160,6 +161,19 @@ __device__ void dequant_nf4(const uint8_t* packed, const float* absmax, T* w, si
     GEMV_SR(T, NAME, gemv::INT8, int8, 2)   \
     GEMV_SR(T, NAME, gemv::NF4, nf4, 2)     \
     GEMV_SR(T, NAME, gemv::NF4, nf4, 4)
+
+// gemv_mx_<dtype>_m1 and gemv_ns_mx_<dtype>_m1: q/k/v or gate/up whose layers hold different formats
+// (gemv_mixed.cuh), one row of 16-bit xs, the block's norm or the stats way.
+#define GEMV_MX(T, NAME)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(128, 8) gemv_mx_##NAME##_m1(const T* xs, gemv::Parts ps) { \
+        gemv::gemv_parts_mixed<T, gemv::NORM_BLOCK>(xs, ps);                                               \
+    }                                                                                                       \
+    extern "C" __global__ void __launch_bounds__(128, 8) gemv_ns_mx_##NAME##_m1(const T* xs,                \
+                                                                               gemv::Parts ps) {            \
+        gemv::gemv_parts_mixed<T, gemv::NORM_STATS>(xs, ps);                                               \
+    }
+GEMV_MX(__half, f16)
+GEMV_MX(__nv_bfloat16, bf16)
 
 // f32 activations (the CPU-exact check path, never fast): one kernel a format, M = 8.
 GEMV(float, f32, gemv::DENSE, dense, 8, 1, 1)

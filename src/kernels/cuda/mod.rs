@@ -1,5 +1,5 @@
 //! CUDA launches of the kernels in `linear.cu`: the decode GEMVs of `gemv.cuh` (several weights
-//! of one format in one launch), one-pass dequantize for prefill (whose product then goes to cuBLAS
+//! of one format in one launch, or of several in `gemv_mixed.cuh`'s), one-pass dequantize for prefill (whose product then goes to cuBLAS
 //! through candle's matmul); `decode` launches the small fused ops of a decode step.
 
 use super::grid::{self, Grid};
@@ -57,12 +57,25 @@ pub(crate) fn device_range(t: &candle_core::Tensor) -> Result<(u64, u64)> {
     decode::with_addresses(&[t], |p| Ok((p[0], bytes)))
 }
 
-/// One weight of a GEMV launch: its stored tensor(s) on the device and its output rows. `a`:
-/// dense weights (xs' dtype), int8 codes or NF4 packed bytes; `b`: int8 scales or NF4 absmax.
+/// One weight of a GEMV launch: its format, stored tensor(s) on the device and its output rows.
+/// `a`: dense weights (xs' dtype), int8 codes or NF4 packed bytes; `b`: int8 scales or NF4 absmax.
 pub(crate) struct GemvPart<'a> {
+    pub format: Format,
     pub a: (&'a CudaStorage, &'a Layout),
     pub b: Option<(&'a CudaStorage, &'a Layout)>,
     pub n: usize,
+}
+
+/// The format the parts share, or `None` where they hold several (a launch of gemv_mixed.cuh).
+fn shared_format(parts: &[GemvPart<'_>]) -> Option<Format> {
+    let first = parts.first()?.format;
+    parts.iter().all(|p| p.format == first).then_some(first)
+}
+
+/// Whether weights of several formats can share one launch of `m` rows of xs: the gemv_mx_ kernels
+/// take one row of 16-bit xs.
+pub(crate) fn mixed_fits(dtype: DType, m: usize) -> bool {
+    m == 1 && sixteen_bit(dtype)
 }
 
 /// Shared memory a block may bring for the normalized xs (48 KB without opting in, less the NF4
@@ -127,12 +140,12 @@ fn epilogue_shapes(parts: &[GemvPart<'_>], epi: Epilogue) -> bool {
     }
 }
 
-/// `ys_i[m, n_i] = xs[m, k]·W_iᵀ` for up to three weights of one format, in one launch; the
-/// outputs come back as one buffer, part after part, or as `epi` says: silu(gate)·up `[m, n]`, or
-/// the rotated q `[m, heads·d]` (k and v then go to the caches), or res + the product.
-/// [`epilogue_fuses`] must hold, and [`norm_fits`] where `norm` is given.
+/// `ys_i[m, n_i] = xs[m, k]·W_iᵀ` for up to three weights in one launch; the outputs come back as
+/// one buffer, part after part, or as `epi` says: silu(gate)·up `[m, n]`, or the rotated q
+/// `[m, heads·d]` (k and v then go to the caches), or res + the product. [`epilogue_fuses`] must
+/// hold, and [`norm_fits`] where `norm` is given; weights of several formats need [`mixed_fits`], no
+/// residual and no late norm.
 pub(crate) fn gemv_parts(
-    format: Format,
     (xs, lx): (&CudaStorage, &Layout),
     parts: &[GemvPart<'_>],
     k: usize,
@@ -140,16 +153,15 @@ pub(crate) fn gemv_parts(
     norm: Option<NormArg>,
 ) -> Result<CudaStorage> {
     match xs.dtype() {
-        DType::F32 => gemv_parts_as::<f32>(format, (xs, lx), parts, k, (epi, norm)),
-        DType::F16 => gemv_parts_as::<f16>(format, (xs, lx), parts, k, (epi, norm)),
-        DType::BF16 => gemv_parts_as::<bf16>(format, (xs, lx), parts, k, (epi, norm)),
+        DType::F32 => gemv_parts_as::<f32>((xs, lx), parts, k, (epi, norm)),
+        DType::F16 => gemv_parts_as::<f16>((xs, lx), parts, k, (epi, norm)),
+        DType::BF16 => gemv_parts_as::<bf16>((xs, lx), parts, k, (epi, norm)),
         d => candle_core::bail!("linear kernel: no CUDA kernel for {d:?} activations"),
     }
 }
 
 /// [`gemv_parts`] at one activation type: the kernels take `const T* xs`.
 fn gemv_parts_as<T: CudaDType + DeviceRepr>(
-    format: Format,
     (xs, lx): (&CudaStorage, &Layout),
     parts: &[GemvPart<'_>],
     k: usize,
@@ -162,7 +174,7 @@ fn gemv_parts_as<T: CudaDType + DeviceRepr>(
     if !(rx.start * size).is_multiple_of(16) {
         candle_core::bail!("linear kernel: xs is not 16-byte aligned");
     }
-    let spec = LaunchSpec { format, dtype: xs.dtype(), k, epi, norm };
+    let spec = LaunchSpec { format: shared_format(parts), dtype: xs.dtype(), k, epi, norm };
     let m = launch_rows(&spec, rx.len(), parts)?;
     let total: usize = match epi {
         Epilogue::Plain => parts.iter().map(|p| p.n).sum(),
@@ -179,12 +191,14 @@ fn gemv_parts_as<T: CudaDType + DeviceRepr>(
     let mut syncs = Vec::with_capacity(2 * parts.len());
     let mut offset = 0;
     for (slot, part) in arg.p.iter_mut().zip(parts) {
-        let (a_ptr, b_ptr) = part_pointers::<T>(format, part, k, &stream, &mut syncs)?;
-        *slot = PartArg { a: a_ptr, b: b_ptr, ys: y_ptr + (offset * size) as u64, n: part.n as i32, pad: 0 };
+        let (a_ptr, b_ptr) = part_pointers::<T>(part, k, &stream, &mut syncs)?;
+        let format = part.format as i32;
+        *slot = PartArg { a: a_ptr, b: b_ptr, ys: y_ptr + (offset * size) as u64, n: part.n as i32, format };
         offset += m * part.n;
     }
     let (name, cfg) = launch_config(&spec, m, parts)?;
-    let pf = crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32);
+    let pf =
+        crate::kernels::prefetch::current().filter(|_| m == 1 && xs.dtype() != DType::F32 && spec.format.is_some());
     let (name, grid, warp_norm) = kernel_way(&spec, m, name, pf.is_some());
     let mut cfg = cfg;
     if let Some(code) = warp_norm {
@@ -219,7 +233,9 @@ fn kernel_way(spec: &LaunchSpec, m: usize, name: String, pf: bool) -> (String, G
     if stats_launch(spec, m) {
         return (name.replacen("gemv_", "gemv_ns_", 1), Grid::Rows, Some(3));
     }
-    let bits = match spec.format {
+    // the launches of several formats come in the rows grid and the block's norm only
+    let Some(format) = spec.format else { return (name, Grid::Rows, None) };
+    let bits = match format {
         Format::Dense => 8 * spec.dtype.size_in_bytes(),
         Format::Int8 => 8,
         Format::Nf4 => 4,
@@ -264,7 +280,8 @@ pub(crate) fn stats_blocks(format: Format, dtype: DType, n: usize) -> usize {
 /// What one GEMV launch computes, besides the addresses it reads and writes.
 #[derive(Clone, Copy)]
 struct LaunchSpec {
-    format: Format,
+    /// The parts' format, `None` where they hold several.
+    format: Option<Format>,
     dtype: DType,
     k: usize,
     epi: Epilogue,
@@ -279,6 +296,16 @@ fn launch_rows(spec: &LaunchSpec, len: usize, parts: &[GemvPart<'_>]) -> Result<
     if m == 0 || m > 8 || parts.is_empty() || parts.len() > 3 || len != m * k {
         candle_core::bail!("linear kernel: {m} rows and {} weights are not a GEMV launch", parts.len());
     }
+    let Some(format) = format else {
+        let fits = mixed_fits(dtype, m)
+            && epilogue_shapes(parts, epi)
+            && matches!(epi, Epilogue::Plain | Epilogue::SiluMul | Epilogue::Rope(_))
+            && norm.is_none_or(|n| n.way != NormWay::Late && norm_fits(dtype, m, k));
+        if !fits {
+            candle_core::bail!("linear kernel: weights of several formats in a launch it does not take");
+        }
+        return Ok(m);
+    };
     if !epilogue_shapes(parts, epi)
         || !epilogue_fuses(format, dtype, m, epi)
         || (norm.is_some() && !norm_fits(dtype, m, k))
@@ -297,13 +324,19 @@ fn launch_rows(spec: &LaunchSpec, len: usize, parts: &[GemvPart<'_>]) -> Result<
 /// normalized xs in shared memory when `norm` is given.
 fn launch_config(spec: &LaunchSpec, m: usize, parts: &[GemvPart<'_>]) -> Result<(String, LaunchConfig)> {
     let LaunchSpec { format, dtype, k, epi, norm } = *spec;
-    let (mm, r) = gemv_variant(format, dtype, m, parts.iter().map(|p| p.n).max().unwrap_or(0), epi);
-    let kind = match format {
-        Format::Dense => "dense",
-        Format::Int8 => "int8",
-        Format::Nf4 => "nf4",
+    let (name, r) = match format {
+        Some(format) => {
+            let (mm, r) = gemv_variant(format, dtype, m, parts.iter().map(|p| p.n).max().unwrap_or(0), epi);
+            let kind = match format {
+                Format::Dense => "dense",
+                Format::Int8 => "int8",
+                Format::Nf4 => "nf4",
+            };
+            (format!("gemv_{kind}_{}_m{mm}_r{r}", suffix(dtype)?), r)
+        }
+        // two rows a warp, and two of gate and two of up with silu·up (gemv_mixed.cuh)
+        None => (format!("gemv_mx_{}_m1", suffix(dtype)?), if matches!(epi, Epilogue::SiluMul) { 4 } else { 2 }),
     };
-    let name = format!("gemv_{kind}_{}_m{mm}_r{r}", suffix(dtype)?);
     let warps: usize = match epi {
         Epilogue::Plain | Epilogue::Residual(_) | Epilogue::ResidualStats(_) => {
             parts.iter().map(|p| p.n.div_ceil(r)).sum()
@@ -322,15 +355,14 @@ fn launch_config(spec: &LaunchSpec, m: usize, parts: &[GemvPart<'_>]) -> Result<
 }
 
 /// Device addresses of a part's weight and scales, after checking that they hold exactly an
-/// `[n, k]` weight in `format` and start 16-byte aligned; their sync guards go to `syncs`.
+/// `[n, k]` weight in its format and start 16-byte aligned; their sync guards go to `syncs`.
 fn part_pointers<'a, T: CudaDType + DeviceRepr + 'a>(
-    format: Format,
     part: &GemvPart<'a>,
     k: usize,
     stream: &'a CudaStream,
     syncs: &mut Vec<SyncOnDrop<'a>>,
 ) -> Result<(u64, u64)> {
-    let n = part.n;
+    let (n, format) = (part.n, part.format);
     let (a, la) = part.a;
     let ra = range(la)?;
     let (a_ptr, a_bytes) = if format == Format::Dense {

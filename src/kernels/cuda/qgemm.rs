@@ -78,8 +78,8 @@ fn run<T: CudaDType + DeviceRepr>(l: &Launch<'_>) -> Result<Option<Tensor>> {
         candle_core::bail!("qgemm: the weight is not on the GPU")
     };
     // the same sizes and alignment the decode GEMVs ask of this weight
-    let part = GemvPart { a: (ca, la), b: Some((cb, lb)), n: l.n };
-    let (p_a, p_b) = part_pointers::<T>(l.format, &part, l.k, &stream, &mut syncs)?;
+    let part = GemvPart { format: l.format, a: (ca, la), b: Some((cb, lb)), n: l.n };
+    let (p_a, p_b) = part_pointers::<T>(&part, l.k, &stream, &mut syncs)?;
     let mut dims = l.xs.dims().to_vec();
     if let Some(last) = dims.last_mut() {
         *last = l.n;
