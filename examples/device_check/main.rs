@@ -80,7 +80,12 @@ fn set_uniform(model: &mut model::Model, p: Precision) -> minilab::Result<()> {
 
 /// The synthetic model `name` in bf16, every layer in `p`, masters dropped: a model to time.
 fn timed_model(dev: &Device, name: &str, p: Precision) -> minilab::Result<model::Loaded> {
-    planned_model(dev, name, &|_| p)
+    planned_model(dev, name, &uniform_pick(p))
+}
+
+/// The format `PrecisionPlan::uniform(p)` gives a layer: `p`, the LM head f16.
+fn uniform_pick(p: Precision) -> impl Fn(LayerId) -> Precision {
+    move |id| PrecisionPlan::uniform(p).resolve(&[id], "check").ok().and_then(|m| m.get(&id).copied()).unwrap_or(p)
 }
 
 /// The synthetic model `name` in bf16, each layer in the format `pick` gives it, masters dropped.
@@ -191,7 +196,7 @@ type Decoded = (Vec<Vec<f32>>, (usize, usize));
 /// Logits of 32 decode steps after an 8-token prefill, bf16: `graph` replays a captured step;
 /// otherwise eager, with the kernels as set. Also the graph's node count.
 fn bf16_decode(dev: &Device, p: Precision, tokens: &[u32], graph: bool) -> minilab::Result<Decoded> {
-    bf16_decode_plan(dev, &|_| p, tokens, graph)
+    bf16_decode_plan(dev, &uniform_pick(p), tokens, graph)
 }
 
 /// [`bf16_decode`] with each layer in the format `pick` gives it.

@@ -85,6 +85,7 @@ static FUSE_MIXED: Switch = Switch::new("MINILAB_FUSE_MIXED", &["0"]);
 pub fn set_fuse_mixed(on: bool) {
     FUSE_MIXED.set(on);
 }
+
 /// `silu(xs·gateᵀ)·(xs·upᵀ)` `[…, n]`, the MLP's gate/up and its activation in one GPU launch.
 /// `None` where that launch does not apply ([`linear_many`]'s cases, and weights of two shapes).
 /// With `norm`, as [`linear_many`].

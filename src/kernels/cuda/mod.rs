@@ -1,6 +1,7 @@
 //! CUDA launches of the kernels in `linear.cu`: the decode GEMVs of `gemv.cuh` (several weights
-//! of one format in one launch, or of several in `gemv_mixed.cuh`'s), one-pass dequantize for prefill (whose product then goes to cuBLAS
-//! through candle's matmul); `decode` launches the small fused ops of a decode step.
+//! of one format in one launch, or of several in `gemv_mixed.cuh`'s), one-pass dequantize for
+//! prefill (whose product then goes to cuBLAS through candle's matmul); `decode` launches the small
+//! fused ops of a decode step.
 
 use super::grid::{self, Grid};
 use super::params::Format;
