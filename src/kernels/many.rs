@@ -75,6 +75,13 @@ pub fn set_fuse_rope(on: bool) {
     FUSE_ROPE.set(on);
 }
 
+/// Whether a decode step on `device` reads its q/k/v and gate/up groups in one launch each (a GPU
+/// with the kernels on), so that a plan splitting a group across formats may launch differently;
+/// elsewhere every layer runs alone in any plan.
+pub fn fuses_groups(device: &candle_core::Device) -> bool {
+    enabled() && device.is_cuda()
+}
+
 /// Layers of different formats in one launch (gemv_mixed.cuh), on unless `MINILAB_FUSE_MIXED=0`.
 /// Off, a q/k/v or gate/up group that a plan splits across formats runs layer by layer, with its
 /// norm, RoPE and KV writes or silu·up as launches of their own (BENCHMARKS.md, issue 11 session 29).

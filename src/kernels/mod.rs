@@ -24,7 +24,9 @@ pub use decode::MAX_CONTEXT;
 pub use fold::{
     fold_norms, linear_residual, linear_residual_stats, norm_fold, set_norm_fold, NormFold, NormRef, NormStats,
 };
-pub use many::{linear_many, linear_qkv_rope, linear_silu_mul, set_fuse_mixed, set_fuse_rope, RopeKvRefs, WeightRef};
+pub use many::{
+    fuses_groups, linear_many, linear_qkv_rope, linear_silu_mul, set_fuse_mixed, set_fuse_rope, RopeKvRefs, WeightRef,
+};
 pub use op::{dense, enabled, int8, nf4, set_enabled};
 
 /// The device address and byte length of a contiguous tensor on the GPU.
