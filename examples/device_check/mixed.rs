@@ -24,6 +24,7 @@ use minilab::model::LayerKind;
 use minilab::quant::Precision;
 
 use super::folds::{check_launches, Formats};
+use super::ways::{time_ways_on, Setting};
 use super::{argmax, PlanOf};
 
 /// Plans whose q/k/v or gate/up groups hold two or three formats, and one that holds one (a
@@ -126,23 +127,17 @@ fn check_decode(dev: &Device) -> minilab::Result<()> {
 
 /// Part 3: `name`'s step per plan, one launch against layer by layer.
 fn time_plans(dev: &Device, name: &str) -> minilab::Result<()> {
-    let prompt: Vec<u32> = (0..64u32).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
     println!("| model | plan | one launch ms | layer by layer ms | layer by layer / one launch | split groups |");
     println!("| --- | --- | ---: | ---: | ---: | ---: |");
+    let ways = [
+        Setting { name: "one launch", set: || set_fuse_mixed(true) },
+        Setting { name: "layer by layer", set: || set_fuse_mixed(false) },
+    ];
     for (label, pick) in PLANS {
         let loaded = super::planned_model(dev, name, &pick)?;
-        let mut samples = [Vec::new(), Vec::new()];
-        for _ in 0..3 {
-            for (w, on) in [true, false].into_iter().enumerate() {
-                set_fuse_mixed(on);
-                samples[w].push(super::replay_ms(dev, &loaded.model, &prompt)?.0);
-            }
-        }
+        let ms = time_ways_on(dev, &loaded.model, &ways);
         set_fuse_mixed(true);
-        let [on, off] = samples.map(|mut s| {
-            s.sort_by(f64::total_cmp);
-            s[s.len() / 2]
-        });
+        let (on, off) = ms.map(|ms| (ms[0], ms[1]))?;
         let [qkv, gate_up] = split_groups(loaded.model.layer_ids().into_iter().map(|id| (id, pick(id))));
         println!("| {name} | {label} | {on:.3} | {off:.3} | {:.3} | {} |", off / on, qkv + gate_up);
     }

@@ -17,9 +17,9 @@ use minilab::quant::Precision;
 use super::FORMATS;
 
 /// One way of a setting: its name and how to put the process in it.
-struct Setting {
-    name: &'static str,
-    set: fn(),
+pub(super) struct Setting {
+    pub name: &'static str,
+    pub set: fn(),
 }
 
 /// `kernels::prefetch`: each GEMV launch of the step asks L2 for the next launch's weights.
@@ -101,17 +101,21 @@ fn check_ways(dev: &Device, name: &str, what: &str, ways: &[Setting]) -> minilab
     Ok(())
 }
 
-/// The median ms a token of graph replays of `name`'s step in `p`, per way: the step is captured
-/// again for each way (its launches keep the kernels and arguments of their capture), the ways
-/// alternating three times.
+/// The median ms a token of graph replays of `name`'s step in `p`, per way ([`time_ways_on`]).
 fn time_ways(dev: &Device, name: &str, p: Precision, ways: &[Setting]) -> minilab::Result<Vec<f64>> {
-    let loaded = super::timed_model(dev, name, p)?;
+    time_ways_on(dev, &super::timed_model(dev, name, p)?.model, ways)
+}
+
+/// The median ms a token of graph replays of `model`'s step, per way: the step is captured again
+/// for each way (its launches keep the kernels and arguments of their capture), the ways
+/// alternating three times.
+pub(super) fn time_ways_on(dev: &Device, model: &minilab::model::Model, ways: &[Setting]) -> minilab::Result<Vec<f64>> {
     let prompt: Vec<u32> = (0..64u32).map(|i| 1 + (i * 7919 + 13) % 100_000).collect();
     let mut samples = vec![Vec::new(); ways.len()];
     for _ in 0..3 {
         for (w, way) in ways.iter().enumerate() {
             (way.set)();
-            samples[w].push(super::replay_ms(dev, &loaded.model, &prompt)?.0);
+            samples[w].push(super::replay_ms(dev, model, &prompt)?.0);
         }
     }
     Ok(samples

@@ -160,8 +160,8 @@ fn top_layers_md(items: &[ScanItem], metric: &str) -> String {
 fn speed_md(sp: &crate::sensitivity::summary::SpeedSummary) -> String {
     let mut r = format!(
         "\n\nDecode-time model (batch 1, this device): a token costs {:.3} ms besides the linears (all-f16 step {:.3} ms), \
-         and {:.1} µs more for each block whose q/k/v hold more than one format ({:.1} µs for gate/up: such a group \
-         loses its fused launch); the chosen plan is predicted at {:.1} tok/s",
+         and {:.1} µs more for each block whose q/k/v hold more than one format ({:.1} µs for gate/up; timed where \
+         groups run fused, 0 where every layer runs alone); the chosen plan is predicted at {:.1} tok/s",
         sp.fixed_us / 1e3,
         sp.f16_step_us / 1e3,
         sp.split_qkv_us,

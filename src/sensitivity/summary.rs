@@ -82,9 +82,10 @@ pub struct SpeedSummary {
     pub fixed_us: f64,
     /// Measured all-f16 decode step, µs.
     pub f16_step_us: f64,
-    /// What a block pays per token for q/k/v, or gate/up, in more than one format, µs.
+    /// What a block pays per token for q/k/v in more than one format, µs.
     #[serde(default)]
     pub split_qkv_us: f64,
+    /// What a block pays per token for gate and up in two formats, µs.
     #[serde(default)]
     pub split_gate_up_us: f64,
     /// Predicted tokens/s of the chosen plan.
