@@ -146,6 +146,8 @@
 #            the 3B) in f16/int8/nf4 with MINILAB_FUSE_NORM=0, late and the default (auto) alternating
 #            ROUNDS (2) times while the call has BUDGET (480 s); the median over rounds of each round's
 #            ratio into table.md.
+#   regress: device_check cuda (GPU logits against the CPU's), graph, folds and kernels, then 3B
+#            pp512/tg128 in f16, int8 and nf4: the uniform paths' checks on a new build.
 #   groups [MODELS]: (session 29) q/k/v and gate/up whose layers hold different formats in one launch
 #            (gemv_mixed.cuh): `device_check cuda mixed` on the first of MODELS (default the 3B and the
 #            8B: the launches against an f32 reference, mixed plans' decode logits and graph kernels
@@ -807,6 +809,19 @@ flash-profile)
   tail -3 "$OUT/ncu-flash.err"
   grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Registers Per|Theoretical Occ|Block Limit|Stall|Tensor|pipe|Shared Memory|Bank" "$OUT/ncu-flash.txt" | head -200
   pack flash-profile ncu-flash.txt
+  ;;
+regress)
+  unpack device_check minilab
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+  for c in "" graph folds kernels; do
+    timeout ${LIMIT:-150} /tmp/bin/device_check cuda $c > "$OUT/check-${c:-logits}.txt" 2>&1; echo "device_check cuda $c: exit $?"
+    tail -4 "$OUT/check-${c:-logits}.txt"; checkpoint
+  done
+  for p in f16 int8 nf4; do
+    timeout 150 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision $p \
+      -p 512 -n 128 -r 3 --output json --no-log > "$OUT/bench-3b-$p-new.json" 2> "$OUT/bench-3b-$p.err"; echo "bench $p: exit $?"
+  done
+  table; pack regress
   ;;
 groups)
   unpack device_check minilab

@@ -15,6 +15,10 @@
 //! - `device_check cuda timemodel MODEL`: the sensitivity stage's decode-time model, its
 //!   predictions of the uniform plans (which calibrate it) and three mixed ones (the last splitting
 //!   every q/k/v and gate/up group) against measured tg128.
+//! - `device_check cpu plans MODEL [PLAN.yaml…]`: the same for any model (`--model`'s forms) and plan
+//!   files, in one process, three rounds alternating over the uniform plans and the files, then
+//!   each plan loaded afresh: whether a mixed plan's step falls short of its prediction, and
+//!   whether that depends on what the model held before.
 //! - `device_check cuda folds`: the norm and residual add folded into GEMV launches against the plain
 //!   path, both ways (`MINILAB_FUSE_NORM=1` and `=late`), whatever the variable says.
 //! - `device_check cuda mixed [MODEL [time]]`: q/k/v and gate/up whose layers hold different formats in
@@ -51,7 +55,7 @@
 //!   kernel's share of the step.
 
 use candle_core::{DType, Device, Tensor};
-use minilab::model::{self, Cache, LayerId, LayerKind, ModelSpec};
+use minilab::model::{self, Cache, LayerId, ModelSpec};
 use minilab::plan::PrecisionPlan;
 use minilab::quant::Precision;
 use std::time::Instant;
@@ -64,6 +68,7 @@ mod prefill;
 mod prefill_graph;
 mod qgemm;
 mod stack;
+mod timemodel;
 mod ways;
 mod wide;
 
@@ -351,58 +356,6 @@ type PlanOf = fn(LayerId) -> Precision;
 /// The sensitivity stage's decode-time model on a synthetic model (bf16): its fixed cost, and its
 /// prediction of tg128 against the measured one for the uniform plans (which calibrate it) and two
 /// mixed ones (which test it).
-fn check_time_model(dev: &Device, name: &str) -> minilab::Result<()> {
-    use minilab::bench::time_model::TimeModel;
-    let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
-    // token ids within the vocabulary, so that the small presets run too (on the CPU)
-    let ids = (loaded.model.config().vocab_size as u32).saturating_sub(1).clamp(1, 100_000);
-    let feed: Vec<u32> = (0..256u32).map(|i| 1 + (i * 7919 + 13) % ids).collect();
-    let pb = indicatif::ProgressBar::hidden();
-    let formats = [Precision::Int8, Precision::Nf4];
-    let tm = TimeModel::measure(&mut loaded.model, &formats, &feed, 128, 3, &pb)?;
-    println!(
-        "{name}: f16 step {:.1} µs, fixed {:.1} µs, a split q/k/v {:.1} µs, a split gate/up {:.1} µs",
-        tm.f16_step_us, tm.fixed_us, tm.splits.qkv_us, tm.splits.gate_up_us
-    );
-    // the uniform plans and the split ones calibrate the model (time model 5); the others test it
-    let plans: [(&str, PlanOf); 6] = [
-        ("all f16", |_| Precision::F16),
-        ("all int8", |_| Precision::Int8),
-        ("all nf4", |_| Precision::Nf4),
-        ("attention int8, MLP nf4, head f16", |id| match id.kind {
-            LayerKind::Output => Precision::F16,
-            LayerKind::FfnGate | LayerKind::FfnUp | LayerKind::FfnDown => Precision::Nf4,
-            _ => Precision::Int8,
-        }),
-        ("even blocks f16, odd nf4, head int8", |id| match id.block {
-            None => Precision::Int8,
-            Some(b) if b % 2 == 0 => Precision::F16,
-            Some(_) => Precision::Nf4,
-        }),
-        // every group split, in formats the split plans that priced it did not pair
-        ("q and up nf4, the rest int8", |id| match id.kind {
-            LayerKind::AttnQ | LayerKind::FfnUp => Precision::Nf4,
-            _ => Precision::Int8,
-        }),
-    ];
-    for (name, pick) in plans {
-        for id in loaded.model.layer_ids() {
-            loaded.model.set_precision(id, pick(id))?;
-        }
-        let predicted = tm.predict_model_us(&loaded.model).unwrap_or(f64::NAN);
-        let t = minilab::bench::time_decode(&loaded.model, &[], &feed[..128], 3, &pb)?;
-        let mut us: Vec<f64> = t.samples_ns.iter().map(|&ns| ns as f64 / 1e3 / 128.0).collect();
-        us.sort_by(f64::total_cmp);
-        let measured = us[us.len() / 2];
-        println!(
-            "{name}: predicted {predicted:.1} µs a token, measured {measured:.1} (graph {}), predicted/measured {:.3}",
-            t.graph,
-            predicted / measured
-        );
-    }
-    Ok(())
-}
-
 fn time_step(dev: &Device, name: &str, p: &str, prompt_len: u32) -> minilab::Result<()> {
     let p: Precision = p.parse().map_err(|e: minilab::quant::UnknownPrecision| minilab::Error::input(e.to_string()))?;
     let loaded = timed_model(dev, name, p)?;
@@ -463,7 +416,15 @@ fn main() -> minilab::Result<()> {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());
             mixed::check_mixed(&dev, &name, args.next().as_deref() == Some("time"))
         }
-        Some("timemodel") => check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("timemodel") => timemodel::check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
+        Some("plans") => {
+            let spec = args.next().unwrap_or_else(|| "synthetic:smollm2-135m".into());
+            let files = args.collect::<Vec<_>>();
+            // on a rayon worker, as minilab runs: a parallel loop from outside the pool parks its caller
+            let pool = rayon::ThreadPoolBuilder::new().stack_size(16 << 20).build();
+            pool.map_err(|e| minilab::Error::input(e.to_string()))?
+                .install(|| timemodel::check_plans(&dev, &spec, &files))
+        }
         Some("step") => {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());
             let p = args.next().unwrap_or_else(|| "f16".into());
