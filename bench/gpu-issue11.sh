@@ -37,6 +37,8 @@
 #            a prompt's linears (m = 512) with bf16 weights against int8/NF4 dequantized then multiplied
 #            (the shipped way), in chunks that fit L2, on two streams, and by the qgemm GEMM; the
 #            dequantize pass alone.
+#   prefill-overlap: `prefill_bench --overlap` (bench/kernels/overlap.cuh): the dequantize pass on S SMs
+#            beside cuBLAS on the rest (cublasSetSmCountTarget), S = 8–48, against the shipped way.
 #   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
 #   flash-profile: Nsight Compute on flash attention's first nine launches in `device_check cuda flash`
 #            (both builds at the 3B's pp512 shape, the 8B's, the 3B's at 2048): what bounds it.
@@ -147,7 +149,7 @@
 #            ROUNDS (2) times while the call has BUDGET (480 s); the median over rounds of each round's
 #            ratio into table.md.
 #   regress: device_check cuda (GPU logits against the CPU's), graph, folds and kernels, then 3B
-#            pp512/tg128 in f16, int8 and nf4: the uniform paths' checks on a new build.
+#            and 8B (MODELS) pp512/tg128 in f16, int8 and nf4 while the call has run < BUDGET (480) s.
 #   groups [MODELS]: (session 29) q/k/v and gate/up whose layers hold different formats in one launch
 #            (gemv_mixed.cuh): `device_check cuda mixed` on the first of MODELS (default the 3B and the
 #            8B: the launches against an f32 reference, mixed plans' decode logits and graph kernels
@@ -690,6 +692,13 @@ prefill-ways)
   LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 300 ./.gpu/prefill_bench > "$OUT/prefill.md" 2> "$OUT/prefill.err"
   echo "prefill_bench: exit $?"; tail -5 "$OUT/prefill.err"; cat "$OUT/prefill.md"
   ;;
+prefill-overlap)
+  # bench/kernels/overlap.cuh: the dequantize pass of a prompt's int8/NF4 weights as one persistent
+  # kernel on S SMs while cuBLAS multiplies on the rest, against the shipped way and two streams
+  libs=$(cublas_libs)
+  LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 200 ./.gpu/prefill_bench --overlap > "$OUT/overlap.md" 2> "$OUT/overlap.err"
+  echo "prefill_bench --overlap: exit $?"; tail -5 "$OUT/overlap.err"; cat "$OUT/overlap.md"
+  ;;
 launches)
   # what short-lived warps and launch boundaries cost the decode GEMVs: minilab's streaming kernels
   # against the shipped ones, with and without PDL (--stream), the shipped kernels on resident grids
@@ -817,9 +826,13 @@ regress)
     timeout ${LIMIT:-150} /tmp/bin/device_check cuda $c > "$OUT/check-${c:-logits}.txt" 2>&1; echo "device_check cuda $c: exit $?"
     tail -4 "$OUT/check-${c:-logits}.txt"; checkpoint
   done
-  for p in f16 int8 nf4; do
-    timeout 150 /tmp/bin/minilab bench --model synthetic:llama-3.2-3b --device cuda --dtype bf16 --precision $p \
-      -p 512 -n 128 -r 3 --output json --no-log > "$OUT/bench-3b-$p-new.json" 2> "$OUT/bench-3b-$p.err"; echo "bench $p: exit $?"
+  for m in ${MODELS:-llama-3.2-3b llama-3.1-8b}; do
+    for p in f16 int8 nf4; do
+      [ $SECONDS -lt ${BUDGET:-480} ] || continue
+      timeout 150 /tmp/bin/minilab bench --model synthetic:$m --device cuda --dtype bf16 --precision $p \
+        -p 512 -n 128 -r 3 --output json --no-log > "$OUT/bench-$m-$p-new.json" 2> "$OUT/bench-$m-$p.err"
+      echo "bench $m $p: exit $?"; checkpoint
+    done
   done
   table; pack regress
   ;;

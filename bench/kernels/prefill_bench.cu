@@ -13,6 +13,9 @@
 //   cuBLAS multiplies this one (events order them);
 // - qgemm: qgemm.cuh's GEMM, the weight dequantized tile by tile in shared memory (the block rows
 //   src/kernels/qgemm.rs picks with the shipped steps of 32 along k, then rows × step 64/128 × 32/64).
+// - `--overlap` (overlap.cuh): the pass of every weight as one persistent kernel on S SMs while
+//   cuBLAS multiplies on the others, S = 8–48, beside the shipped way and two streams; and the bf16
+//   GEMMs alone on all but S SMs (what the held-back SMs cost the GEMMs).
 // Correct first: each way's output of the last linear against the shipped way's, max |diff| / max |ref|
 // (cuBLAS may pick other algorithms for other shapes: limit 1e-2), and no NaN (outputs poisoned first).
 // Then the dequantize kernel alone (GB/s against the copy bandwidth) and the bf16 GEMM peak (8192³).
@@ -41,6 +44,8 @@
 
 static const char* FMT[] = {"bf16", "int8", "nf4"};
 constexpr int M = 512;
+// the largest weight's elements (8B gate, up and down): each dequantize buffer's capacity
+constexpr size_t NMAX_ELEMS = (size_t)14336 * 4096;
 
 // One [n, k] weight: bf16 values (fmt 0), int8 codes and row scales (1), NF4 bytes and absmax (2).
 struct Weight {
@@ -91,13 +96,19 @@ void gemm(cublasHandle_t h, const bf16* w, int rows, int k, const bf16* xs, bf16
                     ys + n0, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
+struct Overlap;
+
 struct Ctx {
     int sms;
     cudaStream_t s, s2;
     cublasHandle_t h;
     bf16 *xs, *ys, *buf[2];
     cudaEvent_t deq[2], used[2];
+    Overlap* ov;                       // the `--overlap` ways' flags
+    const std::vector<Weight>* dense;  // the bf16 weights of the model being timed
 };
+
+#include "overlap.cuh"
 
 // qgemm.cuh's GEMM in steps of 64 along k, beside linear.cu's steps of 32 (bf16 only).
 #define QGEMM64(F, FNAME, BM)                                                                              \
@@ -134,8 +145,11 @@ void qgemm_launch(cudaStream_t s, const Weight& w, const bf16* xs, bf16* ys, int
 }
 
 // The prompt's linears in one way: 0 bf16 (fmt 0 weights), 1 dequant+gemm, 2 chunked (cap bytes),
-// 3 two streams, 4 qgemm (cap = block rows + 256 · k step; block rows 0: the shipped rule).
+// 3 two streams, 4 qgemm (cap = block rows + 256 · k step; block rows 0: the shipped rule), 5 the
+// pass on cap SMs beside cuBLAS on the rest, 6 the bf16 GEMMs alone on all but cap SMs.
 void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
+    if (way == 5) return run_overlap(c, ws, *c.ov, (int)cap);
+    if (way == 6) return run_held_back(c, *c.dense, (int)cap);
     for (size_t i = 0; i < ws.size(); i++) {
         const Weight& w = ws[i];
         if (way == 0) {
@@ -191,6 +205,12 @@ template <typename F> double time_ms(cudaStream_t s, F body, int reps = 7) {
     return t[t.size() / 2];
 }
 
+std::string fmt_err(double e) {
+    char b[32];
+    snprintf(b, sizeof b, "%.1e", e);
+    return b;
+}
+
 double copy_bandwidth(cudaStream_t s) {
     const size_t bytes = 2ull << 30;
     void *a, *b;
@@ -240,6 +260,7 @@ int main(int argc, char** argv) {
     // line by line, so that a run cut short by its time limit keeps the rows it printed
     setvbuf(stdout, nullptr, _IOLBF, 0);
     const bool profiling = argc > 1 && std::string(argv[1]) == "--profile";
+    const bool overlapping = argc > 1 && std::string(argv[1]) == "--overlap";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     Ctx c{};
@@ -257,7 +278,7 @@ int main(int argc, char** argv) {
     CK(cudaMalloc(&c.ys, (size_t)M * NMAX * 2));
     bf16* ref;
     CK(cudaMalloc(&ref, (size_t)M * NMAX * 2));
-    for (auto& b : c.buf) CK(cudaMalloc(&b, (size_t)NMAX * KMAX * 2));
+    for (auto& b : c.buf) CK(cudaMalloc(&b, (size_t)NMAX_ELEMS * 2));
     fill_bf16<<<1024, 256>>>(c.xs, (size_t)M * KMAX, 7, -1.f, 1.f);
     CK(cudaDeviceSynchronize());
     if (profiling) {
@@ -268,12 +289,19 @@ int main(int argc, char** argv) {
     printf("# %s, %d SMs, L2 %d MB; copy bandwidth %.0f GB/s; bf16 GEMM 8192³ %.0f TFLOP/s\n\n", prop.name,
            prop.multiProcessorCount, prop.l2CacheSize >> 20, bw / 1e9, peak / 1e12);
 
-    struct Way { const char* name; int way; size_t cap; };
-    const Way ways[] = {{"dequant+gemm", 1, 0}, {"chunked 8MB", 2, 8u << 20}, {"chunked 16MB", 2, 16u << 20},
-                        {"chunked 32MB", 2, 32u << 20}, {"two streams", 3, 0}, {"qgemm (shipped)", 4, 32 << 8},
-                        {"qgemm 64x32", 4, 64 + (32 << 8)}, {"qgemm 128x32", 4, 128 + (32 << 8)},
-                        {"qgemm 64x64", 4, 64 + (64 << 8)}, {"qgemm 128x64", 4, 128 + (64 << 8)}};
-    const int W = sizeof(ways) / sizeof(ways[0]);
+    struct Way { std::string name; int way; size_t cap; };
+    std::vector<Way> ways = {{"dequant+gemm", 1, 0}, {"chunked 8MB", 2, 8u << 20}, {"chunked 16MB", 2, 16u << 20},
+                             {"chunked 32MB", 2, 32u << 20}, {"two streams", 3, 0}, {"qgemm (shipped)", 4, 32 << 8},
+                             {"qgemm 64x32", 4, 64 + (32 << 8)}, {"qgemm 128x32", 4, 128 + (32 << 8)},
+                             {"qgemm 64x64", 4, 64 + (64 << 8)}, {"qgemm 128x64", 4, 128 + (64 << 8)}};
+    if (overlapping) {
+        ways = {{"dequant+gemm", 1, 0}, {"two streams", 3, 0}};
+        for (int held : {8, 16, 24, 32, 48}) {
+            ways.push_back({"pass on " + std::to_string(held) + " SMs, cuBLAS on the rest", 5, (size_t)held});
+            ways.push_back({"bf16 GEMMs alone on all but " + std::to_string(held) + " SMs", 6, (size_t)held});
+        }
+    }
+    const int W = (int)ways.size();
     printf("## The linears of a %d-token prompt (every linear once, distinct weights)\n\n", M);
     printf("| model | format | bf16 ms | way | ms (min–max of 3 rounds) | bf16 / way | TFLOP/s | last output vs shipped |\n");
     printf("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
@@ -286,38 +314,52 @@ int main(int argc, char** argv) {
         for (int f = 1; f < 3; f++) {
             std::vector<Weight> ws = prompt_weights(md, f);
             const Weight& last = ws.back();
+            Overlap ov;
+            ov.init(ws);
+            c.ov = &ov;
+            c.dense = &dense;
             std::vector<std::vector<double>> t(W);
             std::vector<double> err(W, 0);
+            auto run = [&](int i) {
+                run_way(c, ws, ways[i].way, ways[i].cap);
+                if (ways[i].way == 3) {  // join s2 before the clock stops
+                    CK(cudaEventRecord(c.deq[0], c.s2));
+                    CK(cudaStreamWaitEvent(c.s, c.deq[0]));
+                }
+            };
             for (int rep = 0; rep < 3; rep++) {
                 t_dense.push_back(time_ms(c.s, [&] { run_way(c, dense, 0, 0); }, 5));
                 for (int i = 0; i < W; i++) {
-                    CK(cudaMemsetAsync(c.ys, 0xff, (size_t)M * last.n * 2, c.s));  // NaN
-                    t[i].push_back(time_ms(c.s, [&] {
-                        run_way(c, ws, ways[i].way, ways[i].cap);
-                        if (ways[i].way == 3) {  // join s2 before the clock stops
-                            CK(cudaEventRecord(c.deq[0], c.s2));
-                            CK(cudaStreamWaitEvent(c.s, c.deq[0]));
-                        }
-                    }, 5));
+                    // checked on its own run first: the output and both buffers poisoned (NaN), so
+                    // that a GEMM reading a buffer before its weight is written cannot pass
+                    CK(cudaMemsetAsync(c.ys, 0xff, (size_t)M * last.n * 2, c.s));
+                    for (auto* b : c.buf) CK(cudaMemsetAsync(b, 0xff, (size_t)NMAX_ELEMS * 2, c.s));
+                    run(i);
                     CK(cudaStreamSynchronize(c.s));
                     CK(cudaGetLastError());
                     if (i == 0) CK(cudaMemcpy(ref, c.ys, (size_t)M * last.n * 2, cudaMemcpyDeviceToDevice));
-                    else {
-                        const double e = rel_err(c.ys, ref, (size_t)M * last.n);
+                    else if (ways[i].way != 6) {
+                        double e = rel_err(c.ys, ref, (size_t)M * last.n);
+                        if (ways[i].way == 5 && ov.failed()) e = NAN;
                         err[i] = std::isnan(e) || std::isnan(err[i]) ? NAN : std::max(err[i], e);
                     }
+                    t[i].push_back(time_ms(c.s, [&] { run(i); }, 5));
+                    CK(cudaStreamSynchronize(c.s));
+                    CK(cudaGetLastError());
+                    if (ways[i].way == 5 && ov.failed()) err[i] = NAN;
                 }
             }
+            ov.free();
             std::sort(t_dense.begin(), t_dense.end());
             const double base = t_dense[t_dense.size() / 2];
             for (int i = 0; i < W; i++) {
                 std::sort(t[i].begin(), t[i].end());
                 const double ms = t[i][1];
-                const bool bad = !(err[i] < 1e-2);
+                const bool bad = ways[i].way != 6 && !(err[i] < 1e-2);
                 failures += bad;
-                printf("| %s | %s | %.3f | %s | %.3f (%.3f–%.3f) | %.3f | %.0f | %.1e%s |\n", md.name, FMT[f], base,
-                       ways[i].name, ms, t[i][0], t[i][2], base / ms, flops / (ms * 1e-3) / 1e12, err[i],
-                       bad ? " FAIL" : "");
+                printf("| %s | %s | %.3f | %s | %.3f (%.3f–%.3f) | %.3f | %.0f | %s%s |\n", md.name, FMT[f], base,
+                       ways[i].name.c_str(), ms, t[i][0], t[i][2], base / ms, flops / (ms * 1e-3) / 1e12,
+                       ways[i].way == 6 ? "(bf16 weights)" : fmt_err(err[i]).c_str(), bad ? " FAIL" : "");
             }
             // The dequantize pass alone over the prompt's weights: codes/absmax read, bf16 written.
             double bytes = 0;

@@ -1,0 +1,165 @@
+// prefill_bench's `--overlap` ways: the dequantize pass hidden behind the GEMMs on a slice of the GPU.
+//
+// The shipped int8/NF4 prefill dequantizes each weight to bf16 (a memory-bound pass), then multiplies
+// with cuBLAS (compute-bound at 512 rows). Two streams overlapped nothing (session 11): cuBLAS takes
+// every SM, so the pass waits for it. Here the pass of every weight of the prompt is ONE persistent
+// kernel on S SMs (a 1024-thread block an SM, held to one an SM by its shared memory), writing the
+// weights in turn into two buffers, while cuBLAS, told to use the other SMs
+// (`cublasSetSmCountTarget`), multiplies. Flags in device memory order them: a block counts itself
+// done with weight i in ready[i] (the GEMM of weight i waits for all S, in a one-warp kernel on the
+// GEMM's stream), and the GEMM's stream marks done[i] after it, which the pass waits for before it
+// writes weight i + 2 into the same buffer. A wait that does not complete within 2^26 polls sets
+// `fail` instead of hanging.
+//
+// Each block takes a contiguous slice of the weight, each thread four groups of eight elements a
+// round (all loads issued before the stores), with the arithmetic of linear.cu's dequant kernels, so
+// a buffer holds exactly the shipped pass's weight.
+#pragma once
+
+struct Job {
+    const uint8_t* a;
+    const float* b;
+    int fmt, n, k;
+};
+
+__device__ __forceinline__ unsigned ld_acquire(const unsigned* p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+// Spins until *p >= want; false (and *fail set) after 2^26 polls.
+__device__ bool wait_for(const unsigned* p, unsigned want, unsigned* fail) {
+    for (long long polls = 0; polls < (1ll << 26); polls++) {
+        if (ld_acquire(p) >= want) return true;
+        if (polls > 64) __nanosleep(100);
+    }
+    atomicExch(fail, 1u);
+    return false;
+}
+
+constexpr int OV_THREADS = 1024, OV_GROUPS = 4;
+
+__global__ void __launch_bounds__(OV_THREADS, 1)
+    dequant_all(const Job* jobs, int njobs, bf16* buf0, bf16* buf1, unsigned* ready, const unsigned* done,
+                unsigned* fail) {
+    __shared__ float codes[16];
+    if (threadIdx.x < 16) codes[threadIdx.x] = gemv::NF4_CODES[threadIdx.x];
+    for (int i = 0; i < njobs; i++) {
+        const Job j = jobs[i];
+        bf16* out = i % 2 ? buf1 : buf0;
+        if (i >= 2 && threadIdx.x == 0) wait_for(done + i - 2, 1, fail);
+        __syncthreads();
+        // this block's slice of the weight's groups of eight
+        const size_t groups = (size_t)j.n * j.k / 8, per = (groups + gridDim.x - 1) / gridDim.x;
+        const size_t g0 = blockIdx.x * per, g1 = g0 + per < groups ? g0 + per : groups;
+        for (size_t g = g0 + threadIdx.x; g < g1; g += (size_t)OV_THREADS * OV_GROUPS) {
+            uint2 raw[OV_GROUPS];
+            float s[OV_GROUPS];
+#pragma unroll
+            for (int u = 0; u < OV_GROUPS; u++) {
+                const size_t e = (g + (size_t)u * OV_THREADS) * 8;
+                if (g + (size_t)u * OV_THREADS >= g1) continue;
+                if (j.fmt == 1) {
+                    raw[u] = *reinterpret_cast<const uint2*>(j.a + e);
+                    s[u] = j.b[e / j.k];
+                } else {
+                    raw[u].x = *reinterpret_cast<const uint32_t*>(j.a + e / 2);
+                    s[u] = j.b[e / 64];
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < OV_GROUPS; u++) {
+                const size_t e = (g + (size_t)u * OV_THREADS) * 8;
+                if (g + (size_t)u * OV_THREADS >= g1) continue;
+                float v[8];
+                if (j.fmt == 1) {
+                    const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw[u]);
+#pragma unroll
+                    for (int x = 0; x < 8; x++) v[x] = (float)((int)b[x] - 128) * s[u];
+                } else {
+                    const uint8_t* b = reinterpret_cast<const uint8_t*>(&raw[u].x);
+#pragma unroll
+                    for (int x = 0; x < 4; x++) {
+                        v[2 * x] = codes[b[x] >> 4] * s[u];
+                        v[2 * x + 1] = codes[b[x] & 15] * s[u];
+                    }
+                }
+                store8(out + e, v);
+            }
+        }
+        // the block's stores visible GPU-wide before it counts itself done
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) atomicAdd(ready + i, 1u);
+    }
+}
+
+__global__ void wait_ready(const unsigned* ready, unsigned want, unsigned* fail) {
+    if (threadIdx.x == 0) wait_for(ready, want, fail);
+}
+
+__global__ void mark_done(unsigned* done) {
+    if (threadIdx.x == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(done), "r"(1u) : "memory");
+}
+
+// Device state of the overlap ways: the jobs of the prompt's weights and their flags.
+struct Overlap {
+    Job* jobs = nullptr;
+    unsigned *ready = nullptr, *done = nullptr, *fail = nullptr;
+    int njobs = 0;
+    cudaEvent_t start, end;
+
+    void init(const std::vector<Weight>& ws) {
+        std::vector<Job> host;
+        for (auto& w : ws) host.push_back({w.a, w.b, w.fmt, w.n, w.k});
+        njobs = (int)host.size();
+        CK(cudaMalloc(&jobs, host.size() * sizeof(Job)));
+        CK(cudaMemcpy(jobs, host.data(), host.size() * sizeof(Job), cudaMemcpyHostToDevice));
+        CK(cudaMalloc(&ready, (2 * host.size() + 1) * sizeof(unsigned)));
+        done = ready + host.size();
+        fail = done + host.size();
+        CK(cudaMemset(fail, 0, sizeof(unsigned)));
+        CK(cudaEventCreateWithFlags(&start, cudaEventDisableTiming));
+        CK(cudaEventCreateWithFlags(&end, cudaEventDisableTiming));
+    }
+    void free() {
+        cudaFree(jobs);
+        cudaFree(ready);
+        cudaEventDestroy(start);
+        cudaEventDestroy(end);
+    }
+    bool failed() const {
+        unsigned f = 0;
+        CK(cudaMemcpy(&f, fail, sizeof f, cudaMemcpyDeviceToHost));
+        return f != 0;
+    }
+};
+
+// The prompt's linears with the pass on `held` SMs and cuBLAS on the rest; the GEMM stream s waits
+// for the pass's stream at the end, so that timing s covers both.
+void run_overlap(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held) {
+    CK(cudaMemsetAsync(ov.ready, 0, 2 * ws.size() * sizeof(unsigned), c.s));
+    CK(cudaEventRecord(ov.start, c.s));
+    CK(cudaStreamWaitEvent(c.s2, ov.start));
+    const int smem = 120 << 10;  // one block an SM (and no GEMM block beside it)
+    CK(cudaFuncSetAttribute(dequant_all, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    dequant_all<<<held, OV_THREADS, smem, c.s2>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail);
+    CK(cudaGetLastError());
+    CB(cublasSetSmCountTarget(c.h, c.sms - held));
+    for (size_t i = 0; i < ws.size(); i++) {
+        wait_ready<<<1, 32, 0, c.s>>>(ov.ready + i, (unsigned)held, ov.fail);
+        gemm(c.h, c.buf[i % 2], ws[i].n, ws[i].k, c.xs, c.ys, ws[i].n, 0);
+        mark_done<<<1, 32, 0, c.s>>>(ov.done + i);
+    }
+    CB(cublasSetSmCountTarget(c.h, 0));
+    CK(cudaEventRecord(ov.end, c.s2));
+    CK(cudaStreamWaitEvent(c.s, ov.end));
+}
+
+// The bf16 GEMMs alone on all but `held` SMs: what the overlap ways' GEMMs cost without the pass.
+void run_held_back(Ctx& c, const std::vector<Weight>& dense, int held) {
+    CB(cublasSetSmCountTarget(c.h, c.sms - held));
+    for (auto& w : dense) gemm(c.h, (const bf16*)w.a, w.n, w.k, c.xs, c.ys, w.n, 0);
+    CB(cublasSetSmCountTarget(c.h, 0));
+}
