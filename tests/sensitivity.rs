@@ -181,3 +181,29 @@ fn a_speed_limit_is_kept_and_an_impossible_one_names_what_is_possible() {
     resume_unfolded();
     assert!(splits().iter().all(|&v| v >= 0.0), "a tampered charge was used: {:?}", splits());
 }
+
+/// A run whose frontier is timed reports the uniform points' drift from the time model's own steps
+/// beside the mixed points' errors (the fixture's runs above skip timing with `--no-speed`).
+#[test]
+fn a_timed_frontier_reports_the_machines_drift() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args: Vec<std::ffi::OsString> =
+        f.sensitivity_args(&out).into_iter().filter(|a| a != "--no-speed").collect();
+    let at = args.iter().position(|a| a == "--max-tokens").unwrap();
+    args[at + 1] = "1024".into();
+    Command::cargo_bin("minilab")
+        .unwrap()
+        .args(&args)
+        .args(["--budget-gb", "0.00012", "--bench-reps", "1"])
+        .assert()
+        .success();
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let drift =
+        ["drift_pct_median", "drift_pct_max"].map(|k| s["speed"][k].as_f64().expect("the uniform points' drift"));
+    assert!(drift[0] >= 0.0 && drift[1] >= drift[0], "{drift:?}");
+    assert!(s["speed"]["error_pct_median"].as_f64().is_some(), "{}", s["speed"]);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("how far this machine drifted during the run"), "{report}");
+}

@@ -183,8 +183,19 @@ fn speed_md(sp: &crate::sensitivity::summary::SpeedSummary) -> String {
             sp.points_compared
         );
     }
+    if let (Some(med), Some(max)) = (sp.drift_pct_median, sp.drift_pct_max) {
+        r += &format!(
+            " The uniform points, which the model predicts at its own steps timed minutes before, came within {med:.1} % \
+             (median), {max:.1} % at worst: how far this machine drifted during the run{}.",
+            if med > DRIFT_NOTE_PCT { ", so errors of that size say more about the machine than about the model" } else { "" }
+        );
+    }
     r
 }
+
+/// Drift (%) of the uniform points past which the report and the console say the machine was not
+/// steady enough to judge the time model.
+pub const DRIFT_NOTE_PCT: f64 = 5.0;
 
 /// The few lines printed at the end of a run.
 pub fn console_summary(s: &Summary) -> String {
@@ -199,7 +210,11 @@ pub fn console_summary(s: &Summary) -> String {
     let speed = s.speed.as_ref().map_or(String::new(), |sp| {
         let measured = sp.measured_decode_tps.map_or("not measured".into(), |m| format!("measured {m:.1}"));
         let limit = sp.max_decode_us.map_or(String::new(), |l| format!(", limit {:.1}", 1e6 / l));
-        format!("decode: predicted {:.1} tok/s, {measured}{limit}\n", sp.predicted_decode_tps)
+        let drift = match sp.drift_pct_median {
+            Some(d) if d > DRIFT_NOTE_PCT => format!(" (this machine's speed drifted {d:.1} % during the run)"),
+            _ => String::new(),
+        };
+        format!("decode: predicted {:.1} tok/s, {measured}{limit}{drift}\n", sp.predicted_decode_tps)
     });
     format!(
         "{warning}plan: {} of {} budget, formats {:?}\n{speed}held-out: PPL {:.4} ± {:.4} (f16 {:.4}), KLD {k:.6} (predicted {:.6}; random plans of that size: {mean_random})\nphases: {}",

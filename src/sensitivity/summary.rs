@@ -97,6 +97,12 @@ pub struct SpeedSummary {
     pub error_pct_max: Option<f64>,
     /// Frontier points compared.
     pub points_compared: usize,
+    /// The same errors over the uniform points, which the model predicts at its own steps timed
+    /// minutes earlier: how far the machine drifted during the run, in %.
+    #[serde(default)]
+    pub drift_pct_median: Option<f64>,
+    #[serde(default)]
+    pub drift_pct_max: Option<f64>,
 }
 
 impl Summary {
@@ -125,7 +131,8 @@ impl Summary {
                 Some(sp.predicted_decode_tps),
                 sp.measured_decode_tps,
             ];
-            if all.iter().flatten().chain(&sp.error_pct_median).chain(&sp.error_pct_max).any(|v| !v.is_finite()) {
+            let errors = [sp.error_pct_median, sp.error_pct_max, sp.drift_pct_median, sp.drift_pct_max];
+            if all.iter().chain(&errors).flatten().any(|v| !v.is_finite()) {
                 return Some("speed".into());
             }
         }
