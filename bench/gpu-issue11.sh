@@ -188,15 +188,25 @@ for f in sorted(glob.glob(f"{sys.argv[1]}/bench-*.json")):
         print(f"| {name} | failed: {e} |"); continue
     for r in recs:
         rows[(name, r["test"])] = r
-print("| model | precision | test | base t/s | new t/s | new/base | new roofline % | new % matmul peak |")
-print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+# without base runs (the regress mode) the base columns are left out rather than printed as zeros
+based = any(name.endswith("-base") for name, _ in rows)
+if based:
+    print("| model | precision | test | base t/s | new t/s | new/base | new roofline % | new % matmul peak |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+else:
+    print("| model | precision | test | t/s | roofline % | % matmul peak |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
 for (name, test), r in sorted(rows.items()):
     if not name.endswith("-new"): continue
     b = rows.get((name[:-4] + "-base", test))
     model, prec, _ = name.rsplit("-", 2)
     roof, peak = r.get("roofline_pct"), r.get("compute_pct")
+    roof, peak = '' if roof is None else f'{roof:.1f}', '' if peak is None else f'{peak:.1f}'
+    if not based:
+        print(f"| {model} | {prec} | {test} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | {roof} | {peak} |")
+        continue
     print(f"| {model} | {prec} | {test} | {b['avg_ts'] if b else 0:.1f} ± {b['stddev_ts'] if b else 0:.1f} | {r['avg_ts']:.1f} ± {r['stddev_ts']:.1f} | "
-          f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {'' if roof is None else f'{roof:.1f}'} | {'' if peak is None else f'{peak:.1f}'} |")
+          f"{r['avg_ts'] / b['avg_ts'] if b else 0:.2f} | {roof} | {peak} |")
 PY
 }
 # alternate_runs VAR "VALUES" NAME BUDGET BENCH_ARGS…: `minilab bench` of MODELS (default the 3B) ×
