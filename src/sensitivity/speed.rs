@@ -77,9 +77,9 @@ pub fn errors_pct(points: &[FrontierPoint]) -> Vec<f64> {
 }
 
 /// The same over the uniform points. Each is predicted at its own step as the time model timed it,
-/// minutes before, so what remains is the machine's drift: on a shared 2-core VM a busy neighbour
-/// moved the uniform points 19–28 % (issue 11 session 30), and mixed points' errors within that
-/// say nothing about the model.
+/// minutes before, so what remains is the machine's drift: on a shared 2-core VM they moved 5–30 %
+/// within one run (issue 11 session 30), and mixed points' errors within that say nothing about
+/// the model.
 pub fn drift_pct(points: &[FrontierPoint]) -> Vec<f64> {
     rel_errors_pct(points, |k| k == PointKind::Uniform)
 }
