@@ -35,7 +35,7 @@ fn main() {
     }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let result = on_worker(|| {
+    let result = minilab::device::on_worker(|| {
         minilab::env_vars::check()?;
         match &cli.command {
             Command::Eval(a) => cmd::eval::run(a),
@@ -57,16 +57,6 @@ fn main() {
         // Not eprintln!: it panics when stderr fails (2>/dev/full).
         minilab::report::console::note(&format!("error: {msg}"));
         std::process::exit(e.exit_code());
-    }
-}
-
-/// Runs the command on a rayon worker thread. A parallel loop started from outside the pool parks
-/// the caller and wakes the workers through a futex every time; a decode step starts hundreds of
-/// them, and that hand-off cost about a fifth of the step on CPU.
-fn on_worker<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    match rayon::ThreadPoolBuilder::new().stack_size(16 << 20).build() {
-        Ok(pool) => pool.install(f),
-        Err(_) => f(),
     }
 }
 

@@ -39,6 +39,8 @@ __device__ bool wait_for(const unsigned* p, unsigned want, unsigned* fail) {
 }
 
 constexpr int OV_THREADS = 1024, OV_GROUPS = 4;
+// dynamic shared memory of the pass: one block an SM, and no GEMM block beside it
+constexpr int OV_SMEM = 120 << 10;
 
 __global__ void __launch_bounds__(OV_THREADS, 1)
     dequant_all(const Job* jobs, int njobs, bf16* buf0, bf16* buf1, unsigned* ready, const unsigned* done,
@@ -122,6 +124,7 @@ struct Overlap {
         CK(cudaMemset(fail, 0, sizeof(unsigned)));
         CK(cudaEventCreateWithFlags(&start, cudaEventDisableTiming));
         CK(cudaEventCreateWithFlags(&end, cudaEventDisableTiming));
+        CK(cudaFuncSetAttribute(dequant_all, cudaFuncAttributeMaxDynamicSharedMemorySize, OV_SMEM));
     }
     void free() {
         cudaFree(jobs);
@@ -142,9 +145,7 @@ void run_overlap(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held) {
     CK(cudaMemsetAsync(ov.ready, 0, 2 * ws.size() * sizeof(unsigned), c.s));
     CK(cudaEventRecord(ov.start, c.s));
     CK(cudaStreamWaitEvent(c.s2, ov.start));
-    const int smem = 120 << 10;  // one block an SM (and no GEMM block beside it)
-    CK(cudaFuncSetAttribute(dequant_all, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    dequant_all<<<held, OV_THREADS, smem, c.s2>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail);
+    dequant_all<<<held, OV_THREADS, OV_SMEM, c.s2>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail);
     CK(cudaGetLastError());
     CB(cublasSetSmCountTarget(c.h, c.sms - held));
     for (size_t i = 0; i < ws.size(); i++) {

@@ -391,8 +391,20 @@ fn replay_ms<'m>(dev: &Device, m: &'m model::Model, prompt: &[u32]) -> minilab::
 }
 
 fn main() -> minilab::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).collect::<Vec<_>>().into_iter();
     let dev = minilab::device::parse_device(&args.next().unwrap_or_else(|| "cuda".into()))?;
+    // on a rayon worker, as minilab runs, so that CPU timings are minilab's
+    minilab::device::on_worker(move || check(dev, args))
+}
+
+/// The median of `v` (sorted in place; the upper one of an even count).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The check `args` name (the first is the mode) on `dev`.
+fn check(dev: Device, mut args: impl Iterator<Item = String>) -> minilab::Result<()> {
     match args.next().as_deref() {
         Some("kernels") => kernels::check_kernels(&dev),
         Some("graph") => check_graph(&dev),
@@ -419,11 +431,7 @@ fn main() -> minilab::Result<()> {
         Some("timemodel") => timemodel::check_time_model(&dev, &args.next().unwrap_or_else(|| "llama-3.2-3b".into())),
         Some("plans") => {
             let spec = args.next().unwrap_or_else(|| "synthetic:smollm2-135m".into());
-            let files = args.collect::<Vec<_>>();
-            // on a rayon worker, as minilab runs: a parallel loop from outside the pool parks its caller
-            let pool = rayon::ThreadPoolBuilder::new().stack_size(16 << 20).build();
-            pool.map_err(|e| minilab::Error::input(e.to_string()))?
-                .install(|| timemodel::check_plans(&dev, &spec, &files))
+            timemodel::check_plans(&dev, &spec, &args.collect::<Vec<_>>())
         }
         Some("step") => {
             let name = args.next().unwrap_or_else(|| "llama-3.2-3b".into());

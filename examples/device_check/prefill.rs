@@ -14,7 +14,7 @@ use minilab::model::{self, Cache, ModelSpec};
 use minilab::quant::Precision;
 use std::time::Instant;
 
-use super::{argmax, rel_err, set_uniform, timed_model, within, worse, FORMATS};
+use super::{argmax, median, rel_err, set_uniform, timed_model, within, worse, FORMATS};
 
 /// `[rows, n]` token ids below `vocab`, spread as real text's are.
 pub(super) fn ids(dev: &Device, vocab: usize, (rows, n): (usize, usize), salt: u32) -> candle_core::Result<Tensor> {
@@ -102,12 +102,6 @@ pub(super) fn timed(dev: &Device, f: impl Fn() -> candle_core::Result<()>) -> mi
     Ok((median(&mut total), median(&mut issued)))
 }
 
-/// The median of `v` (sorted in place).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// A model's `tokens`-token prompt two ways, `set(false)` then `set(true)`: the logits' max |Δ|, the
 /// largest |logit| of the first way, argmax agreement of the positions, then the prompt's ms each way
 /// (alternating, median of 3). The switch is left as `set(true)` left it.
@@ -141,10 +135,7 @@ pub(super) fn prompt_ab(
             t.push(pp_ms(m, dev, &prompt)?);
         }
     }
-    let ms = times.map(|mut v| {
-        v.sort_by(f64::total_cmp);
-        v[1]
-    });
+    let ms = times.map(|mut v| median(&mut v));
     Ok(PromptAb { diff, top, agree, ms })
 }
 

@@ -4,7 +4,7 @@
 use super::PlanOf;
 use candle_core::{DType, Device};
 use minilab::bench::time_model::TimeModel;
-use minilab::model::{self, LayerKind, Model, ModelSpec};
+use minilab::model::{self, LayerId, LayerKind, Model, ModelSpec};
 use minilab::plan::PrecisionPlan;
 use minilab::quant::Precision;
 
@@ -19,16 +19,32 @@ fn measured_us(model: &Model, feed: &[u32], reps: usize) -> minilab::Result<f64>
     let pb = indicatif::ProgressBar::hidden();
     let t = minilab::bench::time_decode(model, &[], &feed[..128], reps, &pb)?;
     let mut us: Vec<f64> = t.samples_ns.iter().map(|&ns| ns as f64 / 1e3 / 128.0).collect();
-    us.sort_by(f64::total_cmp);
-    Ok(us[us.len() / 2])
+    Ok(super::median(&mut us))
+}
+
+/// The sensitivity stage's time model of `model` for int8 and NF4 (tg128, three runs).
+fn time_model(model: &mut Model, feed: &[u32]) -> minilab::Result<TimeModel> {
+    let pb = indicatif::ProgressBar::hidden();
+    TimeModel::measure(model, &[Precision::Int8, Precision::Nf4], feed, 128, 3, &pb)
+}
+
+/// `model` in `plan`'s formats: its predicted and its measured µs a token.
+fn predicted_and_measured(
+    tm: &TimeModel,
+    model: &mut Model,
+    plan: impl IntoIterator<Item = (LayerId, Precision)>,
+    feed: &[u32],
+) -> minilab::Result<(f64, f64)> {
+    for (id, p) in plan {
+        model.set_precision(id, p)?;
+    }
+    Ok((tm.predict_model_us(model).unwrap_or(f64::NAN), measured_us(model, feed, 3)?))
 }
 
 pub fn check_time_model(dev: &Device, name: &str) -> minilab::Result<()> {
     let mut loaded = model::load(&ModelSpec::Synthetic(name.into()), dev, DType::BF16)?;
     let feed = feed(&loaded.model);
-    let pb = indicatif::ProgressBar::hidden();
-    let formats = [Precision::Int8, Precision::Nf4];
-    let tm = TimeModel::measure(&mut loaded.model, &formats, &feed, 128, 3, &pb)?;
+    let tm = time_model(&mut loaded.model, &feed)?;
     println!(
         "{name}: f16 step {:.1} µs, fixed {:.1} µs, a split q/k/v {:.1} µs, a split gate/up {:.1} µs",
         tm.f16_step_us, tm.fixed_us, tm.splits.qkv_us, tm.splits.gate_up_us
@@ -54,12 +70,10 @@ pub fn check_time_model(dev: &Device, name: &str) -> minilab::Result<()> {
             _ => Precision::Int8,
         }),
     ];
+    let ids = loaded.model.layer_ids();
     for (name, pick) in plans {
-        for id in loaded.model.layer_ids() {
-            loaded.model.set_precision(id, pick(id))?;
-        }
-        let predicted = tm.predict_model_us(&loaded.model).unwrap_or(f64::NAN);
-        let measured = measured_us(&loaded.model, &feed, 3)?;
+        let plan = ids.iter().map(|&id| (id, pick(id)));
+        let (predicted, measured) = predicted_and_measured(&tm, &mut loaded.model, plan, &feed)?;
         println!(
             "{name}: predicted {predicted:.1} µs a token, measured {measured:.1}, predicted/measured {:.3}",
             predicted / measured
@@ -83,18 +97,13 @@ pub fn check_plans(dev: &Device, spec: &str, files: &[String]) -> minilab::Resul
     }
     let mut loaded = model::load(&spec, dev, dtype)?;
     let feed = feed(&loaded.model);
-    let pb = indicatif::ProgressBar::hidden();
-    let tm = TimeModel::measure(&mut loaded.model, &[Precision::Int8, Precision::Nf4], &feed, 128, 3, &pb)?;
+    let tm = time_model(&mut loaded.model, &feed)?;
     println!("time model: f16 step {:.1} µs, fixed {:.1} µs", tm.f16_step_us, tm.fixed_us);
     println!("| round | plan | predicted µs | measured µs | predicted / measured |");
     println!("| --- | --- | ---: | ---: | ---: |");
     let ids = loaded.model.layer_ids();
     let row = |round: &str, name: &str, m: &mut Model, plan: &PrecisionPlan| -> minilab::Result<()> {
-        for (id, p) in plan.resolve(&ids, name)? {
-            m.set_precision(id, p)?;
-        }
-        let predicted = tm.predict_model_us(m).unwrap_or(f64::NAN);
-        let measured = measured_us(m, &feed, 3)?;
+        let (predicted, measured) = predicted_and_measured(&tm, m, plan.resolve(&ids, name)?, &feed)?;
         println!("| {round} | {name} | {predicted:.1} | {measured:.1} | {:.3} |", predicted / measured);
         Ok(())
     };

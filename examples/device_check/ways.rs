@@ -118,11 +118,5 @@ pub(super) fn time_ways_on(dev: &Device, model: &minilab::model::Model, ways: &[
             samples[w].push(super::replay_ms(dev, model, &prompt)?.0);
         }
     }
-    Ok(samples
-        .into_iter()
-        .map(|mut s| {
-            s.sort_by(f64::total_cmp);
-            s[s.len() / 2]
-        })
-        .collect())
+    Ok(samples.into_iter().map(|mut s| super::median(&mut s)).collect())
 }

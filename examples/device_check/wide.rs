@@ -48,10 +48,7 @@ pub(super) fn time_both(dev: &Device, run: &Run, set: fn(bool)) -> minilab::Resu
         }
     }
     set(true);
-    Ok(times.map(|mut v| {
-        v.sort_by(f64::total_cmp);
-        v[2]
-    }))
+    Ok(times.map(|mut v| super::median(&mut v)))
 }
 
 /// Normal values of standard deviation `scale`, of `shape`, in `dtype`.
