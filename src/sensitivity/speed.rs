@@ -77,7 +77,7 @@ pub fn errors_pct(points: &[FrontierPoint]) -> Vec<f64> {
 }
 
 /// The same over the uniform points. Each is predicted at its own step as the time model timed it,
-/// minutes before, so what remains is the machine's drift: on a shared 2-core VM they moved 5–30 %
+/// minutes before, so what remains is the machine's drift: on a shared 2-core VM they moved 1–30 %
 /// within one run (issue 11 session 30), and mixed points' errors within that say nothing about
 /// the model.
 pub fn drift_pct(points: &[FrontierPoint]) -> Vec<f64> {
