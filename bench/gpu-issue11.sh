@@ -706,7 +706,7 @@ prefill-overlap)
   # bench/kernels/overlap.cuh: the dequantize pass of a prompt's int8/NF4 weights as one persistent
   # kernel on S SMs while cuBLAS multiplies on the rest, against the shipped way and two streams
   libs=$(cublas_libs)
-  LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 200 ./.gpu/prefill_bench --overlap > "$OUT/overlap.md" 2> "$OUT/overlap.err"
+  CUDA_MODULE_LOADING=EAGER LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 200 ./.gpu/prefill_bench --overlap > "$OUT/overlap.md" 2> "$OUT/overlap.err"
   echo "prefill_bench --overlap: exit $?"; tail -5 "$OUT/overlap.err"; cat "$OUT/overlap.md"
   ;;
 launches)
