@@ -40,10 +40,10 @@ __device__ bool wait_for(const unsigned* p, unsigned want, unsigned* fail) {
     return false;
 }
 
-constexpr int OV_THREADS = 1024, OV_GROUPS = 4;
 // dynamic shared memory of the pass: one block an SM, and no GEMM block beside it
 constexpr int OV_SMEM = 120 << 10;
 
+template <int OV_THREADS, int OV_GROUPS>
 __global__ void __launch_bounds__(OV_THREADS, 1)
     dequant_all(const Job* jobs, int njobs, bf16* buf0, bf16* buf1, unsigned* ready, const unsigned* done,
                 unsigned* fail) {
@@ -99,6 +99,15 @@ __global__ void __launch_bounds__(OV_THREADS, 1)
     }
 }
 
+// The pass's shapes (threads a block, groups of eight elements a thread a round): session 30's 1024 × 4,
+// and more bytes in flight an SM (session 31: 1024 × 4 kept about 30 GB/s an SM beside the GEMMs,
+// about 32 KB of int8 loads in flight an SM at a microsecond's latency).
+using PassFn = void (*)(const Job*, int, bf16*, bf16*, unsigned*, const unsigned*, unsigned*);
+constexpr int OV_VARIANTS = 3;
+const PassFn PASSES[OV_VARIANTS] = {dequant_all<1024, 4>, dequant_all<1024, 8>, dequant_all<512, 16>};
+const int PASS_THREADS[OV_VARIANTS] = {1024, 1024, 512};
+const char* const PASS_NAMES[OV_VARIANTS] = {"1024×4", "1024×8", "512×16"};
+
 __global__ void wait_ready(const unsigned* ready, unsigned want, unsigned* fail) {
     if (threadIdx.x == 0) wait_for(ready, want, fail);
 }
@@ -126,12 +135,14 @@ struct Overlap {
         CK(cudaMemset(fail, 0, sizeof(unsigned)));
         CK(cudaEventCreateWithFlags(&start, cudaEventDisableTiming));
         CK(cudaEventCreateWithFlags(&end, cudaEventDisableTiming));
-        CK(cudaFuncSetAttribute(dequant_all, cudaFuncAttributeMaxDynamicSharedMemorySize, OV_SMEM));
         // loaded now, not at their first launch beside a running pass (see the top)
         CK(cudaMemset(ready, 0, 2 * host.size() * sizeof(unsigned)));
         wait_ready<<<1, 32>>>(ready, 0, fail);
         mark_done<<<1, 32>>>(done);
-        dequant_all<<<1, OV_THREADS, OV_SMEM>>>(jobs, 0, nullptr, nullptr, ready, done, fail);
+        for (int v = 0; v < OV_VARIANTS; v++) {
+            CK(cudaFuncSetAttribute(PASSES[v], cudaFuncAttributeMaxDynamicSharedMemorySize, OV_SMEM));
+            PASSES[v]<<<1, PASS_THREADS[v], OV_SMEM>>>(jobs, 0, nullptr, nullptr, ready, done, fail);
+        }
         CK(cudaDeviceSynchronize());
     }
     void free() {
@@ -149,11 +160,11 @@ struct Overlap {
 
 // The prompt's linears with the pass on `held` SMs and cuBLAS on the rest; the GEMM stream s waits
 // for the pass's stream at the end, so that timing s covers both.
-void run_overlap(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held) {
+void run_overlap(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held, int v) {
     CK(cudaMemsetAsync(ov.ready, 0, 2 * ws.size() * sizeof(unsigned), c.s));
     CK(cudaEventRecord(ov.start, c.s));
     CK(cudaStreamWaitEvent(c.s2, ov.start));
-    dequant_all<<<held, OV_THREADS, OV_SMEM, c.s2>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail);
+    PASSES[v]<<<held, PASS_THREADS[v], OV_SMEM, c.s2>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail);
     CK(cudaGetLastError());
     CB(cublasSetSmCountTarget(c.h, c.sms - held));
     for (size_t i = 0; i < ws.size(); i++) {
@@ -171,4 +182,13 @@ void run_held_back(Ctx& c, const std::vector<Weight>& dense, int held) {
     CB(cublasSetSmCountTarget(c.h, c.sms - held));
     for (auto& w : dense) gemm(c.h, (const bf16*)w.a, w.n, w.k, c.xs, c.ys, w.n, 0);
     CB(cublasSetSmCountTarget(c.h, 0));
+}
+
+// The pass alone on `held` SMs, every wait already met: how fast the held SMs dequantize without the
+// GEMMs beside them.
+void run_pass_alone(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held, int v) {
+    CK(cudaMemsetAsync(ov.ready, 0, ws.size() * sizeof(unsigned), c.s));
+    CK(cudaMemsetAsync(ov.done, 1, ws.size() * sizeof(unsigned), c.s));
+    PASSES[v]<<<held, PASS_THREADS[v], OV_SMEM, c.s>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail);
+    CK(cudaGetLastError());
 }

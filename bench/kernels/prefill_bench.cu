@@ -15,7 +15,8 @@
 //   src/kernels/qgemm.rs picks with the shipped steps of 32 along k, then rows × step 64/128 × 32/64).
 // - `--overlap` (overlap.cuh): the pass of every weight as one persistent kernel on S SMs while
 //   cuBLAS multiplies on the others, S = 8–48, beside the shipped way and two streams; and the bf16
-//   GEMMs alone on all but S SMs (what the held-back SMs cost the GEMMs).
+//   GEMMs alone on all but S SMs (what the held-back SMs cost the GEMMs), and the pass alone on S SMs
+//   in three shapes (threads × groups in flight a thread).
 // Correct first: each way's output of the last linear against the shipped way's, max |diff| / max |ref|
 // (cuBLAS may pick other algorithms for other shapes: limit 1e-2), and no NaN (outputs poisoned first).
 // Then the dequantize kernel alone (GB/s against the copy bandwidth) and the bf16 GEMM peak (8192³).
@@ -148,8 +149,9 @@ void qgemm_launch(cudaStream_t s, const Weight& w, const bf16* xs, bf16* ys, int
 // 3 two streams, 4 qgemm (cap = block rows + 256 · k step; block rows 0: the shipped rule), 5 the
 // pass on cap SMs beside cuBLAS on the rest, 6 the bf16 GEMMs alone on all but cap SMs.
 void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
-    if (way == 5) return run_overlap(c, ws, *c.ov, (int)cap);
+    if (way == 5) return run_overlap(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
     if (way == 6) return run_held_back(c, *c.dense, (int)cap);
+    if (way == 7) return run_pass_alone(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
     for (size_t i = 0; i < ws.size(); i++) {
         const Weight& w = ws[i];
         if (way == 0) {
@@ -295,11 +297,16 @@ int main(int argc, char** argv) {
                              {"qgemm 64x32", 4, 64 + (32 << 8)}, {"qgemm 128x32", 4, 128 + (32 << 8)},
                              {"qgemm 64x64", 4, 64 + (64 << 8)}, {"qgemm 128x64", 4, 128 + (64 << 8)}};
     if (overlapping) {
-        ways = {{"dequant+gemm", 1, 0}, {"two streams", 3, 0}};
-        for (int held : {8, 16, 24, 32, 48}) {
+        ways = {{"dequant+gemm", 1, 0}};
+        for (int held : {16, 24, 32}) {
+            const std::string on = std::to_string(held) + " SMs";
             // the held-back GEMMs first: cuBLAS's kernels for this SM target load before the pass runs
-            ways.push_back({"bf16 GEMMs alone on all but " + std::to_string(held) + " SMs", 6, (size_t)held});
-            ways.push_back({"pass on " + std::to_string(held) + " SMs, cuBLAS on the rest", 5, (size_t)held});
+            ways.push_back({"bf16 GEMMs alone on all but " + on, 6, (size_t)held});
+            for (int v = 0; v < OV_VARIANTS; v++) {
+                const size_t cap = held + ((size_t)v << 8);
+                ways.push_back({"pass " + std::string(PASS_NAMES[v]) + " alone on " + on, 7, cap});
+                ways.push_back({"pass " + std::string(PASS_NAMES[v]) + " on " + on + ", cuBLAS on the rest", 5, cap});
+            }
         }
     }
     const int W = (int)ways.size();
@@ -341,7 +348,7 @@ int main(int argc, char** argv) {
                     CK(cudaStreamSynchronize(c.s));
                     CK(cudaGetLastError());
                     if (i == 0) CK(cudaMemcpy(ref, c.ys, (size_t)M * last.n * 2, cudaMemcpyDeviceToDevice));
-                    else if (ways[i].way != 6) {
+                    else if (ways[i].way != 6 && ways[i].way != 7) {
                         const double e = rel_err(c.ys, ref, (size_t)M * last.n);
                         err[i] = std::isnan(e) || std::isnan(err[i]) ? NAN : std::max(err[i], e);
                     }
@@ -359,11 +366,11 @@ int main(int argc, char** argv) {
             for (int i = 0; i < W; i++) {
                 std::sort(t[i].begin(), t[i].end());
                 const double ms = t[i][1];
-                const bool bad = ways[i].way != 6 && !(err[i] < 1e-2);
+                const bool bad = ways[i].way < 6 && !(err[i] < 1e-2);
                 failures += bad;
                 printf("| %s | %s | %.3f | %s | %.3f (%.3f–%.3f) | %.3f | %.0f | %s%s |\n", md.name, FMT[f], base,
                        ways[i].name.c_str(), ms, t[i][0], t[i][2], base / ms, flops / (ms * 1e-3) / 1e12,
-                       ways[i].way == 6 ? "(bf16 weights)" : fmt_err(err[i]).c_str(), bad ? " FAIL" : "");
+                       ways[i].way == 6 ? "(bf16 weights)" : ways[i].way == 7 ? "(no GEMM)" : fmt_err(err[i]).c_str(), bad ? " FAIL" : "");
             }
             // The dequantize pass alone over the prompt's weights: codes/absmax read, bf16 written.
             double bytes = 0;
