@@ -38,7 +38,9 @@
 #            (the shipped way), in chunks that fit L2, on two streams, and by the qgemm GEMM; the
 #            dequantize pass alone.
 #   prefill-overlap: `prefill_bench --overlap` (bench/kernels/overlap.cuh): the dequantize pass on S SMs
-#            beside cuBLAS on the rest (cublasSetSmCountTarget), S = 8–48, against the shipped way.
+#            beside cuBLAS on the rest (cublasSetSmCountTarget), S = 16–32, in three shapes of the pass,
+#            against the shipped way; the pass alone on S SMs; each overlap's timeline (pass busy,
+#            GEMMs busy, both at once).
 #   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
 #   flash-profile: Nsight Compute on flash attention's first nine launches in `device_check cuda flash`
 #            (both builds at the 3B's pp512 shape, the 8B's, the 3B's at 2048): what bounds it.

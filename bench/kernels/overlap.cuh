@@ -40,13 +40,26 @@ __device__ bool wait_for(const unsigned* p, unsigned want, unsigned* fail) {
     return false;
 }
 
+__device__ __forceinline__ unsigned long long now_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+// The timeline of one run, in ns of the GPU's global timer, njobs entries each: when the pass began
+// each weight (block 0, after its wait), when the last block finished it, when its GEMM's wait was
+// met and when its GEMM was done.
+struct Stamps {
+    unsigned long long *pass_start, *pass_end, *gemm_start, *gemm_end;
+};
+
 // dynamic shared memory of the pass: one block an SM, and no GEMM block beside it
 constexpr int OV_SMEM = 120 << 10;
 
 template <int OV_THREADS, int OV_GROUPS>
 __global__ void __launch_bounds__(OV_THREADS, 1)
     dequant_all(const Job* jobs, int njobs, bf16* buf0, bf16* buf1, unsigned* ready, const unsigned* done,
-                unsigned* fail) {
+                unsigned* fail, Stamps st) {
     __shared__ float codes[16];
     if (threadIdx.x < 16) codes[threadIdx.x] = gemv::NF4_CODES[threadIdx.x];
     for (int i = 0; i < njobs; i++) {
@@ -54,6 +67,7 @@ __global__ void __launch_bounds__(OV_THREADS, 1)
         bf16* out = i % 2 ? buf1 : buf0;
         if (i >= 2 && threadIdx.x == 0) wait_for(done + i - 2, 1, fail);
         __syncthreads();
+        if (blockIdx.x == 0 && threadIdx.x == 0) st.pass_start[i] = now_ns();
         // this block's slice of the weight's groups of eight
         const size_t groups = (size_t)j.n * j.k / 8, per = (groups + gridDim.x - 1) / gridDim.x;
         const size_t g0 = blockIdx.x * per, g1 = g0 + per < groups ? g0 + per : groups;
@@ -95,31 +109,38 @@ __global__ void __launch_bounds__(OV_THREADS, 1)
         // the block's stores visible GPU-wide before it counts itself done
         __threadfence();
         __syncthreads();
-        if (threadIdx.x == 0) atomicAdd(ready + i, 1u);
+        if (threadIdx.x == 0 && atomicAdd(ready + i, 1u) == gridDim.x - 1) st.pass_end[i] = now_ns();
     }
 }
 
 // The pass's shapes (threads a block, groups of eight elements a thread a round): session 30's 1024 × 4,
 // and more bytes in flight an SM (session 31: 1024 × 4 kept about 30 GB/s an SM beside the GEMMs,
 // about 32 KB of int8 loads in flight an SM at a microsecond's latency).
-using PassFn = void (*)(const Job*, int, bf16*, bf16*, unsigned*, const unsigned*, unsigned*);
+using PassFn = void (*)(const Job*, int, bf16*, bf16*, unsigned*, const unsigned*, unsigned*, Stamps);
 constexpr int OV_VARIANTS = 3;
 const PassFn PASSES[OV_VARIANTS] = {dequant_all<1024, 4>, dequant_all<1024, 8>, dequant_all<512, 16>};
 const int PASS_THREADS[OV_VARIANTS] = {1024, 1024, 512};
 const char* const PASS_NAMES[OV_VARIANTS] = {"1024×4", "1024×8", "512×16"};
 
-__global__ void wait_ready(const unsigned* ready, unsigned want, unsigned* fail) {
-    if (threadIdx.x == 0) wait_for(ready, want, fail);
+__global__ void wait_ready(const unsigned* ready, unsigned want, unsigned* fail, unsigned long long* stamp) {
+    if (threadIdx.x == 0) {
+        wait_for(ready, want, fail);
+        *stamp = now_ns();
+    }
 }
 
-__global__ void mark_done(unsigned* done) {
-    if (threadIdx.x == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(done), "r"(1u) : "memory");
+__global__ void mark_done(unsigned* done, unsigned long long* stamp) {
+    if (threadIdx.x == 0) {
+        *stamp = now_ns();
+        asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(done), "r"(1u) : "memory");
+    }
 }
 
 // Device state of the overlap ways: the jobs of the prompt's weights and their flags.
 struct Overlap {
     Job* jobs = nullptr;
     unsigned *ready = nullptr, *done = nullptr, *fail = nullptr;
+    Stamps st{};
     int njobs = 0;
     cudaEvent_t start, end;
 
@@ -133,21 +154,26 @@ struct Overlap {
         done = ready + host.size();
         fail = done + host.size();
         CK(cudaMemset(fail, 0, sizeof(unsigned)));
+        CK(cudaMalloc(&st.pass_start, 4 * host.size() * sizeof(unsigned long long)));
+        st.pass_end = st.pass_start + host.size();
+        st.gemm_start = st.pass_end + host.size();
+        st.gemm_end = st.gemm_start + host.size();
         CK(cudaEventCreateWithFlags(&start, cudaEventDisableTiming));
         CK(cudaEventCreateWithFlags(&end, cudaEventDisableTiming));
         // loaded now, not at their first launch beside a running pass (see the top)
         CK(cudaMemset(ready, 0, 2 * host.size() * sizeof(unsigned)));
-        wait_ready<<<1, 32>>>(ready, 0, fail);
-        mark_done<<<1, 32>>>(done);
+        wait_ready<<<1, 32>>>(ready, 0, fail, st.gemm_start);
+        mark_done<<<1, 32>>>(done, st.gemm_end);
         for (int v = 0; v < OV_VARIANTS; v++) {
             CK(cudaFuncSetAttribute(PASSES[v], cudaFuncAttributeMaxDynamicSharedMemorySize, OV_SMEM));
-            PASSES[v]<<<1, PASS_THREADS[v], OV_SMEM>>>(jobs, 0, nullptr, nullptr, ready, done, fail);
+            PASSES[v]<<<1, PASS_THREADS[v], OV_SMEM>>>(jobs, 0, nullptr, nullptr, ready, done, fail, st);
         }
         CK(cudaDeviceSynchronize());
     }
     void free() {
         cudaFree(jobs);
         cudaFree(ready);
+        cudaFree(st.pass_start);
         cudaEventDestroy(start);
         cudaEventDestroy(end);
     }
@@ -164,13 +190,13 @@ void run_overlap(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held, i
     CK(cudaMemsetAsync(ov.ready, 0, 2 * ws.size() * sizeof(unsigned), c.s));
     CK(cudaEventRecord(ov.start, c.s));
     CK(cudaStreamWaitEvent(c.s2, ov.start));
-    PASSES[v]<<<held, PASS_THREADS[v], OV_SMEM, c.s2>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail);
+    PASSES[v]<<<held, PASS_THREADS[v], OV_SMEM, c.s2>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail, ov.st);
     CK(cudaGetLastError());
     CB(cublasSetSmCountTarget(c.h, c.sms - held));
     for (size_t i = 0; i < ws.size(); i++) {
-        wait_ready<<<1, 32, 0, c.s>>>(ov.ready + i, (unsigned)held, ov.fail);
+        wait_ready<<<1, 32, 0, c.s>>>(ov.ready + i, (unsigned)held, ov.fail, ov.st.gemm_start + i);
         gemm(c.h, c.buf[i % 2], ws[i].n, ws[i].k, c.xs, c.ys, ws[i].n, 0);
-        mark_done<<<1, 32, 0, c.s>>>(ov.done + i);
+        mark_done<<<1, 32, 0, c.s>>>(ov.done + i, ov.st.gemm_end + i);
     }
     CB(cublasSetSmCountTarget(c.h, 0));
     CK(cudaEventRecord(ov.end, c.s2));
@@ -189,6 +215,35 @@ void run_held_back(Ctx& c, const std::vector<Weight>& dense, int held) {
 void run_pass_alone(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held, int v) {
     CK(cudaMemsetAsync(ov.ready, 0, ws.size() * sizeof(unsigned), c.s));
     CK(cudaMemsetAsync(ov.done, 1, ws.size() * sizeof(unsigned), c.s));
-    PASSES[v]<<<held, PASS_THREADS[v], OV_SMEM, c.s>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail);
+    PASSES[v]<<<held, PASS_THREADS[v], OV_SMEM, c.s>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail, ov.st);
     CK(cudaGetLastError());
+}
+
+// What one overlap run's timeline says, in ms: its span, the time the pass and the GEMMs each worked,
+// and the time both worked at once (the overlap that the way exists for).
+struct Timeline {
+    double span, pass, gemm, both;
+};
+
+Timeline timeline(const Overlap& ov) {
+    const size_t n = ov.njobs;
+    std::vector<unsigned long long> t(4 * n);
+    CK(cudaMemcpy(t.data(), ov.st.pass_start, t.size() * sizeof t[0], cudaMemcpyDeviceToHost));
+    const unsigned long long *ps = t.data(), *pe = ps + n, *gs = pe + n, *ge = gs + n;
+    Timeline r{};
+    unsigned long long lo = ~0ull, hi = 0;
+    for (size_t i = 0; i < n; i++) {
+        lo = std::min({lo, ps[i], gs[i]});
+        hi = std::max({hi, pe[i], ge[i]});
+        r.pass += (double)(pe[i] - ps[i]);
+        r.gemm += (double)(ge[i] - gs[i]);
+        // each set's intervals follow one another, so the pairwise intersections sum to the overlap
+        for (size_t j = 0; j < n; j++) {
+            const unsigned long long a = std::max(ps[i], gs[j]), b = std::min(pe[i], ge[j]);
+            if (b > a) r.both += (double)(b - a);
+        }
+    }
+    r.span = (double)(hi - lo);
+    r.span /= 1e6; r.pass /= 1e6; r.gemm /= 1e6; r.both /= 1e6;
+    return r;
 }

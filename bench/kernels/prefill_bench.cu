@@ -16,7 +16,9 @@
 // - `--overlap` (overlap.cuh): the pass of every weight as one persistent kernel on S SMs while
 //   cuBLAS multiplies on the others, S = 8–48, beside the shipped way and two streams; and the bf16
 //   GEMMs alone on all but S SMs (what the held-back SMs cost the GEMMs), and the pass alone on S SMs
-//   in three shapes (threads × groups in flight a thread).
+//   in three shapes (threads × groups in flight a thread); each overlap way's timeline (the GPU's
+//   global timer at each weight's start and end in the pass and in its GEMM): how long the pass and
+//   the GEMMs worked, and how long they worked at once.
 // Correct first: each way's output of the last linear against the shipped way's, max |diff| / max |ref|
 // (cuBLAS may pick other algorithms for other shapes: limit 1e-2), and no NaN (outputs poisoned first).
 // Then the dequantize kernel alone (GB/s against the copy bandwidth) and the bf16 GEMM peak (8192³).
@@ -328,6 +330,7 @@ int main(int argc, char** argv) {
             c.dense = &dense;
             std::vector<std::vector<double>> t(W);
             std::vector<double> err(W, 0);
+            std::vector<Timeline> tl(W);
             auto run = [&](int i) {
                 run_way(c, ws, ways[i].way, ways[i].cap);
                 if (ways[i].way == 3) {  // join s2 before the clock stops
@@ -347,6 +350,7 @@ int main(int argc, char** argv) {
                     run(i);
                     CK(cudaStreamSynchronize(c.s));
                     CK(cudaGetLastError());
+                    if (ways[i].way == 5) tl[i] = timeline(ov);
                     if (i == 0) CK(cudaMemcpy(ref, c.ys, (size_t)M * last.n * 2, cudaMemcpyDeviceToDevice));
                     else if (ways[i].way != 6 && ways[i].way != 7) {
                         const double e = rel_err(c.ys, ref, (size_t)M * last.n);
@@ -372,6 +376,11 @@ int main(int argc, char** argv) {
                        ways[i].name.c_str(), ms, t[i][0], t[i][2], base / ms, flops / (ms * 1e-3) / 1e12,
                        ways[i].way == 6 ? "(bf16 weights)" : ways[i].way == 7 ? "(no GEMM)" : fmt_err(err[i]).c_str(), bad ? " FAIL" : "");
             }
+            // the overlap ways' timelines (the last round's checked run)
+            for (int i = 0; i < W; i++)
+                if (ways[i].way == 5)
+                    fprintf(stdout, "| %s | %s | | timeline of %s | span %.3f | pass busy %.3f, GEMMs busy %.3f | both at once %.3f | |\n",
+                            md.name, FMT[f], ways[i].name.c_str(), tl[i].span, tl[i].pass, tl[i].gemm, tl[i].both);
             // The dequantize pass alone over the prompt's weights: codes/absmax read, bf16 written.
             double bytes = 0;
             for (auto& w : ws) bytes += w.a_bytes() + w.b_count() * 4.0 + 2.0 * w.n * w.k;
