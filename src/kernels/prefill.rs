@@ -3,7 +3,9 @@
 //! chunks of at most N MB, each multiplied as soon as it is written, so that cuBLAS may read the
 //! chunk from L2 while it is still there. That is opt-in because it is slower: in
 //! `bench/kernels/prefill_bench.cu` on an H100 a 3B prompt's int8 linears took 8.73 / 11.06 / 13.27 ms
-//! in 32 / 16 / 8 MB chunks against 8.03 ms whole (BENCHMARKS.md, issue 11 session 11).
+//! in 32 / 16 / 8 MB chunks against 8.03 ms whole (BENCHMARKS.md, issue 11 session 11). Hiding the
+//! pass instead behind the GEMMs, as one persistent kernel on a slice of the SMs while cuBLAS keeps
+//! the rest (`prefill_bench --overlap`), was 1.5–2.5× slower than this way on an H100 (session 31).
 
 use super::params::Format;
 use candle_core::{DType, Result, Tensor, D};
