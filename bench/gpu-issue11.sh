@@ -39,7 +39,8 @@
 #            dequantize pass alone.
 #   prefill-overlap: `prefill_bench --overlap` (bench/kernels/overlap.cuh): the dequantize pass on S SMs
 #            beside cuBLAS on the rest (cublasSetSmCountTarget), S = 16–32, in three shapes of the pass,
-#            against the shipped way; the pass alone on S SMs; each overlap's timeline (pass busy,
+#            against the shipped way; the pass alone on S SMs; the same overlap without spinning (a
+#            launch a weight on S blocks, two streams and events); each overlap's timeline (pass busy,
 #            GEMMs busy, both at once).
 #   profile: Nsight Compute on a few harness kernels (ncu is on the GPU machine).
 #   flash-profile: Nsight Compute on flash attention's first nine launches in `device_check cuda flash`

@@ -18,7 +18,8 @@
 //   GEMMs alone on all but S SMs (what the held-back SMs cost the GEMMs), and the pass alone on S SMs
 //   in three shapes (threads × groups in flight a thread); each overlap way's timeline (the GPU's
 //   global timer at each weight's start and end in the pass and in its GEMM): how long the pass and
-//   the GEMMs worked, and how long they worked at once.
+//   the GEMMs worked, and how long they worked at once; and the same overlap without spinning (the
+//   pass a launch a weight on S blocks, two streams ordered by events).
 // Correct first: each way's output of the last linear against the shipped way's, max |diff| / max |ref|
 // (cuBLAS may pick other algorithms for other shapes: limit 1e-2), and no NaN (outputs poisoned first).
 // Then the dequantize kernel alone (GB/s against the copy bandwidth) and the bf16 GEMM peak (8192³).
@@ -109,6 +110,7 @@ struct Ctx {
     cudaEvent_t deq[2], used[2];
     Overlap* ov;                       // the `--overlap` ways' flags
     const std::vector<Weight>* dense;  // the bf16 weights of the model being timed
+    bool stamp;                        // the overlap ways' GEMM stamps (checked runs only)
 };
 
 #include "overlap.cuh"
@@ -149,11 +151,13 @@ void qgemm_launch(cudaStream_t s, const Weight& w, const bf16* xs, bf16* ys, int
 
 // The prompt's linears in one way: 0 bf16 (fmt 0 weights), 1 dequant+gemm, 2 chunked (cap bytes),
 // 3 two streams, 4 qgemm (cap = block rows + 256 · k step; block rows 0: the shipped rule), 5 the
-// pass on cap SMs beside cuBLAS on the rest, 6 the bf16 GEMMs alone on all but cap SMs.
+// pass on cap SMs beside cuBLAS on the rest, 6 the bf16 GEMMs alone on all but cap SMs, 7 the pass
+// alone, 8 the pass a launch a weight on cap blocks beside cuBLAS on the rest (cap: SMs + 256 · shape).
 void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
     if (way == 5) return run_overlap(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
     if (way == 6) return run_held_back(c, *c.dense, (int)cap);
     if (way == 7) return run_pass_alone(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
+    if (way == 8) return run_launches(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
     for (size_t i = 0; i < ws.size(); i++) {
         const Weight& w = ws[i];
         if (way == 0) {
@@ -308,6 +312,7 @@ int main(int argc, char** argv) {
                 const size_t cap = held + ((size_t)v << 8);
                 ways.push_back({"pass " + std::string(PASS_NAMES[v]) + " alone on " + on, 7, cap});
                 ways.push_back({"pass " + std::string(PASS_NAMES[v]) + " on " + on + ", cuBLAS on the rest", 5, cap});
+                ways.push_back({"launches " + std::string(PASS_NAMES[v]) + " on " + on + ", cuBLAS on the rest", 8, cap});
             }
         }
     }
@@ -333,7 +338,7 @@ int main(int argc, char** argv) {
             std::vector<Timeline> tl(W);
             auto run = [&](int i) {
                 run_way(c, ws, ways[i].way, ways[i].cap);
-                if (ways[i].way == 3) {  // join s2 before the clock stops
+                if (ways[i].way == 3 || ways[i].way == 8) {  // join s2 before the clock stops
                     CK(cudaEventRecord(c.deq[0], c.s2));
                     CK(cudaStreamWaitEvent(c.s, c.deq[0]));
                 }
@@ -347,10 +352,12 @@ int main(int argc, char** argv) {
                     // that a GEMM reading a buffer before its weight is written cannot pass
                     CK(cudaMemsetAsync(c.ys, 0xff, (size_t)M * last.n * 2, c.s));
                     for (auto* b : c.buf) CK(cudaMemsetAsync(b, 0xff, (size_t)NMAX_ELEMS * 2, c.s));
+                    c.stamp = true;
                     run(i);
+                    c.stamp = false;
                     CK(cudaStreamSynchronize(c.s));
                     CK(cudaGetLastError());
-                    if (ways[i].way == 5) tl[i] = timeline(ov);
+                    if (ways[i].way == 5 || ways[i].way == 8) tl[i] = timeline(ov);
                     if (i == 0) CK(cudaMemcpy(ref, c.ys, (size_t)M * last.n * 2, cudaMemcpyDeviceToDevice));
                     else if (ways[i].way != 6 && ways[i].way != 7) {
                         const double e = rel_err(c.ys, ref, (size_t)M * last.n);
@@ -378,7 +385,7 @@ int main(int argc, char** argv) {
             }
             // the overlap ways' timelines (the last round's checked run)
             for (int i = 0; i < W; i++)
-                if (ways[i].way == 5)
+                if (ways[i].way == 5 || ways[i].way == 8)
                     fprintf(stdout, "| %s | %s | | timeline of %s | span %.3f | pass busy %.3f, GEMMs busy %.3f | both at once %.3f | |\n",
                             md.name, FMT[f], ways[i].name.c_str(), tl[i].span, tl[i].pass, tl[i].gemm, tl[i].both);
             // The dequantize pass alone over the prompt's weights: codes/absmax read, bf16 written.
