@@ -706,8 +706,8 @@ prefill-ways)
   echo "prefill_bench: exit $?"; tail -5 "$OUT/prefill.err"; cat "$OUT/prefill.md"
   ;;
 prefill-overlap)
-  # bench/kernels/overlap.cuh: the dequantize pass of a prompt's int8/NF4 weights as one persistent
-  # kernel on S SMs while cuBLAS multiplies on the rest, against the shipped way and two streams
+  # bench/kernels/overlap.cuh: the dequantize pass of a prompt's int8/NF4 weights on S SMs (one
+  # persistent kernel, or a launch a weight) while cuBLAS multiplies on the rest, against the shipped way
   libs=$(cublas_libs)
   CUDA_MODULE_LOADING=EAGER LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 200 ./.gpu/prefill_bench --overlap > "$OUT/overlap.md" 2> "$OUT/overlap.err"
   echo "prefill_bench --overlap: exit $?"; tail -5 "$OUT/overlap.err"; cat "$OUT/overlap.md"

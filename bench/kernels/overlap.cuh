@@ -8,12 +8,19 @@
 // (`cublasSetSmCountTarget`), multiplies. Flags in device memory order them: a block counts itself
 // done with weight i in ready[i] (the GEMM of weight i waits for all S, in a one-warp kernel on the
 // GEMM's stream), and the GEMM's stream marks done[i] after it, which the pass waits for before it
-// writes weight i + 2 into the same buffer. A wait that does not complete within 2^26 polls sets
+// writes weight i + 2 into the same buffer. A wait that does not complete within 2^22 polls sets
 // `fail` instead of hanging.
 //
-// Each block takes a contiguous slice of the weight, each thread four groups of eight elements a
+// The waits assume that the pass and the GEMMs run at the same time. CUDA's lazy loading breaks that:
+// a kernel's first launch loads it, and the load waits for the running pass, which waits for that
+// kernel (session 31's first run hung so: the flag kernels, and cuBLAS's kernels for a new SM
+// target). So Overlap::init launches every kernel of this file once, the held-back GEMMs of each SM
+// target run before its overlap ways, and gpu-issue11.sh sets CUDA_MODULE_LOADING=EAGER.
+//
+// Each block takes a contiguous slice of the weight, each thread OV_GROUPS groups of eight elements a
 // round (all loads issued before the stores), with the arithmetic of linear.cu's dequant kernels, so
-// a buffer holds exactly the shipped pass's weight.
+// a buffer holds exactly the shipped pass's weight. The same kernel on one weight is also launched
+// per weight on S blocks (run_launches): the overlap without any spinning.
 #pragma once
 
 struct Job {
@@ -248,40 +255,46 @@ Timeline timeline(const Overlap& ov) {
     return r;
 }
 
-// Weight i dequantized by the pass as an ordinary launch on `held` blocks into buf[i % 2]: one job,
-// so no waits, and its own ready counter (the last block stamps the end).
-void pass_one(Ctx& c, Overlap& ov, size_t i, int held, int v, cudaStream_t s) {
-    const Stamps st{ov.st.pass_start + i, ov.st.pass_end + i, ov.st.gemm_start + i, ov.st.gemm_end + i};
-    PASSES[v]<<<held, PASS_THREADS[v], OV_SMEM, s>>>(ov.jobs + i, 1, c.buf[i % 2], c.buf[(i + 1) % 2], ov.ready + i,
-                                                     ov.done, ov.fail, st);
-    CK(cudaGetLastError());
-}
-
-// The overlap without a persistent kernel or spinning: two streams ordered by events, as the shipped
-// harness's "two streams", but each weight's pass a launch on `held` blocks and cuBLAS told to use the
-// other SMs. Nothing waits on a flag, so no kernel load can deadlock it, and minilab could run it
-// with streams and events alone. GEMM stamps (two one-warp launches a weight) only when c.stamp is
-// set: the checked run, not the timed ones.
-void run_launches(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held, int v) {
-    CK(cudaMemsetAsync(ov.ready, 0, ws.size() * sizeof(unsigned), c.s));
-    CB(cublasSetSmCountTarget(c.h, c.sms - held));
+// The prompt's linears on two streams: deq(i) enqueues weight i's dequantize into buf[i % 2] on s2
+// while s multiplies weight i - 1, events ordering them; s joins s2 at the end, so that timing s
+// covers both. With `stamps`, each GEMM is stamped in its timeline (two one-warp launches a weight:
+// the checked run only).
+template <typename Deq>
+void run_two_streams(Ctx& c, const std::vector<Weight>& ws, Deq deq, const Overlap* stamps) {
     CK(cudaEventRecord(c.used[1], c.s));
     CK(cudaStreamWaitEvent(c.s2, c.used[1]));
-    pass_one(c, ov, 0, held, v, c.s2);
+    deq(0);
     CK(cudaEventRecord(c.deq[0], c.s2));
     for (size_t i = 0; i < ws.size(); i++) {
         const int b = i % 2;
         if (i + 1 < ws.size()) {
             // buf[1 - b] is free once the GEMM of weight i - 1 has read it
             CK(cudaStreamWaitEvent(c.s2, c.used[1 - b]));
-            pass_one(c, ov, i + 1, held, v, c.s2);
+            deq(i + 1);
             CK(cudaEventRecord(c.deq[1 - b], c.s2));
         }
         CK(cudaStreamWaitEvent(c.s, c.deq[b]));
-        if (c.stamp) wait_ready<<<1, 32, 0, c.s>>>(ov.ready, 0, ov.fail, ov.st.gemm_start + i);
+        if (stamps) wait_ready<<<1, 32, 0, c.s>>>(stamps->ready, 0, stamps->fail, stamps->st.gemm_start + i);
         gemm(c.h, c.buf[b], ws[i].n, ws[i].k, c.xs, c.ys, ws[i].n, 0);
-        if (c.stamp) mark_done<<<1, 32, 0, c.s>>>(ov.done + i, ov.st.gemm_end + i);
+        if (stamps) mark_done<<<1, 32, 0, c.s>>>(stamps->done + i, stamps->st.gemm_end + i);
         CK(cudaEventRecord(c.used[b], c.s));
     }
+    CK(cudaEventRecord(c.deq[0], c.s2));
+    CK(cudaStreamWaitEvent(c.s, c.deq[0]));
+}
+
+// The overlap without a persistent kernel or spinning: the shipped harness's two streams, but each
+// weight's pass this file's kernel on one job (so no waits; its own ready counter, whose last block
+// stamps the end) launched on `held` blocks, and cuBLAS told to use the other SMs. Nothing waits on
+// a flag, so no kernel load can deadlock it, and minilab could run it with streams and events alone.
+void run_launches(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held, int v) {
+    CK(cudaMemsetAsync(ov.ready, 0, ws.size() * sizeof(unsigned), c.s));
+    CB(cublasSetSmCountTarget(c.h, c.sms - held));
+    run_two_streams(c, ws, [&](size_t i) {
+        const Stamps st{ov.st.pass_start + i, ov.st.pass_end + i, ov.st.gemm_start + i, ov.st.gemm_end + i};
+        PASSES[v]<<<held, PASS_THREADS[v], OV_SMEM, c.s2>>>(ov.jobs + i, 1, c.buf[i % 2], nullptr, ov.ready + i,
+                                                            ov.done, ov.fail, st);
+        CK(cudaGetLastError());
+    }, c.stamp ? &ov : nullptr);
     CB(cublasSetSmCountTarget(c.h, 0));
 }

@@ -14,7 +14,7 @@
 // - qgemm: qgemm.cuh's GEMM, the weight dequantized tile by tile in shared memory (the block rows
 //   src/kernels/qgemm.rs picks with the shipped steps of 32 along k, then rows × step 64/128 × 32/64).
 // - `--overlap` (overlap.cuh): the pass of every weight as one persistent kernel on S SMs while
-//   cuBLAS multiplies on the others, S = 8–48, beside the shipped way and two streams; and the bf16
+//   cuBLAS multiplies on the others, S = 16–32, beside the shipped way; and the bf16
 //   GEMMs alone on all but S SMs (what the held-back SMs cost the GEMMs), and the pass alone on S SMs
 //   in three shapes (threads × groups in flight a thread); each overlap way's timeline (the GPU's
 //   global timer at each weight's start and end in the pass and in its GEMM): how long the pass and
@@ -158,6 +158,7 @@ void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
     if (way == 6) return run_held_back(c, *c.dense, (int)cap);
     if (way == 7) return run_pass_alone(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
     if (way == 8) return run_launches(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
+    if (way == 3) return run_two_streams(c, ws, [&](size_t i) { dequant(c.s2, ws[i], 0, ws[i].n, c.buf[i % 2]); }, nullptr);
     for (size_t i = 0; i < ws.size(); i++) {
         const Weight& w = ws[i];
         if (way == 0) {
@@ -174,23 +175,6 @@ void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
                 dequant(c.s, w, r0, rows, c.buf[0]);
                 gemm(c.h, c.buf[0], rows, w.k, c.xs, c.ys, w.n, r0);
             }
-        } else {
-            // weight i in buf[i % 2]: dequantized on s2 once s's GEMM of weight i − 2 has read it
-            const int b = i % 2;
-            if (i == 0) {
-                CK(cudaEventRecord(c.used[1], c.s));
-                CK(cudaStreamWaitEvent(c.s2, c.used[1]));
-                dequant(c.s2, w, 0, w.n, c.buf[0]);
-                CK(cudaEventRecord(c.deq[0], c.s2));
-            }
-            if (i + 1 < ws.size()) {
-                CK(cudaStreamWaitEvent(c.s2, c.used[1 - b]));
-                dequant(c.s2, ws[i + 1], 0, ws[i + 1].n, c.buf[1 - b]);
-                CK(cudaEventRecord(c.deq[1 - b], c.s2));
-            }
-            CK(cudaStreamWaitEvent(c.s, c.deq[b]));
-            gemm(c.h, c.buf[b], w.n, w.k, c.xs, c.ys, w.n, 0);
-            CK(cudaEventRecord(c.used[b], c.s));
         }
     }
 }
@@ -336,13 +320,6 @@ int main(int argc, char** argv) {
             std::vector<std::vector<double>> t(W);
             std::vector<double> err(W, 0);
             std::vector<Timeline> tl(W);
-            auto run = [&](int i) {
-                run_way(c, ws, ways[i].way, ways[i].cap);
-                if (ways[i].way == 3 || ways[i].way == 8) {  // join s2 before the clock stops
-                    CK(cudaEventRecord(c.deq[0], c.s2));
-                    CK(cudaStreamWaitEvent(c.s, c.deq[0]));
-                }
-            };
             fprintf(stderr, "%s %s:", md.name, FMT[f]);
             for (int rep = 0; rep < 3; rep++) {
                 fprintf(stderr, " round %d", rep + 1);
@@ -353,7 +330,7 @@ int main(int argc, char** argv) {
                     CK(cudaMemsetAsync(c.ys, 0xff, (size_t)M * last.n * 2, c.s));
                     for (auto* b : c.buf) CK(cudaMemsetAsync(b, 0xff, (size_t)NMAX_ELEMS * 2, c.s));
                     c.stamp = true;
-                    run(i);
+                    run_way(c, ws, ways[i].way, ways[i].cap);
                     c.stamp = false;
                     CK(cudaStreamSynchronize(c.s));
                     CK(cudaGetLastError());
@@ -363,7 +340,7 @@ int main(int argc, char** argv) {
                         const double e = rel_err(c.ys, ref, (size_t)M * last.n);
                         err[i] = std::isnan(e) || std::isnan(err[i]) ? NAN : std::max(err[i], e);
                     }
-                    t[i].push_back(time_ms(c.s, [&] { run(i); }, 5));
+                    t[i].push_back(time_ms(c.s, [&] { run_way(c, ws, ways[i].way, ways[i].cap); }, 5));
                     CK(cudaStreamSynchronize(c.s));
                     CK(cudaGetLastError());
                     // the failure flag is sticky: a wait that timed out in the check or the timing
