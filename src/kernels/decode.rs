@@ -7,7 +7,7 @@ use super::op::enabled;
 use candle_core::{DType, Result, Tensor};
 
 #[cfg(feature = "cuda")]
-use super::cuda::decode as gpu;
+use super::cuda::{attention as gpu_attention, decode as gpu};
 
 /// Longest cache the fused decode step takes (the RoPE tables may set a lower limit): the longest
 /// that the attention kernels were checked against on the GPU. The split kernels have no limit of
@@ -101,10 +101,10 @@ pub fn attention_decode(q: &Tensor, k: &Tensor, v: &Tensor, pos: &Tensor, scale:
     #[cfg(feature = "cuda")]
     {
         let op = super::params::AttnDecode { heads, kv_heads, cap, d, scale };
-        if !gpu::attention_fits(&op) {
+        if !gpu_attention::attention_fits(&op) {
             return Ok(None);
         }
-        gpu::attention(&op, &q.contiguous()?, k, v, pos).map(Some)
+        gpu_attention::attention(&op, &q.contiguous()?, k, v, pos).map(Some)
     }
     #[cfg(not(feature = "cuda"))]
     {

@@ -15,6 +15,7 @@ use gemv_args::{parts_header, PartArg};
 pub(crate) use gemv_args::{Epilogue, NormArg, NormWay, RopeArg, StatsOut};
 use half::{bf16, f16};
 
+pub(crate) mod attention;
 #[cfg(feature = "cutlass")]
 pub(crate) mod cutlass;
 pub(crate) mod decode;

@@ -3,10 +3,10 @@
 
 use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDType, WrapErr};
-use candle_core::{DType, Result, Tensor};
-use half::{bf16, f16};
+use candle_core::{Result, Tensor};
 
-use super::decode::{aligned, by_dtype, cuda_device, dptr, output, ATTENTION, WIDE_BYTES};
+use super::attention::ATTENTION;
+use super::decode::{aligned, by_dtype, cuda_device, dptr, output, WIDE_BYTES};
 use super::launch::function;
 use super::suffix;
 
