@@ -79,7 +79,7 @@ __device__ __forceinline__ void load8(const T* p, float (&f)[8]) {
 
 // attn_single: one block per (sequence, head) as attn_simple, with more independent 16-byte loads in
 // flight (the step's attention is small and bound by latency); it serves short caches, where the
-// split kernels' second launch costs more than their parallelism saves (src/kernels/cuda/decode.rs,
+// split kernels' second launch costs more than their parallelism saves (src/kernels/cuda/attention.rs,
 // SPLIT_FROM). Scores: 16 lanes share a position (8 elements each per 128), a warp takes two
 // positions at a time, U pairs before it reduces. Weighted sum: a thread owns 8 columns of
 // every G-th position (G = blockDim / (d/8)), and the G partial sums meet in shared memory.
