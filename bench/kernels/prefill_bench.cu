@@ -354,7 +354,8 @@ int main(int argc, char** argv) {
             for (int i = 0; i < W; i++) {
                 std::sort(t[i].begin(), t[i].end());
                 const double ms = t[i][1];
-                const bool bad = ways[i].way < 6 && !(err[i] < 1e-2);
+                // ways 6 and 7 have no output of the quantized weights to check; the launches way (8) has
+                const bool bad = ways[i].way != 6 && ways[i].way != 7 && !(err[i] < 1e-2);
                 failures += bad;
                 printf("| %s | %s | %.3f | %s | %.3f (%.3f–%.3f) | %.3f | %.0f | %s%s |\n", md.name, FMT[f], base,
                        ways[i].name.c_str(), ms, t[i][0], t[i][2], base / ms, flops / (ms * 1e-3) / 1e12,
