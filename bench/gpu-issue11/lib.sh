@@ -3,6 +3,9 @@
 # comes first where it has one).
 ncu_bin() { command -v ncu || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1; }
 cublas_libs() { python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'lib'))" 2>/dev/null; }
+# The Nsight Compute sections the profile modes read: what bounds a kernel (memory, issue, occupancy).
+NCU_SECTIONS=(--section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats
+  --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats)
 # pack NAME [FILE…]: everything under $OUT into $OUT/NAME.tgz, then only it and the FILEs stay there
 # (a call brings back at most 8 files). The archive is written outside $OUT and moved in: written
 # inside, tar sees the folder change as it reads it and exits 1.

@@ -39,8 +39,7 @@ profile)
   NCU=$(ncu_bin)
   echo "ncu: ${NCU:-none}"
   LD_LIBRARY_PATH=.gpu timeout 300 $NCU --kernel-name regex:"kern|dec|gemv_" --launch-count 18 \
-    --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
-    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats \
+    "${NCU_SECTIONS[@]}" \
     ./.gpu/gemv_bench --profile > "$OUT/ncu.txt" 2> "$OUT/ncu.err"; echo "ncu: exit $?"
   tail -3 "$OUT/ncu.err"
   grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|L1/TEX Hit|Mem Pipes Busy|Registers Per|Theoretical Occ|Block Limit|Stall|lsu|LSU" "$OUT/ncu.txt" | head -150
@@ -51,8 +50,7 @@ qgemm-profile)
   NCU=$(ncu_bin)
   libs=$(cublas_libs)
   LD_LIBRARY_PATH=.gpu:${libs:-}:${LD_LIBRARY_PATH:-} timeout 400 $NCU --kernel-name regex:"qgemm|gemm|sm90" \
-    --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
-    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats \
+    "${NCU_SECTIONS[@]}" \
     ./.gpu/prefill_bench --profile > "$OUT/ncu-qgemm.txt" 2> "$OUT/ncu-qgemm.err"; echo "ncu: exit $?"
   tail -3 "$OUT/ncu-qgemm.err"
   grep -E "^  [A-Za-z_].*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Shared Memory|Bank|Registers Per|Theoretical Occ|Block Limit|Stall|Tensor|pipe" "$OUT/ncu-qgemm.txt" | head -200
@@ -67,8 +65,7 @@ flash-profile)
   unpack device_check
   NCU=$(ncu_bin)
   timeout ${NCU_LIMIT:-300} $NCU --kernel-name regex:flash_attention --launch-count 9 \
-    --section SpeedOfLight --section Occupancy --section WarpStateStats --section SchedulerStats \
-    --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section LaunchStats \
+    "${NCU_SECTIONS[@]}" \
     /tmp/bin/device_check cuda flash > "$OUT/ncu-flash.txt" 2> "$OUT/ncu-flash.err"; echo "ncu: exit $?"
   tail -3 "$OUT/ncu-flash.err"
   grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Issue Slots Busy|Warp Cycles Per Issued|No Eligible|Registers Per|Theoretical Occ|Block Limit|Stall|Tensor|pipe|Shared Memory|Bank" "$OUT/ncu-flash.txt" | head -200
