@@ -221,6 +221,7 @@ void run_held_back(Ctx& c, const std::vector<Weight>& dense, int held) {
 // GEMMs beside them.
 void run_pass_alone(Ctx& c, const std::vector<Weight>& ws, Overlap& ov, int held, int v) {
     CK(cudaMemsetAsync(ov.ready, 0, ws.size() * sizeof(unsigned), c.s));
+    // every byte 1: each done flag reads 0x01010101, past the 1 the pass waits for
     CK(cudaMemsetAsync(ov.done, 1, ws.size() * sizeof(unsigned), c.s));
     PASSES[v]<<<held, PASS_THREADS[v], OV_SMEM, c.s>>>(ov.jobs, ov.njobs, c.buf[0], c.buf[1], ov.ready, ov.done, ov.fail, ov.st);
     CK(cudaGetLastError());

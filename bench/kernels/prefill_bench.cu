@@ -154,10 +154,11 @@ void qgemm_launch(cudaStream_t s, const Weight& w, const bf16* xs, bf16* ys, int
 // pass on cap SMs beside cuBLAS on the rest, 6 the bf16 GEMMs alone on all but cap SMs, 7 the pass
 // alone, 8 the pass a launch a weight on cap blocks beside cuBLAS on the rest (cap: SMs + 256 · shape).
 void run_way(Ctx& c, const std::vector<Weight>& ws, int way, size_t cap) {
-    if (way == 5) return run_overlap(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
+    const int held = (int)(cap & 255), shape = (int)(cap >> 8);
+    if (way == 5) return run_overlap(c, ws, *c.ov, held, shape);
     if (way == 6) return run_held_back(c, *c.dense, (int)cap);
-    if (way == 7) return run_pass_alone(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
-    if (way == 8) return run_launches(c, ws, *c.ov, (int)(cap & 255), (int)(cap >> 8));
+    if (way == 7) return run_pass_alone(c, ws, *c.ov, held, shape);
+    if (way == 8) return run_launches(c, ws, *c.ov, held, shape);
     if (way == 3) return run_two_streams(c, ws, [&](size_t i) { dequant(c.s2, ws[i], 0, ws[i].n, c.buf[i % 2]); }, nullptr);
     for (size_t i = 0; i < ws.size(); i++) {
         const Weight& w = ws[i];
@@ -301,6 +302,9 @@ int main(int argc, char** argv) {
         }
     }
     const int W = (int)ways.size();
+    // ways 6 (bf16 weights) and 7 (no GEMM) write no product of the quantized weights to check
+    auto checked = [&](int i) { return ways[i].way != 6 && ways[i].way != 7; };
+    auto overlapped = [&](int i) { return ways[i].way == 5 || ways[i].way == 8; };
     printf("## The linears of a %d-token prompt (every linear once, distinct weights)\n\n", M);
     printf("| model | format | bf16 ms | way | ms (min–max of 3 rounds) | bf16 / way | TFLOP/s | last output vs shipped |\n");
     printf("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
@@ -334,9 +338,9 @@ int main(int argc, char** argv) {
                     c.stamp = false;
                     CK(cudaStreamSynchronize(c.s));
                     CK(cudaGetLastError());
-                    if (ways[i].way == 5 || ways[i].way == 8) tl[i] = timeline(ov);
+                    if (overlapped(i)) tl[i] = timeline(ov);
                     if (i == 0) CK(cudaMemcpy(ref, c.ys, (size_t)M * last.n * 2, cudaMemcpyDeviceToDevice));
-                    else if (ways[i].way != 6 && ways[i].way != 7) {
+                    else if (checked(i)) {
                         const double e = rel_err(c.ys, ref, (size_t)M * last.n);
                         err[i] = std::isnan(e) || std::isnan(err[i]) ? NAN : std::max(err[i], e);
                     }
@@ -354,8 +358,7 @@ int main(int argc, char** argv) {
             for (int i = 0; i < W; i++) {
                 std::sort(t[i].begin(), t[i].end());
                 const double ms = t[i][1];
-                // ways 6 and 7 have no output of the quantized weights to check; the launches way (8) has
-                const bool bad = ways[i].way != 6 && ways[i].way != 7 && !(err[i] < 1e-2);
+                const bool bad = checked(i) && !(err[i] < 1e-2);
                 failures += bad;
                 printf("| %s | %s | %.3f | %s | %.3f (%.3f–%.3f) | %.3f | %.0f | %s%s |\n", md.name, FMT[f], base,
                        ways[i].name.c_str(), ms, t[i][0], t[i][2], base / ms, flops / (ms * 1e-3) / 1e12,
@@ -363,7 +366,7 @@ int main(int argc, char** argv) {
             }
             // the overlap ways' timelines (the last round's checked run)
             for (int i = 0; i < W; i++)
-                if (ways[i].way == 5 || ways[i].way == 8)
+                if (overlapped(i))
                     fprintf(stdout, "| %s | %s | | timeline of %s | span %.3f | pass busy %.3f, GEMMs busy %.3f | both at once %.3f | |\n",
                             md.name, FMT[f], ways[i].name.c_str(), tl[i].span, tl[i].pass, tl[i].gemm, tl[i].both);
             // The dequantize pass alone over the prompt's weights: codes/absmax read, bf16 written.
