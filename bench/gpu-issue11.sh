@@ -15,12 +15,13 @@ mkdir -p "$OUT" /tmp/bin
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 here=$(dirname "$0")/gpu-issue11
 source "$here/lib.sh"
-case "${1:-kernels}" in
-  decode|minilab|final|regress|resident|groups) source "$here/decode.sh" "${1:-kernels}" "${@:2}" ;;
-  pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm|alternate|stack|wide|flash|foldab) source "$here/switches.sh" "${1:-kernels}" "${@:2}" ;;
-  prefill-ways|prefill-overlap|mixed|cutlass|qgemm-rows|prefill-graph|coldstart) source "$here/prefill.sh" "${1:-kernels}" "${@:2}" ;;
-  kernels|launches|barriers) source "$here/kernels.sh" "${1:-kernels}" "${@:2}" ;;
-  step|prefill|profile|qgemm-profile|flash-profile) source "$here/profile.sh" "${1:-kernels}" "${@:2}" ;;
-  llamacpp|peers|allpeers) source "$here/peers.sh" "${1:-kernels}" "${@:2}" ;;
-  *) echo "gpu-issue11.sh: unknown mode ${1}; the modes are listed at the top of $0" >&2; exit 2 ;;
+mode=${1:-kernels}
+case "$mode" in
+  decode|minilab|final|regress|resident|groups) source "$here/decode.sh" "$mode" "${@:2}" ;;
+  pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm|alternate|stack|wide|flash|foldab) source "$here/switches.sh" "$mode" "${@:2}" ;;
+  prefill-ways|prefill-overlap|mixed|cutlass|qgemm-rows|prefill-graph|coldstart) source "$here/prefill.sh" "$mode" "${@:2}" ;;
+  kernels|launches|barriers) source "$here/kernels.sh" "$mode" "${@:2}" ;;
+  step|prefill|profile|qgemm-profile|flash-profile) source "$here/profile.sh" "$mode" "${@:2}" ;;
+  llamacpp|peers|allpeers) source "$here/peers.sh" "$mode" "${@:2}" ;;
+  *) echo "gpu-issue11.sh: unknown mode $mode; the modes are listed at the top of $0" >&2; exit 2 ;;
 esac
