@@ -14,7 +14,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/bin /tmp/runs
-unpack() { [ -x "/tmp/bin/$1" ] || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" ".gpu/$1.xz" "/tmp/bin/$1"; chmod +x "/tmp/bin/$1"; }
+source "$(dirname "$0")/unxz.sh"
+unpack() { unxz ".gpu/$1.xz" "/tmp/bin/$1"; }
 M=/tmp/bin/minilab
 DEMO=/tmp/demo.gguf
 SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53

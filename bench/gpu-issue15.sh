@@ -24,7 +24,7 @@ DEMO=/tmp/demo.gguf
 SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 SYN="--calib synthetic --text synthetic --calib-tokens 16384 --formats int8,nf4 --frontier-points 8"
 README_ARGS="--budget-gb 0.12 --calib-tokens 1024 --max-tokens 2048 --frontier-points 4 --bench-reps 1"
-unxz() { [ -x "$2" ] || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" "$1" "$2"; chmod +x "$2"; }
+source "$(dirname "$0")/unxz.sh"
 unpack() { unxz .gpu/minilab.xz $M; }
 keep() { # run folder → /tmp/res/NAME-*
   for f in summary.json frontier.csv plan.yaml time_model.json report.md; do cp "$1/$f" "/tmp/res/$2-$f" 2>/dev/null; done

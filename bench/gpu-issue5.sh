@@ -9,10 +9,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT" /tmp/bin
-for f in minilab device_check; do
-  [ -x /tmp/bin/$f ] || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" .gpu/$f.xz /tmp/bin/$f
-  chmod +x /tmp/bin/$f
-done
+source "$(dirname "$0")/unxz.sh"
+for f in minilab device_check; do unxz .gpu/$f.xz /tmp/bin/$f; done
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 MODE=${1:-minilab}
 table() {

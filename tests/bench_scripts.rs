@@ -1,7 +1,8 @@
 //! The bench scripts that run here, without a GPU: `bench/kernels/sass_table.py` on a small SASS
 //! fixture (tests/fixtures/sass), `bench/peers/side_by_side.py` on JSON written by the test,
-//! `bench/kernels/flash_sim.py` (flash.cu's index arithmetic, emulated). They need
-//! python3, as the README's test command's machine has.
+//! `bench/kernels/flash_sim.py` (flash.cu's index arithmetic, emulated), `bench/unxz.sh` (how the GPU
+//! calls unpack their carried binaries). They need python3 and bash, as the README's test command's
+//! machine has.
 
 use std::process::Command;
 
@@ -111,4 +112,44 @@ fn flash_attention_index_arithmetic_matches_attention() {
     assert_eq!(stdout.lines().filter(|l| l.contains("max |Δ|")).count(), 10, "{stdout}");
     assert_eq!(stdout.lines().filter(|l| l.contains("split-KV: max |Δ|")).count(), 5, "{stdout}");
     assert_eq!(stdout.lines().last(), Some("ok"), "{stdout}");
+}
+
+/// `unxz SRC DEST` of bench/unxz.sh in a bash at `dir`: its exit code and stderr.
+fn unxz(dir: &std::path::Path, src: &str, dest: &str) -> (bool, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/unxz.sh");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}' && unxz {src} {dest}", script.display()))
+        .current_dir(dir)
+        .output()
+        .expect("bash runs");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn unxz_leaves_no_executable_behind_when_the_archive_is_missing_or_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let xz = Command::new("python3")
+        .args(["-c", "import lzma,sys; open('good.xz','wb').write(lzma.compress(b'#!/bin/sh\\necho unpacked\\n'))"])
+        .current_dir(dir.path())
+        .status()
+        .expect("python3 runs");
+    assert!(xz.success());
+    std::fs::write(dir.path().join("broken.xz"), b"not xz at all").unwrap();
+
+    // an empty executable would run and exit 0, as if the checks it stands for had passed
+    for src in ["missing.xz", "broken.xz"] {
+        let (ok, err) = unxz(dir.path(), src, "bin");
+        assert!(!ok, "{src}: unxz succeeded");
+        assert!(err.contains(&format!("unxz: {src} did not unpack")), "{src}: {err}");
+        assert!(!dir.path().join("bin").exists() && !dir.path().join("bin.part").exists(), "{src}: a file was left");
+    }
+
+    let (ok, err) = unxz(dir.path(), "good.xz", "bin");
+    assert!(ok, "{err}");
+    let run = Command::new(dir.path().join("bin")).output().expect("the unpacked file runs");
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "unpacked\n");
+    // once there, it is kept: a second call does not read the archive again
+    std::fs::remove_file(dir.path().join("good.xz")).unwrap();
+    assert!(unxz(dir.path(), "good.xz", "bin").0);
 }

@@ -16,9 +16,9 @@ pack() { local name=$1; shift
 # first few by name), so after each run everything so far goes into 00-partial.tgz, which sorts first;
 # pack removes it.
 checkpoint() { tar czf /tmp/00-partial.tgz -C "$OUT" --exclude=00-partial.tgz . && mv /tmp/00-partial.tgz "$OUT/"; }
-unpack() { for f in "$@"; do
-  [ -x /tmp/bin/$f ] || python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" .gpu/$f.xz /tmp/bin/$f
-  chmod +x /tmp/bin/$f; done; }
+source "$(dirname "${BASH_SOURCE[0]}")/../unxz.sh"
+# unpack NAME…: .gpu/NAME.xz into /tmp/bin/NAME.
+unpack() { local f; for f in "$@"; do unxz .gpu/$f.xz /tmp/bin/$f; done; }
 table() { python3 - "$OUT" <<'PY'
 import glob, json, os, sys
 rows = {}

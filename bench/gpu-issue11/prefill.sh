@@ -129,8 +129,7 @@ coldstart)
   # rounds, wall time and the bench's own figures; first `device_check cuda` on this build (its kernels
   # loaded from SASS, logits against the CPU's). Candle's own kernels are PTX in both.
   unpack minilab device_check
-  python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" .gpu/minilab-ptx.xz /tmp/bin/minilab-ptx
-  chmod +x /tmp/bin/minilab-ptx
+  unpack minilab-ptx
   timeout 150 /tmp/bin/device_check cuda > "$OUT/device_check.txt" 2>&1; echo "device_check: exit $? (${SECONDS} s)"
   tail -6 "$OUT/device_check.txt"
   for r in 1 2 3; do
