@@ -5,7 +5,7 @@
 #   switches.sh: pdl, rope, norm, prefetch, chunk, staged, grid, plainprefill, qgemm, alternate, stack,
 #                wide, flash, foldab
 #   prefill.sh: prefill-ways, prefill-overlap, mixed, cutlass, qgemm-rows, prefill-graph, coldstart
-#   kernels.sh: kernels, launches, barriers
+#   kernels.sh: kernels, launches, barriers, ahead
 #   profile.sh: step, prefill, profile, qgemm-profile, flash-profile
 #   peers.sh: llamacpp, peers, allpeers
 # Usage there: bash bench/gpu-issue11.sh MODE. Writes everything under $OUT, prints a short table.
@@ -20,7 +20,7 @@ case "$mode" in
   decode|minilab|final|regress|resident|groups) source "$here/decode.sh" "$mode" "${@:2}" ;;
   pdl|rope|norm|prefetch|chunk|staged|grid|plainprefill|qgemm|alternate|stack|wide|flash|foldab) source "$here/switches.sh" "$mode" "${@:2}" ;;
   prefill-ways|prefill-overlap|mixed|cutlass|qgemm-rows|prefill-graph|coldstart) source "$here/prefill.sh" "$mode" "${@:2}" ;;
-  kernels|launches|barriers) source "$here/kernels.sh" "$mode" "${@:2}" ;;
+  kernels|launches|barriers|ahead) source "$here/kernels.sh" "$mode" "${@:2}" ;;
   step|prefill|profile|qgemm-profile|flash-profile) source "$here/profile.sh" "$mode" "${@:2}" ;;
   llamacpp|peers|allpeers) source "$here/peers.sh" "$mode" "${@:2}" ;;
   *) echo "gpu-issue11.sh: unknown mode $mode; the modes are listed at the top of $0" >&2; exit 2 ;;

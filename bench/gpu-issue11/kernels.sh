@@ -1,5 +1,5 @@
 # bench/gpu-issue11.sh, the GEMV harness (bench/kernels/gemv_bench.cu).
-# Modes: kernels, launches, barriers.
+# Modes: kernels, launches, barriers, ahead.
 # Sourced by bench/gpu-issue11.sh (which sets OUT and loads lib.sh); $1 is the mode.
 #   kernels: the GEMV harness (bench/kernels/gemv_bench.cu, built by bench/kernels/build.sh):
 #            every kernel against the plain reference, then GB/s per shape and a decode step's linears.
@@ -29,6 +29,10 @@
 #            linears in one resident launch, with a grid barrier where each shipped launch starts
 #            (128-thread blocks with session 13's fenced barrier, and one block an SM with a
 #            release/acquire one), against --merged's no-barrier bound: what a persistent step's waits cost.
+#   ahead:   `gemv_bench --ahead`: the same persistent step, each block's producer warp streaming its
+#            consumer warps' weights into shared memory with bulk copies ahead of the grid barriers
+#            (bench/kernels/ahead.cuh), against the shipped step, the one-launch bound and session 15's
+#            barrier way, every output checked against the shipped step's; 3B and 8B, every format.
 case $1 in
 kernels)
   nvidia-smi --query-gpu=clocks.sm,clocks.mem --format=csv,noheader,nounits -lms 100 > "$OUT/clocks.csv" 2>/dev/null &
@@ -55,8 +59,8 @@ launches)
   cat "$OUT/stream.md"; grep -A16 "decode step" "$OUT/merged.md"; sed -n '/| step/,/^$/p' "$OUT/floor.md"
   pack launches
   ;;
-barriers)
-  LD_LIBRARY_PATH=.gpu timeout 240 ./.gpu/gemv_bench --barriers > "$OUT/barriers.md" 2> "$OUT/barriers.err"
-  echo "gemv_bench --barriers: exit $?"; tail -2 "$OUT/barriers.err"; cat "$OUT/barriers.md"
+barriers|ahead)
+  LD_LIBRARY_PATH=.gpu timeout 240 ./.gpu/gemv_bench --$1 > "$OUT/$1.md" 2> "$OUT/$1.err"
+  echo "gemv_bench --$1: exit $?"; tail -2 "$OUT/$1.err"; cat "$OUT/$1.md"
   ;;
 esac

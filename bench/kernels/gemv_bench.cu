@@ -10,7 +10,7 @@
 // - A decode step: every linear of the model once, in order, distinct weights, as one graph.
 //
 // Usage: gemv_bench [--quick | --floor | --pdl | --prefetch | --staged | --pairs | --merged | --stream |
-// --barriers | --late]. Prints
+// --barriers | --ahead | --late]. Prints
 // markdown tables. --floor: where an NF4 GEMV's time goes (launch floor, the loads alone as grouped or
 // streamed across rows, the whole kernel), per shape and for a decode step's linears. --pdl: a decode
 // step's linears (shipped kernels) launched plainly and with programmatic dependent launch, in one
@@ -23,7 +23,9 @@
 // GEMVs (MINILAB_GEMV_GRID=stream) against the shipped kernels, with and without PDL, in every format,
 // bit-equal to the shipped ones (see stream.cuh). --barriers: a step's linears in one resident launch
 // with a grid barrier where each shipped launch starts: what a persistent step's waits cost (see
-// barriers.cuh). --late: the norm launches of a block unfolded (a norm kernel, then the shipped GEMV)
+// barriers.cuh). --ahead: the same persistent step with a producer warp a block that streams the
+// weights into shared memory ahead of the barriers (see ahead.cuh). --late: the norm launches of a
+// block unfolded (a norm kernel, then the shipped GEMV)
 // against the late fold's gemv_ln_ kernels, and NF4's at other R and block caps (see late.cuh); then
 // each norm's producer and consumer launches together, unfolded, late, and with the producer
 // handing the consumer x·w and its sums of squares (see stats.cuh).
@@ -41,6 +43,7 @@
 #include "stats.cuh"
 #include "merged.cuh"
 #include "barriers.cuh"
+#include "ahead.cuh"
 #include "pairs.cuh"
 #include "staged.cuh"
 #include "stream.cuh"
@@ -293,6 +296,7 @@ int main(int argc, char** argv) {
     bool stream_run = argc > 1 && std::string(argv[1]) == "--stream";
     bool barriers_run = argc > 1 && std::string(argv[1]) == "--barriers";
     bool late_run = argc > 1 && std::string(argv[1]) == "--late";
+    bool ahead_run = argc > 1 && std::string(argv[1]) == "--ahead";
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
@@ -326,6 +330,7 @@ int main(int argc, char** argv) {
     if (merged_run) return merged::merged_main(s, bw, xs, ys, shapes);
     if (stream_run) return stream::stream_main(s, bw, xs, ys, shapes);
     if (barriers_run) return barriers::barriers_main(s, bw, xs);
+    if (ahead_run) return ahead::ahead_main(s, bw, xs);
     if (late_run) {
         const int singles = late::late_main(s, bw, xs, ys), pairs = stats::pairs_main(s, ys);
         return singles ? singles : pairs;

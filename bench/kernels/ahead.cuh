@@ -1,0 +1,357 @@
+// gemv_bench --ahead: a persistent decode step whose weights stream ahead of its grid barriers.
+//
+// Session 15 (barriers.cuh) closed the persistent step as it was built there: a stage boundary
+// inside one launch cost 3.7–5.7 µs against a graph launch boundary's 1.3–2.5 µs, because at each
+// barrier the SMs that finish first idle until the last block's loads return, and then every warp
+// starts the next stage's loads cold. But a stage's weights do not depend on the stage before it;
+// only its xs does. Here each block is CW consumer warps, which multiply and wait at the grid
+// barriers, and one producer warp, which copies the consumers' next weights into rings of
+// shared-memory slots with the Hopper bulk copy (cp.async.bulk, its bytes counted on an mbarrier)
+// and never waits at a grid barrier, only for a slot to be freed. So the weights keep streaming
+// through every barrier, as far ahead as the rings hold (CW warps × D slots × R rows × PIECE bytes).
+//
+// Lane w of the producer fills consumer warp w's ring; both walk the same row groups (R rows of one
+// weight, in the order barriers.cuh's warps take them) and, within a group, the same pieces of k.
+// The consumer's products are accumulate's, step for step (gemv_staged.cuh's step_sums), so at the
+// shipped launch's R its outputs are the shipped ones bit for bit; else within one bf16 ulp of the
+// largest. As in barriers.cuh every weight reads the same xs (the barriers stand in for the
+// dependencies), so a real step would also read the previous stage's output from L2 after each
+// barrier; and the graph launches before and after a step are the same for every way.
+//
+// Every wait gives up 50 ms after its block started and flags the run, so a broken way FAILs
+// instead of hanging the call.
+#pragma once
+#include <utility>
+
+#include "ahead_walk.cuh"
+#include "barriers.cuh"
+
+namespace ahead {
+
+using merged::Seg;
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ unsigned long long now_ns() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+constexpr unsigned long long GIVE_UP_NS = 50000000ull;
+
+__device__ __forceinline__ void mbar_init(uint64_t* b, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(count) : "memory");
+}
+// Arrives and adds `bytes` to the transfers the current phase waits for.
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* b) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(b)) : "memory");
+}
+// Whether the phase of `parity` has completed, without waiting.
+__device__ __forceinline__ bool mbar_test(uint64_t* b, unsigned parity) {
+    uint32_t done;
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(smem_u32(b)), "r"(parity)
+        : "memory");
+    return done;
+}
+// The same, waiting a while (try_wait) before it answers no.
+__device__ __forceinline__ bool mbar_done(uint64_t* b, unsigned parity) {
+    uint32_t done;
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(smem_u32(b)), "r"(parity)
+        : "memory");
+    return done;
+}
+// Waits until the phase of `parity` completes; false, with *stuck set, once past the deadline.
+__device__ __forceinline__ bool mbar_wait(uint64_t* b, unsigned parity, unsigned long long deadline, int* stuck) {
+    while (!mbar_done(b, parity))
+        if (now_ns() > deadline) {
+            atomicExch(stuck, 1);
+            return false;
+        }
+    return true;
+}
+// `bytes` (a multiple of 16, both addresses 16-byte aligned) from global into this block's shared
+// memory, counted on b when they land.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, unsigned bytes, uint64_t* b) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                 ::"r"(smem_u32(dst)), "l"(src), "r"(bytes), "r"(smem_u32(b))
+                 : "memory");
+}
+
+// The dynamic shared memory: the NF4 table (4 KB), the full and empty mbarriers, the rings.
+constexpr int TABLE_BYTES = gemv::NF4_TABLE_WORDS * 4;
+template <int CW, int D> __host__ __device__ constexpr int bars_bytes() { return (2 * CW * D * 8 + 127) / 128 * 128; }
+template <int F, int R, int CW, int D, int PIECE> __host__ __device__ constexpr int smem_bytes() {
+    return TABLE_BYTES + bars_bytes<CW, D>() + CW * D * Slot<F, R, PIECE>::BYTES;
+}
+
+// The consumer warps' grid barrier: barriers.cuh's release/acquire one, with a named barrier for the
+// CW warps in place of __syncthreads (the producer warp is elsewhere).
+template <int CW>
+__device__ __forceinline__ void consumer_barrier(unsigned* bar, unsigned target, unsigned long long deadline, int* stuck) {
+    asm volatile("bar.sync 1, %0;" ::"n"(CW * 32) : "memory");
+    if (threadIdx.x == 0) {
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar) : "memory");
+        for (;;) {
+            unsigned v;
+            asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
+            if (v >= target) break;
+            if (now_ns() > deadline) { atomicExch(stuck, 1); break; }
+        }
+        asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    }
+    asm volatile("bar.sync 1, %0;" ::"n"(CW * 32) : "memory");
+}
+
+// The walk's arguments (ahead_walk.cuh): the step's weights and its stages' first row groups.
+struct Walk {
+    const Seg* segs;
+    const int* warp0;
+    int count;
+    const int* stage_g0;
+    int stages;
+};
+
+// Producer lane for consumer warp `me`: each piece into the next slot of its ring once the consumer
+// has freed it. The lanes poll (test_wait) and never block, so a lane whose consumer lags does not
+// hold up the others.
+template <int F, int R, int D, int PIECE>
+__device__ __forceinline__ void produce(const Walk& wk, int me, int warps, unsigned char* ring, uint64_t* full,
+                                        uint64_t* empty, unsigned long long deadline, int* stuck) {
+    using S = Slot<F, R, PIECE>;
+    Cursor<R, S::ELEMS, Seg> cur(wk.segs, wk.warp0, wk.count, wk.stage_g0, wk.stages, me, warps);
+    for (int i = 0; !cur.done();) {
+        const int slot = i % D;
+        const unsigned round = i / D;
+        if (round > 0 && !mbar_test(empty + slot, (round - 1) & 1)) {
+            if (now_ns() > deadline) {
+                atomicExch(stuck, 1);
+                return;
+            }
+            continue;
+        }
+        Copy cps[2 * R];
+        int n = 0;
+        const unsigned bytes = piece_copies<F, R, PIECE>(cur.s.p, cur.s.k, cur.row0(), cur.k0, cur.len(), cps, &n);
+        unsigned char* dst = ring + slot * S::BYTES;
+        mbar_expect_tx(full + slot, bytes);
+#pragma unroll
+        for (int c = 0; c < 2 * R; c++)
+            if (c < n) bulk_copy(dst + cps[c].dst, cps[c].src, cps[c].bytes, full + slot);
+        i++;
+        cur.next();
+    }
+}
+
+// Consumer warp `me`: each piece's products from its slot, the slot freed at once, the rows stored
+// after their last piece, a grid barrier after each stage.
+template <int F, int R, int CW, int D, int PIECE>
+__device__ __forceinline__ void consume(const Walk& wk, int me, int warps, const bf16* xs, const char* table,
+                                        const unsigned char* ring, uint64_t* full, uint64_t* empty, bool barriers,
+                                        unsigned* bar, unsigned long long deadline, int* stuck) {
+    using S = Slot<F, R, PIECE>;
+    constexpr int E = gemv::step_elems<F>();
+    const int lane = threadIdx.x & 31;
+    int i = 0;
+    float acc[R][1];
+    walk<R, S::ELEMS>(wk.segs, wk.warp0, wk.count, wk.stage_g0, wk.stages, me, warps,
+        [&](const Seg& s, int row0, int k0, int len) {
+            const int slot = i % D;
+            const unsigned round = i / D;
+            i++;
+            if (k0 == 0)
+#pragma unroll
+                for (int r = 0; r < R; r++) acc[r][0] = 0.f;
+            mbar_wait(full + slot, round & 1, deadline, stuck);
+            const unsigned char* src = ring + slot * S::BYTES;
+            for (int t = 0; t < len / (32 * E); t++) {
+                const int j = t * 32 * E + lane * E;  // within the piece
+                uint4 w[R];
+                float sums[R];
+#pragma unroll
+                for (int r = 0; r < R; r++) w[r] = *reinterpret_cast<const uint4*>(src + S::weights_at(r) + t * 512 + lane * 16);
+                gemv::step_sums<bf16, F, R>(w, xs + k0 + j, table, lane * 4, sums);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    if constexpr (gemv::nf4_like<F>()) {
+                        const float sc = *reinterpret_cast<const float*>(src + S::absmax_at(r) + j / 64 * 4);
+                        acc[r][0] = fmaf(sums[r], sc, acc[r][0]);
+                    } else {
+                        acc[r][0] += sums[r];
+                    }
+                }
+            }
+            __syncwarp();
+            if (lane == 0) mbar_arrive(empty + slot);
+            if (k0 + len == s.k) gemv::store_rows<bf16, F, 1, R>(acc, s.p, 1, row0, nullptr);
+        },
+        [&](int st) {
+            if (barriers && st + 1 < wk.stages) consumer_barrier<CW>(bar, (unsigned)(st + 1) * gridDim.x, deadline, stuck);
+        });
+}
+
+template <int F, int R, int CW, int D, int PIECE>
+__global__ void __launch_bounds__((CW + 1) * 32, 1)
+    kernel(const bf16* xs, Walk wk, int barriers, unsigned* bar, int* stuck) {
+    static_assert(CW <= 32, "a producer lane a consumer warp");
+    extern __shared__ __align__(128) unsigned char smem[];
+    float* table = reinterpret_cast<float*>(smem);
+    uint64_t* full = reinterpret_cast<uint64_t*>(smem + TABLE_BYTES);
+    uint64_t* empty = full + CW * D;
+    unsigned char* rings = smem + TABLE_BYTES + bars_bytes<CW, D>();
+    const unsigned long long deadline = now_ns() + GIVE_UP_NS;
+    if (threadIdx.x < CW * D) {
+        mbar_init(full + threadIdx.x, 1);
+        mbar_init(empty + threadIdx.x, 1);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    if constexpr (gemv::nf4_like<F>()) gemv::fill_table<F>(table);
+    __syncthreads();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = gridDim.x * CW;
+    constexpr int RING = D * Slot<F, R, PIECE>::BYTES;
+    if (warp == CW) {
+        if (lane < CW)
+            produce<F, R, D, PIECE>(wk, blockIdx.x * CW + lane, warps, rings + lane * RING, full + lane * D, empty + lane * D,
+                                    deadline, stuck);
+        return;
+    }
+    consume<F, R, CW, D, PIECE>(wk, blockIdx.x * CW + warp, warps, xs, reinterpret_cast<const char*>(table),
+                                rings + warp * RING, full + warp * D, empty + warp * D, barriers, bar, deadline, stuck);
+}
+typedef void (*AheadKern)(const bf16*, Walk, int, unsigned*, int*);
+
+// A way's kernel and dynamic shared memory in format f.
+struct Built { AheadKern k; int smem; };
+template <int F, int W> Built built_f() {
+    constexpr Way w = WAYS[W];
+    return Built{kernel<F, w.r, w.cw, w.d, w.piece>, smem_bytes<F, w.r, w.cw, w.d, w.piece>()};
+}
+template <size_t... W> void build_all(int f, Built* out, std::index_sequence<W...>) {
+    ((out[W] = f == 0 ? built_f<0, W>() : f == 1 ? built_f<1, W>() : built_f<2, W>()), ...);
+}
+
+// Whether every weight of the step suits the walk at R rows a warp.
+bool fits_all(const std::vector<Weight>& ws, int r) {
+    for (auto& w : ws)
+        if (!fits(w.fmt, w.n, w.k, r)) return false;
+    return true;
+}
+
+// One model and format: the shipped step, session 11's one-launch bound, session 15's barrier way,
+// then each ahead way, alternating three times; a row a way.
+bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs, unsigned* bar, int* stuck) {
+    size_t bytes;
+    std::vector<Weight> ws = step_weights(md, f, 900 + f, &bytes);
+    std::vector<size_t> off;
+    bf16 *y, *y_ref;
+    const size_t rows = merged::step_outputs(ws, off, &y, &y_ref);
+    const merged::Plan plans[2] = {merged::plan_of(ws, off, y, 2), merged::plan_of(ws, off, y, 4)};
+    int* g0[2];
+    int stages = 0;
+    for (int i = 0; i < 2; i++) {
+        const std::vector<int> st = barriers::stage_starts(md, ws, plans[i].r);
+        stages = (int)st.size() - 1;
+        CK(cudaMalloc(&g0[i], st.size() * sizeof(int)));
+        CK(cudaMemcpy(g0[i], st.data(), st.size() * sizeof(int), cudaMemcpyHostToDevice));
+    }
+    // ways 0, 1: barriers.cuh's "one launch R2" and "acq-rel R2"; then WAYS
+    barriers::BarrierKern old[barriers::NWAYS];
+    barriers::way_kernels(f, old, std::make_index_sequence<barriers::NWAYS>{});
+    const int old_way[2] = {0, 2};
+    Built kerns[NWAYS];
+    build_all(f, kerns, std::make_index_sequence<NWAYS>{});
+    const int ways = 2 + NWAYS;
+    std::vector<int> grids(ways, 0), threads(ways, 128), smem(ways, 0);
+    for (int w = 0; w < ways; w++) {
+        int per_sm = 0;
+        if (w < 2) {
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, old[old_way[w]], 128, 0));
+        } else {
+            const Way& wy = WAYS[w - 2];
+            const Built& b = kerns[w - 2];
+            threads[w] = (wy.cw + 1) * 32;
+            smem[w] = b.smem;
+            // a way whose shared memory or pieces do not fit runs nothing and FAILs (its outputs stay NaN)
+            if (cudaFuncSetAttribute(b.k, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smem) != cudaSuccess) {
+                cudaGetLastError();
+                continue;
+            }
+            if (!fits_all(ws, wy.r)) continue;
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, b.k, threads[w], b.smem));
+        }
+        grids[w] = per_sm * g_sms;
+    }
+    const auto way = [&](int w) { return [&, w](int) {
+        if (w < 0) return merged::shipped_step(s, md, ws, off, y, xs);
+        CK(cudaMemsetAsync(bar, 0, sizeof(unsigned), s));
+        if (grids[w] == 0) return;
+        if (w < 2) {
+            const merged::Plan& p = plans[0];
+            old[old_way[w]]<<<grids[w], 128, 0, s>>>(xs, p.segs, p.warp0, p.count, g0[0], stages, w == 1, bar, stuck);
+            return;
+        }
+        const Way& wy = WAYS[w - 2];
+        const merged::Plan& p = plans[wy.r == 4];
+        const Walk wk{p.segs, p.warp0, p.count, g0[wy.r == 4], stages};
+        kerns[w - 2].k<<<grids[w], threads[w], smem[w], s>>>(xs, wk, wy.barriers, bar, stuck);
+    }; };
+    CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
+    merged::shipped_step(s, md, ws, off, y_ref, xs);
+    CK(cudaMemset(stuck, 0, sizeof(int)));
+    std::vector<std::vector<double>> t;
+    std::string cells;
+    // a wait that gave up leaves its way FAIL, whatever its outputs
+    const bool ok = merged::alternate_checked(s, ways, way, y, rows, t, cells, [&](int w, const merged::Agreement& a) {
+        int hung = 0;
+        CK(cudaMemcpy(&hung, stuck, sizeof(int), cudaMemcpyDeviceToHost));
+        CK(cudaMemset(stuck, 0, sizeof(int)));
+        return a.worst <= 0x1p-7 && !hung && grids[w] > 0;
+    }, ws, off, y_ref);
+    std::vector<std::string> cell(ways);
+    for (int w = 0, at = 0; w < ways; w++) {
+        const size_t bar_at = cells.find('|', at);
+        cell[w] = cells.substr(at, bar_at - at);
+        at = (int)bar_at + 1;
+    }
+    const auto ms = [&](int i) { return t[i][1] * 1e3; };
+    printf("| %s | %s | shipped | %d launches | | %.3f (%.1f %%) | 1 | |\n", md.name, FMT[f], stages, ms(0),
+           100 * bytes / ms(0) / bw / 1e-3);
+    for (int w = 0; w < ways; w++) {
+        const char* name = w < 2 ? barriers::WAYS[old_way[w]].name : WAYS[w - 2].name;
+        printf("| %s | %s | %s | %d × %d | %d | %.3f (%.1f %%) | %.2f× |%s|\n", md.name, FMT[f], name, grids[w], threads[w],
+               smem[w] >> 10, ms(w + 1), 100 * bytes / ms(w + 1) / bw / 1e-3, ms(0) / ms(w + 1), cell[w].c_str());
+    }
+    for (auto& p : plans) { cudaFree(p.segs); cudaFree(p.warp0); }
+    for (int* g : g0) cudaFree(g);
+    cudaFree(y); cudaFree(y_ref);
+    for (auto& w : ws) free_weight(w);
+    return ok;
+}
+
+// --ahead: exit 3 if a way's output is NaN, differs past 2^-7 from the shipped step's, or a wait
+// gave up.
+int ahead_main(cudaStream_t s, double bw, const bf16* xs) {
+    unsigned* bar;
+    int* stuck;
+    CK(cudaMalloc(&bar, sizeof(unsigned)));
+    CK(cudaMalloc(&stuck, sizeof(int)));
+    printf("## A decode step's linears in one resident launch whose producer warps stream the weights ahead of the "
+           "grid barriers (m = 1): ms (%% of copy), shipped / way, and the outputs against the shipped step's\n\n");
+    printf("| model | format | way | grid × threads | shared KB | ms (%% of copy) | shipped / way | equal, worst Δ |\n");
+    printf("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |\n");
+    bool ok = true;
+    for (const Model& md : MODELS)
+        for (int f = 0; f < 3; f++) ok = step_row(s, md, f, bw, xs, bar, stuck) && ok;
+    cudaFree(bar);
+    cudaFree(stuck);
+    return ok ? 0 : 3;
+}
+
+}  // namespace ahead
