@@ -10,6 +10,16 @@
 // and never waits at a grid barrier, only for a slot to be freed. So the weights keep streaming
 // through every barrier, as far ahead as the rings hold (CW warps × D slots × R rows × PIECE bytes).
 //
+// The chain ways keep the shipped step's shape, a launch a stage, which minilab's graph could take
+// without becoming one persistent kernel: each launch is the same producer/consumer block, one an
+// SM, small enough that the next launch's block fits beside it. With programmatic dependent launch
+// (CHAIN_PDL) the next launch starts at once, its producer fills its ring while this launch computes
+// (weights need no wait), and its consumers wait (griddepcontrol.wait) for this launch's outputs.
+// Session 6's PDL asked L2 for the next weights (prefetch.global.L2) and lost; here the copies land
+// in shared memory where the consumers read them, and no register holds them across the wait
+// (session 10's staged kernel lost its table's base register that way). CHAIN is the same launches
+// without PDL: what the early start buys.
+//
 // Lane w of the producer fills consumer warp w's ring; both walk the same row groups (R rows of one
 // weight, in the order barriers.cuh's warps take them) and, within a group, the same pieces of k.
 // The consumer's products are accumulate's, step for step (gemv_staged.cuh's step_sums), so at the
@@ -151,7 +161,7 @@ __device__ __forceinline__ void produce(const Walk& wk, int me, int warps, unsig
 }
 
 // Consumer warp `me`: each piece's products from its slot, the slot freed at once, the rows stored
-// after their last piece, a grid barrier after each stage.
+// after their last piece, a grid barrier after each stage when `barriers`.
 template <int F, int R, int CW, int D, int PIECE>
 __device__ __forceinline__ void consume(const Walk& wk, int me, int warps, const bf16* xs, const char* table,
                                         const unsigned char* ring, uint64_t* full, uint64_t* empty, bool barriers,
@@ -161,6 +171,7 @@ __device__ __forceinline__ void consume(const Walk& wk, int me, int warps, const
     const int lane = threadIdx.x & 31;
     int i = 0;
     float acc[R][1];
+    pdl_wait();  // a chained launch's xs is ready once the launch before it has finished
     walk<R, S::ELEMS>(wk.segs, wk.warp0, wk.count, wk.stage_g0, wk.stages, me, warps,
         [&](const Seg& s, int row0, int k0, int len) {
             const int slot = i % D;
@@ -207,6 +218,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     uint64_t* empty = full + CW * D;
     unsigned char* rings = smem + TABLE_BYTES + bars_bytes<CW, D>();
     const unsigned long long deadline = now_ns() + GIVE_UP_NS;
+    pdl_trigger();  // with CHAIN_PDL the next stage's launch may start its copies at once
     if (threadIdx.x < CW * D) {
         mbar_init(full + threadIdx.x, 1);
         mbar_init(empty + threadIdx.x, 1);
@@ -285,6 +297,8 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs,
             }
             if (!fits_all(ws, wy.r)) continue;
             CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, b.k, threads[w], b.smem));
+            // a chain's launch takes one block an SM and must leave room for the next one's
+            if (wy.mode == CHAIN || wy.mode == CHAIN_PDL) per_sm = per_sm >= 2 ? 1 : 0;
         }
         grids[w] = per_sm * g_sms;
     }
@@ -299,8 +313,25 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs,
         }
         const Way& wy = WAYS[w - 2];
         const merged::Plan& p = plans[wy.r == 4];
-        const Walk wk{p.segs, p.warp0, p.count, g0[wy.r == 4], stages};
-        kerns[w - 2].k<<<grids[w], threads[w], smem[w], s>>>(xs, wk, wy.barriers, bar, stuck);
+        if (wy.mode == FREE || wy.mode == BARRIERS) {
+            const Walk wk{p.segs, p.warp0, p.count, g0[wy.r == 4], stages};
+            kerns[w - 2].k<<<grids[w], threads[w], smem[w], s>>>(xs, wk, wy.mode == BARRIERS, bar, stuck);
+            return;
+        }
+        cudaLaunchAttribute pdl{};
+        pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        pdl.val.programmaticStreamSerializationAllowed = 1;
+        cudaLaunchConfig_t cfg{};
+        cfg.gridDim = dim3(grids[w]);
+        cfg.blockDim = dim3(threads[w]);
+        cfg.dynamicSmemBytes = smem[w];
+        cfg.stream = s;
+        cfg.attrs = &pdl;
+        cfg.numAttrs = wy.mode == CHAIN_PDL ? 1 : 0;
+        for (int st = 0; st < stages; st++) {
+            const Walk wk{p.segs, p.warp0, p.count, g0[wy.r == 4] + st, 1};
+            CK(cudaLaunchKernelEx(&cfg, kerns[w - 2].k, xs, wk, 0, bar, stuck));
+        }
     }; };
     CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
     merged::shipped_step(s, md, ws, off, y_ref, xs);
@@ -342,8 +373,9 @@ int ahead_main(cudaStream_t s, double bw, const bf16* xs) {
     int* stuck;
     CK(cudaMalloc(&bar, sizeof(unsigned)));
     CK(cudaMalloc(&stuck, sizeof(int)));
-    printf("## A decode step's linears in one resident launch whose producer warps stream the weights ahead of the "
-           "grid barriers (m = 1): ms (%% of copy), shipped / way, and the outputs against the shipped step's\n\n");
+    printf("## A decode step's linears with producer warps that stream the weights ahead: in one resident launch "
+           "with grid barriers, or a launch a stage chained by PDL (m = 1): ms (%% of copy), shipped / way, and the "
+           "outputs against the shipped step's\n\n");
     printf("| model | format | way | grid × threads | shared KB | ms (%% of copy) | shipped / way | equal, worst Δ |\n");
     printf("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |\n");
     bool ok = true;

@@ -6,20 +6,28 @@
 
 namespace ahead {
 
+// How a way runs a step: one persistent launch without barriers (the bound) or with a grid barrier
+// at each stage's end; or a chain of launches, one a stage, on one block an SM so that the next
+// launch's block fits beside it, with programmatic dependent launch (the next launch's producer
+// starts copying while this one computes; its consumers wait for this one to finish) or plainly.
+enum Mode { FREE = 0, BARRIERS = 1, CHAIN_PDL = 2, CHAIN = 3 };
 // One way: R rows a warp, CW consumer warps a block, D slots a warp of PIECE bytes a row.
 struct Way {
-    int r, cw, d, piece;
-    bool barriers;
+    int r, cw, d, piece, mode;
     const char* name;
 };
 constexpr Way WAYS[] = {
-    {2, 8, 4, 2048, false, "ahead R2, 8 warps, 4 × 2 KB, no barriers"},
-    {2, 8, 4, 2048, true, "ahead R2, 8 warps, 4 × 2 KB"},
-    {2, 16, 3, 1024, false, "ahead R2, 16 warps, 3 × 1 KB, no barriers"},
-    {2, 16, 3, 1024, true, "ahead R2, 16 warps, 3 × 1 KB"},
-    {2, 16, 2, 2048, true, "ahead R2, 16 warps, 2 × 2 KB"},
-    {2, 24, 2, 1024, true, "ahead R2, 24 warps, 2 × 1 KB"},
-    {4, 8, 3, 1024, true, "ahead R4, 8 warps, 3 × 1 KB"}};
+    {2, 8, 4, 2048, FREE, "ahead R2, 8 warps, 4 × 2 KB, no barriers"},
+    {2, 8, 4, 2048, BARRIERS, "ahead R2, 8 warps, 4 × 2 KB"},
+    {2, 16, 3, 1024, FREE, "ahead R2, 16 warps, 3 × 1 KB, no barriers"},
+    {2, 16, 3, 1024, BARRIERS, "ahead R2, 16 warps, 3 × 1 KB"},
+    {2, 16, 2, 2048, BARRIERS, "ahead R2, 16 warps, 2 × 2 KB"},
+    {2, 24, 2, 1024, BARRIERS, "ahead R2, 24 warps, 2 × 1 KB"},
+    {4, 8, 3, 1024, BARRIERS, "ahead R4, 8 warps, 3 × 1 KB"},
+    {2, 8, 4, 1024, CHAIN_PDL, "chain + PDL, R2, 8 warps, 4 × 1 KB"},
+    {2, 12, 3, 1024, CHAIN_PDL, "chain + PDL, R2, 12 warps, 3 × 1 KB"},
+    {4, 8, 2, 1024, CHAIN_PDL, "chain + PDL, R4, 8 warps, 2 × 1 KB"},
+    {2, 12, 3, 1024, CHAIN, "chain, R2, 12 warps, 3 × 1 KB"}};
 constexpr int NWAYS = sizeof(WAYS) / sizeof(WAYS[0]);
 
 // One ring slot: R rows of a piece of at most PIECE bytes each, then (NF4) their absmax, 4 bytes a 32.
