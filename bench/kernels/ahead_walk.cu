@@ -6,7 +6,8 @@
 // that row (Slot::weights_at, absmax_at), no two copies of a piece overlapping, each a multiple of
 // 16 bytes at 16-byte-aligned addresses inside its slot, and the bytes the slot's mbarrier expects
 // equal to the copies' sum; every warp must take its stages in order, each piece whole warp steps
-// of k; and an odd shape must be refused (fits).
+// of k; and an odd shape must be refused (fits). A chain way's launches each walk one stage of this
+// walk, so they take the same pieces.
 #include <algorithm>
 #include <array>
 #include <cstdio>
