@@ -160,18 +160,29 @@ __device__ __forceinline__ void produce(const Walk& wk, int me, int warps, unsig
     }
 }
 
+// What the consumers share: the grid barrier's counter, the flag a wait that gave up sets, and (when
+// not null) where the warps add the clock cycles they spent waiting: [0] for their slots, [1] at the
+// grid barriers or, in a chain, for the launch before.
+struct Sync {
+    unsigned* bar;
+    int* stuck;
+    unsigned long long* stall;
+};
+
 // Consumer warp `me`: each piece's products from its slot, the slot freed at once, the rows stored
 // after their last piece, a grid barrier after each stage when `barriers`.
 template <int F, int R, int CW, int D, int PIECE>
 __device__ __forceinline__ void consume(const Walk& wk, int me, int warps, const bf16* xs, const char* table,
                                         const unsigned char* ring, uint64_t* full, uint64_t* empty, bool barriers,
-                                        unsigned* bar, unsigned long long deadline, int* stuck) {
+                                        const Sync& sy, unsigned long long deadline) {
     using S = Slot<F, R, PIECE>;
     constexpr int E = gemv::step_elems<F>();
     const int lane = threadIdx.x & 31;
     int i = 0;
     float acc[R][1];
+    long long for_slots = 0, held = clock64();
     pdl_wait();  // a chained launch's xs is ready once the launch before it has finished
+    held = clock64() - held;
     walk<R, S::ELEMS>(wk.segs, wk.warp0, wk.count, wk.stage_g0, wk.stages, me, warps,
         [&](const Seg& s, int row0, int k0, int len) {
             const int slot = i % D;
@@ -180,7 +191,9 @@ __device__ __forceinline__ void consume(const Walk& wk, int me, int warps, const
             if (k0 == 0)
 #pragma unroll
                 for (int r = 0; r < R; r++) acc[r][0] = 0.f;
-            mbar_wait(full + slot, round & 1, deadline, stuck);
+            const long long t0 = clock64();
+            mbar_wait(full + slot, round & 1, deadline, sy.stuck);
+            for_slots += clock64() - t0;
             const unsigned char* src = ring + slot * S::BYTES;
             for (int t = 0; t < len / (32 * E); t++) {
                 const int j = t * 32 * E + lane * E;  // within the piece
@@ -204,13 +217,21 @@ __device__ __forceinline__ void consume(const Walk& wk, int me, int warps, const
             if (k0 + len == s.k) gemv::store_rows<bf16, F, 1, R>(acc, s.p, 1, row0, nullptr);
         },
         [&](int st) {
-            if (barriers && st + 1 < wk.stages) consumer_barrier<CW>(bar, (unsigned)(st + 1) * gridDim.x, deadline, stuck);
+            if (!barriers || st + 1 >= wk.stages) return;
+            const long long t0 = clock64();
+            consumer_barrier<CW>(sy.bar, (unsigned)(st + 1) * gridDim.x, deadline, sy.stuck);
+            held += clock64() - t0;
         });
+    if (sy.stall && lane == 0) {
+        atomicAdd(sy.stall, (unsigned long long)for_slots);
+        atomicAdd(sy.stall + 1, (unsigned long long)held);
+    }
 }
 
-template <int F, int R, int CW, int D, int PIECE>
-__global__ void __launch_bounds__((CW + 1) * 32, 1)
-    kernel(const bf16* xs, Walk wk, int barriers, unsigned* bar, int* stuck) {
+// MINB: blocks an SM the registers must allow (2 for the chains, whose next launch's block must fit).
+template <int F, int R, int CW, int D, int PIECE, int MINB>
+__global__ void __launch_bounds__((CW + 1) * 32, MINB)
+    kernel(const bf16* xs, Walk wk, int barriers, Sync sy) {
     static_assert(CW <= 32, "a producer lane a consumer warp");
     extern __shared__ __align__(128) unsigned char smem[];
     float* table = reinterpret_cast<float*>(smem);
@@ -231,19 +252,20 @@ __global__ void __launch_bounds__((CW + 1) * 32, 1)
     if (warp == CW) {
         if (lane < CW)
             produce<F, R, D, PIECE>(wk, blockIdx.x * CW + lane, warps, rings + lane * RING, full + lane * D, empty + lane * D,
-                                    deadline, stuck);
+                                    deadline, sy.stuck);
         return;
     }
     consume<F, R, CW, D, PIECE>(wk, blockIdx.x * CW + warp, warps, xs, reinterpret_cast<const char*>(table),
-                                rings + warp * RING, full + warp * D, empty + warp * D, barriers, bar, deadline, stuck);
+                                rings + warp * RING, full + warp * D, empty + warp * D, barriers, sy, deadline);
 }
-typedef void (*AheadKern)(const bf16*, Walk, int, unsigned*, int*);
+typedef void (*AheadKern)(const bf16*, Walk, int, Sync);
 
 // A way's kernel and dynamic shared memory in format f.
 struct Built { AheadKern k; int smem; };
 template <int F, int W> Built built_f() {
     constexpr Way w = WAYS[W];
-    return Built{kernel<F, w.r, w.cw, w.d, w.piece>, smem_bytes<F, w.r, w.cw, w.d, w.piece>()};
+    constexpr int minb = w.mode == CHAIN || w.mode == CHAIN_PDL ? 2 : 1;
+    return Built{kernel<F, w.r, w.cw, w.d, w.piece, minb>, smem_bytes<F, w.r, w.cw, w.d, w.piece>()};
 }
 template <size_t... W> void build_all(int f, Built* out, std::index_sequence<W...>) {
     ((out[W] = f == 0 ? built_f<0, W>() : f == 1 ? built_f<1, W>() : built_f<2, W>()), ...);
@@ -256,111 +278,149 @@ bool fits_all(const std::vector<Weight>& ws, int r) {
     return true;
 }
 
-// One model and format: the shipped step, session 11's one-launch bound, session 15's barrier way,
-// then each ahead way, alternating three times; a row a way.
-bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs, unsigned* bar, int* stuck) {
-    size_t bytes;
-    std::vector<Weight> ws = step_weights(md, f, 900 + f, &bytes);
-    std::vector<size_t> off;
-    bf16 *y, *y_ref;
-    const size_t rows = merged::step_outputs(ws, off, &y, &y_ref);
-    const merged::Plan plans[2] = {merged::plan_of(ws, off, y, 2), merged::plan_of(ws, off, y, 4)};
-    int* g0[2];
-    int stages = 0;
-    for (int i = 0; i < 2; i++) {
-        const std::vector<int> st = barriers::stage_starts(md, ws, plans[i].r);
-        stages = (int)st.size() - 1;
-        CK(cudaMalloc(&g0[i], st.size() * sizeof(int)));
-        CK(cudaMemcpy(g0[i], st.data(), st.size() * sizeof(int), cudaMemcpyHostToDevice));
-    }
-    // ways 0, 1: barriers.cuh's "one launch R2" and "acq-rel R2"; then WAYS
+// Every way of one format: barriers.cuh's "one launch R2" and "acq-rel R2" (ways 0, 1), then WAYS;
+// kernels and grids asked of the driver here, never inside a capture. A way whose shared memory or
+// pieces do not fit gets no grid: it runs nothing and FAILs (its outputs stay NaN).
+constexpr int OLD_WAY[2] = {0, 2};
+constexpr int ALL_WAYS = 2 + NWAYS;
+struct Lineup {
     barriers::BarrierKern old[barriers::NWAYS];
-    barriers::way_kernels(f, old, std::make_index_sequence<barriers::NWAYS>{});
-    const int old_way[2] = {0, 2};
     Built kerns[NWAYS];
-    build_all(f, kerns, std::make_index_sequence<NWAYS>{});
-    const int ways = 2 + NWAYS;
-    std::vector<int> grids(ways, 0), threads(ways, 128), smem(ways, 0);
-    for (int w = 0; w < ways; w++) {
+    int grids[ALL_WAYS], threads[ALL_WAYS], smem[ALL_WAYS];
+};
+Lineup lineup(int f, const std::vector<Weight>& ws) {
+    Lineup lu{};
+    barriers::way_kernels(f, lu.old, std::make_index_sequence<barriers::NWAYS>{});
+    build_all(f, lu.kerns, std::make_index_sequence<NWAYS>{});
+    for (int w = 0; w < ALL_WAYS; w++) {
         int per_sm = 0;
+        lu.threads[w] = 128;
         if (w < 2) {
-            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, old[old_way[w]], 128, 0));
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, lu.old[OLD_WAY[w]], 128, 0));
         } else {
             const Way& wy = WAYS[w - 2];
-            const Built& b = kerns[w - 2];
-            threads[w] = (wy.cw + 1) * 32;
-            smem[w] = b.smem;
-            // a way whose shared memory or pieces do not fit runs nothing and FAILs (its outputs stay NaN)
+            const Built& b = lu.kerns[w - 2];
+            lu.threads[w] = (wy.cw + 1) * 32;
+            lu.smem[w] = b.smem;
             if (cudaFuncSetAttribute(b.k, cudaFuncAttributeMaxDynamicSharedMemorySize, b.smem) != cudaSuccess) {
                 cudaGetLastError();
                 continue;
             }
             if (!fits_all(ws, wy.r)) continue;
-            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, b.k, threads[w], b.smem));
+            CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, b.k, lu.threads[w], b.smem));
             // a chain's launch takes one block an SM and must leave room for the next one's
             if (wy.mode == CHAIN || wy.mode == CHAIN_PDL) per_sm = per_sm >= 2 ? 1 : 0;
         }
-        grids[w] = per_sm * g_sms;
+        lu.grids[w] = per_sm * g_sms;
     }
-    const auto way = [&](int w) { return [&, w](int) {
-        if (w < 0) return merged::shipped_step(s, md, ws, off, y, xs);
-        CK(cudaMemsetAsync(bar, 0, sizeof(unsigned), s));
-        if (grids[w] == 0) return;
-        if (w < 2) {
-            const merged::Plan& p = plans[0];
-            old[old_way[w]]<<<grids[w], 128, 0, s>>>(xs, p.segs, p.warp0, p.count, g0[0], stages, w == 1, bar, stuck);
-            return;
-        }
-        const Way& wy = WAYS[w - 2];
-        const merged::Plan& p = plans[wy.r == 4];
-        if (wy.mode == FREE || wy.mode == BARRIERS) {
-            const Walk wk{p.segs, p.warp0, p.count, g0[wy.r == 4], stages};
-            kerns[w - 2].k<<<grids[w], threads[w], smem[w], s>>>(xs, wk, wy.mode == BARRIERS, bar, stuck);
-            return;
-        }
-        cudaLaunchAttribute pdl{};
-        pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        pdl.val.programmaticStreamSerializationAllowed = 1;
-        cudaLaunchConfig_t cfg{};
-        cfg.gridDim = dim3(grids[w]);
-        cfg.blockDim = dim3(threads[w]);
-        cfg.dynamicSmemBytes = smem[w];
-        cfg.stream = s;
-        cfg.attrs = &pdl;
-        cfg.numAttrs = wy.mode == CHAIN_PDL ? 1 : 0;
-        for (int st = 0; st < stages; st++) {
-            const Walk wk{p.segs, p.warp0, p.count, g0[wy.r == 4] + st, 1};
-            CK(cudaLaunchKernelEx(&cfg, kerns[w - 2].k, xs, wk, 0, bar, stuck));
-        }
-    }; };
-    CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
-    merged::shipped_step(s, md, ws, off, y_ref, xs);
-    CK(cudaMemset(stuck, 0, sizeof(int)));
-    std::vector<std::vector<double>> t;
-    std::string cells;
-    // a wait that gave up leaves its way FAIL, whatever its outputs
-    const bool ok = merged::alternate_checked(s, ways, way, y, rows, t, cells, [&](int w, const merged::Agreement& a) {
-        int hung = 0;
-        CK(cudaMemcpy(&hung, stuck, sizeof(int), cudaMemcpyDeviceToHost));
-        CK(cudaMemset(stuck, 0, sizeof(int)));
-        return a.worst <= 0x1p-7 && !hung && grids[w] > 0;
-    }, ws, off, y_ref);
-    std::vector<std::string> cell(ways);
-    for (int w = 0, at = 0; w < ways; w++) {
+    return lu;
+}
+
+// The step's weights as the ways walk them, at R = 2 and 4: plans[r == 4], g0[r == 4] (on the GPU).
+struct StepPlan {
+    merged::Plan plans[2];
+    int* g0[2];
+    int stages;
+};
+
+// Way w's step (its stall pair zeroed first, so that it holds the last replay's); way −1 the shipped one.
+void launch_way(cudaStream_t s, const Lineup& lu, const StepPlan& sp, int w, const bf16* xs, Sync sy) {
+    CK(cudaMemsetAsync(sy.bar, 0, sizeof(unsigned), s));
+    if (lu.grids[w] == 0) return;
+    if (w < 2) {
+        const merged::Plan& p = sp.plans[0];
+        lu.old[OLD_WAY[w]]<<<lu.grids[w], 128, 0, s>>>(xs, p.segs, p.warp0, p.count, sp.g0[0], sp.stages, w == 1, sy.bar,
+                                                       sy.stuck);
+        return;
+    }
+    const Way& wy = WAYS[w - 2];
+    const merged::Plan& p = sp.plans[wy.r == 4];
+    CK(cudaMemsetAsync(sy.stall, 0, 2 * sizeof(unsigned long long), s));
+    if (wy.mode == FREE || wy.mode == BARRIERS) {
+        const Walk wk{p.segs, p.warp0, p.count, sp.g0[wy.r == 4], sp.stages};
+        lu.kerns[w - 2].k<<<lu.grids[w], lu.threads[w], lu.smem[w], s>>>(xs, wk, wy.mode == BARRIERS, sy);
+        return;
+    }
+    cudaLaunchAttribute pdl{};
+    pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    pdl.val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(lu.grids[w]);
+    cfg.blockDim = dim3(lu.threads[w]);
+    cfg.dynamicSmemBytes = lu.smem[w];
+    cfg.stream = s;
+    cfg.attrs = &pdl;
+    cfg.numAttrs = wy.mode == CHAIN_PDL ? 1 : 0;
+    for (int st = 0; st < sp.stages; st++) {
+        const Walk wk{p.segs, p.warp0, p.count, sp.g0[wy.r == 4] + st, 1};
+        CK(cudaLaunchKernelEx(&cfg, lu.kerns[w - 2].k, xs, wk, 0, sy));
+    }
+}
+
+// The table's rows of one model and format: the shipped step, then each way.
+void print_rows(const Model& md, int f, size_t bytes, double bw, int stages, const Lineup& lu,
+                const std::vector<std::vector<double>>& t, const std::string& cells,
+                const std::vector<unsigned long long>& stall, double mhz) {
+    std::vector<std::string> cell(ALL_WAYS);
+    for (int w = 0, at = 0; w < ALL_WAYS; w++) {  // cells: " equal / weights, worst |" a way, in order
         const size_t bar_at = cells.find('|', at);
         cell[w] = cells.substr(at, bar_at - at);
         at = (int)bar_at + 1;
     }
     const auto ms = [&](int i) { return t[i][1] * 1e3; };
-    printf("| %s | %s | shipped | %d launches | | %.3f (%.1f %%) | 1 | |\n", md.name, FMT[f], stages, ms(0),
+    printf("| %s | %s | shipped | %d launches | | %.3f (%.1f %%) | 1 | | |\n", md.name, FMT[f], stages, ms(0),
            100 * bytes / ms(0) / bw / 1e-3);
-    for (int w = 0; w < ways; w++) {
-        const char* name = w < 2 ? barriers::WAYS[old_way[w]].name : WAYS[w - 2].name;
-        printf("| %s | %s | %s | %d × %d | %d | %.3f (%.1f %%) | %.2f× |%s|\n", md.name, FMT[f], name, grids[w], threads[w],
-               smem[w] >> 10, ms(w + 1), 100 * bytes / ms(w + 1) / bw / 1e-3, ms(0) / ms(w + 1), cell[w].c_str());
+    for (int w = 0; w < ALL_WAYS; w++) {
+        const char* name = w < 2 ? barriers::WAYS[OLD_WAY[w]].name : WAYS[w - 2].name;
+        char waits[64] = "";
+        if (w >= 2 && lu.grids[w] > 0) {
+            const double warps = (double)lu.grids[w] * WAYS[w - 2].cw;
+            snprintf(waits, sizeof waits, "%.1f, %.1f", stall[2 * w] / warps / mhz, stall[2 * w + 1] / warps / mhz);
+        }
+        printf("| %s | %s | %s | %d × %d | %d | %.3f (%.1f %%) | %.2f× | %s |%s|\n", md.name, FMT[f], name, lu.grids[w],
+               lu.threads[w], lu.smem[w] >> 10, ms(w + 1), 100 * bytes / ms(w + 1) / bw / 1e-3, ms(0) / ms(w + 1), waits,
+               cell[w].c_str());
     }
-    for (auto& p : plans) { cudaFree(p.segs); cudaFree(p.warp0); }
-    for (int* g : g0) cudaFree(g);
+}
+
+// One model and format: the shipped step, session 11's one-launch bound, session 15's barrier way,
+// then each ahead way, alternating three times; a row a way, with the µs a consumer warp waited (the
+// last replay; cycles at the SM's top clock, `mhz`).
+bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs, Sync sy, double mhz) {
+    size_t bytes;
+    std::vector<Weight> ws = step_weights(md, f, 900 + f, &bytes);
+    std::vector<size_t> off;
+    bf16 *y, *y_ref;
+    const size_t rows = merged::step_outputs(ws, off, &y, &y_ref);
+    StepPlan sp{{merged::plan_of(ws, off, y, 2), merged::plan_of(ws, off, y, 4)}, {nullptr, nullptr}, 0};
+    for (int i = 0; i < 2; i++) {
+        const std::vector<int> st = barriers::stage_starts(md, ws, sp.plans[i].r);
+        sp.stages = (int)st.size() - 1;
+        CK(cudaMalloc(&sp.g0[i], st.size() * sizeof(int)));
+        CK(cudaMemcpy(sp.g0[i], st.data(), st.size() * sizeof(int), cudaMemcpyHostToDevice));
+    }
+    const Lineup lu = lineup(f, ws);
+    const auto way = [&](int w) { return [&, w](int) {
+        if (w < 0) return merged::shipped_step(s, md, ws, off, y, xs);
+        launch_way(s, lu, sp, w, xs, Sync{sy.bar, sy.stuck, sy.stall + 2 * w});
+    }; };
+    CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
+    merged::shipped_step(s, md, ws, off, y_ref, xs);
+    CK(cudaMemset(sy.stuck, 0, sizeof(int)));
+    std::vector<std::vector<double>> t;
+    std::string cells;
+    // a wait that gave up leaves its way FAIL, whatever its outputs
+    const bool ok = merged::alternate_checked(s, ALL_WAYS, way, y, rows, t, cells, [&](int w, const merged::Agreement& a) {
+        int hung = 0;
+        CK(cudaMemcpy(&hung, sy.stuck, sizeof(int), cudaMemcpyDeviceToHost));
+        CK(cudaMemset(sy.stuck, 0, sizeof(int)));
+        return a.worst <= 0x1p-7 && !hung && lu.grids[w] > 0;
+    }, ws, off, y_ref);
+    std::vector<unsigned long long> stall(2 * ALL_WAYS);
+    CK(cudaMemcpy(stall.data(), sy.stall, stall.size() * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
+    print_rows(md, f, bytes, bw, sp.stages, lu, t, cells, stall, mhz);
+    for (auto& p : sp.plans) { cudaFree(p.segs); cudaFree(p.warp0); }
+    for (int* g : sp.g0) cudaFree(g);
     cudaFree(y); cudaFree(y_ref);
     for (auto& w : ws) free_weight(w);
     return ok;
@@ -369,20 +429,27 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs,
 // --ahead: exit 3 if a way's output is NaN, differs past 2^-7 from the shipped step's, or a wait
 // gave up.
 int ahead_main(cudaStream_t s, double bw, const bf16* xs) {
-    unsigned* bar;
-    int* stuck;
-    CK(cudaMalloc(&bar, sizeof(unsigned)));
-    CK(cudaMalloc(&stuck, sizeof(int)));
+    Sync sy{};
+    CK(cudaMalloc(&sy.bar, sizeof(unsigned)));
+    CK(cudaMalloc(&sy.stuck, sizeof(int)));
+    CK(cudaMalloc(&sy.stall, 2 * ALL_WAYS * sizeof(unsigned long long)));
+    CK(cudaMemset(sy.stall, 0, 2 * ALL_WAYS * sizeof(unsigned long long)));
+    int khz = 0;
+    CK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, 0));
     printf("## A decode step's linears with producer warps that stream the weights ahead: in one resident launch "
            "with grid barriers, or a launch a stage chained by PDL (m = 1): ms (%% of copy), shipped / way, and the "
            "outputs against the shipped step's\n\n");
-    printf("| model | format | way | grid × threads | shared KB | ms (%% of copy) | shipped / way | equal, worst Δ |\n");
-    printf("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |\n");
+    printf("Waits: µs a consumer warp spent waiting for its slots, and at the grid barriers or (chains) for the launch "
+           "before, in the last replay, from clock64 at the top SM clock (%d MHz).\n\n", khz / 1000);
+    printf("| model | format | way | grid × threads | shared KB | ms (%% of copy) | shipped / way | waits: slots, barriers |"
+           " equal, worst Δ |\n");
+    printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n");
     bool ok = true;
     for (const Model& md : MODELS)
-        for (int f = 0; f < 3; f++) ok = step_row(s, md, f, bw, xs, bar, stuck) && ok;
-    cudaFree(bar);
-    cudaFree(stuck);
+        for (int f = 0; f < 3; f++) ok = step_row(s, md, f, bw, xs, sy, khz / 1000.0) && ok;
+    cudaFree(sy.bar);
+    cudaFree(sy.stuck);
+    cudaFree(sy.stall);
     return ok ? 0 : 3;
 }
 
