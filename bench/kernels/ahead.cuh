@@ -58,29 +58,20 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* b, unsigned bytes) {
 __device__ __forceinline__ void mbar_arrive(uint64_t* b) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_u32(b)) : "memory");
 }
-// Whether the phase of `parity` has completed, without waiting.
-__device__ __forceinline__ bool mbar_test(uint64_t* b, unsigned parity) {
+// Whether the phase of `parity` has completed: at once (TRY false: test_wait) or after the hardware
+// has waited a while for it (try_wait).
+#define AHEAD_MBAR_POLL(OP) \
+    "{\n .reg .pred p;\n mbarrier." OP ".parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
+template <bool TRY> __device__ __forceinline__ bool mbar_done(uint64_t* b, unsigned parity) {
     uint32_t done;
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
-        : "=r"(done)
-        : "r"(smem_u32(b)), "r"(parity)
-        : "memory");
+    if constexpr (TRY) asm volatile(AHEAD_MBAR_POLL("try_wait") : "=r"(done) : "r"(smem_u32(b)), "r"(parity) : "memory");
+    else asm volatile(AHEAD_MBAR_POLL("test_wait") : "=r"(done) : "r"(smem_u32(b)), "r"(parity) : "memory");
     return done;
 }
-// The same, waiting a while (try_wait) before it answers no.
-__device__ __forceinline__ bool mbar_done(uint64_t* b, unsigned parity) {
-    uint32_t done;
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}"
-        : "=r"(done)
-        : "r"(smem_u32(b)), "r"(parity)
-        : "memory");
-    return done;
-}
+#undef AHEAD_MBAR_POLL
 // Waits until the phase of `parity` completes; false, with *stuck set, once past the deadline.
 __device__ __forceinline__ bool mbar_wait(uint64_t* b, unsigned parity, unsigned long long deadline, int* stuck) {
-    while (!mbar_done(b, parity))
+    while (!mbar_done<true>(b, parity))
         if (now_ns() > deadline) {
             atomicExch(stuck, 1);
             return false;
@@ -140,7 +131,7 @@ __device__ __forceinline__ void produce(const Walk& wk, int me, int warps, unsig
     for (int i = 0; !cur.done();) {
         const int slot = i % D;
         const unsigned round = i / D;
-        if (round > 0 && !mbar_test(empty + slot, (round - 1) & 1)) {
+        if (round > 0 && !mbar_done<false>(empty + slot, (round - 1) & 1)) {
             if (now_ns() > deadline) {
                 atomicExch(stuck, 1);
                 return;
