@@ -1,4 +1,5 @@
-// gemv_bench --ahead: a persistent decode step whose weights stream ahead of its grid barriers.
+// gemv_bench --ahead: a decode step's linears whose weights stream ahead of the step's dependencies,
+// in one persistent launch past its grid barriers or in a chain of launches past their edges.
 //
 // Session 15 (barriers.cuh) closed the persistent step as it was built there: a stage boundary
 // inside one launch cost 3.7–5.7 µs against a graph launch boundary's 1.3–2.5 µs, because at each
@@ -26,7 +27,7 @@
 // shipped launch's R its outputs are the shipped ones bit for bit; else within one bf16 ulp of the
 // largest. As in barriers.cuh every weight reads the same xs (the barriers stand in for the
 // dependencies), so a real step would also read the previous stage's output from L2 after each
-// barrier; and the graph launches before and after a step are the same for every way.
+// barrier or launch edge.
 //
 // Every wait gives up 50 ms after its block started and flags the run, so a broken way FAILs
 // instead of hanging the call.
@@ -314,15 +315,16 @@ struct StepPlan {
     int stages;
 };
 
-// Way w's step (its stall pair zeroed first, so that it holds the last replay's); way −1 the shipped one.
-void launch_way(cudaStream_t s, const Lineup& lu, const StepPlan& sp, int w, const bf16* xs, Sync sy) {
+// Way w's step (its stall pair zeroed first, so that it holds the last replay's); the launches'
+// first error.
+cudaError_t launch_way(cudaStream_t s, const Lineup& lu, const StepPlan& sp, int w, const bf16* xs, Sync sy) {
     CK(cudaMemsetAsync(sy.bar, 0, sizeof(unsigned), s));
-    if (lu.grids[w] == 0) return;
+    if (lu.grids[w] == 0) return cudaSuccess;
     if (w < 2) {
         const merged::Plan& p = sp.plans[0];
         lu.old[OLD_WAY[w]]<<<lu.grids[w], 128, 0, s>>>(xs, p.segs, p.warp0, p.count, sp.g0[0], sp.stages, w == 1, sy.bar,
                                                        sy.stuck);
-        return;
+        return cudaGetLastError();
     }
     const Way& wy = WAYS[w - 2];
     const merged::Plan& p = sp.plans[wy.r == 4];
@@ -330,7 +332,7 @@ void launch_way(cudaStream_t s, const Lineup& lu, const StepPlan& sp, int w, con
     if (wy.mode == FREE || wy.mode == BARRIERS) {
         const Walk wk{p.segs, p.warp0, p.count, sp.g0[wy.r == 4], sp.stages};
         lu.kerns[w - 2].k<<<lu.grids[w], lu.threads[w], lu.smem[w], s>>>(xs, wk, wy.mode == BARRIERS, sy);
-        return;
+        return cudaGetLastError();
     }
     cudaLaunchAttribute pdl{};
     pdl.id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -344,7 +346,24 @@ void launch_way(cudaStream_t s, const Lineup& lu, const StepPlan& sp, int w, con
     cfg.numAttrs = wy.mode == CHAIN_PDL ? 1 : 0;
     for (int st = 0; st < sp.stages; st++) {
         const Walk wk{p.segs, p.warp0, p.count, sp.g0[wy.r == 4] + st, 1};
-        CK(cudaLaunchKernelEx(&cfg, lu.kerns[w - 2].k, xs, wk, 0, sy));
+        const cudaError_t e = cudaLaunchKernelEx(&cfg, lu.kerns[w - 2].k, xs, wk, 0, sy);
+        if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+}
+
+// Each ahead way once, outside any capture: a way whose launch the driver refuses (its shape, its
+// attributes) loses its grid and FAILs, instead of ending the run at its capture. A fault in a
+// kernel is named here before the run ends.
+void preflight(cudaStream_t s, Lineup& lu, const StepPlan& sp, const bf16* xs, Sync sy) {
+    for (int w = 2; w < ALL_WAYS; w++) {
+        if (lu.grids[w] == 0) continue;
+        cudaError_t e = launch_way(s, lu, sp, w, xs, Sync{sy.bar, sy.stuck, sy.stall + 2 * w});
+        if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+        if (e == cudaSuccess) continue;
+        fprintf(stderr, "gemv_bench --ahead: %s: %s\n", WAYS[w - 2].name, cudaGetErrorString(e));
+        cudaGetLastError();
+        lu.grids[w] = 0;
     }
 }
 
@@ -390,10 +409,12 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs,
         CK(cudaMalloc(&sp.g0[i], st.size() * sizeof(int)));
         CK(cudaMemcpy(sp.g0[i], st.data(), st.size() * sizeof(int), cudaMemcpyHostToDevice));
     }
-    const Lineup lu = lineup(f, ws);
+    Lineup lu = lineup(f, ws);
+    preflight(s, lu, sp, xs, sy);
+    CK(cudaMemset(sy.stuck, 0, sizeof(int)));
     const auto way = [&](int w) { return [&, w](int) {
         if (w < 0) return merged::shipped_step(s, md, ws, off, y, xs);
-        launch_way(s, lu, sp, w, xs, Sync{sy.bar, sy.stuck, sy.stall + 2 * w});
+        CK(launch_way(s, lu, sp, w, xs, Sync{sy.bar, sy.stuck, sy.stall + 2 * w}));
     }; };
     CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
     merged::shipped_step(s, md, ws, off, y_ref, xs);
