@@ -33,8 +33,10 @@ done
 nvcc -c -O3 -std=c++17 -arch=sm_90 -lineinfo -Xptxas -v bench/kernels/gemv_bench.cu -o /tmp/gemv_bench.o \
   2> .gpu/gemv_bench.ptxas.txt || { cat .gpu/gemv_bench.ptxas.txt; exit 1; }
 g++ /tmp/gemv_bench.o -o .gpu/gemv_bench -L"$CUDA_ROOT/lib64" -lcudart -Wl,-rpath,'$ORIGIN'
-# the harness's SASS (hundreds of MB) stays here, out of .gpu/; bench/kernels/sass.sh reads minilab's
-cuobjdump -sass /tmp/gemv_bench.o > /tmp/gemv_bench.sass.txt 2>/dev/null || true
+# the harness's SASS (hundreds of MB) stays here, out of .gpu/ (bench/kernels/ahead_sass.py reads it;
+# bench/kernels/sass.sh reads minilab's); cuobjdump comes from the toolchain's venv once sass.sh ran
+bin=$(/tmp/cuda-toolchain/venv/bin/python3 -c "import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'bin'))" 2>/dev/null || true)
+PATH="$bin:$PATH" cuobjdump -sass /tmp/gemv_bench.o > /tmp/gemv_bench.sass.txt 2>/dev/null || true
 grep -E "error|warning" .gpu/gemv_bench.ptxas.txt || true
 echo "built .gpu/gemv_bench ($(stat -c %s .gpu/gemv_bench) bytes)"
 nvcc -c -O3 -std=c++17 -arch=sm_90 bench/kernels/prefill_bench.cu -o /tmp/prefill_bench.o
