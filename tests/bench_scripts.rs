@@ -1,5 +1,5 @@
-//! The bench scripts that run here, without a GPU: `bench/kernels/sass_table.py` on a small SASS
-//! fixture (tests/fixtures/sass), `bench/peers/side_by_side.py` on JSON written by the test,
+//! The bench scripts that run here, without a GPU: `bench/kernels/sass_table.py` and `ahead_sass.py`
+//! on small SASS fixtures (tests/fixtures/sass), `bench/peers/side_by_side.py` on JSON written by the test,
 //! `bench/kernels/flash_sim.py` (flash.cu's index arithmetic, emulated), `bench/unxz.sh` (how the GPU
 //! calls unpack their carried binaries). They need python3 and bash, as the README's test command's
 //! machine has.
@@ -47,6 +47,35 @@ fn sass_table_says_when_no_kernel_matches() {
     let out = sass_table(&["tests/fixtures/sass/two.sass", "tests/fixtures/sass/two.ptxas.txt", "--filter", "int8"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no gemv kernel matches"));
+}
+
+fn ahead_sass(sass: &str, ptxas: &str) -> std::process::Output {
+    Command::new("python3")
+        .args(["bench/kernels/ahead_sass.py", sass, ptxas])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("python3 runs")
+}
+
+#[test]
+fn ahead_sass_reads_the_consumers_loop_and_its_ceilings() {
+    let out = ahead_sass("tests/fixtures/sass/ahead.sass", "tests/fixtures/sass/ahead.ptxas.txt");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = String::from_utf8(out.stdout).unwrap();
+    // ahead::kernel<NF4, R 2, 8 warps, 4 slots, 1024 bytes, 2 blocks an SM>: the consumers' loop (two
+    // slot reads, two table lookups, one xs load, 10 instructions for a warp's step of 2 × 32 × 32
+    // weights), not the producer's wait loops; at 3.02 TB/s an SM needs 20.5 NF4 weights a clock,
+    // the loop issues 4 · 2048 / 10 (3988 %) and moves 2944 bytes through shared memory and L1 for
+    // 2048 (433 %)
+    let want = "| nf4 | 2 | 8 | 4 | 1024 | 2 | 79 | 0 | 0.16 | 2 | 2 | 1 | 1.44 | 3988 % | 433 % |";
+    assert!(out.lines().any(|l| l == want), "{out}");
+}
+
+#[test]
+fn ahead_sass_says_when_no_ahead_kernel_is_there() {
+    let out = ahead_sass("tests/fixtures/sass/two.sass", "tests/fixtures/sass/two.ptxas.txt");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ahead kernel"));
 }
 
 fn side_by_side(dir: &std::path::Path) -> String {
