@@ -22,8 +22,9 @@
 #            NF4, the late kernel at R = 2 and at R = 4 with 4 or 6 blocks an SM; each checked first;
 #            then each norm's producer and consumer launches together: unfolded, late, and "stats",
 #            where the residual launch hands the next one x·w and its blocks' sums of squares.)
-#            Every kernels run also samples the SM clock (nvidia-smi, 100 ms) into clocks.csv and
-#            prints its median: the static ceilings of bench/kernels/sass_table.py assume a clock.
+#            Every kernels, barriers and ahead run also samples the SM clock (nvidia-smi, 100 ms) into
+#            NAME.clocks.csv and prints its median: the static ceilings of bench/kernels/sass_table.py
+#            and ahead_sass.py, and --ahead's waits (clock64 at the top clock), assume a clock.
 #   launches: `gemv_bench --merged`, `--floor` and `--stream` in one call, into one tar.
 #   barriers: `gemv_bench --barriers`: the grid barrier alone per block shape and kind, then a step's
 #            linears in one resident launch, with a grid barrier where each shipped launch starts
@@ -33,17 +34,25 @@
 #            consumer warps' weights into shared memory with bulk copies ahead of the grid barriers
 #            (bench/kernels/ahead.cuh), against the shipped step, the one-launch bound and session 15's
 #            barrier way, every output checked against the shipped step's; 3B and 8B, every format.
-case $1 in
-kernels)
-  nvidia-smi --query-gpu=clocks.sm,clocks.mem --format=csv,noheader,nounits -lms 100 > "$OUT/clocks.csv" 2>/dev/null &
-  sampler=$!
-  LD_LIBRARY_PATH=.gpu timeout 400 ./.gpu/gemv_bench ${2:-} > "$OUT/gemv.md" 2> "$OUT/gemv.err"; echo "gemv_bench: exit $?"
+# Runs gemv_bench with ARGS (timeout SECONDS) into $OUT/NAME.md and .err while sampling the SM clock
+# (nvidia-smi, 100 ms) into $OUT/NAME.clocks.csv, and prints the exit and the clock's median: the
+# static ceilings (sass_table.py, ahead_sass.py) and --ahead's waits assume a clock.
+clocked() {
+  local name=$1 seconds=$2
+  nvidia-smi --query-gpu=clocks.sm,clocks.mem --format=csv,noheader,nounits -lms 100 > "$OUT/$name.clocks.csv" 2>/dev/null &
+  local sampler=$!
+  LD_LIBRARY_PATH=.gpu timeout "$seconds" ./.gpu/gemv_bench "${@:3}" > "$OUT/$name.md" 2> "$OUT/$name.err"
+  echo "gemv_bench ${*:3}: exit $?"
   kill $sampler 2>/dev/null
-  python3 - "$OUT/clocks.csv" <<'PY'
+  python3 - "$OUT/$name.clocks.csv" <<'PY'
 import statistics, sys
 sm = [int(l.split(",")[0]) for l in open(sys.argv[1]) if l.split(",")[0].strip().isdigit()]
 print(f"SM clock while running: median {statistics.median(sm)} MHz, min {min(sm)}, max {max(sm)} ({len(sm)} samples)" if sm else "SM clock: no samples")
 PY
+}
+case $1 in
+kernels)
+  clocked gemv 400 ${2:-}
   cat "$OUT/gemv.err" | tail -5
   cat "$OUT/gemv.md"
   ;;
@@ -60,7 +69,7 @@ launches)
   pack launches
   ;;
 barriers|ahead)
-  LD_LIBRARY_PATH=.gpu timeout 240 ./.gpu/gemv_bench --$1 > "$OUT/$1.md" 2> "$OUT/$1.err"
-  echo "gemv_bench --$1: exit $?"; tail -2 "$OUT/$1.err"; cat "$OUT/$1.md"
+  clocked "$1" 240 "--$1"
+  tail -2 "$OUT/$1.err"; cat "$OUT/$1.md"
   ;;
 esac
