@@ -11,14 +11,13 @@ The hot loop is the innermost loop that holds slot reads (one step of R rows: 32
 Usage: python3 bench/kernels/ahead_sass.py SASS PTXAS [--bw-tbs 3.02] [--sms 132] [--clock-ghz 1.98]
   SASS: cuobjdump -sass of gemv_bench.o; PTXAS: nvcc -Xptxas -v's stderr for the same build
   (bench/kernels/build.sh writes .gpu/gemv_bench.ptxas.txt and /tmp/gemv_bench.sass.txt)."""
-import argparse
 import collections
 import os
 import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sass_table import functions, innermost_loops, resources  # noqa: E402
+from sass_table import ceiling_args, functions, innermost_loops, print_table, resources  # noqa: E402
 
 # ahead::kernel<F, R, CW, D, PIECE, MINB>, mangled
 NAME = re.compile(r"_ZN5ahead6kernelILi(\d)ELi(\d)ELi(\d+)ELi(\d)ELi(\d+)ELi(\d)E")
@@ -61,26 +60,18 @@ def row(name, code, res, args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("sass")
-    ap.add_argument("ptxas")
-    ap.add_argument("--bw-tbs", type=float, default=3.02, help="copy bandwidth, TB/s (H100, sessions 11-31)")
-    ap.add_argument("--sms", type=int, default=132)
-    ap.add_argument("--clock-ghz", type=float, default=1.98, help="SM clock under load, GHz")
-    args = ap.parse_args()
+    args = ceiling_args(__doc__, 3.02, "copy bandwidth, TB/s (H100, sessions 11-31)").parse_args()
     code, res = functions(args.sass), resources(args.ptxas)
     names = sorted((n for n in code if NAME.match(n)), key=lambda n: tuple(int(g) for g in NAME.match(n).groups()))
     if not names:
         sys.exit(f"no ahead kernel in {args.sass}")
-    print(f"Static ceilings at {args.bw_tbs} TB/s, {args.sms} SMs, {args.clock_ghz} GHz\n")
-    print(
-        "| format | R | consumer warps | slots | piece bytes | blocks an SM bound | registers | spill bytes |"
-        " instructions a lane's weight | LDS (32-bit) | slot reads | xs loads | MIO bytes a weight | issue ceiling |"
-        " MIO ceiling |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for n in names:
-        print(row(n, code[n], res, args))
+    columns = [
+        "format", "R", "consumer warps", "slots", "piece bytes", "blocks an SM bound", "registers", "spill bytes",
+        "instructions a lane's weight", "LDS (32-bit)", "slot reads", "xs loads", "MIO bytes a weight",
+        "issue ceiling", "MIO ceiling",
+    ]
+    print_table(f"Static ceilings at {args.bw_tbs} TB/s, {args.sms} SMs, {args.clock_ghz} GHz\n", columns,
+                [row(n, code[n], res, args) for n in names])
 
 
 if __name__ == "__main__":

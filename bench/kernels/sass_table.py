@@ -182,31 +182,45 @@ def row(name, code, res, args):
     )
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def ceiling_args(doc, bw_tbs, bw_help):
+    """The arguments both SASS tables take: the SASS, the ptxas report and the machine."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("sass")
     ap.add_argument("ptxas")
-    ap.add_argument("--filter", default=r"gemv_.*_(f16|bf16)_m1_r\d")
-    ap.add_argument("--bw-tbs", type=float, default=4.24, help="copy bandwidth, TB/s (session 6: 4.24)")
+    ap.add_argument("--bw-tbs", type=float, default=bw_tbs, help=bw_help)
     ap.add_argument("--sms", type=int, default=132)
     ap.add_argument("--clock-ghz", type=float, default=1.98, help="SM clock under load, GHz")
+    return ap
+
+
+def print_table(note, columns, rows):
+    """The ceilings' machine and `note`, then a markdown table: the first column text, the rest numbers."""
+    print(note)
+    print("| " + " | ".join(columns) + " |")
+    print("| --- |" + " ---: |" * (len(columns) - 1))
+    for r in rows:
+        print(r)
+
+
+def main():
+    ap = ceiling_args(__doc__, 4.24, "copy bandwidth, TB/s (session 6: 4.24)")
+    ap.add_argument("--filter", default=r"gemv_.*_(f16|bf16)_m1_r\d")
     args = ap.parse_args()
     code, res = functions(args.sass), resources(args.ptxas)
     names = sorted(n for n in code if NAME.fullmatch(n) and re.search(args.filter, n))
     if not names:
         sys.exit(f"no gemv kernel matches {args.filter!r} in {args.sass}")
-    print(
+    columns = [
+        "kernel", "registers", "spill bytes", "local ld/st", "weight loads", "xs loads", "scale loads",
+        "weight loads before the first wait on one", "scale loads before it", "LDS", "instructions a weight",
+        "MIO bytes a weight", "issue ceiling", "MIO ceiling",
+    ]
+    print_table(
         f"Static ceilings at {args.bw_tbs} TB/s, {args.sms} SMs, {args.clock_ghz} GHz "
-        "(hot loop: the innermost loop with the most weight loads)\n"
+        "(hot loop: the innermost loop with the most weight loads)\n",
+        columns,
+        [row(n, code[n], res, args) for n in names],
     )
-    print(
-        "| kernel | registers | spill bytes | local ld/st | weight loads | xs loads | scale loads | "
-        "weight loads before the first wait on one | scale loads before it | LDS | instructions a weight | "
-        "MIO bytes a weight | issue ceiling | MIO ceiling |"
-    )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for n in names:
-        print(row(n, code[n], res, args))
 
 
 if __name__ == "__main__":
