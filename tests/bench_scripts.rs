@@ -78,6 +78,20 @@ fn ahead_sass_says_when_no_ahead_kernel_is_there() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no ahead kernel"));
 }
 
+#[test]
+fn the_sass_tables_call_an_unreadable_input_bad_input() {
+    // both scripts read their inputs through sass_table.py's read_inputs: exit 2, one error line
+    for out in [
+        ahead_sass("tests/fixtures/sass/missing.sass", "tests/fixtures/sass/ahead.ptxas.txt"),
+        sass_table(&["tests/fixtures/sass/two.sass", "tests/fixtures/sass/missing.ptxas.txt"]),
+    ] {
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("error: cannot read tests/fixtures/sass/missing."), "{err}");
+        assert!(!err.contains("Traceback"), "{err}");
+    }
+}
+
 fn side_by_side(dir: &std::path::Path) -> String {
     let out = Command::new("python3")
         .arg("bench/peers/side_by_side.py")

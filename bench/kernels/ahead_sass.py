@@ -17,7 +17,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sass_table import ceiling_args, functions, innermost_loops, print_table, resources  # noqa: E402
+from sass_table import ceiling_args, innermost_loops, print_table, read_inputs  # noqa: E402
 
 # ahead::kernel<F, R, CW, D, PIECE, MINB>, mangled
 NAME = re.compile(r"_ZN5ahead6kernelILi(\d)ELi(\d)ELi(\d+)ELi(\d)ELi(\d+)ELi(\d)E")
@@ -60,8 +60,9 @@ def row(name, code, res, args):
 
 
 def main():
-    args = ceiling_args(__doc__, 3.02, "copy bandwidth, TB/s (H100, sessions 11-31)").parse_args()
-    code, res = functions(args.sass), resources(args.ptxas)
+    ap = ceiling_args(__doc__, 3.02, "copy bandwidth, TB/s (H100, sessions 11-31)")
+    args = ap.parse_args()
+    code, res = read_inputs(ap, args)
     names = sorted((n for n in code if NAME.match(n)), key=lambda n: tuple(int(g) for g in NAME.match(n).groups()))
     if not names:
         sys.exit(f"no ahead kernel in {args.sass}")

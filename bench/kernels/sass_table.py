@@ -16,6 +16,8 @@ Usage: python3 bench/kernels/sass_table.py SASS PTXAS [--filter RE] [--bw-tbs 4.
   SASS: cuobjdump -sass output; PTXAS: nvcc -Xptxas -v's stderr for the same build."""
 import argparse
 import collections
+import errno
+import os
 import re
 import sys
 
@@ -193,20 +195,34 @@ def ceiling_args(doc, bw_tbs, bw_help):
     return ap
 
 
+def read_inputs(ap, args):
+    """The SASS's functions and the ptxas report's resources; a file that cannot be read is bad input
+    (exit 2, one line)."""
+    try:
+        return functions(args.sass), resources(args.ptxas)
+    except OSError as e:
+        ap.error(f"cannot read {e.filename}: {e.strerror}")
+
+
 def print_table(note, columns, rows):
-    """The ceilings' machine and `note`, then a markdown table: the first column text, the rest numbers."""
-    print(note)
-    print("| " + " | ".join(columns) + " |")
-    print("| --- |" + " ---: |" * (len(columns) - 1))
-    for r in rows:
-        print(r)
+    """`note`, then a markdown table (the first column text, the rest numbers) on stdout; a stdout
+    that cannot take it (closed, a full disk) ends the run with exit 1 and one line."""
+    lines = [note, "| " + " | ".join(columns) + " |", "| --- |" + " ---: |" * (len(columns) - 1), *rows]
+    try:
+        if sys.stdout is None:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    except OSError as e:
+        sys.stderr.write(f"{os.path.basename(sys.argv[0])}: cannot write the table: {e.strerror}\n")
+        os._exit(1)  # the interpreter's own flush at exit would fail again, with a traceback
 
 
 def main():
     ap = ceiling_args(__doc__, 4.24, "copy bandwidth, TB/s (session 6: 4.24)")
     ap.add_argument("--filter", default=r"gemv_.*_(f16|bf16)_m1_r\d")
     args = ap.parse_args()
-    code, res = functions(args.sass), resources(args.ptxas)
+    code, res = read_inputs(ap, args)
     names = sorted(n for n in code if NAME.fullmatch(n) and re.search(args.filter, n))
     if not names:
         sys.exit(f"no gemv kernel matches {args.filter!r} in {args.sass}")
