@@ -43,11 +43,6 @@ namespace ahead {
 using merged::Seg;
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ unsigned long long now_ns() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 constexpr unsigned long long GIVE_UP_NS = 50000000ull;
 
 __device__ __forceinline__ void mbar_init(uint64_t* b, unsigned count) {
@@ -113,23 +108,14 @@ __device__ __forceinline__ void consumer_barrier(unsigned* bar, unsigned target,
     asm volatile("bar.sync 1, %0;" ::"n"(CW * 32) : "memory");
 }
 
-// The walk's arguments (ahead_walk.cuh): the step's weights and its stages' first row groups.
-struct Walk {
-    const Seg* segs;
-    const int* warp0;
-    int count;
-    const int* stage_g0;
-    int stages;
-};
-
 // Producer lane for consumer warp `me`: each piece into the next slot of its ring once the consumer
 // has freed it. The lanes poll (test_wait) and never block, so a lane whose consumer lags does not
 // hold up the others.
 template <int F, int R, int D, int PIECE>
-__device__ __forceinline__ void produce(const Walk& wk, int me, int warps, unsigned char* ring, uint64_t* full,
+__device__ __forceinline__ void produce(const Walk<Seg>& wk, int me, int warps, unsigned char* ring, uint64_t* full,
                                         uint64_t* empty, unsigned long long deadline, int* stuck) {
     using S = Slot<F, R, PIECE>;
-    Cursor<R, S::ELEMS, Seg> cur(wk.segs, wk.warp0, wk.count, wk.stage_g0, wk.stages, me, warps);
+    Cursor<R, S::ELEMS, Seg> cur(wk, me, warps);
     for (int i = 0; !cur.done();) {
         const int slot = i % D;
         const unsigned round = i / D;
@@ -165,7 +151,7 @@ struct Sync {
 // Consumer warp `me`: each piece's products from its slot, the slot freed at once, the rows stored
 // after their last piece, a grid barrier after each stage when `barriers`.
 template <int F, int R, int CW, int D, int PIECE>
-__device__ __forceinline__ void consume(const Walk& wk, int me, int warps, const bf16* xs, const char* table,
+__device__ __forceinline__ void consume(const Walk<Seg>& wk, int me, int warps, const bf16* xs, const char* table,
                                         const unsigned char* ring, uint64_t* full, uint64_t* empty, bool barriers,
                                         const Sync& sy, unsigned long long deadline) {
     using S = Slot<F, R, PIECE>;
@@ -176,7 +162,7 @@ __device__ __forceinline__ void consume(const Walk& wk, int me, int warps, const
     long long for_slots = 0, held = clock64();
     pdl_wait();  // a chained launch's xs is ready once the launch before it has finished
     held = clock64() - held;
-    walk<R, S::ELEMS>(wk.segs, wk.warp0, wk.count, wk.stage_g0, wk.stages, me, warps,
+    walk<R, S::ELEMS>(wk, me, warps,
         [&](const Seg& s, int row0, int k0, int len) {
             const int slot = i % D;
             const unsigned round = i / D;
@@ -224,7 +210,7 @@ __device__ __forceinline__ void consume(const Walk& wk, int me, int warps, const
 // MINB: blocks an SM the registers must allow (2 for the chains, whose next launch's block must fit).
 template <int F, int R, int CW, int D, int PIECE, int MINB>
 __global__ void __launch_bounds__((CW + 1) * 32, MINB)
-    kernel(const bf16* xs, Walk wk, int barriers, Sync sy) {
+    kernel(const bf16* xs, Walk<Seg> wk, int barriers, Sync sy) {
     static_assert(CW <= 32, "a producer lane a consumer warp");
     extern __shared__ __align__(128) unsigned char smem[];
     float* table = reinterpret_cast<float*>(smem);
@@ -251,7 +237,7 @@ __global__ void __launch_bounds__((CW + 1) * 32, MINB)
     consume<F, R, CW, D, PIECE>(wk, blockIdx.x * CW + warp, warps, xs, reinterpret_cast<const char*>(table),
                                 rings + warp * RING, full + warp * D, empty + warp * D, barriers, sy, deadline);
 }
-typedef void (*AheadKern)(const bf16*, Walk, int, Sync);
+typedef void (*AheadKern)(const bf16*, Walk<Seg>, int, Sync);
 
 // A way's kernel and dynamic shared memory in format f.
 struct Built { AheadKern k; int smem; };
@@ -331,7 +317,7 @@ cudaError_t launch_way(cudaStream_t s, const Lineup& lu, const StepPlan& sp, int
     const merged::Plan& p = sp.plans[wy.r == 4];
     CK(cudaMemsetAsync(sy.stall, 0, 2 * sizeof(unsigned long long), s));
     if (wy.mode == FREE || wy.mode == BARRIERS) {
-        const Walk wk{p.segs, p.warp0, p.count, sp.g0[wy.r == 4], sp.stages};
+        const Walk<Seg> wk{p.segs, p.warp0, p.count, sp.g0[wy.r == 4], sp.stages};
         lu.kerns[w - 2].k<<<lu.grids[w], lu.threads[w], lu.smem[w], s>>>(xs, wk, wy.mode == BARRIERS, sy);
         return cudaGetLastError();
     }
@@ -346,7 +332,7 @@ cudaError_t launch_way(cudaStream_t s, const Lineup& lu, const StepPlan& sp, int
     cfg.attrs = &pdl;
     cfg.numAttrs = wy.mode == CHAIN_PDL ? 1 : 0;
     for (int st = 0; st < sp.stages; st++) {
-        const Walk wk{p.segs, p.warp0, p.count, sp.g0[wy.r == 4] + st, 1};
+        const Walk<Seg> wk{p.segs, p.warp0, p.count, sp.g0[wy.r == 4] + st, 1};
         const cudaError_t e = cudaLaunchKernelEx(&cfg, lu.kerns[w - 2].k, xs, wk, 0, sy);
         if (e != cudaSuccess) return e;
     }
@@ -370,14 +356,8 @@ void preflight(cudaStream_t s, Lineup& lu, const StepPlan& sp, const bf16* xs, S
 
 // The table's rows of one model and format: the shipped step, then each way.
 void print_rows(const Model& md, int f, size_t bytes, double bw, int stages, const Lineup& lu,
-                const std::vector<std::vector<double>>& t, const std::string& cells,
+                const std::vector<std::vector<double>>& t, const std::vector<std::string>& cell,
                 const std::vector<unsigned long long>& stall, double mhz) {
-    std::vector<std::string> cell(ALL_WAYS);
-    for (int w = 0, at = 0; w < ALL_WAYS; w++) {  // cells: " equal / weights, worst |" a way, in order
-        const size_t bar_at = cells.find('|', at);
-        cell[w] = cells.substr(at, bar_at - at);
-        at = (int)bar_at + 1;
-    }
     const auto ms = [&](int i) { return t[i][1] * 1e3; };
     printf("| %s | %s | shipped | %d launches | | %.3f (%.1f %%) | 1 | | |\n", md.name, FMT[f], stages, ms(0),
            100 * bytes / ms(0) / bw / 1e-3);
@@ -421,7 +401,7 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs,
     merged::shipped_step(s, md, ws, off, y_ref, xs);
     CK(cudaMemset(sy.stuck, 0, sizeof(int)));
     std::vector<std::vector<double>> t;
-    std::string cells;
+    std::vector<std::string> cells;
     // a wait that gave up leaves its way FAIL, whatever its outputs
     const bool ok = merged::alternate_checked(s, ALL_WAYS, way, y, rows, t, cells, [&](int w, const merged::Agreement& a) {
         int hung = 0;

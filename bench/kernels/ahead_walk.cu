@@ -127,18 +127,18 @@ template <int F, int W> void check(const Step& st, int blocks) {
     constexpr ahead::Way w = ahead::WAYS[W];
     using S = ahead::Slot<F, w.r, w.piece>;
     const int warps = blocks * w.cw, count = (int)st.segs.size(), stages = (int)st.stage_g0.size() - 1;
+    const ahead::Walk<HSeg> wk{st.segs.data(), st.warp0.data(), count, st.stage_g0.data(), stages};
     Spans codes(count), absmax(count);
     for (int me = 0; me < warps; me++) {
         std::vector<std::array<int, 4>> walked;  // weight, row0, k0, len
         int stage = -1;
         bool stage_ok = true;
-        ahead::walk<w.r, S::ELEMS>(st.segs.data(), st.warp0.data(), count, st.stage_g0.data(), stages, me, warps,
+        ahead::walk<w.r, S::ELEMS>(wk, me, warps,
             [&](const HSeg& s, int row0, int k0, int len) { walked.push_back({s.warp0, row0, k0, len}); },
             [&](int s) { stage_ok = stage_ok && s == stage + 1; stage = s; });
         if (!stage_ok || stage != stages - 1) fail("a warp's stages out of order", F, W, blocks);
         size_t at = 0;
-        for (ahead::Cursor<w.r, S::ELEMS, HSeg> cur(st.segs.data(), st.warp0.data(), count, st.stage_g0.data(), stages, me, warps);
-             !cur.done(); cur.next(), at++) {
+        for (ahead::Cursor<w.r, S::ELEMS, HSeg> cur(wk, me, warps); !cur.done(); cur.next(), at++) {
             if (at >= walked.size() || walked[at] != std::array<int, 4>{cur.s.warp0, cur.row0(), cur.k0, cur.len()}) {
                 fail("the producer's cursor leaves the consumer's walk", F, W, blocks);
                 break;

@@ -57,16 +57,26 @@ __host__ __device__ inline int seg_at(const int* warp0, int count, int g) {
     return lo;
 }
 
+// A step's weights as the walk takes them: each weight's Seg (its Part p, its k and its first row
+// group warp0), those first groups again (for seg_at), and the first group of each stage and past
+// the last.
+template <typename Seg> struct Walk {
+    const Seg* segs;
+    const int* warp0;
+    int count;
+    const int* stage_g0;
+    int stages;
+};
+
 // Calls piece(seg, row0, k0, len) for each piece of k of each row group that warp `me` of `warps`
 // takes, stage by stage (barriers.cuh's order: group g = stage_g0[st] + me, then every `warps`-th),
-// and stage_end(st) after stage st. Seg: a weight's Part p, its k and its first group warp0.
+// and stage_end(st) after every stage, whether the warp had groups in it or not.
 #pragma nv_exec_check_disable
 template <int R, int ELEMS, typename Seg, typename Piece, typename StageEnd>
-__host__ __device__ inline void walk(const Seg* segs, const int* warp0, int count, const int* stage_g0, int stages, int me,
-                                     int warps, Piece piece, StageEnd stage_end) {
-    for (int st = 0; st < stages; st++) {
-        for (int g = stage_g0[st] + me; g < stage_g0[st + 1]; g += warps) {
-            const Seg s = segs[seg_at(warp0, count, g)];
+__host__ __device__ inline void walk(const Walk<Seg>& wk, int me, int warps, Piece piece, StageEnd stage_end) {
+    for (int st = 0; st < wk.stages; st++) {
+        for (int g = wk.stage_g0[st] + me; g < wk.stage_g0[st + 1]; g += warps) {
+            const Seg s = wk.segs[seg_at(wk.warp0, wk.count, g)];
             const int row0 = (g - s.warp0) * R;
             for (int k0 = 0; k0 < s.k; k0 += ELEMS) piece(s, row0, k0, s.k - k0 < ELEMS ? s.k - k0 : ELEMS);
         }
@@ -75,20 +85,18 @@ __host__ __device__ inline void walk(const Seg* segs, const int* warp0, int coun
 }
 
 // The same walk one piece at a time, for the producer: its lanes each step a cursor in one loop and
-// never block, where a lane blocked inside walk would hold up the warp's other lanes. Seg as walk's.
+// never block, where a lane blocked inside walk would hold up the warp's other lanes.
 template <int R, int ELEMS, typename Seg> struct Cursor {
-    const Seg* segs;
-    const int *warp0, *stage_g0;
-    int count, stages, me, warps;
+    Walk<Seg> wk;
+    int me, warps;
     int st = 0, g = 0, k0 = 0;
     Seg s{};
 
-    __host__ __device__ Cursor(const Seg* segs, const int* warp0, int count, const int* stage_g0, int stages, int me, int warps)
-        : segs(segs), warp0(warp0), stage_g0(stage_g0), count(count), stages(stages), me(me), warps(warps) {
-        g = stages > 0 ? stage_g0[0] + me : 0;
+    __host__ __device__ Cursor(const Walk<Seg>& wk, int me, int warps) : wk(wk), me(me), warps(warps) {
+        g = wk.stages > 0 ? wk.stage_g0[0] + me : 0;
         settle();
     }
-    __host__ __device__ bool done() const { return st >= stages; }
+    __host__ __device__ bool done() const { return st >= wk.stages; }
     __host__ __device__ int row0() const { return (g - s.warp0) * R; }
     __host__ __device__ int len() const { return s.k - k0 < ELEMS ? s.k - k0 : ELEMS; }
     __host__ __device__ void next() {
@@ -102,9 +110,9 @@ template <int R, int ELEMS, typename Seg> struct Cursor {
   private:
     // past the current stage's groups: on to the next stage that has one for this warp
     __host__ __device__ void settle() {
-        while (st < stages && g >= stage_g0[st + 1])
-            if (++st < stages) g = stage_g0[st] + me;
-        if (st < stages) s = segs[seg_at(warp0, count, g)];
+        while (st < wk.stages && g >= wk.stage_g0[st + 1])
+            if (++st < wk.stages) g = wk.stage_g0[st] + me;
+        if (st < wk.stages) s = wk.segs[seg_at(wk.warp0, wk.count, g)];
     }
 };
 

@@ -193,21 +193,14 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs,
     merged::shipped_step(s, md, ws, off, y_ref, xs);
     CK(cudaMemset(stuck, 0, sizeof(int)));
     std::vector<std::vector<double>> t;
-    std::string cells;
+    std::vector<std::string> cell;
     // a barrier that gave up leaves its way FAIL, whatever its outputs
-    const bool ok = merged::alternate_checked(s, NWAYS, way, y, rows, t, cells, [&](int w, const merged::Agreement& a) {
+    const bool ok = merged::alternate_checked(s, NWAYS, way, y, rows, t, cell, [&](int w, const merged::Agreement& a) {
         int hung = 0;
         CK(cudaMemcpy(&hung, stuck, sizeof(int), cudaMemcpyDeviceToHost));
         CK(cudaMemset(stuck, 0, sizeof(int)));
         return a.worst <= 0x1p-7 && !hung && grids[w] > 0;
     }, ws, off, y_ref);
-    // cells holds one " equal / weights, worst |" cell a way, in order
-    std::vector<std::string> cell(NWAYS);
-    for (int w = 0, at = 0; w < NWAYS; w++) {
-        const size_t bar_at = cells.find('|', at);
-        cell[w] = cells.substr(at, bar_at - at);
-        at = (int)bar_at + 1;
-    }
     const auto ms = [&](int i) { return t[i][1] * 1e3; };
     printf("| %s | %s | shipped | %d launches | %.3f (%.1f %%) | 1 | |\n", md.name, FMT[f], stages, ms(0), 100 * bytes / ms(0) / bw / 1e-3);
     for (int w = 0; w < NWAYS; w++)

@@ -131,11 +131,12 @@ size_t step_outputs(const std::vector<Weight>& ws, std::vector<size_t>& off, bf1
 
 // Times `ways` ways of a step after the shipped one (way −1), alternating 3 times, y poisoned before
 // each; in the first round each way's outputs are compared with the shipped step's (y_ref) and
-// `pass(w, agreement)` judges them. `t[w + 1]`: the sorted seconds of way w; `cells`: a table cell a
-// way. Returns whether every way passed.
+// `pass(w, agreement)` judges them. `t[w + 1]`: the sorted seconds of way w; `cells[w]`: way w's
+// table cell (" equal / weights, worst Δ", FAIL appended), without the bars. Returns whether every
+// way passed.
 template <typename Way, typename Pass>
 bool alternate_checked(cudaStream_t s, int ways, Way way, bf16* y, size_t rows, std::vector<std::vector<double>>& t,
-                       std::string& cells, Pass pass, const std::vector<Weight>& ws, const std::vector<size_t>& off,
+                       std::vector<std::string>& cells, Pass pass, const std::vector<Weight>& ws, const std::vector<size_t>& off,
                        const bf16* y_ref) {
     t.assign(ways + 1, {});
     bool ok = true;
@@ -149,8 +150,8 @@ bool alternate_checked(cudaStream_t s, int ways, Way way, bf16* y, size_t rows, 
             const bool good = pass(w, a);
             ok = ok && good;
             char cell[96];
-            snprintf(cell, sizeof cell, " %d / %zu, %.1e%s |", a.equal, ws.size(), a.worst, good ? "" : " FAIL");
-            cells += cell;
+            snprintf(cell, sizeof cell, " %d / %zu, %.1e%s", a.equal, ws.size(), a.worst, good ? "" : " FAIL");
+            cells.push_back(cell);
         }
     }
     for (auto& v : t) std::sort(v.begin(), v.end());
@@ -178,7 +179,7 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs)
     CK(cudaMemsetAsync(y_ref, 0xff, rows * 2, s));
     shipped_step(s, md, ws, off, y_ref, xs);
     std::vector<std::vector<double>> t;
-    std::string agreement;
+    std::vector<std::string> agreement;
     // R = 2 everywhere but the shipped NF4 launches of 8192 rows or more (R = 4); the resident
     // shipped grid runs the shipped warps' code on the same rows: every bit equal
     const bool ok = alternate_checked(s, WAYS, way, y, rows, t, agreement, [&](int w, const Agreement& a) {
@@ -187,7 +188,8 @@ bool step_row(cudaStream_t s, const Model& md, int f, double bw, const bf16* xs)
     const auto ms = [&](int i) { return t[i][1]; };
     printf("| %s | %s | %.3f | %.3f (%.1f %%) |", md.name, FMT[f], bytes / 1e9, ms(0) * 1e3, 100 * bytes / ms(0) / bw);
     for (int w = 1; w <= WAYS; w++) printf(" %.3f (%.1f %%, %.2f×) |", ms(w) * 1e3, 100 * bytes / ms(w) / bw, ms(0) / ms(w));
-    printf("%s\n", agreement.c_str());
+    for (const std::string& cell : agreement) printf("%s |", cell.c_str());
+    printf("\n");
     for (auto& p : plans) { cudaFree(p.segs); cudaFree(p.warp0); }
     cudaFree(y); cudaFree(y_ref);
     for (auto& w : ws) free_weight(w);

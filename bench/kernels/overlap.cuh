@@ -47,12 +47,6 @@ __device__ bool wait_for(const unsigned* p, unsigned want, unsigned* fail) {
     return false;
 }
 
-__device__ __forceinline__ unsigned long long now_ns() {
-    unsigned long long t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
-
 // The timeline of one run, in ns of the GPU's global timer, njobs entries each: when the pass began
 // each weight (block 0, after its wait), when the last block finished it, when its GEMM's wait was
 // met and when its GEMM was done.
